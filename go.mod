@@ -1,0 +1,3 @@
+module sipedge
+
+go 1.26.8

@@ -1,0 +1,128 @@
+package sip
+
+// HeaderKind identifies the headers the core needs to find quickly. Every
+// other header is KindOther and is carried through untouched.
+type HeaderKind uint8
+
+const (
+	KindOther HeaderKind = iota
+	KindVia
+	KindFrom
+	KindTo
+	KindCallID
+	KindCSeq
+	KindMaxForwards
+	KindContentLength
+	KindContentType
+	KindContact
+	KindRoute
+	KindRecordRoute
+	KindExpires
+	KindRequire
+	KindProxyRequire
+	KindSupported
+	KindUnsupported
+	KindAuthorization
+	KindProxyAuthorization
+	KindWWWAuthenticate
+	KindProxyAuthenticate
+	KindDate
+	KindPath
+	KindMinExpires
+	KindAllow
+	KindUserAgent
+	KindServer
+	KindSessionExpires
+	KindMinSE
+	KindSubject
+	KindContentEncoding
+	KindEvent
+	kindCount
+)
+
+var kindNames = [kindCount]string{
+	KindOther:              "",
+	KindVia:                "Via",
+	KindFrom:               "From",
+	KindTo:                 "To",
+	KindCallID:             "Call-ID",
+	KindCSeq:               "CSeq",
+	KindMaxForwards:        "Max-Forwards",
+	KindContentLength:      "Content-Length",
+	KindContentType:        "Content-Type",
+	KindContact:            "Contact",
+	KindRoute:              "Route",
+	KindRecordRoute:        "Record-Route",
+	KindExpires:            "Expires",
+	KindRequire:            "Require",
+	KindProxyRequire:       "Proxy-Require",
+	KindSupported:          "Supported",
+	KindUnsupported:        "Unsupported",
+	KindAuthorization:      "Authorization",
+	KindProxyAuthorization: "Proxy-Authorization",
+	KindWWWAuthenticate:    "WWW-Authenticate",
+	KindProxyAuthenticate:  "Proxy-Authenticate",
+	KindDate:               "Date",
+	KindPath:               "Path",
+	KindMinExpires:         "Min-Expires",
+	KindAllow:              "Allow",
+	KindUserAgent:          "User-Agent",
+	KindServer:             "Server",
+	KindSessionExpires:     "Session-Expires",
+	KindMinSE:              "Min-SE",
+	KindSubject:            "Subject",
+	KindContentEncoding:    "Content-Encoding",
+	KindEvent:              "Event",
+}
+
+// String returns the canonical long name of the header.
+func (k HeaderKind) String() string { return kindNames[k] }
+
+// compactKinds maps the compact forms of RFC 3261 §7.3.3 and later RFCs.
+// Only those with a HeaderKind are listed; others stay KindOther.
+var compactKinds = [26]HeaderKind{
+	'i' - 'a': KindCallID,
+	'm' - 'a': KindContact,
+	'e' - 'a': KindContentEncoding,
+	'l' - 'a': KindContentLength,
+	'c' - 'a': KindContentType,
+	'f' - 'a': KindFrom,
+	's' - 'a': KindSubject,
+	'k' - 'a': KindSupported,
+	't' - 'a': KindTo,
+	'v' - 'a': KindVia,
+	'o' - 'a': KindEvent,
+	'x' - 'a': KindSessionExpires,
+}
+
+// kindByLen groups the long names by length so a lookup compares against at
+// most a few candidates, case-insensitively, without allocating.
+var kindByLen [20][]HeaderKind
+
+func init() {
+	for k := KindVia; k < kindCount; k++ {
+		n := len(kindNames[k])
+		kindByLen[n] = append(kindByLen[n], k)
+	}
+}
+
+// LookupKind returns the kind of a header name as written on the wire
+// (any case, long or compact form).
+func LookupKind(name []byte) HeaderKind {
+	if len(name) == 1 {
+		c := lower(name[0])
+		if c >= 'a' && c <= 'z' {
+			return compactKinds[c-'a']
+		}
+		return KindOther
+	}
+	if len(name) >= len(kindByLen) {
+		return KindOther
+	}
+	for _, k := range kindByLen[len(name)] {
+		if equalFold(name, kindNames[k]) {
+			return k
+		}
+	}
+	return KindOther
+}

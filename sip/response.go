@@ -1,0 +1,125 @@
+package sip
+
+import "strconv"
+
+// AppendResponse appends to dst a response to req built per RFC 3261 §8.2.6:
+// the status line, every Via of the request in order, From, To (with toTag
+// added when the request's To has none and code > 100), Call-ID and CSeq
+// copied byte for byte, then extra (complete header lines, each ending in
+// CRLF), then Content-Length: 0 and the empty line.
+//
+// It works on a request that failed validation as long as its header index
+// was built, which is how malformed requests get their 400: headers that were
+// never read are simply left out.
+func AppendResponse(dst []byte, req *Message, code int, reason string, toTag []byte, extra []byte) []byte {
+	dst = append(dst, "SIP/2.0 "...)
+	dst = strconv.AppendInt(dst, int64(code), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, reason...)
+	dst = append(dst, '\r', '\n')
+	for i := range req.hdrs {
+		h := &req.hdrs[i]
+		switch h.kind {
+		case KindVia, KindFrom, KindCallID, KindCSeq:
+			dst = appendHeader(dst, h.kind.String(), req.b(h.value))
+		case KindTo:
+			dst = appendHeader(dst, "To", req.b(h.value))
+			if code > 100 && len(toTag) > 0 {
+				if a, err := ParseAddress(req.b(h.value)); err == nil && a.Tag == nil {
+					dst = dst[:len(dst)-2]
+					dst = append(dst, ";tag="...)
+					dst = append(dst, toTag...)
+					dst = append(dst, '\r', '\n')
+				}
+			}
+		}
+	}
+	dst = append(dst, extra...)
+	return append(dst, "Content-Length: 0\r\n\r\n"...)
+}
+
+func appendHeader(dst []byte, name string, value []byte) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ':', ' ')
+	dst = append(dst, value...)
+	return append(dst, '\r', '\n')
+}
+
+// ReasonPhrase returns the RFC 3261 §21 default reason phrase for a code.
+func ReasonPhrase(code int) string {
+	switch code {
+	case 100:
+		return "Trying"
+	case 180:
+		return "Ringing"
+	case 181:
+		return "Call Is Being Forwarded"
+	case 182:
+		return "Queued"
+	case 183:
+		return "Session Progress"
+	case 200:
+		return "OK"
+	case 202:
+		return "Accepted"
+	case 400:
+		return "Bad Request"
+	case 401:
+		return "Unauthorized"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 405:
+		return "Method Not Allowed"
+	case 407:
+		return "Proxy Authentication Required"
+	case 408:
+		return "Request Timeout"
+	case 413:
+		return "Request Entity Too Large"
+	case 414:
+		return "Request-URI Too Long"
+	case 415:
+		return "Unsupported Media Type"
+	case 416:
+		return "Unsupported URI Scheme"
+	case 420:
+		return "Bad Extension"
+	case 421:
+		return "Extension Required"
+	case 423:
+		return "Interval Too Brief"
+	case 480:
+		return "Temporarily Unavailable"
+	case 481:
+		return "Call/Transaction Does Not Exist"
+	case 482:
+		return "Loop Detected"
+	case 483:
+		return "Too Many Hops"
+	case 486:
+		return "Busy Here"
+	case 487:
+		return "Request Terminated"
+	case 488:
+		return "Not Acceptable Here"
+	case 500:
+		return "Server Internal Error"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Server Time-out"
+	case 505:
+		return "Version Not Supported"
+	case 513:
+		return "Message Too Large"
+	case 603:
+		return "Decline"
+	}
+	return "Unknown"
+}

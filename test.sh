@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the whole sipedge test suite. Installs what the tests need when it is
+# missing (Debian packages; needs root or sudo), then: gofmt, go vet, unit and
+# end-to-end tests with the race detector, and a short run of every fuzz
+# target.
+#
+#   ./test.sh            everything (what CI runs)
+#   FUZZTIME=60s ./test.sh   longer fuzzing
+#   ./test.sh -short     unit tests only (no installs, no fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+FUZZTIME=${FUZZTIME:-5s}
+
+need_pkgs=()
+command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+
+install_pkgs() {
+	[ $# -gt 0 ] || return 0
+	local sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	echo "test.sh: installing Debian packages: $*"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if [ "${1:-}" = "-short" ]; then
+	go test -short -count=1 ./...
+	exit 0
+fi
+
+install_pkgs "${need_pkgs[@]+"${need_pkgs[@]}"}"
+
+echo "== gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then
+	echo "gofmt: not formatted:"; echo "$bad"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 10m ./...
+
+echo "== fuzz ($FUZZTIME per target)"
+for pkg in $(go list ./...); do
+	dir=$(go list -f '{{.Dir}}' "$pkg")
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+		echo "-- $pkg $target"
+		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" 2>&1 | tail -3
+	done
+done
+echo "test.sh: all passed"

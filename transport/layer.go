@@ -1,0 +1,514 @@
+// Package transport is the socket layer of the SIP edge proxy: it binds the
+// UDP, TCP and TLS listeners, frames stream connections into messages, keeps
+// the table of open connections and sends messages back out (RFC 3261 §18).
+//
+// Received messages are handed to a Handler synchronously, in the goroutine
+// that read them (one per UDP reader, one per stream connection), so the
+// receive path neither spawns goroutines nor allocates per message. The
+// handler must therefore not block for long and must copy Packet.Data if it
+// keeps it.
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sipedge/sip"
+)
+
+// Defaults for zero Config fields.
+const (
+	// DefaultIdleTimeout closes stream connections with no traffic. It is
+	// longer than the 95–120 s keep-alive interval RFC 5626 §4.4.1
+	// recommends for connection-oriented flows, so a client that keeps its
+	// flow alive is never cut, while abandoned connections are reclaimed.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultConnectTimeout bounds a TCP connect plus TLS handshake. It is
+	// well under Timer B/F (64*T1 = 32 s, RFC 3261 §17.1) so a dead next hop
+	// fails the transaction with time left to try another target.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultWriteTimeout bounds one write on a stream connection: a peer
+	// that stops reading must not block senders forever.
+	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMaxConns caps concurrent stream connections.
+	DefaultMaxConns = 10000
+)
+
+// Errors returned by the layer.
+var (
+	// ErrClosed is returned once Close has been called.
+	ErrClosed = errors.New("transport: layer closed")
+	// ErrConnClosed is returned by Conn.Send on a closed connection.
+	ErrConnClosed = errors.New("transport: connection closed")
+	// ErrTooManyConns is why an accepted connection was refused.
+	ErrTooManyConns = errors.New("transport: too many connections")
+)
+
+// Packet is one received SIP message, already framed.
+type Packet struct {
+	// Data holds exactly one message. It points into the reader's buffer
+	// and is valid only until HandleMessage returns: copy it to keep it.
+	Data  []byte
+	Proto Proto
+	// Src is the remote address. IPv4 peers always appear as 4-byte
+	// addresses, even on a dual-stack IPv6 socket.
+	Src netip.AddrPort
+	// Local is the address of the listener the message arrived on (for a
+	// wildcard UDP listener, the wildcard address), or the local end of the
+	// stream connection.
+	Local netip.AddrPort
+	// Conn is the stream connection the message arrived on; nil for UDP.
+	Conn *Conn
+	// FrameErr is non-nil when the stream could not be framed any further
+	// (bad or repeated Content-Length, oversized message). Data then holds
+	// the bytes received so far, cut after the header section if its end
+	// was found. The handler may answer (400/413/513) with Reply; the
+	// transport closes the connection when the handler returns.
+	FrameErr error
+
+	udp *udpListener // socket a UDP packet arrived on, for Reply
+}
+
+// Handler receives every framed message. HandleMessage runs synchronously
+// in a reader goroutine and must not call Layer.Close.
+type Handler interface {
+	HandleMessage(l *Layer, p *Packet)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(l *Layer, p *Packet)
+
+// HandleMessage calls f(l, p).
+func (f HandlerFunc) HandleMessage(l *Layer, p *Packet) { f(l, p) }
+
+// ListenSpec asks for one listener. Addr is an IP literal and port:
+// "0.0.0.0:5060", "[::]:5060", "127.0.0.1:0".
+type ListenSpec struct {
+	Proto Proto
+	Addr  string
+}
+
+// Listener is a bound listener, as reported by Addrs.
+type Listener struct {
+	Proto Proto
+	Addr  netip.AddrPort
+}
+
+func (l Listener) String() string { return l.Proto.String() + " " + l.Addr.String() }
+
+// Config configures a Layer. Zero fields take the defaults noted.
+type Config struct {
+	Listen []ListenSpec
+
+	// TLSCertFile and TLSKeyFile are PEM files for the TLS listeners
+	// (required if there is one). The certificate is also offered as a
+	// client certificate on outgoing TLS connections.
+	TLSCertFile, TLSKeyFile string
+	// TLSRootCAs verifies servers on outgoing TLS connections; nil means
+	// the system roots.
+	TLSRootCAs *x509.CertPool
+	// TLSInsecureSkipVerify disables server verification on outgoing TLS
+	// connections. For tests only.
+	TLSInsecureSkipVerify bool
+
+	// UDPReaders is the number of goroutines reading each UDP socket
+	// (default runtime.NumCPU()).
+	UDPReaders int
+	// UDPReadBuffer sets SO_RCVBUF on UDP sockets when > 0, so bursts are
+	// queued rather than dropped by the kernel.
+	UDPReadBuffer int
+
+	// IdleTimeout closes a stream connection without traffic in either
+	// direction, and one whose partial message does not complete within
+	// it (default DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// ConnectTimeout bounds dialing plus the TLS handshake, both outgoing
+	// and for accepted TLS connections (default DefaultConnectTimeout).
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds one write on a stream (default DefaultWriteTimeout).
+	WriteTimeout time.Duration
+	// MaxConns caps concurrent stream connections (default
+	// DefaultMaxConns; negative means no cap). Accepted connections beyond
+	// it are closed at once and counted in Stats.ConnsRejected. Outgoing
+	// connections count towards it but are never refused: the proxy
+	// itself decides where it sends.
+	MaxConns int
+
+	// Limits bounds message sizes; nil means sip.DefaultLimits.
+	Limits *sip.Limits
+	// Logger receives Debug connection events and Warn framing errors;
+	// nil discards.
+	Logger *slog.Logger
+}
+
+// Stats are cumulative counters, except ConnsOpen.
+type Stats struct {
+	Received           uint64 // messages handed to the Handler (UDP and streams)
+	DatagramsDropped   uint64 // keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams
+	DatagramsTooLarge  uint64 // datagrams over Limits.MaxMessageSize (handed up truncated)
+	FrameErrors        uint64 // streams that could not be framed
+	PingsAnswered      uint64 // CRLFCRLF pings answered with CRLF (RFC 5626 §3.5.1)
+	ConnsAccepted      uint64
+	ConnsDialed        uint64
+	ConnsRejected      uint64 // accepts refused over MaxConns
+	ConnsClosed        uint64
+	ConnsTimedOut      uint64 // closed by the idle or incomplete-message timeout
+	TLSHandshakeErrors uint64
+	HandlerPanics      uint64
+	ConnsOpen          int // stream connections open now
+}
+
+type counters struct {
+	received, dgramDropped, dgramTooLarge, frameErrors, pings  atomic.Uint64
+	accepted, dialed, rejected, closed, timedOut, tlsErrs, panics atomic.Uint64
+}
+
+// Layer owns the sockets. Create it with New, then Start; Close releases
+// everything.
+type Layer struct {
+	cfg        Config // with defaults applied
+	h          Handler
+	lim        sip.Limits
+	maxMsg     int
+	log        *slog.Logger
+	specs      []spec
+	serverTLS  *tls.Config
+	clientTLS  *tls.Config
+	udpReaders int
+
+	ctx    context.Context // cancelled by Close: aborts dials and back-offs
+	cancel context.CancelFunc
+
+	mu      sync.Mutex // guards started, closed, udp, streams
+	started bool
+	closed  bool
+	udp     []*udpListener
+	streams []*streamListener
+
+	closing atomic.Bool // set first thing in Close, read by reader loops
+	conns   connTable
+	wg      sync.WaitGroup // every goroutine the layer starts
+	nextID  atomic.Uint64
+	stats   counters
+}
+
+// spec is a validated ListenSpec.
+type spec struct {
+	proto Proto
+	addr  netip.AddrPort
+	raw   string
+}
+
+// New validates cfg and loads the TLS certificate; nothing is bound until
+// Start.
+func New(cfg Config, h Handler) (*Layer, error) {
+	if h == nil {
+		return nil, errors.New("transport: nil Handler")
+	}
+	l := &Layer{cfg: cfg, h: h}
+	if cfg.Limits != nil {
+		l.lim = *cfg.Limits
+	} else {
+		l.lim = sip.DefaultLimits
+	}
+	if l.lim.MaxMessageSize <= 0 {
+		l.lim.MaxMessageSize = sip.DefaultMaxMessageSize
+	}
+	l.maxMsg = l.lim.MaxMessageSize
+	if l.cfg.IdleTimeout <= 0 {
+		l.cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.cfg.ConnectTimeout <= 0 {
+		l.cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if l.cfg.WriteTimeout <= 0 {
+		l.cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if l.cfg.MaxConns == 0 {
+		l.cfg.MaxConns = DefaultMaxConns
+	}
+	l.udpReaders = cfg.UDPReaders
+	if l.udpReaders <= 0 {
+		l.udpReaders = runtime.NumCPU()
+	}
+	l.log = cfg.Logger
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+
+	needTLS := false
+	for i, ls := range cfg.Listen {
+		if !ls.Proto.valid() {
+			return nil, fmt.Errorf("transport: listener %d (%q): invalid protocol %d", i, ls.Addr, ls.Proto)
+		}
+		ap, err := netip.ParseAddrPort(ls.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("transport: listener %d: bad address %q (want IP:port): %w", i, ls.Addr, err)
+		}
+		l.specs = append(l.specs, spec{proto: ls.Proto, addr: unmap(ap), raw: ls.Addr})
+		needTLS = needTLS || ls.Proto == TLS
+	}
+
+	// Outgoing TLS: RFC 3261 §26.2 requires verifying the server. The
+	// dialed IP is used as ServerName (matched against IP SANs) since the
+	// layer only sees addresses; see dialConn.
+	l.clientTLS = &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		RootCAs:            cfg.TLSRootCAs,
+		InsecureSkipVerify: cfg.TLSInsecureSkipVerify,
+	}
+	if needTLS || cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+			return nil, errors.New("transport: TLS listener needs TLSCertFile and TLSKeyFile")
+		}
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("transport: loading TLS certificate: %w", err)
+		}
+		l.serverTLS = &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert},
+		}
+		l.clientTLS.Certificates = []tls.Certificate{cert}
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.conns.init()
+	return l, nil
+}
+
+// Start binds every listener and starts the reader and accept goroutines.
+// If one address cannot be bound, the ones already bound are released and
+// the error names the failing address.
+func (l *Layer) Start() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.started {
+		return errors.New("transport: already started")
+	}
+	var udp []*udpListener
+	var streams []*streamListener
+	release := func() {
+		for _, u := range udp {
+			u.conn.Close()
+		}
+		for _, s := range streams {
+			s.ln.Close()
+		}
+	}
+	for _, s := range l.specs {
+		var err error
+		switch s.proto {
+		case UDP:
+			var u *udpListener
+			if u, err = l.listenUDP(s); err == nil {
+				udp = append(udp, u)
+			}
+		default:
+			var sl *streamListener
+			if sl, err = l.listenStream(s); err == nil {
+				streams = append(streams, sl)
+			}
+		}
+		if err != nil {
+			release()
+			return fmt.Errorf("transport: listen %s %s: %w", s.proto, s.raw, err)
+		}
+	}
+	l.started = true
+	l.udp, l.streams = udp, streams
+	for _, u := range udp {
+		for range l.udpReaders {
+			l.wg.Add(1)
+			go u.readLoop()
+		}
+	}
+	for _, s := range streams {
+		l.wg.Add(1)
+		go s.acceptLoop()
+	}
+	return nil
+}
+
+// v6Only decides IPV6_V6ONLY for an IPv6 wildcard listener of s's kind.
+// Linux by default lets "[::]:5060" receive IPv4 as v4-mapped addresses,
+// which makes a second bind of "0.0.0.0:5060" fail with EADDRINUSE; when the
+// configuration also has an IPv4 listener of the same kind on that port, the
+// IPv6 one is made IPv6-only so both coexist. Alone, it stays dual-stack and
+// IPv4 sources are unmapped.
+func (l *Layer) v6Only(s spec) bool {
+	for _, o := range l.specs {
+		if o.addr.Addr().Is4() && o.addr.Port() == s.addr.Port() && (o.proto == UDP) == (s.proto == UDP) {
+			return true
+		}
+	}
+	return false
+}
+
+// Close stops the listeners and every connection and waits for all the
+// layer's goroutines to finish. It must not be called from a Handler.
+func (l *Layer) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.closing.Store(true)
+	l.cancel()
+	for _, u := range l.udp {
+		u.conn.Close()
+	}
+	for _, s := range l.streams {
+		s.ln.Close()
+	}
+	l.mu.Unlock()
+	for _, c := range l.conns.closeAll() {
+		c.close("layer closed")
+	}
+	l.wg.Wait()
+	return nil
+}
+
+// Addrs returns the bound listeners, with the ports actually chosen.
+func (l *Layer) Addrs() []Listener {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Listener
+	for _, u := range l.udp {
+		out = append(out, Listener{Proto: UDP, Addr: u.addr})
+	}
+	for _, s := range l.streams {
+		out = append(out, Listener{Proto: s.proto, Addr: s.addr})
+	}
+	return out
+}
+
+// Reply sends b back where p came from (RFC 3261 §18.2.2): over UDP from the
+// socket p arrived on, so the source address the peer (and its NAT) sees is
+// the one it sent to; over a stream on p.Conn. If that connection is gone,
+// it falls back to Send, which reuses another connection to p.Src or opens
+// a new one. (§18.2.2 says to connect to the Via sent-by; for a NATed client
+// with rport that is p.Src — a proxy wanting the literal sent-by calls
+// Send itself.)
+func (l *Layer) Reply(p *Packet, b []byte) error {
+	if p.Proto == UDP && p.udp != nil {
+		if _, err := p.udp.conn.WriteToUDPAddrPort(b, p.Src); err != nil {
+			return fmt.Errorf("transport: reply UDP %s: %w", p.Src, err)
+		}
+		return nil
+	}
+	if p.Conn != nil {
+		err := p.Conn.Send(b)
+		if err == nil || l.closing.Load() {
+			return err
+		}
+		// The connection failed (and Send closed it): try another.
+	}
+	return l.Send(p.Proto, p.Src, b)
+}
+
+// Send sends b to dst over proto.
+//
+// For TCP and TLS it first looks for an open connection to dst in the
+// connection table, including connections the peer opened to us: reusing
+// them is how requests reach clients behind NATs and firewalls (RFC 3261
+// §18, RFC 5923, RFC 5626 §5.3). Only if none exists does it dial, and
+// concurrent Sends to the same destination share one dial.
+//
+// For UDP it sends from a listener of dst's address family (see udpFor), so
+// the source port is the well-known one the peer expects.
+func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
+	dst = unmap(dst)
+	if !dst.IsValid() || dst.Port() == 0 {
+		return fmt.Errorf("transport: send %s: invalid destination %s", proto, dst)
+	}
+	if l.closing.Load() {
+		return ErrClosed
+	}
+	switch proto {
+	case UDP:
+		u := l.udpFor(dst)
+		if u == nil {
+			return fmt.Errorf("transport: send UDP %s: no UDP listener for this address family", dst)
+		}
+		if _, err := u.conn.WriteToUDPAddrPort(b, dst); err != nil {
+			return fmt.Errorf("transport: send UDP %s: %w", dst, err)
+		}
+		return nil
+	case TCP, TLS:
+		for attempt := 0; ; attempt++ {
+			c, err := l.connFor(proto, dst)
+			if err != nil {
+				return err
+			}
+			err = c.Send(b)
+			// A connection closed between lookup and write wrote nothing:
+			// safe to try once more with a fresh one.
+			if errors.Is(err, ErrConnClosed) && attempt == 0 && !l.closing.Load() {
+				continue
+			}
+			return err
+		}
+	}
+	return fmt.Errorf("transport: send: invalid protocol %s", proto)
+}
+
+// Stats returns a snapshot of the counters.
+func (l *Layer) Stats() Stats {
+	s := &l.stats
+	return Stats{
+		Received:           s.received.Load(),
+		DatagramsDropped:   s.dgramDropped.Load(),
+		DatagramsTooLarge:  s.dgramTooLarge.Load(),
+		FrameErrors:        s.frameErrors.Load(),
+		PingsAnswered:      s.pings.Load(),
+		ConnsAccepted:      s.accepted.Load(),
+		ConnsDialed:        s.dialed.Load(),
+		ConnsRejected:      s.rejected.Load(),
+		ConnsClosed:        s.closed.Load(),
+		ConnsTimedOut:      s.timedOut.Load(),
+		TLSHandshakeErrors: s.tlsErrs.Load(),
+		HandlerPanics:      s.panics.Load(),
+		ConnsOpen:          l.conns.len(),
+	}
+}
+
+// dispatch runs the handler. A panicking handler must not take the whole
+// edge proxy (every call in progress) down with it: the panic is logged and
+// counted, and dispatch reports false so a stream reader drops the
+// connection whose state may now be inconsistent.
+func (l *Layer) dispatch(p *Packet) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.stats.panics.Add(1)
+			l.log.Error("transport: handler panic", "proto", p.Proto, "remote", p.Src,
+				"panic", r, "stack", string(debug.Stack()))
+			ok = false
+		}
+	}()
+	l.h.HandleMessage(l, p)
+	return true
+}
+
+// unmap turns a v4-mapped IPv6 address (::ffff:a.b.c.d) into a plain IPv4
+// one, so one peer has one key in the connection table and one spelling in
+// Via received parameters.
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	if a := ap.Addr(); a.Is4In6() {
+		return netip.AddrPortFrom(a.Unmap(), ap.Port())
+	}
+	return ap
+}

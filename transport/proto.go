@@ -1,0 +1,79 @@
+package transport
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Proto is a SIP transport protocol (RFC 3261 §18). The names match the
+// transport token of a Via header ("SIP/2.0/UDP").
+type Proto uint8
+
+// The transports this layer speaks. The zero value is deliberately invalid so
+// a forgotten field is caught instead of silently meaning UDP.
+const (
+	UDP Proto = iota + 1
+	TCP
+	TLS
+)
+
+// String returns the Via transport token: "UDP", "TCP" or "TLS".
+func (p Proto) String() string {
+	switch p {
+	case UDP:
+		return "UDP"
+	case TCP:
+		return "TCP"
+	case TLS:
+		return "TLS"
+	}
+	return fmt.Sprintf("Proto(%d)", uint8(p))
+}
+
+// ParseProto parses a transport token case-insensitively, as transport
+// parameters and Via tokens are compared (RFC 3261 §7.3.1, §19.1.1).
+func ParseProto(s string) (Proto, error) {
+	switch {
+	case strings.EqualFold(s, "UDP"):
+		return UDP, nil
+	case strings.EqualFold(s, "TCP"):
+		return TCP, nil
+	case strings.EqualFold(s, "TLS"):
+		return TLS, nil
+	}
+	return 0, fmt.Errorf("transport: unknown protocol %q", s)
+}
+
+// Reliable reports whether p is a reliable, stream-oriented transport. It
+// decides, among other things, whether transactions retransmit (Timer A and
+// Timer E only run over unreliable transports, RFC 3261 §17.1.1.2) and
+// whether messages must be framed by Content-Length (§18.3).
+func (p Proto) Reliable() bool { return p == TCP || p == TLS }
+
+// valid reports whether p is one of the defined transports.
+func (p Proto) valid() bool { return p >= UDP && p <= TLS }
+
+// DefaultMTU is the path MTU assumed when it is unknown (RFC 3261 §18.1.1
+// uses Ethernet's 1500 bytes).
+const DefaultMTU = 1500
+
+// TransportForRequest returns the transport a request of size bytes should
+// really be sent over when proto was chosen for it. RFC 3261 §18.1.1: a
+// request within 200 bytes of the path MTU (or over 1300 bytes when the MTU
+// is unknown) MUST go over a congestion-controlled transport such as TCP,
+// because IP fragmentation of UDP loses whole messages. mtu <= 0 means
+// unknown and uses DefaultMTU. Responses are not subject to this rule (they
+// go back the way the request came, §18.2.2), and reliable transports are
+// returned unchanged.
+//
+// The caller must decide before serializing the request, since the Via's
+// transport token has to name the transport actually used.
+func TransportForRequest(proto Proto, size int, mtu int) Proto {
+	if mtu <= 0 {
+		mtu = DefaultMTU
+	}
+	if proto == UDP && size > mtu-200 {
+		return TCP
+	}
+	return proto
+}

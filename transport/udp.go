@@ -1,0 +1,159 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// udpListener is one bound UDP socket, read by several goroutines.
+type udpListener struct {
+	l    *Layer
+	conn *net.UDPConn
+	addr netip.AddrPort // bound address (unmapped)
+	dual bool           // IPv6 wildcard socket that also receives IPv4
+}
+
+// listenUDP binds s. IPv4 addresses get a "udp4" socket; IPv6 ones "udp6"
+// (IPv6-only) unless v6Only says the wildcard may be dual-stack.
+func (l *Layer) listenUDP(s spec) (*udpListener, error) {
+	network, v6only := socketNetwork("udp", s, l.v6Only(s))
+	lc := net.ListenConfig{Control: listenControl(v6only)}
+	pc, err := lc.ListenPacket(context.Background(), network, s.addr.String())
+	if err != nil {
+		return nil, err
+	}
+	uc := pc.(*net.UDPConn)
+	if l.cfg.UDPReadBuffer > 0 {
+		// Best effort: the kernel may clamp it (net.core.rmem_max).
+		_ = uc.SetReadBuffer(l.cfg.UDPReadBuffer)
+	}
+	bound := unmap(uc.LocalAddr().(*net.UDPAddr).AddrPort())
+	return &udpListener{l: l, conn: uc, addr: bound, dual: network == "udp"}, nil
+}
+
+// socketNetwork picks the network name for base ("udp" or "tcp") and the
+// IPV6_V6ONLY value to force (-1: leave alone, IPv4 socket). A dual-stack
+// socket needs the family-less name: Go itself sets IPV6_V6ONLY on "udp6"
+// and "tcp6" sockets.
+func socketNetwork(base string, s spec, v6only bool) (string, int) {
+	a := s.addr.Addr()
+	switch {
+	case a.Is4():
+		return base + "4", -1
+	case a.IsUnspecified() && !v6only:
+		return base, 0
+	default:
+		return base + "6", 1
+	}
+}
+
+// readLoop is one reader of the socket. The kernel hands each datagram to
+// exactly one of the goroutines blocked on the socket, so several of them
+// let the handler run for one message while the next is being read. The
+// loop allocates nothing per datagram: the buffer and Packet are reused and
+// ReadFromUDPAddrPort returns the source by value.
+func (u *udpListener) readLoop() {
+	l := u.l
+	defer l.wg.Done()
+	// One byte more than the largest message, so an oversized datagram is
+	// visibly oversized (n > MaxMessageSize) instead of silently truncated
+	// to a size that looks acceptable: the parser then answers 513
+	// (RFC 3261 §18.1.1, §21.5.14).
+	buf := make([]byte, l.maxMsg+1)
+	p := new(Packet)
+	errs := 0
+	for {
+		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if l.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Transient (ICMP-induced ECONNREFUSED on some systems,
+			// ENOBUFS, ...): keep serving, but don't spin if it persists.
+			errs++
+			l.log.Debug("transport: UDP read error", "local", u.addr, "err", err)
+			if errs > 10 && !sleepCtx(l.ctx, 10*time.Millisecond) {
+				return
+			}
+			continue
+		}
+		errs = 0
+		b := buf[:n]
+		if isKeepAliveDatagram(b) {
+			// CRLF keep-alives (and runts no message can fit in) carry
+			// nothing to process or answer: over UDP RFC 5626 uses STUN,
+			// not CRLF, and CRLFs between messages are ignorable
+			// (RFC 3261 §7.5).
+			l.stats.dgramDropped.Add(1)
+			continue
+		}
+		if n > l.maxMsg {
+			l.stats.dgramTooLarge.Add(1)
+		}
+		*p = Packet{Data: b, Proto: UDP, Src: unmap(src), Local: u.addr, udp: u}
+		l.stats.received.Add(1)
+		l.dispatch(p)
+	}
+}
+
+// isKeepAliveDatagram reports whether b is too short to be a message (< 4
+// bytes) or only CR, LF and SP.
+func isKeepAliveDatagram(b []byte) bool {
+	if len(b) < 4 {
+		return true
+	}
+	for _, c := range b {
+		if c != '\r' && c != '\n' && c != ' ' {
+			return false
+		}
+	}
+	return true
+}
+
+// udpFor picks the socket to send to dst from. The family must match (a
+// dual-stack wildcard socket serves IPv4 too). Among candidates it prefers
+// a socket bound to dst's own IP, then a wildcard one (the kernel then picks
+// the right source address for the route), then one whose loopback-ness
+// matches dst's: a socket bound to 127.0.0.1 cannot reach the outside world.
+func (l *Layer) udpFor(dst netip.AddrPort) *udpListener {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := dst.Addr()
+	var best *udpListener
+	bestScore := -1
+	for _, u := range l.udp {
+		a := u.addr.Addr()
+		if a.Is4() != d.Is4() && !(u.dual && d.Is4()) {
+			continue
+		}
+		score := 0
+		switch {
+		case a == d:
+			score = 3
+		case a.IsUnspecified():
+			score = 2
+		case a.IsLoopback() == d.IsLoopback():
+			score = 1
+		}
+		if score > bestScore {
+			best, bestScore = u, score
+		}
+	}
+	return best
+}
+
+// sleepCtx sleeps for d unless ctx ends first; it reports whether it slept
+// the whole time.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
