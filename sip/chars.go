@@ -4,14 +4,14 @@ package sip
 // test a byte with one load.
 
 const (
-	cToken      = 1 << iota // token: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"
-	cAlnum                  // ALPHA / DIGIT
-	cUserChar               // unreserved / escaped-start / user-unreserved (RFC 3261 user)
-	cPassChar               // unreserved / "&" / "=" / "+" / "$" / ","
-	cParamChar              // param-unreserved / unreserved / "%"
-	cHostChar               // alphanum / "-" / "." (hostname) plus "_" seen in the wild
-	cHnvChar                // header name/value chars in a URI: hnv-unreserved / unreserved / "%"
-	cWordChar               // word: token chars plus ( ) < > : \ " / [ ] ? { }
+	cToken     = 1 << iota // token: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"
+	cAlnum                 // ALPHA / DIGIT
+	cUserChar              // unreserved / escaped-start / user-unreserved (RFC 3261 user)
+	cPassChar              // unreserved / "&" / "=" / "+" / "$" / ","
+	cParamChar             // param-unreserved / unreserved / "%"
+	cHostChar              // alphanum / "-" / "." (hostname) plus "_" seen in the wild
+	cHnvChar               // header name/value chars in a URI: hnv-unreserved / unreserved / "%"
+	cWordChar              // word: token chars plus ( ) < > : \ " / [ ] ? { }
 )
 
 var charClass [256]uint8

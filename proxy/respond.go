@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"net/netip"
+
+	"sipedge/sip"
+	"sipedge/transport"
+)
+
+// respond sends a locally generated response to the request (RFC 3261
+// §8.2.6): Via, From, To, Call-ID and CSeq copied, a To tag added, then the
+// extra header lines, a Server header and Content-Length: 0.
+func (r *request) respond(code int, reason string, extra []byte) {
+	c := r.core
+	var tag [16]byte
+	toTag := r.toTag(tag[:0])
+	r.out = sip.AppendResponse(r.out[:0], &r.msg, code, reason, toTag, r.extraWithServer(extra))
+	c.stats.LocalResponses.Add(1)
+	if err := c.send(r.layer, r.pkt, &r.via, r.out); err != nil {
+		c.stats.SendErrors.Add(1)
+		c.log.Warn("response not sent", "dst", r.pkt.Src, "proto", r.pkt.Proto, "status", code, "err", err)
+	}
+}
+
+// extraWithServer appends the Server header to the caller's extra header
+// lines, in a buffer the pooled request keeps.
+func (r *request) extraWithServer(extra []byte) []byte {
+	r.extra = append(r.extra[:0], extra...)
+	if ua := r.core.cfg.UserAgent; ua != "" {
+		r.extra = append(r.extra, "Server: "...)
+		r.extra = append(r.extra, ua...)
+		r.extra = append(r.extra, '\r', '\n')
+	}
+	return r.extra
+}
+
+// toTag derives a To tag from the request's Call-ID, From tag and top Via
+// branch: a retransmitted request gets the same tag, so a stateless answer
+// is still consistent (RFC 3261 §8.2.6.2, §16.11 for stateless proxies).
+func (r *request) toTag(dst []byte) []byte {
+	h := fnv64(r.core.tagKey, r.msg.CallID())
+	if f := r.msg.Get(sip.KindFrom); f != nil {
+		h = fnv64(h, f)
+	}
+	h = fnv64(h, r.via.Branch)
+	const hexd = "0123456789abcdef"
+	for i := 0; i < 16; i++ {
+		dst = append(dst, hexd[h>>60])
+		h <<= 4
+	}
+	return dst
+}
+
+func fnv64(h uint64, b []byte) uint64 {
+	if h == 0 {
+		h = 14695981039346656037
+	}
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// send delivers a response to where RFC 3261 §18.2.2 says: back over the
+// connection for TCP/TLS, else for UDP to maddr (when an IP literal), else to
+// the source address with the rport port (RFC 3581 §4) or the sent-by port.
+func (c *Core) send(l *transport.Layer, pkt *transport.Packet, via *sip.Via, b []byte) error {
+	if pkt.Proto.Reliable() {
+		return l.Reply(pkt, b)
+	}
+	dst := ResponseTarget(pkt.Src, via, c.cfg.SymmetricResponses)
+	if dst == pkt.Src {
+		return l.Reply(pkt, b)
+	}
+	return l.Send(transport.UDP, dst, b)
+}
+
+// ResponseTarget applies RFC 3261 §18.2.2 and RFC 3581 §4 to a response for a
+// request received over UDP from src with top Via via:
+//
+//   - maddr present (an IP literal): maddr, sent-by port or 5060;
+//   - rport present, or symmetric: src address and port;
+//   - otherwise: src address (the "received" address) and the sent-by port
+//     or 5060.
+//
+// A Via that could not be parsed (zero Via) falls back to src.
+func ResponseTarget(src netip.AddrPort, via *sip.Via, symmetric bool) netip.AddrPort {
+	if via == nil || len(via.Host) == 0 {
+		return src
+	}
+	port := uint16(via.Port)
+	if port == 0 {
+		port = 5060
+	}
+	if len(via.Maddr) > 0 {
+		if a, ok := parseIP(via.Maddr); ok {
+			return netip.AddrPortFrom(a, port)
+		}
+	}
+	if via.HasRPort || symmetric {
+		return src
+	}
+	return netip.AddrPortFrom(src.Addr(), port)
+}
+
+// parseIP parses an IPv4 or (bracketed) IPv6 literal.
+func parseIP(b []byte) (netip.Addr, bool) {
+	if len(b) > 2 && b[0] == '[' && b[len(b)-1] == ']' {
+		b = b[1 : len(b)-1]
+	}
+	a, err := netip.ParseAddr(string(b))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
