@@ -101,25 +101,32 @@ func parseUint32Sat(b []byte) (uint32, bool) {
 //	*                             (Contact wildcard)
 func ParseAddress(b []byte) (Address, error) {
 	var a Address
+	err := parseAddress(&a, b)
+	return a, err
+}
+
+// parseAddress fills *a; the pointer form avoids copying the large Address
+// and URI structs on the validation path.
+func parseAddress(a *Address, b []byte) error {
 	b = trimLWS(b)
 	if len(b) == 0 {
-		return a, ErrAddress
+		return ErrAddress
 	}
 	if len(b) == 1 && b[0] == '*' {
 		a.Wildcard = true
-		return a, nil
+		return nil
 	}
 	i := 0
 	switch {
 	case b[0] == '"':
 		e, err := quotedEnd(b, 0)
 		if err != nil {
-			return a, err
+			return err
 		}
 		a.Display = b[:e]
 		i = skipLWS(b, e)
 		if i >= len(b) || b[i] != '<' {
-			return a, ErrDisplayName
+			return ErrDisplayName
 		}
 	case b[0] == '<':
 	default:
@@ -139,7 +146,7 @@ func ParseAddress(b []byte) (Address, error) {
 			}
 			k := skipLWS(b, j)
 			if k >= len(b) {
-				return a, ErrDisplayName
+				return ErrDisplayName
 			}
 			if b[k] == '<' {
 				a.Display = trimLWS(b[:k])
@@ -147,7 +154,7 @@ func ParseAddress(b []byte) (Address, error) {
 				break
 			}
 			if k == j || !isToken(b[k]) {
-				return a, ErrDisplayName
+				return ErrDisplayName
 			}
 			j = k
 		}
@@ -156,58 +163,54 @@ func ParseAddress(b []byte) (Address, error) {
 	e := i + 1
 	for e < len(b) && b[e] != '>' {
 		if isLWS(b[e]) {
-			return a, ErrAngle
+			return ErrAngle
 		}
 		e++
 	}
 	if e >= len(b) {
-		return a, ErrAngle
+		return ErrAngle
 	}
 	a.Angle = true
 	a.RawURI = b[i+1 : e]
-	u, err := ParseURI(a.RawURI)
-	if err != nil {
-		return a, err
+	if err := parseURI(&a.URI, a.RawURI); err != nil {
+		return err
 	}
-	a.URI = u
 	return a.finishParams(b[e+1:])
 }
 
-func parseAddrSpec(a Address, b []byte) (Address, error) {
+func parseAddrSpec(a *Address, b []byte) error {
 	e := 0
 	for e < len(b) && b[e] != ';' && !isLWS(b[e]) {
 		if b[e] == '?' || b[e] == ',' {
-			return a, ErrAddrSpec
+			return ErrAddrSpec
 		}
 		e++
 	}
 	a.RawURI = b[:e]
-	u, err := ParseURI(a.RawURI)
-	if err != nil {
-		return a, err
+	if err := parseURI(&a.URI, a.RawURI); err != nil {
+		return err
 	}
-	a.URI = u
 	return a.finishParams(b[e:])
 }
 
-func (a Address) finishParams(rest []byte) (Address, error) {
+func (a *Address) finishParams(rest []byte) error {
 	a.Params = Params(rest)
 	p := a.Params
 	for {
 		name, value, r, ok, err := p.Next()
 		if err != nil {
-			return a, err
+			return err
 		}
 		if !ok {
 			break
 		}
-		if equalFold(name, "tag") {
+		if len(name) == 3 && equalFold(name, "tag") {
 			if len(value) == 0 {
-				return a, ErrParams
+				return ErrParams
 			}
 			a.Tag = value
 		}
 		p = r
 	}
-	return a, nil
+	return nil
 }

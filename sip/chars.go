@@ -12,12 +12,13 @@ const (
 	cHostChar              // alphanum / "-" / "." (hostname) plus "_" seen in the wild
 	cHnvChar               // header name/value chars in a URI: hnv-unreserved / unreserved / "%"
 	cWordChar              // word: token chars plus ( ) < > : \ " / [ ] ? { }
+	cLWS                   // SP, HT, CR, LF
 )
 
-var charClass [256]uint8
+var charClass [256]uint16
 
 func init() {
-	set := func(chars string, c uint8) {
+	set := func(chars string, c uint16) {
 		for i := 0; i < len(chars); i++ {
 			charClass[chars[i]] |= c
 		}
@@ -41,6 +42,7 @@ func init() {
 	set(mark+"%&=+$,", cPassChar)
 	set(mark+"%[]/:&+$", cParamChar)
 	set("-._", cHostChar)
+	set(" \t\r\n", cLWS)
 	set(mark+"%[]/?:+$", cHnvChar)
 }
 
@@ -52,7 +54,7 @@ func isHex(c byte) bool   { return isDigit(c) || ((c|0x20) >= 'a' && (c|0x20) <=
 
 // isLWS reports linear white space bytes. Header values keep their folding
 // (CRLF followed by SP/HT), so views treat CR and LF inside a value as LWS.
-func isLWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+func isLWS(c byte) bool { return charClass[c]&cLWS != 0 }
 
 func lower(c byte) byte {
 	if c >= 'A' && c <= 'Z' {

@@ -1,5 +1,7 @@
 package sip
 
+import "strings"
+
 // HeaderKind identifies the headers the core needs to find quickly. Every
 // other header is KindOther and is carried through untouched.
 type HeaderKind uint8
@@ -95,34 +97,44 @@ var compactKinds = [26]HeaderKind{
 	'x' - 'a': KindSessionExpires,
 }
 
-// kindByLen groups the long names by length so a lookup compares against at
-// most a few candidates, case-insensitively, without allocating.
-var kindByLen [20][]HeaderKind
+// kindIndex finds a long header name by its length and first letter, so a
+// lookup is one table load and usually one case-insensitive compare.
+var kindIndex [20][26][]HeaderKind
+
+// kindLower holds the lower-case long names for the comparison.
+var kindLower [kindCount]string
 
 func init() {
 	for k := KindVia; k < kindCount; k++ {
-		n := len(kindNames[k])
-		kindByLen[n] = append(kindByLen[n], k)
+		n := kindNames[k]
+		kindLower[k] = strings.ToLower(n)
+		c := lower(n[0]) - 'a'
+		kindIndex[len(n)][c] = append(kindIndex[len(n)][c], k)
 	}
 }
 
 // LookupKind returns the kind of a header name as written on the wire
 // (any case, long or compact form).
 func LookupKind(name []byte) HeaderKind {
+	if len(name) == 0 || len(name) >= len(kindIndex) {
+		return KindOther
+	}
+	c := lower(name[0])
+	if c < 'a' || c > 'z' {
+		return KindOther
+	}
 	if len(name) == 1 {
-		c := lower(name[0])
-		if c >= 'a' && c <= 'z' {
-			return compactKinds[c-'a']
-		}
-		return KindOther
+		return compactKinds[c-'a']
 	}
-	if len(name) >= len(kindByLen) {
-		return KindOther
-	}
-	for _, k := range kindByLen[len(name)] {
-		if equalFold(name, kindNames[k]) {
-			return k
+next:
+	for _, k := range kindIndex[len(name)][c-'a'] {
+		ln := kindLower[k]
+		for i := 1; i < len(name); i++ {
+			if lower(name[i]) != ln[i] {
+				continue next
+			}
 		}
+		return k
 	}
 	return KindOther
 }

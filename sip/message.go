@@ -297,6 +297,9 @@ func (it *Values) advance() {
 // splitComma returns the length of the first comma-separated element of v,
 // ignoring commas inside quoted strings and <...>.
 func splitComma(v []byte) int {
+	if bytes.IndexByte(v, ',') < 0 {
+		return len(v) // the common case: one value, found by a vectorised scan
+	}
 	inQuote, inAngle := false, false
 	for i := 0; i < len(v); i++ {
 		c := v[i]

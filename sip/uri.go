@@ -1,6 +1,9 @@
 package sip
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // SchemeKind classifies a URI scheme.
 type SchemeKind uint8
@@ -53,12 +56,17 @@ func (u *URI) Param(name string) ([]byte, bool) { return uriParam(u.Params, name
 // and the rest kept opaque.
 func ParseURI(b []byte) (URI, error) {
 	var u URI
+	err := parseURI(&u, b)
+	return u, err
+}
+
+func parseURI(u *URI, b []byte) error {
 	i := 0
 	for i < len(b) && (isAlnum(b[i]) || b[i] == '+' || b[i] == '-' || b[i] == '.') {
 		i++
 	}
 	if i == 0 || i >= len(b) || b[i] != ':' || !isAlpha(b[0]) {
-		return u, ErrURIScheme
+		return ErrURIScheme
 	}
 	u.Scheme = b[:i]
 	rest := b[i+1:]
@@ -72,42 +80,38 @@ func ParseURI(b []byte) (URI, error) {
 	}
 	if !u.IsSIP() {
 		if len(rest) == 0 {
-			return u, ErrURIChar
+			return ErrURIChar
 		}
 		for _, c := range rest {
 			if c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"' {
-				return u, ErrURIChar
+				return ErrURIChar
 			}
 		}
 		u.Opaque = rest
-		return u, nil
+		return nil
 	}
-	return u, parseSIPURI(&u, rest)
+	return parseSIPURI(u, rest)
 }
 
 // parseSIPURI parses what follows "sip:" (RFC 3261 §25.1 SIP-URI).
 func parseSIPURI(u *URI, b []byte) error {
 	// userinfo ends at the first '@': '@' may appear nowhere else unescaped.
-	at := -1
-	for i, c := range b {
-		if c == '@' {
-			at = i
-			break
-		}
-	}
+	at := bytes.IndexByte(b, '@')
 	p := 0
 	if at >= 0 {
 		u.HasUser = true
 		ui := b[:at]
 		colon := -1
+		pct := false
 		for i, c := range ui {
-			if c == ':' {
-				colon = i
-				break
-			}
 			if charClass[c]&cUserChar == 0 {
+				if c == ':' {
+					colon = i
+					break
+				}
 				return ErrURIUser
 			}
+			pct = pct || c == '%'
 		}
 		if colon >= 0 {
 			u.User = ui[:colon]
@@ -116,11 +120,12 @@ func parseSIPURI(u *URI, b []byte) error {
 				if charClass[c]&cPassChar == 0 {
 					return ErrURIUser
 				}
+				pct = pct || c == '%'
 			}
 		} else {
 			u.User = ui
 		}
-		if !validEscapes(ui) {
+		if pct && !validEscapes(ui) {
 			return ErrURIUser
 		}
 		p = at + 1
@@ -166,15 +171,27 @@ func parseSIPURI(u *URI, b []byte) error {
 	if p < len(b) && b[p] == ';' {
 		p++
 		ps := p
+		pct := false
+		nameStart := p // empty names (";;" or ";=x") are refused
 		for p < len(b) && b[p] != '?' {
 			c := b[p]
-			if charClass[c]&cParamChar == 0 && c != ';' && c != '=' {
-				return ErrURIParams
+			if charClass[c]&cParamChar == 0 {
+				switch {
+				case c == ';' && p > nameStart && b[nameStart] != '=':
+					nameStart = p + 1
+				case c == '=':
+				default:
+					return ErrURIParams
+				}
 			}
+			pct = pct || c == '%'
 			p++
 		}
+		if p == nameStart || b[nameStart] == '=' {
+			return ErrURIParams
+		}
 		u.Params = b[ps:p]
-		if !validEscapes(u.Params) || !validURIParams(u.Params) {
+		if pct && !validEscapes(u.Params) {
 			return ErrURIParams
 		}
 	}
@@ -196,20 +213,6 @@ func parseSIPURI(u *URI, b []byte) error {
 		return ErrURIChar
 	}
 	return nil
-}
-
-// validURIParams rejects empty parameter names (";;" or ";=x").
-func validURIParams(b []byte) bool {
-	start := 0
-	for i := 0; i <= len(b); i++ {
-		if i == len(b) || b[i] == ';' {
-			if i == start || b[start] == '=' {
-				return false
-			}
-			start = i + 1
-		}
-	}
-	return true
 }
 
 // validEscapes checks that every '%' starts a %HEX HEX escape.

@@ -36,8 +36,8 @@ func (m *Message) validate(l *Limits) error {
 				return errAt(513, "Too Many Via Values", b, int(h.line.s))
 			}
 		case KindFrom, KindTo:
-			_, err := ParseAddress(v)
-			ok = err == nil
+			var a Address
+			ok = parseAddress(&a, v) == nil
 		case KindContact:
 			ok = validateAddressList(v, true)
 		case KindRoute, KindRecordRoute, KindPath:
@@ -88,8 +88,8 @@ func nameOf(k HeaderKind, name []byte) string {
 // Headers (?...) are not allowed in a Request-URI (RFC 3261 §19.1.1 table 1;
 // RFC 4475 §3.1.2.11).
 func (m *Message) validateRequestURI() error {
-	u, err := ParseURI(m.b(m.ruri))
-	if err != nil {
+	var u URI
+	if parseURI(&u, m.b(m.ruri)) != nil {
 		return errAt(400, "Bad Request-URI", m.buf, int(m.ruri.s))
 	}
 	if len(u.Headers) > 0 {
@@ -109,7 +109,8 @@ func (m *Message) validateVias(i int, l *Limits) bool {
 		if int(m.nvias) > l.MaxVias {
 			return false
 		}
-		if _, err := ParseVia(v); err != nil {
+		var via Via
+		if parseVia(&via, v) != nil {
 			return false
 		}
 	}
@@ -118,8 +119,8 @@ func (m *Message) validateVias(i int, l *Limits) bool {
 func validateAddressList(v []byte, contact bool) bool {
 	for len(v) > 0 {
 		n := splitComma(v)
-		a, err := ParseAddress(v[:n])
-		if err != nil {
+		var a Address
+		if parseAddress(&a, v[:n]) != nil {
 			return false
 		}
 		if a.Wildcard && !contact {

@@ -39,6 +39,11 @@ func (v *Via) RFC3261Branch() bool {
 // (RFC 4475 §3.1.1.1).
 func ParseVia(b []byte) (Via, error) {
 	var v Via
+	err := parseVia(&v, b)
+	return v, err
+}
+
+func parseVia(v *Via, b []byte) error {
 	b = trimLWS(b)
 	i := 0
 	tok := func() []byte {
@@ -58,19 +63,19 @@ func ParseVia(b []byte) (Via, error) {
 	}
 	name := tok()
 	if !equalFold(name, "sip") || !slash() {
-		return v, ErrVia
+		return ErrVia
 	}
 	if string(tok()) != "2.0" || !slash() {
-		return v, ErrVia
+		return ErrVia
 	}
 	v.Transport = tok()
 	if len(v.Transport) == 0 {
-		return v, ErrVia
+		return ErrVia
 	}
 	s := i
 	i = skipLWS(b, i)
 	if i == s || i >= len(b) {
-		return v, ErrVia // LWS before sent-by is mandatory
+		return ErrVia // LWS before sent-by is mandatory
 	}
 	hs := i
 	if b[i] == '[' {
@@ -78,7 +83,7 @@ func ParseVia(b []byte) (Via, error) {
 			i++
 		}
 		if i >= len(b) || !validIPv6(b[hs+1:i]) {
-			return v, ErrVia
+			return ErrVia
 		}
 		i++
 	} else {
@@ -86,7 +91,7 @@ func ParseVia(b []byte) (Via, error) {
 			i++
 		}
 		if i == hs {
-			return v, ErrVia
+			return ErrVia
 		}
 	}
 	v.Host = b[hs:i]
@@ -98,12 +103,12 @@ func ParseVia(b []byte) (Via, error) {
 		for j < len(b) && isDigit(b[j]) {
 			port = port*10 + int(b[j]-'0')
 			if port > 65535 {
-				return v, ErrVia
+				return ErrVia
 			}
 			j++
 		}
 		if j == ps {
-			return v, ErrVia
+			return ErrVia
 		}
 		v.Port = port
 		i = j
@@ -113,7 +118,7 @@ func ParseVia(b []byte) (Via, error) {
 	for {
 		n, val, rest, ok, err := p.Next()
 		if err != nil {
-			return v, ErrVia
+			return ErrVia
 		}
 		if !ok {
 			break
@@ -122,7 +127,7 @@ func ParseVia(b []byte) (Via, error) {
 		case equalFold(n, "branch"):
 			v.Branch, v.HasBranch = val, true
 			if len(val) == 0 {
-				return v, ErrVia
+				return ErrVia
 			}
 		case equalFold(n, "received"):
 			v.Received = val
@@ -133,18 +138,18 @@ func ParseVia(b []byte) (Via, error) {
 			if len(val) > 0 {
 				r, ok := parseUint32Sat(val)
 				if !ok || r > 65535 {
-					return v, ErrVia
+					return ErrVia
 				}
 				v.RPort = int(r)
 			}
 		case equalFold(n, "ttl"):
 			t, ok := parseUint32Sat(val)
 			if !ok || t > 255 {
-				return v, ErrVia
+				return ErrVia
 			}
 			v.TTL = int(t)
 		}
 		p = rest
 	}
-	return v, nil
+	return nil
 }
