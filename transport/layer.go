@@ -169,7 +169,7 @@ type Stats struct {
 }
 
 type counters struct {
-	received, dgramDropped, dgramTooLarge, frameErrors, pings  atomic.Uint64
+	received, dgramDropped, dgramTooLarge, frameErrors, pings     atomic.Uint64
 	accepted, dialed, rejected, closed, timedOut, tlsErrs, panics atomic.Uint64
 }
 
@@ -195,7 +195,8 @@ type Layer struct {
 	udp     []*udpListener
 	streams []*streamListener
 
-	closing atomic.Bool // set first thing in Close, read by reader loops
+	closing atomic.Bool                    // set first thing in Close, read by reader loops
+	udpSnap atomic.Pointer[[]*udpListener] // l.udp for lock-free Send
 	conns   connTable
 	wg      sync.WaitGroup // every goroutine the layer starts
 	nextID  atomic.Uint64
@@ -329,6 +330,7 @@ func (l *Layer) Start() error {
 	}
 	l.started = true
 	l.udp, l.streams = udp, streams
+	l.udpSnap.Store(&udp)
 	for _, u := range udp {
 		for range l.udpReaders {
 			l.wg.Add(1)

@@ -119,12 +119,14 @@ func isKeepAliveDatagram(b []byte) bool {
 // the right source address for the route), then one whose loopback-ness
 // matches dst's: a socket bound to 127.0.0.1 cannot reach the outside world.
 func (l *Layer) udpFor(dst netip.AddrPort) *udpListener {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	snap := l.udpSnap.Load()
+	if snap == nil {
+		return nil // not started
+	}
 	d := dst.Addr()
 	var best *udpListener
 	bestScore := -1
-	for _, u := range l.udp {
+	for _, u := range *snap {
 		a := u.addr.Addr()
 		if a.Is4() != d.Is4() && !(u.dual && d.Is4()) {
 			continue

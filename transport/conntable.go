@@ -1,0 +1,155 @@
+package transport
+
+import (
+	"net/netip"
+	"sync"
+)
+
+// connKey identifies a stream connection by protocol and remote address.
+// RFC 3261 §18 and RFC 5923 reuse a connection for anything sent to the
+// same transport, IP and port, whoever opened it: a request to a client
+// behind a NAT can only get through on the connection the client opened.
+type connKey struct {
+	proto Proto
+	addr  netip.AddrPort
+}
+
+// dialCall is one dial in progress; concurrent Sends to the same key wait
+// for it instead of opening connections of their own.
+type dialCall struct {
+	done chan struct{}
+	c    *Conn
+	err  error
+}
+
+// connTable holds every open stream connection.
+type connTable struct {
+	mu     sync.Mutex
+	closed bool                  // Close has run: no more connections
+	all    map[*Conn]struct{}    // every connection, for MaxConns and Close
+	byKey  map[connKey]*Conn     // connections usable for sending
+	dials  map[connKey]*dialCall // dials in progress
+}
+
+func (t *connTable) init() {
+	t.all = make(map[*Conn]struct{})
+	t.byKey = make(map[connKey]*Conn)
+	t.dials = make(map[connKey]*dialCall)
+}
+
+// add registers c, and makes it available to Send if publish is set (a TLS
+// connection is published only after its handshake). limit > 0 refuses c
+// when that many connections are open. On success the caller must start
+// c.serve: the WaitGroup count for it is taken here, under the same lock
+// that Close takes, so no goroutine can start after Close has collected
+// the connections.
+func (t *connTable) add(c *Conn, limit int, publish bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	if limit > 0 && len(t.all) >= limit {
+		return ErrTooManyConns
+	}
+	t.all[c] = struct{}{}
+	if publish {
+		t.byKey[c.key()] = c
+	}
+	c.l.wg.Add(1)
+	return nil
+}
+
+// publish makes an already added connection available to Send. A newer
+// connection from the same address replaces an older one in the index (the
+// older stays open until it closes on its own).
+func (t *connTable) publish(c *Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.all[c]; ok && !c.closed.Load() {
+		t.byKey[c.key()] = c
+	}
+}
+
+// unpublish hides c from Send while it is being shut down.
+func (t *connTable) unpublish(c *Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byKey[c.key()] == c {
+		delete(t.byKey, c.key())
+	}
+}
+
+// remove forgets c.
+func (t *connTable) remove(c *Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.all, c)
+	if t.byKey[c.key()] == c {
+		delete(t.byKey, c.key())
+	}
+}
+
+// lookup returns the open connection for k, if any.
+func (t *connTable) lookup(k connKey) *Conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c := t.byKey[k]; c != nil && !c.closed.Load() {
+		return c
+	}
+	return nil
+}
+
+// closeAll marks the table closed and returns the connections to close.
+func (t *connTable) closeAll() []*Conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	out := make([]*Conn, 0, len(t.all))
+	for c := range t.all {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (t *connTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.all)
+}
+
+// connFor returns an open connection to dst over proto, dialing one if
+// needed. Concurrent callers for the same destination share a single dial.
+func (l *Layer) connFor(proto Proto, dst netip.AddrPort) (*Conn, error) {
+	k := connKey{proto, dst}
+	t := &l.conns
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c := t.byKey[k]; c != nil && !c.closed.Load() {
+		t.mu.Unlock()
+		return c, nil
+	}
+	if d := t.dials[k]; d != nil {
+		t.mu.Unlock()
+		select {
+		case <-d.done:
+			return d.c, d.err
+		case <-l.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+	d := &dialCall{done: make(chan struct{})}
+	t.dials[k] = d
+	t.mu.Unlock()
+
+	d.c, d.err = l.dial(proto, dst) // publishes d.c before the dial is forgotten
+
+	t.mu.Lock()
+	delete(t.dials, k)
+	t.mu.Unlock()
+	close(d.done)
+	return d.c, d.err
+}
