@@ -1,0 +1,228 @@
+package txn
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"sipedge/sip"
+	"sipedge/transport"
+)
+
+type state uint8
+
+const (
+	stProceeding state = iota // also "Trying" for non-INVITE
+	stCompleted
+	stConfirmed
+	stAccepted // RFC 6026: INVITE answered 2xx
+	stTerminated
+)
+
+// Server is a server transaction (RFC 3261 §17.2).
+type Server struct {
+	l      *Layer
+	key    uint64
+	invite bool
+	Method sip.Method
+	proto  transport.Proto
+	dst    netip.AddrPort // where responses go (§18.2.2), fixed at creation
+
+	mu       sync.Mutex
+	state    state
+	last     []byte // last response sent, for retransmission
+	lastCode int
+	interval time.Duration
+	retrans  *Timer // Timer G
+	end      *Timer // Timers H, I, J, L
+
+	// Ctx is the owner's context (the proxy's response context).
+	Ctx any
+	// OnTerminate, when set, runs once when the transaction ends.
+	OnTerminate func(*Server)
+}
+
+// ServerFor matches a request to its server transaction (§17.2.3).
+//
+//   - A retransmission is absorbed: the last response is sent again and
+//     (st, false) is returned; the caller does nothing more.
+//   - An ACK for a non-2xx final response moves the transaction to
+//     Confirmed and is absorbed the same way (st, false).
+//   - An ACK matching nothing (the ACK of a 2xx is its own transaction,
+//     forwarded end to end) returns (nil, false).
+//   - Anything else creates a transaction: (st, true). Responses will go to
+//     dst over proto.
+func (l *Layer) ServerFor(m *sip.Message, via *sip.Via, proto transport.Proto, dst netip.AddrPort) (*Server, bool) {
+	method := matchMethod(m)
+	key := ServerKey(m, via, method)
+	if m.MethodKind() == sip.ACK {
+		st, ok := l.servers.get(key)
+		if !ok {
+			return nil, false
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		switch st.state {
+		case stCompleted:
+			st.state = stConfirmed
+			st.retrans.Stop()
+			// Timer I: absorb further ACK retransmissions for T4 (UDP).
+			if proto.Reliable() {
+				st.endLocked()
+			} else {
+				st.end.Reset(l.cfg.T4)
+			}
+			l.stats.RequestRetransAbsorbed.Add(1)
+			return st, false
+		case stConfirmed:
+			l.stats.RequestRetransAbsorbed.Add(1)
+			return st, false
+		}
+		return nil, false
+	}
+	if st, ok := l.servers.get(key); ok {
+		st.retransmission()
+		return st, false
+	}
+	st := &Server{
+		l: l, key: key, Method: m.MethodKind(), invite: m.MethodKind() == sip.INVITE,
+		proto: proto, dst: dst, interval: l.cfg.T1,
+	}
+	st.retrans = l.wheel.NewTimer(st.timerG)
+	st.end = l.wheel.NewTimer(st.timerEnd)
+	if old, stored := l.servers.putIfAbsent(key, st); !stored {
+		// Lost a race with another reader for the same retransmission.
+		old.retransmission()
+		return old, false
+	}
+	l.stats.ServerCreated.Add(1)
+	return st, true
+}
+
+// FindInvite returns the INVITE server transaction a CANCEL refers to
+// (same key as the INVITE: §9.2), or nil.
+func (l *Layer) FindInvite(cancel *sip.Message, via *sip.Via) *Server {
+	st, ok := l.servers.get(ServerKey(cancel, via, []byte("INVITE")))
+	if !ok {
+		return nil
+	}
+	return st
+}
+
+func (st *Server) retransmission() {
+	st.l.stats.RequestRetransAbsorbed.Add(1)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.last != nil && st.state != stAccepted && st.state != stTerminated {
+		st.l.stats.Retransmissions.Add(1)
+		st.l.send(st.proto, st.dst, st.last)
+	}
+}
+
+// Respond sends a response and moves the state machine (§17.2.1, §17.2.2,
+// RFC 6026 §8.5–8.7). b is copied. After a final non-2xx, later responses
+// are dropped except 2xx, which a proxy must forward whenever one arrives
+// (§16.7 step 5).
+func (st *Server) Respond(b []byte, code int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch st.state {
+	case stTerminated:
+		if code >= 200 && code < 300 && st.invite {
+			st.l.send(st.proto, st.dst, b) // late 2xx: forward statelessly
+		}
+		return
+	case stCompleted, stConfirmed:
+		if !(code >= 200 && code < 300 && st.invite) {
+			return
+		}
+	case stAccepted:
+		if code < 200 || code >= 300 {
+			return
+		}
+	}
+	st.last = append(st.last[:0], b...)
+	st.lastCode = code
+	st.l.send(st.proto, st.dst, b)
+	if code < 200 {
+		return
+	}
+	T1 := st.l.cfg.T1
+	switch {
+	case st.invite && code < 300:
+		if st.state != stAccepted {
+			st.state = stAccepted
+			st.end.Reset(64 * T1) // Timer L
+		}
+	case st.invite:
+		st.state = stCompleted
+		if !st.proto.Reliable() {
+			st.retrans.Reset(st.interval) // Timer G
+		}
+		st.end.Reset(64 * T1) // Timer H
+	default:
+		st.state = stCompleted
+		if st.proto.Reliable() {
+			st.endLocked()
+		} else {
+			st.end.Reset(64 * T1) // Timer J
+		}
+	}
+}
+
+// Final reports whether a final response has been sent.
+func (st *Server) Final() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lastCode >= 200
+}
+
+// LastCode returns the last response code sent (0 if none).
+func (st *Server) LastCode() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lastCode
+}
+
+func (st *Server) timerG() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.state != stCompleted {
+		return
+	}
+	st.l.stats.Retransmissions.Add(1)
+	st.l.send(st.proto, st.dst, st.last)
+	st.interval *= 2
+	if st.interval > st.l.cfg.T2 {
+		st.interval = st.l.cfg.T2
+	}
+	st.retrans.Reset(st.interval)
+}
+
+func (st *Server) timerEnd() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.endLocked()
+}
+
+// endLocked terminates the transaction. st.mu is held.
+func (st *Server) endLocked() {
+	if st.state == stTerminated {
+		return
+	}
+	st.state = stTerminated
+	st.retrans.Stop()
+	st.end.Stop()
+	st.l.servers.del(st.key)
+	st.l.stats.ServerTerminated.Add(1)
+	if st.OnTerminate != nil {
+		go st.OnTerminate(st) // never run owner code under our lock
+	}
+}
+
+// Terminate ends the transaction at once (for example on shutdown).
+func (st *Server) Terminate() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.endLocked()
+}

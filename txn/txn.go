@@ -1,0 +1,230 @@
+// Package txn implements SIP transactions (RFC 3261 §17 with the RFC 6026
+// corrections): server transactions that absorb request retransmissions and
+// retransmit responses, and client transactions that retransmit requests,
+// time out, and acknowledge non-2xx final responses hop by hop. All timers
+// run on one timing wheel, never on a goroutine per transaction.
+package txn
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sipedge/sip"
+	"sipedge/transport"
+)
+
+// Sender is what transactions send through: the transport layer.
+type Sender interface {
+	Send(proto transport.Proto, dst netip.AddrPort, b []byte) error
+}
+
+// Config holds the RFC 3261 timer values (§17.1.1.1, Table 4).
+type Config struct {
+	T1     time.Duration // RTT estimate, default 500 ms
+	T2     time.Duration // maximum non-INVITE retransmit interval, default 4 s
+	T4     time.Duration // maximum time a message stays in the network, default 5 s
+	TimerC time.Duration // proxy INVITE transaction timeout, default 3 min (> 3 min per §16.6 step 11)
+	Sender Sender
+	Logger *slog.Logger
+	// Tick is the timer wheel resolution, default 10 ms.
+	Tick time.Duration
+}
+
+// Layer holds every live transaction.
+type Layer struct {
+	cfg     Config
+	log     *slog.Logger
+	wheel   *Wheel
+	servers shardedMap[*Server]
+	clients shardedMap[*Client]
+	stats   Stats
+}
+
+// Stats counts transaction events.
+type Stats struct {
+	ServerCreated, ServerTerminated atomic.Uint64
+	ClientCreated, ClientTerminated atomic.Uint64
+	RequestRetransAbsorbed          atomic.Uint64 // request retransmissions answered from a server transaction
+	ResponseRetransAbsorbed         atomic.Uint64 // response retransmissions absorbed by a client transaction
+	Retransmissions                 atomic.Uint64 // requests and responses we retransmitted
+	Timeouts                        atomic.Uint64 // client transactions ended by Timer B/F/C
+	SendErrors                      atomic.Uint64
+}
+
+// New starts a transaction layer.
+func New(cfg Config) *Layer {
+	if cfg.T1 == 0 {
+		cfg.T1 = 500 * time.Millisecond
+	}
+	if cfg.T2 == 0 {
+		cfg.T2 = 4 * time.Second
+	}
+	if cfg.T4 == 0 {
+		cfg.T4 = 5 * time.Second
+	}
+	if cfg.TimerC == 0 {
+		cfg.TimerC = 3*time.Minute + time.Second
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = 10 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	l := &Layer{cfg: cfg, log: cfg.Logger, wheel: NewWheel(cfg.Tick)}
+	l.servers.init()
+	l.clients.init()
+	return l
+}
+
+// Close stops the timers. Live transactions are abandoned.
+func (l *Layer) Close() { l.wheel.Close() }
+
+// Stats returns the live counters.
+func (l *Layer) Stats() *Stats { return &l.stats }
+
+// Counts returns the number of live server and client transactions.
+func (l *Layer) Counts() (servers, clients int) { return l.servers.len(), l.clients.len() }
+
+func (l *Layer) send(proto transport.Proto, dst netip.AddrPort, b []byte) {
+	if err := l.cfg.Sender.Send(proto, dst, b); err != nil {
+		l.stats.SendErrors.Add(1)
+		l.log.Debug("transaction send failed", "dst", dst, "proto", proto, "err", err)
+	}
+}
+
+// shardedMap maps a 64-bit transaction key to a transaction. Sharding keeps
+// the UDP reader goroutines from contending on one lock.
+type shardedMap[T any] struct {
+	shards [32]struct {
+		sync.Mutex
+		m map[uint64]T
+	}
+}
+
+func (s *shardedMap[T]) init() {
+	for i := range s.shards {
+		s.shards[i].m = make(map[uint64]T)
+	}
+}
+
+func (s *shardedMap[T]) get(k uint64) (T, bool) {
+	sh := &s.shards[k%32]
+	sh.Lock()
+	v, ok := sh.m[k]
+	sh.Unlock()
+	return v, ok
+}
+
+// putIfAbsent stores v unless k is present; it returns the stored value and
+// whether v was stored.
+func (s *shardedMap[T]) putIfAbsent(k uint64, v T) (T, bool) {
+	sh := &s.shards[k%32]
+	sh.Lock()
+	defer sh.Unlock()
+	if old, ok := sh.m[k]; ok {
+		return old, false
+	}
+	sh.m[k] = v
+	return v, true
+}
+
+func (s *shardedMap[T]) del(k uint64) {
+	sh := &s.shards[k%32]
+	sh.Lock()
+	delete(sh.m, k)
+	sh.Unlock()
+}
+
+func (s *shardedMap[T]) len() int {
+	n := 0
+	for i := range s.shards {
+		s.shards[i].Lock()
+		n += len(s.shards[i].m)
+		s.shards[i].Unlock()
+	}
+	return n
+}
+
+// hash is FNV-1a over the parts of a transaction key, with a separator so
+// ("ab","c") and ("a","bc") differ.
+type hash uint64
+
+func newHash() hash { return 14695981039346656037 }
+
+func (h hash) add(b []byte) hash {
+	for _, c := range b {
+		h ^= hash(c)
+		h *= 1099511628211
+	}
+	h ^= 0xff
+	h *= 1099511628211
+	return h
+}
+
+func (h hash) addLower(b []byte) hash {
+	for _, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 32
+		}
+		h ^= hash(c)
+		h *= 1099511628211
+	}
+	h ^= 0xff
+	h *= 1099511628211
+	return h
+}
+
+func (h hash) addString(s string) hash {
+	for i := 0; i < len(s); i++ {
+		h ^= hash(s[i])
+		h *= 1099511628211
+	}
+	h ^= 0xff
+	h *= 1099511628211
+	return h
+}
+
+// matchMethod is the method a request matches transactions under: an ACK
+// matches the INVITE it acknowledges (RFC 3261 §17.2.3).
+func matchMethod(m *sip.Message) []byte {
+	if m.MethodKind() == sip.ACK {
+		return []byte("INVITE")
+	}
+	return m.Method()
+}
+
+// ServerKey computes the server transaction key of a request (§17.2.3):
+// with an RFC 3261 branch, branch + sent-by + method; otherwise the RFC 2543
+// fallback of Request-URI, From tag, Call-ID, CSeq number, top Via and
+// method (the To tag is left out so the ACK of a non-2xx matches its
+// INVITE).
+func ServerKey(m *sip.Message, via *sip.Via, method []byte) uint64 {
+	h := newHash()
+	if via.RFC3261Branch() {
+		h = h.add(via.Branch).addLower(via.Host)
+		var port [2]byte
+		port[0], port[1] = byte(via.Port>>8), byte(via.Port)
+		return uint64(h.add(port[:]).add(method))
+	}
+	n, _ := m.CSeq()
+	var num [4]byte
+	num[0], num[1], num[2], num[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	from, _ := m.From()
+	v, _ := topViaValue(m)
+	return uint64(h.addString("2543").add(m.RequestURIBytes()).add(from.Tag).add(m.CallID()).add(num[:]).add(v).add(method))
+}
+
+// ClientKey is the client transaction key: our branch and the method
+// (§17.1.3). CANCEL shares the INVITE's branch, so the method separates them.
+func ClientKey(branch, method []byte) uint64 {
+	return uint64(newHash().add(branch).add(method))
+}
+
+func topViaValue(m *sip.Message) ([]byte, bool) {
+	it := m.Values(sip.KindVia)
+	return it.Next()
+}
