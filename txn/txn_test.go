@@ -157,8 +157,8 @@ func TestServerInvite2xxAccepted(t *testing.T) {
 	st, _ := l.ServerFor(m, v, transport.UDP, dst)
 	st.Respond([]byte("SIP/2.0 200 OK a\r\n"), 200)
 	st.Respond([]byte("SIP/2.0 200 OK b\r\n"), 200) // a second fork's 2xx is forwarded too
-	st.Respond([]byte("SIP/2.0 486 Busy\r\n"), 486)  // but nothing else after a 2xx
-	l.ServerFor(m, v, transport.UDP, dst)            // INVITE retransmission: absorbed, no resend (RFC 6026)
+	st.Respond([]byte("SIP/2.0 486 Busy\r\n"), 486) // but nothing else after a 2xx
+	l.ServerFor(m, v, transport.UDP, dst)           // INVITE retransmission: absorbed, no resend (RFC 6026)
 	if rec.count("SIP/2.0 200") != 2 || rec.count("SIP/2.0 486") != 0 {
 		t.Fatalf("sent %q", rec.sent)
 	}
