@@ -8,18 +8,32 @@ import (
 )
 
 // respond sends a locally generated response to the request (RFC 3261
-// §8.2.6): Via, From, To, Call-ID and CSeq copied, a To tag added, then the
-// extra header lines, a Server header and Content-Length: 0.
+// §8.2.6): through its server transaction when one exists (so
+// retransmissions are answered from it), else statelessly.
 func (r *request) respond(code int, reason string, extra []byte) {
 	c := r.core
-	var tag [16]byte
-	toTag := r.toTag(tag[:0])
-	r.out = sip.AppendResponse(r.out[:0], &r.msg, code, reason, toTag, r.extraWithServer(extra))
+	if r.msg.MethodKind() == sip.ACK {
+		return // an ACK is never answered (§17.1.1.3)
+	}
+	r.out = c.localResponse(r.out[:0], &r.msg, &r.via, code, reason, r.extraWithServer(extra))
 	c.stats.LocalResponses.Add(1)
+	if r.st != nil {
+		r.st.Respond(r.out, code)
+		return
+	}
 	if err := c.send(r.layer, r.pkt, &r.via, r.out); err != nil {
 		c.stats.SendErrors.Add(1)
 		c.log.Warn("response not sent", "dst", r.pkt.Src, "proto", r.pkt.Proto, "status", code, "err", err)
 	}
+}
+
+// localResponse builds a response to m: Via, From, To, Call-ID and CSeq
+// copied, a To tag derived from the request (the same for a retransmission,
+// §8.2.6.2), extra header lines, Content-Length: 0.
+func (c *Core) localResponse(dst []byte, m *sip.Message, via *sip.Via, code int, reason string, extra []byte) []byte {
+	var tag [16]byte
+	toTag := c.toTag(tag[:0], m, via)
+	return sip.AppendResponse(dst, m, code, reason, toTag, extra)
 }
 
 // extraWithServer appends the Server header to the caller's extra header
@@ -37,18 +51,13 @@ func (r *request) extraWithServer(extra []byte) []byte {
 // toTag derives a To tag from the request's Call-ID, From tag and top Via
 // branch: a retransmitted request gets the same tag, so a stateless answer
 // is still consistent (RFC 3261 §8.2.6.2, §16.11 for stateless proxies).
-func (r *request) toTag(dst []byte) []byte {
-	h := fnv64(r.core.tagKey, r.msg.CallID())
-	if f := r.msg.Get(sip.KindFrom); f != nil {
+func (c *Core) toTag(dst []byte, m *sip.Message, via *sip.Via) []byte {
+	h := fnv64(c.tagKey, m.CallID())
+	if f := m.Get(sip.KindFrom); f != nil {
 		h = fnv64(h, f)
 	}
-	h = fnv64(h, r.via.Branch)
-	const hexd = "0123456789abcdef"
-	for i := 0; i < 16; i++ {
-		dst = append(dst, hexd[h>>60])
-		h <<= 4
-	}
-	return dst
+	h = fnv64(h, via.Branch)
+	return appendHex(dst, h)
 }
 
 func fnv64(h uint64, b []byte) uint64 {
@@ -74,6 +83,16 @@ func (c *Core) send(l *transport.Layer, pkt *transport.Packet, via *sip.Via, b [
 		return l.Reply(pkt, b)
 	}
 	return l.Send(transport.UDP, dst, b)
+}
+
+// responseDest is where a server transaction sends its responses: the
+// connection's peer for TCP/TLS (the transport reuses that connection), else
+// the §18.2.2 target.
+func (c *Core) responseDest(pkt *transport.Packet, via *sip.Via) netip.AddrPort {
+	if pkt.Proto.Reliable() {
+		return pkt.Src
+	}
+	return ResponseTarget(pkt.Src, via, c.cfg.SymmetricResponses)
 }
 
 // ResponseTarget applies RFC 3261 §18.2.2 and RFC 3581 §4 to a response for a
@@ -104,12 +123,17 @@ func ResponseTarget(src netip.AddrPort, via *sip.Via, symmetric bool) netip.Addr
 	return netip.AddrPortFrom(src.Addr(), port)
 }
 
-// parseIP parses an IPv4 or (bracketed) IPv6 literal.
+// parseIP parses an IPv4 or (bracketed) IPv6 literal without allocating.
 func parseIP(b []byte) (netip.Addr, bool) {
 	if len(b) > 2 && b[0] == '[' && b[len(b)-1] == ']' {
 		b = b[1 : len(b)-1]
 	}
-	a, err := netip.ParseAddr(string(b))
+	if len(b) == 0 || len(b) > 45 {
+		return netip.Addr{}, false
+	}
+	var s [45]byte
+	n := copy(s[:], b)
+	a, err := netip.ParseAddr(string(s[:n]))
 	if err != nil {
 		return netip.Addr{}, false
 	}

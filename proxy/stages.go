@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"net/netip"
+
 	"sipedge/sip"
+	"sipedge/transport"
 )
 
 // stage is one step a request walks through. run returns true when the
@@ -13,21 +16,30 @@ type stage struct {
 
 // stages is the order every request follows, the one list to read to know
 // what sipedge does with a request. Later capabilities (authentication,
-// registrar, routing, NAT fixing) each add one named stage here.
+// NAT handling, media) each add one named stage here.
 var stages = []stage{
-	{"ack", ackStage},                // ACK is never answered
+	{"ack", ackStage},                // ACK of a non-2xx: absorbed by its transaction
 	{"scheme", schemeStage},          // RFC 3261 §16.3 step 1: 416
 	{"max-forwards", maxFwdStage},    // §16.3 step 3: 483
+	{"loop", loopStage},              // §16.3 step 4: 482
 	{"proxy-require", proxyReqStage}, // §16.3 step 6: 420
-	{"self", selfStage},              // requests addressed to sipedge itself
-	{"route", routeStage},            // everything else
+	{"route", routeStage},            // §16.4: our own Route entries
+	{"stateless", statelessStage},    // ACK of a 2xx: forwarded without a transaction
+	{"transaction", txnStage},        // retransmissions absorbed; server transaction; 100 Trying
+	{"cancel", cancelStage},          // §16.10
+	{"self", selfStage},              // requests for sipedge itself
+	{"forward", forwardStage},        // §16.5–16.6: targets, branches, response context
 }
 
-// ackStage absorbs ACKs: without transactions or routes yet, an ACK can
-// only be for a response sipedge generated, and an ACK is never answered
-// (RFC 3261 §17.2.1).
+// ackStage absorbs the ACK of a non-2xx final response in its server
+// transaction (§17.2.1). Any other ACK (for a 2xx, a new transaction end to
+// end) goes on to be forwarded statelessly; an ACK is never answered.
 func ackStage(r *request) bool {
-	return r.msg.MethodKind() == sip.ACK
+	if r.msg.MethodKind() != sip.ACK {
+		return false
+	}
+	st, _ := r.core.txn.ServerFor(&r.msg, &r.via, r.pkt.Proto, r.pkt.Src)
+	return st != nil
 }
 
 // schemeStage: a proxy that does not understand the Request-URI scheme
@@ -56,7 +68,18 @@ func maxFwdStage(r *request) bool {
 	return true
 }
 
-// proxyReqStage: sipedge supports no Proxy-Require extension yet, so every
+// loopStage answers 482 when a Via of ours carries this request's loop
+// hash (§16.3 step 4); spirals pass.
+func loopStage(r *request) bool {
+	if r.msg.MethodKind() == sip.ACK || r.msg.MethodKind() == sip.CANCEL || !r.core.looped(&r.msg) {
+		return false
+	}
+	r.core.stats.Loops.Add(1)
+	r.respond(482, "Loop Detected", nil)
+	return true
+}
+
+// proxyReqStage: sipedge supports no Proxy-Require extension, so every
 // listed option tag is returned in Unsupported with 420 (RFC 3261 §16.3
 // step 6, §20.29; RFC 4475 §3.3.5).
 func proxyReqStage(r *request) bool {
@@ -67,11 +90,269 @@ func proxyReqStage(r *request) bool {
 	return true
 }
 
+// routeStage counts the leading Route values that name sipedge; they are
+// removed when the request is forwarded (§16.4, both entries of a double
+// Record-Route).
+func routeStage(r *request) bool {
+	self := r.core.self.Load()
+	for it := r.msg.Values(sip.KindRoute); ; {
+		v, ok := it.Next()
+		if !ok {
+			break
+		}
+		a, err := sip.ParseAddress(v)
+		if err != nil || !a.URI.IsSIP() || a.URI.HasUser || !self.Is(a.URI.Host, a.URI.Port, a.URI.Kind == sip.SchemeSIPS) {
+			break
+		}
+		r.routes++
+	}
+	return false
+}
+
+// statelessStage forwards an ACK that no transaction absorbed (the ACK of a
+// 2xx) by its Route set or Request-URI, without state (§16.11).
+func statelessStage(r *request) bool {
+	if r.msg.MethodKind() != sip.ACK {
+		return false
+	}
+	c := r.core
+	t, ok := c.directTarget(r)
+	if !ok {
+		c.stats.StrayResponses.Add(1) // nowhere to send it: count as dropped
+		return true
+	}
+	out, _, ok := c.buildRequest(r.out[:0], r.extra[:0], &r.msg, &r.via, r.pkt.Src, r.pkt.Proto, r.routes, &t, 0, false)
+	if !ok {
+		return true
+	}
+	r.out = out
+	c.stats.StatelessForwards.Add(1)
+	if err := c.Send(t.Proto, t.Addr, out); err != nil {
+		c.stats.SendErrors.Add(1)
+	}
+	return true
+}
+
+// txnStage matches the request to its server transaction: a retransmission
+// is answered from it and goes no further (§17.2.3). A new INVITE is answered
+// 100 Trying at once, which stops the caller's retransmissions (§16.2).
+func txnStage(r *request) bool {
+	c := r.core
+	st, created := c.txn.ServerFor(&r.msg, &r.via, r.pkt.Proto, c.responseDest(r.pkt, &r.via))
+	if !created {
+		return true
+	}
+	r.st = st
+	if r.msg.MethodKind() == sip.INVITE {
+		r.out = sip.AppendResponse(r.out[:0], &r.msg, 100, "Trying", nil, nil)
+		st.Respond(r.out, 100)
+	}
+	return false
+}
+
+// cancelStage: a CANCEL that matches a proxied INVITE is answered 200 and
+// cancels its pending branches; the INVITE then ends with 487 (§16.10). One
+// that matches nothing is answered 481.
+func cancelStage(r *request) bool {
+	if r.msg.MethodKind() != sip.CANCEL {
+		return false
+	}
+	inv := r.core.txn.FindInvite(&r.msg, &r.via)
+	if inv == nil {
+		r.respond(481, "Call/Transaction Does Not Exist", nil)
+		return true
+	}
+	r.respond(200, "OK", nil)
+	if ctx, ok := inv.Ctx.(*respCtx); ok {
+		ctx.cancel()
+	} else if !inv.Final() {
+		// A locally answered INVITE still pending: end it with 487.
+		r.out = r.core.localResponse(r.out[:0], &r.msg, &r.via, 487, "Request Terminated", nil)
+		inv.Respond(r.out, 487)
+	}
+	return true
+}
+
+// Allow and Supported describe what sipedge itself answers as a UAS.
+const (
+	allowHeader     = "Allow: OPTIONS\r\n"
+	acceptHeader    = "Accept: application/sdp\r\n"
+	supportedHeader = "Supported: \r\n"
+)
+
+// selfStage answers requests whose Request-URI names sipedge itself with no
+// user part and that carry no further Route (RFC 3261 §16.4: the proxy is
+// the final recipient): OPTIONS gets 200 with its capabilities (§11.2).
+func selfStage(r *request) bool {
+	if !r.forSelf() || r.hasFurtherRoute() {
+		return false
+	}
+	u, _ := r.msg.RequestURI()
+	if u.HasUser && r.msg.MethodKind() != sip.OPTIONS && r.core.cfg.Router != nil {
+		return false // a user at our address: the location service decides
+	}
+	m := &r.msg
+	// A UAS refuses Require tags it does not support (RFC 3261 §8.2.2.3).
+	if m.Find(sip.KindRequire) >= 0 {
+		r.respond(420, "Bad Extension", r.unsupportedHeader(sip.KindRequire))
+		return true
+	}
+	switch m.MethodKind() {
+	case sip.OPTIONS:
+		r.respond(200, "OK", []byte(allowHeader+acceptHeader+supportedHeader))
+	case sip.MethodOther:
+		r.respond(501, "Not Implemented", []byte(allowHeader))
+	default:
+		r.respond(405, "Method Not Allowed", []byte(allowHeader))
+	}
+	return true
+}
+
+// forwardStage decides the targets and forwards (§16.5, §16.6). Requests
+// routed through sipedge by a Route set (in-dialog requests, preloaded
+// routes) and requests inside a dialog go to the next Route entry or the
+// Request-URI directly; initial requests ask the Router (location service,
+// static routes, DNS).
+func forwardStage(r *request) bool {
+	c := r.core
+	var d Decision
+	if r.routes > 0 || r.hasFurtherRoute() || r.inDialog() {
+		t, ok := c.directTarget(r)
+		if !ok {
+			r.respond(404, "Not Found", nil)
+			return true
+		}
+		d.Groups = [][]Target{{t}}
+	} else if c.cfg.Router != nil {
+		d = c.cfg.Router.Route(&r.msg, r.pkt.Src, r.pkt.Proto)
+	} else {
+		d.Code, d.Reason = 480, "Temporarily Unavailable"
+	}
+	if len(d.Groups) == 0 {
+		if d.Code == 0 {
+			d.Code, d.Reason = 480, "Temporarily Unavailable"
+		}
+		r.respond(d.Code, d.Reason, nil)
+		return true
+	}
+	c.forward(r, d.Groups)
+	return true
+}
+
+func (r *request) inDialog() bool {
+	to, err := r.msg.To()
+	return err == nil && len(to.Tag) > 0
+}
+
+// hasFurtherRoute reports whether Route values remain after ours.
+func (r *request) hasFurtherRoute() bool {
+	n := 0
+	for it := r.msg.Values(sip.KindRoute); ; {
+		if _, ok := it.Next(); !ok {
+			return n > r.routes
+		}
+		n++
+	}
+}
+
+// directTarget is the next hop from the first Route value after ours
+// (loose routing, §16.6 step 6), else from the Request-URI.
+func (c *Core) directTarget(r *request) (Target, bool) {
+	n := 0
+	for it := r.msg.Values(sip.KindRoute); ; {
+		v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if n == r.routes {
+			a, err := sip.ParseAddress(v)
+			if err != nil {
+				return Target{}, false
+			}
+			return uriTarget(&a.URI)
+		}
+		n++
+	}
+	u, err := r.msg.RequestURI()
+	if err != nil {
+		return Target{}, false
+	}
+	return uriTarget(&u)
+}
+
+// uriTarget turns a SIP URI with an IP address into a next hop (RFC 3263
+// §4.1/4.2 for numeric hosts: transport param, else UDP; port or 5060/5061;
+// maddr overrides the host). Host names need the resolver.
+func uriTarget(u *sip.URI) (Target, bool) {
+	host := u.Host
+	if m, ok := u.Param("maddr"); ok && len(m) > 0 {
+		host = m
+	}
+	a, ok := parseIP(host)
+	if !ok || !u.IsSIP() {
+		return Target{}, false
+	}
+	proto := transport.UDP
+	if u.Kind == sip.SchemeSIPS {
+		proto = transport.TLS
+	}
+	if tp, ok := u.Param("transport"); ok {
+		switch {
+		case sip.EqualFold(tp, "tcp"):
+			proto = transport.TCP
+			if u.Kind == sip.SchemeSIPS {
+				proto = transport.TLS
+			}
+		case sip.EqualFold(tp, "tls"):
+			proto = transport.TLS
+		case sip.EqualFold(tp, "udp"):
+			proto = transport.UDP
+		default:
+			return Target{}, false
+		}
+	}
+	port := uint16(u.Port)
+	if port == 0 {
+		port = 5060
+		if proto == transport.TLS {
+			port = 5061
+		}
+	}
+	return Target{Proto: proto, Addr: netip.AddrPortFrom(a, port)}, true
+}
+
+// forward runs the request through a new response context.
+func (c *Core) forward(r *request, groups [][]Target) {
+	ctx := &respCtx{
+		core: c, st: r.st, invite: r.msg.MethodKind() == sip.INVITE,
+		req: append([]byte(nil), r.msg.Bytes()...), src: r.pkt.Src, inProto: r.pkt.Proto,
+		routes: r.routes, groups: groups,
+		// Record-Route only dialog-creating requests that are not already
+		// inside a dialog: the dialog's route set is fixed by them (§16.6
+		// step 4; §12.1.1).
+		rr: isDialogCreating(r.msg.MethodKind()) && !r.inDialog(),
+	}
+	if err := ctx.msg.Parse(ctx.req, c.cfg.Limits); err != nil {
+		r.respond(500, "Server Internal Error", nil)
+		return
+	}
+	ctx.via, _ = ctx.msg.TopVia()
+	r.st.Ctx = ctx
+	ctx.mu.Lock()
+	defer ctx.mu.Unlock()
+	if !ctx.startNextGroup() {
+		ctx.maybeFinish()
+	}
+}
+
+func isDialogCreating(m sip.Method) bool {
+	return m == sip.INVITE || m == sip.SUBSCRIBE || m == sip.REFER || m == sip.NOTIFY
+}
+
 // unsupportedHeader builds "Unsupported: tag, tag" from every option tag of
 // a Require or Proxy-Require header.
 func (r *request) unsupportedHeader(k sip.HeaderKind) []byte {
-	var hdr [256]byte
-	h := append(hdr[:0], "Unsupported: "...)
+	h := append([]byte(nil), "Unsupported: "...)
 	first := true
 	for it := r.msg.Values(k); ; {
 		v, ok := it.Next()
@@ -87,54 +368,7 @@ func (r *request) unsupportedHeader(k sip.HeaderKind) []byte {
 		first = false
 		h = append(h, v...)
 	}
-	h = append(h, '\r', '\n')
-	return append([]byte(nil), h...)
-}
-
-// Allow and Supported describe what sipedge itself answers as a UAS.
-const (
-	allowHeader     = "Allow: OPTIONS\r\n"
-	acceptHeader    = "Accept: application/sdp\r\n"
-	supportedHeader = "Supported: \r\n"
-)
-
-// selfStage answers requests whose Request-URI names sipedge itself
-// (RFC 3261 §16.4: "the proxy is the final recipient"): OPTIONS gets 200
-// with its capabilities (§11.2); other methods are not implemented here.
-func selfStage(r *request) bool {
-	if !r.forSelf() {
-		return false
-	}
-	m := &r.msg
-	// A UAS refuses Require tags it does not support (RFC 3261 §8.2.2.3).
-	if m.Find(sip.KindRequire) >= 0 && m.MethodKind() != sip.CANCEL {
-		r.respond(420, "Bad Extension", r.unsupportedHeader(sip.KindRequire))
-		return true
-	}
-	switch m.MethodKind() {
-	case sip.OPTIONS:
-		r.respond(200, "OK", []byte(allowHeader+acceptHeader+supportedHeader))
-	case sip.CANCEL:
-		r.respond(481, "Call/Transaction Does Not Exist", nil)
-	case sip.MethodOther:
-		r.respond(501, "Not Implemented", []byte(allowHeader))
-	default:
-		r.respond(405, "Method Not Allowed", []byte(allowHeader))
-	}
-	return true
-}
-
-// routeStage handles requests for other targets. With no location service
-// or routes configured the target set is empty, which a proxy answers with
-// 480 (RFC 3261 §16.6... "If the target set is empty": §16.5 / §16.7); a
-// CANCEL matches no transaction (481, §16.10).
-func routeStage(r *request) bool {
-	if r.msg.MethodKind() == sip.CANCEL {
-		r.respond(481, "Call/Transaction Does Not Exist", nil)
-		return true
-	}
-	r.respond(480, "Temporarily Unavailable", nil)
-	return true
+	return append(h, '\r', '\n')
 }
 
 // forSelf reports whether the Request-URI names sipedge: a host that is one

@@ -322,3 +322,19 @@ func splitComma(v []byte) int {
 	}
 	return len(v)
 }
+
+// Offset returns the offset in the message of sub, a slice obtained from one
+// of the message's views (Via, Address, URI fields...), or -1 when sub does
+// not point into the message. Views carry no offsets themselves; this
+// recovers one without allocation, so an edit can target a parameter that a
+// view found.
+func (m *Message) Offset(sub []byte) int {
+	if cap(sub) == 0 || cap(sub) > cap(m.buf) {
+		return -1
+	}
+	off := cap(m.buf) - cap(sub)
+	if off > len(m.buf) || len(sub) > len(m.buf)-off || (len(sub) > 0 && &m.buf[off] != &sub[0]) {
+		return -1
+	}
+	return off
+}

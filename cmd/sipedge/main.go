@@ -112,16 +112,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sipedge: %v\n", err)
 		return 1
 	}
-	var bound []netip.AddrPort
 	for _, l := range layer.Addrs() {
-		bound = append(bound, l.Addr)
 		log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
 	var names []string
 	if o.domains != "" {
 		names = strings.Split(o.domains, ",")
 	}
-	core.SetSelf(proxy.NewSelf(bound, names))
+	core.Attach(layer, names)
+	defer core.Close()
 	log.Info("sipedge started", "version", version)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

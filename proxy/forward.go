@@ -1,0 +1,314 @@
+package proxy
+
+import (
+	"net/netip"
+	"strconv"
+
+	"sipedge/sip"
+	"sipedge/transport"
+)
+
+// Target is one destination a request is forwarded to.
+type Target struct {
+	URI   []byte          // new Request-URI; nil keeps the received one
+	Proto transport.Proto // transport to the next hop
+	Addr  netip.AddrPort  // next hop
+	Path  [][]byte        // Route values to push, in order (RFC 3327 Path)
+	Q     int             // q-value in thousandths (for logs; groups carry the order)
+}
+
+// Decision is what a Router answers: either a local response, or groups of
+// targets tried one group after the other (sequential forking by q-value),
+// the targets of a group in parallel (RFC 3261 §16.6).
+type Decision struct {
+	Code   int
+	Reason string
+	Groups [][]Target
+}
+
+// Router finds the targets of a request that is not for sipedge itself.
+type Router interface {
+	Route(m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision
+}
+
+// loopHash combines what identifies a request for loop detection (RFC 3261
+// §16.6 step 8, §16.3 step 4): To tag, From tag, Call-ID, the Request-URI as
+// received, CSeq number, Proxy-Require and Proxy-Authorization. A spiral
+// (the Request-URI changed) hashes differently; a loop hashes the same.
+func loopHash(m *sip.Message) uint64 {
+	h := uint64(14695981039346656037)
+	add := func(b []byte) {
+		for _, c := range b {
+			h ^= uint64(c)
+			h *= 1099511628211
+		}
+		h ^= 0xff
+		h *= 1099511628211
+	}
+	if to, err := m.To(); err == nil {
+		add(to.Tag)
+	}
+	if from, err := m.From(); err == nil {
+		add(from.Tag)
+	}
+	add(m.CallID())
+	add(m.RequestURIBytes())
+	n, _ := m.CSeq()
+	add([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	add(m.Get(sip.KindProxyRequire))
+	add(m.Get(sip.KindProxyAuthorization))
+	return h
+}
+
+// branchPrefix marks branches sipedge generated: "z9hG4bK" + "Se" + 16 hex
+// digits of the loop hash + "." + 16 hex digits unique to the branch.
+const branchPrefix = sip.MagicCookie + "Se"
+
+func appendHex(b []byte, v uint64) []byte {
+	const hexd = "0123456789abcdef"
+	for i := 60; i >= 0; i -= 4 {
+		b = append(b, hexd[(v>>uint(i))&0xf])
+	}
+	return b
+}
+
+// appendBranch writes a branch for one forwarded copy of a request: the
+// loop hash and a per-branch value derived from the incoming transaction
+// (its top Via branch and sent-by) and the branch index, so a retransmitted
+// request maps to the same branch.
+func (c *Core) appendBranch(dst []byte, m *sip.Message, via *sip.Via, idx int) []byte {
+	dst = append(dst, branchPrefix...)
+	dst = appendHex(dst, loopHash(m))
+	dst = append(dst, '.')
+	h := c.tagKey ^ uint64(idx+1)*0x9e3779b97f4a7c15
+	for _, part := range [][]byte{via.Branch, via.Host, m.CallID()} {
+		for _, ch := range part {
+			h ^= uint64(ch)
+			h *= 1099511628211
+		}
+	}
+	return appendHex(dst, h)
+}
+
+// looped reports whether a Via sipedge added carries the loop hash of this
+// request: the same request came back (RFC 3261 §16.3 step 4). A Via of
+// ours with another hash is a spiral and is allowed.
+func (c *Core) looped(m *sip.Message) bool {
+	self := c.self.Load()
+	var want [16]byte
+	wb := appendHex(want[:0], loopHash(m))
+	for it := m.Values(sip.KindVia); ; {
+		v, ok := it.Next()
+		if !ok {
+			return false
+		}
+		via, err := sip.ParseVia(v)
+		if err != nil || len(via.Branch) < len(branchPrefix)+16 || string(via.Branch[:len(branchPrefix)]) != branchPrefix {
+			continue
+		}
+		if !self.Is(via.Host, via.Port, false) && !self.Is(via.Host, via.Port, true) {
+			continue
+		}
+		if string(via.Branch[len(branchPrefix):len(branchPrefix)+16]) == string(wb) {
+			return true
+		}
+	}
+}
+
+// buildRequest applies the RFC 3261 §16.6 edits for target t to the request
+// and writes it: new Request-URI, Max-Forwards decremented, our Route
+// entries removed (§16.4) and Path pushed as Route, Record-Route added
+// (twice when the request changes transport or address family, §16.6 step 4),
+// received/rport added to the top Via (§18.2.1, RFC 3581), our Via on top.
+// It returns the message and the branch it carries.
+func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, src netip.AddrPort, inProto transport.Proto, routes int, t *Target, idx int, recordRoute bool) (outMsg, outBranch []byte, ok bool) {
+	m.ResetEdits()
+	branch = c.appendBranch(branch[:0], m, via, idx)
+	if t.URI != nil {
+		s, e := m.RequestURISpan()
+		if m.Replace(s, e, t.URI) != nil {
+			return nil, nil, false
+		}
+	}
+	mf, has := m.MaxForwards()
+	if !has {
+		mf = 71
+	}
+	if m.SetMaxForwards(mf-1) != nil {
+		return nil, nil, false
+	}
+	c.removeRoutes(m, routes)
+	fixTopVia(m, via, src)
+
+	outAddr, ok := c.local.forDest(t.Proto, t.Addr.Addr())
+	if !ok {
+		return nil, nil, false
+	}
+	var buf [256]byte
+	firstVia := m.Find(sip.KindVia)
+	if recordRoute {
+		inAddr, ok2 := c.local.forDest(inProto, src.Addr())
+		at := m.Find(sip.KindRecordRoute)
+		if at < 0 {
+			at = firstVia
+		}
+		if ok2 && (inProto != t.Proto || inAddr != outAddr) {
+			// Double Record-Route: the first entry (nearest the callee)
+			// names the outgoing side, the second the incoming side, so each
+			// side routes back through the interface it knows.
+			_ = m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto))
+			_ = m.InsertHeader(at, "Record-Route", appendRR(buf[:0], inAddr, inProto))
+		} else {
+			_ = m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto))
+		}
+	}
+	if len(t.Path) > 0 {
+		at := m.Find(sip.KindRoute)
+		if at < 0 || routes > 0 {
+			at = firstVia
+		}
+		for _, p := range t.Path {
+			_ = m.InsertHeader(at, "Route", p)
+		}
+	}
+	v := append(buf[:0], "SIP/2.0/"...)
+	v = append(v, t.Proto.String()...)
+	v = append(v, ' ')
+	v = appendHostPort(v, outAddr)
+	v = append(v, ";branch="...)
+	v = append(v, branch...)
+	v = append(v, ";rport"...)
+	if m.InsertHeader(firstVia, "Via", v) != nil {
+		return nil, nil, false
+	}
+	return m.AppendTo(dst), branch, true
+}
+
+// removeRoutes deletes the first n Route values (those naming sipedge,
+// RFC 3261 §16.4): whole header fields when all their values go, else the
+// leading values and their commas.
+func (c *Core) removeRoutes(m *sip.Message, n int) {
+	for i := m.Find(sip.KindRoute); i >= 0 && n > 0; i = m.FindNext(sip.KindRoute, i) {
+		v := m.HeaderValue(i)
+		vals := 0
+		for rest := v; ; {
+			k := commaSplit(rest)
+			vals++
+			if k == len(rest) {
+				break
+			}
+			rest = rest[k+1:]
+		}
+		if n >= vals {
+			_ = m.DeleteHeader(i)
+			n -= vals
+			continue
+		}
+		rest := v
+		for j := 0; j < n; j++ {
+			rest = skipSpace(rest[commaSplit(rest)+1:])
+		}
+		s, _ := m.HeaderValueSpan(i)
+		if off := m.Offset(rest); off > s {
+			_ = m.Delete(s, off)
+		}
+		return
+	}
+}
+
+func skipSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	return b
+}
+
+// commaSplit returns the length of the first comma-separated element,
+// ignoring commas in quotes and <>.
+func commaSplit(v []byte) int {
+	inQ, inA := false, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case inQ:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inQ = false
+			}
+		case c == '"':
+			inQ = true
+		case c == '<':
+			inA = true
+		case c == '>':
+			inA = false
+		case c == ',' && !inA:
+			return i
+		}
+	}
+	return len(v)
+}
+
+// fixTopVia adds received (when the source address differs from sent-by)
+// and fills an empty rport (RFC 3261 §18.2.1, RFC 3581 §4).
+func fixTopVia(m *sip.Message, via *sip.Via, src netip.AddrPort) {
+	if via.HasRPort && via.RPort == 0 {
+		if p, ok := via.Params.Get("rport"); ok && p == nil {
+			// Find "rport" in the parameter list and append "=port".
+			for rest := via.Params; ; {
+				name, _, r, ok, _ := rest.Next()
+				if !ok {
+					break
+				}
+				if sip.EqualFold(name, "rport") {
+					if off := m.Offset(name); off >= 0 {
+						var b [8]byte
+						_ = m.Insert(off+len(name), strconv.AppendUint(append(b[:0], '='), uint64(src.Port()), 10))
+					}
+					break
+				}
+				rest = r
+			}
+		}
+	}
+	if a, ok := parseIP(via.Host); ok && a == src.Addr() && len(via.Received) == 0 {
+		return
+	}
+	if len(via.Received) > 0 {
+		return
+	}
+	// Append ;received=IP at the end of the top Via value.
+	s, e, ok := m.TopViaSpan()
+	if !ok {
+		return
+	}
+	_ = s
+	var b [64]byte
+	r := append(b[:0], ";received="...)
+	r = src.Addr().AppendTo(r)
+	_ = m.Insert(e, r)
+}
+
+func appendHostPort(b []byte, ap netip.AddrPort) []byte {
+	a := ap.Addr()
+	if a.Is6() && !a.Is4In6() {
+		b = append(b, '[')
+		b = a.AppendTo(b)
+		b = append(b, ']')
+	} else {
+		b = a.Unmap().AppendTo(b)
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(ap.Port()), 10)
+}
+
+func appendRR(b []byte, ap netip.AddrPort, proto transport.Proto) []byte {
+	b = append(b, "<sip:"...)
+	b = appendHostPort(b, ap)
+	switch proto {
+	case transport.TCP:
+		b = append(b, ";transport=tcp"...)
+	case transport.TLS:
+		b = append(b, ";transport=tls"...)
+	}
+	return append(b, ";lr>"...)
+}

@@ -1,0 +1,292 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"sipedge/sip"
+	"sipedge/transport"
+	"sipedge/txn"
+)
+
+// staticRouter sends every initial request to fixed groups of targets.
+type staticRouter struct{ groups [][]Target }
+
+func (s staticRouter) Route(*sip.Message, netip.AddrPort, transport.Proto) Decision {
+	return Decision{Groups: s.groups}
+}
+
+// peer is a scripted SIP endpoint on a loopback UDP socket.
+type peer struct {
+	t    *testing.T
+	conn *net.UDPConn
+	addr netip.AddrPort
+}
+
+func newPeer(t *testing.T) *peer {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &peer{t: t, conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
+}
+
+func (p *peer) send(to netip.AddrPort, s string) {
+	p.t.Helper()
+	if _, err := p.conn.WriteToUDPAddrPort([]byte(s), to); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// recv waits for the next message; it returns nil on timeout.
+func (p *peer) recv(d time.Duration) *sip.Message {
+	buf := make([]byte, 65535)
+	p.conn.SetReadDeadline(time.Now().Add(d))
+	n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return nil
+	}
+	m := new(sip.Message)
+	if err := m.Parse(buf[:n], nil); err != nil {
+		p.t.Fatalf("peer got unparsable message: %v\n%s", err, buf[:n])
+	}
+	return m
+}
+
+// expect waits for a response with the code (skipping others listed in skip).
+func (p *peer) expect(code int) *sip.Message {
+	p.t.Helper()
+	for {
+		m := p.recv(2 * time.Second)
+		if m == nil {
+			p.t.Fatalf("timed out waiting for %d", code)
+		}
+		if !m.IsRequest() && m.StatusCode() == code {
+			return m
+		}
+		if !m.IsRequest() && m.StatusCode() == 100 {
+			continue
+		}
+		p.t.Fatalf("got %s, want %d", firstLine(m), code)
+	}
+}
+
+func (p *peer) expectRequest(method string) *sip.Message {
+	p.t.Helper()
+	m := p.recv(2 * time.Second)
+	if m == nil {
+		p.t.Fatalf("timed out waiting for %s", method)
+	}
+	if !m.IsRequest() || string(m.Method()) != method {
+		p.t.Fatalf("got %s, want %s", firstLine(m), method)
+	}
+	return m
+}
+
+func firstLine(m *sip.Message) string {
+	b := m.Bytes()
+	if i := strings.Index(string(b), "\r\n"); i > 0 {
+		return string(b[:i])
+	}
+	return string(b)
+}
+
+// answer builds a response to req from a UAS: Vias, From, To with tag,
+// Call-ID, CSeq, and Record-Route copied (§12.1.1), a Contact.
+func (p *peer) answer(req *sip.Message, code int, toTag string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, sip.ReasonPhrase(code))
+	for i := 0; i < req.NumHeaders(); i++ {
+		switch req.HeaderKind(i) {
+		case sip.KindVia, sip.KindFrom, sip.KindCallID, sip.KindCSeq, sip.KindRecordRoute:
+			fmt.Fprintf(&b, "%s: %s\r\n", req.HeaderKind(i), req.HeaderValue(i))
+		case sip.KindTo:
+			v := string(req.HeaderValue(i))
+			if !strings.Contains(v, "tag=") && code > 100 {
+				v += ";tag=" + toTag
+			}
+			fmt.Fprintf(&b, "To: %s\r\n", v)
+		}
+	}
+	fmt.Fprintf(&b, "Contact: <sip:uas@%s>\r\nContent-Length: 0\r\n\r\n", p.addr)
+	return b.String()
+}
+
+func startProxy(t *testing.T, router Router) (*Core, netip.AddrPort) {
+	t.Helper()
+	core := New(Config{Router: router, Txn: txn.Config{T1: 500 * time.Millisecond}})
+	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	core.Attach(layer, nil)
+	t.Cleanup(func() { layer.Close(); core.Close() })
+	return core, layer.Addrs()[0].Addr
+}
+
+func invite(from *peer, proxy netip.AddrPort, callID, branch string) string {
+	return fmt.Sprintf("INVITE sip:bob@example.com SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP %s;branch=%s;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n"+
+		"Call-ID: %s\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@%s>\r\nContent-Length: 0\r\n\r\n",
+		from.addr, branch, callID, from.addr)
+}
+
+func TestProxyCallFlow(t *testing.T) {
+	uac, uas := newPeer(t), newPeer(t)
+	_, px := startProxy(t, staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}})
+
+	uac.send(px, invite(uac, px, "call1", "z9hG4bKu1"))
+	uac.expect(100)
+	inv := uas.expectRequest("INVITE")
+	// §16.6: our Via on top with a loop-hash branch, Max-Forwards 69,
+	// Record-Route naming the proxy, received/rport filled on the UAC's Via.
+	v, _ := inv.TopVia()
+	if !strings.HasPrefix(string(v.Branch), branchPrefix) || v.Port != int(px.Port()) {
+		t.Fatalf("top Via %q", inv.Get(sip.KindVia))
+	}
+	if n, _ := inv.MaxForwards(); n != 69 {
+		t.Fatalf("Max-Forwards %d", n)
+	}
+	rr := string(inv.Get(sip.KindRecordRoute))
+	if rr != fmt.Sprintf("<sip:%s;lr>", px) {
+		t.Fatalf("Record-Route %q", rr)
+	}
+	if !strings.Contains(string(inv.Bytes()), fmt.Sprintf("branch=z9hG4bKu1;rport=%d", uac.addr.Port())) {
+		t.Fatalf("rport not filled:\n%s", inv.Bytes())
+	}
+	uas.send(px, uas.answer(inv, 180, "b1"))
+	r180 := uac.expect(180)
+	if r180.NumVias() != 1 {
+		t.Fatalf("180 has %d Vias: our Via not removed", r180.NumVias())
+	}
+	uas.send(px, uas.answer(inv, 200, "b1"))
+	ok := uac.expect(200)
+	if string(ok.Get(sip.KindRecordRoute)) != rr {
+		t.Fatal("Record-Route lost in 200")
+	}
+	// ACK and BYE follow the route set: Route: <proxy>, R-URI = UAS contact.
+	ack := fmt.Sprintf("ACK sip:uas@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKu2;rport\r\nRoute: %s\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>;tag=b1\r\n"+
+		"Call-ID: call1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", uas.addr, uac.addr, rr)
+	uac.send(px, ack)
+	gotACK := uas.expectRequest("ACK")
+	if gotACK.Count(sip.KindRoute) != 0 {
+		t.Fatal("our Route entry was not removed from the ACK")
+	}
+	bye := strings.ReplaceAll(strings.ReplaceAll(ack, "ACK", "BYE"), "z9hG4bKu2", "z9hG4bKu3")
+	bye = strings.Replace(bye, "CSeq: 1 BYE", "CSeq: 2 BYE", 1)
+	uac.send(px, bye)
+	b := uas.expectRequest("BYE")
+	uas.send(px, uas.answer(b, 200, "b1"))
+	uac.expect(200)
+}
+
+func TestProxyBusyAndCancel(t *testing.T) {
+	uac, uas := newPeer(t), newPeer(t)
+	_, px := startProxy(t, staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}})
+
+	// 486 is relayed; the proxy ACKs it hop by hop.
+	uac.send(px, invite(uac, px, "busy", "z9hG4bKb1"))
+	inv := uas.expectRequest("INVITE")
+	uas.send(px, uas.answer(inv, 486, "b1"))
+	uas.expectRequest("ACK")
+	uac.expect(486)
+
+	// CANCEL of a ringing call: 200 to the CANCEL, CANCEL downstream, 487.
+	uac.send(px, invite(uac, px, "cancel", "z9hG4bKc1"))
+	inv = uas.expectRequest("INVITE")
+	uas.send(px, uas.answer(inv, 180, "b2"))
+	uac.expect(180)
+	cancel := fmt.Sprintf("CANCEL sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKc1;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: cancel\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n", uac.addr)
+	uac.send(px, cancel)
+	uac.expect(200)
+	c := uas.expectRequest("CANCEL")
+	uas.send(px, uas.answer(c, 200, "b2"))
+	uas.send(px, uas.answer(inv, 487, "b2"))
+	uas.expectRequest("ACK")
+	uac.expect(487)
+}
+
+func TestProxyParallelFork(t *testing.T) {
+	uac, a, b := newPeer(t), newPeer(t), newPeer(t)
+	_, px := startProxy(t, staticRouter{[][]Target{{{Proto: transport.UDP, Addr: a.addr}, {Proto: transport.UDP, Addr: b.addr}}}})
+	uac.send(px, invite(uac, px, "fork", "z9hG4bKf1"))
+	ia := a.expectRequest("INVITE")
+	ib := b.expectRequest("INVITE")
+	va, _ := ia.TopVia()
+	vb, _ := ib.TopVia()
+	if string(va.Branch) == string(vb.Branch) {
+		t.Fatal("two branches share a branch id")
+	}
+	a.send(px, a.answer(ia, 180, "ta"))
+	b.send(px, b.answer(ib, 180, "tb"))
+	uac.expect(180)
+	uac.expect(180)
+	b.send(px, b.answer(ib, 200, "tb"))
+	uac.expect(200)
+	// The loser is cancelled.
+	c := a.expectRequest("CANCEL")
+	a.send(px, a.answer(c, 200, "ta"))
+	a.send(px, a.answer(ia, 487, "ta"))
+	a.expectRequest("ACK")
+	// The 487 of the loser is not forwarded after the 2xx.
+	if m := uac.recv(300 * time.Millisecond); m != nil {
+		t.Fatalf("unexpected %s", firstLine(m))
+	}
+}
+
+func TestProxySequentialFork(t *testing.T) {
+	uac, a, b := newPeer(t), newPeer(t), newPeer(t)
+	_, px := startProxy(t, staticRouter{[][]Target{{{Proto: transport.UDP, Addr: a.addr}}, {{Proto: transport.UDP, Addr: b.addr}}}})
+	uac.send(px, invite(uac, px, "seq", "z9hG4bKs1"))
+	ia := a.expectRequest("INVITE")
+	if m := b.recv(200 * time.Millisecond); m != nil {
+		t.Fatal("second group started before the first failed")
+	}
+	a.send(px, a.answer(ia, 480, "ta"))
+	a.expectRequest("ACK")
+	ib := b.expectRequest("INVITE")
+	b.send(px, b.answer(ib, 200, "tb"))
+	uac.expect(200)
+}
+
+func TestProxyBestResponse(t *testing.T) {
+	uac, a, b := newPeer(t), newPeer(t), newPeer(t)
+	_, px := startProxy(t, staticRouter{[][]Target{{{Proto: transport.UDP, Addr: a.addr}, {Proto: transport.UDP, Addr: b.addr}}}})
+	uac.send(px, invite(uac, px, "best", "z9hG4bKr1"))
+	ia := a.expectRequest("INVITE")
+	ib := b.expectRequest("INVITE")
+	a.send(px, a.answer(ia, 503, "ta"))
+	a.expectRequest("ACK")
+	b.send(px, b.answer(ib, 404, "tb"))
+	b.expectRequest("ACK")
+	uac.expect(404) // 4xx beats 5xx (§16.7 step 6)
+}
+
+func TestProxyLoop(t *testing.T) {
+	uac := newPeer(t)
+	// The target is the proxy itself: the request comes back with our Via
+	// and the same loop hash.
+	self := &selfRouter{}
+	_, px := startProxy(t, self)
+	self.addr.Store(px)
+	uac.send(px, invite(uac, px, "loop", "z9hG4bKl1"))
+	uac.expect(482)
+}
+
+type selfRouter struct{ addr atomic.Value }
+
+func (s *selfRouter) Route(*sip.Message, netip.AddrPort, transport.Proto) Decision {
+	return Decision{Groups: [][]Target{{{Proto: transport.UDP, Addr: s.addr.Load().(netip.AddrPort)}}}}
+}

@@ -1,0 +1,298 @@
+package proxy
+
+import (
+	"net/netip"
+	"sync"
+
+	"sipedge/sip"
+	"sipedge/transport"
+	"sipedge/txn"
+)
+
+// respCtx is the response context of one proxied request (RFC 3261 §16.7):
+// the server transaction, the client transactions of its branches, and the
+// best final response so far. It owns a copy of the request, since branches
+// of later groups (sequential forking) are built after the packet buffer is
+// gone.
+type respCtx struct {
+	core   *Core
+	st     *txn.Server
+	invite bool
+
+	mu       sync.Mutex
+	req      []byte
+	msg      sip.Message // parsed view of req
+	via      sip.Via
+	src      netip.AddrPort
+	inProto  transport.Proto
+	routes   int
+	rr       bool
+	groups   [][]Target
+	next     int // next group to start
+	branches []*branch
+	best     []byte // best final response so far, our Via already removed
+	bestCode int
+	got2xx   bool
+	got6xx   bool
+	canceled bool // upstream CANCEL or a 2xx/6xx: cancel pending branches
+	final    bool // a final response went upstream
+	out      []byte
+	bbuf     []byte
+	starting bool // startNextGroup is creating branches
+}
+
+// branch is one forwarded copy of the request.
+type branch struct {
+	ctx          *respCtx
+	target       Target
+	client       *txn.Client
+	done         bool // final response, timeout or transport error
+	cancelOnProv bool // CANCEL once a provisional arrives (§9.1)
+	canceled     bool
+}
+
+// start forwards to the next group of targets. Called with ctx.mu held.
+// It returns false when no group is left.
+func (ctx *respCtx) startNextGroup() bool {
+	for ctx.next < len(ctx.groups) {
+		group := ctx.groups[ctx.next]
+		ctx.next++
+		ctx.starting = true
+		for i := range group {
+			ctx.startBranch(&group[i])
+		}
+		ctx.starting = false
+		if !ctx.allDone() {
+			return true
+		}
+		// Every branch of the group failed at once (transport errors):
+		// go on with the next group.
+		if ctx.got2xx || ctx.got6xx || ctx.canceled {
+			return false
+		}
+	}
+	return false
+}
+
+func (ctx *respCtx) allDone() bool {
+	for _, b := range ctx.branches {
+		if !b.done {
+			return false
+		}
+	}
+	return true
+}
+
+func (ctx *respCtx) startBranch(t *Target) bool {
+	c := ctx.core
+	idx := len(ctx.branches)
+	out, br, ok := c.buildRequest(ctx.out[:0], ctx.bbuf[:0], &ctx.msg, &ctx.via, ctx.src, ctx.inProto, ctx.routes, t, idx, ctx.rr)
+	if !ok {
+		c.log.Warn("cannot build request for target", "target", t.Addr, "proto", t.Proto)
+		return false
+	}
+	ctx.out, ctx.bbuf = out, br
+	b := &branch{ctx: ctx, target: *t}
+	ctx.branches = append(ctx.branches, b)
+	c.stats.Forwarded.Add(1)
+	// NewClient may call OnTransportError synchronously; that path takes
+	// ctx.mu, so release it around the call.
+	ctx.mu.Unlock()
+	cl, err := c.txn.NewClient(ctx.msg.MethodKind(), ctx.msg.Method(), br, out, t.Proto, t.Addr, b, b)
+	ctx.mu.Lock()
+	if err != nil {
+		b.done = true
+		return false
+	}
+	b.client = cl
+	return true
+}
+
+// OnResponse implements txn.ClientHandler (§16.7).
+func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
+	ctx := b.ctx
+	c := ctx.core
+	code := m.StatusCode()
+	ctx.mu.Lock()
+	defer ctx.mu.Unlock()
+	// Remove our Via (§16.7 step 3).
+	resp := stripTopVia(ctx.out[:0], m)
+	ctx.out = resp
+	switch {
+	case code < 200:
+		if b.cancelOnProv && !b.canceled {
+			b.sendCancel()
+		}
+		// Step 5: provisional responses other than 100 go upstream now.
+		if code > 100 && !ctx.final {
+			ctx.st.Respond(resp, code)
+		}
+		return
+	case code < 300:
+		b.done = true
+		// Every 2xx is forwarded at once (step 5), and the other branches
+		// of an INVITE are cancelled (§16.7 step 10).
+		ctx.got2xx, ctx.final = true, true
+		ctx.st.Respond(resp, code)
+		if ctx.invite {
+			ctx.cancelPending()
+		}
+	default:
+		b.done = true
+		ctx.consider(resp, code)
+		if code >= 600 {
+			ctx.got6xx = true
+			ctx.cancelPending()
+		}
+	}
+	ctx.maybeFinish()
+	_ = c
+}
+
+// OnTimeout implements txn.ClientHandler: Timer B/F count as 408 (§16.7
+// step 6 is fed a 408 for a branch that timed out); Timer C cancels the
+// branch (§16.8).
+func (b *branch) OnTimeout(cl *txn.Client, timerC bool) {
+	ctx := b.ctx
+	ctx.mu.Lock()
+	defer ctx.mu.Unlock()
+	if timerC {
+		b.sendCancel()
+		return
+	}
+	b.done = true
+	ctx.consider(nil, 408)
+	ctx.maybeFinish()
+}
+
+// OnTransportError implements txn.ClientHandler: counted as 503 (§16.7
+// step 6 with RFC 3263 §4.3), which becomes 500 upstream if it is the best.
+func (b *branch) OnTransportError(cl *txn.Client, err error) {
+	ctx := b.ctx
+	ctx.core.log.Info("forwarding failed", "dst", b.target.Addr, "proto", b.target.Proto, "err", err)
+	ctx.mu.Lock()
+	defer ctx.mu.Unlock()
+	b.done = true
+	ctx.consider(nil, 503)
+	ctx.maybeFinish()
+}
+
+// consider keeps the best final response (§16.7 step 6): any 6xx, else the
+// lowest class. resp nil means a response sipedge will generate (408, 503).
+func (ctx *respCtx) consider(resp []byte, code int) {
+	better := ctx.bestCode == 0 ||
+		(code >= 600 && ctx.bestCode < 600) ||
+		(ctx.bestCode < 600 && code < 600 && code/100 < ctx.bestCode/100)
+	if !better {
+		return
+	}
+	ctx.bestCode = code
+	ctx.best = append(ctx.best[:0], resp...)
+	if resp == nil {
+		ctx.best = nil
+	}
+}
+
+// cancelPending cancels every branch without a final response. A branch
+// that has had no provisional response yet is cancelled when one comes
+// (§9.1: a CANCEL must not be sent before).
+func (ctx *respCtx) cancelPending() {
+	ctx.canceled = true
+	for _, b := range ctx.branches {
+		if b.done || b.canceled || b.client == nil || !ctx.invite {
+			continue
+		}
+		if b.client.Proceeding() {
+			b.sendCancel()
+		} else {
+			b.cancelOnProv = true
+		}
+	}
+}
+
+func (b *branch) sendCancel() {
+	if b.canceled || b.client == nil {
+		return
+	}
+	b.canceled = true
+	c := b.ctx.core
+	cancel, err := txn.BuildCancel(b.client.Request())
+	if err != nil {
+		return
+	}
+	// The CANCEL is its own client transaction; its 200 is absorbed.
+	_, _ = c.txn.NewClient(sip.CANCEL, []byte("CANCEL"), b.client.Branch, cancel, b.target.Proto, b.target.Addr, cancelSink{}, nil)
+}
+
+// cancelSink absorbs what comes back for a CANCEL we sent.
+type cancelSink struct{}
+
+func (cancelSink) OnResponse(*txn.Client, *sip.Message)  {}
+func (cancelSink) OnTimeout(*txn.Client, bool)           {}
+func (cancelSink) OnTransportError(*txn.Client, error)   {}
+
+// maybeFinish sends the best response upstream once every branch of the
+// current group is done and no other group is to be tried (§16.7 step 4,
+// step 6; §16.6 sequential search by q).
+func (ctx *respCtx) maybeFinish() {
+	if ctx.starting || ctx.final || !ctx.allDone() {
+		return
+	}
+	if !ctx.got6xx && !ctx.canceled && ctx.startNextGroup() {
+		return
+	}
+	ctx.final = true
+	code := ctx.bestCode
+	switch {
+	case code == 0:
+		code = 480 // no branch could be started
+	case code == 503:
+		// §16.7 step 6: a 503 is never forwarded; it would tell the caller
+		// that this proxy is unavailable.
+		code, ctx.best = 500, nil
+	}
+	if ctx.best != nil {
+		ctx.st.Respond(ctx.best, code)
+		return
+	}
+	ctx.out = ctx.core.localResponse(ctx.out[:0], &ctx.msg, &ctx.via, code, sip.ReasonPhrase(code), nil)
+	ctx.st.Respond(ctx.out, code)
+}
+
+// cancel handles a CANCEL from upstream for this context (§16.10): pending
+// branches are cancelled; their 487s then complete the INVITE.
+func (ctx *respCtx) cancel() {
+	ctx.mu.Lock()
+	defer ctx.mu.Unlock()
+	if ctx.final {
+		return
+	}
+	ctx.cancelPending()
+	// Groups not started yet will not be.
+	ctx.next = len(ctx.groups)
+	if len(ctx.branches) == 0 {
+		ctx.bestCode = 487
+		ctx.maybeFinish()
+	}
+}
+
+// stripTopVia writes the response without its first Via value.
+func stripTopVia(dst []byte, m *sip.Message) []byte {
+	i := m.Find(sip.KindVia)
+	if i < 0 {
+		return m.AppendTo(dst)
+	}
+	m.ResetEdits()
+	v := m.HeaderValue(i)
+	k := commaSplit(v)
+	if k == len(v) {
+		_ = m.DeleteHeader(i)
+	} else {
+		s, _ := m.HeaderValueSpan(i)
+		rest := skipSpace(v[k+1:])
+		if off := m.Offset(rest); off > s {
+			_ = m.Delete(s, off)
+		}
+	}
+	return m.AppendTo(dst)
+}
