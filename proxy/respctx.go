@@ -227,9 +227,9 @@ func (b *branch) sendCancel() {
 // cancelSink absorbs what comes back for a CANCEL we sent.
 type cancelSink struct{}
 
-func (cancelSink) OnResponse(*txn.Client, *sip.Message)  {}
-func (cancelSink) OnTimeout(*txn.Client, bool)           {}
-func (cancelSink) OnTransportError(*txn.Client, error)   {}
+func (cancelSink) OnResponse(*txn.Client, *sip.Message) {}
+func (cancelSink) OnTimeout(*txn.Client, bool)          {}
+func (cancelSink) OnTransportError(*txn.Client, error)  {}
 
 // maybeFinish sends the best response upstream once every branch of the
 // current group is done and no other group is to be tried (§16.7 step 4,
