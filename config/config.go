@@ -1,0 +1,329 @@
+// Package config loads sipedge's YAML configuration. Decoding is strict: an
+// unknown key, a value of the wrong type or an invalid value is an error that
+// names the key, its line and what would be accepted. With no file, the
+// embedded defaults describe the zero-configuration sipedge.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Listen lists "[udp:|tcp:|tls:]ip:port"; without a protocol both UDP
+	// and TCP. Default: UDP and TCP on 0.0.0.0:5060 and [::]:5060.
+	Listen []string `yaml:"listen"`
+	TLS    TLS      `yaml:"tls"`
+	// Domains are the SIP domains sipedge is responsible for (registrar
+	// and location service). Empty: every domain is local, which is the
+	// zero-configuration behaviour.
+	Domains   []string  `yaml:"domains"`
+	Log       Log       `yaml:"log"`
+	Limits    Limits    `yaml:"limits"`
+	Registrar Registrar `yaml:"registrar"`
+	Store     Store     `yaml:"store"`
+	Transport Transport `yaml:"transport"`
+	// OutboundProxy receives every request for a non-local domain that no
+	// route matches (a SIP URI, e.g. "sip:proxy.example.net;transport=tcp").
+	OutboundProxy string  `yaml:"outbound_proxy"`
+	Routes        []Route `yaml:"routes"`
+	DNS           DNS     `yaml:"dns"`
+	// SymmetricResponses: see --symmetric-responses.
+	SymmetricResponses *bool `yaml:"symmetric_responses"`
+}
+
+// TLS names the certificate and key for tls listeners.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}
+
+// Limits bound what the parser accepts (see sip.Limits).
+type Limits struct {
+	MaxMessageSize int `yaml:"max_message_size"`
+	MaxHeaders     int `yaml:"max_headers"`
+	MaxVias        int `yaml:"max_vias"`
+}
+
+// Registrar configures REGISTER handling (RFC 3261 §10.3).
+type Registrar struct {
+	MinExpires     Duration `yaml:"min_expires"`
+	MaxExpires     Duration `yaml:"max_expires"`
+	DefaultExpires Duration `yaml:"default_expires"`
+	MaxContacts    int      `yaml:"max_contacts"`
+	// AllowNetworks are the source networks allowed to register without
+	// authentication. Names "loopback" and "private" stand for 127.0.0.0/8
+	// + ::1 and RFC 1918, RFC 6598, fc00::/7, fe80::/10.
+	AllowNetworks []string `yaml:"allow_networks"`
+}
+
+// Store configures the embedded durable store.
+type Store struct {
+	Dir string `yaml:"dir"`
+}
+
+// Transport tunes the sockets.
+type Transport struct {
+	UDPReaders  int      `yaml:"udp_readers"`
+	IdleTimeout Duration `yaml:"idle_timeout"`
+}
+
+// Route sends matching requests to a fixed next hop.
+type Route struct {
+	Name   string `yaml:"name"`
+	Domain string `yaml:"domain"` // Request-URI host to match; empty: any
+	Prefix string `yaml:"prefix"` // Request-URI user prefix to match; empty: any
+	To     string `yaml:"to"`     // next hop SIP URI
+	// Stateless forwards without transactions (lower cost, no failover).
+	Stateless bool `yaml:"stateless"`
+}
+
+// DNS configures RFC 3263 resolution.
+type DNS struct {
+	Servers []string `yaml:"servers"` // ip:port; empty: /etc/resolv.conf
+}
+
+// Duration is a time.Duration written as "30s", "5m", "1h".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return &Error{Line: n.Line, Key: "", Msg: fmt.Sprintf("%q is not a duration; write e.g. 30s, 5m or 1h", n.Value)}
+	}
+	d.Duration = v
+	return nil
+}
+
+// Error is a configuration error with its position.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("config")
+	if e.File != "" {
+		b.WriteString(" " + e.File)
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(": " + e.Key)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+// Default returns the zero-configuration settings.
+func Default() *Config {
+	t := true
+	return &Config{
+		Listen: []string{"0.0.0.0:5060", "[::]:5060"},
+		Log:    Log{Level: "info", Format: "text"},
+		Registrar: Registrar{
+			MinExpires:     Duration{60 * time.Second},
+			MaxExpires:     Duration{time.Hour},
+			DefaultExpires: Duration{time.Hour},
+			MaxContacts:    10,
+			AllowNetworks:  []string{"loopback", "private"},
+		},
+		Store:              Store{Dir: "sipedge-data"},
+		Transport:          Transport{IdleTimeout: Duration{5 * time.Minute}},
+		SymmetricResponses: &t,
+	}
+}
+
+// Load reads a file over the defaults.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	var ce *Error
+	if errors.As(err, &ce) {
+		ce.File = path
+	}
+	return c, err
+}
+
+// Parse decodes YAML over the defaults and validates the result.
+func Parse(b []byte) (*Config, error) {
+	c := Default()
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, yamlError(err)
+	}
+	if len(root.Content) == 0 {
+		return c, nil // empty file: defaults
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, yamlError(err)
+	}
+	if err := c.validate(root.Content[0]); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// yamlError turns the decoder's messages ("line 3: field foo not found in
+// type config.Config") into ones an admin can act on.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg := te.Errors[0]
+		line := 0
+		if strings.HasPrefix(msg, "line ") {
+			fmt.Sscanf(msg, "line %d:", &line)
+			if i := strings.Index(msg, ": "); i > 0 {
+				msg = msg[i+2:]
+			}
+		}
+		if strings.HasPrefix(msg, "field ") && strings.Contains(msg, " not found in type ") {
+			key := strings.TrimPrefix(msg[:strings.Index(msg, " not found")], "field ")
+			return &Error{Line: line, Key: key, Msg: "unknown key; check its spelling and indentation (see docs/CONFIG.md for every key)"}
+		}
+		return &Error{Line: line, Msg: msg}
+	}
+	return &Error{Msg: err.Error()}
+}
+
+// lineOf finds the line of a dotted key path in the YAML tree (0 if absent).
+func lineOf(n *yaml.Node, path string) int {
+	for _, part := range strings.Split(path, ".") {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return 0
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				next = n.Content[i+1]
+				if next.Kind == yaml.ScalarNode || next.Kind == yaml.SequenceNode {
+					return n.Content[i].Line
+				}
+				break
+			}
+		}
+		n = next
+	}
+	if n != nil {
+		return n.Line
+	}
+	return 0
+}
+
+func (c *Config) validate(root *yaml.Node) error {
+	bad := func(key, msg string) error { return &Error{Line: lineOf(root, key), Key: key, Msg: msg} }
+	for _, l := range c.Listen {
+		if _, _, err := ParseListen(l); err != nil {
+			return bad("listen", err.Error())
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return bad("tls", "set both cert and key, or neither")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", fmt.Sprintf("%q: use debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return bad("log.format", fmt.Sprintf("%q: use text or json", c.Log.Format))
+	}
+	r := c.Registrar
+	if r.MinExpires.Duration > r.MaxExpires.Duration {
+		return bad("registrar.min_expires", fmt.Sprintf("%s is more than max_expires %s", r.MinExpires, r.MaxExpires))
+	}
+	if r.DefaultExpires.Duration < r.MinExpires.Duration || r.DefaultExpires.Duration > r.MaxExpires.Duration {
+		return bad("registrar.default_expires", "must lie between min_expires and max_expires")
+	}
+	if r.MaxContacts < 1 {
+		return bad("registrar.max_contacts", "must be at least 1")
+	}
+	for _, n := range r.AllowNetworks {
+		if _, err := ParseNetworks(n); err != nil {
+			return bad("registrar.allow_networks", err.Error())
+		}
+	}
+	for i, rt := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if rt.To == "" || !strings.HasPrefix(strings.ToLower(rt.To), "sip") {
+			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: "needs a SIP URI, e.g. sip:gw.example.net:5060"}
+		}
+	}
+	for _, s := range c.DNS.Servers {
+		if _, err := netip.ParseAddrPort(s); err != nil {
+			return bad("dns.servers", fmt.Sprintf("%q: want ip:port, e.g. 127.0.0.1:53", s))
+		}
+	}
+	if c.OutboundProxy != "" && !strings.HasPrefix(strings.ToLower(c.OutboundProxy), "sip") {
+		return bad("outbound_proxy", "needs a SIP URI, e.g. sip:proxy.example.net")
+	}
+	return nil
+}
+
+// ParseListen parses "[udp:|tcp:|tls:]ip:port" into protocols and address.
+// Without a protocol it means UDP and TCP.
+func ParseListen(v string) (protos []string, addr string, err error) {
+	addr = v
+	if i := strings.Index(v, ":"); i > 0 && !strings.HasPrefix(v, "[") {
+		switch p := strings.ToLower(v[:i]); p {
+		case "udp", "tcp", "tls":
+			protos, addr = []string{p}, v[i+1:]
+		}
+	}
+	if _, err := netip.ParseAddrPort(addr); err != nil {
+		return nil, "", fmt.Errorf("%q: want [udp:|tcp:|tls:]ip:port, e.g. udp:0.0.0.0:5060 or tcp:[::1]:5060", v)
+	}
+	if protos == nil {
+		protos = []string{"udp", "tcp"}
+	}
+	return protos, addr, nil
+}
+
+// ParseNetworks expands "loopback", "private" or a CIDR prefix.
+func ParseNetworks(v string) ([]netip.Prefix, error) {
+	switch v {
+	case "loopback":
+		return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, nil
+	case "private":
+		var out []netip.Prefix
+		for _, s := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fe80::/10"} {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out, nil
+	}
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		return nil, fmt.Errorf("%q: want loopback, private or a prefix such as 192.0.2.0/24", v)
+	}
+	return []netip.Prefix{p.Masked()}, nil
+}

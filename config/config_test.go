@@ -1,0 +1,66 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Listen) != 2 || c.Registrar.MaxExpires.Duration != time.Hour || len(c.Domains) != 0 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestParseValid(t *testing.T) {
+	c, err := Parse([]byte(`
+listen: [udp:127.0.0.1:5060, tcp:127.0.0.1:5060]
+domains: [example.com]
+registrar:
+  min_expires: 30s
+  max_expires: 2h
+  default_expires: 10m
+  max_contacts: 3
+  allow_networks: [loopback, 192.0.2.0/24]
+routes:
+  - name: provider
+    prefix: "00"
+    to: sip:192.0.2.10:5060
+dns:
+  servers: [127.0.0.1:5353]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Registrar.DefaultExpires.Duration != 10*time.Minute || c.Routes[0].Prefix != "00" || c.Log.Level != "info" {
+		t.Fatalf("%+v", c)
+	}
+}
+
+// Every error names the key and its line and says what to write instead.
+func TestErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"listen: [udp:0.0.0.0:5060]\nlisten_x: 1\n", "config:2: listen_x: unknown key"},
+		{"registrar:\n  min_expires: 30s\n  maxexpires: 1h\n", "config:3: maxexpires: unknown key"},
+		{"registrar:\n  min_expires: soon\n", "config:2: \"soon\" is not a duration"},
+		{"listen: [udp:localhost:5060]\n", "config:1: listen: \"udp:localhost:5060\": want [udp:|tcp:|tls:]ip:port"},
+		{"log:\n  level: loud\n", "config:2: log.level: \"loud\": use debug, info, warn or error"},
+		{"registrar:\n  min_expires: 2h\n", "config:2: registrar.min_expires: 2h0m0s is more than max_expires"},
+		{"registrar:\n  max_contacts: 0\n", "config:2: registrar.max_contacts: must be at least 1"},
+		{"registrar:\n  allow_networks: [everyone]\n", "config:2: registrar.allow_networks: \"everyone\""},
+		{"routes:\n  - name: x\n    to: 192.0.2.1\n", "config:1: routes[0].to: needs a SIP URI"},
+		{"registrar:\n  max_contacts: lots\n", "config:2: cannot unmarshal !!str `lots` into int"},
+		{"dns:\n  servers: [127.0.0.1]\n", "config:2: dns.servers: \"127.0.0.1\": want ip:port"},
+		{"tls:\n  cert: a.pem\n", "config:2: tls: set both cert and key"},
+		{"listen: [\n", "config"},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q:\n got %v\nwant prefix %q", tc.yaml, err, tc.want)
+		}
+	}
+}
