@@ -1,6 +1,9 @@
 package sip
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // Errors of the address parser.
 var (
@@ -160,16 +163,13 @@ func parseAddress(a *Address, b []byte) error {
 		}
 	}
 	// b[i] == '<': the URI runs to '>' with no LWS inside (RFC 4475 §3.1.2.14).
-	e := i + 1
-	for e < len(b) && b[e] != '>' {
-		if isLWS(b[e]) {
-			return ErrAngle
-		}
-		e++
-	}
-	if e >= len(b) {
+	// The URI grammar has no LWS, so parseURI rejects the LWS of RFC 4475
+	// §3.1.2.14 ("< sip:... >"); finding '>' needs no per-byte check.
+	e := bytes.IndexByte(b[i+1:], '>')
+	if e < 0 {
 		return ErrAngle
 	}
+	e += i + 1
 	a.Angle = true
 	a.RawURI = b[i+1 : e]
 	if err := parseURI(&a.URI, a.RawURI); err != nil {

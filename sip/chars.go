@@ -56,12 +56,17 @@ func isHex(c byte) bool   { return isDigit(c) || ((c|0x20) >= 'a' && (c|0x20) <=
 // (CRLF followed by SP/HT), so views treat CR and LF inside a value as LWS.
 func isLWS(c byte) bool { return charClass[c]&cLWS != 0 }
 
-func lower(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 32
+func lower(c byte) byte { return lowerTab[c] }
+
+var lowerTab = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if i >= 'A' && i <= 'Z' {
+			t[i] = byte(i) + 32
+		}
 	}
-	return c
-}
+	return t
+}()
 
 // equalFold compares b with an ASCII string s case-insensitively without
 // allocating. s is usually a lower-case constant.

@@ -116,15 +116,85 @@ func init() {
 // LookupKind returns the kind of a header name as written on the wire
 // (any case, long or compact form).
 func LookupKind(name []byte) HeaderKind {
-	if len(name) == 0 || len(name) >= len(kindIndex) {
+	if len(name) == 1 {
+		c := lower(name[0])
+		if c >= 'a' && c <= 'z' {
+			return compactKinds[c-'a']
+		}
+		return KindOther
+	}
+	// Fast path: the canonical spelling, which is what almost every
+	// implementation sends (a switch on constants, no allocation).
+	switch string(name) {
+	case "Via":
+		return KindVia
+	case "From":
+		return KindFrom
+	case "To":
+		return KindTo
+	case "Call-ID":
+		return KindCallID
+	case "CSeq":
+		return KindCSeq
+	case "Max-Forwards":
+		return KindMaxForwards
+	case "Content-Length":
+		return KindContentLength
+	case "Content-Type":
+		return KindContentType
+	case "Contact":
+		return KindContact
+	case "Route":
+		return KindRoute
+	case "Record-Route":
+		return KindRecordRoute
+	case "Expires":
+		return KindExpires
+	case "Require":
+		return KindRequire
+	case "Proxy-Require":
+		return KindProxyRequire
+	case "Supported":
+		return KindSupported
+	case "Unsupported":
+		return KindUnsupported
+	case "Authorization":
+		return KindAuthorization
+	case "Proxy-Authorization":
+		return KindProxyAuthorization
+	case "WWW-Authenticate":
+		return KindWWWAuthenticate
+	case "Proxy-Authenticate":
+		return KindProxyAuthenticate
+	case "Date":
+		return KindDate
+	case "Path":
+		return KindPath
+	case "Min-Expires":
+		return KindMinExpires
+	case "Allow":
+		return KindAllow
+	case "User-Agent":
+		return KindUserAgent
+	case "Server":
+		return KindServer
+	case "Session-Expires":
+		return KindSessionExpires
+	case "Min-SE":
+		return KindMinSE
+	case "Subject":
+		return KindSubject
+	case "Content-Encoding":
+		return KindContentEncoding
+	case "Event":
+		return KindEvent
+	}
+	if len(name) >= len(kindIndex) {
 		return KindOther
 	}
 	c := lower(name[0])
 	if c < 'a' || c > 'z' {
 		return KindOther
-	}
-	if len(name) == 1 {
-		return compactKinds[c-'a']
 	}
 next:
 	for _, k := range kindIndex[len(name)][c-'a'] {

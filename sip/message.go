@@ -279,11 +279,15 @@ func (it *Values) Next() ([]byte, bool) {
 		val := v[:n]
 		start := int(it.pos)
 		it.pos += int32(n) + 1 // past the comma (or past the end)
-		t := trimLWS(val)
-		if len(t) > 0 {
-			start += bytes.Index(val, t[:1]) // offset of the first non-LWS byte
+		lead := 0
+		for lead < len(val) && isLWS(val[lead]) {
+			lead++
 		}
-		it.lastOff = start
+		t := val[lead:]
+		for len(t) > 0 && isLWS(t[len(t)-1]) {
+			t = t[:len(t)-1]
+		}
+		it.lastOff = start + lead
 		return t, true
 	}
 	return nil, false
