@@ -38,6 +38,12 @@ type Config struct {
 	DNS           DNS     `yaml:"dns"`
 	// SymmetricResponses: see --symmetric-responses.
 	SymmetricResponses *bool `yaml:"symmetric_responses"`
+	// TrustedNetworks are the sources served without authentication;
+	// requests from anywhere else are refused with 403. "loopback" and
+	// "private" stand for 127.0.0.0/8 + ::1 and RFC 1918, RFC 6598,
+	// fc00::/7, fe80::/10. This is what keeps a zero-configuration sipedge
+	// from being an open relay.
+	TrustedNetworks []string `yaml:"trusted_networks"`
 }
 
 // TLS names the certificate and key for tls listeners.
@@ -65,10 +71,6 @@ type Registrar struct {
 	MaxExpires     Duration `yaml:"max_expires"`
 	DefaultExpires Duration `yaml:"default_expires"`
 	MaxContacts    int      `yaml:"max_contacts"`
-	// AllowNetworks are the source networks allowed to register without
-	// authentication. Names "loopback" and "private" stand for 127.0.0.0/8
-	// + ::1 and RFC 1918, RFC 6598, fc00::/7, fe80::/10.
-	AllowNetworks []string `yaml:"allow_networks"`
 }
 
 // Store configures the embedded durable store.
@@ -145,8 +147,8 @@ func Default() *Config {
 			MaxExpires:     Duration{time.Hour},
 			DefaultExpires: Duration{time.Hour},
 			MaxContacts:    10,
-			AllowNetworks:  []string{"loopback", "private"},
 		},
+		TrustedNetworks:    []string{"loopback", "private"},
 		Store:              Store{Dir: "sipedge-data"},
 		Transport:          Transport{IdleTimeout: Duration{5 * time.Minute}},
 		SymmetricResponses: &t,
@@ -268,9 +270,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	if r.MaxContacts < 1 {
 		return bad("registrar.max_contacts", "must be at least 1")
 	}
-	for _, n := range r.AllowNetworks {
+	for _, n := range c.TrustedNetworks {
 		if _, err := ParseNetworks(n); err != nil {
-			return bad("registrar.allow_networks", err.Error())
+			return bad("trusted_networks", err.Error())
 		}
 	}
 	for i, rt := range c.Routes {
@@ -307,6 +309,16 @@ func ParseListen(v string) (protos []string, addr string, err error) {
 		protos = []string{"udp", "tcp"}
 	}
 	return protos, addr, nil
+}
+
+// Trusted returns the parsed TrustedNetworks.
+func (c *Config) Trusted() []netip.Prefix {
+	var out []netip.Prefix
+	for _, n := range c.TrustedNetworks {
+		p, _ := ParseNetworks(n)
+		out = append(out, p...)
+	}
+	return out
 }
 
 // ParseNetworks expands "loopback", "private" or a CIDR prefix.

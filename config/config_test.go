@@ -25,7 +25,7 @@ registrar:
   max_expires: 2h
   default_expires: 10m
   max_contacts: 3
-  allow_networks: [loopback, 192.0.2.0/24]
+trusted_networks: [loopback, 192.0.2.0/24]
 routes:
   - name: provider
     prefix: "00"
@@ -51,7 +51,7 @@ func TestErrors(t *testing.T) {
 		{"log:\n  level: loud\n", "config:2: log.level: \"loud\": use debug, info, warn or error"},
 		{"registrar:\n  min_expires: 2h\n", "config:2: registrar.min_expires: 2h0m0s is more than max_expires"},
 		{"registrar:\n  max_contacts: 0\n", "config:2: registrar.max_contacts: must be at least 1"},
-		{"registrar:\n  allow_networks: [everyone]\n", "config:2: registrar.allow_networks: \"everyone\""},
+		{"trusted_networks: [everyone]\n", "config:1: trusted_networks: \"everyone\""},
 		{"routes:\n  - name: x\n    to: 192.0.2.1\n", "config:1: routes[0].to: needs a SIP URI"},
 		{"registrar:\n  max_contacts: lots\n", "config:2: cannot unmarshal !!str `lots` into int"},
 		{"dns:\n  servers: [127.0.0.1]\n", "config:2: dns.servers: \"127.0.0.1\": want ip:port"},

@@ -19,6 +19,7 @@ type stage struct {
 // NAT handling, media) each add one named stage here.
 var stages = []stage{
 	{"ack", ackStage},                // ACK of a non-2xx: absorbed by its transaction
+	{"access", accessStage},          // sources allowed to use sipedge
 	{"scheme", schemeStage},          // RFC 3261 §16.3 step 1: 416
 	{"max-forwards", maxFwdStage},    // §16.3 step 3: 483
 	{"loop", loopStage},              // §16.3 step 4: 482
@@ -40,6 +41,26 @@ func ackStage(r *request) bool {
 	}
 	st, _ := r.core.txn.ServerFor(&r.msg, &r.via, r.pkt.Proto, r.pkt.Src)
 	return st != nil
+}
+
+// accessStage refuses requests from sources outside the allowed networks
+// with 403. Without users to authenticate, the source address is the only
+// credential: this is what keeps a zero-configuration sipedge from being an
+// open relay or an open registrar.
+func accessStage(r *request) bool {
+	nets := r.core.cfg.AllowSources
+	if len(nets) == 0 {
+		return false
+	}
+	src := r.pkt.Src.Addr()
+	for _, p := range nets {
+		if p.Contains(src) {
+			return false
+		}
+	}
+	r.core.stats.Refused.Add(1)
+	r.respond(403, "Forbidden", nil)
+	return true
 }
 
 // schemeStage: a proxy that does not understand the Request-URI scheme

@@ -1,6 +1,7 @@
-// Command sipedge is a SIP edge proxy. Run with no arguments it listens on
-// UDP and TCP port 5060 on every address and answers OPTIONS for itself;
-// `sipedge --help` explains every flag.
+// Command sipedge is a SIP edge proxy. Run with no arguments it is a
+// registrar and proxy on UDP and TCP port 5060 for phones on loopback and
+// private networks; `sipedge --help` explains every flag and
+// docs/CONFIG.md every configuration key.
 package main
 
 import (
@@ -10,13 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"sipedge/config"
 	"sipedge/proxy"
 	"sipedge/sip"
 	"sipedge/transport"
@@ -30,13 +31,17 @@ const usage = `sipedge — SIP edge proxy
 Usage:
   sipedge [flags]
 
-With no flags sipedge listens on UDP and TCP port 5060 on every IPv4 and
-IPv6 address, answers OPTIONS sent to itself with 200, and answers
-malformed requests with the SIP error the RFCs name (400, 416, 420, 483,
-505, 513...).
+With no flags and no configuration file sipedge listens on UDP and TCP port
+5060 on every IPv4 and IPv6 address and serves phones on loopback and
+private networks (RFC 1918, RFC 6598, IPv6 ULA and link-local): OPTIONS to
+itself gets 200, malformed requests get the SIP error the RFCs name (400,
+416, 420, 482, 483, 505, 513...), requests from other sources get 403.
+
+Flags override the configuration file (--config); see docs/CONFIG.md.
 
 Examples:
-  sipedge                                     # defaults
+  sipedge                                     # zero configuration
+  sipedge --config /etc/sipedge/sipedge.yaml
   sipedge --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060
   sipedge --listen 0.0.0.0:5060 --listen tls:0.0.0.0:5061 \
           --tls-cert /etc/sipedge/cert.pem --tls-key /etc/sipedge/key.pem
@@ -51,6 +56,7 @@ func (l *listenFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listenFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 type options struct {
+	configFile      string
 	listen          listenFlag
 	tlsCert, tlsKey string
 	logFormat       string
@@ -61,6 +67,7 @@ type options struct {
 	symmetric       bool
 	domains         string
 	showVersion     bool
+	set             map[string]bool // flags given on the command line
 }
 
 func main() {
@@ -72,35 +79,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
-	log, err := newLogger(o.logFormat, o.logLevel, stderr)
+	cfg := config.Default()
+	if o.configFile != "" {
+		c, err := config.Load(o.configFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "sipedge: %v\n", err)
+			return 2
+		}
+		cfg = c
+	}
+	if err := applyFlags(cfg, &o); err != nil {
+		fmt.Fprintf(stderr, "sipedge: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "sipedge: %v\n", err)
 		return 2
 	}
-	specs, err := listenSpecs(o.listen)
+	specs, err := listenSpecs(cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "sipedge: --listen: %v\n", err)
 		return 2
 	}
 	for _, s := range specs {
-		if s.Proto == transport.TLS && (o.tlsCert == "" || o.tlsKey == "") {
-			fmt.Fprintf(stderr, "sipedge: --listen %s:%s needs --tls-cert and --tls-key\n", "tls", s.Addr)
+		if s.Proto == transport.TLS && (cfg.TLS.Cert == "" || cfg.TLS.Key == "") {
+			fmt.Fprintf(stderr, "sipedge: --listen tls:%s needs --tls-cert and --tls-key (or tls.cert and tls.key in the configuration)\n", s.Addr)
 			return 2
 		}
 	}
-	limits := &sip.Limits{MaxMessageSize: o.maxMessageSize}
+	limits := &sip.Limits{MaxMessageSize: cfg.Limits.MaxMessageSize, MaxHeaders: cfg.Limits.MaxHeaders, MaxVias: cfg.Limits.MaxVias}
 	core := proxy.New(proxy.Config{
 		Limits:             limits,
 		Logger:             log,
-		SymmetricResponses: o.symmetric,
+		SymmetricResponses: cfg.SymmetricResponses == nil || *cfg.SymmetricResponses,
 		UserAgent:          "sipedge/" + version,
+		AllowSources:       cfg.Trusted(),
 	})
+	defer core.Close()
 	layer, err := transport.New(transport.Config{
 		Listen:      specs,
-		TLSCertFile: o.tlsCert,
-		TLSKeyFile:  o.tlsKey,
-		UDPReaders:  o.udpReaders,
-		IdleTimeout: o.idleTimeout,
+		TLSCertFile: cfg.TLS.Cert,
+		TLSKeyFile:  cfg.TLS.Key,
+		UDPReaders:  cfg.Transport.UDPReaders,
+		IdleTimeout: cfg.Transport.IdleTimeout.Duration,
 		Limits:      limits,
 		Logger:      log,
 	}, core)
@@ -115,13 +137,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, l := range layer.Addrs() {
 		log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
-	var names []string
-	if o.domains != "" {
-		names = strings.Split(o.domains, ",")
-	}
-	core.Attach(layer, names)
-	defer core.Close()
-	log.Info("sipedge started", "version", version)
+	core.Attach(layer, cfg.Domains)
+	log.Info("sipedge started", "version", version, "trusted_networks", strings.Join(cfg.TrustedNetworks, ","))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -139,7 +156,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	var o options
 	fs := flag.NewFlagSet("sipedge", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Var(&o.listen, "listen", "`[proto:]addr:port` to listen on; proto is udp, tcp or tls; without proto both udp and tcp; repeatable (default udp+tcp on 0.0.0.0:5060 and [::]:5060)")
+	fs.StringVar(&o.configFile, "config", "", "YAML configuration `file` (default: built-in zero configuration)")
+	fs.Var(&o.listen, "listen", "`[proto:]ip:port` to listen on; proto is udp, tcp or tls; without proto both udp and tcp; repeatable (default udp+tcp on 0.0.0.0:5060 and [::]:5060)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file` for tls listeners")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` for tls listeners")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
@@ -148,7 +166,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", transport.DefaultIdleTimeout, "close TCP/TLS connections idle this long")
 	fs.IntVar(&o.maxMessageSize, "max-message-size", sip.DefaultMaxMessageSize, "largest SIP message accepted, in bytes (larger: 513)")
 	fs.BoolVar(&o.symmetric, "symmetric-responses", true, "send UDP responses to the source port even without rport (RFC 3581 behaviour for NATed phones); false follows RFC 3261 §18.2.2 strictly")
-	fs.StringVar(&o.domains, "domain", "", "comma-separated host names that mean sipedge itself in a Request-URI")
+	fs.StringVar(&o.domains, "domain", "", "comma-separated SIP domains served by the registrar (default: every domain)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	err := fs.Parse(args)
 	switch {
@@ -167,11 +185,53 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 		fmt.Fprintln(stdout, "sipedge", version)
 		return o, 0, true
 	}
-	if o.maxMessageSize < 1024 || o.maxMessageSize > 1<<20 {
-		fmt.Fprintf(stderr, "sipedge: --max-message-size %d: must be between 1024 and 1048576\n", o.maxMessageSize)
-		return o, 2, true
-	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	return o, 0, false
+}
+
+// applyFlags lets the command line override the configuration.
+func applyFlags(c *config.Config, o *options) error {
+	if o.set["listen"] {
+		c.Listen = o.listen
+		for _, l := range c.Listen {
+			if _, _, err := config.ParseListen(l); err != nil {
+				return fmt.Errorf("--listen %v", err)
+			}
+		}
+	}
+	if o.set["tls-cert"] {
+		c.TLS.Cert = o.tlsCert
+	}
+	if o.set["tls-key"] {
+		c.TLS.Key = o.tlsKey
+	}
+	if o.set["log-format"] {
+		c.Log.Format = o.logFormat
+	}
+	if o.set["log-level"] {
+		c.Log.Level = o.logLevel
+	}
+	if o.set["udp-readers"] {
+		c.Transport.UDPReaders = o.udpReaders
+	}
+	if o.set["idle-timeout"] {
+		c.Transport.IdleTimeout.Duration = o.idleTimeout
+	}
+	if o.set["max-message-size"] {
+		if o.maxMessageSize < 1024 || o.maxMessageSize > 1<<20 {
+			return fmt.Errorf("--max-message-size %d: must be between 1024 and 1048576", o.maxMessageSize)
+		}
+		c.Limits.MaxMessageSize = o.maxMessageSize
+	}
+	if o.set["symmetric-responses"] {
+		v := o.symmetric
+		c.SymmetricResponses = &v
+	}
+	if o.set["domain"] {
+		c.Domains = strings.Split(o.domains, ",")
+	}
+	return nil
 }
 
 func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
@@ -189,30 +249,18 @@ func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
-// listenSpecs turns --listen values into transport specs. The default is
-// UDP and TCP on 0.0.0.0:5060 and [::]:5060.
+// listenSpecs turns listen values into transport specs.
 func listenSpecs(vals []string) ([]transport.ListenSpec, error) {
-	if len(vals) == 0 {
-		vals = []string{"0.0.0.0:5060", "[::]:5060"}
-	}
 	var out []transport.ListenSpec
 	for _, v := range vals {
-		proto, addr := "", v
-		if i := strings.Index(v, ":"); i > 0 && !strings.HasPrefix(v, "[") {
-			if p, err := transport.ParseProto(v[:i]); err == nil {
-				proto, addr = p.String(), v[i+1:]
-			}
+		protos, addr, err := config.ParseListen(v)
+		if err != nil {
+			return nil, err
 		}
-		if _, err := netip.ParseAddrPort(addr); err != nil {
-			return nil, fmt.Errorf("%q: want [udp:|tcp:|tls:]ip:port, e.g. udp:0.0.0.0:5060 or tcp:[::1]:5060", v)
+		for _, p := range protos {
+			pr, _ := transport.ParseProto(p)
+			out = append(out, transport.ListenSpec{Proto: pr, Addr: addr})
 		}
-		if proto == "" {
-			out = append(out, transport.ListenSpec{Proto: transport.UDP, Addr: addr},
-				transport.ListenSpec{Proto: transport.TCP, Addr: addr})
-			continue
-		}
-		p, _ := transport.ParseProto(proto)
-		out = append(out, transport.ListenSpec{Proto: p, Addr: addr})
 	}
 	return out, nil
 }
