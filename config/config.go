@@ -31,11 +31,6 @@ type Config struct {
 	Registrar Registrar `yaml:"registrar"`
 	Store     Store     `yaml:"store"`
 	Transport Transport `yaml:"transport"`
-	// OutboundProxy receives every request for a non-local domain that no
-	// route matches (a SIP URI, e.g. "sip:proxy.example.net;transport=tcp").
-	OutboundProxy string  `yaml:"outbound_proxy"`
-	Routes        []Route `yaml:"routes"`
-	DNS           DNS     `yaml:"dns"`
 	// SymmetricResponses: see --symmetric-responses.
 	SymmetricResponses *bool `yaml:"symmetric_responses"`
 	// TrustedNetworks are the sources served without authentication;
@@ -82,21 +77,6 @@ type Store struct {
 type Transport struct {
 	UDPReaders  int      `yaml:"udp_readers"`
 	IdleTimeout Duration `yaml:"idle_timeout"`
-}
-
-// Route sends matching requests to a fixed next hop.
-type Route struct {
-	Name   string `yaml:"name"`
-	Domain string `yaml:"domain"` // Request-URI host to match; empty: any
-	Prefix string `yaml:"prefix"` // Request-URI user prefix to match; empty: any
-	To     string `yaml:"to"`     // next hop SIP URI
-	// Stateless forwards without transactions (lower cost, no failover).
-	Stateless bool `yaml:"stateless"`
-}
-
-// DNS configures RFC 3263 resolution.
-type DNS struct {
-	Servers []string `yaml:"servers"` // ip:port; empty: /etc/resolv.conf
 }
 
 // Duration is a time.Duration written as "30s", "5m", "1h".
@@ -274,20 +254,6 @@ func (c *Config) validate(root *yaml.Node) error {
 		if _, err := ParseNetworks(n); err != nil {
 			return bad("trusted_networks", err.Error())
 		}
-	}
-	for i, rt := range c.Routes {
-		key := fmt.Sprintf("routes[%d]", i)
-		if rt.To == "" || !strings.HasPrefix(strings.ToLower(rt.To), "sip") {
-			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: "needs a SIP URI, e.g. sip:gw.example.net:5060"}
-		}
-	}
-	for _, s := range c.DNS.Servers {
-		if _, err := netip.ParseAddrPort(s); err != nil {
-			return bad("dns.servers", fmt.Sprintf("%q: want ip:port, e.g. 127.0.0.1:53", s))
-		}
-	}
-	if c.OutboundProxy != "" && !strings.HasPrefix(strings.ToLower(c.OutboundProxy), "sip") {
-		return bad("outbound_proxy", "needs a SIP URI, e.g. sip:proxy.example.net")
 	}
 	return nil
 }

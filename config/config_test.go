@@ -26,17 +26,11 @@ registrar:
   default_expires: 10m
   max_contacts: 3
 trusted_networks: [loopback, 192.0.2.0/24]
-routes:
-  - name: provider
-    prefix: "00"
-    to: sip:192.0.2.10:5060
-dns:
-  servers: [127.0.0.1:5353]
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Registrar.DefaultExpires.Duration != 10*time.Minute || c.Routes[0].Prefix != "00" || c.Log.Level != "info" {
+	if c.Registrar.DefaultExpires.Duration != 10*time.Minute || c.Log.Level != "info" {
 		t.Fatalf("%+v", c)
 	}
 }
@@ -52,9 +46,7 @@ func TestErrors(t *testing.T) {
 		{"registrar:\n  min_expires: 2h\n", "config:2: registrar.min_expires: 2h0m0s is more than max_expires"},
 		{"registrar:\n  max_contacts: 0\n", "config:2: registrar.max_contacts: must be at least 1"},
 		{"trusted_networks: [everyone]\n", "config:1: trusted_networks: \"everyone\""},
-		{"routes:\n  - name: x\n    to: 192.0.2.1\n", "config:1: routes[0].to: needs a SIP URI"},
 		{"registrar:\n  max_contacts: lots\n", "config:2: cannot unmarshal !!str `lots` into int"},
-		{"dns:\n  servers: [127.0.0.1]\n", "config:2: dns.servers: \"127.0.0.1\": want ip:port"},
 		{"tls:\n  cert: a.pem\n", "config:2: tls: set both cert and key"},
 		{"listen: [\n", "config"},
 	} {
