@@ -87,6 +87,15 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 	c := ctx.core
 	idx := len(ctx.branches)
 	out, br, ok := c.buildRequest(ctx.out[:0], ctx.bbuf[:0], &ctx.msg, &ctx.via, ctx.src, ctx.inProto, ctx.routes, t, idx, ctx.rr)
+	if ok && transport.TransportForRequest(t.Proto, len(out), 0) != t.Proto {
+		// RFC 3261 §18.1.1: a request within 200 bytes of the MTU goes
+		// over a congestion-controlled transport; the Via must say so.
+		tcp := *t
+		tcp.Proto = transport.TCP
+		if out2, br2, ok2 := c.buildRequest(out[:0], br[:0], &ctx.msg, &ctx.via, ctx.src, ctx.inProto, ctx.routes, &tcp, idx, ctx.rr); ok2 {
+			out, br, t = out2, br2, &tcp
+		}
+	}
 	if !ok {
 		c.log.Warn("cannot build request for target", "target", t.Addr, "proto", t.Proto)
 		return false
