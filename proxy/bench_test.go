@@ -3,8 +3,8 @@ package proxy
 import (
 	"bytes"
 	"fmt"
-	"strconv"
 	"net/netip"
+	"strconv"
 	"testing"
 
 	"sipedge/transport"
