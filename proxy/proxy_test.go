@@ -290,3 +290,60 @@ type selfRouter struct{ addr atomic.Value }
 func (s *selfRouter) Route(*sip.Message, netip.AddrPort, transport.Proto) Decision {
 	return Decision{Groups: [][]Target{{{Proto: transport.UDP, Addr: s.addr.Load().(netip.AddrPort)}}}}
 }
+
+// TestProxyLargeRequestUsesTCP: a request over 1300 bytes for a UDP target
+// is sent over TCP instead, with a TCP Via (RFC 3261 §18.1.1).
+func TestProxyLargeRequestUsesTCP(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	target := ln.Addr().(*net.TCPAddr).AddrPort()
+	core := New(Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: target}}}}})
+	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{
+		{Proto: transport.UDP, Addr: "127.0.0.1:0"}, {Proto: transport.TCP, Addr: "127.0.0.1:0"}}}, core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	core.Attach(layer, nil)
+	t.Cleanup(func() { layer.Close(); core.Close() })
+	var px netip.AddrPort
+	for _, a := range layer.Addrs() {
+		if a.Proto == transport.UDP {
+			px = a.Addr
+		}
+	}
+	uac := newPeer(t)
+	big := strings.Replace(invite(uac, px, "big", "z9hG4bKbig"), "Content-Length: 0\r\n",
+		"X-Padding: "+strings.Repeat("x", 1400)+"\r\nContent-Length: 0\r\n", 1)
+	uac.send(px, big)
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(3 * time.Second))
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal("no TCP connection for the large request:", err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 8192)
+	n := 0
+	for n < 1400 {
+		k, err := c.Read(buf[n:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += k
+	}
+	got := string(buf[:n])
+	if !strings.HasPrefix(got, "INVITE sip:bob@example.com SIP/2.0\r\n") || !strings.Contains(got, "\r\nVia: SIP/2.0/TCP 127.0.0.1:") {
+		t.Fatalf("request over TCP:\n%s", got[:300])
+	}
+	// It changed transport, so it is record-routed twice (§16.6 step 4):
+	// the TCP side first, then the UDP side it came from.
+	if !strings.Contains(got, ";transport=tcp;lr>\r\nRecord-Route: <sip:"+px.String()+";lr>") {
+		t.Fatalf("no double Record-Route:\n%s", got[:300])
+	}
+}
