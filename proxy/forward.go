@@ -24,6 +24,10 @@ type Decision struct {
 	Code   int
 	Reason string
 	Groups [][]Target
+	// Failover: the groups are alternatives for one destination (RFC 3263
+	// §4.3): the next is tried only after a timeout, a transport error or
+	// a 503, not after other failures.
+	Failover bool
 }
 
 // Router finds the targets of a request that is not for sipedge itself.

@@ -39,6 +39,7 @@ type respCtx struct {
 	out      []byte
 	bbuf     []byte
 	starting bool // startNextGroup is creating branches
+	failover bool // groups are RFC 3263 alternatives
 }
 
 // branch is one forwarded copy of the request.
@@ -67,7 +68,7 @@ func (ctx *respCtx) startNextGroup() bool {
 		}
 		// Every branch of the group failed at once (transport errors):
 		// go on with the next group.
-		if ctx.got2xx || ctx.got6xx || ctx.canceled {
+		if ctx.got2xx || ctx.got6xx || ctx.canceled || (ctx.failover && ctx.bestCode != 408 && ctx.bestCode != 503) {
 			return false
 		}
 	}
@@ -247,7 +248,11 @@ func (ctx *respCtx) maybeFinish() {
 	if ctx.starting || ctx.final || !ctx.allDone() {
 		return
 	}
-	if !ctx.got6xx && !ctx.canceled && ctx.startNextGroup() {
+	retry := !ctx.got6xx && !ctx.canceled
+	if ctx.failover && ctx.bestCode != 408 && ctx.bestCode != 503 {
+		retry = false
+	}
+	if retry && ctx.startNextGroup() {
 		return
 	}
 	ctx.final = true

@@ -256,7 +256,7 @@ func forwardStage(r *request) bool {
 		r.respond(d.Code, d.Reason, nil)
 		return true
 	}
-	c.forward(r, d.Groups)
+	c.forward(r, d)
 	return true
 }
 
@@ -343,11 +343,11 @@ func uriTarget(u *sip.URI) (Target, bool) {
 }
 
 // forward runs the request through a new response context.
-func (c *Core) forward(r *request, groups [][]Target) {
+func (c *Core) forward(r *request, d Decision) {
 	ctx := &respCtx{
 		core: c, st: r.st, invite: r.msg.MethodKind() == sip.INVITE,
 		req: append([]byte(nil), r.msg.Bytes()...), src: r.pkt.Src, inProto: r.pkt.Proto,
-		routes: r.routes, groups: groups,
+		routes: r.routes, groups: d.Groups, failover: d.Failover,
 		// Record-Route only dialog-creating requests that are not already
 		// inside a dialog: the dialog's route set is fixed by them (§16.6
 		// step 4; §12.1.1).

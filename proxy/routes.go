@@ -1,0 +1,154 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"time"
+
+	"sipedge/sip"
+	"sipedge/transport"
+)
+
+// Resolver turns a SIP URI into an ordered list of next hops (RFC 3263):
+// the first is tried, the next one after a timeout, a transport error or a
+// 503 (§4.3).
+type Resolver interface {
+	ResolveTargets(ctx context.Context, u *sip.URI) ([]Target, error)
+}
+
+// StaticRoute sends requests whose Request-URI matches to a fixed next hop.
+type StaticRoute struct {
+	Name   string
+	Domain string // Request-URI host to match (case-insensitive); "" = any
+	Prefix string // Request-URI user prefix; "" = any
+	To     string // next hop SIP URI
+	to     sip.URI
+}
+
+// Table is the Router for a configured sipedge: static routes first (in
+// order, the first match wins), then the location service for local
+// domains, then an outbound proxy, then RFC 3263 on the Request-URI.
+type Table struct {
+	Routes        []StaticRoute
+	Location      Router // location service for local domains; nil: none
+	Domains       *Domains
+	OutboundProxy string // SIP URI; "" = resolve the Request-URI itself
+	Resolver      Resolver
+	// ResolveTimeout bounds one resolution (DNS is answered from the
+	// cache almost always; a miss blocks this request only).
+	ResolveTimeout time.Duration
+	outbound       sip.URI
+}
+
+// Compile checks the URIs; call it once before use.
+func (t *Table) Compile() error {
+	for i := range t.Routes {
+		r := &t.Routes[i]
+		u, err := sip.ParseURI([]byte(r.To))
+		if err != nil || !u.IsSIP() {
+			return &routeError{r.Name, r.To}
+		}
+		r.to = u
+	}
+	if t.OutboundProxy != "" {
+		u, err := sip.ParseURI([]byte(t.OutboundProxy))
+		if err != nil || !u.IsSIP() {
+			return &routeError{"outbound_proxy", t.OutboundProxy}
+		}
+		t.outbound = u
+	}
+	if t.ResolveTimeout == 0 {
+		t.ResolveTimeout = 4 * time.Second
+	}
+	return nil
+}
+
+type routeError struct{ name, uri string }
+
+func (e *routeError) Error() string {
+	return "route " + e.name + ": " + e.uri + " is not a SIP URI (e.g. sip:gw.example.net:5060;transport=tcp)"
+}
+
+// Route implements Router.
+func (t *Table) Route(m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision {
+	u, err := m.RequestURI()
+	if err != nil {
+		return Decision{Code: 416, Reason: "Unsupported URI Scheme"}
+	}
+	for i := range t.Routes {
+		r := &t.Routes[i]
+		if r.matches(&u) {
+			return t.toURI(&r.to, "route "+r.Name)
+		}
+	}
+	if u.IsSIP() && t.Location != nil && t.Domains.local(u.Host) {
+		return t.Location.Route(m, src, proto)
+	}
+	if t.OutboundProxy != "" {
+		return t.toURI(&t.outbound, "outbound proxy")
+	}
+	if !u.IsSIP() || t.Resolver == nil {
+		return Decision{Code: 404, Reason: "Not Found"}
+	}
+	return t.toURI(&u, "request-uri")
+}
+
+func (r *StaticRoute) matches(u *sip.URI) bool {
+	if r.Domain != "" && !sip.EqualFold(u.Host, r.Domain) {
+		return false
+	}
+	if r.Prefix != "" {
+		user := u.User
+		if u.Kind == sip.SchemeTel {
+			user = u.Opaque
+		}
+		if !strings.HasPrefix(string(user), r.Prefix) {
+			return false
+		}
+	}
+	return true
+}
+
+// toURI resolves a next-hop URI into a failover list: each target is its
+// own sequential group, tried only after the previous one timed out, failed
+// at the transport or answered 503 (RFC 3263 §4.3).
+func (t *Table) toURI(u *sip.URI, what string) Decision {
+	if tg, ok := uriTarget(u); ok {
+		return Decision{Groups: [][]Target{{tg}}}
+	}
+	if t.Resolver == nil {
+		return Decision{Code: 503, Reason: "No Resolver For " + what}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.ResolveTimeout)
+	defer cancel()
+	ts, err := t.Resolver.ResolveTargets(ctx, u)
+	if err != nil || len(ts) == 0 {
+		return Decision{Code: 404, Reason: "Not Found"}
+	}
+	d := Decision{Failover: true}
+	for _, tg := range ts {
+		d.Groups = append(d.Groups, []Target{tg})
+	}
+	return d
+}
+
+// Domains says which Request-URI hosts are sipedge's own (registrar and
+// location service). Empty means every domain: the zero-configuration
+// behaviour.
+type Domains struct{ names []string }
+
+// NewDomains returns the set; nil or empty means "every domain".
+func NewDomains(names []string) *Domains { return &Domains{names: names} }
+
+func (d *Domains) local(host []byte) bool {
+	if d == nil || len(d.names) == 0 {
+		return true
+	}
+	for _, n := range d.names {
+		if sip.EqualFold(host, n) {
+			return true
+		}
+	}
+	return false
+}
