@@ -31,6 +31,11 @@ type Config struct {
 	Registrar Registrar `yaml:"registrar"`
 	Store     Store     `yaml:"store"`
 	Transport Transport `yaml:"transport"`
+	// OutboundProxy receives every request for a non-local domain that no
+	// route matches (a SIP URI, e.g. "sip:proxy.example.net;transport=tcp").
+	OutboundProxy string  `yaml:"outbound_proxy"`
+	Routes        []Route `yaml:"routes"`
+	DNS           DNS     `yaml:"dns"`
 	// SymmetricResponses: see --symmetric-responses.
 	SymmetricResponses *bool `yaml:"symmetric_responses"`
 	// TrustedNetworks are the sources served without authentication;
@@ -77,6 +82,19 @@ type Store struct {
 type Transport struct {
 	UDPReaders  int      `yaml:"udp_readers"`
 	IdleTimeout Duration `yaml:"idle_timeout"`
+}
+
+// Route sends matching requests to a fixed next hop.
+type Route struct {
+	Name   string `yaml:"name"`
+	Domain string `yaml:"domain"` // Request-URI host to match; empty: any
+	Prefix string `yaml:"prefix"` // Request-URI user (or tel number) prefix; empty: any
+	To     string `yaml:"to"`     // next hop SIP URI
+}
+
+// DNS configures RFC 3263 resolution.
+type DNS struct {
+	Servers []string `yaml:"servers"` // ip:port; empty: /etc/resolv.conf
 }
 
 // Duration is a time.Duration written as "30s", "5m", "1h".
@@ -254,6 +272,23 @@ func (c *Config) validate(root *yaml.Node) error {
 		if _, err := ParseNetworks(n); err != nil {
 			return bad("trusted_networks", err.Error())
 		}
+	}
+	for i, rt := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if rt.Name == "" {
+			return &Error{Line: lineOf(root, "routes"), Key: key + ".name", Msg: "every route needs a name (it appears in logs)"}
+		}
+		if !strings.HasPrefix(strings.ToLower(rt.To), "sip:") && !strings.HasPrefix(strings.ToLower(rt.To), "sips:") {
+			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060", rt.To)}
+		}
+	}
+	for _, s := range c.DNS.Servers {
+		if _, err := netip.ParseAddrPort(s); err != nil {
+			return bad("dns.servers", fmt.Sprintf("%q: want ip:port, e.g. 127.0.0.1:53", s))
+		}
+	}
+	if c.OutboundProxy != "" && !strings.HasPrefix(strings.ToLower(c.OutboundProxy), "sip") {
+		return bad("outbound_proxy", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:proxy.example.net", c.OutboundProxy))
 	}
 	return nil
 }

@@ -26,11 +26,17 @@ registrar:
   default_expires: 10m
   max_contacts: 3
 trusted_networks: [loopback, 192.0.2.0/24]
+routes:
+  - name: provider
+    prefix: "00"
+    to: sip:192.0.2.10:5060
+dns:
+  servers: [127.0.0.1:5353]
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Registrar.DefaultExpires.Duration != 10*time.Minute || c.Log.Level != "info" {
+	if c.Registrar.DefaultExpires.Duration != 10*time.Minute || c.Routes[0].Prefix != "00" || c.Log.Level != "info" {
 		t.Fatalf("%+v", c)
 	}
 }
@@ -48,6 +54,10 @@ func TestErrors(t *testing.T) {
 		{"trusted_networks: [everyone]\n", "config:1: trusted_networks: \"everyone\""},
 		{"registrar:\n  max_contacts: lots\n", "config:2: cannot unmarshal !!str `lots` into int"},
 		{"tls:\n  cert: a.pem\n", "config:2: tls: set both cert and key"},
+		{"routes:\n  - name: x\n    to: 192.0.2.1\n", "config:1: routes[0].to: \"192.0.2.1\": needs a SIP URI"},
+		{"routes:\n  - to: sip:192.0.2.1\n", "config:1: routes[0].name: every route needs a name"},
+		{"dns:\n  servers: [127.0.0.1]\n", "config:2: dns.servers: \"127.0.0.1\": want ip:port"},
+		{"outbound_proxy: proxy.example.net\n", "config:1: outbound_proxy: \"proxy.example.net\": needs a SIP URI"},
 		{"listen: [\n", "config"},
 	} {
 		_, err := Parse([]byte(tc.yaml))

@@ -108,6 +108,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	table := &proxy.Table{Domains: proxy.NewDomains(cfg.Domains), OutboundProxy: cfg.OutboundProxy}
+	for _, r := range cfg.Routes {
+		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To})
+	}
+	if err := table.Compile(); err != nil {
+		fmt.Fprintf(stderr, "sipedge: config: %v\n", err)
+		return 2
+	}
 	limits := &sip.Limits{MaxMessageSize: cfg.Limits.MaxMessageSize, MaxHeaders: cfg.Limits.MaxHeaders, MaxVias: cfg.Limits.MaxVias}
 	core := proxy.New(proxy.Config{
 		Limits:             limits,
@@ -115,6 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		SymmetricResponses: cfg.SymmetricResponses == nil || *cfg.SymmetricResponses,
 		UserAgent:          "sipedge/" + version,
 		AllowSources:       cfg.Trusted(),
+		Router:             table,
 	})
 	defer core.Close()
 	layer, err := transport.New(transport.Config{
