@@ -82,7 +82,10 @@ func (t *Table) Route(m *sip.Message, src netip.AddrPort, proto transport.Proto)
 			return t.toURI(&r.to, "route "+r.Name)
 		}
 	}
-	if u.IsSIP() && t.Location != nil && t.Domains.local(u.Host) {
+	if u.IsSIP() && t.Domains.local(u.Host) {
+		if t.Location == nil {
+			return Decision{Code: 480, Reason: "Temporarily Unavailable"}
+		}
 		return t.Location.Route(m, src, proto)
 	}
 	if t.OutboundProxy != "" {
