@@ -35,17 +35,30 @@ func (m *Message) Parse(b []byte, lim *Limits) error {
 	if err != nil {
 		return err
 	}
-	if err := m.parseStartLine(p, lineEnd); err != nil {
-		return err
+	// A request with a bad start line (extra SP, unknown version) is
+	// still answered (400, 505), and the answer needs the Via, From, To,
+	// Call-ID and CSeq: index the headers anyway and report the start line.
+	startErr := m.parseStartLine(p, lineEnd)
+	if startErr != nil && !m.request {
+		return startErr // a response is dropped; nothing more to read
 	}
 	p = lineEnd + 2
 	m.startEnd = int32(p)
 
 	if err := m.parseHeaders(p, l); err != nil {
+		if startErr != nil {
+			return startErr
+		}
 		return err
 	}
 	if err := m.frameBody(l); err != nil {
+		if startErr != nil {
+			return startErr
+		}
 		return err
+	}
+	if startErr != nil {
+		return startErr
 	}
 	if tooBig != nil {
 		return tooBig
