@@ -79,6 +79,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
+	// Catch signals from the start: a SIGTERM while starting up must still
+	// end in a clean shutdown, not the default kill.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	cfg := config.Default()
 	if o.configFile != "" {
 		c, err := config.Load(o.configFile)
@@ -149,8 +153,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	core.Attach(layer, cfg.Domains)
 	log.Info("sipedge started", "version", version, "trusted_networks", strings.Join(cfg.TrustedNetworks, ","))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	log.Info("shutting down")
 	if err := layer.Close(); err != nil {
