@@ -169,6 +169,7 @@ func FuzzViews(f *testing.F) {
 		"<sip:+1@gw;user=phone>;+sip.instance=\"<urn:uuid:1>\";reg-id=1;q=0.5;expires=60",
 		"*",
 		"tel:+1-201-555-0123;ext=1",
+		`Digest username="alice", realm="a.example", nonce="n", uri="sip:b@a.example", response="r", qop=auth, nc=00000001`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -186,5 +187,8 @@ func FuzzViews(f *testing.F) {
 		}
 		_, _ = ParseVia(b)
 		_ = Params(b).Valid()
+		if c, err := ParseCredentials(b); err == nil {
+			_, _ = c.Param("nonce")
+		}
 	})
 }
