@@ -53,13 +53,13 @@ type Store struct {
 	mu   sync.Mutex // guards live
 	live map[string][]byte
 
-	ops    chan op
-	wal    *os.File
-	walLen int64 // committer only
+	ops       chan op
+	wal       *os.File
+	walLen    int64 // committer only
 	walLenPub atomic.Int64
-	quit   chan struct{}
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closed    atomic.Bool
 
 	records, batches, fsyncs, compactions atomic.Uint64
 	lastFsync                             atomic.Int64
