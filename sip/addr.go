@@ -214,3 +214,6 @@ func (a *Address) finishParams(rest []byte) error {
 	}
 	return nil
 }
+
+// ParseQ parses a q-value into thousandths (RFC 3261 §20.10 qvalue).
+func ParseQ(b []byte) (int, bool) { return parseQ(b) }
