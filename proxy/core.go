@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"sipedge/registrar"
 	"sipedge/sip"
 	"sipedge/transport"
 	"sipedge/txn"
@@ -39,6 +40,10 @@ type Config struct {
 	// Router finds the targets of requests that are not for sipedge
 	// itself. nil: every such request is answered 480.
 	Router Router
+	// Registrar handles REGISTER for the local Domains; nil: REGISTER is
+	// routed like any request.
+	Registrar *registrar.Registrar
+	Domains   *Domains
 	// AllowSources are the networks requests are accepted from; others get
 	// 403. Empty: any source.
 	AllowSources []netip.Prefix

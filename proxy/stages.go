@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/netip"
 
+	"sipedge/registrar"
 	"sipedge/sip"
 	"sipedge/transport"
 )
@@ -28,6 +29,7 @@ var stages = []stage{
 	{"stateless", statelessStage},    // ACK of a 2xx: forwarded without a transaction
 	{"transaction", txnStage},        // retransmissions absorbed; server transaction; 100 Trying
 	{"cancel", cancelStage},          // §16.10
+	{"registrar", registrarStage},    // REGISTER for a local domain (§10.3)
 	{"self", selfStage},              // requests for sipedge itself
 	{"forward", forwardStage},        // §16.5–16.6: targets, branches, response context
 }
@@ -60,6 +62,42 @@ func accessStage(r *request) bool {
 	}
 	r.core.stats.Refused.Add(1)
 	r.respond(403, "Forbidden", nil)
+	return true
+}
+
+// registrarStage hands REGISTER requests for a local domain to the
+// registrar. The 200 is sent only once the binding is durable: the
+// registrar's Commit calls back from the store's committer.
+func registrarStage(r *request) bool {
+	c := r.core
+	if r.msg.MethodKind() != sip.REGISTER || c.cfg.Registrar == nil || r.hasFurtherRoute() {
+		return false
+	}
+	u, _ := r.msg.RequestURI()
+	if !c.cfg.Domains.local(u.Host) && !r.forSelf() {
+		return false
+	}
+	var conn uint64
+	if r.pkt.Conn != nil {
+		conn = r.pkt.Conn.ID()
+	}
+	res := c.cfg.Registrar.Register(registrar.Request{Msg: &r.msg, Source: r.pkt.Src, Local: r.pkt.Local, Proto: r.pkt.Proto, ConnID: conn})
+	if res.Commit == nil {
+		r.respond(res.Code, res.Reason, res.Extra)
+		return true
+	}
+	ok := c.localResponse(nil, &r.msg, &r.via, res.Code, res.Reason, r.extraWithServer(res.Extra))
+	fail := c.localResponse(nil, &r.msg, &r.via, 500, "Server Internal Error", r.extraWithServer(nil))
+	st, code := r.st, res.Code
+	c.stats.LocalResponses.Add(1)
+	res.Commit(func(err error) {
+		if err != nil {
+			c.log.Error("registration not stored", "err", err)
+			st.Respond(fail, 500)
+			return
+		}
+		st.Respond(ok, code)
+	})
 	return true
 }
 

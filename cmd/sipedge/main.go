@@ -19,7 +19,9 @@ import (
 
 	"sipedge/config"
 	"sipedge/proxy"
+	"sipedge/registrar"
 	"sipedge/sip"
+	"sipedge/store"
 	"sipedge/transport"
 )
 
@@ -66,6 +68,7 @@ type options struct {
 	maxMessageSize  int
 	symmetric       bool
 	domains         string
+	dataDir         string
 	showVersion     bool
 	set             map[string]bool // flags given on the command line
 }
@@ -112,7 +115,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	table := &proxy.Table{Domains: proxy.NewDomains(cfg.Domains), OutboundProxy: cfg.OutboundProxy}
+	st, err := store.Open(cfg.Store.Dir, store.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "sipedge: store.dir %q: %v\n", cfg.Store.Dir, err)
+		return 1
+	}
+	defer st.Close()
+	reg, err := registrar.New(registrar.Config{
+		MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
+		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts,
+		Store: st, Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "sipedge: registrar: %v\n", err)
+		return 1
+	}
+	defer reg.Close()
+	domains := proxy.NewDomains(cfg.Domains)
+	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy,
+		Location: &proxy.LocationRouter{Registrar: reg, Domains: domains}}
 	for _, r := range cfg.Routes {
 		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To})
 	}
@@ -128,6 +149,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		UserAgent:          "sipedge/" + version,
 		AllowSources:       cfg.Trusted(),
 		Router:             table,
+		Registrar:          reg,
+		Domains:            domains,
 	})
 	defer core.Close()
 	layer, err := transport.New(transport.Config{
@@ -178,6 +201,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs.IntVar(&o.maxMessageSize, "max-message-size", sip.DefaultMaxMessageSize, "largest SIP message accepted, in bytes (larger: 513)")
 	fs.BoolVar(&o.symmetric, "symmetric-responses", true, "send UDP responses to the source port even without rport (RFC 3581 behaviour for NATed phones); false follows RFC 3261 §18.2.2 strictly")
 	fs.StringVar(&o.domains, "domain", "", "comma-separated SIP domains served by the registrar (default: every domain)")
+	fs.StringVar(&o.dataDir, "data-dir", "sipedge-data", "`directory` where registrations are kept across restarts (store.dir)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	err := fs.Parse(args)
 	switch {
@@ -238,6 +262,9 @@ func applyFlags(c *config.Config, o *options) error {
 	if o.set["symmetric-responses"] {
 		v := o.symmetric
 		c.SymmetricResponses = &v
+	}
+	if o.set["data-dir"] {
+		c.Store.Dir = o.dataDir
 	}
 	if o.set["domain"] {
 		c.Domains = strings.Split(o.domains, ",")

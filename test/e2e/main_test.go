@@ -82,6 +82,13 @@ func start(t *testing.T, args ...string) *server {
 		s.port = freePort(t)
 		args = append(args, "--listen", "127.0.0.1:"+strconv.Itoa(s.port))
 	}
+	hasData := false
+	for _, a := range args {
+		hasData = hasData || a == "--data-dir" || a == "--config"
+	}
+	if !hasData {
+		args = append(args, "--data-dir", t.TempDir())
+	}
 	s.cmd = exec.Command(binary, args...)
 	pr, pw := io.Pipe()
 	s.cmd.Stderr = pw

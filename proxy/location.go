@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"net/netip"
+	"sort"
+
+	"sipedge/registrar"
+	"sipedge/sip"
+	"sipedge/transport"
+)
+
+// LocationRouter routes requests for local domains through the location
+// service (RFC 3261 §16.5): each current binding of the Request-URI's AoR
+// is a target; bindings with the same q are tried in parallel, lower q
+// values only after every higher one failed (§16.6, sequential search).
+type LocationRouter struct {
+	Registrar *registrar.Registrar
+	Domains   *Domains
+}
+
+// Route implements Router.
+func (lr *LocationRouter) Route(m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision {
+	u, err := m.RequestURI()
+	if err != nil || !u.IsSIP() {
+		return Decision{Code: 404, Reason: "Not Found"}
+	}
+	if !lr.Domains.local(u.Host) {
+		// Routing to other domains (outbound proxy, static routes, RFC
+		// 3263) is not configured: refuse rather than relay.
+		return Decision{Code: 403, Reason: "Relaying Denied"}
+	}
+	key, ok := registrar.AORKey(&u)
+	if !ok {
+		return Decision{Code: 404, Reason: "Not Found"}
+	}
+	bs := lr.Registrar.Lookup(key)
+	if len(bs) == 0 {
+		// The user may exist but has no current binding.
+		return Decision{Code: 480, Reason: "Temporarily Unavailable"}
+	}
+	sort.SliceStable(bs, func(i, j int) bool { return bs[i].Q > bs[j].Q })
+	var groups [][]Target
+	for i, b := range bs {
+		t, ok := bindingTarget(&b)
+		if !ok {
+			continue
+		}
+		if i == 0 || bs[i-1].Q != b.Q || len(groups) == 0 {
+			groups = append(groups, nil)
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], t)
+	}
+	if len(groups) == 0 {
+		return Decision{Code: 480, Reason: "Temporarily Unavailable"}
+	}
+	return Decision{Groups: groups}
+}
+
+// bindingTarget turns a binding into a target: the Request-URI becomes the
+// contact (§16.5), Path becomes Route (RFC 3327 §5.2). Over TCP/TLS the
+// request goes back on the flow the phone registered from (the transport
+// reuses that connection, RFC 5626 §5.3); over UDP to the contact address.
+func bindingTarget(b *registrar.Binding) (Target, bool) {
+	u, err := sip.ParseURI([]byte(b.URI))
+	if err != nil {
+		return Target{}, false
+	}
+	t, ok := uriTarget(&u)
+	if b.Proto.Reliable() && b.Source.IsValid() {
+		t, ok = Target{Proto: b.Proto, Addr: b.Source}, true
+	}
+	if !ok {
+		if !b.Source.IsValid() {
+			return Target{}, false
+		}
+		t = Target{Proto: b.Proto, Addr: b.Source}
+	}
+	t.URI = []byte(b.URI)
+	t.Q = b.Q
+	for _, p := range b.Path {
+		t.Path = append(t.Path, []byte(p))
+	}
+	return t, true
+}
