@@ -16,6 +16,11 @@ import (
 type LocationRouter struct {
 	Registrar *registrar.Registrar
 	Domains   *Domains
+	// Flows tells whether a registration's connection is still open;
+	// nil: never reuse.
+	Flows interface {
+		HasConn(transport.Proto, netip.AddrPort) bool
+	}
 }
 
 // Route implements Router.
@@ -41,7 +46,7 @@ func (lr *LocationRouter) Route(m *sip.Message, src netip.AddrPort, proto transp
 	sort.SliceStable(bs, func(i, j int) bool { return bs[i].Q > bs[j].Q })
 	var groups [][]Target
 	for i, b := range bs {
-		t, ok := bindingTarget(&b)
+		t, ok := lr.bindingTarget(&b)
 		if !ok {
 			continue
 		}
@@ -58,15 +63,16 @@ func (lr *LocationRouter) Route(m *sip.Message, src netip.AddrPort, proto transp
 
 // bindingTarget turns a binding into a target: the Request-URI becomes the
 // contact (§16.5), Path becomes Route (RFC 3327 §5.2). Over TCP/TLS the
-// request goes back on the flow the phone registered from (the transport
-// reuses that connection, RFC 5626 §5.3); over UDP to the contact address.
-func bindingTarget(b *registrar.Binding) (Target, bool) {
+// request goes back on the connection the phone registered over while it is
+// open (RFC 5626 §5.3; the only way through a NAT); otherwise to the
+// contact address.
+func (lr *LocationRouter) bindingTarget(b *registrar.Binding) (Target, bool) {
 	u, err := sip.ParseURI([]byte(b.URI))
 	if err != nil {
 		return Target{}, false
 	}
 	t, ok := uriTarget(&u)
-	if b.Proto.Reliable() && b.Source.IsValid() {
+	if b.Proto.Reliable() && b.Source.IsValid() && lr.Flows != nil && lr.Flows.HasConn(b.Proto, b.Source) {
 		t, ok = Target{Proto: b.Proto, Addr: b.Source}, true
 	}
 	if !ok {

@@ -153,3 +153,10 @@ func (l *Layer) connFor(proto Proto, dst netip.AddrPort) (*Conn, error) {
 	close(d.done)
 	return d.c, d.err
 }
+
+// HasConn reports whether an open connection to dst over proto exists, for
+// example the flow a phone registered over (RFC 5626 §5.3): a request can
+// reuse it instead of opening a new connection.
+func (l *Layer) HasConn(proto Proto, dst netip.AddrPort) bool {
+	return l.conns.lookup(connKey{proto, unmap(dst)}) != nil
+}

@@ -132,8 +132,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer reg.Close()
 	domains := proxy.NewDomains(cfg.Domains)
-	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy,
-		Location: &proxy.LocationRouter{Registrar: reg, Domains: domains}}
+	location := &proxy.LocationRouter{Registrar: reg, Domains: domains}
+	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location}
 	for _, r := range cfg.Routes {
 		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To})
 	}
@@ -166,6 +166,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sipedge: %v\n", err)
 		return 1
 	}
+	location.Flows = layer
 	if err := layer.Start(); err != nil {
 		fmt.Fprintf(stderr, "sipedge: %v\n", err)
 		return 1
