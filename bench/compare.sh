@@ -15,8 +15,9 @@ shift || true
 out=$(mktemp -d /tmp/sipedge-bench.XXXXXX)
 echo "results in $out"
 
-go build -o "$out/sipedge" ./cmd/sipedge
-"$out/sipedge" --listen udp:127.0.0.1:5070 --listen tcp:127.0.0.1:5070 \
+mkdir -p "$out/bin"
+go build -o "$out/bin/sipedge" ./cmd/sipedge
+"$out/bin/sipedge" --listen udp:127.0.0.1:5070 --listen tcp:127.0.0.1:5070 \
 	--log-level warn --config <(printf 'store:\n  dir: %s/data\n' "$out") >"$out/sipedge.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
