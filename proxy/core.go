@@ -44,6 +44,9 @@ type Config struct {
 	// routed like any request.
 	Registrar *registrar.Registrar
 	Domains   *Domains
+	// Resolver resolves next hops given as host names (RFC 3263) for
+	// requests routed by Route or Request-URI; nil: such requests get 404.
+	Resolver Resolver
 	// AllowSources are the networks requests are accepted from; others get
 	// 403. Empty: any source.
 	AllowSources []netip.Prefix

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"net/netip"
+	"time"
 
 	"sipedge/registrar"
 	"sipedge/sip"
@@ -328,7 +330,7 @@ func (c *Core) directTarget(r *request) (Target, bool) {
 			if err != nil {
 				return Target{}, false
 			}
-			return uriTarget(&a.URI)
+			return c.resolveTarget(&a.URI)
 		}
 		n++
 	}
@@ -336,7 +338,25 @@ func (c *Core) directTarget(r *request) (Target, bool) {
 	if err != nil {
 		return Target{}, false
 	}
-	return uriTarget(&u)
+	return c.resolveTarget(&u)
+}
+
+// resolveTarget is uriTarget with RFC 3263 for host names (the first
+// target; a failover list is used only by the routing table).
+func (c *Core) resolveTarget(u *sip.URI) (Target, bool) {
+	if t, ok := uriTarget(u); ok {
+		return t, true
+	}
+	if c.cfg.Resolver == nil || !u.IsSIP() {
+		return Target{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	ts, err := c.cfg.Resolver.ResolveTargets(ctx, u)
+	if err != nil || len(ts) == 0 {
+		return Target{}, false
+	}
+	return ts[0], true
 }
 
 // uriTarget turns a SIP URI with an IP address into a next hop (RFC 3263

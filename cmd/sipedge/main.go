@@ -20,6 +20,7 @@ import (
 	"sipedge/config"
 	"sipedge/proxy"
 	"sipedge/registrar"
+	"sipedge/resolve"
 	"sipedge/sip"
 	"sipedge/store"
 	"sipedge/transport"
@@ -131,9 +132,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer reg.Close()
+	res, err := resolve.New(resolve.Config{Servers: cfg.DNS.Servers, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "sipedge: dns: %v\n", err)
+		return 2
+	}
 	domains := proxy.NewDomains(cfg.Domains)
 	location := &proxy.LocationRouter{Registrar: reg, Domains: domains}
-	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location}
+	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location,
+		Resolver: dnsResolver{res}}
 	for _, r := range cfg.Routes {
 		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To})
 	}
@@ -150,6 +157,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AllowSources:       cfg.Trusted(),
 		Router:             table,
 		Registrar:          reg,
+		Resolver:           dnsResolver{res},
 		Domains:            domains,
 	})
 	defer core.Close()
@@ -300,6 +308,21 @@ func listenSpecs(vals []string) ([]transport.ListenSpec, error) {
 			pr, _ := transport.ParseProto(p)
 			out = append(out, transport.ListenSpec{Proto: pr, Addr: addr})
 		}
+	}
+	return out, nil
+}
+
+// dnsResolver adapts the RFC 3263 resolver to the proxy's next hops.
+type dnsResolver struct{ r *resolve.Resolver }
+
+func (d dnsResolver) ResolveTargets(ctx context.Context, u *sip.URI) ([]proxy.Target, error) {
+	ts, err := d.r.Resolve(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]proxy.Target, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, proxy.Target{Proto: t.Proto, Addr: t.Addr})
 	}
 	return out, nil
 }

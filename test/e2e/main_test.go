@@ -87,7 +87,11 @@ func start(t *testing.T, args ...string) *server {
 		hasData = hasData || a == "--data-dir" || a == "--config"
 	}
 	if !hasData {
-		args = append(args, "--data-dir", t.TempDir())
+		// DNS goes to a closed loopback port: test messages name
+		// example.com hosts, which must never be looked up outside.
+		cfg := filepath.Join(t.TempDir(), "sipedge.yaml")
+		os.WriteFile(cfg, []byte("dns:\n  servers: [\"127.0.0.1:9\"]\n"), 0o644)
+		args = append(args, "--data-dir", t.TempDir(), "--config", cfg)
 	}
 	s.cmd = exec.Command(binary, args...)
 	pr, pw := io.Pipe()
