@@ -155,7 +155,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 			ctx.cancelPending()
 		}
 	}
-	ctx.maybeFinish()
+	ctx.settle()
 	_ = c
 }
 
@@ -172,7 +172,7 @@ func (b *branch) OnTimeout(cl *txn.Client, timerC bool) {
 	}
 	b.done = true
 	ctx.consider(nil, 408)
-	ctx.maybeFinish()
+	ctx.settle()
 }
 
 // OnTransportError implements txn.ClientHandler: counted as 503 (§16.7
@@ -184,7 +184,7 @@ func (b *branch) OnTransportError(cl *txn.Client, err error) {
 	defer ctx.mu.Unlock()
 	b.done = true
 	ctx.consider(nil, 503)
-	ctx.maybeFinish()
+	ctx.settle()
 }
 
 // consider keeps the best final response (§16.7 step 6): any 6xx, else the
@@ -273,6 +273,18 @@ func (ctx *respCtx) maybeFinish() {
 	ctx.st.Respond(ctx.out, code)
 }
 
+// settle finishes the context if it can, and once the final response is
+// out and every branch is done, drops the request copy and buffers: the
+// server transaction keeps the context for 32 s after a 2xx (RFC 6026
+// Timer L), and at thousands of calls per second those kilobytes add up.
+func (ctx *respCtx) settle() {
+	ctx.maybeFinish()
+	if ctx.final && !ctx.starting && ctx.allDone() {
+		ctx.req, ctx.out, ctx.best, ctx.bbuf, ctx.groups = nil, nil, nil, nil, nil
+		ctx.msg = sip.Message{}
+	}
+}
+
 // cancel handles a CANCEL from upstream for this context (§16.10): pending
 // branches are cancelled; their 487s then complete the INVITE.
 func (ctx *respCtx) cancel() {
@@ -286,7 +298,7 @@ func (ctx *respCtx) cancel() {
 	ctx.next = len(ctx.groups)
 	if len(ctx.branches) == 0 {
 		ctx.bestCode = 487
-		ctx.maybeFinish()
+		ctx.settle()
 	}
 }
 

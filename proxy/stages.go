@@ -420,7 +420,7 @@ func (c *Core) forward(r *request, d Decision) {
 	ctx.mu.Lock()
 	defer ctx.mu.Unlock()
 	if !ctx.startNextGroup() {
-		ctx.maybeFinish()
+		ctx.settle()
 	}
 }
 
