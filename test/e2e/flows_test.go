@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// sippRun runs a sipp UAC scenario against sipedge and checks that every
+// call of it succeeded.
+func sippRun(t *testing.T, sipp, dir, scenario, tr, service string, n int, target string) {
+	t.Helper()
+	stats := filepath.Join(dir, scenario+".csv")
+	c := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), scenario), "-t", tr, "-i", "127.0.0.1",
+		"-inf", filepath.Join(dir, "caller.csv"), "-s", service, "-m", strconv.Itoa(n), "-r", "5",
+		"-nostdin", "-timeout", "30s", "-trace_stat", "-stf", stats, target)
+	c.Dir = dir
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", scenario, err, tail(out))
+	}
+	b, _ := os.ReadFile(stats)
+	if ok, failed := lastStat(t, string(b)); ok != n || failed != 0 {
+		t.Fatalf("%s: %d succeeded, %d failed, want %d/0", scenario, ok, failed, n)
+	}
+}
+
+// registeredUAS starts a sipp UAS scenario and registers it through sipedge
+// as user.
+func registeredUAS(t *testing.T, sipp, dir, scenario, tr, user string, n int, s *server) *exec.Cmd {
+	t.Helper()
+	port := strconv.Itoa(freePort(t))
+	uas := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), scenario), "-t", tr, "-i", "127.0.0.1",
+		"-p", port, "-m", strconv.Itoa(n), "-nostdin", "-timeout", "40s")
+	uas.Dir = dir
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uas.Process.Kill() })
+	time.Sleep(300 * time.Millisecond)
+	csv := filepath.Join(dir, user+".csv")
+	os.WriteFile(csv, []byte("SEQUENTIAL\n"+user+";x\n"), 0o644)
+	reg := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), "register.xml"), "-t", tr, "-i", "127.0.0.1",
+		"-inf", csv, "-key", "cport", port, "-m", "1", "-nostdin", "-timeout", "10s", s.addr())
+	reg.Dir = dir
+	if out, err := reg.CombinedOutput(); err != nil {
+		t.Fatalf("register %s: %v\n%s", user, err, tail(out))
+	}
+	return uas
+}
+
+// TestBusyAndCancelSipp: over UDP and TCP, a busy callee's 486 is relayed
+// (and ACKed hop by hop), and a caller that cancels a ringing call gets 200
+// for the CANCEL and 487 for the INVITE while the callee sees the CANCEL.
+func TestBusyAndCancelSipp(t *testing.T) {
+	sipp := needSipp(t)
+	for _, tr := range []string{"u1", "t1"} {
+		tr := tr
+		t.Run(tr, func(t *testing.T) {
+			s := start(t)
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "caller.csv"), []byte("SEQUENTIAL\ncaller;x\n"), 0o644)
+			busy := registeredUAS(t, sipp, dir, "uas-busy.xml", tr, "busy", 5, s)
+			ringer := registeredUAS(t, sipp, dir, "uas-ring.xml", tr, "ringer", 5, s)
+			sippRun(t, sipp, dir, "uac-busy.xml", tr, "busy", 5, s.addr())
+			sippRun(t, sipp, dir, "uac-cancel.xml", tr, "ringer", 5, s.addr())
+			// The callees saw all their calls end properly: the hop-by-hop
+			// ACK of the 486 and of the 487, and the CANCEL.
+			for name, uas := range map[string]*exec.Cmd{"busy": busy, "ringer": ringer} {
+				done := make(chan error, 1)
+				go func() { done <- uas.Wait() }()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatalf("%s UAS: %v", name, err)
+					}
+				case <-time.After(15 * time.Second):
+					t.Fatalf("%s UAS did not see its 5 calls through", name)
+				}
+			}
+		})
+	}
+}
