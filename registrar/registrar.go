@@ -330,8 +330,25 @@ func (r *Registrar) Register(req Request) Result {
 		changed = true
 	}
 	if len(next) > r.cfg.MaxContacts {
-		s.mu.Unlock()
-		return Result{Code: 403, Reason: "Forbidden (Too Many Contacts)"}
+		// Too many bindings: the ones refreshed longest ago give way. A
+		// phone whose NAT binding changed registers a new contact while
+		// the old one is still unexpired; refusing it would lock out the
+		// one binding that works. If this request alone carries too many
+		// contacts it is refused.
+		if len(changes) > r.cfg.MaxContacts {
+			s.mu.Unlock()
+			return Result{Code: 403, Reason: "Forbidden (Too Many Contacts)"}
+		}
+		sort.SliceStable(next, func(i, j int) bool {
+			fi := next[i].CallID == callID && next[i].CSeq == cseq
+			fj := next[j].CallID == callID && next[j].CSeq == cseq
+			if fi != fj {
+				return fi // this request's bindings first
+			}
+			return next[i].Expires.After(next[j].Expires)
+		})
+		next = next[:r.cfg.MaxContacts]
+		changed = true
 	}
 	if changed {
 		if len(next) == 0 {

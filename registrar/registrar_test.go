@@ -95,10 +95,19 @@ func TestRegisterRules(t *testing.T) {
 	if res.Code != 200 || res.Commit != nil || strings.Count(string(res.Extra), "Contact:") != 2 {
 		t.Fatalf("query: %d %q", res.Code, res.Extra)
 	}
-	// Max contacts (3): the fourth is refused and nothing changes.
+	// Max contacts (3): a fourth contact replaces the binding refreshed
+	// longest ago; a request with more contacts than allowed is refused.
+	clk.add(time.Second)
 	register(t, r, "c2", 1, "Contact: <sip:alice@10.0.0.3>\r\n")
-	if res = register(t, r, "c3", 1, "Contact: <sip:alice@10.0.0.4>\r\n"); res.Code != 403 || len(r.Lookup(aor)) != 3 {
-		t.Fatalf("max contacts: %d, %d bindings", res.Code, len(r.Lookup(aor)))
+	clk.add(time.Second)
+	res = register(t, r, "c3", 1, "Contact: <sip:alice@10.0.0.4>\r\n")
+	bs = r.Lookup(aor)
+	if res.Code != 200 || len(bs) != 3 || strings.Contains(uris(bs)+" ", "192.168.1.20:5060 ") {
+		t.Fatalf("max contacts: %d, %s", res.Code, uris(bs))
+	}
+	res = register(t, r, "c4", 1, "Contact: <sip:alice@10.0.0.5>, <sip:alice@10.0.0.6>, <sip:alice@10.0.0.7>, <sip:alice@10.0.0.8>\r\n")
+	if res.Code != 403 || len(r.Lookup(aor)) != 3 {
+		t.Fatalf("4 contacts in one request: %d", res.Code)
 	}
 	// Lookup orders by q.
 	if bs := r.Lookup(aor); bs[len(bs)-1].Q != 500 {
