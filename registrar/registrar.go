@@ -1,400 +1,538 @@
 // Package registrar is sipedge's registrar and location service (RFC 3261
 // §10): it applies REGISTER requests to the bindings of an address-of-record
-// and answers lookups for the proxy. Bindings live in memory, sharded by
-// AoR, and every change is written to the durable store before the 200 is
-// sent, so an acknowledged registration survives kill -9.
+// (AoR) and answers the proxy's lookups.
+//
+// Bindings live in memory in 64 shards, each a map from the canonical AoR
+// key to the AoR's bindings behind its own RWMutex, so registrations and
+// lookups of different users rarely meet on a lock. Each change is also
+// written to the durable store as one record per AoR holding the AoR's whole
+// binding set (record.go): a REGISTER that touches several contacts is then
+// one record, so it is durable all or nothing, exactly as it is applied
+// (RFC 3261 §10.3 step 7: the updates are committed "if and only if all
+// binding updates and additions succeed"). The caller answers only from
+// Result.Commit's callback, after the record is fsynced.
+//
+// The change is visible to Lookup as soon as Register returns, before it is
+// durable: holding the AoR's lock across an fsync would serialize the
+// AoR's requests behind the disk. A request that reads such a binding and
+// is answered later is itself written later in the same log, so its 200
+// implies the earlier record is on disk too. If the store fails, the
+// failed request is answered 500 but its change stays in memory; the store
+// then refuses all writes (see store.Put), and a restart recovers what is
+// on disk.
+//
+// Bindings expire on time: Lookup hides expired bindings at once, and one
+// sweeper goroutine removes them from memory and the store using a
+// per-shard min-heap of AoR expiry times (expiry.go).
 package registrar
 
 import (
 	"errors"
-	"hash/fnv"
+	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"sipedge/sip"
 	"sipedge/store"
 	"sipedge/transport"
 )
 
-// Config configures the registrar.
+// Config configures a Registrar. Zero fields take the defaults.
 type Config struct {
+	// MinExpires, MaxExpires and DefaultExpires bound the registration
+	// interval (RFC 3261 §10.3 step 7); defaults 60 s, 3600 s, 3600 s.
 	MinExpires, MaxExpires, DefaultExpires time.Duration
-	MaxContacts                            int
-	Store                                  *store.Store // nil: memory only
-	Logger                                 *slog.Logger
-	Now                                    func() time.Time
+	// MaxContacts is the largest number of bindings per AoR; default 10.
+	MaxContacts int
+	// Store makes bindings durable; nil keeps them in memory only.
+	Store *store.Store
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now replaces time.Now (tests).
+	Now func() time.Time
 }
 
-// Binding is one contact registered for an AoR.
+// Binding is one contact registered for an AoR, as returned by Lookup.
 type Binding struct {
-	AOR       string
-	URI       string // Contact URI as written (escapes kept)
-	Params    string // contact params as written, without expires and q
-	Q         int    // thousandths
-	Expires   time.Time
-	CallID    string
-	CSeq      uint32
-	Instance  string // +sip.instance (RFC 5626), quotes stripped
-	RegID     int
-	Path      []string // Path header values (RFC 3327)
-	Source    netip.AddrPort
+	AOR       string         // canonical AoR key (see AORKey)
+	URI       string         // Contact URI as written (escaped form kept)
+	Params    string         // contact params as written, minus expires and q (for echoing in 200)
+	Q         int            // thousandths, 1000 default
+	Expires   time.Time      // when the binding lapses
+	CallID    string         // of the REGISTER that last wrote the binding
+	CSeq      uint32         // of the REGISTER that last wrote the binding
+	Instance  string         // +sip.instance value (RFC 5626), quotes stripped
+	RegID     int            // reg-id (RFC 5626), 0 if absent
+	Path      []string       // Path header values in order (RFC 3327)
+	Source    netip.AddrPort // where the REGISTER came from (NAT: the real address)
 	Proto     transport.Proto
-	Local     netip.AddrPort
-	ConnID    uint64
+	Local     netip.AddrPort // local socket it arrived on
+	ConnID    uint64         // stream connection (flow) it arrived on; 0 for UDP and after a restart
 	UserAgent string
 }
 
 // Request is a REGISTER and where it came from.
 type Request struct {
-	Msg    *sip.Message
-	Source netip.AddrPort
-	Local  netip.AddrPort
-	Proto  transport.Proto
-	ConnID uint64
+	Msg           *sip.Message
+	Source, Local netip.AddrPort
+	Proto         transport.Proto
+	ConnID        uint64
 }
 
-// Result is the registrar's answer. When Commit is set the bindings changed
-// and the 2xx may be sent only from Commit's callback (the change is then
-// durable); an error there is answered 500.
+// Result is the registrar's answer to a REGISTER.
 type Result struct {
 	Code   int
 	Reason string
-	Extra  []byte
+	// Extra holds header lines for the response, each ending in CRLF:
+	// Contact (every current binding with ;expires=N), Min-Expires (423),
+	// Path (RFC 3327 §5.3), Require: outbound (RFC 5626 §6), Date.
+	Extra []byte
+	// Commit is non-nil when the bindings changed. The caller must send
+	// the 2xx only from done(nil), which runs once the change is durable;
+	// done(err) means it could not be written and is answered 500. done
+	// runs on the store's committer goroutine (or at once, on the
+	// caller's, when the change is already durable or there is no store),
+	// so it must not block nor call the Registrar. Call Commit at most
+	// once. nil: answer at once.
 	Commit func(done func(error))
+}
+
+const numShards = 64
+
+// Registrar is the registrar and location service.
+type Registrar struct {
+	cfg                   Config
+	log                   *slog.Logger
+	minExp, maxExp, defEx int64 // seconds
+	seed                  maphash.Seed
+	shards                [numShards]shard
+	date                  atomic.Pointer[dateCache]
+	locals                localTable
+	quit                  chan struct{}
+	wg                    sync.WaitGroup
+	closeOnce             sync.Once
 }
 
 type shard struct {
 	mu   sync.RWMutex
-	aors map[string][]Binding
+	aors map[string]*aor
+	exp  []expEntry        // min-heap of AoR expiry times (expiry.go)
+	ua   map[string]string // interned User-Agent values
+	work []work            // Register's scratch binding set
+	enc  []byte            // scratch store record
+	_    [64]byte          // keep neighbouring shards' locks off one cache line
 }
 
-// Registrar is the registrar and location service.
-type Registrar struct {
-	cfg       Config
-	log       *slog.Logger
-	shards    [64]shard
-	quit      chan struct{}
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+// aor holds the bindings of one AoR, sorted as Lookup returns them.
+type aor struct {
+	bs    []binding
+	sched int64 // expiry time of this AoR's live heap entry (unix ns)
 }
 
-// New builds the registrar and loads the bindings kept in the store.
+// binding is the compact in-memory form of a Binding (144 bytes): the
+// URI, params and instance in one string, times as unix nanoseconds (whole
+// milliseconds, as stored), the
+// User-Agent interned, the local socket as an index into a small table,
+// the Path values in one string, no copy of the AoR.
+type binding struct {
+	contact        string // URI as written + params + instance
+	callID         string
+	userAgent      string
+	path           string // encoded Path values (see appendPath), "" when none
+	expires        int64  // unix ns
+	updated        int64  // unix ns of the REGISTER that last wrote it
+	source         netip.AddrPort
+	connID         uint64
+	cseq           uint32
+	regID          int32
+	uriLen, parLen uint16 // split of contact
+	q              uint16
+	local          uint16 // index in Registrar.locals
+	proto          transport.Proto
+}
+
+func (b *binding) uri() string      { return b.contact[:b.uriLen] }
+func (b *binding) params() string   { return b.contact[b.uriLen : int(b.uriLen)+int(b.parLen)] }
+func (b *binding) instance() string { return b.contact[int(b.uriLen)+int(b.parLen):] }
+
+// setContact stores the three strings in one allocation.
+func (b *binding) setContact(uri, params, instance []byte) {
+	buf := make([]byte, 0, len(uri)+len(params)+len(instance))
+	buf = append(append(append(buf, uri...), params...), instance...)
+	b.contact = unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is never modified again
+	b.uriLen, b.parLen = uint16(len(uri)), uint16(len(params))
+}
+
+// work is one entry of the tentative binding set of a REGISTER; mine marks
+// bindings this request already wrote, which the Call-ID/CSeq rule must
+// not hold against a second contact of the same request.
+type work struct {
+	b    binding
+	mine bool
+}
+
+// New starts a registrar and loads the bindings kept in cfg.Store,
+// dropping those that expired while sipedge was down.
 func New(cfg Config) (*Registrar, error) {
 	if cfg.MinExpires == 0 {
 		cfg.MinExpires = 60 * time.Second
 	}
 	if cfg.MaxExpires == 0 {
-		cfg.MaxExpires = time.Hour
+		cfg.MaxExpires = 3600 * time.Second
 	}
 	if cfg.DefaultExpires == 0 {
-		cfg.DefaultExpires = time.Hour
+		cfg.DefaultExpires = 3600 * time.Second
 	}
 	if cfg.MaxContacts == 0 {
 		cfg.MaxContacts = 10
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Registrar{cfg: cfg, log: cfg.Logger, quit: make(chan struct{})}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MinExpires < 0 || cfg.MaxExpires < cfg.MinExpires || cfg.MaxContacts < 0 {
+		return nil, errors.New("registrar: need 0 <= MinExpires <= MaxExpires and MaxContacts >= 0")
+	}
+	r := &Registrar{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		minExp: int64(cfg.MinExpires / time.Second),
+		maxExp: int64(cfg.MaxExpires / time.Second),
+		defEx:  int64(min(max(cfg.DefaultExpires, cfg.MinExpires), cfg.MaxExpires) / time.Second),
+		seed:   maphash.MakeSeed(),
+		quit:   make(chan struct{}),
+	}
 	for i := range r.shards {
-		r.shards[i].aors = map[string][]Binding{}
+		r.shards[i].aors = make(map[string]*aor)
+		r.shards[i].ua = make(map[string]string)
 	}
 	if cfg.Store != nil {
-		now := cfg.Now()
-		n := 0
-		err := cfg.Store.Load(func(key string, val []byte) error {
-			bs, err := decodeBindings(key, val)
-			if err != nil {
-				r.log.Warn("registrar: skipping an unreadable stored binding set", "aor", key, "err", err)
-				return nil
-			}
-			live := bs[:0]
-			for _, b := range bs {
-				if b.Expires.After(now) {
-					live = append(live, b)
-				}
-			}
-			if len(live) > 0 {
-				r.shard(key).aors[key] = live
-				n += len(live)
-			}
-			return nil
-		})
-		if err != nil {
+		if err := r.load(); err != nil {
 			return nil, err
 		}
-		r.log.Info("registrar: bindings loaded", "bindings", n)
 	}
 	r.wg.Add(1)
 	go r.sweep()
 	return r, nil
 }
 
-// Close stops the expiry sweeper.
+// Close stops the expiry sweeper. It does not close the store.
 func (r *Registrar) Close() error {
 	r.closeOnce.Do(func() { close(r.quit) })
 	r.wg.Wait()
 	return nil
 }
 
-func (r *Registrar) shard(aor string) *shard {
-	h := fnv.New32a()
-	h.Write([]byte(aor))
-	return &r.shards[h.Sum32()%uint32(len(r.shards))]
+func (r *Registrar) shardOf(key []byte) *shard {
+	return &r.shards[maphash.Bytes(r.seed, key)%numShards]
 }
 
-// AORKey is the canonical key of an address-of-record: "sip:" + the user
-// unescaped + "@" + the host in lower case; sips: and sip: share a key, port
-// and parameters are dropped (RFC 3261 §10.3 step 5, §19.1.4).
+// bytesOf views s as bytes without copying. Only for callees that read and
+// do not keep the slice (store.Put copies, the URI parser makes views that
+// die with the call).
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// AORKey returns the canonical key of a To or Request-URI: "sip:" + the
+// unescaped user + "@" + the lower-case host. RFC 3261 §10.3 step 5: "all
+// URI parameters MUST be removed (including the user-param), and any
+// escaped characters MUST be converted to their unescaped form"; sips: and
+// sip: share a key (the AoR is the same user) and the port is dropped. The
+// unescaped user may hold any byte, NUL included (RFC 4475 §3.1.1.4): the
+// key is opaque. false for a non-SIP URI.
 func AORKey(u *sip.URI) (string, bool) {
 	if !u.IsSIP() {
 		return "", false
 	}
-	b := make([]byte, 0, 4+len(u.User)+1+len(u.Host))
-	b = append(b, "sip:"...)
-	if u.HasUser {
-		b = sip.Unescape(b, u.User)
-		b = append(b, '@')
-	}
-	for _, c := range u.Host {
-		if c >= 'A' && c <= 'Z' {
-			c += 32
-		}
-		b = append(b, c)
-	}
-	return string(b), true
+	var buf [128]byte
+	return string(appendAORKey(buf[:0], u)), true
 }
 
-// Lookup returns the current bindings of an AoR, highest q first, most
-// recently refreshed first among equal q. The slice is a copy.
-func (r *Registrar) Lookup(aor string) []Binding {
-	s := r.shard(aor)
-	now := r.cfg.Now()
-	s.mu.RLock()
-	src := s.aors[aor]
-	out := make([]Binding, 0, len(src))
-	for _, b := range src {
-		if b.Expires.After(now) {
-			out = append(out, b)
+func appendAORKey(dst []byte, u *sip.URI) []byte {
+	dst = append(dst, "sip:"...)
+	if u.HasUser {
+		dst = sip.Unescape(dst, u.User)
+		dst = append(dst, '@')
+	}
+	for _, c := range u.Host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// Lookup returns the unexpired bindings of an AoR key (AORKey), highest q
+// first and most recently registered first among equal q. The slice and
+// its elements are copies.
+func (r *Registrar) Lookup(aorKey string) []Binding {
+	sh := r.shardOf(bytesOf(aorKey))
+	now := r.cfg.Now().UnixNano()
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	a := sh.aors[aorKey]
+	if a == nil {
+		return nil
+	}
+	var out []Binding
+	for i := range a.bs {
+		if b := &a.bs[i]; b.expires > now {
+			if out == nil {
+				out = make([]Binding, 0, len(a.bs)-i)
+			}
+			out = append(out, r.public(b, aorKey))
 		}
 	}
-	s.mu.RUnlock()
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Q > out[j].Q })
 	return out
 }
 
-// Count returns the number of AoRs and bindings.
+func (r *Registrar) public(b *binding, aorKey string) Binding {
+	return Binding{
+		AOR: aorKey, URI: b.uri(), Params: b.params(), Q: int(b.q),
+		Expires: time.Unix(0, b.expires), CallID: b.callID, CSeq: b.cseq,
+		Instance: b.instance(), RegID: int(b.regID), Path: splitPath(b.path),
+		Source: b.source, Proto: b.proto, Local: r.locals.get(b.local), ConnID: b.connID,
+		UserAgent: b.userAgent,
+	}
+}
+
+// Count returns the number of AoRs and bindings held, including bindings
+// that expired since the last sweep (at most about a second ago).
 func (r *Registrar) Count() (aors, bindings int) {
 	for i := range r.shards {
-		s := &r.shards[i]
-		s.mu.RLock()
-		aors += len(s.aors)
-		for _, bs := range s.aors {
-			bindings += len(bs)
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		aors += len(sh.aors)
+		for _, a := range sh.aors {
+			bindings += len(a.bs)
 		}
-		s.mu.RUnlock()
+		sh.mu.RUnlock()
 	}
-	return
+	return aors, bindings
 }
 
-// change is one contact of a REGISTER, validated.
-type change struct {
-	uri      sip.URI
-	raw      string
-	params   string
+// contact is one validated Contact value of a REGISTER.
+type contact struct {
+	addr     sip.Address
+	expires  int64 // seconds, defaults applied and clamped
 	q        int
-	expires  time.Duration
-	instance string
-	regID    int
+	instance []byte
+	regID    int32
 }
 
-var errBad = errors.New("bad contact")
+func fail(code int, reason string) Result { return Result{Code: code, Reason: reason} }
 
-// Register applies a REGISTER (RFC 3261 §10.3 steps 3–8). The caller has
-// checked the Request-URI domain, Require and authentication.
+// Register applies a REGISTER (RFC 3261 §10.3 steps 5–8). The proxy has
+// already checked the Request-URI domain (step 1), Require (step 2) and
+// authentication and authorization (steps 3–4). The request is atomic:
+// every contact is validated, and the new binding set computed on a
+// scratch copy, before anything changes.
 func (r *Registrar) Register(req Request) Result {
 	m := req.Msg
+	// Step 5: the AoR is the To URI, which must be a SIP or SIPS URI
+	// (§10.2); RFC 4475 §3.3.4 (unksm2) expects a registrar to answer 400.
 	to, err := m.To()
 	if err != nil || !to.URI.IsSIP() {
-		return Result{Code: 400, Reason: "Bad Request (To must be a SIP AoR)"}
+		return fail(400, "Bad Request (To Must Be A SIP Or SIPS URI)")
 	}
-	aor, _ := AORKey(&to.URI)
-	callID := string(m.CallID())
+	var kbuf [128]byte
+	key := appendAORKey(kbuf[:0], &to.URI)
+	callID := m.CallID()
 	cseq, _ := m.CSeq()
 	now := r.cfg.Now()
-	hdrExp, hasHdrExp := m.Expires()
+	// Binding times are kept in whole milliseconds, which is what the
+	// store record holds (record.go), so a reload gives identical values.
+	nowNs := now.UnixMilli() * int64(time.Millisecond)
 
-	var changes []change
-	wildcard := false
+	// The Expires header applies to contacts without an expires param;
+	// a malformed value counts as absent (§20.19: "treated as 3600").
+	hdrExp := r.defEx
+	hdrZero := false
+	if n, ok := m.Expires(); ok {
+		hdrExp = int64(n)
+		hdrZero = n == 0
+	}
+
+	var cbuf [4]contact
+	cs := cbuf[:0]
+	wildcard, outbound := false, false
 	for it := m.Values(sip.KindContact); ; {
 		v, ok := it.Next()
 		if !ok {
 			break
 		}
-		a, err := sip.ParseAddress(v)
-		if err != nil {
-			return Result{Code: 400, Reason: "Bad Contact"}
+		cs = append(cs, contact{})
+		c := &cs[len(cs)-1]
+		if c.addr, err = sip.ParseAddress(v); err != nil {
+			return fail(400, "Bad Contact")
 		}
-		if a.Wildcard {
+		if c.addr.Wildcard {
 			wildcard = true
 			continue
 		}
-		c, err := r.contactChange(&a, hdrExp, hasHdrExp)
-		if err != nil {
-			return Result{Code: 400, Reason: "Bad Contact Parameters"}
+		if res, ok := r.checkContact(c, hdrExp); !ok {
+			return res
 		}
-		if c.expires > 0 && c.expires < r.cfg.MinExpires {
-			// §10.3 step 7: 423 with the minimum; nothing changes.
-			return Result{Code: 423, Reason: "Interval Too Brief",
-				Extra: []byte("Min-Expires: " + strconv.Itoa(int(r.cfg.MinExpires/time.Second)) + "\r\n")}
-		}
-		changes = append(changes, c)
+		outbound = outbound || (c.regID != 0 && c.expires > 0)
 	}
-	if wildcard && (len(changes) > 0 || !hasHdrExp || hdrExp != 0) {
-		// §10.3 step 6: "*" only alone and with Expires: 0.
-		return Result{Code: 400, Reason: "Bad Request (Contact: * needs Expires: 0 and no other contact)"}
+	// Step 6: "*" must be the only Contact and come with Expires: 0.
+	if wildcard && (len(cs) != 1 || !hdrZero) {
+		return fail(400, "Bad Request (Contact: * Needs Expires: 0 And No Other Contact)")
 	}
-	var path []string
-	for i := m.Find(sip.KindPath); i >= 0; i = m.FindNext(sip.KindPath, i) {
-		path = append(path, string(m.HeaderValue(i)))
+	if wildcard {
+		cs = cs[:0]
 	}
-	ua := string(m.Get(sip.KindUserAgent))
 
-	s := r.shard(aor)
-	s.mu.Lock()
-	cur := s.aors[aor]
-	// Work on a copy: the request is atomic, all or nothing.
-	next := make([]Binding, 0, len(cur)+len(changes))
-	for _, b := range cur {
-		if b.Expires.After(now) {
-			next = append(next, b)
+	sh := r.shardOf(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	a := sh.aors[string(key)]
+	w := sh.work[:0]
+	if a != nil {
+		for i := range a.bs {
+			if a.bs[i].expires > nowNs {
+				w = append(w, work{b: a.bs[i]})
+			}
 		}
 	}
+	defer func() {
+		clear(w[:cap(w)]) // drop the strings the scratch refers to
+		sh.work = w[:0]
+	}()
 	changed := false
 	if wildcard {
-		for _, b := range next {
-			if b.CallID == callID && cseq <= b.CSeq {
-				s.mu.Unlock()
-				return Result{Code: 500, Reason: "Server Internal Error (CSeq out of order)"}
+		// Step 6: bindings with the same Call-ID are removed only if
+		// the CSeq is higher; otherwise the request is aborted.
+		for i := range w {
+			if w[i].b.callID == string(callID) && cseq <= w[i].b.cseq {
+				return fail(500, "Server Internal Error (CSeq Out Of Order)")
 			}
 		}
-		changed = len(next) > 0
-		next = next[:0]
+		changed = len(w) > 0
+		w = w[:0]
 	}
-	for _, c := range changes {
-		idx := -1
-		for i := range next {
-			b := &next[i]
-			if c.instance != "" && c.regID != 0 && b.Instance == c.instance && b.RegID == c.regID {
-				idx = i // RFC 5626 §6: the same flow of the same instance
-				break
-			}
-			if u, err := sip.ParseURI([]byte(b.URI)); err == nil && sip.URIEqual(&u, &c.uri) {
-				idx = i
-				break
-			}
-		}
+	var callIDStr, pathStr string
+	var pathDone bool
+	for i := range cs {
+		c := &cs[i]
+		idx := findBinding(w, c)
 		if idx >= 0 {
-			b := &next[idx]
-			if b.CallID == callID && cseq <= b.CSeq {
-				// §10.3 step 7: an older or repeated request must not
-				// undo a newer one.
-				s.mu.Unlock()
-				return Result{Code: 500, Reason: "Server Internal Error (CSeq out of order)"}
+			b := &w[idx]
+			// Step 7: with the same Call-ID, only a higher CSeq may
+			// update or remove a binding; otherwise "the update MUST
+			// be aborted and the request fails".
+			if !b.mine && b.b.callID == string(callID) && cseq <= b.b.cseq {
+				return fail(500, "Server Internal Error (CSeq Out Of Order)")
 			}
 			if c.expires == 0 {
-				next = append(next[:idx], next[idx+1:]...)
+				w = append(w[:idx], w[idx+1:]...)
 				changed = true
 				continue
 			}
 		} else if c.expires == 0 {
-			continue // removing what is not there
+			continue // removing a binding that is not there
 		}
-		nb := Binding{
-			AOR: aor, URI: c.raw, Params: c.params, Q: c.q, Expires: now.Add(c.expires),
-			CallID: callID, CSeq: cseq, Instance: c.instance, RegID: c.regID, Path: path,
-			Source: req.Source, Proto: req.Proto, Local: req.Local, ConnID: req.ConnID, UserAgent: ua,
-		}
+		var old *binding
 		if idx >= 0 {
-			next[idx] = nb
-		} else {
-			next = append(next, nb)
+			old = &w[idx].b
 		}
-		changed = true
-	}
-	if len(next) > r.cfg.MaxContacts {
-		// Too many bindings: the ones refreshed longest ago give way. A
-		// phone whose NAT binding changed registers a new contact while
-		// the old one is still unexpired; refusing it would lock out the
-		// one binding that works. If this request alone carries too many
-		// contacts it is refused.
-		if len(changes) > r.cfg.MaxContacts {
-			s.mu.Unlock()
-			return Result{Code: 403, Reason: "Forbidden (Too Many Contacts)"}
+		if !pathDone {
+			pathStr, pathDone = pathOf(m, old), true
 		}
-		sort.SliceStable(next, func(i, j int) bool {
-			fi := next[i].CallID == callID && next[i].CSeq == cseq
-			fj := next[j].CallID == callID && next[j].CSeq == cseq
-			if fi != fj {
-				return fi // this request's bindings first
+		if callIDStr == "" {
+			if old != nil && old.callID == string(callID) {
+				callIDStr = old.callID
+			} else {
+				callIDStr = string(callID)
 			}
-			return next[i].Expires.After(next[j].Expires)
-		})
-		next = next[:r.cfg.MaxContacts]
+		}
+		nb := binding{
+			callID:    callIDStr,
+			userAgent: sh.intern(m.Get(sip.KindUserAgent)),
+			path:      pathStr,
+			expires:   nowNs + c.expires*int64(time.Second),
+			updated:   nowNs,
+			source:    req.Source,
+			local:     r.locals.index(req.Local),
+			connID:    req.ConnID,
+			cseq:      cseq,
+			regID:     c.regID,
+			q:         uint16(c.q),
+			proto:     req.Proto,
+		}
+		contactStrings(&nb, c, old)
+		if idx >= 0 {
+			w[idx] = work{b: nb, mine: true}
+		} else {
+			w = append(w, work{b: nb, mine: true})
+		}
 		changed = true
 	}
-	if changed {
-		if len(next) == 0 {
-			delete(s.aors, aor)
-		} else {
-			s.aors[aor] = next
+	if changed && len(w) > r.cfg.MaxContacts {
+		// Too many bindings: the ones refreshed longest ago give way. A
+		// phone whose NAT mapping changed registers a new contact while
+		// the old one is still unexpired; refusing it would lock out the
+		// one binding that works. Only a request that alone carries more
+		// contacts than allowed is refused.
+		mine := 0
+		for i := range w {
+			if w[i].mine {
+				mine++
+			}
 		}
-	}
-	extra := appendContacts(nil, next, now)
-	if len(path) > 0 {
-		for _, p := range path {
-			extra = append(extra, "Path: "...)
-			extra = append(extra, p...)
-			extra = append(extra, "\r\n"...)
+		if mine > r.cfg.MaxContacts {
+			return fail(403, "Too Many Contacts")
 		}
+		sort.SliceStable(w, func(i, j int) bool {
+			if w[i].mine != w[j].mine {
+				return w[i].mine
+			}
+			return w[i].b.updated > w[j].b.updated
+		})
+		w = w[:r.cfg.MaxContacts]
 	}
-	var val []byte
-	if changed && r.cfg.Store != nil && len(next) > 0 {
-		val = encodeBindings(next)
-	}
-	s.mu.Unlock()
 
-	res := Result{Code: 200, Reason: "OK", Extra: extra}
-	if changed && r.cfg.Store != nil {
-		st := r.cfg.Store
-		if val == nil {
-			res.Commit = func(done func(error)) { st.Delete(aor, done) }
+	res := Result{Code: 200, Reason: "OK"}
+	if changed {
+		sortWork(w)
+		r.apply(sh, a, key, w)
+		if st := r.cfg.Store; st != nil {
+			// Written under the shard lock, so the store sees the
+			// changes of one AoR in the order they were applied.
+			p := new(pending)
+			if len(w) == 0 {
+				st.Delete(key, p.stored)
+			} else {
+				sh.enc = r.appendSet(sh.enc[:0], sh.aors[string(key)].bs)
+				st.Put(key, sh.enc, p.stored)
+			}
+			res.Commit = p.commit
 		} else {
-			res.Commit = func(done func(error)) { st.Put(aor, val, done) }
+			res.Commit = commitNow
 		}
 	}
+	// Step 8: the 200 lists every current binding.
+	res.Extra = r.appendExtra(nil, m, w, nowNs, now, outbound && supportsOutbound(m))
 	return res
 }
 
-// contactChange reads one contact's expiry, q and RFC 5626 parameters.
-func (r *Registrar) contactChange(a *sip.Address, hdrExp uint32, hasHdrExp bool) (change, error) {
-	c := change{uri: a.URI, raw: string(a.RawURI), q: 1000}
-	exp := r.cfg.DefaultExpires
-	if hasHdrExp {
-		exp = time.Duration(hdrExp) * time.Second
-	}
-	var params []byte
-	for p := a.Params; ; {
+// checkContact validates one contact and works out its expiry, q and RFC
+// 5626 parameters (one pass over the parameters, no allocation).
+func (r *Registrar) checkContact(c *contact, hdrExp int64) (Result, bool) {
+	c.expires, c.q = hdrExp, 1000
+	var regID []byte
+	for p := c.addr.Params; ; {
 		name, val, rest, ok, err := p.Next()
 		if err != nil {
-			return c, errBad
+			return fail(400, "Bad Contact"), false
 		}
 		if !ok {
 			break
@@ -402,141 +540,397 @@ func (r *Registrar) contactChange(a *sip.Address, hdrExp uint32, hasHdrExp bool)
 		p = rest
 		switch {
 		case sip.EqualFold(name, "expires"):
-			if v, ok := parseSeconds(val); ok {
-				exp = time.Duration(v) * time.Second
+			// A malformed value is treated as the default
+			// (RFC 3261 §20.19 says 3600, the default default).
+			c.expires = r.defEx
+			if n, ok := parseSeconds(val); ok {
+				c.expires = n
 			}
-			continue
 		case sip.EqualFold(name, "q"):
+			// RFC 3261 §20.10 qvalue: 0 to 1 with at most 3 decimals.
 			q, ok := sip.ParseQ(val)
 			if !ok {
-				return c, errBad // RFC 3261 §20.10: qvalue is 0 to 1, three decimals
+				return fail(400, "Bad Request (Invalid q Value)"), false
 			}
 			c.q = q
-			continue
 		case sip.EqualFold(name, "+sip.instance"):
-			c.instance = string(sip.Unquote(val))
+			c.instance = sip.Unquote(val)
 		case sip.EqualFold(name, "reg-id"):
-			n, err := strconv.Atoi(string(val))
-			if err != nil || n <= 0 {
-				return c, errBad
+			regID = val
+			if regID == nil {
+				regID = []byte{}
 			}
-			c.regID = n
-		}
-		params = append(params, ';')
-		params = append(params, name...)
-		if val != nil {
-			params = append(params, '=')
-			params = append(params, val...)
 		}
 	}
-	if exp > r.cfg.MaxExpires {
-		exp = r.cfg.MaxExpires
+	if len(c.addr.RawURI) > 1<<16-1 || len(c.addr.Params) > 1<<16-1 { // binding.uriLen, parLen
+		return fail(400, "Bad Request (Contact Too Long)"), false
 	}
-	c.expires = exp.Truncate(time.Second)
-	c.params = string(params)
-	return c, nil
+	// RFC 5626 §6: without +sip.instance the reg-id is ignored.
+	if regID != nil && len(c.instance) > 0 {
+		n, ok := parseSeconds(regID) // 1*DIGIT, like delta-seconds
+		if !ok || n < 1 || n > 1<<31-1 {
+			return fail(400, "Bad Request (Invalid reg-id)"), false
+		}
+		c.regID = int32(n)
+	}
+	// RFC 3261 §10.3 step 7: a registrar may reject an interval that is
+	// nonzero, under one hour and under its minimum with 423 and a
+	// Min-Expires header; the whole request is refused.
+	if c.expires > 0 && c.expires < r.minExp && c.expires < 3600 {
+		return Result{Code: 423, Reason: "Interval Too Brief",
+			Extra: append(strconv.AppendInt([]byte("Min-Expires: "), r.minExp, 10), "\r\n"...)}, false
+	}
+	// It may shorten the interval, never lengthen it.
+	if c.expires > r.maxExp {
+		c.expires = r.maxExp
+	}
+	return Result{}, true
 }
 
-func parseSeconds(b []byte) (uint64, bool) {
+// parseSeconds parses 1*DIGIT, saturating at 2^32-1 (RFC 4475 §3.1.2.4
+// allows an overlarge expires to be read as the largest value).
+func parseSeconds(b []byte) (int64, bool) {
 	if len(b) == 0 {
 		return 0, false
 	}
-	var v uint64
+	var v int64
 	for _, c := range b {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		if v < 1<<40 {
-			v = v*10 + uint64(c-'0')
+		if v = v*10 + int64(c-'0'); v > 1<<32-1 {
+			v = 1<<32 - 1
 		}
 	}
 	return v, true
 }
 
-// appendContacts lists bindings for the 200 (§10.3 step 8).
-func appendContacts(dst []byte, bs []Binding, now time.Time) []byte {
-	for _, b := range bs {
-		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
-		if left < 0 {
+// findBinding returns the index in w of the binding contact c refers to:
+// with +sip.instance and reg-id, the binding of that instance and reg-id
+// whatever its URI (RFC 5626 §6: a new flow replaces the old one, and two
+// flows of one instance may share a Contact URI); otherwise the binding
+// whose URI is equal by RFC 3261 §19.1.4 (§10.3 step 7). -1 if none.
+func findBinding(w []work, c *contact) int {
+	if c.regID != 0 {
+		for i := range w {
+			if w[i].b.regID == c.regID && w[i].b.instance() == string(c.instance) {
+				return i
+			}
+		}
+		return -1
+	}
+	// A refresh nearly always repeats the URI byte for byte, and equal
+	// bytes are equal URIs: that saves parsing the stored ones.
+	for i := range w {
+		if w[i].b.uri() == string(c.addr.RawURI) {
+			return i
+		}
+	}
+	for i := range w {
+		u, err := sip.ParseURI(bytesOf(w[i].b.uri()))
+		if err == nil && sip.URIEqual(&u, &c.addr.URI) {
+			return i
+		}
+	}
+	return -1
+}
+
+// contactStrings sets b's URI as written, contact params minus expires and
+// q, and instance, reusing old's string when they are unchanged (the usual
+// refresh allocates nothing).
+func contactStrings(b *binding, c *contact, old *binding) {
+	var pbuf [160]byte
+	ps := pbuf[:0]
+	for p := c.addr.Params; ; {
+		name, val, rest, ok, _ := p.Next()
+		if !ok {
+			break
+		}
+		p = rest
+		if sip.EqualFold(name, "expires") || sip.EqualFold(name, "q") {
 			continue
 		}
+		ps = append(ps, ';')
+		ps = append(ps, name...)
+		if val != nil {
+			ps = append(ps, '=')
+			ps = append(ps, val...)
+		}
+	}
+	raw := c.addr.RawURI
+	if old != nil && old.uri() == string(raw) && old.params() == string(ps) && old.instance() == string(c.instance) {
+		b.contact, b.uriLen, b.parLen = old.contact, old.uriLen, old.parLen
+		return
+	}
+	b.setContact(raw, ps, c.instance)
+}
+
+// pathOf returns the request's Path values (RFC 3327 §5.3: the registrar
+// stores them with the binding) in their encoded form, reusing old's.
+func pathOf(m *sip.Message, old *binding) string {
+	if m.Find(sip.KindPath) < 0 {
+		return ""
+	}
+	var buf [256]byte
+	enc := buf[:0]
+	for it := m.Values(sip.KindPath); ; {
+		v, ok := it.Next()
+		if !ok {
+			break
+		}
+		enc = appendPath(enc, v)
+	}
+	if old != nil && old.path == string(enc) {
+		return old.path
+	}
+	return string(enc)
+}
+
+// intern returns a shared copy of a User-Agent value: a million phones
+// send a few dozen distinct ones (shard lock held).
+func (sh *shard) intern(ua []byte) string {
+	if len(ua) == 0 {
+		return ""
+	}
+	if s, ok := sh.ua[string(ua)]; ok {
+		return s
+	}
+	s := string(ua)
+	if len(sh.ua) < 512 && len(ua) <= 256 {
+		sh.ua[s] = s
+	}
+	return s
+}
+
+// sortWork orders a binding set as Lookup returns it: q descending, then
+// most recently registered first (insertion sort: a few elements).
+func sortWork(w []work) {
+	for i := 1; i < len(w); i++ {
+		for j := i; j > 0 && before(&w[j].b, &w[j-1].b); j-- {
+			w[j], w[j-1] = w[j-1], w[j]
+		}
+	}
+}
+
+func before(a, b *binding) bool {
+	if a.q != b.q {
+		return a.q > b.q
+	}
+	return a.updated > b.updated
+}
+
+// apply installs the binding set w for key (shard lock held).
+func (r *Registrar) apply(sh *shard, a *aor, key []byte, w []work) {
+	if len(w) == 0 {
+		if a != nil {
+			delete(sh.aors, string(key))
+			// Its heap entry goes stale; the sweeper skips it.
+		}
+		return
+	}
+	var ks string
+	if a == nil {
+		ks = string(key)
+		a = &aor{}
+		sh.aors[ks] = a
+	}
+	if cap(a.bs) < len(w) || cap(a.bs) > 2*len(w) {
+		a.bs = make([]binding, len(w)) // exact size: memory per binding matters
+	} else {
+		clear(a.bs[len(w):cap(a.bs)])
+		a.bs = a.bs[:len(w)]
+	}
+	first := w[0].b.expires
+	for i := range w {
+		a.bs[i] = w[i].b
+		first = min(first, w[i].b.expires)
+	}
+	if a.sched == 0 || first < a.sched {
+		if ks == "" {
+			ks = string(key)
+		}
+		a.sched = first
+		sh.push(expEntry{when: first, key: ks})
+	}
+}
+
+// pending connects a store callback with Result.Commit, whichever comes
+// first.
+type pending struct {
+	mu    sync.Mutex
+	fired bool
+	err   error
+	done  func(error)
+}
+
+func (p *pending) stored(err error) {
+	p.mu.Lock()
+	d := p.done
+	if d == nil {
+		p.fired, p.err = true, err
+	}
+	p.mu.Unlock()
+	if d != nil {
+		d(err)
+	}
+}
+
+func (p *pending) commit(done func(error)) {
+	p.mu.Lock()
+	if p.fired {
+		p.mu.Unlock()
+		done(p.err)
+		return
+	}
+	p.done = done
+	p.mu.Unlock()
+}
+
+// commitNow is Commit without a store: nothing to wait for.
+var commitNow = func(done func(error)) { done(nil) }
+
+// appendExtra builds the header lines of the 200 (RFC 3261 §10.3 step 8).
+func (r *Registrar) appendExtra(dst []byte, m *sip.Message, w []work, nowNs int64, now time.Time, outbound bool) []byte {
+	n := 64
+	for i := range w {
+		n += len(w[i].b.contact) + 40
+	}
+	n += 40 // Date
+	hasPath := m.Find(sip.KindPath) >= 0 && len(w) > 0
+	if hasPath {
+		n += len(m.Bytes()) / 4
+	}
+	if dst == nil {
+		dst = make([]byte, 0, n)
+	}
+	for i := range w {
+		b := &w[i].b
 		dst = append(dst, "Contact: <"...)
-		dst = append(dst, b.URI...)
+		dst = append(dst, b.uri()...)
 		dst = append(dst, '>')
-		dst = append(dst, b.Params...)
-		if b.Q != 1000 {
+		dst = append(dst, b.params()...)
+		if b.q != 1000 {
 			dst = append(dst, ";q="...)
-			dst = append(dst, qString(b.Q)...)
+			dst = appendQ(dst, int(b.q))
 		}
 		dst = append(dst, ";expires="...)
-		dst = strconv.AppendInt(dst, int64(left), 10)
+		// Rounded up: a live binding is never announced as expires=0.
+		left := (b.expires - nowNs + int64(time.Second) - 1) / int64(time.Second)
+		dst = strconv.AppendInt(dst, left, 10)
 		dst = append(dst, "\r\n"...)
+	}
+	if hasPath {
+		// RFC 3327 §5.3: the registrar copies the Path values of the
+		// request into the 200, in order, so the UA learns its route.
+		for it := m.Values(sip.KindPath); ; {
+			v, ok := it.Next()
+			if !ok {
+				break
+			}
+			dst = append(dst, "Path: "...)
+			dst = append(dst, v...)
+			dst = append(dst, "\r\n"...)
+		}
+	}
+	if outbound {
+		// RFC 5626 §6: tell the UA its flow is registered with outbound
+		// processing (it then keeps the flow alive).
+		dst = append(dst, "Require: outbound\r\n"...)
+	}
+	// §10.3 step 8: "The response SHOULD include a Date header field."
+	return append(dst, r.dateLine(now)...)
+}
+
+// dateCache holds the Date line of one second (formatting a date costs
+// more than the rest of the response).
+type dateCache struct {
+	sec  int64
+	line []byte
+}
+
+func (r *Registrar) dateLine(now time.Time) []byte {
+	sec := now.Unix()
+	if d := r.date.Load(); d != nil && d.sec == sec {
+		return d.line
+	}
+	line := now.UTC().AppendFormat([]byte("Date: "), "Mon, 02 Jan 2006 15:04:05 GMT")
+	line = append(line, "\r\n"...)
+	r.date.Store(&dateCache{sec: sec, line: line})
+	return line
+}
+
+// appendQ writes a qvalue in thousandths as "1", "0.5", "0.25", "0.125".
+func appendQ(dst []byte, q int) []byte {
+	if q >= 1000 {
+		return append(dst, '1')
+	}
+	dst = append(dst, '0', '.', byte('0'+q/100))
+	if q%100 != 0 {
+		dst = append(dst, byte('0'+q/10%10))
+		if q%10 != 0 {
+			dst = append(dst, byte('0'+q%10))
+		}
 	}
 	return dst
 }
 
-func qString(q int) string {
-	s := strconv.Itoa(1000 + q)[1:] // three digits
-	if q == 1000 {
-		return "1"
+// supportsOutbound reports Supported: outbound (RFC 5626 §4.2.1).
+func supportsOutbound(m *sip.Message) bool {
+	for it := m.Values(sip.KindSupported); ; {
+		v, ok := it.Next()
+		if !ok {
+			return false
+		}
+		if sip.EqualFold(v, "outbound") {
+			return true
+		}
 	}
-	for len(s) > 1 && s[len(s)-1] == '0' {
-		s = s[:len(s)-1]
-	}
-	return "0." + s
 }
 
-// sweep removes expired bindings every second (Lookup already hides them;
-// this frees memory and the stored copies).
-func (r *Registrar) sweep() {
-	defer r.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.quit:
-			return
-		case <-t.C:
-		}
-		now := r.cfg.Now()
-		type write struct {
-			aor string
-			val []byte
-		}
-		var writes []write
-		for i := range r.shards {
-			s := &r.shards[i]
-			s.mu.Lock()
-			for aor, bs := range s.aors {
-				live := bs[:0]
-				for _, b := range bs {
-					if b.Expires.After(now) {
-						live = append(live, b)
-					}
-				}
-				if len(live) == len(bs) {
-					continue
-				}
-				if len(live) == 0 {
-					delete(s.aors, aor)
-					writes = append(writes, write{aor, nil})
-				} else {
-					s.aors[aor] = live
-					writes = append(writes, write{aor, encodeBindings(live)})
-				}
-			}
-			s.mu.Unlock()
-		}
-		// Outside the locks: the store may make us wait when busy. A lost
-		// expiry write is harmless: expired bindings are dropped on load.
-		if st := r.cfg.Store; st != nil {
-			for _, w := range writes {
-				if w.val == nil {
-					st.Delete(w.aor, nil)
-				} else {
-					st.Put(w.aor, w.val, nil)
-				}
+// localTable interns the local socket addresses bindings arrived on: a
+// proxy has a handful of listeners, so a binding keeps a 2-byte index
+// instead of a 32-byte netip.AddrPort. Reads are a lock-free load of an
+// immutable slice.
+type localTable struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]netip.AddrPort] // index 0 is the zero AddrPort
+}
+
+func (t *localTable) index(ap netip.AddrPort) uint16 {
+	if !ap.IsValid() {
+		return 0
+	}
+	if l := t.list.Load(); l != nil {
+		for i, v := range *l {
+			if v == ap {
+				return uint16(i)
 			}
 		}
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var cur []netip.AddrPort
+	if l := t.list.Load(); l != nil {
+		cur = *l
+		for i, v := range cur {
+			if v == ap {
+				return uint16(i)
+			}
+		}
+	} else {
+		cur = []netip.AddrPort{{}}
+	}
+	if len(cur) > 1<<16-1 {
+		return 0 // cannot happen with real listeners; the address is then unknown
+	}
+	next := append(cur[:len(cur):len(cur)], ap)
+	t.list.Store(&next)
+	return uint16(len(next) - 1)
+}
+
+func (t *localTable) get(i uint16) netip.AddrPort {
+	if l := t.list.Load(); l != nil && int(i) < len(*l) {
+		return (*l)[i]
+	}
+	return netip.AddrPort{}
 }
