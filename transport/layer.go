@@ -42,6 +42,11 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultMaxConns caps concurrent stream connections.
 	DefaultMaxConns = 10000
+	// DefaultUDPReadBuffer is the SO_RCVBUF asked for UDP sockets: the
+	// kernel default (~200 KB) overflows in bursts of a few thousand
+	// requests per second, and every drop costs the sender a 500 ms
+	// retransmission. The kernel clamps it to net.core.rmem_max.
+	DefaultUDPReadBuffer = 4 << 20
 )
 
 // Errors returned by the layer.
@@ -237,6 +242,9 @@ func New(cfg Config, h Handler) (*Layer, error) {
 	}
 	if l.cfg.MaxConns == 0 {
 		l.cfg.MaxConns = DefaultMaxConns
+	}
+	if l.cfg.UDPReadBuffer == 0 {
+		l.cfg.UDPReadBuffer = DefaultUDPReadBuffer
 	}
 	l.udpReaders = cfg.UDPReaders
 	if l.udpReaders <= 0 {

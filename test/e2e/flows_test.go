@@ -31,24 +31,7 @@ func sippRun(t *testing.T, sipp, dir, scenario, tr, service string, n int, targe
 // as user.
 func registeredUAS(t *testing.T, sipp, dir, scenario, tr, user string, n int, s *server) *exec.Cmd {
 	t.Helper()
-	port := strconv.Itoa(freePort(t))
-	uas := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), scenario), "-t", tr, "-i", "127.0.0.1",
-		"-p", port, "-m", strconv.Itoa(n), "-nostdin", "-timeout", "40s")
-	uas.Dir = dir
-	if err := uas.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { uas.Process.Kill() })
-	time.Sleep(300 * time.Millisecond)
-	csv := filepath.Join(dir, user+".csv")
-	os.WriteFile(csv, []byte("SEQUENTIAL\n"+user+";x\n"), 0o644)
-	reg := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), "register.xml"), "-t", tr, "-i", "127.0.0.1",
-		"-inf", csv, "-key", "cport", port, "-m", "1", "-nostdin", "-timeout", "10s", s.addr())
-	reg.Dir = dir
-	if out, err := reg.CombinedOutput(); err != nil {
-		t.Fatalf("register %s: %v\n%s", user, err, tail(out))
-	}
-	return uas
+	return uasWithQ(t, sipp, dir, scenario, tr, user, "", n, s)
 }
 
 // TestBusyAndCancelSipp: over UDP and TCP, a busy callee's 486 is relayed
@@ -68,23 +51,14 @@ func TestBusyAndCancelSipp(t *testing.T) {
 			sippRun(t, sipp, dir, "uac-cancel.xml", tr, "ringer", 5, s.addr())
 			// The callees saw all their calls end properly: the hop-by-hop
 			// ACK of the 486 and of the 487, and the CANCEL.
-			for name, uas := range map[string]*exec.Cmd{"busy": busy, "ringer": ringer} {
-				done := make(chan error, 1)
-				go func() { done <- uas.Wait() }()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Fatalf("%s UAS: %v", name, err)
-					}
-				case <-time.After(15 * time.Second):
-					t.Fatalf("%s UAS did not see its 5 calls through", name)
-				}
-			}
+			waitUAS(t, "busy", busy)
+			waitUAS(t, "ringer", ringer)
 		})
 	}
 }
 
-// uasWithQ starts a sipp UAS and registers it as user with a q-value.
+// uasWithQ starts a sipp UAS and registers it as user, with a q-value
+// unless q is empty.
 func uasWithQ(t *testing.T, sipp, dir, scenario, tr, user, q string, n int, s *server) *exec.Cmd {
 	t.Helper()
 	port := strconv.Itoa(freePort(t))
@@ -98,8 +72,13 @@ func uasWithQ(t *testing.T, sipp, dir, scenario, tr, user, q string, n int, s *s
 	time.Sleep(300 * time.Millisecond)
 	csv := filepath.Join(dir, user+".csv")
 	os.WriteFile(csv, []byte("SEQUENTIAL\n"+user+";x\n"), 0o644)
-	reg := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), "register-q.xml"), "-t", tr, "-i", "127.0.0.1",
-		"-inf", csv, "-key", "cport", port, "-key", "q", q, "-m", "1", "-nostdin", "-timeout", "10s", s.addr())
+	args := []string{"-sf", filepath.Join(mustAbs(t, "testdata"), "register.xml")}
+	if q != "" {
+		args = []string{"-sf", filepath.Join(mustAbs(t, "testdata"), "register-q.xml"), "-key", "q", q}
+	}
+	args = append(args, "-t", tr, "-i", "127.0.0.1", "-inf", csv, "-key", "cport", port, "-m", "1",
+		"-nostdin", "-timeout", "10s", s.addr())
+	reg := exec.Command(sipp, args...)
 	reg.Dir = dir
 	if out, err := reg.CombinedOutput(); err != nil {
 		t.Fatalf("register %s: %v\n%s", user, err, tail(out))
