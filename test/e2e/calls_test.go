@@ -53,10 +53,7 @@ func TestCallsSipp(t *testing.T) {
 			if out, err := uac.CombinedOutput(); err != nil {
 				t.Fatalf("calls: %v\n%s", err, tail(out))
 			}
-			b, _ := os.ReadFile(filepath.Join(dir, "uac.csv"))
-			if ok, failed := lastStat(t, string(b)); ok != 20 || failed != 0 {
-				t.Fatalf("UAC: %d calls completed, %d failed, want 20/0", ok, failed)
-			}
+			expectCalls(t, "UAC", filepath.Join(dir, "uac.csv"), 20)
 			done := make(chan error, 1)
 			go func() { done <- uas.Wait() }()
 			select {
@@ -68,10 +65,7 @@ func TestCallsSipp(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("UAS did not finish its 20 calls")
 			}
-			b, _ = os.ReadFile(filepath.Join(dir, "uas.csv"))
-			if ok, failed := lastStat(t, string(b)); ok != 20 || failed != 0 {
-				t.Fatalf("UAS: %d calls completed, %d failed, want 20/0", ok, failed)
-			}
+			expectCalls(t, "UAS", filepath.Join(dir, "uas.csv"), 20)
 		})
 	}
 }

@@ -21,10 +21,7 @@ func sippRun(t *testing.T, sipp, dir, scenario, tr, service string, n int, targe
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", scenario, err, tail(out))
 	}
-	b, _ := os.ReadFile(stats)
-	if ok, failed := lastStat(t, string(b)); ok != n || failed != 0 {
-		t.Fatalf("%s: %d succeeded, %d failed, want %d/0", scenario, ok, failed, n)
-	}
+	expectCalls(t, scenario, stats, n)
 }
 
 // registeredUAS starts a sipp UAS scenario and registers it through sipedge

@@ -40,14 +40,7 @@ func TestOptionsSipp(t *testing.T) {
 			if err != nil {
 				t.Fatalf("sipp failed: %v\n%s", err, tail(out))
 			}
-			b, err := os.ReadFile(stats)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ok, failed := lastStat(t, string(b))
-			if ok != 50 || failed != 0 {
-				t.Fatalf("sipp: %d successful, %d failed OPTIONS, want 50/0", ok, failed)
-			}
+			expectCalls(t, "OPTIONS", stats, 50)
 		})
 	}
 }
@@ -65,6 +58,19 @@ func tail(b []byte) string {
 		b = b[len(b)-2000:]
 	}
 	return string(b)
+}
+
+// expectCalls checks sipp's -trace_stat file: n successful calls, none
+// failed.
+func expectCalls(t *testing.T, what, statsFile string, n int) {
+	t.Helper()
+	b, err := os.ReadFile(statsFile)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if ok, failed := lastStat(t, string(b)); ok != n || failed != 0 {
+		t.Fatalf("%s: %d succeeded, %d failed, want %d/0", what, ok, failed, n)
+	}
 }
 
 // lastStat reads SuccessfulCall(C) and FailedCall(C) from the last line of
