@@ -36,6 +36,11 @@ type Config struct {
 	OutboundProxy string  `yaml:"outbound_proxy"`
 	Routes        []Route `yaml:"routes"`
 	DNS           DNS     `yaml:"dns"`
+	// MemoryLimitMB is a soft limit for the Go heap, in MiB (0: none, or
+	// the GOMEMLIMIT environment variable). With a million registrations
+	// the default GC lets the heap double during churn; a limit keeps RSS
+	// near it instead (docs/PERFORMANCE.md).
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// SymmetricResponses: see --symmetric-responses.
 	SymmetricResponses *bool `yaml:"symmetric_responses"`
 	// TrustedNetworks are the sources served without authentication;
@@ -267,6 +272,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if r.MaxContacts < 1 {
 		return bad("registrar.max_contacts", "must be at least 1")
+	}
+	if c.MemoryLimitMB < 0 || (c.MemoryLimitMB > 0 && c.MemoryLimitMB < 64) {
+		return bad("memory_limit_mb", fmt.Sprintf("%d: use 0 (no limit) or at least 64", c.MemoryLimitMB))
 	}
 	for _, n := range c.TrustedNetworks {
 		if _, err := ParseNetworks(n); err != nil {

@@ -26,6 +26,7 @@ registrar:
   default_expires: 10m
   max_contacts: 3
 trusted_networks: [loopback, 192.0.2.0/24]
+memory_limit_mb: 900
 routes:
   - name: provider
     prefix: "00"
@@ -36,7 +37,7 @@ dns:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Registrar.DefaultExpires.Duration != 10*time.Minute || c.Routes[0].Prefix != "00" || c.Log.Level != "info" {
+	if c.Registrar.DefaultExpires.Duration != 10*time.Minute || c.Routes[0].Prefix != "00" || c.MemoryLimitMB != 900 || c.Log.Level != "info" {
 		t.Fatalf("%+v", c)
 	}
 }
@@ -58,6 +59,7 @@ func TestErrors(t *testing.T) {
 		{"routes:\n  - to: sip:192.0.2.1\n", "config:1: routes[0].name: every route needs a name"},
 		{"dns:\n  servers: [127.0.0.1]\n", "config:2: dns.servers: \"127.0.0.1\": want ip:port"},
 		{"outbound_proxy: proxy.example.net\n", "config:1: outbound_proxy: \"proxy.example.net\": needs a SIP URI"},
+		{"memory_limit_mb: 10\n", "config:1: memory_limit_mb: 10: use 0 (no limit) or at least 64"},
 		{"listen: [\n", "config"},
 	} {
 		_, err := Parse([]byte(tc.yaml))
