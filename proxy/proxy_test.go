@@ -347,3 +347,21 @@ func TestProxyLargeRequestUsesTCP(t *testing.T) {
 		t.Fatalf("no double Record-Route:\n%s", got[:300])
 	}
 }
+
+// TestACKForSelfIsAbsorbed: an ACK whose Request-URI is sipedge itself
+// must not be forwarded (it would come back to us until Max-Forwards ran
+// out: one packet in, dozens of sends).
+func TestACKForSelfIsAbsorbed(t *testing.T) {
+	uac := newPeer(t)
+	core, px := startProxy(t, nil)
+	ack := fmt.Sprintf("ACK sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKself;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:a@x>;tag=1\r\nTo: <sip:%s>;tag=2\r\nCall-ID: selfack\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", px, uac.addr, px)
+	uac.send(px, ack)
+	time.Sleep(200 * time.Millisecond)
+	if n := core.Stats().StatelessForwards.Load(); n != 0 {
+		t.Fatalf("ACK for sipedge forwarded %d times", n)
+	}
+	if m := uac.recv(100 * time.Millisecond); m != nil {
+		t.Fatalf("ACK answered: %s", firstLine(m))
+	}
+}

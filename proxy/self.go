@@ -77,3 +77,8 @@ func (s *Self) Is(host []byte, port int, sips bool) bool {
 	}
 	return false
 }
+
+// IsAddr reports whether ap is one of sipedge's own listening addresses.
+func (s *Self) IsAddr(ap netip.AddrPort) bool {
+	return s.addrs[ap.Addr().Unmap()] && s.ports[ap.Port()]
+}

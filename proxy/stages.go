@@ -177,9 +177,15 @@ func statelessStage(r *request) bool {
 		return false
 	}
 	c := r.core
+	// An ACK addressed to sipedge itself (the ACK of a 2xx it generated, or
+	// a stray one) ends here: forwarding it would send it back to us, over
+	// and over until Max-Forwards runs out.
+	if r.forSelf() && !r.hasFurtherRoute() {
+		return true
+	}
 	t, ok := c.directTarget(r)
-	if !ok {
-		c.stats.StrayResponses.Add(1) // nowhere to send it: count as dropped
+	if !ok || c.self.Load().IsAddr(t.Addr) {
+		c.stats.StrayResponses.Add(1) // nowhere (else) to send it: count as dropped
 		return true
 	}
 	out, _, ok := c.buildRequest(r.out[:0], r.extra[:0], &r.msg, &r.via, r.pkt.Src, r.pkt.Proto, r.routes, &t, 0, false)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,8 +30,15 @@ func runBinary(t *testing.T, args ...string) (stdout, stderr string, code int) {
 
 func TestFlags(t *testing.T) {
 	out, _, code := runBinary(t, "--help")
-	if code != 0 || !strings.Contains(out, "--listen") || !strings.Contains(out, "Examples:") {
+	if code != 0 || !strings.Contains(out, "Usage:") || !strings.Contains(out, "Examples:") {
 		t.Fatalf("--help: exit %d\n%s", code, out)
+	}
+	// Every flag is listed (the flag package prints them as "  -name").
+	for _, f := range []string{"listen", "tls-cert", "tls-key", "log-format", "log-level", "idle-timeout",
+		"max-message-size", "symmetric-responses", "domain", "version", "config", "data-dir"} {
+		if !regexp.MustCompile(`(?m)^\s+--?` + f + `\b`).MatchString(out) {
+			t.Errorf("--help does not list --%s", f)
+		}
 	}
 	for _, tc := range []struct {
 		args []string
@@ -48,8 +56,8 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	out, _, code = runBinary(t, "--version")
-	if code != 0 || !strings.HasPrefix(out, "sipedge ") {
-		t.Fatalf("--version: %d %q", code, out)
+	if code != 0 || !regexp.MustCompile(`^sipedge \S+\n$`).MatchString(out) {
+		t.Fatalf("--version: exit %d, %q: want one line \"sipedge <version>\"", code, out)
 	}
 }
 
@@ -113,7 +121,7 @@ func TestIPv6(t *testing.T) {
 	port := l.LocalAddr().(*net.UDPAddr).Port
 	l.Close()
 	addr := "[::1]:" + strconv.Itoa(port)
-	s := start(t, "--listen", addr)
+	s := start(t, "--listen", "udp:"+addr, "--listen", "tcp:"+addr)
 	s.port = port
 	for _, nw := range []string{"udp6", "tcp6"} {
 		if code := optionsRoundTrip(t, nw, addr, s); code != 200 {
@@ -123,25 +131,56 @@ func TestIPv6(t *testing.T) {
 }
 
 // TestStrictResponseRouting: with --symmetric-responses=false a UDP
-// response goes to the Via sent-by port (RFC 3261 §18.2.2), unless the Via
-// has rport (RFC 3581), in which case it goes back to the source port.
+// response goes to the source IP and the Via sent-by port (RFC 3261
+// §18.2.2), unless the Via has rport (RFC 3581 §4), in which case it goes
+// back to the source port. Each time the other socket must get nothing.
 func TestStrictResponseRouting(t *testing.T) {
+	t.Parallel()
 	s := start(t, "--symmetric-responses=false")
-	a, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	b, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer a.Close()
+	b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b.Close()
 	dst, _ := net.ResolveUDPAddr("udp4", s.addr())
-	msg := strings.Replace(string(options(s, "UDP "+b.LocalAddr().String(), "strict1")), ";rport", "", 1)
-	a.WriteTo([]byte(msg), dst)
-	buf := make([]byte, 4096)
-	b.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, _, err := b.ReadFrom(buf); err != nil {
-		t.Fatal("response did not go to the Via sent-by port:", err)
+	viaB := "UDP " + b.LocalAddr().String()
+
+	// got reads one response for callID from c, or returns nil after wait.
+	got := func(c *net.UDPConn, callID string, wait time.Duration) *response {
+		buf := make([]byte, 4096)
+		c.SetReadDeadline(time.Now().Add(wait))
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return nil
+			}
+			if r, _ := parseResponse(buf[:n]); r != nil && r.get("call-id") == callID {
+				return r
+			}
+		}
 	}
-	a.WriteTo(options(s, "UDP "+b.LocalAddr().String(), "strict2"), dst) // with rport
-	a.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, _, err := a.ReadFrom(buf); err != nil {
-		t.Fatal("with rport the response did not come back to the source:", err)
+
+	// Sent from A, Via names B without rport: the 200 goes to B.
+	msg := strings.Replace(string(options(s, viaB, "strict1")), ";rport", "", 1)
+	a.WriteTo([]byte(msg), dst)
+	if r := got(b, "strict1@probe", 3*time.Second); r == nil || r.code != 200 {
+		t.Fatalf("the 200 did not go to the Via sent-by port: %v", r)
+	}
+	if r := got(a, "strict1@probe", 300*time.Millisecond); r != nil {
+		t.Fatalf("without rport the response also went to the source port")
+	}
+
+	// Sent from A, Via names B with rport: the 200 goes back to A.
+	a.WriteTo(options(s, viaB, "strict2"), dst)
+	if r := got(a, "strict2@probe", 3*time.Second); r == nil || r.code != 200 {
+		t.Fatalf("with rport the 200 did not come back to the source port: %v", r)
+	}
+	if r := got(b, "strict2@probe", 300*time.Millisecond); r != nil {
+		t.Fatalf("with rport the response also went to the Via sent-by port")
 	}
 }
