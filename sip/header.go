@@ -116,6 +116,9 @@ func init() {
 // LookupKind returns the kind of a header name as written on the wire
 // (any case, long or compact form).
 func LookupKind(name []byte) HeaderKind {
+	if len(name) == 0 {
+		return KindOther
+	}
 	if len(name) == 1 {
 		c := lower(name[0])
 		if c >= 'a' && c <= 'z' {
