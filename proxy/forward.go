@@ -196,7 +196,7 @@ func (c *Core) removeRoutes(m *sip.Message, n int) {
 		v := m.HeaderValue(i)
 		vals := 0
 		for rest := v; ; {
-			k := commaSplit(rest)
+			k := sip.SplitComma(rest)
 			vals++
 			if k == len(rest) {
 				break
@@ -210,7 +210,7 @@ func (c *Core) removeRoutes(m *sip.Message, n int) {
 		}
 		rest := v
 		for j := 0; j < n; j++ {
-			rest = skipSpace(rest[commaSplit(rest)+1:])
+			rest = skipSpace(rest[sip.SplitComma(rest)+1:])
 		}
 		s, _ := m.HeaderValueSpan(i)
 		if off := m.Offset(rest); off > s {
@@ -225,31 +225,6 @@ func skipSpace(b []byte) []byte {
 		b = b[1:]
 	}
 	return b
-}
-
-// commaSplit returns the length of the first comma-separated element,
-// ignoring commas in quotes and <>.
-func commaSplit(v []byte) int {
-	inQ, inA := false, false
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case inQ:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				inQ = false
-			}
-		case c == '"':
-			inQ = true
-		case c == '<':
-			inA = true
-		case c == '>':
-			inA = false
-		case c == ',' && !inA:
-			return i
-		}
-	}
-	return len(v)
 }
 
 // fixTopVia adds received (when the source address differs from sent-by)

@@ -310,7 +310,7 @@ func stripTopVia(dst []byte, m *sip.Message) []byte {
 	}
 	m.ResetEdits()
 	v := m.HeaderValue(i)
-	k := commaSplit(v)
+	k := sip.SplitComma(v)
 	if k == len(v) {
 		_ = m.DeleteHeader(i)
 	} else {

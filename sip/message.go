@@ -298,6 +298,10 @@ func (it *Values) advance() {
 	it.started = false
 }
 
+// SplitComma is splitComma for other packages: the length of the first
+// comma-separated element of a header value.
+func SplitComma(v []byte) int { return splitComma(v) }
+
 // splitComma returns the length of the first comma-separated element of v,
 // ignoring commas inside quoted strings and <...>.
 func splitComma(v []byte) int {
