@@ -95,6 +95,11 @@ type Route struct {
 	Domain string `yaml:"domain"` // Request-URI host to match; empty: any
 	Prefix string `yaml:"prefix"` // Request-URI user (or tel number) prefix; empty: any
 	To     string `yaml:"to"`     // next hop SIP URI
+	// Stateless forwards matching requests without transactions (RFC
+	// 3261 §16.11): no 100 Trying, no retransmissions or failover by
+	// sipedge, less memory and CPU per call. For a next hop that is
+	// reliable and does its own retransmissions, such as a trunk.
+	Stateless bool `yaml:"stateless"`
 }
 
 // DNS configures RFC 3263 resolution.

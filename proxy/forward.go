@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"strconv"
 
@@ -28,18 +30,52 @@ type Decision struct {
 	// §4.3): the next is tried only after a timeout, a transport error or
 	// a 503, not after other failures.
 	Failover bool
+	// Blocked: the answer needs a DNS lookup that is not cached and ctx
+	// forbade waiting (see WithoutBlocking). The lookup has been started;
+	// the core asks again from a goroutine of its own.
+	Blocked bool
 }
 
 // Router finds the targets of a request that is not for sipedge itself.
+// A Router that may wait (for DNS) must honour WithoutBlocking.
 type Router interface {
-	Route(m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision
+	Route(ctx context.Context, m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision
 }
+
+// ErrWouldBlock is what a Resolver returns under WithoutBlocking when the
+// answer is not at hand.
+var ErrWouldBlock = errors.New("proxy: lookup would block")
+
+// ErrDNSUnavailable is what a Resolver returns when the DNS servers did not
+// answer usefully (timeout, SERVFAIL): the destination may well exist, so
+// the caller gets 503, not 404.
+var ErrDNSUnavailable = errors.New("proxy: DNS unavailable")
+
+type noBlockKey struct{}
+
+// WithoutBlocking marks ctx for code running on a message reader: a lookup
+// that would wait for the network returns ErrWouldBlock (Resolver) or a
+// Decision with Blocked set (Router) instead, after starting it.
+func WithoutBlocking(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noBlockKey{}, true)
+}
+
+// NonBlocking reports whether ctx was made by WithoutBlocking.
+func NonBlocking(ctx context.Context) bool { return ctx.Value(noBlockKey{}) != nil }
 
 // loopHash combines what identifies a request for loop detection (RFC 3261
 // §16.6 step 8, §16.3 step 4): To tag, From tag, Call-ID, the Request-URI as
 // received, CSeq number, Proxy-Require and Proxy-Authorization. A spiral
 // (the Request-URI changed) hashes differently; a loop hashes the same.
-func loopHash(m *sip.Message) uint64 {
+func loopHash(m *sip.Message) uint64 { return requestHash(m, true) }
+
+// statelessHash is loopHash without what differs between an INVITE, its
+// CANCEL and the ACK of its non-2xx answer (To tag, Proxy-Require,
+// Proxy-Authorization): a stateless proxy must give all three the same
+// branch so the next hop can match them (RFC 3261 §16.11, §9.1, §17.1.1.3).
+func statelessHash(m *sip.Message) uint64 { return requestHash(m, false) }
+
+func requestHash(m *sip.Message, full bool) uint64 {
 	h := uint64(14695981039346656037)
 	add := func(b []byte) {
 		for _, c := range b {
@@ -49,8 +85,10 @@ func loopHash(m *sip.Message) uint64 {
 		h ^= 0xff
 		h *= 1099511628211
 	}
-	if to, err := m.To(); err == nil {
-		add(to.Tag)
+	if full {
+		if to, err := m.To(); err == nil {
+			add(to.Tag)
+		}
 	}
 	if from, err := m.From(); err == nil {
 		add(from.Tag)
@@ -59,14 +97,24 @@ func loopHash(m *sip.Message) uint64 {
 	add(m.RequestURIBytes())
 	n, _ := m.CSeq()
 	add([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
-	add(m.Get(sip.KindProxyRequire))
-	add(m.Get(sip.KindProxyAuthorization))
+	if full {
+		add(m.Get(sip.KindProxyRequire))
+		add(m.Get(sip.KindProxyAuthorization))
+	}
 	return h
 }
 
 // branchPrefix marks branches sipedge generated: "z9hG4bK" + "Se" + 16 hex
 // digits of the loop hash + "." + 16 hex digits unique to the branch.
 const branchPrefix = sip.MagicCookie + "Se"
+
+// statelessPrefix marks branches of statelessly forwarded requests: the
+// same layout with the stateless hash.
+const statelessPrefix = sip.MagicCookie + "Sl"
+
+// statelessIdx, as buildRequest's branch index, asks for a stateless
+// branch.
+const statelessIdx = -1
 
 func appendHex(b []byte, v uint64) []byte {
 	const hexd = "0123456789abcdef"
@@ -81,8 +129,14 @@ func appendHex(b []byte, v uint64) []byte {
 // (its top Via branch and sent-by) and the branch index, so a retransmitted
 // request maps to the same branch.
 func (c *Core) appendBranch(dst []byte, m *sip.Message, via *sip.Via, idx int) []byte {
-	dst = append(dst, branchPrefix...)
-	dst = appendHex(dst, loopHash(m))
+	if idx == statelessIdx {
+		dst = append(dst, statelessPrefix...)
+		dst = appendHex(dst, statelessHash(m))
+		idx = 0
+	} else {
+		dst = append(dst, branchPrefix...)
+		dst = appendHex(dst, loopHash(m))
+	}
 	dst = append(dst, '.')
 	h := c.tagKey ^ uint64(idx+1)*0x9e3779b97f4a7c15
 	for _, part := range [][]byte{via.Branch, via.Host, m.CallID()} {
@@ -99,21 +153,36 @@ func (c *Core) appendBranch(dst []byte, m *sip.Message, via *sip.Via, idx int) [
 // ours with another hash is a spiral and is allowed.
 func (c *Core) looped(m *sip.Message) bool {
 	self := c.self.Load()
-	var want [16]byte
-	wb := appendHex(want[:0], loopHash(m))
+	var full, sl [16]byte
+	var fb, sb []byte // computed when a Via of that kind turns up
 	for it := m.Values(sip.KindVia); ; {
 		v, ok := it.Next()
 		if !ok {
 			return false
 		}
 		via, err := sip.ParseVia(v)
-		if err != nil || len(via.Branch) < len(branchPrefix)+16 || string(via.Branch[:len(branchPrefix)]) != branchPrefix {
+		if err != nil || len(via.Branch) < len(branchPrefix)+16 {
+			continue
+		}
+		var want []byte
+		switch string(via.Branch[:len(branchPrefix)]) {
+		case branchPrefix:
+			if fb == nil {
+				fb = appendHex(full[:0], loopHash(m))
+			}
+			want = fb
+		case statelessPrefix:
+			if sb == nil {
+				sb = appendHex(sl[:0], statelessHash(m))
+			}
+			want = sb
+		default:
 			continue
 		}
 		if !self.Is(via.Host, via.Port, false) && !self.Is(via.Host, via.Port, true) {
 			continue
 		}
-		if string(via.Branch[len(branchPrefix):len(branchPrefix)+16]) == string(wb) {
+		if string(via.Branch[len(branchPrefix):len(branchPrefix)+16]) == string(want) {
 			return true
 		}
 	}
@@ -141,7 +210,13 @@ func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, sr
 	if m.SetMaxForwards(mf-1) != nil {
 		return nil, nil, false
 	}
-	c.removeRoutes(m, routes)
+	if t.URI == nil && len(t.Path) == 0 && strictNextHop(m, routes) {
+		if !toStrictRouter(m, routes) {
+			return nil, nil, false
+		}
+	} else {
+		removeRoutes(m, routes)
+	}
 	fixTopVia(m, via, src)
 
 	outAddr, ok := c.local.forDest(t.Proto, t.Addr.Addr())
@@ -188,10 +263,64 @@ func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, sr
 	return m.AppendTo(dst), branch, true
 }
 
+// strictNextHop reports whether the Route value after our own n entries
+// names a strict router: its URI has no lr parameter (RFC 3261 §16.6 step
+// 6; RFC 2543 routing).
+func strictNextHop(m *sip.Message, n int) bool {
+	v, ok := routeValue(m, n)
+	if !ok {
+		return false
+	}
+	a, err := sip.ParseAddress(v)
+	if err != nil {
+		return false
+	}
+	_, lr := a.URI.Param("lr")
+	return !lr
+}
+
+// routeValue returns the i-th Route value (0-based, over every Route
+// header field in order).
+func routeValue(m *sip.Message, i int) ([]byte, bool) {
+	for it := m.Values(sip.KindRoute); ; i-- {
+		v, ok := it.Next()
+		if !ok {
+			return nil, false
+		}
+		if i == 0 {
+			return v, true
+		}
+	}
+}
+
+// toStrictRouter applies §16.6 step 6 for a strict next hop: the
+// Request-URI goes to the end of the Route set, the strict router's URI
+// becomes the Request-URI and leaves the Route set (together with our own
+// n entries).
+func toStrictRouter(m *sip.Message, n int) bool {
+	v, _ := routeValue(m, n)
+	a, err := sip.ParseAddress(v)
+	if err != nil {
+		return false
+	}
+	last := -1
+	for i := m.Find(sip.KindRoute); i >= 0; i = m.FindNext(sip.KindRoute, i) {
+		last = i
+	}
+	var buf [512]byte
+	old := append(append(append(buf[:0], '<'), m.RequestURIBytes()...), '>')
+	s, e := m.RequestURISpan()
+	if m.Replace(s, e, a.RawURI) != nil || m.InsertHeader(last+1, "Route", old) != nil {
+		return false
+	}
+	removeRoutes(m, n+1)
+	return true
+}
+
 // removeRoutes deletes the first n Route values (those naming sipedge,
 // RFC 3261 §16.4): whole header fields when all their values go, else the
 // leading values and their commas.
-func (c *Core) removeRoutes(m *sip.Message, n int) {
+func removeRoutes(m *sip.Message, n int) {
 	for i := m.Find(sip.KindRoute); i >= 0 && n > 0; i = m.FindNext(sip.KindRoute, i) {
 		v := m.HeaderValue(i)
 		vals := 0

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/netip"
 	"sort"
 
@@ -24,7 +25,7 @@ type LocationRouter struct {
 }
 
 // Route implements Router.
-func (lr *LocationRouter) Route(m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision {
+func (lr *LocationRouter) Route(_ context.Context, m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision {
 	u, err := m.RequestURI()
 	if err != nil || !u.IsSIP() {
 		return Decision{Code: 404, Reason: "Not Found"}

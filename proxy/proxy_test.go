@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,7 +18,7 @@ import (
 // staticRouter sends every initial request to fixed groups of targets.
 type staticRouter struct{ groups [][]Target }
 
-func (s staticRouter) Route(*sip.Message, netip.AddrPort, transport.Proto) Decision {
+func (s staticRouter) Route(context.Context, *sip.Message, netip.AddrPort, transport.Proto) Decision {
 	return Decision{Groups: s.groups}
 }
 
@@ -287,7 +288,7 @@ func TestProxyLoop(t *testing.T) {
 
 type selfRouter struct{ addr atomic.Value }
 
-func (s *selfRouter) Route(*sip.Message, netip.AddrPort, transport.Proto) Decision {
+func (s *selfRouter) Route(context.Context, *sip.Message, netip.AddrPort, transport.Proto) Decision {
 	return Decision{Groups: [][]Target{{{Proto: transport.UDP, Addr: s.addr.Load().(netip.AddrPort)}}}}
 }
 
@@ -363,5 +364,59 @@ func TestACKForSelfIsAbsorbed(t *testing.T) {
 	}
 	if m := uac.recv(100 * time.Millisecond); m != nil {
 		t.Fatalf("ACK answered: %s", firstLine(m))
+	}
+}
+
+// slowDNSRouter answers "would block" on a reader (WithoutBlocking) and,
+// off the reader, waits for release before naming the target: a DNS
+// server that takes its time.
+type slowDNSRouter struct {
+	target  Target
+	release chan struct{}
+	onRead  atomic.Int32 // non-blocking attempts
+}
+
+func (s *slowDNSRouter) Route(ctx context.Context, m *sip.Message, _ netip.AddrPort, _ transport.Proto) Decision {
+	if NonBlocking(ctx) {
+		s.onRead.Add(1)
+		return Decision{Blocked: true}
+	}
+	if u, _ := m.RequestURI(); string(u.User) == "fast" {
+		return Decision{Groups: [][]Target{{s.target}}}
+	}
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return Decision{Code: 503, Reason: "DNS Timeout"}
+	}
+	return Decision{Groups: [][]Target{{s.target}}}
+}
+
+// A request whose routing waits for DNS leaves the reader: a second call
+// arriving meanwhile is forwarded at once, and the first one completes when
+// the answer comes.
+func TestDNSWaitDoesNotStallReader(t *testing.T) {
+	uac, uas := newPeer(t), newPeer(t)
+	r := &slowDNSRouter{target: Target{Proto: transport.UDP, Addr: uas.addr}, release: make(chan struct{})}
+	core, px := startProxy(t, r)
+
+	uac.send(px, invite(uac, px, "slow", "z9hG4bKs1"))
+	uac.expect(100)
+	fast := strings.Replace(invite(uac, px, "fast", "z9hG4bKf1"), "sip:bob@example.com SIP", "sip:fast@example.com SIP", 1)
+	uac.send(px, fast)
+	uac.expect(100)
+	inv := uas.expectRequest("INVITE")
+	if string(inv.CallID()) != "fast" {
+		t.Fatalf("first INVITE forwarded is %q, want the one that needed no wait", inv.CallID())
+	}
+	close(r.release)
+	inv2 := uas.expectRequest("INVITE")
+	if string(inv2.CallID()) != "slow" {
+		t.Fatalf("got %q, want the deferred INVITE", inv2.CallID())
+	}
+	uas.send(px, uas.answer(inv2, 486, "b1"))
+	uac.expect(486)
+	if core.Stats().Deferred.Load() != 2 || r.onRead.Load() != 2 {
+		t.Fatalf("deferred %d, non-blocking attempts %d; want 2 and 2", core.Stats().Deferred.Load(), r.onRead.Load())
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"time"
@@ -23,7 +24,42 @@ type StaticRoute struct {
 	Domain string // Request-URI host to match (case-insensitive); "" = any
 	Prefix string // Request-URI user prefix; "" = any
 	To     string // next hop SIP URI
-	to     sip.URI
+	// Stateless: forward without transactions (RFC 3261 §16.11).
+	Stateless bool
+	to        sip.URI
+}
+
+// StatelessRouter is an optional capability of a Router: it names the
+// next hop of a request that is to be forwarded statelessly, before any
+// transaction is made for it. ok is false for everything else (and when the
+// answer would block: the request then goes the stateful way).
+type StatelessRouter interface {
+	StatelessTarget(ctx context.Context, m *sip.Message) (t Target, ok bool)
+}
+
+// StatelessTarget implements StatelessRouter: the request matches a
+// static route marked stateless. Only the first target of a host name is
+// used: a stateless proxy has no state to fail over with.
+func (t *Table) StatelessTarget(ctx context.Context, m *sip.Message) (Target, bool) {
+	u, err := m.RequestURI()
+	if err != nil {
+		return Target{}, false
+	}
+	for i := range t.Routes {
+		r := &t.Routes[i]
+		if !r.matches(&u) {
+			continue
+		}
+		if !r.Stateless {
+			return Target{}, false
+		}
+		d := t.toURI(ctx, &r.to, "route "+r.Name)
+		if len(d.Groups) == 0 || len(d.Groups[0]) == 0 {
+			return Target{}, false
+		}
+		return d.Groups[0][0], true
+	}
+	return Target{}, false
 }
 
 // Table is the Router for a configured sipedge: static routes first (in
@@ -71,7 +107,7 @@ func (e *routeError) Error() string {
 }
 
 // Route implements Router.
-func (t *Table) Route(m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision {
+func (t *Table) Route(ctx context.Context, m *sip.Message, src netip.AddrPort, proto transport.Proto) Decision {
 	u, err := m.RequestURI()
 	if err != nil {
 		return Decision{Code: 416, Reason: "Unsupported URI Scheme"}
@@ -79,22 +115,22 @@ func (t *Table) Route(m *sip.Message, src netip.AddrPort, proto transport.Proto)
 	for i := range t.Routes {
 		r := &t.Routes[i]
 		if r.matches(&u) {
-			return t.toURI(&r.to, "route "+r.Name)
+			return t.toURI(ctx, &r.to, "route "+r.Name)
 		}
 	}
 	if u.IsSIP() && t.Domains.local(u.Host) {
 		if t.Location == nil {
 			return Decision{Code: 480, Reason: "Temporarily Unavailable"}
 		}
-		return t.Location.Route(m, src, proto)
+		return t.Location.Route(ctx, m, src, proto)
 	}
 	if t.OutboundProxy != "" {
-		return t.toURI(&t.outbound, "outbound proxy")
+		return t.toURI(ctx, &t.outbound, "outbound proxy")
 	}
 	if !u.IsSIP() || t.Resolver == nil {
 		return Decision{Code: 404, Reason: "Not Found"}
 	}
-	return t.toURI(&u, "request-uri")
+	return t.toURI(ctx, &u, "request-uri")
 }
 
 func (r *StaticRoute) matches(u *sip.URI) bool {
@@ -116,17 +152,24 @@ func (r *StaticRoute) matches(u *sip.URI) bool {
 // toURI resolves a next-hop URI into a failover list: each target is its
 // own sequential group, tried only after the previous one timed out, failed
 // at the transport or answered 503 (RFC 3263 §4.3).
-func (t *Table) toURI(u *sip.URI, what string) Decision {
+func (t *Table) toURI(ctx context.Context, u *sip.URI, what string) Decision {
 	if tg, ok := uriTarget(u); ok {
 		return Decision{Groups: [][]Target{{tg}}}
 	}
 	if t.Resolver == nil {
 		return Decision{Code: 503, Reason: "No Resolver For " + what}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), t.ResolveTimeout)
+	ctx, cancel := context.WithTimeout(ctx, t.ResolveTimeout)
 	defer cancel()
 	ts, err := t.Resolver.ResolveTargets(ctx, u)
-	if err != nil || len(ts) == 0 {
+	switch {
+	case errors.Is(err, ErrWouldBlock):
+		return Decision{Blocked: true}
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrDNSUnavailable):
+		// No usable DNS answer: the destination may exist, so the caller
+		// is not told it does not (404) but to try again (RFC 3261 §21.5.4).
+		return Decision{Code: 503, Reason: "DNS Unavailable For " + what}
+	case err != nil || len(ts) == 0:
 		return Decision{Code: 404, Reason: "Not Found"}
 	}
 	d := Decision{Failover: true}

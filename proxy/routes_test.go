@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +50,7 @@ func TestTableMatching(t *testing.T) {
 		{"sip:bob@elsewhere.example", "404"},                 // no outbound proxy, no resolver
 		{"tel:0049301234", "TCP 127.0.0.1:5091"},             // tel numbers match prefixes too
 	} {
-		d := tab.Route(parseReq(t, tc.ruri), netip.AddrPort{}, transport.UDP)
+		d := tab.Route(context.Background(), parseReq(t, tc.ruri), netip.AddrPort{}, transport.UDP)
 		got := fmt.Sprint(d.Code)
 		if len(d.Groups) > 0 {
 			got = d.Groups[0][0].Proto.String() + " " + d.Groups[0][0].Addr.String()
@@ -98,5 +99,76 @@ func TestFailover(t *testing.T) {
 			}
 			uac.expect(tc.want)
 		})
+	}
+}
+
+// A REGISTER whose bindings could not be written is answered 500 with the
+// transaction's headers, built from the 200 that was ready (RFC 3261 §10.3:
+// the registrar must not claim a binding it did not keep).
+func TestFailedRegisterResponse(t *testing.T) {
+	c := New(Config{UserAgent: "sipedge/test"})
+	defer c.Close()
+	ok := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport=5060\r\n" +
+		"From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>;tag=abc\r\nCall-ID: c1\r\nCSeq: 7 REGISTER\r\n" +
+		"Contact: <sip:a@10.0.0.1>;expires=3600\r\nServer: sipedge/test\r\nContent-Length: 0\r\n\r\n")
+	got := string(c.failedResponse(ok))
+	want := "SIP/2.0 500 Server Internal Error\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport=5060\r\n" +
+		"From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>;tag=abc\r\nCall-ID: c1\r\nCSeq: 7 REGISTER\r\n" +
+		"Server: sipedge/test\r\nContent-Length: 0\r\n\r\n"
+	if got != want {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestStatelessRoute: a route marked stateless forwards without any
+// transaction (RFC 3261 §16.11): no 100 Trying; a retransmitted INVITE is
+// forwarded again with the same branch; the 486 comes back through the
+// Via; the ACK of the 486 and a CANCEL carry the INVITE's branch so the
+// next hop can match them; the core holds no transaction at the end.
+func TestStatelessRoute(t *testing.T) {
+	uac, gw := newPeer(t), newPeer(t)
+	tab := &Table{Routes: []StaticRoute{{Name: "trunk", Prefix: "00", To: "sip:" + gw.addr.String(), Stateless: true}}}
+	if err := tab.Compile(); err != nil {
+		t.Fatal(err)
+	}
+	core, px := startProxy(t, tab)
+	inv := strings.Replace(invite(uac, px, "sl1", "z9hG4bKsl1"), "sip:bob@example.com SIP", "sip:0049301234@example.com SIP", 1)
+
+	uac.send(px, inv)
+	first := gw.expectRequest("INVITE")
+	v1, _ := first.TopVia()
+	if !strings.HasPrefix(string(v1.Branch), statelessPrefix) {
+		t.Fatalf("stateless branch %q", v1.Branch)
+	}
+	if rr := first.Get(sip.KindRecordRoute); rr == nil {
+		t.Error("a stateless proxy still record-routes a dialog-creating request")
+	}
+	uac.send(px, inv) // retransmission: forwarded again, same branch
+	again := gw.expectRequest("INVITE")
+	if v2, _ := again.TopVia(); string(v2.Branch) != string(v1.Branch) {
+		t.Fatalf("retransmission got branch %q, first %q", v2.Branch, v1.Branch)
+	}
+	if m := uac.recv(200 * time.Millisecond); m != nil {
+		t.Fatalf("stateless forwarding answered %s", firstLine(m))
+	}
+	gw.send(px, gw.answer(first, 486, "gw1"))
+	uac.expect(486)
+
+	ack := strings.Replace(strings.Replace(inv, "INVITE sip:", "ACK sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 ACK", 1)
+	ack = strings.Replace(ack, "To: <sip:bob@example.com>", "To: <sip:bob@example.com>;tag=gw1", 1)
+	uac.send(px, ack)
+	a := gw.expectRequest("ACK")
+	if va, _ := a.TopVia(); string(va.Branch) != string(v1.Branch) {
+		t.Errorf("ACK branch %q, INVITE branch %q (RFC 3261 §17.1.1.3)", va.Branch, v1.Branch)
+	}
+
+	cancel := strings.Replace(strings.Replace(inv, "INVITE sip:", "CANCEL sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 CANCEL", 1)
+	uac.send(px, cancel)
+	cn := gw.expectRequest("CANCEL")
+	if vc, _ := cn.TopVia(); string(vc.Branch) != string(v1.Branch) {
+		t.Errorf("CANCEL branch %q, INVITE branch %q (RFC 3261 §9.1)", vc.Branch, v1.Branch)
+	}
+	if s, c := core.txn.Counts(); s != 0 || c != 0 {
+		t.Errorf("transactions: %d server, %d client; a stateless route keeps none", s, c)
 	}
 }

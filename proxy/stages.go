@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -21,19 +22,20 @@ type stage struct {
 // what sipedge does with a request. Later capabilities (authentication,
 // NAT handling, media) each add one named stage here.
 var stages = []stage{
-	{"ack", ackStage},                // ACK of a non-2xx: absorbed by its transaction
-	{"access", accessStage},          // sources allowed to use sipedge
-	{"scheme", schemeStage},          // RFC 3261 §16.3 step 1: 416
-	{"max-forwards", maxFwdStage},    // §16.3 step 3: 483
-	{"loop", loopStage},              // §16.3 step 4: 482
-	{"proxy-require", proxyReqStage}, // §16.3 step 6: 420
-	{"route", routeStage},            // §16.4: our own Route entries
-	{"stateless", statelessStage},    // ACK of a 2xx: forwarded without a transaction
-	{"transaction", txnStage},        // retransmissions absorbed; server transaction; 100 Trying
-	{"cancel", cancelStage},          // §16.10
-	{"registrar", registrarStage},    // REGISTER for a local domain (§10.3)
-	{"self", selfStage},              // requests for sipedge itself
-	{"forward", forwardStage},        // §16.5–16.6: targets, branches, response context
+	{"ack", ackStage},                 // ACK of a non-2xx: absorbed by its transaction
+	{"access", accessStage},           // sources allowed to use sipedge
+	{"scheme", schemeStage},           // RFC 3261 §16.3 step 1: 416
+	{"max-forwards", maxFwdStage},     // §16.3 step 3: 483
+	{"loop", loopStage},               // §16.3 step 4: 482
+	{"proxy-require", proxyReqStage},  // §16.3 step 6: 420
+	{"route", routeStage},             // §16.4: our own Route entries
+	{"stateless-route", slRouteStage}, // §16.11: routes configured stateless
+	{"stateless", statelessStage},     // ACK of a 2xx: forwarded without a transaction
+	{"transaction", txnStage},         // retransmissions absorbed; server transaction; 100 Trying
+	{"cancel", cancelStage},           // §16.10
+	{"registrar", registrarStage},     // REGISTER for a local domain (§10.3)
+	{"self", selfStage},               // requests for sipedge itself
+	{"forward", forwardStage},         // §16.5–16.6: targets, branches, response context
 }
 
 // ackStage absorbs the ACK of a non-2xx final response in its server
@@ -89,18 +91,33 @@ func registrarStage(r *request) bool {
 		return true
 	}
 	ok := c.localResponse(nil, &r.msg, &r.via, res.Code, res.Reason, r.extraWithServer(res.Extra))
-	fail := c.localResponse(nil, &r.msg, &r.via, 500, "Server Internal Error", r.extraWithServer(nil))
 	st, code := r.st, res.Code
 	c.stats.LocalResponses.Add(1)
-	res.Commit(func(err error) {
+	res.Commit.Then(func(err error) {
 		if err != nil {
 			c.log.Error("registration not stored", "err", err)
-			st.Respond(fail, 500)
+			st.RespondOwned(c.failedResponse(ok), 500)
 			return
 		}
-		st.Respond(ok, code)
+		st.RespondOwned(ok, code)
 	})
 	return true
+}
+
+// failedResponse turns the 200 built for a REGISTER into the 500 sent when
+// its bindings could not be stored. It is built from the 200 (the request
+// is gone by then) and only on that rare path, so a REGISTER costs one
+// response, not two.
+func (c *Core) failedResponse(ok []byte) []byte {
+	var m sip.Message
+	if m.Parse(ok, nil) != nil {
+		return nil
+	}
+	var extra []byte
+	if ua := c.cfg.UserAgent; ua != "" {
+		extra = append(append(append(extra, "Server: "...), ua...), '\r', '\n')
+	}
+	return sip.AppendResponse(nil, &m, 500, "Server Internal Error", nil, extra)
 }
 
 // schemeStage: a proxy that does not understand the Request-URI scheme
@@ -170,6 +187,47 @@ func routeStage(r *request) bool {
 	return false
 }
 
+// slRouteStage forwards a request that a stateless route matches (RFC 3261
+// §16.11), before any transaction is made: the INVITE, its CANCEL and the
+// ACK of a non-2xx answer all take this path and get the same branch, so
+// the next hop matches them. Requests inside a dialog follow their Route
+// set instead (a Record-Route is still added, so they come back here).
+func slRouteStage(r *request) bool {
+	c := r.core
+	sr, ok := c.cfg.Router.(StatelessRouter)
+	if !ok || r.routes > 0 || r.hasFurtherRoute() {
+		return false
+	}
+	method := r.msg.MethodKind()
+	if method != sip.ACK && method != sip.CANCEL && r.inDialog() {
+		return false
+	}
+	if r.forSelf() {
+		return false // sipedge's own requests and REGISTERs are answered here
+	}
+	if u, err := r.msg.RequestURI(); method == sip.REGISTER && c.cfg.Registrar != nil && err == nil && c.cfg.Domains.local(u.Host) {
+		return false
+	}
+	t, ok := sr.StatelessTarget(r.ctx(), &r.msg)
+	if !ok || c.self.Load().IsAddr(t.Addr) {
+		return false
+	}
+	rr := isDialogCreating(method) && !r.inDialog()
+	out, _, ok := c.buildRequest(r.out[:0], r.extra[:0], &r.msg, &r.via, r.pkt.Src, r.pkt.Proto, r.routes, &t, statelessIdx, rr)
+	if !ok {
+		return true
+	}
+	r.out = out
+	c.stats.StatelessForwards.Add(1)
+	if err := c.Send(t.Proto, t.Addr, out); err != nil {
+		c.stats.SendErrors.Add(1)
+		if method != sip.ACK && method != sip.CANCEL {
+			r.respond(503, "Service Unavailable", nil)
+		}
+	}
+	return true
+}
+
 // statelessStage forwards an ACK that no transaction absorbed (the ACK of a
 // 2xx) by its Route set or Request-URI, without state (§16.11).
 func statelessStage(r *request) bool {
@@ -183,7 +241,11 @@ func statelessStage(r *request) bool {
 	if r.forSelf() && !r.hasFurtherRoute() {
 		return true
 	}
-	t, ok := c.directTarget(r)
+	t, ok, blocked := c.directTarget(r)
+	if blocked {
+		c.deferRequest(r, statelessStage)
+		return true
+	}
 	if !ok || c.self.Load().IsAddr(t.Addr) {
 		c.stats.StrayResponses.Add(1) // nowhere (else) to send it: count as dropped
 		return true
@@ -284,14 +346,22 @@ func forwardStage(r *request) bool {
 	c := r.core
 	var d Decision
 	if r.routes > 0 || r.hasFurtherRoute() || r.inDialog() {
-		t, ok := c.directTarget(r)
+		t, ok, blocked := c.directTarget(r)
+		if blocked {
+			c.deferRequest(r, forwardStage)
+			return true
+		}
 		if !ok {
 			r.respond(404, "Not Found", nil)
 			return true
 		}
 		d.Groups = [][]Target{{t}}
 	} else if c.cfg.Router != nil {
-		d = c.cfg.Router.Route(&r.msg, r.pkt.Src, r.pkt.Proto)
+		d = c.cfg.Router.Route(r.ctx(), &r.msg, r.pkt.Src, r.pkt.Proto)
+		if d.Blocked {
+			c.deferRequest(r, forwardStage)
+			return true
+		}
 	} else {
 		d.Code, d.Reason = 480, "Temporarily Unavailable"
 	}
@@ -324,7 +394,7 @@ func (r *request) hasFurtherRoute() bool {
 
 // directTarget is the next hop from the first Route value after ours
 // (loose routing, §16.6 step 6), else from the Request-URI.
-func (c *Core) directTarget(r *request) (Target, bool) {
+func (c *Core) directTarget(r *request) (t Target, ok, blocked bool) {
 	n := 0
 	for it := r.msg.Values(sip.KindRoute); ; {
 		v, ok := it.Next()
@@ -334,35 +404,38 @@ func (c *Core) directTarget(r *request) (Target, bool) {
 		if n == r.routes {
 			a, err := sip.ParseAddress(v)
 			if err != nil {
-				return Target{}, false
+				return Target{}, false, false
 			}
-			return c.resolveTarget(&a.URI)
+			return c.resolveTarget(r.ctx(), &a.URI)
 		}
 		n++
 	}
 	u, err := r.msg.RequestURI()
 	if err != nil {
-		return Target{}, false
+		return Target{}, false, false
 	}
-	return c.resolveTarget(&u)
+	return c.resolveTarget(r.ctx(), &u)
 }
 
 // resolveTarget is uriTarget with RFC 3263 for host names (the first
 // target; a failover list is used only by the routing table).
-func (c *Core) resolveTarget(u *sip.URI) (Target, bool) {
+func (c *Core) resolveTarget(ctx context.Context, u *sip.URI) (t Target, ok, blocked bool) {
 	if t, ok := uriTarget(u); ok {
-		return t, true
+		return t, true, false
 	}
 	if c.cfg.Resolver == nil || !u.IsSIP() {
-		return Target{}, false
+		return Target{}, false, false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	ts, err := c.cfg.Resolver.ResolveTargets(ctx, u)
-	if err != nil || len(ts) == 0 {
-		return Target{}, false
+	if errors.Is(err, ErrWouldBlock) {
+		return Target{}, false, true
 	}
-	return ts[0], true
+	if err != nil || len(ts) == 0 {
+		return Target{}, false, false
+	}
+	return ts[0], true, false
 }
 
 // uriTarget turns a SIP URI with an IP address into a next hop (RFC 3263

@@ -137,7 +137,7 @@ func BenchmarkRegister(b *testing.B) {
 				if res.Code != 200 || res.Commit == nil {
 					b.Fatal(res.Code, res.Reason)
 				}
-				res.Commit(noop)
+				res.Commit.Then(noop)
 			}
 			if s.lastErr != nil {
 				b.Fatal(s.lastErr)
@@ -156,7 +156,7 @@ func BenchmarkRegister(b *testing.B) {
 				if res.Code != 200 {
 					b.Fatal(res.Code, res.Reason)
 				}
-				res.Commit(noop)
+				res.Commit.Then(noop)
 			}
 		})
 	}
@@ -245,7 +245,7 @@ func memory1M(tb testing.TB, n int, withStore bool) {
 		if res.Code != 200 {
 			tb.Fatal(res.Code, res.Reason)
 		}
-		res.Commit(noop)
+		res.Commit.Then(noop)
 	}
 	if st != nil {
 		st.Sync()
@@ -285,7 +285,7 @@ func memory1M(tb testing.TB, n int, withStore bool) {
 		if res.Code != 200 {
 			tb.Fatal(res.Code, res.Reason)
 		}
-		res.Commit(noop)
+		res.Commit.Then(noop)
 	}
 	if st != nil {
 		st.Sync()

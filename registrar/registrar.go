@@ -98,9 +98,9 @@ type Result struct {
 	// done(err) means it could not be written and is answered 500. done
 	// runs on the store's committer goroutine (or at once, on the
 	// caller's, when the change is already durable or there is no store),
-	// so it must not block nor call the Registrar. Call Commit at most
-	// once. nil: answer at once.
-	Commit func(done func(error))
+	// so it must not block nor call the Registrar. Call Commit.Then at
+	// most once. nil: answer at once.
+	Commit *Commit
 }
 
 const numShards = 64
@@ -507,16 +507,16 @@ func (r *Registrar) Register(req Request) Result {
 		if st := r.cfg.Store; st != nil {
 			// Written under the shard lock, so the store sees the
 			// changes of one AoR in the order they were applied.
-			p := new(pending)
+			p := new(Commit)
 			if len(w) == 0 {
-				st.Delete(key, p.stored)
+				st.Delete(key, p)
 			} else {
 				sh.enc = r.appendSet(sh.enc[:0], sh.aors[string(key)].bs)
-				st.Put(key, sh.enc, p.stored)
+				st.Put(key, sh.enc, p)
 			}
-			res.Commit = p.commit
+			res.Commit = p
 		} else {
-			res.Commit = commitNow
+			res.Commit = committed
 		}
 	}
 	// Step 8: the 200 lists every current binding.
@@ -754,16 +754,18 @@ func (r *Registrar) apply(sh *shard, a *aor, key []byte, w []work) {
 	}
 }
 
-// pending connects a store callback with Result.Commit, whichever comes
-// first.
-type pending struct {
+// Commit connects the store's callback with the caller's, whichever comes
+// first: the store may finish before the caller asks (then Then runs done
+// at once) or after. One object per changed REGISTER, no closures.
+type Commit struct {
 	mu    sync.Mutex
 	fired bool
 	err   error
 	done  func(error)
 }
 
-func (p *pending) stored(err error) {
+// Stored is the store's callback (store.Done).
+func (p *Commit) Stored(err error) {
 	p.mu.Lock()
 	d := p.done
 	if d == nil {
@@ -775,7 +777,8 @@ func (p *pending) stored(err error) {
 	}
 }
 
-func (p *pending) commit(done func(error)) {
+// Then runs done once the change is durable (nil) or failed (the error).
+func (p *Commit) Then(done func(error)) {
 	p.mu.Lock()
 	if p.fired {
 		p.mu.Unlock()
@@ -786,8 +789,8 @@ func (p *pending) commit(done func(error)) {
 	p.mu.Unlock()
 }
 
-// commitNow is Commit without a store: nothing to wait for.
-var commitNow = func(done func(error)) { done(nil) }
+// committed is Commit without a store: nothing to wait for.
+var committed = &Commit{fired: true}
 
 // appendExtra builds the header lines of the 200 (RFC 3261 §10.3 step 8).
 func (r *Registrar) appendExtra(dst []byte, m *sip.Message, w []work, nowNs int64, now time.Time, outbound bool) []byte {

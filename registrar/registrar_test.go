@@ -98,7 +98,7 @@ func register(t testing.TB, r *Registrar, m *sip.Message) Result {
 	res := r.Register(Request{Msg: m, Source: src, Local: local, Proto: transport.UDP})
 	if res.Commit != nil {
 		ch := make(chan error, 1)
-		res.Commit(func(err error) { ch <- err })
+		res.Commit.Then(func(err error) { ch <- err })
 		if err := <-ch; err != nil {
 			t.Fatalf("commit: %v", err)
 		}
@@ -631,7 +631,7 @@ func TestDurability(t *testing.T) {
 				return
 			}
 			ch := make(chan error, 1)
-			res.Commit(func(err error) { ch <- err })
+			res.Commit.Then(func(err error) { ch <- err })
 			if err := <-ch; err != nil {
 				t.Error(err)
 			}
@@ -740,7 +740,7 @@ func TestCommit(t *testing.T) {
 	fsyncsBefore := st.Stats().Fsyncs
 	called := make(chan error, 1)
 	crash := t.TempDir()
-	res.Commit(func(err error) {
+	res.Commit.Then(func(err error) {
 		if st.Stats().Fsyncs == fsyncsBefore {
 			err = fmt.Errorf("done ran before any fsync")
 		}
@@ -773,7 +773,7 @@ func TestCommit(t *testing.T) {
 	res = r.Register(Request{Msg: parse(t, req{cseq: 2, hdrs: []string{"Contact: <sip:alice@203.0.113.9:5062>;expires=0"}}.text()), Source: src, Local: local, Proto: transport.UDP})
 	st.Sync()
 	ok := false
-	res.Commit(func(err error) { ok = err == nil })
+	res.Commit.Then(func(err error) { ok = err == nil })
 	if !ok {
 		t.Fatal("late Commit did not call done at once")
 	}
@@ -781,7 +781,7 @@ func TestCommit(t *testing.T) {
 	st.Close()
 	res = r.Register(Request{Msg: parse(t, req{cseq: 3, hdrs: []string{"Contact: <sip:alice@203.0.113.9:5062>"}}.text()), Source: src, Local: local, Proto: transport.UDP})
 	var cerr error
-	res.Commit(func(err error) { cerr = err })
+	res.Commit.Then(func(err error) { cerr = err })
 	if cerr == nil {
 		t.Fatal("commit on a closed store succeeded")
 	}

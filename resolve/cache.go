@@ -3,6 +3,7 @@ package resolve
 import (
 	"container/list"
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -144,6 +145,12 @@ func (r *Resolver) get(ctx context.Context, k cacheKey) (*entry, error) {
 			close(c.done)
 		}()
 	}
+	if cacheOnly(ctx) {
+		// The query is on its way (started above or by someone else); a
+		// caller that may not block comes back once it has finished.
+		r.nDeferred.Add(1)
+		return nil, ErrNotCached
+	}
 	select {
 	case <-c.done:
 		return c.e, c.err
@@ -151,6 +158,23 @@ func (r *Resolver) get(ctx context.Context, k cacheKey) (*entry, error) {
 		return nil, ctx.Err()
 	}
 }
+
+// ErrNotCached is returned under CacheOnly when an answer is not in the
+// cache. The query has been started; asking again (without CacheOnly, or
+// later) finds it in flight or cached.
+var ErrNotCached = errors.New("resolve: answer not cached yet")
+
+type cacheOnlyKey struct{}
+
+// CacheOnly returns a context under which Resolve answers only from the
+// cache and returns ErrNotCached instead of waiting for a DNS server. A
+// SIP message reader uses it so that a slow lookup never stalls the
+// messages behind it; the request that needs the lookup waits elsewhere.
+func CacheOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, cacheOnlyKey{}, true)
+}
+
+func cacheOnly(ctx context.Context) bool { return ctx.Value(cacheOnlyKey{}) != nil }
 
 // fetch queries the servers and caches the outcome. Failures (timeouts,
 // SERVFAIL) are not cached: the next request retries.

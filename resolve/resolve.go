@@ -76,6 +76,7 @@ type Stats struct {
 	Queries      uint64 // DNS messages sent (UDP and TCP, retries included)
 	CacheHits    uint64 // lookups answered from the cache (positive or negative)
 	Coalesced    uint64 // lookups that waited for an identical query already in flight
+	Deferred     uint64 // CacheOnly lookups that missed and left the query running
 	Failures     uint64 // lookups that got no usable answer (timeout, server failure)
 	Timeouts     uint64 // single query attempts that timed out or found no server
 	TCPRetries   uint64 // truncated UDP answers asked again over TCP
@@ -101,7 +102,7 @@ type Resolver struct {
 	// a timeout on every query.
 	cur atomic.Uint32
 
-	nQueries, nHits, nCoalesced, nFailures, nTimeouts, nTCP atomic.Uint64
+	nQueries, nHits, nCoalesced, nDeferred, nFailures, nTimeouts, nTCP atomic.Uint64
 }
 
 // resolvConf is where servers come from when Config.Servers is empty;
@@ -176,6 +177,7 @@ func (r *Resolver) Stats() Stats {
 		Queries:      r.nQueries.Load(),
 		CacheHits:    r.nHits.Load(),
 		Coalesced:    r.nCoalesced.Load(),
+		Deferred:     r.nDeferred.Load(),
 		Failures:     r.nFailures.Load(),
 		Timeouts:     r.nTimeouts.Load(),
 		TCPRetries:   r.nTCP.Load(),

@@ -692,3 +692,41 @@ func TestBadHost(t *testing.T) {
 		t.Errorf("%d queries", q)
 	}
 }
+
+// TestCacheOnly: under CacheOnly a miss returns ErrNotCached at once (no
+// waiting for the slow server) but starts the query, so a later lookup is
+// answered from what that query brought. Resolution is several questions
+// (A and AAAA here), so a caller may need more than one try to see them
+// all; it never waits for the network.
+func TestCacheOnly(t *testing.T) {
+	t.Parallel()
+	d := startDNSMasq(t, zone...)
+	relay := startDelayRelay(t, d.addr, 1500*time.Millisecond)
+	r := newTestResolver(t, Config{Servers: []string{relay.addr}, Timeout: 5 * time.Second})
+	u := mustURI(t, "sip:plain.test:5060")
+	ctx := CacheOnly(context.Background())
+	start := time.Now()
+	if _, err := r.Resolve(ctx, u); !errors.Is(err, ErrNotCached) {
+		t.Fatalf("first cache-only lookup: %v, want ErrNotCached", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("cache-only lookup waited %v for the network", el)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ts, err := r.Resolve(ctx, u)
+		if err == nil {
+			if got := render(ts); len(got) != 2 {
+				t.Fatalf("targets %q", got)
+			}
+			break
+		}
+		if !errors.Is(err, ErrNotCached) || time.Now().After(deadline) {
+			t.Fatalf("cache-only lookup never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := r.Stats(); st.Deferred == 0 || st.Queries != 2 {
+		t.Errorf("stats %+v: want Deferred > 0 and exactly 2 queries (A, AAAA)", st)
+	}
+}

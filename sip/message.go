@@ -92,6 +92,11 @@ type Message struct {
 // b returns the bytes of a span.
 func (m *Message) b(sp span) []byte { return m.buf[sp.s:sp.e] }
 
+// Release drops the message's reference to the bytes it was parsed from
+// (so a pooled Message does not pin a receive buffer) while keeping the
+// index capacity that lets the next Parse run without allocating.
+func (m *Message) Release() { m.reset() }
+
 func (m *Message) reset() {
 	hdrs, edits, scratch := m.hdrs[:0], m.edits[:0], m.scratch[:0]
 	if hdrs == nil {

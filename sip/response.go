@@ -1,6 +1,9 @@
 package sip
 
-import "strconv"
+import (
+	"slices"
+	"strconv"
+)
 
 // AppendResponse appends to dst a response to req built per RFC 3261 §8.2.6:
 // the status line, every Via of the request in order, From, To (with toTag
@@ -12,6 +15,13 @@ import "strconv"
 // was built, which is how malformed requests get their 400: headers that were
 // never read are simply left out.
 func AppendResponse(dst []byte, req *Message, code int, reason string, toTag []byte, extra []byte) []byte {
+	// Size the result once: the copied headers are at most the request's
+	// header section, so a fresh response costs one allocation, not one per
+	// growth step.
+	n := 64 + len(reason) + len(toTag) + len(extra) + int(req.hdrEnd)
+	if cap(dst)-len(dst) < n {
+		dst = slices.Grow(dst, n)
+	}
 	dst = append(dst, "SIP/2.0 "...)
 	dst = strconv.AppendInt(dst, int64(code), 10)
 	dst = append(dst, ' ')

@@ -134,7 +134,7 @@ type Store struct {
 	keys      int   // live keys
 	liveBytes int64 // size of the live set as records
 	pending   []byte
-	dones     []func(error)
+	dones     []Done
 	npending  int // records in pending
 	kicked    bool
 	closed    bool
@@ -502,6 +502,17 @@ func appendRecord[K string | []byte](dst []byte, typ byte, key K, val []byte) []
 	return dst
 }
 
+// Done is told when a record is durable (err nil) or could not be written.
+// It is an interface, not a func, so a caller can pass an object it
+// already has and queue a record without allocating a closure.
+type Done interface{ Stored(err error) }
+
+// DoneFunc adapts a function to Done.
+type DoneFunc func(err error)
+
+// Stored calls f(err).
+func (f DoneFunc) Stored(err error) { f(err) }
+
 // Put stores key → val; both are copied. done, if not nil, runs on the
 // committer goroutine once the record is durable (nil) or could not be
 // written (error); it must not block for long, since it holds up the
@@ -511,16 +522,16 @@ func appendRecord[K string | []byte](dst []byte, typ byte, key K, val []byte) []
 // After a failed write or fsync the store refuses every later write with
 // that error (done is called at once): the file's state is then unknown,
 // and only reopening, which replays what is really on disk, is safe.
-func (s *Store) Put(key, val []byte, done func(error)) {
+func (s *Store) Put(key, val []byte, done Done) {
 	s.enqueue(recPut, key, val, done)
 }
 
 // Delete removes key; done as for Put.
-func (s *Store) Delete(key []byte, done func(error)) {
+func (s *Store) Delete(key []byte, done Done) {
 	s.enqueue(recDel, key, nil, done)
 }
 
-func (s *Store) enqueue(typ byte, key, val []byte, done func(error)) {
+func (s *Store) enqueue(typ byte, key, val []byte, done Done) {
 	s.mu.Lock()
 	for len(s.pending) >= maxPending && !s.closed && s.err == nil {
 		s.room.Wait()
@@ -528,7 +539,7 @@ func (s *Store) enqueue(typ byte, key, val []byte, done func(error)) {
 	if err := s.failure(); err != nil {
 		s.mu.Unlock()
 		if done != nil {
-			done(err)
+			done.Stored(err)
 		}
 		return
 	}
@@ -574,7 +585,7 @@ func (s *Store) Sync() error {
 	}
 	// A callback without a record: it runs after the batch it joins,
 	// hence after every record queued before it is fsynced.
-	s.dones = append(s.dones, func(err error) { ch <- err })
+	s.dones = append(s.dones, DoneFunc(func(err error) { ch <- err }))
 	s.wake()
 	s.mu.Unlock()
 	return <-ch
@@ -610,7 +621,7 @@ func (s *Store) Load(fn func(key, val []byte) error) error {
 func (s *Store) commit() {
 	defer s.wg.Done()
 	var spare []byte
-	var spareDones []func(error)
+	var spareDones []Done
 	for {
 		<-s.kick
 		if d := s.opt.SyncInterval; d > 0 {
@@ -641,7 +652,7 @@ func (s *Store) commit() {
 			s.startSnapshot(frozen, err)
 		}
 		for _, d := range dones {
-			d(err)
+			d.Stored(err)
 		}
 		clear(dones)
 		if cap(buf) > 4<<20 {

@@ -38,7 +38,7 @@ func open(t testing.TB, dir string, opt Options) *Store {
 func put(t testing.TB, s *Store, k, v string) {
 	t.Helper()
 	ch := make(chan error, 1)
-	s.Put([]byte(k), []byte(v), func(err error) { ch <- err })
+	s.Put([]byte(k), []byte(v), DoneFunc(func(err error) { ch <- err }))
 	if err := <-ch; err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestPutDeleteReopen(t *testing.T) {
 	}
 	// After Close: callbacks get ErrClosed at once.
 	var got error
-	s.Put([]byte("x"), nil, func(err error) { got = err })
+	s.Put([]byte("x"), nil, DoneFunc(func(err error) { got = err }))
 	if got != ErrClosed || s.Sync() != ErrClosed {
 		t.Fatalf("after Close: %v", got)
 	}
@@ -158,14 +158,14 @@ func TestGroupCommit(t *testing.T) {
 			defer wg.Done()
 			k := "k" + strconv.Itoa(i)
 			ch := make(chan error, 1)
-			s.Put([]byte(k), []byte("v"), func(err error) {
+			s.Put([]byte(k), []byte("v"), DoneFunc(func(err error) {
 				mu.Lock()
 				if !durable[k] {
 					early.Add(1)
 				}
 				mu.Unlock()
 				ch <- err
-			})
+			}))
 			if err := <-ch; err != nil {
 				t.Error(err)
 			}
@@ -188,7 +188,7 @@ func TestGroupCommit(t *testing.T) {
 	var wg2 sync.WaitGroup
 	for i := range n {
 		wg2.Add(1)
-		s2.Put([]byte(strconv.Itoa(i)), nil, func(error) { wg2.Done() })
+		s2.Put([]byte(strconv.Itoa(i)), nil, DoneFunc(func(error) { wg2.Done() }))
 	}
 	wg2.Wait()
 	if st := s2.Stats(); st.Fsyncs >= n {
@@ -211,13 +211,13 @@ func TestFsyncFailure(t *testing.T) {
 	put(t, s, "a", "1")
 	fail.Store(true)
 	ch := make(chan error, 1)
-	s.Put([]byte("b"), []byte("2"), func(err error) { ch <- err })
+	s.Put([]byte("b"), []byte("2"), DoneFunc(func(err error) { ch <- err }))
 	if err := <-ch; err == nil || !strings.Contains(err.Error(), "injected EIO") {
 		t.Fatalf("failed fsync reported as %v", err)
 	}
 	fail.Store(false)
 	var later error
-	s.Put([]byte("c"), []byte("3"), func(err error) { later = err })
+	s.Put([]byte("c"), []byte("3"), DoneFunc(func(err error) { later = err }))
 	if later == nil || s.Sync() == nil {
 		t.Fatal("writes accepted after a failed fsync")
 	}
@@ -360,7 +360,7 @@ func TestSnapshotDoesNotBlock(t *testing.T) {
 		k := "k" + strconv.Itoa(i)
 		if i%3 == 0 {
 			ch := make(chan error, 1)
-			s.Delete([]byte(k), func(err error) { ch <- err })
+			s.Delete([]byte(k), DoneFunc(func(err error) { ch <- err }))
 			if err := <-ch; err != nil {
 				t.Fatal(err)
 			}
@@ -482,7 +482,7 @@ func BenchmarkPut(b *testing.B) {
 				cb := func(err error) { done <- err }
 				for pb.Next() {
 					key = strconv.AppendInt(append(key[:0], "sip:user"...), n.Add(1)%100000, 10)
-					s.Put(key, val, cb)
+					s.Put(key, val, DoneFunc(cb))
 					if err := <-done; err != nil {
 						b.Error(err)
 						return
@@ -588,14 +588,14 @@ func kill9Child(dir string) {
 				}
 				v := strconv.Itoa(seq)
 				done := make(chan struct{})
-				s.Put([]byte(k), []byte(v), func(err error) {
+				s.Put([]byte(k), []byte(v), DoneFunc(func(err error) {
 					if err == nil {
 						// Callbacks run one at a time on the committer.
 						w.WriteString(k + " " + v + "\n")
 						w.Flush()
 					}
 					close(done)
-				})
+				}))
 				<-done
 			}
 		}()

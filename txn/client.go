@@ -43,9 +43,9 @@ type Client struct {
 	state    state
 	gotProv  bool
 	interval time.Duration
-	retrans  *Timer // A or E
-	timeout  *Timer // B, F, D, K, M
-	timerC   *Timer
+	retrans  Timer // A or E
+	timeout  Timer // B, F, D, K, M
+	timerC   Timer // INVITE only
 	cFired   bool
 	ack      []byte
 
@@ -66,8 +66,9 @@ func (l *Layer) NewClient(method sip.Method, methodName, branch, req []byte, pro
 		req: append([]byte(nil), req...), h: h, interval: l.cfg.T1, Ctx: ctx,
 	}
 	c.key = ClientKey(branch, methodName)
-	c.retrans = l.wheel.NewTimer(c.timerRetrans)
-	c.timeout = l.wheel.NewTimer(c.timerTimeout)
+	l.wheel.initTimer(&c.retrans, c, timerRetrans)
+	l.wheel.initTimer(&c.timeout, c, timerEnd)
+	l.wheel.initTimer(&c.timerC, c, timerC)
 	if _, stored := l.clients.putIfAbsent(c.key, c); !stored {
 		return nil, ErrDuplicate
 	}
@@ -79,7 +80,6 @@ func (l *Layer) NewClient(method sip.Method, methodName, branch, req []byte, pro
 	}
 	c.timeout.Reset(64 * T1) // Timer B or F
 	if c.invite {
-		c.timerC = l.wheel.NewTimer(c.timerCFired)
 		c.timerC.Reset(l.cfg.TimerC) // §16.6 step 11
 	}
 	c.mu.Unlock()
@@ -131,7 +131,7 @@ func (c *Client) receive(m *sip.Message) {
 			if c.invite {
 				c.retrans.Stop() // no more Timer A once proceeding
 				c.timeout.Stop() // Timer B applies to Calling only
-				if c.timerC != nil && !c.cFired {
+				if c.invite && !c.cFired {
 					c.timerC.Reset(c.l.cfg.TimerC)
 				}
 			} else if !c.Proto.Reliable() {
@@ -188,7 +188,7 @@ func (c *Client) receive(m *sip.Message) {
 func (c *Client) stopAll() {
 	c.retrans.Stop()
 	c.timeout.Stop()
-	if c.timerC != nil {
+	if c.invite {
 		c.timerC.Stop()
 	}
 }
@@ -220,6 +220,17 @@ func (c *Client) timerTimeout() {
 	if timedOut {
 		c.l.stats.Timeouts.Add(1)
 		c.h.OnTimeout(c, false) // Timer B or F, or the hard stop after C
+	}
+}
+
+func (c *Client) fire(kind uint8) {
+	switch kind {
+	case timerRetrans:
+		c.timerRetrans()
+	case timerEnd:
+		c.timerTimeout()
+	default:
+		c.timerCFired()
 	}
 }
 

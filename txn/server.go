@@ -33,8 +33,8 @@ type Server struct {
 	last     []byte // last response sent, for retransmission
 	lastCode int
 	interval time.Duration
-	retrans  *Timer // Timer G
-	end      *Timer // Timers H, I, J, L
+	retrans  Timer // Timer G
+	end      Timer // Timers H, I, J, L
 
 	// Ctx is the owner's context (the proxy's response context).
 	Ctx any
@@ -88,8 +88,8 @@ func (l *Layer) ServerFor(m *sip.Message, via *sip.Via, proto transport.Proto, d
 		l: l, key: key, Method: m.MethodKind(), invite: m.MethodKind() == sip.INVITE,
 		proto: proto, dst: dst, interval: l.cfg.T1,
 	}
-	st.retrans = l.wheel.NewTimer(st.timerG)
-	st.end = l.wheel.NewTimer(st.timerEnd)
+	l.wheel.initTimer(&st.retrans, st, timerRetrans)
+	l.wheel.initTimer(&st.end, st, timerEnd)
 	if old, stored := l.servers.putIfAbsent(key, st); !stored {
 		// Lost a race with another reader for the same retransmission.
 		old.retransmission()
@@ -119,11 +119,32 @@ func (st *Server) retransmission() {
 	}
 }
 
+// Timer kinds of the embedded timers (Timer.kind).
+const (
+	timerRetrans uint8 = iota // G (server), A/E (client)
+	timerEnd                  // H, I, J, L (server); B/F, D, K, M (client)
+	timerC                    // client INVITE: Timer C (§16.6 step 11)
+)
+
+func (st *Server) fire(kind uint8) {
+	if kind == timerRetrans {
+		st.timerG()
+	} else {
+		st.timerEnd()
+	}
+}
+
+// RespondOwned is Respond without the copy: b becomes the transaction's
+// (kept for retransmissions) and the caller must not modify it afterwards.
+func (st *Server) RespondOwned(b []byte, code int) { st.respond(b, code, true) }
+
 // Respond sends a response and moves the state machine (§17.2.1, §17.2.2,
 // RFC 6026 §8.5–8.7). b is copied. After a final non-2xx, later responses
 // are dropped except 2xx, which a proxy must forward whenever one arrives
 // (§16.7 step 5).
-func (st *Server) Respond(b []byte, code int) {
+func (st *Server) Respond(b []byte, code int) { st.respond(b, code, false) }
+
+func (st *Server) respond(b []byte, code int, owned bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch st.state {
@@ -141,7 +162,11 @@ func (st *Server) Respond(b []byte, code int) {
 			return
 		}
 	}
-	st.last = append(st.last[:0], b...)
+	if owned {
+		st.last = b
+	} else {
+		st.last = append(st.last[:0], b...)
+	}
 	st.lastCode = code
 	st.l.send(st.proto, st.dst, b)
 	if code < 200 {

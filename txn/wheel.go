@@ -25,6 +25,8 @@ type Wheel struct {
 // Timer is a wheel entry. The zero value is stopped; Reset arms it.
 type Timer struct {
 	fn         func()
+	owner      timerOwner // instead of fn: no closure to allocate
+	kind       uint8      // passed to owner.fire
 	w          *Wheel
 	at         uint64 // absolute tick
 	prev, next *Timer
@@ -52,6 +54,16 @@ func NewWheel(tick time.Duration) *Wheel {
 // NewTimer returns a stopped timer that calls fn on the wheel goroutine.
 // fn must not block: it should hand long work elsewhere.
 func (w *Wheel) NewTimer(fn func()) *Timer { return &Timer{fn: fn, w: w, slot: -1} }
+
+// timerOwner is a transaction whose timers are embedded in it: the wheel
+// calls fire(kind) instead of a bound method value, so creating a
+// transaction costs no allocation per timer.
+type timerOwner interface{ fire(kind uint8) }
+
+// initTimer prepares an embedded, stopped timer.
+func (w *Wheel) initTimer(t *Timer, owner timerOwner, kind uint8) {
+	*t = Timer{owner: owner, kind: kind, w: w, slot: -1}
+}
 
 // Reset (re)arms t to fire after d (rounded up to the tick).
 func (t *Timer) Reset(d time.Duration) {
@@ -150,7 +162,11 @@ func (w *Wheel) run() {
 		w.fire = w.fire[:0]
 		w.mu.Unlock()
 		for i, t := range batch {
-			t.fn()
+			if t.owner != nil {
+				t.owner.fire(t.kind)
+			} else {
+				t.fn()
+			}
 			batch[i] = nil
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -72,6 +73,7 @@ type options struct {
 	domains         string
 	dataDir         string
 	showVersion     bool
+	cpuProfile      string
 	set             map[string]bool // flags given on the command line
 }
 
@@ -105,6 +107,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "sipedge: %v\n", err)
 		return 2
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sipedge: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	if cfg.MemoryLimitMB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
@@ -146,7 +159,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location,
 		Resolver: dnsResolver{res}}
 	for _, r := range cfg.Routes {
-		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To})
+		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To, Stateless: r.Stateless})
 	}
 	if err := table.Compile(); err != nil {
 		fmt.Fprintf(stderr, "sipedge: config: %v\n", err)
@@ -216,6 +229,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs.StringVar(&o.domains, "domain", "", "comma-separated SIP domains served by the registrar (default: every domain)")
 	fs.StringVar(&o.dataDir, "data-dir", "sipedge-data", "`directory` where registrations are kept across restarts (store.dir)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to `file` until sipedge stops; for performance reports")
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -320,8 +334,16 @@ func listenSpecs(vals []string) ([]transport.ListenSpec, error) {
 type dnsResolver struct{ r *resolve.Resolver }
 
 func (d dnsResolver) ResolveTargets(ctx context.Context, u *sip.URI) ([]proxy.Target, error) {
+	if proxy.NonBlocking(ctx) {
+		ctx = resolve.CacheOnly(ctx)
+	}
 	ts, err := d.r.Resolve(ctx, u)
-	if err != nil {
+	switch {
+	case errors.Is(err, resolve.ErrNotCached):
+		return nil, proxy.ErrWouldBlock
+	case errors.Is(err, resolve.ErrTimeout), errors.Is(err, resolve.ErrServerFailure):
+		return nil, fmt.Errorf("%w: %w", proxy.ErrDNSUnavailable, err)
+	case err != nil:
 		return nil, err
 	}
 	out := make([]proxy.Target, 0, len(ts))

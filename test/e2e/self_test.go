@@ -164,9 +164,6 @@ func TestRouteNextHop(t *testing.T) {
 		{"strict", "<" + hopURI + ">", hopURI, "<" + target + ">"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "strict" {
-				t.Skip("known gap, issue 4: forwarding to a strict router (RFC 3261 §16.6 step 6) is not implemented yet")
-			}
 			msg := u.request("MESSAGE", target, "route-"+tc.name, 70, "Route: "+tc.route)
 			if _, err := u.c.WriteTo(msg, u.dst); err != nil {
 				t.Fatal(err)
