@@ -37,9 +37,8 @@ type Config struct {
 	Routes        []Route `yaml:"routes"`
 	DNS           DNS     `yaml:"dns"`
 	// MemoryLimitMB is a soft limit for the Go heap, in MiB (0: none, or
-	// the GOMEMLIMIT environment variable). With a million registrations
-	// the default GC lets the heap double during churn; a limit keeps RSS
-	// near it instead (docs/PERFORMANCE.md).
+	// the GOMEMLIMIT environment variable), for machines where sipedge
+	// must stay small (docs/PERFORMANCE.md).
 	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// SymmetricResponses: see --symmetric-responses.
 	SymmetricResponses *bool `yaml:"symmetric_responses"`

@@ -175,6 +175,41 @@ func splitPath(s string) []string {
 	return out
 }
 
+// dump writes every AoR's binding set for a store snapshot (store.Own):
+// the store keeps no copy of its own. Each shard is encoded under its read
+// lock into a buffer and emitted after the lock is released, so the disk
+// never holds up a REGISTER.
+func (r *Registrar) dump(emit func(key, val []byte) error) error {
+	var buf []byte
+	var ends []int // per AoR: end of key, end of record, in buf
+	for i := range r.shards {
+		sh := &r.shards[i]
+		buf, ends = buf[:0], ends[:0]
+		sh.mu.RLock()
+		for k, a := range sh.aors {
+			if len(a.bs) == 0 {
+				continue
+			}
+			buf = append(buf, k...)
+			ends = append(ends, len(buf))
+			buf = r.appendSet(buf, a.bs)
+			ends = append(ends, len(buf))
+		}
+		sh.mu.RUnlock()
+		start := 0
+		for j := 0; j < len(ends); j += 2 {
+			if err := emit(buf[start:ends[j]], buf[ends[j]:ends[j+1]]); err != nil {
+				return err
+			}
+			start = ends[j+1]
+		}
+		if cap(buf) > 8<<20 {
+			buf = nil
+		}
+	}
+	return nil
+}
+
 // load rebuilds the bindings from the store (New, before the sweeper
 // starts). Expired bindings are dropped and their records rewritten.
 func (r *Registrar) load() error {

@@ -218,6 +218,7 @@ func New(cfg Config) (*Registrar, error) {
 		if err := r.load(); err != nil {
 			return nil, err
 		}
+		cfg.Store.Own(r.dump)
 	}
 	r.wg.Add(1)
 	go r.sweep()

@@ -41,6 +41,10 @@
 // the short fold. A crash at any point leaves either the old snapshot plus
 // both logs or the new snapshot plus the new log, and both replay to the
 // same state.
+//
+// An owner that holds the live set in memory anyway (the registrar) calls
+// Own after Load: the store then drops its map and a snapshot asks the
+// owner to emit the records, so the bindings are not held twice.
 package store
 
 import (
@@ -128,9 +132,14 @@ type Store struct {
 	// snapshot is being written, frozen is the map being written, live
 	// the overlay of values put since the freeze and dels the keys
 	// deleted since the freeze.
-	live      map[string]string
-	frozen    map[string]string
-	dels      map[string]struct{}
+	live     map[string]string
+	frozen   map[string]string
+	dels     map[string]struct{}
+	snapping bool // a snapshot is being written
+	// dump, once set by Own, writes the live set for a snapshot; the maps
+	// are then dropped (the owner already holds every record in memory,
+	// in its own form, so a second copy here would double the memory).
+	dump      func(emit func(key, val []byte) error) error
 	keys      int   // live keys
 	liveBytes int64 // size of the live set as records
 	pending   []byte
@@ -543,10 +552,12 @@ func (s *Store) enqueue(typ byte, key, val []byte, done Done) {
 		}
 		return
 	}
-	if typ == recPut {
-		s.set(key, val)
-	} else {
-		s.del(key)
+	if s.dump == nil {
+		if typ == recPut {
+			s.set(key, val)
+		} else {
+			s.del(key)
+		}
 	}
 	// The map is updated now and the record written later, both in queue
 	// order under mu, so the map always equals the log plus the queue:
@@ -589,6 +600,22 @@ func (s *Store) Sync() error {
 	s.wake()
 	s.mu.Unlock()
 	return <-ch
+}
+
+// Own hands the live set to its owner: from now on a snapshot asks dump to
+// emit every live record (key, val; emit copies them) instead of keeping a
+// copy of each record in the store. Call it once, after Load. dump runs on
+// the snapshot goroutine while Puts go on; it may see changes queued after
+// the snapshot began, which is harmless: the log written after that point
+// is replayed over the snapshot and every record is a whole value.
+// Stats.Keys is then counted at each snapshot only.
+func (s *Store) Own(dump func(emit func(key, val []byte) error) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dump = dump
+	if !s.snapping {
+		s.live, s.frozen, s.dels = nil, nil, nil
+	}
 }
 
 // Load calls fn for every live record. It is meant for the owner to
@@ -634,21 +661,25 @@ func (s *Store) commit() {
 		s.pending, s.dones, s.npending = spare[:0], spareDones[:0], 0
 		closing := s.closed
 		var frozen map[string]string
+		snap := false
 		logBytes := s.logBytes.Load() + int64(len(buf))
-		if !closing && s.err == nil && s.frozen == nil && logBytes >= s.opt.CompactAt &&
+		if !closing && s.err == nil && !s.snapping && logBytes >= s.opt.CompactAt &&
 			logBytes >= s.liveBytes && logBytes >= s.nextTry {
-			// Freeze now: the map then holds exactly the records in
-			// the logs so far plus buf, which goes to the old log.
-			frozen = s.live
-			s.frozen = frozen
-			s.live = make(map[string]string)
-			s.dels = make(map[string]struct{})
+			snap, s.snapping = true, true
+			if s.dump == nil {
+				// Freeze now: the map then holds exactly the records
+				// in the logs so far plus buf, which goes to the old log.
+				frozen = s.live
+				s.frozen = frozen
+				s.live = make(map[string]string)
+				s.dels = make(map[string]struct{})
+			}
 		}
 		s.room.Broadcast()
 		s.mu.Unlock()
 
 		err := s.write(buf, n)
-		if frozen != nil {
+		if snap {
 			s.startSnapshot(frozen, err)
 		}
 		for _, d := range dones {
@@ -748,6 +779,16 @@ func (s *Store) startSnapshot(frozen map[string]string, werr error) {
 func (s *Store) endSnapshot(frozen map[string]string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.snapping = false
+	if !ok {
+		s.nextTry = s.logBytes.Load() + s.opt.CompactAt
+	} else {
+		s.nextTry = 0
+	}
+	if s.dump != nil {
+		s.live, s.frozen, s.dels = nil, nil, nil
+		return
+	}
 	for k := range s.dels {
 		delete(frozen, k)
 	}
@@ -756,11 +797,6 @@ func (s *Store) endSnapshot(frozen map[string]string, ok bool) {
 		frozen[k] = v
 	}
 	s.live, s.frozen, s.dels = frozen, nil, nil
-	if !ok {
-		s.nextTry = s.logBytes.Load() + s.opt.CompactAt
-	} else {
-		s.nextTry = 0
-	}
 }
 
 // writeSnapshot writes m as snap-<gen>: temp file, fsync, atomic rename,
@@ -775,14 +811,26 @@ func (s *Store) writeSnapshot(m map[string]string, gen uint64) error {
 	w := bufio.NewWriterSize(f, 1<<20)
 	var rec []byte
 	var n uint64
-	for k, v := range m {
-		rec = appendRecord(rec[:0], recPut, k, view(v))
-		w.Write(rec) // a write error sticks to w and is returned by Flush
+	var size int64
+	emit := func(k, v []byte) error {
+		rec = appendRecord(rec[:0], recPut, k, v)
+		_, err := w.Write(rec) // an error also sticks to w: Flush returns it
 		n++
+		size += int64(len(rec))
+		return err
+	}
+	if m != nil {
+		for k, v := range m {
+			emit(view(k), view(v))
+		}
+	} else {
+		err = s.dump(emit)
 	}
 	rec = appendRecord(rec[:0], recEnd, "", binary.AppendUvarint(nil, n))
 	w.Write(rec)
-	err = w.Flush()
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
 	if err == nil && !s.opt.NoSync {
 		err = f.Sync()
 	}
@@ -798,6 +846,12 @@ func (s *Store) writeSnapshot(m map[string]string, gen uint64) error {
 	if err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if m == nil {
+		// Owner mode: the snapshot is the only measure of the live set.
+		s.mu.Lock()
+		s.liveBytes, s.keys = size, int(n)
+		s.mu.Unlock()
 	}
 	ents, _ := os.ReadDir(s.dir)
 	for _, e := range ents {

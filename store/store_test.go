@@ -298,6 +298,13 @@ func TestCompaction(t *testing.T) {
 			s.Put([]byte(k), []byte(v), nil)
 			model[k] = v
 		}
+		if i%100 == 0 {
+			// Small batches, as under real load: compaction is decided
+			// between batches, so one huge batch would stay in the log.
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if i%1000 == 0 {
 			if got := contents(t, s); !maps.Equal(got, model) {
 				t.Fatalf("op %d: live set differs from the model", i)
@@ -309,6 +316,19 @@ func TestCompaction(t *testing.T) {
 	}
 	if got := contents(t, s); !maps.Equal(got, model) {
 		t.Fatal("live set differs from the model")
+	}
+	// A snapshot still being written when the loop ends lets the log grow
+	// meanwhile; keep writing (a rewrite of one key) until the compaction
+	// after it has run, however slow the machine is.
+	for deadline := time.Now().Add(20 * time.Second); s.Stats().LogBytes > 32<<10 && time.Now().Before(deadline); {
+		s.Put([]byte("k0"), []byte(model["k0"]), nil)
+		if _, ok := model["k0"]; !ok {
+			s.Delete([]byte("k0"), nil)
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	st := s.Stats()
 	s.Close()
@@ -601,4 +621,70 @@ func kill9Child(dir string) {
 		}()
 	}
 	select {}
+}
+
+// TestOwnerSnapshots: once an owner takes the live set (Own), the store
+// keeps no copy of the records; snapshots come from the owner's dump while
+// Puts and Deletes go on, and a reopened store holds exactly the owner's
+// state.
+func TestOwnerSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{CompactAt: 4096, NoSync: true})
+	var mu sync.Mutex
+	model := map[string]string{}
+	if got := contents(t, s); len(got) != 0 {
+		t.Fatalf("new store holds %d records", len(got))
+	}
+	dumps := 0
+	s.Own(func(emit func(k, v []byte) error) error {
+		mu.Lock()
+		defer mu.Unlock()
+		dumps++
+		for k, v := range model {
+			if err := emit([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 20000 {
+		k := "k" + strconv.Itoa(rng.IntN(300))
+		// As the registrar does: the owner's state changes first, then the
+		// record is queued (under the owner's lock).
+		mu.Lock()
+		if rng.IntN(4) == 0 {
+			delete(model, k)
+			s.Delete([]byte(k), nil)
+		} else {
+			v := fmt.Sprint("value-", i)
+			model[k] = v
+			s.Put([]byte(k), []byte(v), nil)
+		}
+		mu.Unlock()
+		if i%100 == 0 {
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	copies := len(s.live) + len(s.frozen)
+	s.mu.Unlock()
+	st := s.Stats()
+	s.Close()
+	if st.Compactions == 0 || dumps == 0 {
+		t.Fatalf("no snapshot from the owner: %d dumps, %+v", dumps, st)
+	}
+	if copies != 0 {
+		t.Errorf("the store still holds %d records of its own", copies)
+	}
+	s = open(t, dir, Options{})
+	defer s.Close()
+	if got := contents(t, s); !maps.Equal(got, model) {
+		t.Fatalf("after reopen: %d keys, want %d", len(got), len(model))
+	}
 }
