@@ -17,6 +17,9 @@ type Target struct {
 	Addr  netip.AddrPort  // next hop
 	Path  [][]byte        // Route values to push, in order (RFC 3327 Path)
 	Q     int             // q-value in thousandths (for logs; groups carry the order)
+	// NAT: the target is a registered UA behind NAT (location service):
+	// the Contact of its responses gets an alias (proxy/nat.go).
+	NAT bool
 }
 
 // Decision is what a Router answers: either a local response, or groups of
@@ -216,6 +219,12 @@ func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, sr
 		}
 	} else {
 		removeRoutes(m, routes)
+		if _, more := routeValue(m, routes); t.URI == nil && !more {
+			stripRURIAlias(m) // the UA gets back the Contact it wrote
+		}
+	}
+	if m.MethodKind() != sip.REGISTER && fromUA(m) && behindNAT(m, via, src) {
+		aliasContact(m, src, inProto)
 	}
 	fixTopVia(m, via, src)
 

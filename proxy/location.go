@@ -65,16 +65,21 @@ func (lr *LocationRouter) Route(_ context.Context, m *sip.Message, src netip.Add
 // bindingTarget turns a binding into a target: the Request-URI becomes the
 // contact (§16.5), Path becomes Route (RFC 3327 §5.2). Over TCP/TLS the
 // request goes back on the connection the phone registered over while it is
-// open (RFC 5626 §5.3; the only way through a NAT); otherwise to the
-// contact address.
+// open (RFC 5626 §5.3; the only way through a NAT). A phone that registered
+// over UDP from another address than its Contact names is behind NAT: the
+// request goes where its REGISTER came from, through the NAT's mapping.
+// Otherwise it goes to the contact address.
 func (lr *LocationRouter) bindingTarget(b *registrar.Binding) (Target, bool) {
 	u, err := sip.ParseURI([]byte(b.URI))
 	if err != nil {
 		return Target{}, false
 	}
 	t, ok := uriTarget(&u)
-	if b.Proto.Reliable() && b.Source.IsValid() && lr.Flows != nil && lr.Flows.HasConn(b.Proto, b.Source) {
+	switch {
+	case b.Proto.Reliable() && b.Source.IsValid() && lr.Flows != nil && lr.Flows.HasConn(b.Proto, b.Source):
 		t, ok = Target{Proto: b.Proto, Addr: b.Source}, true
+	case b.NAT && b.Proto == transport.UDP && len(b.Path) == 0 && b.Source.IsValid() && (!ok || t.Proto == transport.UDP):
+		t, ok = Target{Proto: transport.UDP, Addr: b.Source}, true
 	}
 	if !ok {
 		if !b.Source.IsValid() {
@@ -84,6 +89,7 @@ func (lr *LocationRouter) bindingTarget(b *registrar.Binding) (Target, bool) {
 	}
 	t.URI = []byte(b.URI)
 	t.Q = b.Q
+	t.NAT = b.NAT && len(b.Path) == 0 // with Path, an edge proxy stands in between
 	for _, p := range b.Path {
 		t.Path = append(t.Path, []byte(p))
 	}

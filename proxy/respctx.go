@@ -125,8 +125,14 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	code := m.StatusCode()
 	ctx.mu.Lock()
 	defer ctx.mu.Unlock()
-	// Remove our Via (§16.7 step 3).
-	resp := stripTopVia(ctx.out[:0], m)
+	// Remove our Via (§16.7 step 3). A UA reached through the location
+	// service may be behind NAT: its Contact gets the address it was
+	// reached at (proxy/nat.go).
+	var alias *Target
+	if b.target.NAT && code > 100 && code < 300 {
+		alias = &b.target
+	}
+	resp := stripTopVia(ctx.out[:0], m, alias)
 	ctx.out = resp
 	switch {
 	case code < 200:
@@ -302,13 +308,17 @@ func (ctx *respCtx) cancel() {
 	}
 }
 
-// stripTopVia writes the response without its first Via value.
-func stripTopVia(dst []byte, m *sip.Message) []byte {
+// stripTopVia writes the response without its first Via value, and with
+// the Contact aliased to alias's address when the UA there is behind NAT.
+func stripTopVia(dst []byte, m *sip.Message, alias *Target) []byte {
+	m.ResetEdits()
+	if alias != nil {
+		aliasContact(m, alias.Addr, alias.Proto)
+	}
 	i := m.Find(sip.KindVia)
 	if i < 0 {
 		return m.AppendTo(dst)
 	}
-	m.ResetEdits()
 	v := m.HeaderValue(i)
 	k := sip.SplitComma(v)
 	if k == len(v) {

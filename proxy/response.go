@@ -42,7 +42,7 @@ func (c *Core) response(r *request) {
 		c.stats.StrayResponses.Add(1)
 		return
 	}
-	r.out = stripTopVia(r.out[:0], m)
+	r.out = stripTopVia(r.out[:0], m, nil)
 	c.stats.StatelessForwards.Add(1)
 	if err := c.Send(proto, dst, r.out); err != nil {
 		c.stats.SendErrors.Add(1)

@@ -85,7 +85,8 @@ func registrarStage(r *request) bool {
 	if r.pkt.Conn != nil {
 		conn = r.pkt.Conn.ID()
 	}
-	res := c.cfg.Registrar.Register(registrar.Request{Msg: &r.msg, Source: r.pkt.Src, Local: r.pkt.Local, Proto: r.pkt.Proto, ConnID: conn})
+	res := c.cfg.Registrar.Register(registrar.Request{Msg: &r.msg, Source: r.pkt.Src, Local: r.pkt.Local, Proto: r.pkt.Proto, ConnID: conn,
+		NAT: behindNAT(&r.msg, &r.via, r.pkt.Src)})
 	if res.Commit == nil {
 		r.respond(res.Code, res.Reason, res.Extra)
 		return true
@@ -442,6 +443,9 @@ func (c *Core) resolveTarget(ctx context.Context, u *sip.URI) (t Target, ok, blo
 // §4.1/4.2 for numeric hosts: transport param, else UDP; port or 5060/5061;
 // maddr overrides the host). Host names need the resolver.
 func uriTarget(u *sip.URI) (Target, bool) {
+	if t, ok := aliasTarget(u); ok {
+		return t, true // a NATed UA's real address (proxy/nat.go)
+	}
 	host := u.Host
 	if m, ok := u.Param("maddr"); ok && len(m) > 0 {
 		host = m

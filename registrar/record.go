@@ -23,7 +23,12 @@ import (
 // bindings, which costs little. The connection id is not stored: after a
 // restart every flow is gone, and an old id could name a new, unrelated
 // connection.
-const recordVersion = 1
+//
+// Version 2 added a flags field after the local address (bit 0: NAT);
+// version 1 records read as flags 0.
+const recordVersion = 2
+
+const flagNAT = 1
 
 func (r *Registrar) appendSet(dst []byte, bs []binding) []byte {
 	dst = append(dst, recordVersion)
@@ -43,6 +48,11 @@ func (r *Registrar) appendSet(dst []byte, bs []binding) []byte {
 		dst = binary.AppendUvarint(dst, uint64(b.proto))
 		dst = appendAddrPort(dst, b.source)
 		dst = appendAddrPort(dst, r.locals.get(b.local))
+		var flags uint64
+		if b.nat {
+			flags |= flagNAT
+		}
+		dst = binary.AppendUvarint(dst, flags)
 	}
 	return dst
 }
@@ -112,9 +122,10 @@ func (d *decoder) addrPort() netip.AddrPort {
 // decodeSet decodes a stored binding set (shard's User-Agent table used
 // for interning; New runs before any concurrency, so no lock is needed).
 func (r *Registrar) decodeSet(val []byte, sh *shard) ([]binding, error) {
-	if len(val) == 0 || val[0] != recordVersion {
+	if len(val) == 0 || val[0] < 1 || val[0] > recordVersion {
 		return nil, errRecord
 	}
+	version := val[0]
 	d := decoder{b: val[1:]}
 	n := d.uvarint()
 	if n > uint64(len(d.b)) {
@@ -141,6 +152,9 @@ func (r *Registrar) decodeSet(val []byte, sh *shard) ([]binding, error) {
 		b.proto = transport.Proto(d.uvarint())
 		b.source = d.addrPort()
 		b.local = r.locals.index(d.addrPort())
+		if version >= 2 {
+			b.nat = d.uvarint()&flagNAT != 0
+		}
 		if d.bad {
 			return nil, errRecord
 		}

@@ -75,14 +75,18 @@ type Binding struct {
 	Local     netip.AddrPort // local socket it arrived on
 	ConnID    uint64         // stream connection (flow) it arrived on; 0 for UDP and after a restart
 	UserAgent string
+	NAT       bool // the phone registered from behind a NAT (Request.NAT)
 }
 
 // Request is a REGISTER and where it came from.
 type Request struct {
 	Msg           *sip.Message
 	Source, Local netip.AddrPort
-	Proto         transport.Proto
-	ConnID        uint64
+	// NAT: the REGISTER came from behind a NAT (nat.Detect); requests go
+	// to Source rather than to the Contact address.
+	NAT    bool
+	Proto  transport.Proto
+	ConnID uint64
 }
 
 // Result is the registrar's answer to a REGISTER.
@@ -155,6 +159,7 @@ type binding struct {
 	q              uint16
 	local          uint16 // index in Registrar.locals
 	proto          transport.Proto
+	nat            bool
 }
 
 func (b *binding) uri() string      { return b.contact[:b.uriLen] }
@@ -300,7 +305,7 @@ func (r *Registrar) public(b *binding, aorKey string) Binding {
 		AOR: aorKey, URI: b.uri(), Params: b.params(), Q: int(b.q),
 		Expires: time.Unix(0, b.expires), CallID: b.callID, CSeq: b.cseq,
 		Instance: b.instance(), RegID: int(b.regID), Path: splitPath(b.path),
-		Source: b.source, Proto: b.proto, Local: r.locals.get(b.local), ConnID: b.connID,
+		Source: b.source, Proto: b.proto, Local: r.locals.get(b.local), ConnID: b.connID, NAT: b.nat,
 		UserAgent: b.userAgent,
 	}
 }
@@ -462,6 +467,7 @@ func (r *Registrar) Register(req Request) Result {
 			expires:   nowNs + c.expires*int64(time.Second),
 			updated:   nowNs,
 			source:    req.Source,
+			nat:       req.NAT,
 			local:     r.locals.index(req.Local),
 			connID:    req.ConnID,
 			cseq:      cseq,

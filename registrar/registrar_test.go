@@ -841,3 +841,48 @@ func TestConcurrent(t *testing.T) {
 	a, n := r.Count()
 	t.Logf("%d AoRs, %d bindings, store %+v", a, n, st.Stats())
 }
+
+// TestNATFlagStored: the NAT verdict of a REGISTER is kept with the binding
+// across a restart (record version 2); a version 1 record still loads.
+func TestNATFlagStored(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{Logger: quiet, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Store: st, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := parse(t, req{to: "<sip:nat@example.com>", hdrs: []string{"Contact: <sip:nat@10.77.0.10:5060>"}}.text())
+	res := r.Register(Request{Msg: m, Source: netip.MustParseAddrPort("203.0.113.1:5060"), Local: local, Proto: transport.UDP, NAT: true})
+	ch := make(chan error, 1)
+	res.Commit.Then(func(err error) { ch <- err })
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	// A version 1 record (no flags) written beside it by an older sipedge.
+	v1 := r.appendSet(nil, []binding{r.shardOf([]byte("sip:nat@example.com")).aors["sip:nat@example.com"].bs[0]})
+	v1[0] = 1
+	v1 = v1[:len(v1)-1] // drop the flags field
+	st.Put([]byte("sip:old@example.com"), v1, nil)
+	r.Close()
+	st.Close()
+
+	st, err = store.Open(dir, store.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err = New(Config{Store: st, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if b := r.Lookup("sip:nat@example.com"); len(b) != 1 || !b[0].NAT || b[0].Source.String() != "203.0.113.1:5060" {
+		t.Fatalf("after restart: %+v", b)
+	}
+	if b := r.Lookup("sip:old@example.com"); len(b) != 1 || b[0].NAT {
+		t.Fatalf("version 1 record: %+v", b)
+	}
+}
