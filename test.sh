@@ -17,6 +17,13 @@ command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_pkgs+=(dnsmasq-base)
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need_pkgs+=(kamailio)
+# The NAT lab (test/netlab, ../shared/netlab): namespaces, firewalls, a
+# real phone, packet captures.
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
+command -v tcpdump >/dev/null 2>&1 || need_pkgs+=(tcpdump)
+command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 
 install_pkgs() {
 	[ $# -gt 0 ] || return 0

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,8 @@ type Config struct {
 	// route matches (a SIP URI, e.g. "sip:proxy.example.net;transport=tcp").
 	OutboundProxy string  `yaml:"outbound_proxy"`
 	Routes        []Route `yaml:"routes"`
+	Media         Media   `yaml:"media"`
+	NAT           NAT     `yaml:"nat"`
 	DNS           DNS     `yaml:"dns"`
 	// MemoryLimitMB is a soft limit for the Go heap, in MiB (0: none, or
 	// the GOMEMLIMIT environment variable), for machines where sipedge
@@ -101,6 +104,50 @@ type Route struct {
 	Stateless bool `yaml:"stateless"`
 }
 
+// NAT configures what sipedge does for phones behind NAT.
+type NAT struct {
+	// Keepalive is how NAT mappings of phones registered over UDP are
+	// kept open: options (an OPTIONS request; a phone that never answers
+	// loses its binding after keepalive_failures), crlf (a bare CRLFCRLF),
+	// or none.
+	Keepalive         string   `yaml:"keepalive"`
+	KeepaliveInterval Duration `yaml:"keepalive_interval"`
+	KeepaliveFailures int      `yaml:"keepalive_failures"`
+}
+
+// Media configures the RTP relay.
+type Media struct {
+	// Relay: auto (calls with a side behind NAT or on another interface),
+	// always, or never.
+	Relay string `yaml:"relay"`
+	// Ports is the UDP port range of relayed streams, "min-max", min even
+	// (RTP even, RTCP odd above it).
+	Ports string `yaml:"ports"`
+	// Latch: first (lock each side to its first packet's source) or ssrc
+	// (move only for a packet with the same SSRC).
+	Latch string `yaml:"latch"`
+	// Inactivity frees a call's relay ports when no packet crossed any of
+	// its streams for this long.
+	Inactivity        Duration `yaml:"inactivity"`
+	MaxCalls          int      `yaml:"max_calls"`            // 0: only the port range limits
+	MaxStreamsPerCall int      `yaml:"max_streams_per_call"` // media sections per call
+}
+
+// PortRange parses Media.Ports.
+func (m Media) PortRange() (lo, hi int, err error) {
+	a, b, ok := strings.Cut(m.Ports, "-")
+	if ok {
+		lo, err = strconv.Atoi(strings.TrimSpace(a))
+		if err == nil {
+			hi, err = strconv.Atoi(strings.TrimSpace(b))
+		}
+	}
+	if !ok || err != nil || lo < 1024 || hi > 65535 || lo%2 != 0 || hi < lo+1 {
+		return 0, 0, fmt.Errorf("%q: want an even first port >= 1024 and a last port above it, e.g. 30000-39999", m.Ports)
+	}
+	return lo, hi, nil
+}
+
 // DNS configures RFC 3263 resolution.
 type DNS struct {
 	Servers []string `yaml:"servers"` // ip:port; empty: /etc/resolv.conf
@@ -159,6 +206,8 @@ func Default() *Config {
 		Store:              Store{Dir: "sipedge-data"},
 		Transport:          Transport{IdleTimeout: Duration{5 * time.Minute}},
 		SymmetricResponses: &t,
+		NAT:                NAT{Keepalive: "options", KeepaliveInterval: Duration{15 * time.Second}, KeepaliveFailures: 3},
+		Media:              Media{Relay: "auto", Ports: "30000-39999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8},
 	}
 }
 
@@ -293,6 +342,30 @@ func (c *Config) validate(root *yaml.Node) error {
 		if !strings.HasPrefix(strings.ToLower(rt.To), "sip:") && !strings.HasPrefix(strings.ToLower(rt.To), "sips:") {
 			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060", rt.To)}
 		}
+	}
+	switch c.NAT.Keepalive {
+	case "options", "crlf", "none":
+	default:
+		return bad("nat.keepalive", fmt.Sprintf("%q: use options, crlf or none", c.NAT.Keepalive))
+	}
+	if c.NAT.Keepalive != "none" && (c.NAT.KeepaliveInterval.Duration < time.Second || c.NAT.KeepaliveFailures < 1) {
+		return bad("nat", "keepalive_interval must be at least 1s and keepalive_failures at least 1 (or keepalive: none)")
+	}
+	switch c.Media.Relay {
+	case "auto", "always", "never":
+	default:
+		return bad("media.relay", fmt.Sprintf("%q: use auto, always or never", c.Media.Relay))
+	}
+	if _, _, err := c.Media.PortRange(); err != nil {
+		return bad("media.ports", err.Error())
+	}
+	switch c.Media.Latch {
+	case "first", "ssrc":
+	default:
+		return bad("media.latch", fmt.Sprintf("%q: use first or ssrc", c.Media.Latch))
+	}
+	if c.Media.MaxCalls < 0 || c.Media.MaxStreamsPerCall < 1 {
+		return bad("media", "max_calls must be 0 or more and max_streams_per_call at least 1")
 	}
 	for _, s := range c.DNS.Servers {
 		if _, err := netip.ParseAddrPort(s); err != nil {

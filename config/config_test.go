@@ -60,6 +60,10 @@ func TestErrors(t *testing.T) {
 		{"dns:\n  servers: [127.0.0.1]\n", "config:2: dns.servers: \"127.0.0.1\": want ip:port"},
 		{"outbound_proxy: proxy.example.net\n", "config:1: outbound_proxy: \"proxy.example.net\": needs a SIP URI"},
 		{"memory_limit_mb: 10\n", "config:1: memory_limit_mb: 10: use 0 (no limit) or at least 64"},
+		{"media:\n  relay: sometimes\n", "config:2: media.relay: \"sometimes\": use auto, always or never"},
+		{"media:\n  ports: 30001-30099\n", "config:2: media.ports: \"30001-30099\": want an even first port"},
+		{"media:\n  latch: last\n", "config:2: media.latch: \"last\": use first or ssrc"},
+		{"media:\n  inactivity: soon\n", "config:2: \"soon\" is not a duration"},
 		{"listen: [\n", "config"},
 	} {
 		_, err := Parse([]byte(tc.yaml))

@@ -232,6 +232,9 @@ func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, sr
 	if !ok {
 		return nil, nil, false
 	}
+	if m.MethodKind() == sip.REGISTER && fromUA(m) {
+		c.passiveContact(m, via, src, inProto, outAddr, t.Proto) // proxy/passive.go
+	}
 	var buf [256]byte
 	firstVia := m.Find(sip.KindVia)
 	if recordRoute {

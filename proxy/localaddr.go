@@ -26,13 +26,22 @@ func (la *localAddrs) set(ls []transport.Listener) {
 	la.mu.Unlock()
 }
 
-// forDest returns the advertised address for proto towards dst.
+// forDest returns the advertised address for proto towards dst: the
+// listener bound to the address the kernel sends from towards dst (on a
+// gateway, the outside listener for the outside), else a wildcard
+// listener with that address filled in, else any listener of the family.
 func (la *localAddrs) forDest(proto transport.Proto, dst netip.Addr) (netip.AddrPort, bool) {
+	dst = dst.Unmap()
+	via := la.sourceFor(dst)
 	la.mu.RLock()
 	var pick transport.Listener
-	found := false
+	found, exact := false, false
 	for _, l := range la.listeners {
-		if l.Proto != proto || l.Addr.Addr().Is4() != dst.Is4() {
+		if l.Proto != proto || l.Addr.Addr().Is4() != dst.Is4() || exact {
+			continue
+		}
+		if l.Addr.Addr() == via {
+			pick, found, exact = l, true, true
 			continue
 		}
 		if !found || (!l.Addr.Addr().IsUnspecified() && pick.Addr.Addr().IsUnspecified() && sameScope(l.Addr.Addr(), dst)) {
@@ -48,25 +57,35 @@ func (la *localAddrs) forDest(proto transport.Proto, dst netip.Addr) (netip.Addr
 			}
 		}
 	}
-	src, cached := la.route[dst]
 	la.mu.RUnlock()
 	if !found {
 		return netip.AddrPort{}, false
 	}
-	ip := pick.Addr.Addr()
-	if !ip.IsUnspecified() {
+	if !pick.Addr.Addr().IsUnspecified() {
 		return pick.Addr, true
 	}
-	if !cached {
-		src = routeSource(dst)
-		la.mu.Lock()
-		if len(la.route) > 4096 {
-			la.route = map[netip.Addr]netip.Addr{}
-		}
-		la.route[dst] = src
-		la.mu.Unlock()
+	return netip.AddrPortFrom(via, pick.Addr.Port()), true
+}
+
+// sourceFor returns the local address the kernel sends from towards dst:
+// the address the media relay binds for a side (on a gateway, the inside
+// or the outside interface).
+func (la *localAddrs) sourceFor(dst netip.Addr) netip.Addr {
+	dst = dst.Unmap()
+	la.mu.RLock()
+	src, ok := la.route[dst]
+	la.mu.RUnlock()
+	if ok {
+		return src
 	}
-	return netip.AddrPortFrom(src, pick.Addr.Port()), true
+	src = routeSource(dst)
+	la.mu.Lock()
+	if la.route == nil || len(la.route) > 4096 {
+		la.route = map[netip.Addr]netip.Addr{}
+	}
+	la.route[dst] = src
+	la.mu.Unlock()
+	return src
 }
 
 func sameScope(a, b netip.Addr) bool { return a.IsLoopback() == b.IsLoopback() }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"sipedge/media"
 	"sipedge/sip"
 	"sipedge/transport"
 	"sipedge/txn"
@@ -40,6 +41,12 @@ type respCtx struct {
 	bbuf     []byte
 	starting bool // startNextGroup is creating branches
 	failover bool // groups are RFC 3263 alternatives
+	// The relayed call this request's SDP belongs to (proxy/media.go), the
+	// side that sent the request, and whether a failure ends the call (the
+	// dialog-creating INVITE).
+	mediaCall *mediaCall
+	mediaSide media.Side
+	mediaNew  bool
 }
 
 // branch is one forwarded copy of the request.
@@ -132,7 +139,26 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	if b.target.NAT && code > 100 && code < 300 {
 		alias = &b.target
 	}
-	resp := stripTopVia(ctx.out[:0], m, alias)
+	var body []byte
+	if ctx.mediaCall != nil && code > 100 && code < 300 {
+		body = c.mediaResponse(ctx.mediaCall, ctx.mediaSide, m)
+	}
+	register := code >= 200 && code < 300 && ctx.msg.MethodKind() == sip.REGISTER
+	var edits func(*sip.Message)
+	if alias != nil || body != nil || register {
+		edits = func(m *sip.Message) {
+			if alias != nil {
+				aliasContact(m, alias.Addr, alias.Proto)
+			}
+			if body != nil {
+				editBody(m, body)
+			}
+			if register {
+				c.passiveRestore(m)
+			}
+		}
+	}
+	resp := stripTopVia(ctx.out[:0], m, edits)
 	ctx.out = resp
 	switch {
 	case code < 200:
@@ -146,6 +172,9 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		return
 	case code < 300:
 		b.done = true
+		if ctx.msg.MethodKind() == sip.REGISTER {
+			c.passiveLearn(m, cl.Request())
+		}
 		// Every 2xx is forwarded at once (step 5), and the other branches
 		// of an INVITE are cancelled (§16.7 step 10).
 		ctx.got2xx, ctx.final = true, true
@@ -162,7 +191,6 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 	}
 	ctx.settle()
-	_ = c
 }
 
 // OnTimeout implements txn.ClientHandler: Timer B/F count as 408 (§16.7
@@ -263,6 +291,10 @@ func (ctx *respCtx) maybeFinish() {
 	}
 	ctx.final = true
 	code := ctx.bestCode
+	if ctx.mediaNew && !ctx.got2xx {
+		// The INVITE failed (or was cancelled): no dialog, no media.
+		ctx.core.endMedia(ctx.mediaCall.key)
+	}
 	switch {
 	case code == 0:
 		code = 480 // no branch could be started
@@ -308,12 +340,13 @@ func (ctx *respCtx) cancel() {
 	}
 }
 
-// stripTopVia writes the response without its first Via value, and with
-// the Contact aliased to alias's address when the UA there is behind NAT.
-func stripTopVia(dst []byte, m *sip.Message, alias *Target) []byte {
+// stripTopVia writes the response without its first Via value, after the
+// other edits the caller schedules (Contact alias, relayed SDP, passive
+// registrar contacts).
+func stripTopVia(dst []byte, m *sip.Message, edits func(*sip.Message)) []byte {
 	m.ResetEdits()
-	if alias != nil {
-		aliasContact(m, alias.Addr, alias.Proto)
+	if edits != nil {
+		edits(m)
 	}
 	i := m.Find(sip.KindVia)
 	if i < 0 {

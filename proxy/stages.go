@@ -33,6 +33,7 @@ var stages = []stage{
 	{"stateless", statelessStage},     // ACK of a 2xx: forwarded without a transaction
 	{"transaction", txnStage},         // retransmissions absorbed; server transaction; 100 Trying
 	{"cancel", cancelStage},           // §16.10
+	{"passive", passiveStage},         // calls for phones registered elsewhere through sipedge
 	{"registrar", registrarStage},     // REGISTER for a local domain (§10.3)
 	{"self", selfStage},               // requests for sipedge itself
 	{"forward", forwardStage},         // §16.5–16.6: targets, branches, response context
@@ -251,7 +252,11 @@ func statelessStage(r *request) bool {
 		c.stats.StrayResponses.Add(1) // nowhere (else) to send it: count as dropped
 		return true
 	}
-	out, _, ok := c.buildRequest(r.out[:0], r.extra[:0], &r.msg, &r.via, r.pkt.Src, r.pkt.Proto, r.routes, &t, 0, false)
+	m, via := &r.msg, &r.via
+	if late := c.mediaACK(r); late != nil {
+		m, via = &late.msg, &late.via // the ACK with the relay's SDP
+	}
+	out, _, ok := c.buildRequest(r.out[:0], r.extra[:0], m, via, r.pkt.Src, r.pkt.Proto, r.routes, &t, 0, false)
 	if !ok {
 		return true
 	}
@@ -485,9 +490,21 @@ func uriTarget(u *sip.URI) (Target, bool) {
 
 // forward runs the request through a new response context.
 func (c *Core) forward(r *request, d Decision) {
+	req, call, side, err := c.mediaRequest(r, &d)
+	if err != nil {
+		var mr *errMediaRefused
+		if errors.As(err, &mr) {
+			r.respond(mr.code, mr.reason, nil)
+		}
+		return
+	}
+	if req == nil {
+		req = append([]byte(nil), r.msg.Bytes()...)
+	}
 	ctx := &respCtx{
 		core: c, st: r.st, invite: r.msg.MethodKind() == sip.INVITE,
-		req: append([]byte(nil), r.msg.Bytes()...), src: r.pkt.Src, inProto: r.pkt.Proto,
+		req: req, src: r.pkt.Src, inProto: r.pkt.Proto,
+		mediaCall: call, mediaSide: side, mediaNew: call != nil && r.msg.MethodKind() == sip.INVITE && !r.inDialog(),
 		routes: r.routes, groups: d.Groups, failover: d.Failover,
 		// Record-Route only dialog-creating requests that are not already
 		// inside a dialog: the dialog's route set is fixed by them (§16.6

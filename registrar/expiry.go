@@ -1,6 +1,11 @@
 package registrar
 
-import "time"
+import (
+	"net/netip"
+	"time"
+
+	"sipedge/transport"
+)
 
 // sweepEvery is the sweeper's period. Lookup hides expired bindings
 // itself, so the period only bounds how long an expired binding keeps its
@@ -131,4 +136,64 @@ func (r *Registrar) expire(sh *shard, now int64) {
 			st.Put(bytesOf(e.key), sh.enc, nil)
 		}
 	}
+}
+
+// RangeNAT calls fn for every current binding registered over UDP from
+// behind a NAT: the phones whose NAT mapping sipedge keeps open with
+// keep-alives; updated is when the phone last registered. It visits one
+// shard at a time under the shard's read lock, so fn must be quick and
+// must not call the Registrar.
+func (r *Registrar) RangeNAT(fn func(aor, uri string, src netip.AddrPort, updated time.Time)) {
+	now := r.cfg.Now().UnixNano()
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		for k, a := range sh.aors {
+			for j := range a.bs {
+				b := &a.bs[j]
+				if b.nat && b.proto == transport.UDP && b.path == "" && b.expires > now {
+					fn(k, b.uri(), b.source, time.Unix(0, b.updated))
+				}
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// Remove deletes the binding of aor whose contact URI is uri, as if it had
+// expired: a phone that stopped answering keep-alives is gone, and calls
+// must not wait for it. The change is stored like any other. It reports
+// whether the binding was there.
+func (r *Registrar) Remove(aor, uri string) bool {
+	sh := r.shardOf(bytesOf(aor))
+	st := r.cfg.Store
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	a := sh.aors[aor]
+	if a == nil {
+		return false
+	}
+	live := a.bs[:0]
+	for _, b := range a.bs {
+		if b.uri() != uri {
+			live = append(live, b)
+		}
+	}
+	if len(live) == len(a.bs) {
+		return false
+	}
+	clear(a.bs[len(live):])
+	a.bs = live
+	if len(live) == 0 {
+		delete(sh.aors, aor) // its heap entry goes stale; the sweeper skips it
+		if st != nil {
+			st.Delete(bytesOf(aor), nil)
+		}
+		return true
+	}
+	if st != nil {
+		sh.enc = r.appendSet(sh.enc[:0], live)
+		st.Put(bytesOf(aor), sh.enc, nil)
+	}
+	return true
 }

@@ -886,3 +886,37 @@ func TestNATFlagStored(t *testing.T) {
 		t.Fatalf("version 1 record: %+v", b)
 	}
 }
+
+// TestRangeNATAndRemove: keep-alive targets are the NATed UDP bindings;
+// Remove drops one binding and leaves the AoR's others.
+func TestRangeNATAndRemove(t *testing.T) {
+	r := newRegistrar(t, Config{})
+	reg := func(user, contact string, nat bool, proto transport.Proto) {
+		m := parse(t, req{to: "<sip:" + user + "@example.com>", hdrs: []string{"Contact: <" + contact + ">"}}.text())
+		res := r.Register(Request{Msg: m, Source: src, Local: local, Proto: proto, NAT: nat})
+		if res.Code != 200 {
+			t.Fatal(res.Code, res.Reason)
+		}
+	}
+	reg("a", "sip:a@10.0.0.1", true, transport.UDP)
+	reg("a", "sip:a@10.0.0.2", true, transport.UDP)
+	reg("b", "sip:b@10.0.0.3", false, transport.UDP) // not behind NAT
+	reg("c", "sip:c@10.0.0.4", true, transport.TCP)  // the connection keeps itself open
+	var got []string
+	r.RangeNAT(func(aor, uri string, s netip.AddrPort, _ time.Time) { got = append(got, aor+" "+uri+" "+s.String()) })
+	slices.Sort(got)
+	want := []string{"sip:a@example.com sip:a@10.0.0.1 " + src.String(), "sip:a@example.com sip:a@10.0.0.2 " + src.String()}
+	if !slices.Equal(got, want) {
+		t.Fatalf("RangeNAT: %q, want %q", got, want)
+	}
+	if !r.Remove("sip:a@example.com", "sip:a@10.0.0.1") || r.Remove("sip:a@example.com", "sip:a@10.0.0.1") {
+		t.Fatal("Remove must report true once, then false")
+	}
+	if b := r.Lookup("sip:a@example.com"); len(b) != 1 || b[0].URI != "sip:a@10.0.0.2" {
+		t.Fatalf("after Remove: %+v", b)
+	}
+	r.Remove("sip:a@example.com", "sip:a@10.0.0.2")
+	if aors, _ := r.Count(); aors != 2 {
+		t.Fatalf("%d AoRs left, want 2 (b and c)", aors)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"sipedge/config"
+	"sipedge/media"
 	"sipedge/proxy"
 	"sipedge/registrar"
 	"sipedge/resolve"
@@ -165,8 +166,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sipedge: config: %v\n", err)
 		return 2
 	}
+	var core *proxy.Core
+	mode, _ := proxy.ParseRelayMode(cfg.Media.Relay)
+	var relay *media.Relay
+	if mode != proxy.RelayNever {
+		lo, hi, _ := cfg.Media.PortRange()
+		latch, _ := media.ParseLatchMode(cfg.Media.Latch)
+		relay, err = media.New(media.Config{
+			PortMin: lo, PortMax: hi, Latch: latch, Inactivity: cfg.Media.Inactivity.Duration,
+			MaxCalls: cfg.Media.MaxCalls, MaxStreamsPerCall: cfg.Media.MaxStreamsPerCall,
+			OnInactive: func(id string) {
+				log.Info("media stopped in both directions; relay ports freed", "call", strings.ReplaceAll(id, "\x00", " "))
+				core.EndMedia(id)
+			},
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "sipedge: media relay: %v\n", err)
+			return 1
+		}
+		defer relay.Close()
+	}
 	limits := &sip.Limits{MaxMessageSize: cfg.Limits.MaxMessageSize, MaxHeaders: cfg.Limits.MaxHeaders, MaxVias: cfg.Limits.MaxVias}
-	core := proxy.New(proxy.Config{
+	core = proxy.New(proxy.Config{
 		Limits:             limits,
 		Logger:             log,
 		SymmetricResponses: cfg.SymmetricResponses == nil || *cfg.SymmetricResponses,
@@ -176,6 +197,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Registrar:          reg,
 		Resolver:           dnsResolver{res},
 		Domains:            domains,
+		Media:              relay,
+		MediaMode:          mode,
 	})
 	defer core.Close()
 	layer, err := transport.New(transport.Config{
@@ -200,6 +223,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
 	core.Attach(layer, cfg.Domains)
+	if cfg.NAT.Keepalive != "none" {
+		core.StartKeepAlives(proxy.KeepAlive{Interval: cfg.NAT.KeepaliveInterval.Duration, Method: cfg.NAT.Keepalive,
+			MaxFailures: cfg.NAT.KeepaliveFailures})
+	}
 	log.Info("sipedge started", "version", version, "trusted_networks", strings.Join(cfg.TrustedNetworks, ","))
 
 	<-ctx.Done()

@@ -1,0 +1,414 @@
+//go:build linux
+
+package media
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Relay forwards the RTP and RTCP of calls between their two sides. See
+// the package documentation for the design.
+type Relay struct {
+	cfg     Config
+	workers []*worker
+	wg      sync.WaitGroup // worker threads and the janitor
+	done    chan struct{}  // closed by Close: stops the janitor
+
+	mu      sync.Mutex // guards everything below; taken before any worker's mu
+	closed  bool
+	calls   map[string]*Call
+	pools   map[netip.Addr]*pool
+	streams int
+}
+
+// New starts a relay: cfg.Workers threads, and the inactivity check if
+// cfg.OnInactive is set. No port is bound until a stream asks for it.
+func New(cfg Config) (*Relay, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{
+		cfg:   cfg,
+		done:  make(chan struct{}),
+		calls: make(map[string]*Call),
+		pools: make(map[netip.Addr]*pool),
+	}
+	for i := 0; i < cfg.Workers; i++ {
+		w, err := newWorker(cfg)
+		if err != nil {
+			for _, w := range r.workers {
+				w.closeFDs()
+			}
+			return nil, fmt.Errorf("media: worker: %w", err)
+		}
+		r.workers = append(r.workers, w)
+	}
+	r.wg.Add(len(r.workers))
+	for _, w := range r.workers {
+		go w.run(&r.wg)
+	}
+	if cfg.OnInactive != nil && cfg.Inactivity > 0 {
+		r.wg.Add(1)
+		go r.janitor()
+	}
+	return r, nil
+}
+
+// Close ends every call, frees every port and stops every thread and
+// goroutine of the relay. It must not be called from OnInactive.
+func (r *Relay) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	for _, c := range r.calls {
+		c.closeLocked()
+	}
+	r.mu.Unlock()
+	close(r.done)
+	for _, w := range r.workers {
+		w.stop.Store(true)
+		w.wake()
+	}
+	r.wg.Wait()
+	for _, w := range r.workers {
+		w.closeFDs()
+	}
+	return nil
+}
+
+// Call returns the call with this ID, creating it if it does not exist.
+func (r *Relay) Call(id string) (*Call, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if c := r.calls[id]; c != nil {
+		return c, nil
+	}
+	if r.cfg.MaxCalls > 0 && len(r.calls) >= r.cfg.MaxCalls {
+		return nil, ErrTooManyCalls
+	}
+	c := &Call{r: r, id: id, streams: make(map[int]*Stream)}
+	r.calls[id] = c
+	return c, nil
+}
+
+// pool returns the port pool of local address a; r.mu must be held.
+func (r *Relay) pool(a netip.Addr) *pool {
+	p := r.pools[a]
+	if p == nil {
+		p = newPool(a, r.cfg)
+		r.pools[a] = p
+	}
+	return p
+}
+
+// Call groups the streams of one SIP dialog (or of one INVITE while it is
+// not yet a dialog), so that BYE, CANCEL, a failure or a timeout frees
+// them with one Close.
+type Call struct {
+	r        *Relay
+	id       string
+	closed   atomic.Bool     // written under r.mu
+	streams  map[int]*Stream // guarded by r.mu
+	reported int64           // last activity when OnInactive was called; r.mu
+}
+
+// ID returns the call's ID.
+func (c *Call) ID() string { return c.id }
+
+// Stream returns media stream index of the call (the SDP media section
+// number), allocating it on first use: a port pair on local address a
+// for side A and one on b for side B. Asking again for an existing index
+// returns the same stream, so a re-INVITE keeps its ports; asking with
+// other addresses is an error. ErrNoPorts means no pair is free (or no fd
+// is left) on one of the addresses.
+func (c *Call) Stream(index int, a, b netip.Addr) (*Stream, error) {
+	a, b = a.Unmap(), b.Unmap()
+	if index < 0 || !a.IsValid() || !b.IsValid() {
+		return nil, fmt.Errorf("media: stream %d: invalid index or local address (%v, %v)", index, a, b)
+	}
+	r := c.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if s := c.streams[index]; s != nil {
+		if s.pairs[SideA].rtpPort.Addr() != a || s.pairs[SideB].rtpPort.Addr() != b {
+			return nil, fmt.Errorf("media: stream %d already bound on %v/%v", index,
+				s.pairs[SideA].rtpPort.Addr(), s.pairs[SideB].rtpPort.Addr())
+		}
+		return s, nil
+	}
+	if len(c.streams) >= r.cfg.MaxStreamsPerCall {
+		return nil, ErrTooManyStreams
+	}
+	pa, err := r.pool(a).take()
+	if err != nil {
+		return nil, err
+	}
+	pb, err := r.pool(b).take()
+	if err != nil {
+		pa.release()
+		return nil, err
+	}
+	s := &Stream{c: c, index: index, pairs: [2]pair{pa, pb}, created: nanotime()}
+	for side := SideA; side <= SideB; side++ {
+		p := &s.pairs[side]
+		s.socks[side][0] = &sock{fd: p.rtp, st: s, side: side}
+		s.socks[side][1] = &sock{fd: p.rtcp, st: s, side: side, rtcp: true}
+	}
+	// The least loaded thread gets the stream; all four sockets go to it,
+	// so both directions share one mutex and one cache.
+	w := r.workers[0]
+	for _, x := range r.workers[1:] {
+		if x.nstreams < w.nstreams {
+			w = x
+		}
+	}
+	s.w = w
+	all := []*sock{s.socks[0][0], s.socks[0][1], s.socks[1][0], s.socks[1][1]}
+	w.mu.Lock()
+	for i, x := range all {
+		if err = w.add(x); err != nil {
+			for _, y := range all[:i] {
+				w.remove(y)
+			}
+			break
+		}
+	}
+	w.mu.Unlock()
+	if err != nil {
+		pa.release()
+		pb.release()
+		if outOfFDs(err) {
+			return nil, fmt.Errorf("%w: epoll: %v", ErrNoPorts, err)
+		}
+		return nil, fmt.Errorf("media: epoll: %w", err)
+	}
+	w.nstreams++
+	r.streams++
+	c.streams[index] = s
+	return s, nil
+}
+
+// Close frees the call's ports at once. It is idempotent. Stats of its
+// streams stay readable.
+func (c *Call) Close() {
+	c.r.mu.Lock()
+	c.closeLocked()
+	c.r.mu.Unlock()
+}
+
+func (c *Call) closeLocked() {
+	if c.closed.Load() {
+		return
+	}
+	c.closed.Store(true)
+	r := c.r
+	for _, s := range c.streams {
+		s.release()
+		s.w.nstreams--
+		r.streams--
+	}
+	delete(r.calls, c.id)
+}
+
+// Stream is one relayed media section: a port pair per side.
+type Stream struct {
+	c       *Call
+	index   int
+	w       *worker
+	pairs   [2]pair
+	socks   [2][2]*sock // [side][0: RTP, 1: RTCP]
+	created int64
+	closed  atomic.Bool  // written under Relay.mu
+	last    atomic.Int64 // nanotime of the last accepted packet, either side
+
+	// Guarded by w.mu.
+	dir   [2]dirState  // by the side the packets came from
+	rates *[128]uint32 // clock rates by payload type; nil: staticClock
+}
+
+// release unregisters and closes the stream's sockets; Relay.mu is held.
+func (s *Stream) release() {
+	s.closed.Store(true)
+	w := s.w
+	w.mu.Lock()
+	for side := range s.socks {
+		for _, x := range s.socks[side] {
+			w.remove(x)
+		}
+	}
+	w.mu.Unlock()
+	s.pairs[SideA].release()
+	s.pairs[SideB].release()
+}
+
+// Index returns the stream's media section index.
+func (s *Stream) Index() int { return s.index }
+
+// Local returns the addresses to advertise to side: in the SDP sent to
+// that side, c= and m= carry rtp; a=rtcp (RFC 3605) may carry rtcp, which
+// is always rtp's port + 1.
+func (s *Stream) Local(side Side) (rtp, rtcp netip.AddrPort) {
+	p := &s.pairs[side&1]
+	return p.rtpPort, p.rtcpPort
+}
+
+// SetPeer sets where side's media goes, from the SDP that side sent:
+// rtp from c= and m=, rtcp from a=rtcp, or rtp's port + 1 when rtcp is
+// the zero AddrPort. A zero rtp forgets the address (c=0.0.0.0 hold, or a
+// rejected stream). Called again on every re-INVITE: the same address
+// keeps the latch, a new one releases it so the next packet latches again.
+// Latching (Config.Latch) overrides the address once packets arrive.
+func (s *Stream) SetPeer(side Side, rtp, rtcp netip.AddrPort) error {
+	if side > SideB {
+		return fmt.Errorf("media: invalid side %d", side)
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	var rr, rc rawAddr
+	if rtp.IsValid() && !rtp.Addr().IsUnspecified() {
+		if !rtcp.IsValid() {
+			rtcp = netip.AddrPortFrom(rtp.Addr(), rtp.Port()+1)
+		}
+		local := s.pairs[side].rtpPort.Addr()
+		if rtp.Addr().Unmap().Is4() != local.Is4() || rtcp.Addr().Unmap().Is4() != local.Is4() {
+			return fmt.Errorf("%w: %v for %v", ErrFamily, rtp, local)
+		}
+		rr, rc = makeRaw(rtp), makeRaw(rtcp)
+	}
+	s.w.mu.Lock()
+	s.socks[side][0].setSDP(rr)
+	s.socks[side][1].setSDP(rc)
+	s.w.mu.Unlock()
+	return nil
+}
+
+// SetClockRate sets the RTP clock rate of payload type pt (from an SDP
+// rtpmap), so jitter can be measured for dynamic types; static types
+// (RFC 3551) are known already. hz 0 turns jitter off for pt.
+func (s *Stream) SetClockRate(pt uint8, hz uint32) {
+	if pt > 127 {
+		return
+	}
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	if s.rates == nil {
+		t := staticClock
+		s.rates = &t
+	}
+	s.rates[pt] = hz
+}
+
+// clockRate is pt's clock; w.mu is held.
+func (s *Stream) clockRate(pt uint8) uint32 {
+	if s.rates != nil {
+		return s.rates[pt&0x7f]
+	}
+	return staticClock[pt&0x7f]
+}
+
+// Stats returns the stream's counters; they stay readable after Close.
+func (s *Stream) Stats() StreamStats {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return StreamStats{AtoB: s.dirStats(SideA), BtoA: s.dirStats(SideB)}
+}
+
+func (s *Stream) dirStats(side Side) DirStats {
+	d := &s.dir[side]
+	ds := DirStats{
+		Packets: d.packets, Bytes: d.bytes, RTCPPackets: d.rtcp, OtherPackets: d.other,
+		Forwarded: d.forwarded, Dropped: d.dropped,
+		Lost: d.rtp.lost(), JitterUnits: d.rtp.jitterUnits(), SSRC: d.rtp.ssrc,
+		Source: s.socks[side][0].src.addrPort(), RTCPSource: s.socks[side][1].src.addrPort(),
+	}
+	if d.rtp.rate != 0 {
+		ds.Jitter = time.Duration(uint64(ds.JitterUnits) * uint64(time.Second) / uint64(d.rtp.rate))
+	}
+	if d.last != 0 {
+		ds.Last = epoch.Add(time.Duration(d.last))
+	}
+	return ds
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() RelayStats {
+	r.mu.Lock()
+	st := RelayStats{Calls: len(r.calls), Streams: r.streams}
+	for _, p := range r.pools {
+		st.PortsFree += 2 * p.free
+		st.PortsInUse += 2 * (len(p.ring) - p.free)
+	}
+	r.mu.Unlock()
+	var c counters
+	for _, w := range r.workers {
+		w.mu.Lock()
+		c.add(&w.ctr)
+		w.mu.Unlock()
+	}
+	st.Received, st.Relayed, st.Relatched = c.received, c.relayed, c.relatched
+	st.Drops = Drops{NoPeer: c.noPeer, Foreign: c.foreign, SendError: c.sendErr,
+		Truncated: c.truncated, RecvError: c.recvErr}
+	return st
+}
+
+// janitor reports calls whose streams have all been silent for
+// Inactivity. It reads only the streams' atomic last-packet times, so it
+// never waits for a relay thread.
+func (r *Relay) janitor() {
+	defer r.wg.Done()
+	period := r.cfg.Inactivity / 4
+	period = min(max(period, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var silent []string
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+		}
+		now := nanotime()
+		limit := int64(r.cfg.Inactivity)
+		silent = silent[:0]
+		r.mu.Lock()
+		for _, c := range r.calls {
+			// Once per silence: a silence is identified by the time of
+			// the last packet before it, so a call that had media again
+			// is reported again even if no scan saw it active.
+			if last, quiet := c.quiet(now, limit); quiet && last != c.reported {
+				c.reported = last
+				silent = append(silent, c.id)
+			}
+		}
+		r.mu.Unlock()
+		for _, id := range silent {
+			r.cfg.OnInactive(id)
+		}
+	}
+}
+
+// quiet reports whether every stream of c has been without packets for
+// limit at now, counting from its creation if it never had one, and the
+// time of the call's latest activity. A call without streams is never
+// quiet: there is no media to judge. r.mu is held.
+func (c *Call) quiet(now, limit int64) (last int64, quiet bool) {
+	for _, s := range c.streams {
+		last = max(last, s.last.Load(), s.created)
+	}
+	return last, len(c.streams) > 0 && now-last >= limit
+}

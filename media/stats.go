@@ -1,0 +1,56 @@
+package media
+
+import (
+	"net/netip"
+	"time"
+)
+
+// DirStats describes the packets that came from one side of a stream.
+type DirStats struct {
+	Packets      uint64 // accepted: from the latched (or any, LatchOff) source
+	Bytes        uint64 // UDP payload bytes of those
+	RTCPPackets  uint64 // of Packets: RTCP, on either port
+	OtherPackets uint64 // of Packets: neither RTP nor RTCP (STUN, DTLS, ...)
+	Forwarded    uint64 // sent on to the other side
+	Dropped      uint64 // refused source, peer not known yet, send error
+
+	// From the RTP port, RFC 3550 A.1/A.3: cumulative loss between that
+	// side and the relay (negative with duplicates), over every SSRC
+	// seen. Jitter per A.8, in the
+	// payload type's clock (0 for unknown types); it includes the
+	// relay's own poll granularity (Config.Tick).
+	Lost        int64
+	JitterUnits uint32
+	Jitter      time.Duration
+	SSRC        uint32
+
+	Source     netip.AddrPort // latched RTP source (LatchOff: the last one)
+	RTCPSource netip.AddrPort // latched RTCP source
+	Last       time.Time      // last accepted packet; zero if none
+}
+
+// StreamStats is per direction: AtoB counts what side A sent.
+type StreamStats struct {
+	AtoB, BtoA DirStats
+}
+
+// Drops counts packets the relay did not forward, by reason.
+type Drops struct {
+	NoPeer    uint64 `json:"no_peer"`    // the other side's address not known yet
+	Foreign   uint64 `json:"foreign"`    // from a source the latch refused (LatchFirst: only those queued before the latch)
+	SendError uint64 `json:"send_error"` // sendmmsg failed (unreachable, buffer full, ...)
+	Truncated uint64 `json:"truncated"`  // larger than any UDP payload: never
+	RecvError uint64 `json:"recv_error"` // ICMP errors and other receive failures (not packets)
+}
+
+// RelayStats is the relay as a whole.
+type RelayStats struct {
+	Calls      int    `json:"calls"`
+	Streams    int    `json:"streams"`      // Stream objects: media sections, each relayed both ways
+	PortsInUse int    `json:"ports_in_use"` // over every local address
+	PortsFree  int    `json:"ports_free"`   // over every local address used so far
+	Received   uint64 `json:"received"`     // packets read
+	Relayed    uint64 `json:"relayed"`      // packets forwarded
+	Relatched  uint64 `json:"relatched"`    // LatchSSRC moves to a new source
+	Drops      Drops  `json:"drops"`
+}
