@@ -143,7 +143,7 @@ func (m Media) PortRange() (lo, hi int, err error) {
 		}
 	}
 	if !ok || err != nil || lo < 1024 || hi > 65535 || lo%2 != 0 || hi < lo+1 {
-		return 0, 0, fmt.Errorf("%q: want an even first port >= 1024 and a last port above it, e.g. 30000-39999", m.Ports)
+		return 0, 0, fmt.Errorf("%q: want an even first port >= 1024 and a last port above it, e.g. 10000-29999", m.Ports)
 	}
 	return lo, hi, nil
 }
@@ -207,7 +207,7 @@ func Default() *Config {
 		Transport:          Transport{IdleTimeout: Duration{5 * time.Minute}},
 		SymmetricResponses: &t,
 		NAT:                NAT{Keepalive: "options", KeepaliveInterval: Duration{15 * time.Second}, KeepaliveFailures: 3},
-		Media:              Media{Relay: "auto", Ports: "30000-39999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8},
+		Media:              Media{Relay: "auto", Ports: "10000-29999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8},
 	}
 }
 

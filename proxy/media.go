@@ -283,7 +283,11 @@ func (c *Core) rewriteSDP(call *mediaCall, from media.Side, body []byte) ([]byte
 				}
 				rtcp = netip.AddrPortFrom(ra, uint16(md.RTCP.Port))
 			}
-			_ = st.SetPeer(from, rtp, rtcp)
+			if err := st.SetPeer(from, rtp, rtcp); errors.Is(err, media.ErrFamily) {
+				// IPv6 media on an IPv4 path or the reverse: the relay
+				// side was bound for the signalling's family.
+				return nil, &errMediaRefused{488, "Incompatible Media Address Family"}
+			}
 		}
 		lrtp, lrtcp := st.Local(to)
 		plan.Media[i] = sdp.MediaPlan{Relay: true, Addr: lrtp.Addr(), RTPPort: int(lrtp.Port()), RTCPPort: int(lrtcp.Port()), DropICE: true}

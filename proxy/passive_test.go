@@ -56,7 +56,10 @@ func TestPassiveRegistrar(t *testing.T) {
 		t.Fatalf("Request-URI at the phone %q, want %q", got, phoneContact)
 	}
 	_ = tok
-	if n := len(core.passive.m); n != 1 {
+	core.passive.mu.Lock()
+	n := len(core.passive.m)
+	core.passive.mu.Unlock()
+	if n != 1 {
 		t.Fatalf("%d passive bindings", n)
 	}
 }
