@@ -131,6 +131,10 @@ type Media struct {
 	Inactivity        Duration `yaml:"inactivity"`
 	MaxCalls          int      `yaml:"max_calls"`            // 0: only the port range limits
 	MaxStreamsPerCall int      `yaml:"max_streams_per_call"` // media sections per call
+	// Firewall names an nftables chain, "FAMILY TABLE CHAIN", in which
+	// sipedge opens each relayed stream's ports for the call's lifetime
+	// (a set and one rule of its own). Empty: none.
+	Firewall string `yaml:"firewall"`
 }
 
 // PortRange parses Media.Ports.
@@ -363,6 +367,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	case "first", "ssrc":
 	default:
 		return bad("media.latch", fmt.Sprintf("%q: use first or ssrc", c.Media.Latch))
+	}
+	if f := strings.Fields(c.Media.Firewall); c.Media.Firewall != "" && (len(f) != 3 || f[0] != "inet" && f[0] != "ip" && f[0] != "ip6") {
+		return bad("media.firewall", fmt.Sprintf("%q: want \"family table chain\" with family inet, ip or ip6, e.g. \"inet filter input\"", c.Media.Firewall))
 	}
 	if c.Media.MaxCalls < 0 || c.Media.MaxStreamsPerCall < 1 {
 		return bad("media", "max_calls must be 0 or more and max_streams_per_call at least 1")

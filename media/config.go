@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"runtime"
 	"time"
 )
@@ -115,11 +116,23 @@ type Config struct {
 	// MaxStreamsPerCall limits the media sections of one call. Default 8.
 	MaxStreamsPerCall int
 
+	// Firewall, when set, opens each stream's ports while the stream
+	// exists (pinholes; NFTables). Nil: the firewall is the admin's
+	// business.
+	Firewall Firewall
+
 	// Tick is how long a relay thread sleeps when a poll found nothing
 	// more to do. Default 1ms. It bounds the latency the relay adds and
 	// trades it for wake-ups, which cost about 60 µs of CPU each on a
 	// virtualized host (docs/relay-limits.md §3).
 	Tick time.Duration
+}
+
+// Firewall opens and closes pinholes for a stream's local ports (RTP and
+// RTCP of both sides). Open failing fails the stream.
+type Firewall interface {
+	Open(ports []netip.AddrPort) error
+	Close(ports []netip.AddrPort)
 }
 
 // withDefaults validates c and fills in defaults.

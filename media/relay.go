@@ -196,10 +196,29 @@ func (c *Call) Stream(index int, a, b netip.Addr) (*Stream, error) {
 		}
 		return nil, fmt.Errorf("media: epoll: %w", err)
 	}
+	if fw := r.cfg.Firewall; fw != nil {
+		if err := fw.Open(s.ports()); err != nil {
+			w.mu.Lock()
+			for _, x := range all {
+				w.remove(x)
+			}
+			w.mu.Unlock()
+			pa.release()
+			pb.release()
+			return nil, fmt.Errorf("media: firewall pinhole: %w", err)
+		}
+	}
 	w.nstreams++
 	r.streams++
 	c.streams[index] = s
 	return s, nil
+}
+
+// ports lists the stream's four local ports.
+func (s *Stream) ports() []netip.AddrPort {
+	a1, a2 := s.Local(SideA)
+	b1, b2 := s.Local(SideB)
+	return []netip.AddrPort{a1, a2, b1, b2}
 }
 
 // Close frees the call's ports at once. It is idempotent. Stats of its
@@ -243,6 +262,9 @@ type Stream struct {
 // release unregisters and closes the stream's sockets; Relay.mu is held.
 func (s *Stream) release() {
 	s.closed.Store(true)
+	if fw := s.c.r.cfg.Firewall; fw != nil {
+		fw.Close(s.ports())
+	}
 	w := s.w
 	w.mu.Lock()
 	for side := range s.socks {

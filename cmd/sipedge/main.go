@@ -172,8 +172,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if mode != proxy.RelayNever {
 		lo, hi, _ := cfg.Media.PortRange()
 		latch, _ := media.ParseLatchMode(cfg.Media.Latch)
+		var fw media.Firewall
+		if cfg.Media.Firewall != "" {
+			nft, err := media.OpenNFTables(cfg.Media.Firewall)
+			if err != nil {
+				fmt.Fprintf(stderr, "sipedge: media.firewall: %v\n", err)
+				return 1
+			}
+			defer nft.Remove()
+			fw = nft
+			log.Info("media pinholes in nftables", "chain", cfg.Media.Firewall, "set", media.SetName)
+		}
 		relay, err = media.New(media.Config{
-			PortMin: lo, PortMax: hi, Latch: latch, Inactivity: cfg.Media.Inactivity.Duration,
+			Firewall: fw,
+			PortMin:  lo, PortMax: hi, Latch: latch, Inactivity: cfg.Media.Inactivity.Duration,
 			MaxCalls: cfg.Media.MaxCalls, MaxStreamsPerCall: cfg.Media.MaxStreamsPerCall,
 			OnInactive: func(id string) {
 				log.Info("media stopped in both directions; relay ports freed", "call", strings.ReplaceAll(id, "\x00", " "))
