@@ -34,11 +34,12 @@ type Config struct {
 	Transport Transport `yaml:"transport"`
 	// OutboundProxy receives every request for a non-local domain that no
 	// route matches (a SIP URI, e.g. "sip:proxy.example.net;transport=tcp").
-	OutboundProxy string  `yaml:"outbound_proxy"`
-	Routes        []Route `yaml:"routes"`
-	Media         Media   `yaml:"media"`
-	NAT           NAT     `yaml:"nat"`
-	DNS           DNS     `yaml:"dns"`
+	OutboundProxy string   `yaml:"outbound_proxy"`
+	Routes        []Route  `yaml:"routes"`
+	Media         Media    `yaml:"media"`
+	NAT           NAT      `yaml:"nat"`
+	Sessions      Sessions `yaml:"sessions"`
+	DNS           DNS      `yaml:"dns"`
 	// MemoryLimitMB is a soft limit for the Go heap, in MiB (0: none, or
 	// the GOMEMLIMIT environment variable), for machines where sipedge
 	// must stay small (docs/PERFORMANCE.md).
@@ -102,6 +103,13 @@ type Route struct {
 	// sipedge, less memory and CPU per call. For a next hop that is
 	// reliable and does its own retransmissions, such as a trunk.
 	Stateless bool `yaml:"stateless"`
+}
+
+// Sessions configures session timers (RFC 4028).
+type Sessions struct {
+	// MinSE is the smallest session interval accepted; an INVITE asking
+	// for less is answered 422 with this Min-SE. RFC 4028 §5: at least 90s.
+	MinSE Duration `yaml:"min_se"`
 }
 
 // NAT configures what sipedge does for phones behind NAT.
@@ -210,6 +218,7 @@ func Default() *Config {
 		Store:              Store{Dir: "sipedge-data"},
 		Transport:          Transport{IdleTimeout: Duration{5 * time.Minute}},
 		SymmetricResponses: &t,
+		Sessions:           Sessions{MinSE: Duration{90 * time.Second}},
 		NAT:                NAT{Keepalive: "options", KeepaliveInterval: Duration{15 * time.Second}, KeepaliveFailures: 3},
 		Media:              Media{Relay: "auto", Ports: "10000-29999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8},
 	}
@@ -346,6 +355,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		if !strings.HasPrefix(strings.ToLower(rt.To), "sip:") && !strings.HasPrefix(strings.ToLower(rt.To), "sips:") {
 			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060", rt.To)}
 		}
+	}
+	if c.Sessions.MinSE.Duration < 90*time.Second {
+		return bad("sessions.min_se", fmt.Sprintf("%s: RFC 4028 §5 requires at least 90s", c.Sessions.MinSE))
 	}
 	switch c.NAT.Keepalive {
 	case "options", "crlf", "none":

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"sipedge/media"
 	"sipedge/registrar"
@@ -56,6 +57,9 @@ type Config struct {
 	// never touched.
 	Media     *media.Relay
 	MediaMode RelayMode
+	// MinSE is the smallest session interval sipedge accepts (RFC 4028
+	// Min-SE); an INVITE asking for less gets 422. 0: no check.
+	MinSE time.Duration
 }
 
 // Core is the transport.Handler of sipedge.
@@ -66,6 +70,7 @@ type Core struct {
 	pool    sync.Pool // *request: parse state and output buffers, reused
 	media   mediaCalls
 	passive passiveTable
+	dialogs dialogTable
 	ka      keepAlives
 	// deferred holds a token per request waiting for DNS off the reader.
 	deferred chan struct{}
@@ -90,6 +95,7 @@ type Stats struct {
 	KeepAlives        atomic.Uint64 // keep-alives sent to NATed phones
 	KeepAliveFailures atomic.Uint64 // keep-alive OPTIONS that got no answer
 	BindingsRemoved   atomic.Uint64 // bindings removed after failed keep-alives
+	DialogsEnded      atomic.Uint64 // calls sipedge ended (session timer, dead media)
 	Deferred          atomic.Uint64 // requests that waited for DNS off the reader
 	DeferredRefused   atomic.Uint64 // answered 503: too many waiting for DNS
 	Forwarded         atomic.Uint64 // requests forwarded statefully (per branch)
@@ -113,6 +119,7 @@ func New(cfg Config) *Core {
 	c.self.Store(cfg.Self)
 	c.media.calls = map[string]*mediaCall{}
 	c.passive.m = map[string]*passiveBinding{}
+	c.dialogs.m = map[string]*dialog{}
 	c.pool.New = func() any { return &request{out: make([]byte, 0, 2048)} }
 	tc := cfg.Txn
 	tc.Sender = c
@@ -142,6 +149,13 @@ func (c *Core) SetSelf(s *Self) { c.self.Store(s) }
 // Close stops the transaction timers.
 func (c *Core) Close() {
 	c.stopKeepAlives()
+	c.dialogs.mu.Lock()
+	for _, d := range c.dialogs.m {
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+	}
+	c.dialogs.mu.Unlock()
 	c.txn.Close()
 }
 

@@ -388,9 +388,14 @@ func (c *Core) mediaResponse(call *mediaCall, reqSide media.Side, m *sip.Message
 	return body
 }
 
-// EndMedia frees the relay ports of the call with this relay call ID (the
-// relay's inactivity report).
-func (c *Core) EndMedia(id string) { c.endMedia(id) }
+// EndMedia ends the call whose relay call ID this is, because its media
+// stopped in both directions (the relay's inactivity report): a BYE to
+// each side when sipedge knows the dialog, then the ports are freed.
+func (c *Core) EndMedia(id string) {
+	if !c.endDialogByMedia(id) {
+		c.endMedia(id)
+	}
+}
 
 // endMedia frees a relayed call's ports.
 func (c *Core) endMedia(key string) {

@@ -420,3 +420,48 @@ func TestDNSWaitDoesNotStallReader(t *testing.T) {
 		t.Fatalf("deferred %d, non-blocking attempts %d; want 2 and 2", core.Stats().Deferred.Load(), r.onRead.Load())
 	}
 }
+
+// expectRequestWithin waits up to d for a request with this method,
+// skipping anything else (responses, retransmissions).
+func (p *peer) expectRequestWithin(method string, d time.Duration) *sip.Message {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		m := p.recv(time.Until(deadline))
+		if m != nil && m.IsRequest() && string(m.Method()) == method {
+			return m
+		}
+	}
+	p.t.Fatalf("no %s within %v", method, d)
+	return nil
+}
+
+// expectRequestFor waits for a request with this method and Call-ID,
+// skipping anything else (retransmissions of earlier requests, responses).
+func (p *peer) expectRequestFor(method, callID string) *sip.Message {
+	p.t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		m := p.recv(time.Until(deadline))
+		if m != nil && m.IsRequest() && string(m.Method()) == method && string(m.CallID()) == callID {
+			return m
+		}
+	}
+	p.t.Fatalf("no %s for %s", method, callID)
+	return nil
+}
+
+// expectFor waits for a response with this code and Call-ID, skipping
+// anything else.
+func (p *peer) expectFor(code int, callID string) *sip.Message {
+	p.t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		m := p.recv(time.Until(deadline))
+		if m != nil && !m.IsRequest() && m.StatusCode() == code && string(m.CallID()) == callID {
+			return m
+		}
+	}
+	p.t.Fatalf("no %d for %s", code, callID)
+	return nil
+}

@@ -177,6 +177,12 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 		// Every 2xx is forwarded at once (step 5), and the other branches
 		// of an INVITE are cancelled (§16.7 step 10).
+		switch {
+		case ctx.invite && ctx.rr && !ctx.got2xx:
+			c.dialogAnswered(ctx, b, m)
+		case !ctx.rr:
+			c.dialogRefreshed(&ctx.msg, m)
+		}
 		ctx.got2xx, ctx.final = true, true
 		ctx.st.Respond(resp, code)
 		if ctx.invite {

@@ -350,6 +350,9 @@ func selfStage(r *request) bool {
 // static routes, DNS).
 func forwardStage(r *request) bool {
 	c := r.core
+	if !r.inDialog() && sessionTooSmall(r) {
+		return true
+	}
 	var d Decision
 	if r.routes > 0 || r.hasFurtherRoute() || r.inDialog() {
 		t, ok, blocked := c.directTarget(r)
@@ -490,6 +493,9 @@ func uriTarget(u *sip.URI) (Target, bool) {
 
 // forward runs the request through a new response context.
 func (c *Core) forward(r *request, d Decision) {
+	if r.inDialog() {
+		c.dialogRequest(&r.msg)
+	}
 	req, call, side, err := c.mediaRequest(r, &d)
 	if err != nil {
 		var mr *errMediaRefused

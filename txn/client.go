@@ -156,7 +156,7 @@ func (c *Client) receive(m *sip.Message) {
 			if c.Proto.Reliable() {
 				c.timeout.Reset(time.Millisecond) // Timer D = 0
 			} else {
-				c.timeout.Reset(32 * time.Second) // Timer D
+				c.timeout.Reset(c.l.cfg.TimerD) // Timer D
 			}
 		} else {
 			c.l.stats.ResponseRetransAbsorbed.Add(1)

@@ -27,6 +27,7 @@ type Config struct {
 	T2     time.Duration // maximum non-INVITE retransmit interval, default 4 s
 	T4     time.Duration // maximum time a message stays in the network, default 5 s
 	TimerC time.Duration // proxy INVITE transaction timeout, default 3 min (> 3 min per §16.6 step 11)
+	TimerD time.Duration // wait for response retransmissions after an INVITE's non-2xx final, UDP; default 32 s (§17.1.1.2)
 	Sender Sender
 	Logger *slog.Logger
 	// Tick is the timer wheel resolution, default 10 ms.
@@ -67,6 +68,9 @@ func New(cfg Config) *Layer {
 	}
 	if cfg.TimerC == 0 {
 		cfg.TimerC = 3*time.Minute + time.Second
+	}
+	if cfg.TimerD == 0 {
+		cfg.TimerD = 32 * time.Second
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = 10 * time.Millisecond

@@ -211,6 +211,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Domains:            domains,
 		Media:              relay,
 		MediaMode:          mode,
+		MinSE:              cfg.Sessions.MinSE.Duration,
 	})
 	defer core.Close()
 	layer, err := transport.New(transport.Config{
