@@ -110,6 +110,10 @@ type Sessions struct {
 	// MinSE is the smallest session interval accepted; an INVITE asking
 	// for less is answered 422 with this Min-SE. RFC 4028 §5: at least 90s.
 	MinSE Duration `yaml:"min_se"`
+	// Interval is put as Session-Expires into INVITEs that ask for no
+	// session timer, so calls between phones that would not ask still end
+	// when they die. 0: not inserted.
+	Interval Duration `yaml:"interval"`
 }
 
 // NAT configures what sipedge does for phones behind NAT.
@@ -139,6 +143,7 @@ type Media struct {
 	Inactivity        Duration `yaml:"inactivity"`
 	MaxCalls          int      `yaml:"max_calls"`            // 0: only the port range limits
 	MaxStreamsPerCall int      `yaml:"max_streams_per_call"` // media sections per call
+	MaxCallsPerUser   int      `yaml:"max_calls_per_user"`   // relayed calls one caller has at once; 0: no limit
 	// Firewall names an nftables chain, "FAMILY TABLE CHAIN", in which
 	// sipedge opens each relayed stream's ports for the call's lifetime
 	// (a set and one rule of its own). Empty: none.
@@ -356,6 +361,9 @@ func (c *Config) validate(root *yaml.Node) error {
 			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060", rt.To)}
 		}
 	}
+	if i := c.Sessions.Interval.Duration; i != 0 && i < c.Sessions.MinSE.Duration {
+		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
+	}
 	if c.Sessions.MinSE.Duration < 90*time.Second {
 		return bad("sessions.min_se", fmt.Sprintf("%s: RFC 4028 §5 requires at least 90s", c.Sessions.MinSE))
 	}
@@ -383,8 +391,8 @@ func (c *Config) validate(root *yaml.Node) error {
 	if f := strings.Fields(c.Media.Firewall); c.Media.Firewall != "" && (len(f) != 3 || f[0] != "inet" && f[0] != "ip" && f[0] != "ip6") {
 		return bad("media.firewall", fmt.Sprintf("%q: want \"family table chain\" with family inet, ip or ip6, e.g. \"inet filter input\"", c.Media.Firewall))
 	}
-	if c.Media.MaxCalls < 0 || c.Media.MaxStreamsPerCall < 1 {
-		return bad("media", "max_calls must be 0 or more and max_streams_per_call at least 1")
+	if c.Media.MaxCalls < 0 || c.Media.MaxStreamsPerCall < 1 || c.Media.MaxCallsPerUser < 0 {
+		return bad("media", "max_calls and max_calls_per_user must be 0 or more and max_streams_per_call at least 1")
 	}
 	for _, s := range c.DNS.Servers {
 		if _, err := netip.ParseAddrPort(s); err != nil {

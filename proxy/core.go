@@ -60,6 +60,13 @@ type Config struct {
 	// MinSE is the smallest session interval sipedge accepts (RFC 4028
 	// Min-SE); an INVITE asking for less gets 422. 0: no check.
 	MinSE time.Duration
+	// SessionInterval, when not 0, is put into an INVITE that asks for no
+	// session timer (RFC 4028 §8.1), so dead calls end even between
+	// phones that would not ask. 0: not inserted.
+	SessionInterval time.Duration
+	// MaxCallsPerUser limits the relayed calls a caller (From user@host)
+	// has at once; more are answered 403. 0: no limit.
+	MaxCallsPerUser int
 }
 
 // Core is the transport.Handler of sipedge.
@@ -118,6 +125,7 @@ func New(cfg Config) *Core {
 	c := &Core{cfg: cfg, log: cfg.Logger, tagKey: randomKey(), deferred: make(chan struct{}, maxDeferred)}
 	c.self.Store(cfg.Self)
 	c.media.calls = map[string]*mediaCall{}
+	c.media.users = map[string]int{}
 	c.passive.m = map[string]*passiveBinding{}
 	c.dialogs.m = map[string]*dialog{}
 	c.pool.New = func() any { return &request{out: make([]byte, 0, 2048)} }

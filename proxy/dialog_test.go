@@ -110,3 +110,29 @@ func TestSessionTimerExpires(t *testing.T) {
 		t.Fatalf("after the session ended: media calls %d, relay %+v, dialogs ended %d", core.MediaCalls(), relay.Stats(), core.Stats().DialogsEnded.Load())
 	}
 }
+
+// TestSessionIntervalInserted: with a session interval configured, an
+// INVITE that asks for no session timer is forwarded asking for one (RFC
+// 4028 §8.1); one that asks keeps its own.
+func TestSessionIntervalInserted(t *testing.T) {
+	uac, uas := newPeer(t), newPeer(t)
+	core := New(Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}}, SessionInterval: 1800 * time.Second})
+	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	core.Attach(layer, nil)
+	defer func() { layer.Close(); core.Close() }()
+	px := layer.Addrs()[0].Addr
+	uac.send(px, invite(uac, px, "si1", "z9hG4bKsi1"))
+	if got := string(uas.expectRequestFor("INVITE", "si1").Get(sip.KindSessionExpires)); got != "1800" {
+		t.Errorf("Session-Expires %q, want 1800 inserted", got)
+	}
+	uac.send(px, strings.Replace(invite(uac, px, "si2", "z9hG4bKsi2"), "Content-Length: 0", "Session-Expires: 600;refresher=uac\r\nContent-Length: 0", 1))
+	if got := string(uas.expectRequestFor("INVITE", "si2").Get(sip.KindSessionExpires)); got != "600;refresher=uac" {
+		t.Errorf("Session-Expires %q, want the caller's own", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"sipedge/sip"
 	"sipedge/transport"
@@ -234,6 +235,11 @@ func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, sr
 	}
 	if m.MethodKind() == sip.REGISTER && fromUA(m) {
 		c.passiveContact(m, via, src, inProto, outAddr, t.Proto) // proxy/passive.go
+	}
+	if si := c.cfg.SessionInterval; si > 0 && recordRoute && m.MethodKind() == sip.INVITE && m.Find(sip.KindSessionExpires) < 0 {
+		// RFC 4028 §8.1: a proxy may ask for a session timer; the UAS
+		// that supports it answers with the refresher in its 2xx.
+		_ = m.InsertHeader(m.Find(sip.KindCallID), "Session-Expires", strconv.AppendInt(nil, int64(si/time.Second), 10))
 	}
 	var buf [256]byte
 	firstVia := m.Find(sip.KindVia)

@@ -58,11 +58,13 @@ func ParseRelayMode(s string) (RelayMode, bool) {
 type mediaCalls struct {
 	mu    sync.Mutex
 	calls map[string]*mediaCall
+	users map[string]int // relayed calls per caller (user@host of From)
 }
 
 // mediaCall is one relayed call.
 type mediaCall struct {
 	key   string
+	user  string        // the caller, for the per-user limit
 	aTag  string        // the caller's From tag: who is side A
 	local [2]netip.Addr // our address towards side A and side B
 	rc    *media.Call
@@ -94,7 +96,12 @@ func (mc *mediaCalls) remove(key string) *mediaCall {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	c := mc.calls[key]
-	delete(mc.calls, key)
+	if c != nil {
+		delete(mc.calls, key)
+		if mc.users[c.user]--; mc.users[c.user] <= 0 {
+			delete(mc.users, c.user)
+		}
+	}
 	return c
 }
 
@@ -168,15 +175,23 @@ func (c *Core) mediaRequest(r *request, d *Decision) (out []byte, call *mediaCal
 		if m.MethodKind() != sip.INVITE || len(to.Tag) > 0 || !hasSDP(m) || !c.wantRelay(r, d) {
 			return nil, nil, 0, nil
 		}
+		user := string(from.URI.User) + "@" + string(from.URI.Host)
+		c.media.mu.Lock()
+		over := c.cfg.MaxCallsPerUser > 0 && c.media.users[user] >= c.cfg.MaxCallsPerUser
+		c.media.mu.Unlock()
+		if over {
+			return nil, nil, 0, &errMediaRefused{403, "Call Limit Reached"}
+		}
 		rc, e := c.cfg.Media.Call(mediaKey(m.CallID(), from.Tag))
 		if e != nil {
 			return nil, nil, 0, &errMediaRefused{503, "Media Relay Busy"}
 		}
-		call = &mediaCall{key: mediaKey(m.CallID(), from.Tag), aTag: string(from.Tag), rc: rc}
+		call = &mediaCall{key: mediaKey(m.CallID(), from.Tag), user: user, aTag: string(from.Tag), rc: rc}
 		call.local[media.SideA] = c.local.sourceFor(r.pkt.Src.Addr())
 		call.local[media.SideB] = c.local.sourceFor(d.Groups[0][0].Addr.Addr())
 		c.media.mu.Lock()
 		c.media.calls[call.key] = call
+		c.media.users[user]++
 		c.media.mu.Unlock()
 		created, side = true, media.SideA
 	}

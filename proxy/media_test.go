@@ -183,3 +183,68 @@ func TestMediaRelayAutoSkipsLocalCall(t *testing.T) {
 		t.Fatalf("SDP changed in auto mode for a local call:\n%s", inv.Body())
 	}
 }
+
+// TestMediaRelayLimits: when the relay has no port pair left the INVITE
+// is answered 503 and nothing stays allocated; a caller over its
+// concurrent-call limit gets 403; ending a call frees the caller's slot.
+func TestMediaRelayLimits(t *testing.T) {
+	relay, err := media.New(media.Config{PortMin: 44000, PortMax: 44007}) // 4 pairs: two streams on one address
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	uac, uas := newPeer(t), newPeer(t)
+	core := New(Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}},
+		Txn: txn.Config{T1: 500 * time.Millisecond}, Media: relay, MediaMode: RelayAlways, MaxCallsPerUser: 2})
+	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	core.Attach(layer, nil)
+	defer func() { layer.Close(); core.Close() }()
+	px := layer.Addrs()[0].Addr
+	aAddr := udpSocket(t).LocalAddr().(*net.UDPAddr).AddrPort()
+	from := func(user, msg string) string { return strings.Replace(msg, "<sip:alice@example.com>", "<sip:"+user+"@example.com>", 1) }
+
+	// Two ringing calls from alice use both port pairs.
+	invs := map[string]*sip.Message{}
+	for _, id := range []string{"l1", "l2"} {
+		uac.send(px, withBody(invite(uac, px, id, "z9hG4bK"+id), offerSDP(aAddr)))
+		uac.expectFor(100, id)
+		inv := uas.expectRequestFor("INVITE", id)
+		invs[id] = inv
+		uas.send(px, uas.answer(inv, 180, "b"+id))
+		uac.expectFor(180, id)
+	}
+	// A third from alice: over her limit.
+	uac.send(px, withBody(invite(uac, px, "l3", "z9hG4bKl3"), offerSDP(aAddr)))
+	uac.expectFor(403, "l3")
+	// One from carol: within her limit, but no port is left.
+	uac.send(px, withBody(from("carol", invite(uac, px, "l4", "z9hG4bKl4")), offerSDP(aAddr)))
+	uac.expectFor(503, "l4")
+	if st := relay.Stats(); st.Calls != 2 || st.PortsInUse != 8 || core.MediaCalls() != 2 {
+		t.Fatalf("after the refusals: relay %+v, media calls %d; want only the two ringing calls", st, core.MediaCalls())
+	}
+	// alice cancels the first: its ports and her slot come back.
+	uac.send(px, cancelFor("l1", "z9hG4bKl1", uac, px))
+	uac.expectFor(200, "l1")
+	c := uas.expectRequestFor("CANCEL", "l1")
+	uas.send(px, uas.answer(c, 200, "x"))
+	uas.send(px, uas.answer(invs["l1"], 487, "bl1"))
+	uac.expectFor(487, "l1")
+	if st := relay.Stats(); st.Calls != 1 || st.PortsInUse != 4 || core.MediaCalls() != 1 {
+		t.Fatalf("after CANCEL: relay %+v, media calls %d", st, core.MediaCalls())
+	}
+	uac.send(px, withBody(invite(uac, px, "l5", "z9hG4bKl5"), offerSDP(aAddr)))
+	uac.expectFor(100, "l5")
+	uas.expectRequestFor("INVITE", "l5")
+}
+
+func cancelFor(callID, branch string, from *peer, px netip.AddrPort) string {
+	return fmt.Sprintf("CANCEL sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: %s\r\nCSeq: 1 CANCEL\r\n"+
+		"Content-Length: 0\r\n\r\n", from.addr, branch, callID)
+}

@@ -212,6 +212,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Media:              relay,
 		MediaMode:          mode,
 		MinSE:              cfg.Sessions.MinSE.Duration,
+		SessionInterval:    cfg.Sessions.Interval.Duration,
+		MaxCallsPerUser:    cfg.Media.MaxCallsPerUser,
 	})
 	defer core.Close()
 	layer, err := transport.New(transport.Config{
