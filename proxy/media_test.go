@@ -207,7 +207,9 @@ func TestMediaRelayLimits(t *testing.T) {
 	defer func() { layer.Close(); core.Close() }()
 	px := layer.Addrs()[0].Addr
 	aAddr := udpSocket(t).LocalAddr().(*net.UDPAddr).AddrPort()
-	from := func(user, msg string) string { return strings.Replace(msg, "<sip:alice@example.com>", "<sip:"+user+"@example.com>", 1) }
+	from := func(user, msg string) string {
+		return strings.Replace(msg, "<sip:alice@example.com>", "<sip:"+user+"@example.com>", 1)
+	}
 
 	// Two ringing calls from alice use both port pairs.
 	invs := map[string]*sip.Message{}
