@@ -152,7 +152,11 @@ func (l *lab) sipedge(ns, config string) {
 // does not succeed.
 func (l *lab) sipp(ctx context.Context, logName, ns string, args ...string) {
 	l.t.Helper()
-	args = append(args, "-nostdin", "-timeout", "30s", "-trace_err", "-error_file", filepath.Join(l.tmp, logName+"-errors.log"))
+	// A provisional response may overtake a 2xx on its way through UDP
+	// proxies (Kamailio's workers, sipedge's readers): a phone ignores a
+	// late 180; sipp would abort the call unless told to go on.
+	args = append(args, "-nostdin", "-timeout", "30s", "-default_behaviors", "all,-abortunexp",
+		"-trace_err", "-error_file", filepath.Join(l.tmp, logName+"-errors.log"))
 	c := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.ns(ns), "sipp"}, args...)...)
 	c.Dir = l.tmp
 	out, err := c.CombinedOutput()
