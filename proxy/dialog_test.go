@@ -17,17 +17,7 @@ import (
 // sipedge's Min-SE gets 422 with Min-SE (RFC 4028 §8.1) and goes nowhere.
 func TestSessionTooSmall(t *testing.T) {
 	uac, uas := newPeer(t), newPeer(t)
-	core := New(Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}}, MinSE: 90 * time.Second})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	core.Attach(layer, nil)
-	defer func() { layer.Close(); core.Close() }()
-	px := layer.Addrs()[0].Addr
+	_, px := startCore(t, Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}}, MinSE: 90 * time.Second})
 	inv := strings.Replace(invite(uac, px, "se1", "z9hG4bKse1"), "Content-Length: 0", "Session-Expires: 30\r\nContent-Length: 0", 1)
 	uac.send(px, inv)
 	uac.expect(100)
@@ -51,18 +41,8 @@ func TestSessionTimerExpires(t *testing.T) {
 	}
 	defer relay.Close()
 	uac, uas := newPeer(t), newPeer(t)
-	core := New(Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}},
+	core, px := startCore(t, Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}},
 		Txn: txn.Config{T1: 50 * time.Millisecond}, Media: relay, MediaMode: RelayAlways})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	core.Attach(layer, nil)
-	defer func() { layer.Close(); core.Close() }()
-	px := layer.Addrs()[0].Addr
 	aAddr := udpSocket(t).LocalAddr().(*net.UDPAddr).AddrPort()
 
 	uac.send(px, withBody(invite(uac, px, "st1", "z9hG4bKst1"), offerSDP(aAddr)))
@@ -116,17 +96,7 @@ func TestSessionTimerExpires(t *testing.T) {
 // 4028 §8.1); one that asks keeps its own.
 func TestSessionIntervalInserted(t *testing.T) {
 	uac, uas := newPeer(t), newPeer(t)
-	core := New(Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}}, SessionInterval: 1800 * time.Second})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	core.Attach(layer, nil)
-	defer func() { layer.Close(); core.Close() }()
-	px := layer.Addrs()[0].Addr
+	_, px := startCore(t, Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}}, SessionInterval: 1800 * time.Second})
 	uac.send(px, invite(uac, px, "si1", "z9hG4bKsi1"))
 	if got := string(uas.expectRequestFor("INVITE", "si1").Get(sip.KindSessionExpires)); got != "1800" {
 		t.Errorf("Session-Expires %q, want 1800 inserted", got)

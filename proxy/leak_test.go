@@ -33,22 +33,12 @@ func TestNoLeakAfterManyCalls(t *testing.T) {
 	}
 	defer relay.Close()
 	uac, uas := newPeer(t), newPeer(t)
-	core := New(Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}},
+	core, px := startCore(t, Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}},
 		// Short timers so the transactions of 10 000 calls end within seconds
 		// (Timer L = 64·T1, Timer D); retransmissions are skipped below.
 		Txn: txn.Config{T1: 50 * time.Millisecond, T2: 400 * time.Millisecond, T4: 500 * time.Millisecond,
 			TimerD: time.Second, Tick: 5 * time.Millisecond},
 		Media: relay, MediaMode: RelayAlways})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	core.Attach(layer, nil)
-	defer func() { layer.Close(); core.Close() }()
-	px := layer.Addrs()[0].Addr
 	rtpA, rtpB := udpSocket(t), udpSocket(t)
 	aAddr, bAddr := rtpA.LocalAddr().(*net.UDPAddr).AddrPort(), rtpB.LocalAddr().(*net.UDPAddr).AddrPort()
 

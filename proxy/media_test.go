@@ -194,18 +194,8 @@ func TestMediaRelayLimits(t *testing.T) {
 	}
 	defer relay.Close()
 	uac, uas := newPeer(t), newPeer(t)
-	core := New(Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}},
+	core, px := startCore(t, Config{Router: staticRouter{[][]Target{{{Proto: transport.UDP, Addr: uas.addr}}}},
 		Txn: txn.Config{T1: 500 * time.Millisecond}, Media: relay, MediaMode: RelayAlways, MaxCallsPerUser: 2})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	core.Attach(layer, nil)
-	defer func() { layer.Close(); core.Close() }()
-	px := layer.Addrs()[0].Addr
 	aAddr := udpSocket(t).LocalAddr().(*net.UDPAddr).AddrPort()
 	from := func(user, msg string) string {
 		return strings.Replace(msg, "<sip:alice@example.com>", "<sip:"+user+"@example.com>", 1)

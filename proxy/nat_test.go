@@ -8,7 +8,6 @@ import (
 
 	"sipedge/registrar"
 	"sipedge/sip"
-	"sipedge/transport"
 	"sipedge/txn"
 )
 
@@ -26,17 +25,7 @@ func TestNATedPhone(t *testing.T) {
 	}
 	t.Cleanup(func() { reg.Close() })
 	location := &LocationRouter{Registrar: reg}
-	core := New(Config{Router: &Table{Location: location}, Registrar: reg, Txn: txn.Config{T1: 500 * time.Millisecond}})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	core.Attach(layer, nil)
-	t.Cleanup(func() { layer.Close(); core.Close() })
-	px := layer.Addrs()[0].Addr
+	_, px := startCore(t, Config{Router: &Table{Location: location}, Registrar: reg, Txn: txn.Config{T1: 500 * time.Millisecond}})
 
 	phone, caller := newPeer(t), newPeer(t)
 	const private = "10.77.0.10:5060"
@@ -103,18 +92,8 @@ func TestKeepAlives(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	core := New(Config{Router: &Table{Location: &LocationRouter{Registrar: reg}}, Registrar: reg,
+	core, px := startCore(t, Config{Router: &Table{Location: &LocationRouter{Registrar: reg}}, Registrar: reg,
 		Txn: txn.Config{T1: 20 * time.Millisecond, T2: 80 * time.Millisecond, T4: 100 * time.Millisecond, Tick: 5 * time.Millisecond}})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	core.Attach(layer, nil)
-	t.Cleanup(func() { layer.Close(); core.Close() })
-	px := layer.Addrs()[0].Addr
 
 	natted, direct := newPeer(t), newPeer(t)
 	register := func(p *peer, user, hostport string) {

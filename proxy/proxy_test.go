@@ -121,7 +121,14 @@ func (p *peer) answer(req *sip.Message, code int, toTag string) string {
 
 func startProxy(t *testing.T, router Router) (*Core, netip.AddrPort) {
 	t.Helper()
-	core := New(Config{Router: router, Txn: txn.Config{T1: 500 * time.Millisecond}})
+	return startCore(t, Config{Router: router, Txn: txn.Config{T1: 500 * time.Millisecond}})
+}
+
+// startCore runs a core with cfg on a UDP listener on loopback until the
+// test ends.
+func startCore(t *testing.T, cfg Config) (*Core, netip.AddrPort) {
+	t.Helper()
+	core := New(cfg)
 	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
 	if err != nil {
 		t.Fatal(err)
