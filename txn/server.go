@@ -84,6 +84,14 @@ func (l *Layer) ServerFor(m *sip.Message, via *sip.Via, proto transport.Proto, d
 		st.retransmission()
 		return st, false
 	}
+	if resp, to, proto, ok := l.done.lookup(key, nil); ok {
+		// A retransmission of a non-INVITE request already answered
+		// (§17.2.2, Completed state): the same response again.
+		l.stats.RequestRetransAbsorbed.Add(1)
+		l.stats.Retransmissions.Add(1)
+		l.send(proto, to, resp)
+		return nil, false
+	}
 	st := &Server{
 		l: l, key: key, Method: m.MethodKind(), invite: m.MethodKind() == sip.INVITE,
 		proto: proto, dst: dst, interval: l.cfg.T1,
@@ -187,11 +195,13 @@ func (st *Server) respond(b []byte, code int, owned bool) {
 		st.end.Reset(64 * T1) // Timer H
 	default:
 		st.state = stCompleted
-		if st.proto.Reliable() {
-			st.endLocked()
-		} else {
-			st.end.Reset(64 * T1) // Timer J
+		if !st.proto.Reliable() {
+			// Timer J: what is left to do is answering retransmissions
+			// of the request, which the completed table does in a form
+			// the garbage collector need not scan (txn/completed.go).
+			st.l.done.add(st.key, st.dst, st.proto, st.last, time.Now().Add(64*T1))
 		}
+		st.endLocked()
 	}
 }
 

@@ -41,6 +41,8 @@ type Layer struct {
 	wheel   *Wheel
 	servers shardedMap[*Server]
 	clients shardedMap[*Client]
+	done    completed // non-INVITE server transactions waiting out Timer J
+	sweep   *Timer
 	stats   Stats
 }
 
@@ -81,6 +83,12 @@ func New(cfg Config) *Layer {
 	l := &Layer{cfg: cfg, log: cfg.Logger, wheel: NewWheel(cfg.Tick)}
 	l.servers.init()
 	l.clients.init()
+	l.done.init(time.Now)
+	l.sweep = l.wheel.NewTimer(func() {
+		l.done.sweep()
+		l.sweep.Reset(time.Second)
+	})
+	l.sweep.Reset(time.Second)
 	return l
 }
 

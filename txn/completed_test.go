@@ -1,0 +1,62 @@
+package txn
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"sipedge/transport"
+)
+
+// TestCompletedTable: rows answer lookups until their expiry, give back
+// the exact response and destination (IPv4 and IPv6), expire in order,
+// and the slab is compacted without corrupting the rows still alive.
+func TestCompletedTable(t *testing.T) {
+	var c completed
+	now := time.Unix(1000, 0)
+	c.init(func() time.Time { return now })
+	v4 := netip.MustParseAddrPort("192.0.2.7:5060")
+	v6 := netip.MustParseAddrPort("[2001:db8::7]:5062")
+	c.add(1, v4, transport.UDP, []byte("SIP/2.0 200 OK one"), now.Add(32*time.Second))
+	c.add(2, v6, transport.UDP, []byte("SIP/2.0 200 OK two"), now.Add(33*time.Second))
+	for _, tc := range []struct {
+		key  uint64
+		resp string
+		to   netip.AddrPort
+	}{{1, "SIP/2.0 200 OK one", v4}, {2, "SIP/2.0 200 OK two", v6}} {
+		resp, to, proto, ok := c.lookup(tc.key, nil)
+		if !ok || string(resp) != tc.resp || to != tc.to || proto != transport.UDP {
+			t.Fatalf("lookup %d: %q %v %v %v", tc.key, resp, to, proto, ok)
+		}
+	}
+	if _, _, _, ok := c.lookup(3, nil); ok {
+		t.Fatal("an unknown key was found")
+	}
+	now = now.Add(32*time.Second + time.Millisecond)
+	if _, _, _, ok := c.lookup(1, nil); ok {
+		t.Fatal("row 1 outlived its Timer J")
+	}
+	if _, _, _, ok := c.lookup(2, nil); !ok {
+		t.Fatal("row 2 expired early")
+	}
+	// Many rows, a second apart: the slab is compacted as the old ones go.
+	big := bytes.Repeat([]byte("x"), 4000)
+	for i := uint64(100); i < 2100; i++ {
+		now = now.Add(10 * time.Millisecond)
+		c.add(i*32, v4, transport.UDP, append([]byte(fmt.Sprint(i)), big...), now.Add(5*time.Second))
+	}
+	for i := uint64(100); i < 2100; i++ {
+		resp, _, _, ok := c.lookup(i*32, nil)
+		alive := i >= 1600 // added within the last 5 s
+		if ok != alive || ok && !bytes.HasPrefix(resp, []byte(fmt.Sprint(i))) {
+			t.Fatalf("row %d: found %v (want %v), %q", i, ok, alive, resp[:min(len(resp), 8)])
+		}
+	}
+	now = now.Add(time.Minute)
+	c.sweep()
+	if n := c.len(); n != 0 {
+		t.Fatalf("%d rows after every expiry", n)
+	}
+}
