@@ -645,6 +645,11 @@ func TestDurability(t *testing.T) {
 		k := fmt.Sprintf("sip:user%d@example.com", i)
 		before[k] = r.Lookup(k)
 	}
+	// Snapshots are written on their own goroutine: give the one the last
+	// writes started time to finish.
+	for deadline := time.Now().Add(10 * time.Second); st.Stats().Compactions == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if c := st.Stats().Compactions; c == 0 {
 		t.Error("no snapshot was taken: the test does not cover snapshots from the registrar")
 	}

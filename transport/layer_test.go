@@ -105,9 +105,8 @@ func TestCloseNoGoroutineLeak(t *testing.T) {
 	if err := l.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if runtime.NumGoroutine() < base+5 { // 3 UDP readers, 2 accept loops
-		t.Errorf("expected the layer's goroutines to be running")
-	}
+	// (No check that the count went up: goroutines of other tests that end
+	// meanwhile make it unreliable; what matters is the count after Close.)
 
 	// UDP traffic.
 	u, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addrOf(t, l, UDP)))
