@@ -16,18 +16,8 @@ import (
 // it answers itself: parse, validate, walk the stages, build the 200, send
 // it over a real UDP socket (the sendto is part of the cost).
 func BenchmarkCoreOptions(b *testing.B) {
-	core := New(Config{})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer layer.Close()
-	core.Attach(layer, nil)
-	defer core.Close()
-	px := layer.Addrs()[0].Addr
+	core, px := startCore(b, Config{})
+	layer := core.layer.Load()
 	sink := newPeer(&testing.T{})
 	msg := []byte(fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK0000000000;rport\r\n"+
 		"Max-Forwards: 70\r\nFrom: <sip:bench@example.com>;tag=1\r\nTo: <sip:%s>\r\nCall-ID: bench@x\r\n"+
@@ -72,18 +62,8 @@ func BenchmarkCoreRegister(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer reg.Close()
-	core := New(Config{Registrar: reg})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer layer.Close()
-	core.Attach(layer, nil)
-	defer core.Close()
-	px := layer.Addrs()[0].Addr
+	core, px := startCore(b, Config{Registrar: reg})
+	layer := core.layer.Load()
 	sink := newPeer(&testing.T{})
 	go func() {
 		buf := make([]byte, 4096)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
@@ -48,7 +49,38 @@ type dialogTable struct {
 }
 
 func dialogKey(callID, fromTag, toTag []byte) string {
-	return string(callID) + "\x00" + string(fromTag) + "\x00" + string(toTag)
+	var buf [128]byte
+	return string(appendKey(buf[:0], callID, fromTag, toTag))
+}
+
+// appendKey writes parts separated by NUL: the keys of the dialog and
+// media tables. A lookup with m[string(key)] does not allocate, which
+// matters because every in-dialog request is looked up.
+func appendKey(dst []byte, parts ...[]byte) []byte {
+	for i, p := range parts {
+		if i > 0 {
+			dst = append(dst, 0)
+		}
+		dst = append(dst, p...)
+	}
+	return dst
+}
+
+// lookup finds the dialog of a request in either direction: side 0 when
+// the caller sent it (its tag in From), 1 when the callee did. dialogs.mu
+// is held.
+func (t *dialogTable) lookup(callID, fromTag, toTag []byte) (*dialog, int) {
+	if len(t.m) == 0 {
+		return nil, 0
+	}
+	var buf [128]byte
+	if d := t.m[string(appendKey(buf[:0], callID, fromTag, toTag))]; d != nil {
+		return d, 0
+	}
+	if d := t.m[string(appendKey(buf[:0], callID, toTag, fromTag))]; d != nil {
+		return d, 1
+	}
+	return nil, 0
 }
 
 // sessionExpires reads a Session-Expires header: the interval in seconds
@@ -58,10 +90,10 @@ func sessionExpires(m *sip.Message) int {
 	if v == nil {
 		return 0
 	}
-	if i := indexByte(v, ';'); i >= 0 {
+	if i := bytes.IndexByte(v, ';'); i >= 0 {
 		v = v[:i]
 	}
-	n, err := strconv.Atoi(string(trimSpace(v)))
+	n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
 	if err != nil || n <= 0 {
 		return 0
 	}
@@ -176,13 +208,9 @@ func (c *Core) dialogRequest(m *sip.Message) {
 	}
 	c.dialogs.mu.Lock()
 	defer c.dialogs.mu.Unlock()
-	side := 0
-	d := c.dialogs.m[dialogKey(m.CallID(), from.Tag, to.Tag)]
+	d, side := c.dialogs.lookup(m.CallID(), from.Tag, to.Tag)
 	if d == nil {
-		side = 1
-		if d = c.dialogs.m[dialogKey(m.CallID(), to.Tag, from.Tag)]; d == nil {
-			return
-		}
+		return
 	}
 	if n, _ := m.CSeq(); n > d.legs[side].cseq {
 		d.legs[side].cseq = n
@@ -208,10 +236,7 @@ func (c *Core) dialogRefreshed(req, resp *sip.Message) {
 	}
 	c.dialogs.mu.Lock()
 	defer c.dialogs.mu.Unlock()
-	d := c.dialogs.m[dialogKey(req.CallID(), from.Tag, to.Tag)]
-	if d == nil {
-		d = c.dialogs.m[dialogKey(req.CallID(), to.Tag, from.Tag)]
-	}
+	d, _ := c.dialogs.lookup(req.CallID(), from.Tag, to.Tag)
 	if d == nil || d.interval == 0 {
 		return
 	}

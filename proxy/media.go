@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -73,7 +74,8 @@ type mediaCall struct {
 var sdpPool = sync.Pool{New: func() any { return new(sdp.Session) }}
 
 func mediaKey(callID, aTag []byte) string {
-	return string(callID) + "\x00" + string(aTag)
+	var buf [128]byte
+	return string(appendKey(buf[:0], callID, aTag))
 }
 
 // find returns the call a message belongs to and which side sent it: the
@@ -81,11 +83,15 @@ func mediaKey(callID, aTag []byte) string {
 func (mc *mediaCalls) find(callID, fromTag, toTag []byte) (*mediaCall, media.Side) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
-	if c := mc.calls[mediaKey(callID, fromTag)]; c != nil {
+	if len(mc.calls) == 0 {
+		return nil, 0
+	}
+	var buf [128]byte
+	if c := mc.calls[string(appendKey(buf[:0], callID, fromTag))]; c != nil {
 		return c, media.SideA
 	}
 	if len(toTag) > 0 {
-		if c := mc.calls[mediaKey(callID, toTag)]; c != nil {
+		if c := mc.calls[string(appendKey(buf[:0], callID, toTag))]; c != nil {
 			return c, media.SideB
 		}
 	}
@@ -115,29 +121,10 @@ func hasSDP(m *sip.Message) bool {
 	if ct == nil {
 		return true
 	}
-	if i := indexByte(ct, ';'); i >= 0 {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	return sip.EqualFold(trimSpace(ct), "application/sdp")
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
+	return sip.EqualFold(bytes.TrimSpace(ct), "application/sdp")
 }
 
 // errMediaRefused carries the status to answer an offer sipedge cannot
@@ -158,6 +145,15 @@ func (c *Core) mediaRequest(r *request, d *Decision) (out []byte, call *mediaCal
 		return nil, nil, 0, nil
 	}
 	m := &r.msg
+	switch m.MethodKind() {
+	case sip.INVITE, sip.UPDATE, sip.BYE, sip.PRACK:
+		// These start, change or end a call's media even without a body
+		// (an offer may come in the 2xx).
+	default:
+		if !hasSDP(m) {
+			return nil, nil, 0, nil
+		}
+	}
 	from, err1 := m.From()
 	to, err2 := m.To()
 	if err1 != nil || err2 != nil {
@@ -182,11 +178,12 @@ func (c *Core) mediaRequest(r *request, d *Decision) (out []byte, call *mediaCal
 		if over {
 			return nil, nil, 0, &errMediaRefused{403, "Call Limit Reached"}
 		}
-		rc, e := c.cfg.Media.Call(mediaKey(m.CallID(), from.Tag))
+		key := mediaKey(m.CallID(), from.Tag)
+		rc, e := c.cfg.Media.Call(key)
 		if e != nil {
 			return nil, nil, 0, &errMediaRefused{503, "Media Relay Busy"}
 		}
-		call = &mediaCall{key: mediaKey(m.CallID(), from.Tag), user: user, aTag: string(from.Tag), rc: rc}
+		call = &mediaCall{key: key, user: user, aTag: string(from.Tag), rc: rc}
 		call.local[media.SideA] = c.local.sourceFor(r.pkt.Src.Addr())
 		call.local[media.SideB] = c.local.sourceFor(d.Groups[0][0].Addr.Addr())
 		c.media.mu.Lock()

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/hex"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,7 +116,7 @@ func (c *Core) passiveContact(m *sip.Message, via *sip.Via, src netip.AddrPort, 
 	nu = appendHostPort(nu, out)
 	if outProto != transport.UDP {
 		nu = append(nu, ";transport="...)
-		nu = append(nu, lower(outProto.String())...)
+		nu = append(nu, strings.ToLower(outProto.String())...)
 	}
 	nu = append(nu, ';')
 	nu = append(nu, passiveParam...)
@@ -123,71 +125,9 @@ func (c *Core) passiveContact(m *sip.Message, via *sip.Via, src netip.AddrPort, 
 	_ = m.Replace(start, start+len(a.RawURI), nu)
 }
 
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 32
-		}
-	}
-	return string(b)
-}
-
-// passiveLearn reads the provider's 2xx to a REGISTER: every contact of
-// ours it lists is active until its expiry; a token the 2xx no longer lists
-// (the phone unregistered) is dropped.
-func (c *Core) passiveLearn(m *sip.Message, sent []byte) {
-	now := time.Now()
-	hdrExp := -1
-	if e := m.Get(sip.KindExpires); e != nil {
-		if n, err := strconv.Atoi(string(trimSpace(e))); err == nil {
-			hdrExp = n
-		}
-	}
-	listed := map[string]bool{}
-	for it := m.Values(sip.KindContact); ; {
-		v, ok := it.Next()
-		if !ok {
-			break
-		}
-		a, err := sip.ParseAddress(v)
-		if err != nil {
-			continue
-		}
-		tok, ok := a.URI.Param(passiveParam)
-		if !ok {
-			continue
-		}
-		exp := hdrExp
-		if e, ok := a.Params.Get("expires"); ok {
-			if n, err := strconv.Atoi(string(e)); err == nil {
-				exp = n
-			}
-		}
-		if exp <= 0 {
-			continue
-		}
-		listed[string(tok)] = true
-		c.passive.mu.Lock()
-		if pb := c.passive.m[string(tok)]; pb != nil {
-			pb.expires, pb.pending = now.Add(time.Duration(exp)*time.Second), time.Time{}
-		}
-		c.passive.mu.Unlock()
-	}
-	// The token of the REGISTER this 2xx answers, if not listed: removed.
-	if tok, ok := passiveTokenOf(sent); ok && !listed[tok] {
-		c.passive.mu.Lock()
-		delete(c.passive.m, tok)
-		c.passive.mu.Unlock()
-	}
-}
-
-// passiveRestore schedules edits that give the phone back its own Contact
-// URIs in the 2xx to its REGISTER: a phone checks that the contact it
-// registered is listed (RFC 3261 §10.2.4) and would not recognise ours.
-func (c *Core) passiveRestore(m *sip.Message) {
-	c.passive.mu.Lock()
-	defer c.passive.mu.Unlock()
+// eachPassiveContact calls fn for every Contact value of m that carries
+// a passive registrar token.
+func eachPassiveContact(m *sip.Message, fn func(a *sip.Address, tok []byte)) {
 	for it := m.Values(sip.KindContact); ; {
 		v, ok := it.Next()
 		if !ok {
@@ -197,16 +137,74 @@ func (c *Core) passiveRestore(m *sip.Message) {
 		if err != nil {
 			continue
 		}
-		tok, ok := a.URI.Param(passiveParam)
-		if !ok {
-			continue
+		if tok, ok := a.URI.Param(passiveParam); ok {
+			fn(&a, tok)
 		}
+	}
+}
+
+// passiveLearn reads the provider's 2xx to a REGISTER: every contact of
+// ours it lists is active until its expiry; the token of the REGISTER it
+// answers (sent), when the 2xx no longer lists it (the phone unregistered),
+// is dropped.
+func (c *Core) passiveLearn(m *sip.Message, sent string) {
+	now := time.Now()
+	hdrExp := -1
+	if e := m.Get(sip.KindExpires); e != nil {
+		if n, err := strconv.Atoi(string(bytes.TrimSpace(e))); err == nil {
+			hdrExp = n
+		}
+	}
+	listed := false
+	c.passive.mu.Lock()
+	defer c.passive.mu.Unlock()
+	eachPassiveContact(m, func(a *sip.Address, tok []byte) {
+		exp := hdrExp
+		if e, ok := a.Params.Get("expires"); ok {
+			if n, err := strconv.Atoi(string(e)); err == nil {
+				exp = n
+			}
+		}
+		if exp <= 0 {
+			return
+		}
+		listed = listed || string(tok) == sent
+		if pb := c.passive.m[string(tok)]; pb != nil {
+			pb.expires, pb.pending = now.Add(time.Duration(exp)*time.Second), time.Time{}
+		}
+	})
+	if !listed {
+		delete(c.passive.m, sent)
+	}
+}
+
+// passiveTokenFor is the token passiveContact gave the REGISTER m from
+// src (derived again rather than read back from the forwarded copy).
+func (c *Core) passiveTokenFor(m *sip.Message, src netip.AddrPort) string {
+	v := m.Get(sip.KindContact)
+	if v == nil {
+		return ""
+	}
+	a, err := sip.ParseAddress(v[:sip.SplitComma(v)])
+	if err != nil {
+		return ""
+	}
+	return c.passiveToken(a.RawURI, src)
+}
+
+// passiveRestore schedules edits that give the phone back its own Contact
+// URIs in the 2xx to its REGISTER: a phone checks that the contact it
+// registered is listed (RFC 3261 §10.2.4) and would not recognise ours.
+func (c *Core) passiveRestore(m *sip.Message) {
+	c.passive.mu.Lock()
+	defer c.passive.mu.Unlock()
+	eachPassiveContact(m, func(a *sip.Address, tok []byte) {
 		if pb := c.passive.m[string(tok)]; pb != nil {
 			if start := m.Offset(a.RawURI); start >= 0 {
 				_ = m.Replace(start, start+len(a.RawURI), pb.contact)
 			}
 		}
-	}
+	})
 }
 
 // passiveSweep drops registrations that lapsed an hour ago or that the
@@ -218,24 +216,6 @@ func (c *Core) passiveSweep(now time.Time) {
 			delete(c.passive.m, k)
 		}
 	}
-}
-
-// passiveTokenOf finds our token in a forwarded REGISTER.
-func passiveTokenOf(req []byte) (string, bool) {
-	var m sip.Message
-	if m.Parse(req, nil) != nil {
-		return "", false
-	}
-	v := m.Get(sip.KindContact)
-	if v == nil {
-		return "", false
-	}
-	a, err := sip.ParseAddress(v[:sip.SplitComma(v)])
-	if err != nil {
-		return "", false
-	}
-	tok, ok := a.URI.Param(passiveParam)
-	return string(tok), ok
 }
 
 // passiveTarget returns where a request for a passive contact goes.

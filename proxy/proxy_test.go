@@ -126,7 +126,7 @@ func startProxy(t *testing.T, router Router) (*Core, netip.AddrPort) {
 
 // startCore runs a core with cfg on a UDP listener on loopback until the
 // test ends.
-func startCore(t *testing.T, cfg Config) (*Core, netip.AddrPort) {
+func startCore(t testing.TB, cfg Config) (*Core, netip.AddrPort) {
 	t.Helper()
 	core := New(cfg)
 	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)

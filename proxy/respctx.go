@@ -173,7 +173,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	case code < 300:
 		b.done = true
 		if ctx.msg.MethodKind() == sip.REGISTER {
-			c.passiveLearn(m, cl.Request())
+			c.passiveLearn(m, c.passiveTokenFor(&ctx.msg, ctx.src))
 		}
 		// Every 2xx is forwarded at once (step 5), and the other branches
 		// of an INVITE are cancelled (§16.7 step 10).

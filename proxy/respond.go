@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"net/netip"
 
 	"sipedge/sip"
@@ -123,7 +124,10 @@ func ResponseTarget(src netip.AddrPort, via *sip.Via, symmetric bool) netip.Addr
 	return netip.AddrPortFrom(src.Addr(), port)
 }
 
-// parseIP parses an IPv4 or (bracketed) IPv6 literal without allocating.
+// parseIP parses an IPv4 or (bracketed) IPv6 literal without allocating
+// (it runs several times per forwarded request: Via, Contact, targets).
+// Only an IPv6 address with a zone, which SIP has no syntax for but which
+// was accepted before, goes through netip.
 func parseIP(b []byte) (netip.Addr, bool) {
 	if len(b) > 2 && b[0] == '[' && b[len(b)-1] == ']' {
 		b = b[1 : len(b)-1]
@@ -131,9 +135,16 @@ func parseIP(b []byte) (netip.Addr, bool) {
 	if len(b) == 0 || len(b) > 45 {
 		return netip.Addr{}, false
 	}
-	var s [45]byte
-	n := copy(s[:], b)
-	a, err := netip.ParseAddr(string(s[:n]))
+	if a, ok := sip.ParseIPv4(b); ok {
+		return a, true
+	}
+	if a, ok := sip.ParseIPv6(b); ok {
+		return a.Unmap(), true
+	}
+	if bytes.IndexByte(b, '%') < 0 {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(string(b))
 	if err != nil {
 		return netip.Addr{}, false
 	}

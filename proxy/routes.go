@@ -41,6 +41,9 @@ type StatelessRouter interface {
 // static route marked stateless. Only the first target of a host name is
 // used: a stateless proxy has no state to fail over with.
 func (t *Table) StatelessTarget(ctx context.Context, m *sip.Message) (Target, bool) {
+	if !t.stateless {
+		return Target{}, false // the common case, decided once in Compile
+	}
 	u, err := m.RequestURI()
 	if err != nil {
 		return Target{}, false
@@ -75,6 +78,7 @@ type Table struct {
 	// cache almost always; a miss blocks this request only).
 	ResolveTimeout time.Duration
 	outbound       sip.URI
+	stateless      bool // some route is stateless: StatelessTarget has work to do
 }
 
 // Compile checks the URIs; call it once before use.
@@ -86,6 +90,7 @@ func (t *Table) Compile() error {
 			return &routeError{r.Name, r.To}
 		}
 		r.to = u
+		t.stateless = t.stateless || r.Stateless
 	}
 	if t.OutboundProxy != "" {
 		u, err := sip.ParseURI([]byte(t.OutboundProxy))

@@ -3,6 +3,8 @@ package sdp
 import (
 	"bytes"
 	"net/netip"
+
+	"sipedge/sip"
 )
 
 func (s *Session) reset() {
@@ -424,9 +426,9 @@ func (s *Session) parseConn(c *conn, p, e int) *Error {
 	a := b[as:c.addr.e]
 	var ok bool
 	if c.ip6 {
-		c.ip, ok = parseIPv6(a)
+		c.ip, ok = sip.ParseIPv6(a)
 	} else {
-		c.ip, ok = parseIPv4(a)
+		c.ip, ok = sip.ParseIPv4(a)
 	}
 	switch {
 	case ok:

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"sipedge/sip"
 )
 
 // tblHead is the session part every table case starts from.
@@ -405,9 +407,9 @@ func TestParseIP(t *testing.T) {
 		var got netip.Addr
 		var ok bool
 		if want.Is4() {
-			got, ok = parseIPv4([]byte(a))
+			got, ok = sip.ParseIPv4([]byte(a))
 		} else {
-			got, ok = parseIPv6([]byte(a))
+			got, ok = sip.ParseIPv6([]byte(a))
 		}
 		if !ok || got != want {
 			t.Errorf("%s: got %v %v", a, got, ok)
@@ -418,10 +420,10 @@ func TestParseIP(t *testing.T) {
 		":", ":::", "1:::2", ":1::2", "1::2::3", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", "12345::", "1:",
 		"::ffff:1.2.3", "::1.2.3.4:5", "1:2:3:4:5:6:7:1.2.3.4", "fe80::1%eth0", "g::1", "::1:2:3:4:5:6:7:8",
 	} {
-		if _, ok := parseIPv4([]byte(a)); ok {
+		if _, ok := sip.ParseIPv4([]byte(a)); ok {
 			t.Errorf("IPv4 %q accepted", a)
 		}
-		if _, ok := parseIPv6([]byte(a)); ok {
+		if _, ok := sip.ParseIPv6([]byte(a)); ok {
 			t.Errorf("IPv6 %q accepted", a)
 		}
 	}
@@ -448,8 +450,8 @@ func FuzzAddr(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		want, err := netip.ParseAddr(s)
-		v4, ok4 := parseIPv4([]byte(s))
-		v6, ok6 := parseIPv6([]byte(s))
+		v4, ok4 := sip.ParseIPv4([]byte(s))
+		v6, ok6 := sip.ParseIPv6([]byte(s))
 		if ok4 && (err != nil || v4 != want) {
 			t.Fatalf("IPv4 %q: %v, netip %v %v", s, v4, want, err)
 		}

@@ -3,6 +3,8 @@ package sdp
 import (
 	"net/netip"
 	"strconv"
+
+	"sipedge/sip"
 )
 
 // Plan says what the media relay needs changed in a session description.
@@ -293,10 +295,10 @@ func (s *Session) rewriteOrigin(w *writer, a netip.Addr) {
 	var same bool
 	if eqFold(s.b(f[3]), "IN") {
 		if a.Is6() {
-			ip, ok := parseIPv6(cur)
+			ip, ok := sip.ParseIPv6(cur)
 			same = ok && ip == a && eqFold(s.b(f[4]), "IP6")
 		} else {
-			ip, ok := parseIPv4(cur)
+			ip, ok := sip.ParseIPv4(cur)
 			same = ok && ip == a && eqFold(s.b(f[4]), "IP4")
 		}
 	}
