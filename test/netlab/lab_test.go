@@ -40,6 +40,7 @@ type lab struct {
 	bin    string // sipedge binary
 
 	captures int
+	se       *exec.Cmd // sipedge (ip netns exec replaces itself with it: same PID)
 }
 
 // startLab builds the lab in mode (gateway or farend) with the given
@@ -133,7 +134,7 @@ func (l *lab) sipedge(ns, config string) {
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
-	l.bg("sipedge", ns, l.bin, "--config", cfg)
+	l.se = l.bg("sipedge", ns, l.bin, "--config", cfg)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(l.logFile("sipedge"), "sipedge started") {
 		if time.Now().After(deadline) {
