@@ -505,6 +505,12 @@ func (r *Resolver) lookupAddrs(ctx context.Context, name string) ([]netip.Addr, 
 	wg.Go(func() { v4, _, e4 = r.lookup(ctx, name, dns.TypeA) })
 	wg.Go(func() { v6, _, e6 = r.lookup(ctx, name, dns.TypeAAAA) })
 	wg.Wait()
+	// Under CacheOnly, one family answered from the cache and the other
+	// still on its way must not pass for the whole answer: the caller
+	// asks again off the reader and gets both.
+	if errors.Is(e4, ErrNotCached) || errors.Is(e6, ErrNotCached) {
+		return nil, ErrNotCached
+	}
 	out := appendAddrs(nil, v4)
 	out = appendAddrs(out, v6)
 	if len(out) > 0 {
