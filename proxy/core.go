@@ -184,6 +184,15 @@ func (c *Core) Send(proto transport.Proto, dst netip.AddrPort, b []byte) error {
 	return l.Send(proto, dst, b)
 }
 
+// SendBatch implements txn.BatchSender.
+func (c *Core) SendBatch(out []transport.Outgoing) int {
+	l := c.layer.Load()
+	if l == nil {
+		return len(out)
+	}
+	return l.SendBatch(out)
+}
+
 // request is the per-message context a stage works on.
 type request struct {
 	core  *Core

@@ -95,13 +95,17 @@ func registrarStage(r *request) bool {
 	ok := c.localResponse(nil, &r.msg, &r.via, res.Code, res.Reason, r.extraWithServer(res.Extra))
 	st, code := r.st, res.Code
 	c.stats.LocalResponses.Add(1)
+	// Then runs on the store's committer when the fsync is done: the
+	// response is queued for the transaction layer's sender, which sends
+	// the whole batch's 200s together, so the committer can start the next
+	// fsync at once.
 	res.Commit.Then(func(err error) {
 		if err != nil {
 			c.log.Error("registration not stored", "err", err)
-			st.RespondOwned(c.failedResponse(ok), 500)
+			st.RespondQueued(c.failedResponse(ok), 500)
 			return
 		}
-		st.RespondOwned(ok, code)
+		st.RespondQueued(ok, code)
 	})
 	return true
 }

@@ -14,6 +14,8 @@ type udpListener struct {
 	conn *net.UDPConn
 	addr netip.AddrPort // bound address (unmapped)
 	dual bool           // IPv6 wildcard socket that also receives IPv4
+	// batch sends several datagrams per system call (SendBatch).
+	batch batchWriter
 }
 
 // listenUDP binds s. IPv4 addresses get a "udp4" socket; IPv6 ones "udp6"
@@ -31,7 +33,7 @@ func (l *Layer) listenUDP(s spec) (*udpListener, error) {
 		_ = uc.SetReadBuffer(l.cfg.UDPReadBuffer)
 	}
 	bound := unmap(uc.LocalAddr().(*net.UDPAddr).AddrPort())
-	return &udpListener{l: l, conn: uc, addr: bound, dual: network == "udp"}, nil
+	return &udpListener{l: l, conn: uc, addr: bound, dual: network == "udp", batch: newBatchWriter(uc, network)}, nil
 }
 
 // socketNetwork picks the network name for base ("udp" or "tcp") and the

@@ -15,7 +15,7 @@ import (
 // Server objects with their timers they were a million objects for the
 // garbage collector to mark at every cycle, which showed up as latency.
 // Here a completed transaction is a row in a pointer-free ring (key,
-// destination, expiry, the response's place in a byte slab) and a
+// destination, expiry, the response's place in a chunk of bytes) and a
 // map[uint64]uint64, neither of which the collector scans.
 type completed struct {
 	shards [32]completedShard
@@ -23,13 +23,25 @@ type completed struct {
 }
 
 type completedShard struct {
-	mu      sync.Mutex
-	idx     map[uint64]uint64 // key → sequence number of its row
-	rows    []compRow         // rows in expiry order; rows[0] has sequence base
-	base    uint64
-	buf     []byte // response bytes of the rows, in row order
-	bufBase uint64 // absolute offset of buf[0]
+	mu   sync.Mutex
+	idx  map[uint64]uint64 // key → sequence number of its row
+	rows []compRow         // rows in expiry order; rows[0] has sequence base
+	base uint64
+	// The responses, in row order, in fixed-size chunks: a growing table
+	// never copies the bytes it holds (one growing slab did, hundreds of
+	// megabytes under the shard lock at 40 000 REGISTERs a second), and
+	// expired chunks are reused rather than left to the collector.
+	chunks    [][]byte
+	chunkBase uint64   // absolute number of chunks[0]
+	spare     [][]byte // emptied chunks kept for reuse
 }
+
+// chunkSize holds a few hundred responses; a response larger than a chunk
+// (the message limit allows 64 KiB) gets a chunk of its own size.
+const chunkSize = 256 << 10
+
+// maxSpare bounds the empty chunks a shard keeps (1 MiB).
+const maxSpare = 4
 
 // compRow is one completed transaction; no pointers.
 type compRow struct {
@@ -39,8 +51,8 @@ type compRow struct {
 	port   uint16
 	is4    bool
 	proto  transport.Proto
-	off    uint64 // absolute offset of the response in the shard's slab
-	n      uint32
+	chunk  uint64 // absolute number of the chunk holding the response
+	off, n uint32 // the response's place in that chunk
 }
 
 func (c *completed) init(now func() time.Time) {
@@ -56,18 +68,37 @@ func (c *completed) add(key uint64, dst netip.AddrPort, proto transport.Proto, r
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.expire(c.now().UnixNano())
+	last := len(sh.chunks) - 1
+	if last < 0 || cap(sh.chunks[last])-len(sh.chunks[last]) < len(resp) {
+		sh.chunks = append(sh.chunks, sh.newChunk(len(resp)))
+		last++
+	}
+	ch := sh.chunks[last]
 	r := compRow{key: key, expiry: expiry.UnixNano(), port: dst.Port(), proto: proto,
-		off: sh.bufBase + uint64(len(sh.buf)), n: uint32(len(resp))}
+		chunk: sh.chunkBase + uint64(last), off: uint32(len(ch)), n: uint32(len(resp))}
+	sh.chunks[last] = append(ch, resp...)
 	a := dst.Addr()
 	r.is4 = a.Is4()
 	r.addr = a.As16()
-	sh.buf = append(sh.buf, resp...)
 	sh.idx[key] = sh.base + uint64(len(sh.rows))
 	sh.rows = append(sh.rows, r)
 }
 
+func (sh *completedShard) newChunk(need int) []byte {
+	if need > chunkSize {
+		return make([]byte, 0, need)
+	}
+	if n := len(sh.spare); n > 0 {
+		ch := sh.spare[n-1]
+		sh.spare[n-1] = nil
+		sh.spare = sh.spare[:n-1]
+		return ch
+	}
+	return make([]byte, 0, chunkSize)
+}
+
 // lookup returns the response and destination of a completed transaction.
-// The bytes are copied into dst: the slab moves.
+// The bytes are copied into dst: the chunk is reused once the row expires.
 func (c *completed) lookup(key uint64, dst []byte) (resp []byte, to netip.AddrPort, proto transport.Proto, ok bool) {
 	sh := &c.shards[key%32]
 	sh.mu.Lock()
@@ -78,8 +109,8 @@ func (c *completed) lookup(key uint64, dst []byte) (resp []byte, to netip.AddrPo
 		return nil, to, 0, false
 	}
 	r := &sh.rows[seq-sh.base]
-	at := r.off - sh.bufBase
-	resp = append(dst, sh.buf[at:at+uint64(r.n)]...)
+	ch := sh.chunks[r.chunk-sh.chunkBase]
+	resp = append(dst, ch[r.off:r.off+r.n]...)
 	a := netip.AddrFrom16(r.addr)
 	if r.is4 {
 		a = a.Unmap()
@@ -88,8 +119,8 @@ func (c *completed) lookup(key uint64, dst []byte) (resp []byte, to netip.AddrPo
 }
 
 // expire drops the rows whose time is up (the ring is in expiry order:
-// Timer J is the same for every row) and, now and then, the slab bytes
-// before the first live row.
+// Timer J is the same for every row) and the chunks before the first live
+// row's.
 func (sh *completedShard) expire(now int64) {
 	n := 0
 	for n < len(sh.rows) && sh.rows[n].expiry <= now {
@@ -103,19 +134,25 @@ func (sh *completedShard) expire(now int64) {
 	}
 	sh.rows = sh.rows[n:]
 	sh.base += uint64(n)
+	dead := len(sh.chunks) // every chunk, when no row is left
+	if len(sh.rows) > 0 {
+		dead = int(sh.rows[0].chunk - sh.chunkBase)
+	}
+	for i := range dead {
+		if ch := sh.chunks[i]; cap(ch) == chunkSize && len(sh.spare) < maxSpare {
+			sh.spare = append(sh.spare, ch[:0])
+		}
+		sh.chunks[i] = nil
+	}
+	sh.chunks = sh.chunks[dead:]
+	sh.chunkBase += uint64(dead)
 	if len(sh.rows) == 0 {
-		sh.bufBase += uint64(len(sh.buf))
-		sh.rows, sh.buf = nil, nil
+		sh.rows = nil
 		return
 	}
-	dead := sh.rows[0].off - sh.bufBase
-	if dead > 1<<20 && dead > uint64(len(sh.buf))/2 {
-		live := copy(sh.buf, sh.buf[dead:])
-		sh.buf = sh.buf[:live]
-		sh.bufBase += dead
-		rows := make([]compRow, len(sh.rows), cap(sh.rows)) // let go of the popped prefix
-		copy(rows, sh.rows)
-		sh.rows = rows
+	if cap(sh.rows) > 4096 && len(sh.rows) < cap(sh.rows)/4 {
+		// Let go of the popped prefix after a burst.
+		sh.rows = append(make([]compRow, 0, 2*len(sh.rows)), sh.rows...)
 	}
 }
 

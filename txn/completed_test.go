@@ -12,7 +12,8 @@ import (
 
 // TestCompletedTable: rows answer lookups until their expiry, give back
 // the exact response and destination (IPv4 and IPv6), expire in order,
-// and the slab is compacted without corrupting the rows still alive.
+// and the chunks of expired rows are released or reused without
+// corrupting the rows still alive.
 func TestCompletedTable(t *testing.T) {
 	var c completed
 	now := time.Unix(1000, 0)
@@ -41,7 +42,7 @@ func TestCompletedTable(t *testing.T) {
 	if _, _, _, ok := c.lookup(2, nil); !ok {
 		t.Fatal("row 2 expired early")
 	}
-	// Many rows, a second apart: the slab is compacted as the old ones go.
+	// Many rows, 10 ms apart: chunks go as their rows expire.
 	big := bytes.Repeat([]byte("x"), 4000)
 	for i := uint64(100); i < 2100; i++ {
 		now = now.Add(10 * time.Millisecond)
@@ -54,9 +55,27 @@ func TestCompletedTable(t *testing.T) {
 			t.Fatalf("row %d: found %v (want %v), %q", i, ok, alive, resp[:min(len(resp), 8)])
 		}
 	}
+	sh := &c.shards[0]
+	// 500 live rows of 4 KiB: 2 MiB in 256 KiB chunks, one more partly used.
+	if n := len(sh.chunks); n > 9 {
+		t.Errorf("%d chunks held for 2 MiB of live responses", n)
+	}
+	// A response larger than a chunk gets one of its own.
+	huge := bytes.Repeat([]byte("h"), chunkSize+1000)
+	c.add(5000*32, v4, transport.UDP, huge, now.Add(5*time.Second))
+	c.add(5001*32, v4, transport.UDP, []byte("after"), now.Add(5*time.Second))
+	if resp, _, _, ok := c.lookup(5000*32, nil); !ok || !bytes.Equal(resp, huge) {
+		t.Fatal("oversized response not kept whole")
+	}
+	if resp, _, _, ok := c.lookup(5001*32, nil); !ok || string(resp) != "after" {
+		t.Fatalf("row after the oversized one: %q %v", resp, ok)
+	}
 	now = now.Add(time.Minute)
 	c.sweep()
 	if n := c.len(); n != 0 {
 		t.Fatalf("%d rows after every expiry", n)
+	}
+	if len(sh.chunks) != 0 || len(sh.spare) > maxSpare {
+		t.Errorf("after every expiry: %d chunks, %d spare", len(sh.chunks), len(sh.spare))
 	}
 }

@@ -144,21 +144,23 @@ func (st *Server) fire(kind uint8) {
 
 // RespondOwned is Respond without the copy: b becomes the transaction's
 // (kept for retransmissions) and the caller must not modify it afterwards.
-func (st *Server) RespondOwned(b []byte, code int) { st.respond(b, code, true) }
+func (st *Server) RespondOwned(b []byte, code int) { st.respond(b, code, true, nil) }
 
 // Respond sends a response and moves the state machine (§17.2.1, §17.2.2,
 // RFC 6026 §8.5–8.7). b is copied. After a final non-2xx, later responses
 // are dropped except 2xx, which a proxy must forward whenever one arrives
 // (§16.7 step 5).
-func (st *Server) Respond(b []byte, code int) { st.respond(b, code, false) }
+func (st *Server) Respond(b []byte, code int) { st.respond(b, code, false, nil) }
 
-func (st *Server) respond(b []byte, code int, owned bool) {
+// respond sends b, or appends it to out when out is not nil (only for
+// owned responses: the bytes are sent after the lock is released).
+func (st *Server) respond(b []byte, code int, owned bool, out *[]transport.Outgoing) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch st.state {
 	case stTerminated:
 		if code >= 200 && code < 300 && st.invite {
-			st.l.send(st.proto, st.dst, b) // late 2xx: forward statelessly
+			st.l.sendOrAppend(out, st.proto, st.dst, b) // late 2xx: forward statelessly
 		}
 		return
 	case stCompleted, stConfirmed:
@@ -176,7 +178,7 @@ func (st *Server) respond(b []byte, code int, owned bool) {
 		st.last = append(st.last[:0], b...)
 	}
 	st.lastCode = code
-	st.l.send(st.proto, st.dst, b)
+	st.l.sendOrAppend(out, st.proto, st.dst, b)
 	if code < 200 {
 		return
 	}

@@ -42,6 +42,7 @@ type Layer struct {
 	servers shardedMap[*Server]
 	clients shardedMap[*Client]
 	done    completed // non-INVITE server transactions waiting out Timer J
+	replies replyQueue
 	sweep   *Timer
 	stats   Stats
 }
@@ -81,6 +82,7 @@ func New(cfg Config) *Layer {
 		cfg.Logger = slog.Default()
 	}
 	l := &Layer{cfg: cfg, log: cfg.Logger, wheel: NewWheel(cfg.Tick)}
+	l.replies.l = l
 	l.servers.init()
 	l.clients.init()
 	l.done.init(time.Now)
@@ -92,8 +94,12 @@ func New(cfg Config) *Layer {
 	return l
 }
 
-// Close stops the timers. Live transactions are abandoned.
-func (l *Layer) Close() { l.wheel.Close() }
+// Close sends the queued responses and stops the timers. Live
+// transactions are abandoned.
+func (l *Layer) Close() {
+	l.replies.close()
+	l.wheel.Close()
+}
 
 // Stats returns the live counters.
 func (l *Layer) Stats() *Stats { return &l.stats }
@@ -106,6 +112,14 @@ func (l *Layer) send(proto transport.Proto, dst netip.AddrPort, b []byte) {
 		l.stats.SendErrors.Add(1)
 		l.log.Debug("transaction send failed", "dst", dst, "proto", proto, "err", err)
 	}
+}
+
+func (l *Layer) sendOrAppend(out *[]transport.Outgoing, proto transport.Proto, dst netip.AddrPort, b []byte) {
+	if out != nil {
+		*out = append(*out, transport.Outgoing{Proto: proto, Dst: dst, Data: b})
+		return
+	}
+	l.send(proto, dst, b)
 }
 
 // shardedMap maps a 64-bit transaction key to a transaction. Sharding keeps

@@ -1,0 +1,119 @@
+package txn
+
+import (
+	"sync"
+
+	"sipedge/transport"
+)
+
+// BatchSender is an optional capability of a Sender: sending many messages
+// at once (transport.Layer.SendBatch, sendmmsg for UDP). Without it the
+// queued responses are sent one by one.
+type BatchSender interface {
+	SendBatch(out []transport.Outgoing) (failed int)
+}
+
+// RespondQueued is RespondOwned for a caller that must not spend its time
+// on the network: the response is queued and sent, with every other
+// response queued meanwhile, by the layer's sender goroutine. It is meant
+// for the store's committer, which makes a whole batch of REGISTERs
+// durable with one fsync and would otherwise send their hundreds of 200s
+// one system call at a time before it could start the next batch.
+// The transaction's state moves when the response is sent, not when it is
+// queued: until then a retransmitted request is absorbed without an answer,
+// as in the Trying state it is still in (RFC 3261 §17.2.2).
+func (st *Server) RespondQueued(b []byte, code int) {
+	st.l.replies.push(queuedReply{st: st, b: b, code: code})
+}
+
+type queuedReply struct {
+	st   *Server
+	b    []byte
+	code int
+}
+
+// replyQueue feeds the sender goroutine, started on first use.
+type replyQueue struct {
+	l       *Layer
+	mu      sync.Mutex
+	q       []queuedReply
+	running bool
+	closed  bool
+	kick    chan struct{} // capacity 1: "the queue is not empty"
+	done    chan struct{} // closed when the sender goroutine has ended
+}
+
+func (r *replyQueue) push(q queuedReply) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		r.l.stats.SendErrors.Add(1) // shutting down: as a send on a closed transport
+		return
+	}
+	r.q = append(r.q, q)
+	if !r.running {
+		r.running = true
+		r.kick = make(chan struct{}, 1)
+		r.done = make(chan struct{})
+		go r.loop()
+	}
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default: // already signalled: the sender will find this one too
+	}
+}
+
+// loop sends whatever is queued, each round as one batch.
+func (r *replyQueue) loop() {
+	defer close(r.done)
+	var q []queuedReply
+	var out []transport.Outgoing
+	for range r.kick {
+		r.mu.Lock()
+		q, r.q = r.q, q[:0]
+		closed := r.closed
+		r.mu.Unlock()
+		for i := range q {
+			q[i].st.respond(q[i].b, q[i].code, true, &out)
+		}
+		r.l.sendBatch(out)
+		clear(q)
+		clear(out)
+		out = out[:0]
+		if closed {
+			return
+		}
+	}
+}
+
+// close sends what is queued and stops the sender goroutine.
+func (r *replyQueue) close() {
+	r.mu.Lock()
+	r.closed = true
+	running := r.running
+	r.mu.Unlock()
+	if !running {
+		return
+	}
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+	<-r.done
+}
+
+func (l *Layer) sendBatch(out []transport.Outgoing) {
+	if len(out) == 0 {
+		return
+	}
+	if bs, ok := l.cfg.Sender.(BatchSender); ok {
+		if failed := bs.SendBatch(out); failed > 0 {
+			l.stats.SendErrors.Add(uint64(failed))
+		}
+		return
+	}
+	for _, o := range out {
+		l.send(o.Proto, o.Dst, o.Data)
+	}
+}
