@@ -30,8 +30,8 @@ bench/harness/run-sip-bench.sh --kamailio --out "$out/kamailio" "$@" 127.0.0.1:5
 
 steal() { grep -o 'steal_pct=[0-9.]*' "$1" | tail -1; }
 for kind in register call; do
-	s=$(grep -E "^$kind max_(rate|cps)=" "$out/sipedge.txt" | grep -o 'max_[a-z]*=[0-9]*' | cut -d= -f2 || true)
-	k=$(grep -E "^$kind max_(rate|cps)=" "$out/kamailio.txt" | grep -o 'max_[a-z]*=[0-9]*' | cut -d= -f2 || true)
+	s=$(grep -E "^$kind max_(rate|cps)=" "$out/sipedge.txt" | sed -nE 's/^[a-z]+ max_[a-z]+=([0-9]+) .*/\1/p' | head -1 || true)
+	k=$(grep -E "^$kind max_(rate|cps)=" "$out/kamailio.txt" | sed -nE 's/^[a-z]+ max_[a-z]+=([0-9]+) .*/\1/p' | head -1 || true)
 	[ -n "$s" ] && [ -n "$k" ] || continue
 	awk -v kind="$kind" -v s="$s" -v k="$k" 'BEGIN { printf "%s: sipedge=%s kamailio=%s ratio=%.2f\n", kind, s, k, s / k }'
 done | tee "$out/summary.txt"
