@@ -3,14 +3,18 @@
 # Kamailio config) against sipedge and against Kamailio in one run on this
 # machine, and prints both results and their ratio.
 #
-#   bench/compare.sh [register|call|all] [extra harness options...]
+#   bench/compare.sh [register|call|both|all] [extra harness options...]
+#
+# both (the default) measures REGISTER and then calls on each side: one
+# invocation gives both ratios from the same run. all is the harness's own
+# "all" (with Kamailio it adds the digest-auth scenarios).
 #
 # sipedge listens on 127.0.0.1:5070, Kamailio on 127.0.0.1:5080. Needs sipp
 # (Debian sip-tester) and kamailio; run as root or with both installed.
 # Results and every sipp log go to a new directory under /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scen=${1:-all}
+scen=${1:-both}
 shift || true
 out=$(mktemp -d /tmp/sipedge-bench.XXXXXX)
 echo "results in $out"
@@ -23,10 +27,16 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 sleep 1
 
-bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$out/sipedge" "$@" 127.0.0.1:5070 "$scen" | tee "$out/sipedge.txt"
+scens=$scen
+[ "$scen" = both ] && scens="register call"
+for sc in $scens; do
+	bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$out/sipedge-$sc" "$@" 127.0.0.1:5070 "$sc"
+done | tee "$out/sipedge.txt"
 kill $pid; wait $pid 2>/dev/null || true
 trap - EXIT
-bench/harness/run-sip-bench.sh --kamailio --out "$out/kamailio" "$@" 127.0.0.1:5080 "$scen" | tee "$out/kamailio.txt"
+for sc in $scens; do
+	bench/harness/run-sip-bench.sh --kamailio --out "$out/kamailio-$sc" "$@" 127.0.0.1:5080 "$sc"
+done | tee "$out/kamailio.txt"
 
 steal() { grep -o 'steal_pct=[0-9.]*' "$1" | tail -1; }
 for kind in register call; do
