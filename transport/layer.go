@@ -126,8 +126,9 @@ type Config struct {
 	// connections. For tests only.
 	TLSInsecureSkipVerify bool
 
-	// UDPReaders is the number of goroutines reading each UDP socket
-	// (default runtime.NumCPU()).
+	// UDPReaders is the number of reader goroutines per UDP listen
+	// address (default runtime.NumCPU()); on Linux each has a socket of its
+	// own in an SO_REUSEPORT group, so one flow's messages stay in order.
 	UDPReaders int
 	// UDPReadBuffer sets SO_RCVBUF on UDP sockets when > 0, so bursts are
 	// queued rather than dropped by the kernel.
@@ -321,9 +322,9 @@ func (l *Layer) Start() error {
 		var err error
 		switch s.proto {
 		case UDP:
-			var u *udpListener
-			if u, err = l.listenUDP(s); err == nil {
-				udp = append(udp, u)
+			var g []*udpListener
+			if g, err = l.listenUDP(s); err == nil {
+				udp = append(udp, g...)
 			}
 		default:
 			var sl *streamListener
@@ -340,7 +341,7 @@ func (l *Layer) Start() error {
 	l.udp, l.streams = udp, streams
 	l.udpSnap.Store(&udp)
 	for _, u := range udp {
-		for range l.udpReaders {
+		for range u.readers {
 			l.wg.Add(1)
 			go u.readLoop()
 		}
@@ -398,7 +399,9 @@ func (l *Layer) Addrs() []Listener {
 	defer l.mu.Unlock()
 	var out []Listener
 	for _, u := range l.udp {
-		out = append(out, Listener{Proto: UDP, Addr: u.addr})
+		if !u.member {
+			out = append(out, Listener{Proto: UDP, Addr: u.addr})
+		}
 	}
 	for _, s := range l.streams {
 		out = append(out, Listener{Proto: s.proto, Addr: s.addr})

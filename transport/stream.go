@@ -43,7 +43,7 @@ type streamListener struct {
 
 func (l *Layer) listenStream(s spec) (*streamListener, error) {
 	network, v6only := socketNetwork("tcp", s, l.v6Only(s))
-	lc := net.ListenConfig{Control: listenControl(v6only)}
+	lc := net.ListenConfig{Control: listenControl(v6only, false)}
 	ln, err := lc.Listen(context.Background(), network, s.addr.String())
 	if err != nil {
 		return nil, err

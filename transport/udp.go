@@ -8,22 +8,68 @@ import (
 	"time"
 )
 
-// udpListener is one bound UDP socket, read by several goroutines.
+// udpListener is one bound UDP socket. A listen address is served by a
+// group of them (see listenUDP); the first of a group is the one sends
+// leave from and the one Addrs reports.
 type udpListener struct {
-	l    *Layer
-	conn *net.UDPConn
-	addr netip.AddrPort // bound address (unmapped)
-	dual bool           // IPv6 wildcard socket that also receives IPv4
+	l       *Layer
+	conn    *net.UDPConn
+	addr    netip.AddrPort // bound address (unmapped)
+	dual    bool           // IPv6 wildcard socket that also receives IPv4
+	member  bool           // a further socket of a group: receives only
+	readers int            // goroutines reading this socket
 	// batch sends several datagrams per system call (SendBatch).
 	batch batchWriter
 }
 
-// listenUDP binds s. IPv4 addresses get a "udp4" socket; IPv6 ones "udp6"
+// listenUDP binds s. IPv4 addresses get "udp4" sockets; IPv6 ones "udp6"
 // (IPv6-only) unless v6Only says the wildcard may be dual-stack.
-func (l *Layer) listenUDP(s spec) (*udpListener, error) {
+//
+// With several readers, s is bound by that many sockets with SO_REUSEPORT,
+// one reader goroutine each. The kernel hashes each datagram's addresses
+// and ports to pick the socket, so all the messages of one flow (one phone,
+// one peer) are read by the same goroutine in the order they came: an ACK
+// and the BYE right behind it are handled in that order, which several
+// goroutines reading one socket cannot promise. Readers of different
+// sockets never contend for one descriptor either. Before the group is
+// made the address is bound once without SO_REUSEPORT, so a port another
+// process holds (even another sipedge's group) is refused as in use rather
+// than silently shared, and port 0 becomes one free port for the group.
+func (l *Layer) listenUDP(s spec) ([]*udpListener, error) {
 	network, v6only := socketNetwork("udp", s, l.v6Only(s))
-	lc := net.ListenConfig{Control: listenControl(v6only)}
-	pc, err := lc.ListenPacket(context.Background(), network, s.addr.String())
+	n := l.udpReaders
+	if !reusePortGroups || n < 2 {
+		u, err := l.bindUDP(network, s.addr, v6only, false)
+		if err != nil {
+			return nil, err
+		}
+		u.readers = n
+		return []*udpListener{u}, nil
+	}
+	probe, err := l.bindUDP(network, s.addr, v6only, false)
+	if err != nil {
+		return nil, err
+	}
+	at := netip.AddrPortFrom(s.addr.Addr(), probe.addr.Port())
+	probe.conn.Close()
+	group := make([]*udpListener, 0, n)
+	for i := range n {
+		u, err := l.bindUDP(network, at, v6only, true)
+		if err != nil {
+			for _, g := range group {
+				g.conn.Close()
+			}
+			return nil, err
+		}
+		u.readers, u.member = 1, i > 0
+		group = append(group, u)
+	}
+	return group, nil
+}
+
+func (l *Layer) bindUDP(network string, at netip.AddrPort, v6only int, reusePort bool) (*udpListener, error) {
+	lc := net.ListenConfig{Control: listenControl(v6only, reusePort)}
+	pc, err := lc.ListenPacket(context.Background(), network, at.String())
 	if err != nil {
 		return nil, err
 	}
@@ -52,10 +98,9 @@ func socketNetwork(base string, s spec, v6only bool) (string, int) {
 	}
 }
 
-// readLoop is one reader of the socket. The kernel hands each datagram to
-// exactly one of the goroutines blocked on the socket, so several of them
-// let the handler run for one message while the next is being read. The
-// loop allocates nothing per datagram: the buffer and Packet are reused and
+// readLoop is one reader of the socket (where SO_REUSEPORT groups are not
+// available, several goroutines read one socket: the kernel hands each
+// datagram to exactly one of them). The loop allocates nothing per datagram: the buffer and Packet are reused and
 // ReadFromUDPAddrPort returns the source by value.
 func (u *udpListener) readLoop() {
 	l := u.l
@@ -129,6 +174,9 @@ func (l *Layer) udpFor(dst netip.AddrPort) *udpListener {
 	var best *udpListener
 	bestScore := -1
 	for _, u := range *snap {
+		if u.member {
+			continue
+		}
 		a := u.addr.Addr()
 		if a.Is4() != d.Is4() && !(u.dual && d.Is4()) {
 			continue

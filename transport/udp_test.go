@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -181,8 +182,10 @@ func TestUDPDropsKeepAlivesAndMarksOversize(t *testing.T) {
 	}
 }
 
-// Several readers per socket: 200 datagrams from 4 clients are all
-// answered, and handlers really run concurrently.
+// Several readers per address: 800 datagrams from 16 clients are all
+// answered, and handlers really run concurrently (the flows spread over
+// the SO_REUSEPORT group's sockets; 16 flows all landing on one of 4
+// sockets has a chance of 4^-15).
 func TestUDPConcurrentReaders(t *testing.T) {
 	var active, maxActive atomic.Int32
 	h := HandlerFunc(func(l *Layer, p *Packet) {
@@ -199,7 +202,7 @@ func TestUDPConcurrentReaders(t *testing.T) {
 	})
 	l := startLayer(t, Config{Listen: []ListenSpec{{UDP, "127.0.0.1:0"}}, UDPReaders: 4}, h)
 	srv := net.UDPAddrFromAddrPort(addrOf(t, l, UDP))
-	const clients, each = 4, 50
+	const clients, each = 16, 50
 	var wg sync.WaitGroup
 	var answered atomic.Int32
 	for i := range clients {
@@ -294,5 +297,83 @@ func TestUDPReadPathNoAllocs(t *testing.T) {
 	})
 	if allocs >= 1 {
 		t.Errorf("%.1f allocations per datagram", allocs)
+	}
+}
+
+// One flow's datagrams are handled one after the other in the order they
+// came, however many readers there are: each client's numbered messages
+// reach the handler in order even though the handler takes a random time.
+// With several goroutines reading one socket this fails at once.
+func TestUDPFlowOrder(t *testing.T) {
+	if !reusePortGroups {
+		t.Skip("per-flow order needs SO_REUSEPORT groups (Linux)")
+	}
+	var mu sync.Mutex
+	seen := map[string][]int{}
+	var total atomic.Int32
+	h := HandlerFunc(func(l *Layer, p *Packet) {
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+		var n int
+		fmt.Sscanf(string(p.Data[len("OPTIONS sip:"):]), "%d", &n)
+		mu.Lock()
+		seen[p.Src.String()] = append(seen[p.Src.String()], n)
+		mu.Unlock()
+		total.Add(1)
+	})
+	l := startLayer(t, Config{Listen: []ListenSpec{{UDP, "127.0.0.1:0"}}, UDPReaders: 4, UDPReadBuffer: 4 << 20}, h)
+	srv := net.UDPAddrFromAddrPort(addrOf(t, l, UDP))
+	const clients, each = 8, 100
+	for range clients {
+		c, err := net.DialUDP("udp4", nil, srv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for j := range each {
+			if _, err := fmt.Fprintf(c, "OPTIONS sip:%d@b SIP/2.0\r\nContent-Length: 0\r\n\r\n", j); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for total.Load() < clients*each && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != clients {
+		t.Fatalf("%d flows seen, want %d", len(seen), clients)
+	}
+	for src, got := range seen {
+		if len(got) != each {
+			t.Errorf("%s: %d of %d messages", src, len(got), each)
+		}
+		for i, n := range got {
+			if n != i {
+				t.Errorf("%s: message %d handled at position %d: out of order", src, n, i)
+				break
+			}
+		}
+	}
+}
+
+// A UDP port held by another socket (another process, even one with an
+// SO_REUSEPORT group of its own) is refused, not shared; the group's
+// sockets are not listed as addresses of their own.
+func TestUDPPortInUse(t *testing.T) {
+	l := startLayer(t, Config{Listen: []ListenSpec{{UDP, "127.0.0.1:0"}}, UDPReaders: 3}, newRecorder(nil))
+	if a := l.Addrs(); len(a) != 1 {
+		t.Fatalf("Addrs = %v, want one UDP listener", a)
+	}
+	busy := addrOf(t, l, UDP)
+	l2, err := New(Config{Listen: []ListenSpec{{UDP, busy.String()}}, UDPReaders: 3}, newRecorder(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Start(); err == nil {
+		l2.Close()
+		t.Fatalf("a second layer bound %v, which is in use", busy)
+	} else if !strings.Contains(err.Error(), busy.String()) {
+		t.Errorf("error %q does not name the address", err)
 	}
 }

@@ -264,7 +264,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` for tls listeners")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.IntVar(&o.udpReaders, "udp-readers", 0, "goroutines reading each UDP socket (default: number of CPUs)")
+	fs.IntVar(&o.udpReaders, "udp-readers", 0, "UDP reader goroutines per listen address, each with its own socket; one phone's messages always go to the same one, in order (default: number of CPUs)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", transport.DefaultIdleTimeout, "close TCP/TLS connections idle this long")
 	fs.IntVar(&o.maxMessageSize, "max-message-size", sip.DefaultMaxMessageSize, "largest SIP message accepted, in bytes (larger: 513)")
 	fs.BoolVar(&o.symmetric, "symmetric-responses", true, "send UDP responses to the source port even without rport (RFC 3581 behaviour for NATed phones); false follows RFC 3261 §18.2.2 strictly")
