@@ -80,32 +80,21 @@ func loopHash(m *sip.Message) uint64 { return requestHash(m, true) }
 func statelessHash(m *sip.Message) uint64 { return requestHash(m, false) }
 
 func requestHash(m *sip.Message, full bool) uint64 {
-	h := uint64(14695981039346656037)
-	add := func(b []byte) {
-		for _, c := range b {
-			h ^= uint64(c)
-			h *= 1099511628211
-		}
-		h ^= 0xff
-		h *= 1099511628211
-	}
+	h := sip.NewHash()
 	if full {
 		if to, err := m.To(); err == nil {
-			add(to.Tag)
+			h = h.Add(to.Tag)
 		}
 	}
 	if from, err := m.From(); err == nil {
-		add(from.Tag)
+		h = h.Add(from.Tag)
 	}
-	add(m.CallID())
-	add(m.RequestURIBytes())
 	n, _ := m.CSeq()
-	add([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	h = h.Add(m.CallID()).Add(m.RequestURIBytes()).AddUint64(uint64(n))
 	if full {
-		add(m.Get(sip.KindProxyRequire))
-		add(m.Get(sip.KindProxyAuthorization))
+		h = h.Add(m.Get(sip.KindProxyRequire)).Add(m.Get(sip.KindProxyAuthorization))
 	}
-	return h
+	return uint64(h)
 }
 
 // branchPrefix marks branches sipedge generated: "z9hG4bK" + "Se" + 16 hex
@@ -142,14 +131,8 @@ func (c *Core) appendBranch(dst []byte, m *sip.Message, via *sip.Via, idx int) [
 		dst = appendHex(dst, loopHash(m))
 	}
 	dst = append(dst, '.')
-	h := c.tagKey ^ uint64(idx+1)*0x9e3779b97f4a7c15
-	for _, part := range [][]byte{via.Branch, via.Host, m.CallID()} {
-		for _, ch := range part {
-			h ^= uint64(ch)
-			h *= 1099511628211
-		}
-	}
-	return appendHex(dst, h)
+	h := sip.NewHash().AddUint64(c.tagKey).AddUint64(uint64(idx)).Add(via.Branch).Add(via.Host).Add(m.CallID())
+	return appendHex(dst, uint64(h))
 }
 
 // looped reports whether a Via sipedge added carries the loop hash of this

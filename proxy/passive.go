@@ -52,9 +52,8 @@ type passiveTable struct {
 // the same source always gets the same token, so refreshes update one
 // entry and the provider sees a stable Contact.
 func (c *Core) passiveToken(contact []byte, src netip.AddrPort) string {
-	h := fnv64(c.tagKey^0x70617373, contact)
 	b, _ := src.MarshalBinary()
-	h = fnv64(h, b)
+	h := sip.NewHash().AddString("passive").AddUint64(c.tagKey).Add(contact).Add(b)
 	var buf [8]byte
 	for i := range buf {
 		buf[i] = byte(h >> (8 * i))

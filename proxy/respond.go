@@ -53,23 +53,8 @@ func (r *request) extraWithServer(extra []byte) []byte {
 // branch: a retransmitted request gets the same tag, so a stateless answer
 // is still consistent (RFC 3261 §8.2.6.2, §16.11 for stateless proxies).
 func (c *Core) toTag(dst []byte, m *sip.Message, via *sip.Via) []byte {
-	h := fnv64(c.tagKey, m.CallID())
-	if f := m.Get(sip.KindFrom); f != nil {
-		h = fnv64(h, f)
-	}
-	h = fnv64(h, via.Branch)
-	return appendHex(dst, h)
-}
-
-func fnv64(h uint64, b []byte) uint64 {
-	if h == 0 {
-		h = 14695981039346656037
-	}
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
+	h := sip.NewHash().AddUint64(c.tagKey).Add(m.CallID()).Add(m.Get(sip.KindFrom)).Add(via.Branch)
+	return appendHex(dst, uint64(h))
 }
 
 // send delivers a response to where RFC 3261 §18.2.2 says: back over the

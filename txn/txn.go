@@ -175,45 +175,6 @@ func (s *shardedMap[T]) len() int {
 	return n
 }
 
-// hash is FNV-1a over the parts of a transaction key, with a separator so
-// ("ab","c") and ("a","bc") differ.
-type hash uint64
-
-func newHash() hash { return 14695981039346656037 }
-
-func (h hash) add(b []byte) hash {
-	for _, c := range b {
-		h ^= hash(c)
-		h *= 1099511628211
-	}
-	h ^= 0xff
-	h *= 1099511628211
-	return h
-}
-
-func (h hash) addLower(b []byte) hash {
-	for _, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			c += 32
-		}
-		h ^= hash(c)
-		h *= 1099511628211
-	}
-	h ^= 0xff
-	h *= 1099511628211
-	return h
-}
-
-func (h hash) addString(s string) hash {
-	for i := 0; i < len(s); i++ {
-		h ^= hash(s[i])
-		h *= 1099511628211
-	}
-	h ^= 0xff
-	h *= 1099511628211
-	return h
-}
-
 // matchMethod is the method a request matches transactions under: an ACK
 // matches the INVITE it acknowledges (RFC 3261 §17.2.3).
 func matchMethod(m *sip.Message) []byte {
@@ -229,25 +190,20 @@ func matchMethod(m *sip.Message) []byte {
 // method (the To tag is left out so the ACK of a non-2xx matches its
 // INVITE).
 func ServerKey(m *sip.Message, via *sip.Via, method []byte) uint64 {
-	h := newHash()
+	h := sip.NewHash()
 	if via.RFC3261Branch() {
-		h = h.add(via.Branch).addLower(via.Host)
-		var port [2]byte
-		port[0], port[1] = byte(via.Port>>8), byte(via.Port)
-		return uint64(h.add(port[:]).add(method))
+		return uint64(h.Add(via.Branch).AddLower(via.Host).AddUint64(uint64(via.Port)).Add(method))
 	}
 	n, _ := m.CSeq()
-	var num [4]byte
-	num[0], num[1], num[2], num[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 	from, _ := m.From()
 	v, _ := topViaValue(m)
-	return uint64(h.addString("2543").add(m.RequestURIBytes()).add(from.Tag).add(m.CallID()).add(num[:]).add(v).add(method))
+	return uint64(h.AddString("2543").Add(m.RequestURIBytes()).Add(from.Tag).Add(m.CallID()).AddUint64(uint64(n)).Add(v).Add(method))
 }
 
 // ClientKey is the client transaction key: our branch and the method
 // (§17.1.3). CANCEL shares the INVITE's branch, so the method separates them.
 func ClientKey(branch, method []byte) uint64 {
-	return uint64(newHash().add(branch).add(method))
+	return uint64(sip.NewHash().Add(branch).Add(method))
 }
 
 func topViaValue(m *sip.Message) ([]byte, bool) {
