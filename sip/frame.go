@@ -97,7 +97,18 @@ func scanContentLength(hdr []byte, l *Limits) (int, error) {
 			return 0, errAt(400, "Multiple Content-Length", hdr, start)
 		}
 		found = true
-		v, ok := parseUintLWS(line[colon+1:])
+		// The value may be folded onto continuation lines (RFC 3261
+		// §7.3.1: LWS = [*WSP CRLF] 1*WSP), as in "Content-Length:\r\n 5":
+		// take every following line that starts with SP or HT, the same
+		// field end Parse uses, so both read the same value.
+		for p < len(hdr) && (hdr[p] == ' ' || hdr[p] == '\t') {
+			k := bytes.IndexByte(hdr[p:], '\n')
+			if k < 0 {
+				break
+			}
+			p += k + 1
+		}
+		v, ok := parseUintLWS(hdr[start+colon+1 : p])
 		if !ok {
 			return 0, errAt(400, "Bad Content-Length", hdr, start)
 		}

@@ -7,6 +7,8 @@ package sip
 type Limits struct {
 	// MaxMessageSize bounds a whole message: start line, headers and body.
 	// Exceeding it answers 513 Message Too Large (RFC 3261 §21.5.14).
+	// Datagram bytes after the Content-Length body are not part of the
+	// message (RFC 3261 §18.3) and do not count.
 	MaxMessageSize int
 	// MaxBodySize bounds Content-Length. Exceeding it answers
 	// 413 Request Entity Too Large (RFC 3261 §21.4.11).

@@ -18,9 +18,18 @@ func (m *Message) Parse(b []byte, lim *Limits) error {
 	m.reset()
 	lv := lim.withDefaults()
 	l := &lv
-	var tooBig *ParseError
+	// RFC 3261 §21.5.14 (Limits.MaxMessageSize): a message longer than the
+	// limit is answered 513. Only the first MaxMessageSize bytes are indexed,
+	// so a hostile datagram costs no more than a legal one, and the 513 can
+	// still be built from the Via, From, To, Call-ID and CSeq found there.
+	// The cut leaves a header section or body that stops short; the defect
+	// it creates (Header Section Not Terminated, Bad Header Field,
+	// Content-Length Larger Than Message...) is an artefact of the cut, not
+	// the cause of the refusal, so tooBig takes precedence over every
+	// framing error below. Only a bad start line, which is read whole before
+	// any header, is still reported first.
+	var tooBig error
 	if len(b) > l.MaxMessageSize && l.MaxMessageSize > 0 {
-		// Keep indexing the front so the 513 can be answered.
 		tooBig = errAt(513, "Message Too Large", b, l.MaxMessageSize)
 		b = b[:l.MaxMessageSize]
 	}
@@ -33,7 +42,7 @@ func (m *Message) Parse(b []byte, lim *Limits) error {
 	}
 	lineEnd, err := m.lineEnd(p, l)
 	if err != nil {
-		return err
+		return firstErr(tooBig, err, nil)
 	}
 	// A request with a bad start line (extra SP, unknown version) is
 	// still answered (400, 505), and the answer needs the Via, From, To,
@@ -46,24 +55,34 @@ func (m *Message) Parse(b []byte, lim *Limits) error {
 	m.startEnd = int32(p)
 
 	if err := m.parseHeaders(p, l); err != nil {
-		if startErr != nil {
-			return startErr
-		}
-		return err
+		return firstErr(startErr, tooBig, err)
 	}
 	if err := m.frameBody(l); err != nil {
-		if startErr != nil {
-			return startErr
-		}
+		return firstErr(startErr, tooBig, err)
+	}
+	if tooBig != nil && m.contentLen >= 0 {
+		// Content-Length ended the message inside the first
+		// MaxMessageSize bytes: what follows in the datagram is not part
+		// of it and is discarded (RFC 3261 §18.3), so the message itself
+		// is within the limit, as Frame judges a stream message.
+		tooBig = nil
+	}
+	if err := firstErr(startErr, tooBig, nil); err != nil {
 		return err
 	}
-	if startErr != nil {
-		return startErr
-	}
-	if tooBig != nil {
-		return tooBig
-	}
 	return m.validate(l)
+}
+
+// firstErr returns the first non-nil of a, b, c: the errors of one message
+// in order of precedence.
+func firstErr(a, b, c error) error {
+	switch {
+	case a != nil:
+		return a
+	case b != nil:
+		return b
+	}
+	return c
 }
 
 // lineEnd returns the offset of the CR of the CRLF ending the line at p.

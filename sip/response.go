@@ -9,7 +9,8 @@ import (
 // the status line, every Via of the request in order, From, To (with toTag
 // added when the request's To has none and code > 100), Call-ID and CSeq
 // copied byte for byte, then extra (complete header lines, each ending in
-// CRLF), then Content-Length: 0 and the empty line.
+// CRLF), then Content-Length: 0 and the empty line. A 100 Trying also
+// echoes the request's Timestamp (RFC 3261 §8.2.6.1).
 //
 // It works on a request that failed validation as long as its header index
 // was built, which is how malformed requests get their 400: headers that were
@@ -41,6 +42,15 @@ func AppendResponse(dst []byte, req *Message, code int, reason string, toTag []b
 					dst = append(dst, toTag...)
 					dst = append(dst, '\r', '\n')
 				}
+			}
+		case KindOther:
+			// RFC 3261 §8.2.6.1: a 100 (Trying) copies the request's
+			// Timestamp so the client can measure the round trip
+			// (§20.38). The value is echoed as is: the delay §8.2.6.1
+			// allows adding is left out, since AppendResponse does not
+			// know when the request arrived.
+			if code == 100 && equalFold(req.b(h.name), "timestamp") {
+				dst = appendHeader(dst, "Timestamp", req.b(h.value))
 			}
 		}
 	}

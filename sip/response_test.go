@@ -54,6 +54,22 @@ func TestAppendResponseTable(t *testing.T) {
 			toTag: "",
 		},
 		{
+			// RFC 3261 §8.2.6.1: a 100 Trying echoes the Timestamp,
+			// whatever the case of its name; the request's other
+			// unknown headers are not copied.
+			name: "100 Trying copies Timestamp", req: editRep(respReq, "Max-Forwards: 68\r\n", "Max-Forwards: 68\r\ntimestamp:  54.2 0.3 \r\nSubject: x\r\n"),
+			code: 100, reason: "Trying", tag: "t9",
+			want: "SIP/2.0 100 Trying\r\n" + respVias + "Timestamp: 54.2 0.3\r\nTo: Bob <sip:bob@biloxi.com>\r\n" + respTail +
+				"Content-Length: 0\r\n\r\n",
+			toTag: "",
+		},
+		{
+			name: "Timestamp not copied into a 180", req: editRep(respReq, "Max-Forwards: 68\r\n", "Max-Forwards: 68\r\nTimestamp: 54\r\n"),
+			code: 180, reason: "Ringing", tag: "r1",
+			want:  "SIP/2.0 180 Ringing\r\n" + respVias + "To: Bob <sip:bob@biloxi.com>;tag=r1\r\n" + respTail + "Content-Length: 0\r\n\r\n",
+			toTag: "r1",
+		},
+		{
 			name: "101 gets a tag", req: respReq, code: 101, reason: "Early", tag: "e1",
 			want:  "SIP/2.0 101 Early\r\n" + respVias + "To: Bob <sip:bob@biloxi.com>;tag=e1\r\n" + respTail + "Content-Length: 0\r\n\r\n",
 			toTag: "e1",

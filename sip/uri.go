@@ -26,7 +26,8 @@ type URI struct {
 	Password []byte
 	HasUser  bool   // an '@' was present (user may still be empty)
 	Host     []byte // hostname, IPv4 address, or IPv6 reference with brackets
-	Port     int    // 0 when absent
+	Port     int    // 0 when absent (HasPort tells an explicit ":0" apart)
+	HasPort  bool   // a port was written, so Port is meaningful even when 0
 	Params   []byte // uri-parameters after the first ';', without it
 	Headers  []byte // after '?', without it
 	Opaque   []byte // tel and other schemes: everything after "scheme:"
@@ -166,7 +167,7 @@ func parseSIPURI(u *URI, b []byte) error {
 		if p == ps {
 			return ErrURIPort
 		}
-		u.Port = port
+		u.Port, u.HasPort = port, true
 	}
 	if p < len(b) && b[p] == ';' {
 		p++
@@ -303,16 +304,29 @@ func unhex(c byte) byte {
 	}
 }
 
-// escapedEqual compares two escaped strings after decoding each escape once,
-// byte for byte (case-sensitive), as RFC 3261 §19.1.4 requires for user and
-// password. With fold, letters compare case-insensitively (host, params).
-func escapedEqual(a, b []byte, fold bool) bool {
+// escapedEqual compares two escaped strings per RFC 3261 §19.1.4:
+// "characters other than those in the reserved set are equivalent to their
+// %HEX HEX encoding". An escape of any other character is decoded once and
+// compares equal to that character written plainly; an escape of a reserved
+// character (';' '/' '?' ':' '@' '&' '=' '+' '$' ',') stays an escape, equal
+// only to the same escape (hex digits in any case), since it means something
+// other than the delimiter it encodes (sip:alice%3Bx@ is not sip:alice;x@).
+// Bytes compare case-sensitively, as RFC 3261 §19.1.4 requires for user and
+// password; with fold, letters compare case-insensitively (host, params).
+func escapedEqual(a, b []byte, fold bool) bool { return compareEscaped(a, b, fold, false) }
+
+// unescapedEqual compares two escaped strings after decoding every escape
+// once, reserved characters included: for URI header values, which stand
+// for header field values where an escaped ':' is the ':' it encodes.
+func unescapedEqual(a, b []byte, fold bool) bool { return compareEscaped(a, b, fold, true) }
+
+func compareEscaped(a, b []byte, fold, all bool) bool {
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
-		ca, na := decodeAt(a, i)
-		cb, nb := decodeAt(b, j)
-		if fold {
-			ca, cb = lower(ca), lower(cb)
+		ca, na := decodeAt(a, i, all)
+		cb, nb := decodeAt(b, j, all)
+		if fold && ca < 256 && cb < 256 {
+			ca, cb = int(lower(byte(ca))), int(lower(byte(cb)))
 		}
 		if ca != cb {
 			return false
@@ -323,19 +337,39 @@ func escapedEqual(a, b []byte, fold bool) bool {
 	return i == len(a) && j == len(b)
 }
 
-func decodeAt(b []byte, i int) (byte, int) {
+// decodeAt reads the character at b[i] and how many bytes it takes. A
+// %-escape yields the character it encodes, except that without all an
+// escape of a reserved character yields 256 + the character, so it never
+// equals a plain byte.
+func decodeAt(b []byte, i int, all bool) (int, int) {
 	if b[i] == '%' && i+2 < len(b) && isHex(b[i+1]) && isHex(b[i+2]) {
-		return unhex(b[i+1])<<4 | unhex(b[i+2]), 3
+		c := unhex(b[i+1])<<4 | unhex(b[i+2])
+		if !all && isReserved(c) {
+			return 256 + int(c), 3
+		}
+		return int(c), 3
 	}
-	return b[i], 1
+	return int(b[i]), 1
+}
+
+// isReserved: reserved = ";" / "/" / "?" / ":" / "@" / "&" / "=" / "+" /
+// "$" / "," (RFC 3261 §25.1, from RFC 2396).
+func isReserved(c byte) bool {
+	switch c {
+	case ';', '/', '?', ':', '@', '&', '=', '+', '$', ',':
+		return true
+	}
+	return false
 }
 
 // URIEqual compares two SIP URIs per RFC 3261 §19.1.4: scheme and host
-// case-insensitive, user and password case-sensitive after unescaping, port
-// present on both or neither, and the user, ttl, method, maddr and transport
-// parameters equal if present in either; other parameters compare only when
-// present in both. URI headers are ignored here. Non-SIP URIs compare their
-// opaque parts byte for byte after unescaping.
+// case-insensitive, user and password case-sensitive, escapes of unreserved
+// characters equal to the characters (see escapedEqual), a port present on
+// both (with the same value) or on neither, the user, ttl, method, maddr and
+// transport parameters equal if present in either, other parameters compared
+// only when present in both, and the headers equal (see uriHeadersEqual).
+// Non-SIP URIs compare their opaque parts byte for byte under the same
+// escape rule.
 func URIEqual(a, b *URI) bool {
 	if !equalFold(a.Scheme, string(b.Scheme)) {
 		return false
@@ -343,9 +377,12 @@ func URIEqual(a, b *URI) bool {
 	if !a.IsSIP() {
 		return escapedEqual(a.Opaque, b.Opaque, false)
 	}
+	// An explicit port, even :0, never matches an absent one: "A URI
+	// omitting any component with a default value will not match a URI
+	// explicitly containing that component with its default value".
 	if a.HasUser != b.HasUser || !escapedEqual(a.User, b.User, false) ||
 		!escapedEqual(a.Password, b.Password, false) ||
-		!escapedEqual(a.Host, b.Host, true) || a.Port != b.Port {
+		!escapedEqual(a.Host, b.Host, true) || a.HasPort != b.HasPort || a.Port != b.Port {
 		return false
 	}
 	for _, name := range [...]string{"user", "ttl", "method", "maddr", "transport"} {
@@ -379,5 +416,84 @@ func URIEqual(a, b *URI) bool {
 		}
 		ps = ps[n+1:]
 	}
-	return true
+	return uriHeadersEqual(a.Headers, b.Headers)
+}
+
+// uriHeadersEqual compares the headers of two URIs (hname "=" hvalue joined
+// by '&'). RFC 3261 §19.1.4: "URI header components are never ignored. Any
+// present header component MUST be present in both URIs and match": the
+// two lists must hold the same headers in any order, each as many times in
+// one as in the other. Names compare case-insensitively (§7.3.1), values
+// case-sensitively, both after unescaping (an hvalue is the escaped form of
+// a header field value); a header written without '=' has an empty value.
+func uriHeadersEqual(a, b []byte) bool {
+	for rest := a; ; {
+		h, r, more := nextURIHeader(rest)
+		if !more {
+			break
+		}
+		if countURIHeader(a, h) != countURIHeader(b, h) {
+			return false
+		}
+		rest = r
+	}
+	// Every header of a has its match in b, as often; b must hold nothing
+	// else.
+	return countURIHeaders(a) == countURIHeaders(b)
+}
+
+// nextURIHeader splits the first header off a '&'-separated list. Empty
+// elements ("a&&b", a trailing '&') hold no header and are skipped.
+func nextURIHeader(l []byte) (h, rest []byte, ok bool) {
+	for len(l) > 0 {
+		i := bytes.IndexByte(l, '&')
+		switch {
+		case i < 0:
+			return l, nil, true
+		case i > 0:
+			return l[:i], l[i+1:], true
+		}
+		l = l[1:]
+	}
+	return nil, nil, false
+}
+
+// countURIHeaders returns the number of headers in a list.
+func countURIHeaders(l []byte) int {
+	n := 0
+	for {
+		_, r, ok := nextURIHeader(l)
+		if !ok {
+			return n
+		}
+		n++
+		l = r
+	}
+}
+
+// countURIHeader returns how many headers of l match h.
+func countURIHeader(l, h []byte) int {
+	hn, hv := splitURIHeader(h)
+	n := 0
+	for {
+		x, r, ok := nextURIHeader(l)
+		if !ok {
+			return n
+		}
+		xn, xv := splitURIHeader(x)
+		if unescapedEqual(xn, hn, true) && unescapedEqual(xv, hv, false) {
+			n++
+		}
+		l = r
+	}
+}
+
+// splitURIHeader splits "hname=hvalue" at the first '='.
+func splitURIHeader(h []byte) (name, value []byte) {
+	for i, c := range h {
+		if c == '=' {
+			return h[:i], h[i+1:]
+		}
+	}
+	return h, nil
 }

@@ -98,21 +98,30 @@ func (m *Message) validateRequestURI() error {
 	return nil
 }
 
+// validateVias parses every via-parm of Via header i and counts them in
+// nvias. Via = "Via" HCOLON via-parm *(COMMA via-parm) (RFC 3261 §20.42,
+// §25.1): an empty value, or an empty element between commas, is not a
+// via-parm and is refused (§16.3 step 1). The value is split here rather
+// than with the Values iterator, which moves to the next Via header before
+// it returns an empty value, so the empty element could not be told apart
+// from the end of this header.
 func (m *Message) validateVias(i int, l *Limits) bool {
-	it := Values{m: m, kind: KindVia, hi: i}
+	h := &m.hdrs[i]
+	v := m.buf[h.value.s:h.value.e]
 	for {
-		v, ok := it.Next()
-		if !ok || it.hi != i {
-			return true
-		}
+		n := splitComma(v)
 		m.nvias++
 		if int(m.nvias) > l.MaxVias {
 			return false
 		}
 		var via Via
-		if parseVia(&via, v) != nil {
+		if parseVia(&via, v[:n]) != nil {
 			return false
 		}
+		if n == len(v) {
+			return true
+		}
+		v = v[n+1:]
 	}
 }
 
@@ -197,7 +206,10 @@ func (m *Message) parseCSeq(sp span) bool {
 
 // validDate checks rfc1123-date: wkday "," SP 2DIGIT SP month SP 4DIGIT SP
 // 2DIGIT ":" 2DIGIT ":" 2DIGIT SP "GMT" (RFC 3261 §20.17; RFC 4475
-// §3.1.2.12 refuses "EST"). In the layout 'a' is a letter, 'd' a digit.
+// §3.1.2.12 refuses "EST"). In the layout 'a' is a letter, 'd' a digit;
+// wkday and month must then be one of the names RFC 3261 §25.1 lists
+// (Mon..Sun, Jan..Dec), spelled as there: like "GMT", they are
+// case-sensitive, since SIP-date is the HTTP-date of RFC 2616 §3.3.1.
 func validDate(v []byte) bool {
 	const layout = "aaa, dd aaa dddd dd:dd:dd GMT"
 	if len(v) != len(layout) {
@@ -219,5 +231,16 @@ func validDate(v []byte) bool {
 			}
 		}
 	}
-	return true
+	return oneOf3(v[0:3], "MonTueWedThuFriSatSun") && oneOf3(v[8:11], "JanFebMarAprMayJunJulAugSepOctNovDec")
+}
+
+// oneOf3 reports whether the 3 bytes of b are one of the 3-letter names
+// concatenated in names.
+func oneOf3(b []byte, names string) bool {
+	for i := 0; i+3 <= len(names); i += 3 {
+		if string(b) == names[i:i+3] {
+			return true
+		}
+	}
+	return false
 }
