@@ -30,10 +30,22 @@ type completedShard struct {
 	// The responses, in row order, in fixed-size chunks: a growing table
 	// never copies the bytes it holds (one growing slab did, hundreds of
 	// megabytes under the shard lock at 40 000 REGISTERs a second), and
-	// expired chunks are reused rather than left to the collector.
-	chunks    [][]byte
-	chunkBase uint64   // absolute number of chunks[0]
-	spare     [][]byte // emptied chunks kept for reuse
+	// expired chunks are reused or given back. The chunks are mapped
+	// outside the Go heap where the system allows (chunk_unix.go): they
+	// hold most of the table's memory (about 500 MB at 30 000 REGISTERs a
+	// second), and in the heap they would double the collector's target
+	// and so the process's size.
+	chunks    []chunk
+	chunkBase uint64  // absolute number of chunks[0]
+	spare     []chunk // emptied chunks kept for reuse
+	closed    bool    // released by close: nothing is stored any more
+}
+
+// chunk is a byte buffer of the table, from allocChunk (mapped) or from
+// the Go heap (a response larger than a chunk, or where mapping failed).
+type chunk struct {
+	b      []byte
+	mapped bool
 }
 
 // chunkSize holds a few hundred responses; a response larger than a chunk
@@ -67,16 +79,19 @@ func (c *completed) add(key uint64, dst netip.AddrPort, proto transport.Proto, r
 	sh := &c.shards[key%32]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if sh.closed {
+		return
+	}
 	sh.expire(c.now().UnixNano())
 	last := len(sh.chunks) - 1
-	if last < 0 || cap(sh.chunks[last])-len(sh.chunks[last]) < len(resp) {
+	if last < 0 || cap(sh.chunks[last].b)-len(sh.chunks[last].b) < len(resp) {
 		sh.chunks = append(sh.chunks, sh.newChunk(len(resp)))
 		last++
 	}
-	ch := sh.chunks[last]
+	ch := &sh.chunks[last]
 	r := compRow{key: key, expiry: expiry.UnixNano(), port: dst.Port(), proto: proto,
-		chunk: sh.chunkBase + uint64(last), off: uint32(len(ch)), n: uint32(len(resp))}
-	sh.chunks[last] = append(ch, resp...)
+		chunk: sh.chunkBase + uint64(last), off: uint32(len(ch.b)), n: uint32(len(resp))}
+	ch.b = append(ch.b, resp...)
 	a := dst.Addr()
 	r.is4 = a.Is4()
 	r.addr = a.As16()
@@ -84,17 +99,30 @@ func (c *completed) add(key uint64, dst netip.AddrPort, proto transport.Proto, r
 	sh.rows = append(sh.rows, r)
 }
 
-func (sh *completedShard) newChunk(need int) []byte {
+func (sh *completedShard) newChunk(need int) chunk {
 	if need > chunkSize {
-		return make([]byte, 0, need)
+		return chunk{b: make([]byte, 0, need)}
 	}
 	if n := len(sh.spare); n > 0 {
 		ch := sh.spare[n-1]
-		sh.spare[n-1] = nil
+		sh.spare[n-1] = chunk{}
 		sh.spare = sh.spare[:n-1]
 		return ch
 	}
-	return make([]byte, 0, chunkSize)
+	if b, ok := allocChunk(chunkSize); ok {
+		return chunk{b: b[:0], mapped: true}
+	}
+	return chunk{b: make([]byte, 0, chunkSize)}
+}
+
+// release gives a chunk back: to the spares, or to the system.
+func (sh *completedShard) release(ch chunk) {
+	switch {
+	case cap(ch.b) == chunkSize && len(sh.spare) < maxSpare && !sh.closed:
+		sh.spare = append(sh.spare, chunk{b: ch.b[:0], mapped: ch.mapped})
+	case ch.mapped:
+		freeChunk(ch.b)
+	}
 }
 
 // lookup returns the response and destination of a completed transaction.
@@ -109,7 +137,7 @@ func (c *completed) lookup(key uint64, dst []byte) (resp []byte, to netip.AddrPo
 		return nil, to, 0, false
 	}
 	r := &sh.rows[seq-sh.base]
-	ch := sh.chunks[r.chunk-sh.chunkBase]
+	ch := sh.chunks[r.chunk-sh.chunkBase].b
 	resp = append(dst, ch[r.off:r.off+r.n]...)
 	a := netip.AddrFrom16(r.addr)
 	if r.is4 {
@@ -139,10 +167,8 @@ func (sh *completedShard) expire(now int64) {
 		dead = int(sh.rows[0].chunk - sh.chunkBase)
 	}
 	for i := range dead {
-		if ch := sh.chunks[i]; cap(ch) == chunkSize && len(sh.spare) < maxSpare {
-			sh.spare = append(sh.spare, ch[:0])
-		}
-		sh.chunks[i] = nil
+		sh.release(sh.chunks[i])
+		sh.chunks[i] = chunk{}
 	}
 	sh.chunks = sh.chunks[dead:]
 	sh.chunkBase += uint64(dead)
@@ -164,6 +190,25 @@ func (c *completed) sweep() {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		sh.expire(now)
+		sh.mu.Unlock()
+	}
+}
+
+// close drops every row and gives all chunks back; later adds store
+// nothing and lookups find nothing (Layer.Close).
+func (c *completed) close() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.closed = true
+		for _, ch := range sh.chunks {
+			sh.release(ch)
+		}
+		for _, ch := range sh.spare {
+			sh.release(ch)
+		}
+		sh.chunks, sh.spare, sh.rows = nil, nil, nil
+		clear(sh.idx)
 		sh.mu.Unlock()
 	}
 }

@@ -79,3 +79,40 @@ func TestCompletedTable(t *testing.T) {
 		t.Errorf("after every expiry: %d chunks, %d spare", len(sh.chunks), len(sh.spare))
 	}
 }
+
+// After close the table holds nothing and stores nothing: its chunks are
+// given back (mapped ones unmapped), and a late add or lookup is safe.
+func TestCompletedClose(t *testing.T) {
+	var c completed
+	now := time.Unix(1000, 0)
+	c.init(func() time.Time { return now })
+	v4 := netip.MustParseAddrPort("192.0.2.7:5060")
+	body := bytes.Repeat([]byte("y"), 1000)
+	for i := uint64(0); i < 3000; i++ {
+		c.add(i, v4, transport.UDP, body, now.Add(time.Minute))
+	}
+	mapped := 0
+	for i := range c.shards {
+		for _, ch := range c.shards[i].chunks {
+			if ch.mapped {
+				mapped++
+			}
+		}
+	}
+	if mapped == 0 && mapsChunks {
+		t.Error("no chunk was mapped outside the heap")
+	}
+	c.close()
+	if n := c.len(); n != 0 {
+		t.Fatalf("%d rows after close", n)
+	}
+	c.add(7, v4, transport.UDP, body, now.Add(time.Minute))
+	if _, _, _, ok := c.lookup(7, nil); ok {
+		t.Error("a row was stored after close")
+	}
+	for i := range c.shards {
+		if sh := &c.shards[i]; len(sh.chunks) != 0 || len(sh.spare) != 0 {
+			t.Fatalf("shard %d keeps %d chunks, %d spare after close", i, len(sh.chunks), len(sh.spare))
+		}
+	}
+}

@@ -99,6 +99,7 @@ func New(cfg Config) *Layer {
 func (l *Layer) Close() {
 	l.replies.close()
 	l.wheel.Close()
+	l.done.close()
 }
 
 // Stats returns the live counters.
