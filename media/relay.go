@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"sipedge/internal/mmsg"
 )
 
 // Relay forwards the RTP and RTCP of calls between their two sides. See
@@ -301,7 +303,7 @@ func (s *Stream) SetPeer(side Side, rtp, rtcp netip.AddrPort) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	var rr, rc rawAddr
+	var rr, rc mmsg.Addr
 	if rtp.IsValid() && !rtp.Addr().IsUnspecified() {
 		if !rtcp.IsValid() {
 			rtcp = netip.AddrPortFrom(rtp.Addr(), rtp.Port()+1)
@@ -310,7 +312,7 @@ func (s *Stream) SetPeer(side Side, rtp, rtcp netip.AddrPort) error {
 		if rtp.Addr().Unmap().Is4() != local.Is4() || rtcp.Addr().Unmap().Is4() != local.Is4() {
 			return fmt.Errorf("%w: %v for %v", ErrFamily, rtp, local)
 		}
-		rr, rc = makeRaw(rtp), makeRaw(rtcp)
+		rr, rc = mmsg.MakeAddr(rtp), mmsg.MakeAddr(rtcp)
 	}
 	s.w.mu.Lock()
 	s.socks[side][0].setSDP(rr)
@@ -356,7 +358,7 @@ func (s *Stream) dirStats(side Side) DirStats {
 		Packets: d.packets, Bytes: d.bytes, RTCPPackets: d.rtcp, OtherPackets: d.other,
 		Forwarded: d.forwarded, Dropped: d.dropped,
 		Lost: d.rtp.lost(), JitterUnits: d.rtp.jitterUnits(), SSRC: d.rtp.ssrc,
-		Source: s.socks[side][0].src.addrPort(), RTCPSource: s.socks[side][1].src.addrPort(),
+		Source: s.socks[side][0].src.AddrPort(), RTCPSource: s.socks[side][1].src.AddrPort(),
 	}
 	if d.rtp.rate != 0 {
 		ds.Jitter = time.Duration(uint64(ds.JitterUnits) * uint64(time.Second) / uint64(d.rtp.rate))

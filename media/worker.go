@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"sipedge/internal/mmsg"
 )
 
 const (
@@ -42,8 +44,8 @@ type sock struct {
 	rtcp bool // the odd port of the pair
 	idx  int32
 
-	sdp      rawAddr // peer address from SDP; n == 0: unknown
-	src      rawAddr // latched source (LatchOff: last source, for stats)
+	sdp      mmsg.Addr // peer address from SDP; N == 0: unknown
+	src      mmsg.Addr // latched source (LatchOff: last source, for stats)
 	latched  bool
 	conn     bool   // connected to src (LatchFirst): the kernel filters and routes
 	ssrc     uint32 // SSRC seen from src, for LatchSSRC
@@ -53,11 +55,11 @@ type sock struct {
 // dest is where packets leaving through s go: the latched source (RFC
 // 4961 symmetric RTP: send to where the peer sends from), else the SDP
 // address; nil when neither is known yet.
-func (s *sock) dest() *rawAddr {
+func (s *sock) dest() *mmsg.Addr {
 	if s.latched {
 		return &s.src
 	}
-	if s.sdp.n != 0 {
+	if s.sdp.N != 0 {
 		return &s.sdp
 	}
 	return nil
@@ -66,7 +68,7 @@ func (s *sock) dest() *rawAddr {
 // setSDP records a new SDP address. A different address means the peer
 // moved (re-INVITE), so the latch is released and the next packet latches
 // again; the same address (a session refresh) keeps it.
-func (s *sock) setSDP(r rawAddr) {
+func (s *sock) setSDP(r mmsg.Addr) {
 	if r != s.sdp {
 		s.sdp = r
 		s.latched, s.haveSSRC = false, false
@@ -121,11 +123,11 @@ type worker struct {
 	ctr   counters
 
 	ev    [maxEvents]unix.EpollEvent
-	rm    [vlen]mmsghdr
+	rm    [vlen]mmsg.Hdr
 	riov  [vlen]unix.Iovec
 	names [vlen][unix.SizeofSockaddrInet6]byte
 	bufs  [vlen][]byte
-	sm    [vlen]mmsghdr
+	sm    [vlen]mmsg.Hdr
 	siov  [vlen]unix.Iovec
 }
 
@@ -148,11 +150,11 @@ func newWorker(cfg Config) (*worker, error) {
 		w.bufs[i] = make([]byte, bufSize)
 		w.riov[i].Base = &w.bufs[i][0]
 		w.riov[i].SetLen(bufSize)
-		w.rm[i].hdr.Iov = &w.riov[i]
-		w.rm[i].hdr.SetIovlen(1)
-		w.rm[i].hdr.Name = &w.names[i][0]
-		w.sm[i].hdr.Iov = &w.siov[i]
-		w.sm[i].hdr.SetIovlen(1)
+		w.rm[i].Hdr.Iov = &w.riov[i]
+		w.rm[i].Hdr.SetIovlen(1)
+		w.rm[i].Hdr.Name = &w.names[i][0]
+		w.sm[i].Hdr.Iov = &w.siov[i]
+		w.sm[i].Hdr.SetIovlen(1)
 	}
 	return w, nil
 }
@@ -310,9 +312,9 @@ func (w *worker) drain(s *sock) int {
 	total := 0
 	for {
 		for i := range w.rm {
-			w.rm[i].hdr.Namelen = unix.SizeofSockaddrInet6
+			w.rm[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 		}
-		n, err := recvmmsg(s.fd, w.rm[:])
+		n, err := mmsg.Recv(s.fd, w.rm[:])
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -335,14 +337,14 @@ func (w *worker) drain(s *sock) int {
 		ns, accepted := 0, 0
 		for i := 0; i < n; i++ {
 			m := &w.rm[i]
-			if m.hdr.Flags&unix.MSG_TRUNC != 0 {
+			if m.Hdr.Flags&unix.MSG_TRUNC != 0 {
 				w.ctr.truncated++
 				d.dropped++
 				continue
 			}
-			pkt := w.bufs[i][:m.len]
+			pkt := w.bufs[i][:m.Len]
 			h := readHeader(pkt)
-			if !w.accept(s, &w.names[i], m.hdr.Namelen, h) {
+			if !w.accept(s, &w.names[i], m.Hdr.Namelen, h) {
 				w.ctr.foreign++
 				d.dropped++
 				continue
@@ -376,7 +378,7 @@ func (w *worker) drain(s *sock) int {
 func (w *worker) accept(s *sock, name *[unix.SizeofSockaddrInet6]byte, n uint32, h header) bool {
 	switch {
 	case !s.latched:
-		s.src.set(name, n)
+		s.src.Set(name, n)
 		s.latched = w.latch != LatchOff
 		if w.latch == LatchFirst {
 			// Connecting makes the kernel enforce the latch (packets
@@ -390,7 +392,7 @@ func (w *worker) accept(s *sock, name *[unix.SizeofSockaddrInet6]byte, n uint32,
 			s.ssrc, s.haveSSRC = h.ssrc, true
 		}
 		return true
-	case s.src.equal(name, n):
+	case s.src.Equal(name, n):
 		if h.kind == kindRTP {
 			// The latched source may start a new SSRC (RFC 3550 §8.2);
 			// from then on that is the one a moved source must show.
@@ -400,7 +402,7 @@ func (w *worker) accept(s *sock, name *[unix.SizeofSockaddrInet6]byte, n uint32,
 	case w.latch == LatchSSRC && h.kind != kindOther && s.haveSSRC && h.ssrc == s.ssrc:
 		// Same SSRC from a new address: the endpoint's NAT binding
 		// changed. Follow it.
-		s.src.set(name, n)
+		s.src.Set(name, n)
 		w.ctr.relatched++
 		return true
 	}
@@ -410,17 +412,17 @@ func (w *worker) accept(s *sock, name *[unix.SizeofSockaddrInet6]byte, n uint32,
 // send forwards ns queued packets out of fd to dst. sendmmsg stops at the
 // first packet that fails; that one is counted as dropped and the rest are
 // sent.
-func (w *worker) send(fd int, dst *rawAddr, conn bool, ns int, d *dirState) {
-	name, namelen := &dst.b[0], dst.n
+func (w *worker) send(fd int, dst *mmsg.Addr, conn bool, ns int, d *dirState) {
+	name, namelen := &dst.B[0], dst.N
 	if conn {
 		name, namelen = nil, 0
 	}
 	for k := 0; k < ns; k++ {
-		w.sm[k].hdr.Name = name
-		w.sm[k].hdr.Namelen = namelen
+		w.sm[k].Hdr.Name = name
+		w.sm[k].Hdr.Namelen = namelen
 	}
 	for i := 0; i < ns; {
-		k, err := sendmmsg(fd, w.sm[i:ns])
+		k, err := mmsg.Send(fd, w.sm[i:ns])
 		if err != nil {
 			if err == unix.EINTR {
 				continue

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"sipedge/internal/mmsg"
 )
 
 type genOpts struct {
@@ -59,8 +61,8 @@ type result struct {
 
 // stream is one direction of one call, as the generator sees it.
 type stream struct {
-	dst  rawAddr // relay port this stream is sent to
-	side int     // 0: sent from the A endpoints, 1: from B
+	dst  mmsg.Addr // relay port this stream is sent to
+	side int       // 0: sent from the A endpoints, 1: from B
 	seq  uint16
 	ts   uint32
 	sent uint32
@@ -123,7 +125,7 @@ func runGen(o genOpts) error {
 			if err != nil {
 				return err
 			}
-			g.streams = append(g.streams, stream{dst: makeRaw(ap), side: side, seq: uint16(i * 7), ts: uint32(i) * 1000})
+			g.streams = append(g.streams, stream{dst: mmsg.MakeAddr(ap), side: side, seq: uint16(i * 7), ts: uint32(i) * 1000})
 		}
 	}
 	n := len(g.streams)
@@ -268,7 +270,7 @@ func (g *gen) sender(t int, wg *sync.WaitGroup) {
 func (g *gen) flush(b *batch) {
 	sent, tries := 0, 0
 	for sent < b.n {
-		k, err := sendmmsg(b.fd, b.msgs[sent:b.n])
+		k, err := mmsg.Send(b.fd, b.msgs[sent:b.n])
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -309,14 +311,14 @@ func (g *gen) receiver(r int, wg *sync.WaitGroup) {
 	for !g.recvEnd.Load() {
 		for _, fd := range fds {
 			for {
-				k, err := recvmmsg(fd, b.msgs[:g.o.batch])
+				k, err := mmsg.Recv(fd, b.msgs[:g.o.batch])
 				if err != nil || k == 0 {
 					break
 				}
 				now := nanotime()
 				inWin := now >= g.winFrom && now < g.winTo
 				for i := 0; i < k; i++ {
-					p := b.bufs[i][:b.msgs[i].len]
+					p := b.bufs[i][:b.msgs[i].Len]
 					if len(p) < 20 {
 						continue
 					}
