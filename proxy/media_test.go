@@ -21,17 +21,9 @@ func startMediaProxy(t *testing.T, router Router, mode RelayMode) (*Core, *media
 	if err != nil {
 		t.Fatal(err)
 	}
-	core := New(Config{Router: router, Txn: txn.Config{T1: 500 * time.Millisecond}, Media: relay, MediaMode: mode})
-	layer, err := transport.New(transport.Config{Listen: []transport.ListenSpec{{Proto: transport.UDP, Addr: "127.0.0.1:0"}}}, core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Start(); err != nil {
-		t.Fatal(err)
-	}
-	core.Attach(layer, nil)
-	t.Cleanup(func() { layer.Close(); core.Close(); relay.Close() })
-	return core, relay, layer.Addrs()[0].Addr
+	t.Cleanup(func() { relay.Close() }) // after the core's cleanup (LIFO)
+	core, addr := startCore(t, Config{Router: router, Txn: txn.Config{T1: 500 * time.Millisecond}, Media: relay, MediaMode: mode})
+	return core, relay, addr
 }
 
 func offerSDP(rtp netip.AddrPort) string {

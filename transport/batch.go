@@ -23,10 +23,9 @@ const maxBatch = 256
 // udpBatch is the reusable state of one sendmmsg call: the messages and
 // the addresses they point to, so that a batch allocates nothing.
 type udpBatch struct {
-	ms    []ipv4.Message
+	ms    []ipv4.Message // each with one buffer and Addr pointing into addrs
 	addrs []net.UDPAddr
 	ips   [][16]byte
-	bufs  [][][]byte
 }
 
 var udpBatches = sync.Pool{New: func() any {
@@ -34,11 +33,9 @@ var udpBatches = sync.Pool{New: func() any {
 		ms:    make([]ipv4.Message, maxBatch),
 		addrs: make([]net.UDPAddr, maxBatch),
 		ips:   make([][16]byte, maxBatch),
-		bufs:  make([][][]byte, maxBatch),
 	}
 	for i := range b.ms {
-		b.bufs[i] = make([][]byte, 1)
-		b.ms[i].Buffers = b.bufs[i]
+		b.ms[i].Buffers = make([][]byte, 1)
 		b.ms[i].Addr = &b.addrs[i]
 	}
 	return b
@@ -95,13 +92,13 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 			}
 			a.Port = int(d.Port())
 			a.Zone = d.Addr().Zone()
-			b.bufs[n][0] = o.Data
+			b.ms[n].Buffers[0] = o.Data
 			n++
 			i++
 		}
 		failed += u.writeBatch(b.ms[:n])
 		for k := range n {
-			b.bufs[k][0] = nil
+			b.ms[k].Buffers[0] = nil // do not keep the caller's bytes alive
 		}
 	}
 	if b != nil {

@@ -55,10 +55,8 @@ func testFarEndUDP(t *testing.T, natType string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	l.sipp(ctx, "reg-alice", "lan", "203.0.113.10:5060", "-sf", filepath.Join(sip, "reg.xml"), "-s", "alice",
-		"-key", "dom", "203.0.113.10", "-i", "10.77.0.10", "-p", "5060", "-m", "1")
-	l.sipp(ctx, "reg-bob", "lan2", "203.0.113.10:5060", "-sf", filepath.Join(sip, "reg.xml"), "-s", "bob",
-		"-key", "dom", "203.0.113.10", "-i", "10.78.0.10", "-p", "5060", "-m", "1")
+	l.registerSipp(ctx, "alice", "lan", "10.77.0.10")
+	l.registerSipp(ctx, "bob", "lan2", "10.78.0.10")
 
 	capA := l.capture("lan", "udp port 20000")
 	capB := l.capture("lan2", "udp port 30000")

@@ -151,6 +151,15 @@ func (l *lab) sipedge(ns, config string) {
 
 // sipp runs sipp to completion in a namespace and fails the test if it
 // does not succeed.
+// registerSipp registers user with one sipp REGISTER from ip:5060 in
+// namespace ns to sipedge's public address (the farend lab), and fails the
+// test unless it gets its 200.
+func (l *lab) registerSipp(ctx context.Context, user, ns, ip string) {
+	l.t.Helper()
+	l.sipp(ctx, "reg-"+user, ns, "203.0.113.10:5060", "-sf", filepath.Join(l.dir, "sip", "reg.xml"), "-s", user,
+		"-key", "dom", "203.0.113.10", "-i", ip, "-p", "5060", "-m", "1")
+}
+
 func (l *lab) sipp(ctx context.Context, logName, ns string, args ...string) {
 	l.t.Helper()
 	// A provisional response may overtake a 2xx on its way through UDP

@@ -52,8 +52,7 @@ func TestNoLeakAfterCalls(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 220*time.Second)
 	defer cancel()
 	td, _ := filepath.Abs("testdata")
-	l.sipp(ctx, "reg-alice", "lan", "203.0.113.10:5060", "-sf", filepath.Join(l.dir, "sip", "reg.xml"), "-s", "alice",
-		"-key", "dom", "203.0.113.10", "-i", "10.77.0.10", "-p", "5060", "-m", "1")
+	l.registerSipp(ctx, "alice", "lan", "10.77.0.10")
 	const warm, calls = 200, 10000
 	uas := make(chan error, 1)
 	go func() {

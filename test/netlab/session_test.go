@@ -25,10 +25,8 @@ func TestSessionTimerEndsCall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Second)
 	defer cancel()
 	td, _ := filepath.Abs("testdata")
-	l.sipp(ctx, "reg-alice", "lan", "203.0.113.10:5060", "-sf", filepath.Join(l.dir, "sip", "reg.xml"), "-s", "alice",
-		"-key", "dom", "203.0.113.10", "-i", "10.77.0.10", "-p", "5060", "-m", "1")
-	l.sipp(ctx, "reg-bob", "lan2", "203.0.113.10:5060", "-sf", filepath.Join(l.dir, "sip", "reg.xml"), "-s", "bob",
-		"-key", "dom", "203.0.113.10", "-i", "10.78.0.10", "-p", "5060", "-m", "1")
+	l.registerSipp(ctx, "alice", "lan", "10.77.0.10")
+	l.registerSipp(ctx, "bob", "lan2", "10.78.0.10")
 	uas := make(chan error, 1)
 	go func() {
 		uas <- runIn(ctx, l, "lan", "sipp", "-sf", filepath.Join(td, "uas_session_timer.xml"), "-i", "10.77.0.10", "-p", "5060",
