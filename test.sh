@@ -58,7 +58,13 @@ for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
 		echo "-- $pkg $target"
-		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" 2>&1 | tail -3
+		# The whole output when a run fails (the failing input, or the
+		# fuzzing engine's own error), its last lines otherwise.
+		if ! out=$(go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" 2>&1); then
+			printf '%s\n' "$out" | tail -60
+			exit 1
+		fi
+		printf '%s\n' "$out" | tail -3
 	done
 done
 echo "test.sh: all passed"
