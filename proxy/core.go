@@ -1,8 +1,22 @@
-// Package proxy is sipedge's request core: it takes every message the
-// transport layer framed, parses it, and walks requests through an ordered
-// list of stages (stages.go) until one of them answers or forwards it.
-// Forwarding is transaction stateful (RFC 3261 §16): each forwarded request
-// gets a response context that collects the answers of its branches.
+// Package proxy is sipedge's request core (RFC 3261 §16): it takes every
+// message the transport layer framed, parses it, and walks requests
+// through an ordered list of stages until one of them answers or forwards
+// it. Forwarding is transaction stateful: each forwarded request gets a
+// response context that collects the answers of its branches.
+//
+// Features (NAT aliasing, media relay, dialogs and session timers, the
+// passive registrar, keep-alives) are packages of their own under
+// features/ that plug stages and branch, reply and failure hooks into the
+// lists of pipeline.go; proxy imports none of them.
+//
+// Lock order (what may be held while sending): respCtx.mu may be held while
+// a branch's client transaction is created or a response is handed to the
+// server transaction (which sends under its own lock: txn.Server.mu, then
+// the transport's socket). Nothing in proxy holds a lock across a DNS
+// lookup: requests that need one leave the reader goroutine (deferRequest)
+// and hold no lock while they wait. Feature tables (media calls, dialogs,
+// passive bindings) are leaves: no other lock is taken while one is held,
+// and nothing is sent under them.
 package proxy
 
 import (
@@ -14,18 +28,15 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"sipedge/media"
 	"sipedge/registrar"
 	"sipedge/sip"
 	"sipedge/transport"
 	"sipedge/txn"
 )
 
-// Config configures the core.
+// Config configures the parts of the core that are fixed while it runs.
 type Config struct {
-	Limits *sip.Limits
 	Logger *slog.Logger
 	// Self lists the addresses and names a Request-URI may carry to mean
 	// sipedge itself (RFC 3261 §16.4, §16.5): listen addresses, local
@@ -40,52 +51,53 @@ type Config struct {
 	UserAgent string
 	// Txn configures transaction timers (zero values: RFC 3261 defaults).
 	Txn txn.Config
-	// Router finds the targets of requests that are not for sipedge
-	// itself. nil: every such request is answered 480.
-	Router Router
 	// Registrar handles REGISTER for the local Domains; nil: REGISTER is
 	// routed like any request.
 	Registrar *registrar.Registrar
-	Domains   *Domains
 	// Resolver resolves next hops given as host names (RFC 3263) for
 	// requests routed by Route or Request-URI; nil: such requests get 404.
 	Resolver Resolver
+	// Policy is the first Policy (SetPolicy replaces it).
+	Policy Policy
+}
+
+// Policy is the part of the configuration that may change while sipedge
+// runs (SIGHUP): each request reads the snapshot once, when it arrives,
+// and keeps it to the end of its walk.
+type Policy struct {
+	Limits *sip.Limits
+	// Router finds the targets of requests that are not for sipedge
+	// itself. nil: every such request is answered 480.
+	Router  Router
+	Domains *Domains
 	// AllowSources are the networks requests are accepted from; others get
 	// 403. Empty: any source.
 	AllowSources []netip.Prefix
-	// Media relays the RTP of calls that need it (MediaMode); nil: SDP is
-	// never touched.
-	Media     *media.Relay
-	MediaMode RelayMode
-	// MinSE is the smallest session interval sipedge accepts (RFC 4028
-	// Min-SE); an INVITE asking for less gets 422. 0: no check.
-	MinSE time.Duration
-	// SessionInterval, when not 0, is put into an INVITE that asks for no
-	// session timer (RFC 4028 §8.1), so dead calls end even between
-	// phones that would not ask. 0: not inserted.
-	SessionInterval time.Duration
-	// MaxCallsPerUser limits the relayed calls a caller (From user@host)
-	// has at once; more are answered 403. 0: no limit.
-	MaxCallsPerUser int
 }
 
 // Core is the transport.Handler of sipedge.
 type Core struct {
-	cfg     Config
-	log     *slog.Logger
-	stats   Stats
-	pool    sync.Pool // *request: parse state and output buffers, reused
-	media   mediaCalls
-	passive passiveTable
-	dialogs dialogTable
-	ka      keepAlives
+	cfg   Config
+	log   *slog.Logger
+	stats Stats
+	pool  sync.Pool // *Request: parse state and output buffers, reused
+	pipe  *pipeline
+	notes int
 	// deferred holds a token per request waiting for DNS off the reader.
 	deferred chan struct{}
+	// dialing holds a token per stateless send waiting for a connect.
+	dialing  chan struct{}
 	tagKey   uint64
+	policy   atomic.Pointer[Policy]
 	self     atomic.Pointer[Self]
 	layer    atomic.Pointer[transport.Layer]
 	txn      *txn.Layer
 	local    localAddrs
+	features []Feature
+	// draining: new dialogs are refused with 503 (graceful shutdown).
+	draining atomic.Bool
+	// pending counts forwarded requests without a final response yet.
+	pending atomic.Int64
 }
 
 // Stats are the core's counters. Every dropped message is counted in one of
@@ -99,20 +111,20 @@ type Stats struct {
 	StrayResponses    atomic.Uint64 // responses matching no transaction and not ours to forward, dropped
 	StatelessForwards atomic.Uint64 // responses and ACKs forwarded without a transaction
 	LocalResponses    atomic.Uint64 // responses generated by sipedge
-	KeepAlives        atomic.Uint64 // keep-alives sent to NATed phones
-	KeepAliveFailures atomic.Uint64 // keep-alive OPTIONS that got no answer
-	BindingsRemoved   atomic.Uint64 // bindings removed after failed keep-alives
-	DialogsEnded      atomic.Uint64 // calls sipedge ended (session timer, dead media)
+	Originated        atomic.Uint64 // requests sipedge sent as a UAC (keep-alives, BYE, probes)
 	Deferred          atomic.Uint64 // requests that waited for DNS off the reader
 	DeferredRefused   atomic.Uint64 // answered 503: too many waiting for DNS
 	Forwarded         atomic.Uint64 // requests forwarded statefully (per branch)
 	Loops             atomic.Uint64 // 482 answered
 	Refused           atomic.Uint64 // 403 to sources outside AllowSources
+	Draining          atomic.Uint64 // new dialogs answered 503 while draining
+	HookErrors        atomic.Uint64 // branches dropped because an edit failed
 	SendErrors        atomic.Uint64
 }
 
-// New returns a Core.
-func New(cfg Config) *Core {
+// New returns a Core with the features' hooks in the order of pipeline.go.
+// A feature that names an entry missing from the order lists is refused.
+func New(cfg Config, features ...Feature) (*Core, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -122,24 +134,79 @@ func New(cfg Config) *Core {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "sipedge"
 	}
-	c := &Core{cfg: cfg, log: cfg.Logger, tagKey: randomKey(), deferred: make(chan struct{}, maxDeferred)}
+	c := &Core{cfg: cfg, log: cfg.Logger, tagKey: randomKey(), deferred: make(chan struct{}, maxDeferred),
+		dialing: make(chan struct{}, maxDialing)}
 	c.self.Store(cfg.Self)
-	c.media.calls = map[string]*mediaCall{}
-	c.media.users = map[string]int{}
-	c.passive.m = map[string]*passiveBinding{}
-	c.dialogs.m = map[string]*dialog{}
-	c.pool.New = func() any { return &request{out: make([]byte, 0, 2048)} }
+	pol := cfg.Policy
+	c.policy.Store(&pol)
+	c.pool.New = func() any { return &Request{out: make([]byte, 0, 2048)} }
 	tc := cfg.Txn
 	tc.Sender = c
 	if tc.Logger == nil {
 		tc.Logger = cfg.Logger
 	}
 	c.txn = txn.New(tc)
-	return c
+	if err := c.Use(features...); err != nil {
+		c.txn.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
+// Use compiles the pipeline with these features (features are usually
+// built with the Core they serve: New(cfg), then Use). Call it before the
+// core serves.
+func (c *Core) Use(features ...Feature) error {
+	all := append(append([]Feature(nil), c.features...), features...)
+	p, err := compile(c.coreHooks(), all)
+	if err != nil {
+		return err
+	}
+	c.features, c.pipe = all, p
+	return nil
+}
+
+// coreHooks are the RFC 3261 §16 stages the core itself provides.
+func (c *Core) coreHooks() Hooks {
+	return Hooks{Stages: []Stage{
+		{"ack", ackStage},
+		{"access", accessStage},
+		{"scheme", schemeStage},
+		{"max-forwards", maxFwdStage},
+		{"loop", loopStage},
+		{"proxy-require", proxyReqStage},
+		{"route", routeStage},
+		{"stateless-route", slRouteStage},
+		{"stateless", statelessStage},
+		{"transaction", txnStage},
+		{"cancel", cancelStage},
+		{"drain", drainStage},
+		{"registrar", registrarStage},
+		{"self", selfStage},
+		{"locate", locateStage},
+		{"forward", forwardStage},
+	}}
+}
+
+// SetPolicy replaces the reloadable configuration: new requests use it,
+// requests already on their way keep the snapshot they started with.
+func (c *Core) SetPolicy(p Policy) { c.policy.Store(&p) }
+
+// Policy returns the current snapshot.
+func (c *Core) Policy() *Policy { return c.policy.Load() }
+
+// Pending returns the number of forwarded requests still waiting for a
+// final response (a graceful shutdown waits for them).
+func (c *Core) Pending() int { return int(c.pending.Load()) }
+
+// Drain starts a graceful shutdown: new dialogs (an INVITE, SUBSCRIBE or
+// REFER outside a dialog) are answered 503 with Retry-After; requests
+// inside dialogs, REGISTER and OPTIONS are served as before.
+func (c *Core) Drain() { c.draining.Store(true) }
+
 // Attach gives the core the started transport layer it sends through and
-// the addresses it listens on (their real ports are known once bound).
+// the addresses it listens on (their real ports are known once bound),
+// then starts the features that have work of their own.
 func (c *Core) Attach(l *transport.Layer, names []string) {
 	c.layer.Store(l)
 	addrs := l.Addrs()
@@ -149,29 +216,67 @@ func (c *Core) Attach(l *transport.Layer, names []string) {
 	}
 	c.local.set(addrs)
 	c.self.Store(NewSelf(bound, names))
-}
-
-// SetSelf replaces the set of addresses and names that mean sipedge itself.
-func (c *Core) SetSelf(s *Self) { c.self.Store(s) }
-
-// Close stops the transaction timers.
-func (c *Core) Close() {
-	c.stopKeepAlives()
-	c.dialogs.mu.Lock()
-	for _, d := range c.dialogs.m {
-		if d.timer != nil {
-			d.timer.Stop()
+	for _, f := range c.features {
+		if s, ok := f.(Starter); ok {
+			s.Start()
 		}
 	}
-	c.dialogs.mu.Unlock()
+}
+
+// Close stops the features' own work (keep-alives, session timers), then
+// the transaction timers.
+func (c *Core) Close() {
+	for i := len(c.features) - 1; i >= 0; i-- {
+		if cl, ok := c.features[i].(Closer); ok {
+			cl.Close()
+		}
+	}
 	c.txn.Close()
 }
 
 // Stats returns the live counters.
 func (c *Core) Stats() *Stats { return &c.stats }
 
-// Transactions returns the transaction layer (for metrics and tests).
-func (c *Core) Transactions() *txn.Layer { return c.txn }
+// Logger is the core's logger, for features.
+func (c *Core) Logger() *slog.Logger { return c.log }
+
+// IsSelfURI reports whether a SIP URI's host and port name sipedge.
+func (c *Core) IsSelfURI(u *sip.URI) bool {
+	return u.IsSIP() && c.self.Load().Is(u.Host, u.Port, u.Kind == sip.SchemeSIPS)
+}
+
+// Self returns what names sipedge itself.
+func (c *Core) Self() *Self { return c.self.Load() }
+
+// LocalFor is sipedge's address towards dst over proto (what a Via or
+// Record-Route names).
+func (c *Core) LocalFor(proto transport.Proto, dst netip.Addr) (netip.AddrPort, bool) {
+	return c.local.forDest(proto, dst)
+}
+
+// SourceFor is the local address the kernel sends from towards dst (where
+// the media relay binds a side).
+func (c *Core) SourceFor(dst netip.Addr) netip.Addr { return c.local.sourceFor(dst) }
+
+// TagKey is the per-process secret that To tags, branches and feature
+// tokens are derived from.
+func (c *Core) TagKey() uint64 { return c.tagKey }
+
+// DialogEnded tells the features that follow dialogs that one is over.
+func (c *Core) DialogEnded(callID, fromTag string) {
+	for _, fn := range c.pipe.dialogEnded {
+		fn(callID, fromTag)
+	}
+}
+
+// EndDialog asks the dialog feature to end a call as sipedge (a BYE to
+// each side); false when no feature knows the dialog.
+func (c *Core) EndDialog(callID, fromTag string, cause int, text string) bool {
+	if c.pipe.endDialog == nil {
+		return false
+	}
+	return c.pipe.endDialog(callID, fromTag, cause, text)
+}
 
 var errNoLayer = errors.New("proxy: transport not attached")
 
@@ -184,6 +289,42 @@ func (c *Core) Send(proto transport.Proto, dst netip.AddrPort, b []byte) error {
 	return l.Send(proto, dst, b)
 }
 
+// HasConn implements txn.ConnChecker: a send over an open connection does
+// not wait for a connect.
+func (c *Core) HasConn(proto transport.Proto, dst netip.AddrPort) bool {
+	l := c.layer.Load()
+	return l != nil && l.HasConn(proto, dst)
+}
+
+// maxDialing bounds the core's own stateless sends waiting for a connect.
+const maxDialing = 256
+
+// sendNoWait is Send for the core's stateless forwards, which run on
+// message readers: a send that must open a TCP/TLS connection first goes
+// from a goroutine of its own (a copy of b), so the reader never waits for
+// a connect.
+func (c *Core) sendNoWait(proto transport.Proto, dst netip.AddrPort, b []byte) error {
+	if !proto.Reliable() || c.HasConn(proto, dst) {
+		return c.Send(proto, dst, b)
+	}
+	select {
+	case c.dialing <- struct{}{}:
+	default:
+		return errTooManyDials
+	}
+	b = append([]byte(nil), b...)
+	go func() {
+		defer func() { <-c.dialing }()
+		if err := c.Send(proto, dst, b); err != nil {
+			c.stats.SendErrors.Add(1)
+			c.log.Debug("stateless send failed", "dst", dst, "proto", proto, "err", err)
+		}
+	}()
+	return nil
+}
+
+var errTooManyDials = errors.New("proxy: too many connections being opened")
+
 // SendBatch implements txn.BatchSender.
 func (c *Core) SendBatch(out []transport.Outgoing) int {
 	l := c.layer.Load()
@@ -193,68 +334,41 @@ func (c *Core) SendBatch(out []transport.Outgoing) int {
 	return l.SendBatch(out)
 }
 
-// request is the per-message context a stage works on.
-type request struct {
-	core  *Core
-	layer *transport.Layer
-	pkt   *transport.Packet
-	msg   sip.Message
-	via   sip.Via     // top Via, parsed when the request passed validation
-	st    *txn.Server // server transaction, once created
-	// routes is how many leading Route values name sipedge (RFC 3261
-	// §16.4): they are removed when the request is forwarded.
-	routes int
-	out    []byte // response or forwarded message being built
-	extra  []byte // extra header lines of a local response
-	// deferred: this request left the reader for a DNS lookup (see
-	// deferRequest) and may now wait for the network.
-	deferred bool
-}
-
-// noBlock is the context of every request on a message reader: nothing on
-// it waits for DNS (WithoutBlocking).
-var noBlock = WithoutBlocking(context.Background())
-
-func (r *request) ctx() context.Context {
-	if r.deferred {
-		return context.Background()
-	}
-	return noBlock
-}
-
 // maxDeferred bounds the requests waiting for DNS at once; more are
 // answered 503 (a flood of requests to uncached domains must not turn
 // into a flood of goroutines).
 const maxDeferred = 1024
 
-// deferRequest continues a request at stage on a goroutine of its own,
-// because routing it needs a DNS answer that is not cached: the reader goes
-// back to the messages behind it at once (a slow or dead DNS server would
-// otherwise stall every call). The lookup was already started by the
-// non-blocking attempt. The packet is copied; the server transaction and
-// the Route count carry over, so the earlier stages do not run again.
-func (c *Core) deferRequest(r *request, stage func(*request) bool) {
+// deferRequest continues a request's walk at its current stage on a
+// goroutine of its own, because routing it needs a DNS answer that is not
+// cached: the reader goes back to the messages behind it at once (a slow or
+// dead DNS server would otherwise stall every call). The lookup was already
+// started by the non-blocking attempt. The packet is copied; the server
+// transaction, the Route count, the decision and the notes carry over, so
+// the earlier stages do not run again.
+func (c *Core) deferRequest(r *Request) {
 	select {
 	case c.deferred <- struct{}{}:
 	default:
 		c.stats.DeferredRefused.Add(1)
-		r.respond(503, "Service Unavailable", []byte("Retry-After: 5\r\n"))
+		r.Respond(503, "Service Unavailable", []byte("Retry-After: 5\r\n"))
 		return
 	}
 	c.stats.Deferred.Add(1)
 	pkt := *r.pkt
 	pkt.Data = append([]byte(nil), r.msg.Bytes()...)
-	layer, st, routes := r.layer, r.st, r.routes
+	layer, pol, st, routes, stage := r.layer, r.pol, r.st, r.routes, r.stage
+	dec, decided, wantDialog, nts := r.decision, r.decided, r.wantDialog, r.notes
 	go func() {
 		defer func() { <-c.deferred }()
-		d := c.pool.Get().(*request)
-		d.core, d.layer, d.pkt, d.st, d.routes, d.deferred = c, layer, &pkt, st, routes, true
-		if d.msg.Parse(pkt.Data, c.cfg.Limits) == nil {
+		d := c.pool.Get().(*Request)
+		d.core, d.layer, d.pkt, d.pol, d.st, d.routes = c, layer, &pkt, pol, st, routes
+		d.decision, d.decided, d.notes, d.wantDialog, d.deferred = dec, decided, nts, wantDialog, true
+		if d.msg.Parse(pkt.Data, d.pol.Limits) == nil {
 			d.via, _ = d.msg.TopVia()
-			stage(d)
+			c.walk(d, stage)
 		}
-		d.layer, d.pkt, d.st, d.routes, d.deferred = nil, nil, nil, 0, false
-		d.msg.Release()
+		d.reset()
 		c.pool.Put(d)
 	}()
 }
@@ -262,17 +376,16 @@ func (c *Core) deferRequest(r *request, stage func(*request) bool) {
 // HandleMessage implements transport.Handler. It runs on the transport's
 // reader goroutine and must not keep pkt.Data after it returns.
 func (c *Core) HandleMessage(l *transport.Layer, pkt *transport.Packet) {
-	r := c.pool.Get().(*request)
-	r.core, r.layer, r.pkt = c, l, pkt
+	r := c.pool.Get().(*Request)
+	r.core, r.layer, r.pkt, r.pol = c, l, pkt, c.policy.Load()
 	c.handle(r)
-	r.layer, r.pkt, r.st, r.routes = nil, nil, nil, 0
-	r.msg.Release() // drop references to the packet buffer, keep the index
+	r.reset()
 	c.pool.Put(r)
 }
 
-func (c *Core) handle(r *request) {
+func (c *Core) handle(r *Request) {
 	m := &r.msg
-	err := m.Parse(r.pkt.Data, c.cfg.Limits)
+	err := m.Parse(r.pkt.Data, r.pol.Limits)
 	if err == nil && r.pkt.FrameErr != nil {
 		err = r.pkt.FrameErr
 	}
@@ -287,8 +400,21 @@ func (c *Core) handle(r *request) {
 	}
 	c.stats.Requests.Add(1)
 	r.via, _ = m.TopVia()
-	for _, s := range stages {
-		if s.run(r) {
+	c.walk(r, 0)
+}
+
+// walk runs the stages from index from until one deals with the request.
+func (c *Core) walk(r *Request, from int) {
+	stages := c.pipe.stages
+	for i := from; i < len(stages); i++ {
+		if r.decided && i < c.pipe.locateIdx {
+			// A stage made the routing decision (the passive
+			// registrar): go on with the stages after "locate".
+			i = c.pipe.locateIdx
+			continue
+		}
+		r.stage = i
+		if stages[i].Run(r) {
 			return
 		}
 	}
@@ -296,7 +422,7 @@ func (c *Core) handle(r *request) {
 
 // malformed answers a request the parser refused with the status it named,
 // or drops what cannot be answered (responses, no Via to answer to).
-func (c *Core) malformed(r *request, err error) {
+func (c *Core) malformed(r *Request, err error) {
 	m := &r.msg
 	pe, ok := err.(*sip.ParseError)
 	if !ok {
@@ -319,13 +445,19 @@ func (c *Core) malformed(r *request, err error) {
 	c.log.Info("bad request answered", "src", r.pkt.Src, "proto", r.pkt.Proto,
 		"status", pe.Code, "err", pe.Error())
 	r.via, _ = m.TopVia()
-	r.respond(pe.Code, pe.Reason, nil)
+	r.Respond(pe.Code, pe.Reason, nil)
 }
 
 // randomKey seeds To-tags and branches so two sipedge processes never
 // generate the same.
 func randomKey() uint64 {
 	var b [8]byte
-	_, _ = rand.Read(b[:])
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("proxy: no randomness: " + err.Error())
+	}
 	return binary.LittleEndian.Uint64(b[:])
 }
+
+// noBlock is the context of every request on a message reader: nothing on
+// it waits for DNS (WithoutBlocking).
+var noBlock = WithoutBlocking(context.Background())

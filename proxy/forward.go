@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
-	"time"
 
+	"sipedge/nat"
 	"sipedge/sip"
 	"sipedge/transport"
 )
@@ -175,13 +175,16 @@ func (c *Core) looped(m *sip.Message) bool {
 	}
 }
 
-// buildRequest applies the RFC 3261 §16.6 edits for target t to the request
-// and writes it: new Request-URI, Max-Forwards decremented, our Route
-// entries removed (§16.4) and Path pushed as Route, Record-Route added
-// (twice when the request changes transport or address family, §16.6 step 4),
-// received/rport added to the top Via (§18.2.1, RFC 3581), our Via on top.
-// It returns the message and the branch it carries.
-func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, src netip.AddrPort, inProto transport.Proto, routes int, t *Target, idx int, recordRoute bool) (outMsg, outBranch []byte, ok bool) {
+// buildRequest applies the RFC 3261 §16.6 edits for the branch's target
+// and writes the request: new Request-URI, Max-Forwards decremented, our
+// Route entries removed (§16.4) and Path pushed as Route, received/rport
+// added to the top Via (§18.2.1, RFC 3581), then the branch hooks
+// (pipeline.go), then Record-Route (twice when the request changes
+// transport or address family, §16.6 step 4) and our Via on top. It
+// returns the message and the branch parameter it carries. An edit that
+// fails drops the branch.
+func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) (outMsg, outBranch []byte, ok bool) {
+	m, via, t := b.Msg, b.Via, b.Target
 	m.ResetEdits()
 	branch = c.appendBranch(branch[:0], m, via, idx)
 	if t.URI != nil {
@@ -202,44 +205,50 @@ func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, sr
 			return nil, nil, false
 		}
 	} else {
-		removeRoutes(m, routes)
+		if removeRoutes(m, routes) != nil {
+			return nil, nil, false
+		}
 		if _, more := routeValue(m, routes); t.URI == nil && !more {
-			stripRURIAlias(m) // the UA gets back the Contact it wrote
+			// The UA gets back the Contact it wrote.
+			if nat.StripRURIAlias(m) != nil {
+				return nil, nil, false
+			}
 		}
 	}
-	if m.MethodKind() != sip.REGISTER && fromUA(m) && behindNAT(m, via, src) {
-		aliasContact(m, src, inProto)
+	if fixTopVia(m, via, b.Src) != nil {
+		return nil, nil, false
 	}
-	fixTopVia(m, via, src)
-
 	outAddr, ok := c.local.forDest(t.Proto, t.Addr.Addr())
 	if !ok {
 		return nil, nil, false
 	}
-	if m.MethodKind() == sip.REGISTER && fromUA(m) {
-		c.passiveContact(m, via, src, inProto, outAddr, t.Proto) // proxy/passive.go
-	}
-	if si := c.cfg.SessionInterval; si > 0 && recordRoute && m.MethodKind() == sip.INVITE && m.Find(sip.KindSessionExpires) < 0 {
-		// RFC 4028 §8.1: a proxy may ask for a session timer; the UAS
-		// that supports it answers with the refresher in its 2xx.
-		_ = m.InsertHeader(m.Find(sip.KindCallID), "Session-Expires", strconv.AppendInt(nil, int64(si/time.Second), 10))
+	b.Local = outAddr
+	for i := range c.pipe.branch {
+		h := &c.pipe.branch[i]
+		if err := h.Run(b); err != nil {
+			c.stats.HookErrors.Add(1)
+			c.log.Warn("branch dropped: edit failed", "hook", h.Name, "call_id", string(m.CallID()), "err", err)
+			return nil, nil, false
+		}
 	}
 	var buf [256]byte
 	firstVia := m.Find(sip.KindVia)
-	if recordRoute {
-		inAddr, ok2 := c.local.forDest(inProto, src.Addr())
+	if b.RecordRoute {
+		inAddr, ok2 := c.local.forDest(b.InProto, b.Src.Addr())
 		at := m.Find(sip.KindRecordRoute)
 		if at < 0 {
 			at = firstVia
 		}
-		if ok2 && (inProto != t.Proto || inAddr != outAddr) {
+		if ok2 && (b.InProto != t.Proto || inAddr != outAddr) {
 			// Double Record-Route: the first entry (nearest the callee)
 			// names the outgoing side, the second the incoming side, so each
 			// side routes back through the interface it knows.
-			_ = m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto))
-			_ = m.InsertHeader(at, "Record-Route", appendRR(buf[:0], inAddr, inProto))
-		} else {
-			_ = m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto))
+			if m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto)) != nil ||
+				m.InsertHeader(at, "Record-Route", appendRR(buf[:0], inAddr, b.InProto)) != nil {
+				return nil, nil, false
+			}
+		} else if m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto)) != nil {
+			return nil, nil, false
 		}
 	}
 	if len(t.Path) > 0 {
@@ -248,13 +257,15 @@ func (c *Core) buildRequest(dst, branch []byte, m *sip.Message, via *sip.Via, sr
 			at = firstVia
 		}
 		for _, p := range t.Path {
-			_ = m.InsertHeader(at, "Route", p)
+			if m.InsertHeader(at, "Route", p) != nil {
+				return nil, nil, false
+			}
 		}
 	}
 	v := append(buf[:0], "SIP/2.0/"...)
 	v = append(v, t.Proto.String()...)
 	v = append(v, ' ')
-	v = appendHostPort(v, outAddr)
+	v = AppendHostPort(v, outAddr)
 	v = append(v, ";branch="...)
 	v = append(v, branch...)
 	v = append(v, ";rport"...)
@@ -314,14 +325,13 @@ func toStrictRouter(m *sip.Message, n int) bool {
 	if m.Replace(s, e, a.RawURI) != nil || m.InsertHeader(last+1, "Route", old) != nil {
 		return false
 	}
-	removeRoutes(m, n+1)
-	return true
+	return removeRoutes(m, n+1) == nil
 }
 
 // removeRoutes deletes the first n Route values (those naming sipedge,
 // RFC 3261 §16.4): whole header fields when all their values go, else the
 // leading values and their commas.
-func removeRoutes(m *sip.Message, n int) {
+func removeRoutes(m *sip.Message, n int) error {
 	for i := m.Find(sip.KindRoute); i >= 0 && n > 0; i = m.FindNext(sip.KindRoute, i) {
 		v := m.HeaderValue(i)
 		vals := 0
@@ -334,7 +344,9 @@ func removeRoutes(m *sip.Message, n int) {
 			rest = rest[k+1:]
 		}
 		if n >= vals {
-			_ = m.DeleteHeader(i)
+			if err := m.DeleteHeader(i); err != nil {
+				return err
+			}
 			n -= vals
 			continue
 		}
@@ -344,10 +356,11 @@ func removeRoutes(m *sip.Message, n int) {
 		}
 		s, _ := m.HeaderValueSpan(i)
 		if off := m.Offset(rest); off > s {
-			_ = m.Delete(s, off)
+			return m.Delete(s, off)
 		}
-		return
+		return nil
 	}
+	return nil
 }
 
 func skipSpace(b []byte) []byte {
@@ -357,47 +370,49 @@ func skipSpace(b []byte) []byte {
 	return b
 }
 
-// fixTopVia adds received (when the source address differs from sent-by)
-// and fills an empty rport (RFC 3261 §18.2.1, RFC 3581 §4).
-func fixTopVia(m *sip.Message, via *sip.Via, src netip.AddrPort) {
+// fixTopVia adds received (when the source address differs from sent-by,
+// or rport is present) and fills an empty rport (RFC 3261 §18.2.1, RFC
+// 3581 §4).
+func fixTopVia(m *sip.Message, via *sip.Via, src netip.AddrPort) error {
 	if via.HasRPort && via.RPort == 0 {
-		if p, ok := via.Params.Get("rport"); ok && p == nil {
-			// Find "rport" in the parameter list and append "=port".
-			for rest := via.Params; ; {
-				name, _, r, ok, _ := rest.Next()
-				if !ok {
-					break
-				}
-				if sip.EqualFold(name, "rport") {
-					if off := m.Offset(name); off >= 0 {
-						var b [8]byte
-						_ = m.Insert(off+len(name), strconv.AppendUint(append(b[:0], '='), uint64(src.Port()), 10))
-					}
-					break
-				}
-				rest = r
+		// Find "rport" in the parameter list and append "=port".
+		for rest := via.Params; ; {
+			name, val, r, ok, _ := rest.Next()
+			if !ok {
+				break
 			}
+			if sip.EqualFold(name, "rport") && val == nil {
+				if off := m.Offset(name); off >= 0 {
+					var b [8]byte
+					if err := m.Insert(off+len(name), strconv.AppendUint(append(b[:0], '='), uint64(src.Port()), 10)); err != nil {
+						return err
+					}
+				}
+				break
+			}
+			rest = r
 		}
 	}
-	if a, ok := parseIP(via.Host); ok && a == src.Addr() && len(via.Received) == 0 {
-		return
-	}
 	if len(via.Received) > 0 {
-		return
+		return nil
+	}
+	if a, ok := sip.ParseIP(via.Host); ok && a == src.Addr().Unmap() && !via.HasRPort {
+		return nil
 	}
 	// Append ;received=IP at the end of the top Via value.
-	s, e, ok := m.TopViaSpan()
+	_, e, ok := m.TopViaSpan()
 	if !ok {
-		return
+		return nil
 	}
-	_ = s
 	var b [64]byte
 	r := append(b[:0], ";received="...)
-	r = src.Addr().AppendTo(r)
-	_ = m.Insert(e, r)
+	r = src.Addr().Unmap().AppendTo(r)
+	return m.Insert(e, r)
 }
 
-func appendHostPort(b []byte, ap netip.AddrPort) []byte {
+// AppendHostPort writes ap as a SIP host:port (IPv6 in brackets, an
+// IPv4-mapped address as IPv4).
+func AppendHostPort(b []byte, ap netip.AddrPort) []byte {
 	a := ap.Addr()
 	if a.Is6() && !a.Is4In6() {
 		b = append(b, '[')
@@ -412,7 +427,7 @@ func appendHostPort(b []byte, ap netip.AddrPort) []byte {
 
 func appendRR(b []byte, ap netip.AddrPort, proto transport.Proto) []byte {
 	b = append(b, "<sip:"...)
-	b = appendHostPort(b, ap)
+	b = AppendHostPort(b, ap)
 	switch proto {
 	case transport.TCP:
 		b = append(b, ";transport=tcp"...)

@@ -10,13 +10,22 @@ import (
 	"sipedge/transport"
 )
 
+// Locator is the location service as the core reads it: the current
+// bindings of an address-of-record (RFC 3261 §10, §16.5). The registrar
+// implements it; a shared (Redis) store or a survival mode may wrap it.
+type Locator interface {
+	Lookup(aorKey string) []registrar.Binding
+}
+
 // LocationRouter routes requests for local domains through the location
 // service (RFC 3261 §16.5): each current binding of the Request-URI's AoR
 // is a target; bindings with the same q are tried in parallel, lower q
 // values only after every higher one failed (§16.6, sequential search).
 type LocationRouter struct {
-	Registrar *registrar.Registrar
+	Registrar Locator
 	Domains   *Domains
+	// IsSelf: see Table.IsSelf.
+	IsSelf func(u *sip.URI) bool
 	// Flows tells whether a registration's connection is still open;
 	// nil: never reuse.
 	Flows interface {
@@ -30,7 +39,7 @@ func (lr *LocationRouter) Route(_ context.Context, m *sip.Message, src netip.Add
 	if err != nil || !u.IsSIP() {
 		return Decision{Code: 404, Reason: "Not Found"}
 	}
-	if !lr.Domains.local(u.Host) {
+	if !lr.Domains.local(u.Host) && (lr.IsSelf == nil || !lr.IsSelf(&u)) {
 		// Routing to other domains (outbound proxy, static routes, RFC
 		// 3263) is not configured: refuse rather than relay.
 		return Decision{Code: 403, Reason: "Relaying Denied"}
@@ -74,7 +83,7 @@ func (lr *LocationRouter) bindingTarget(b *registrar.Binding) (Target, bool) {
 	if err != nil {
 		return Target{}, false
 	}
-	t, ok := uriTarget(&u)
+	t, ok := URITarget(&u)
 	switch {
 	case b.Proto.Reliable() && b.Source.IsValid() && lr.Flows != nil && lr.Flows.HasConn(b.Proto, b.Source):
 		t, ok = Target{Proto: b.Proto, Addr: b.Source}, true

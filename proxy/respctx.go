@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"sipedge/media"
 	"sipedge/sip"
 	"sipedge/transport"
 	"sipedge/txn"
@@ -41,12 +40,45 @@ type respCtx struct {
 	bbuf     []byte
 	starting bool // startNextGroup is creating branches
 	failover bool // groups are RFC 3263 alternatives
-	// The relayed call this request's SDP belongs to (proxy/media.go), the
-	// side that sent the request, and whether a failure ends the call (the
-	// dialog-creating INVITE).
-	mediaCall *mediaCall
-	mediaSide media.Side
-	mediaNew  bool
+	notes    notes
+	// wantDialog: a stage asked for the dialog to be followed (Reply).
+	wantDialog bool
+	bscratch   Branch
+	reply      Reply
+}
+
+// forward runs the request through a new response context with the
+// targets of its decision.
+func (c *Core) forward(r *Request) {
+	d := &r.decision
+	ctx := &respCtx{
+		core: c, st: r.st, invite: r.msg.MethodKind() == sip.INVITE,
+		req: append([]byte(nil), r.msg.Bytes()...), src: r.pkt.Src, inProto: r.pkt.Proto,
+		routes: r.routes, groups: d.Groups, failover: d.Failover, notes: r.notes, wantDialog: r.wantDialog,
+		// Record-Route only dialog-creating requests that are not already
+		// inside a dialog: the dialog's route set is fixed by them (§16.6
+		// step 4; §12.1.1).
+		rr: isDialogCreating(r.msg.MethodKind()) && !r.InDialog(),
+	}
+	if err := ctx.msg.Parse(ctx.req, r.pol.Limits); err != nil {
+		r.Respond(500, "Server Internal Error", nil)
+		return
+	}
+	ctx.via, _ = ctx.msg.TopVia()
+	c.pending.Add(1)
+	ctx.mu.Lock()
+	defer ctx.mu.Unlock()
+	if !r.st.Adopt(ctx) {
+		c.pending.Add(-1)
+		// A CANCEL answered the INVITE while it waited for DNS.
+		ctx.final = true
+		ctx.bestCode = 487
+		ctx.fail()
+		return
+	}
+	if !ctx.startNextGroup() {
+		ctx.settle()
+	}
 }
 
 // branch is one forwarded copy of the request.
@@ -94,13 +126,15 @@ func (ctx *respCtx) allDone() bool {
 func (ctx *respCtx) startBranch(t *Target) bool {
 	c := ctx.core
 	idx := len(ctx.branches)
-	out, br, ok := c.buildRequest(ctx.out[:0], ctx.bbuf[:0], &ctx.msg, &ctx.via, ctx.src, ctx.inProto, ctx.routes, t, idx, ctx.rr)
+	ctx.bscratch = Branch{Msg: &ctx.msg, Via: &ctx.via, Src: ctx.src, InProto: ctx.inProto, Target: t, RecordRoute: ctx.rr, notes: &ctx.notes}
+	out, br, ok := c.buildRequest(ctx.out[:0], ctx.bbuf[:0], &ctx.bscratch, ctx.routes, idx)
 	if ok && transport.TransportForRequest(t.Proto, len(out), 0) != t.Proto {
 		// RFC 3261 §18.1.1: a request within 200 bytes of the MTU goes
 		// over a congestion-controlled transport; the Via must say so.
 		tcp := *t
 		tcp.Proto = transport.TCP
-		if out2, br2, ok2 := c.buildRequest(out[:0], br[:0], &ctx.msg, &ctx.via, ctx.src, ctx.inProto, ctx.routes, &tcp, idx, ctx.rr); ok2 {
+		ctx.bscratch.Target = &tcp
+		if out2, br2, ok2 := c.buildRequest(out[:0], br[:0], &ctx.bscratch, ctx.routes, idx); ok2 {
 			out, br, t = out2, br2, &tcp
 		}
 	}
@@ -132,33 +166,23 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	code := m.StatusCode()
 	ctx.mu.Lock()
 	defer ctx.mu.Unlock()
-	// Remove our Via (§16.7 step 3). A UA reached through the location
-	// service may be behind NAT: its Contact gets the address it was
-	// reached at (proxy/nat.go).
-	var alias *Target
-	if b.target.NAT && code > 100 && code < 300 {
-		alias = &b.target
-	}
-	var body []byte
-	if ctx.mediaCall != nil && code > 100 && code < 300 {
-		body = c.mediaResponse(ctx.mediaCall, ctx.mediaSide, m)
-	}
-	register := code >= 200 && code < 300 && ctx.msg.MethodKind() == sip.REGISTER
-	var edits func(*sip.Message)
-	if alias != nil || body != nil || register {
-		edits = func(m *sip.Message) {
-			if alias != nil {
-				aliasContact(m, alias.Addr, alias.Proto)
-			}
-			if body != nil {
-				editBody(m, body)
-			}
-			if register {
-				c.passiveRestore(m)
+	// The reply hooks schedule their edits (Contact alias, relayed SDP,
+	// passive registrar contacts) and learn from the response (dialogs,
+	// bindings); then our Via goes (§16.7 step 3).
+	m.ResetEdits()
+	if code > 100 && len(c.pipe.reply) > 0 {
+		rp := &ctx.reply
+		*rp = Reply{Req: &ctx.msg, ReqVia: &ctx.via, Src: ctx.src, InProto: ctx.inProto, Resp: m, Code: code,
+			Target: &b.target, Initial: ctx.rr, First2xx: code >= 200 && code < 300 && !ctx.got2xx, WantDialog: ctx.wantDialog, notes: &ctx.notes}
+		for i := range c.pipe.reply {
+			if err := c.pipe.reply[i].Run(rp); err != nil {
+				c.stats.HookErrors.Add(1)
+				c.log.Warn("response edit failed", "hook", c.pipe.reply[i].Name, "call_id", string(m.CallID()), "err", err)
 			}
 		}
+		rp.Resp, rp.Req, rp.ReqVia, rp.Target = nil, nil, nil, nil
 	}
-	resp := stripTopVia(ctx.out[:0], m, edits)
+	resp := stripTopVia(ctx.out[:0], m)
 	ctx.out = resp
 	switch {
 	case code < 200:
@@ -172,16 +196,10 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		return
 	case code < 300:
 		b.done = true
-		if ctx.msg.MethodKind() == sip.REGISTER {
-			c.passiveLearn(m, c.passiveTokenFor(&ctx.msg, ctx.src))
-		}
 		// Every 2xx is forwarded at once (step 5), and the other branches
 		// of an INVITE are cancelled (§16.7 step 10).
-		switch {
-		case ctx.invite && ctx.rr && !ctx.got2xx:
-			c.dialogAnswered(ctx, b, m)
-		case !ctx.rr:
-			c.dialogRefreshed(&ctx.msg, m)
+		if !ctx.final {
+			c.pending.Add(-1)
 		}
 		ctx.got2xx, ctx.final = true, true
 		ctx.st.Respond(resp, code)
@@ -271,15 +289,10 @@ func (b *branch) sendCancel() {
 		return
 	}
 	// The CANCEL is its own client transaction; its 200 is absorbed.
-	_, _ = c.txn.NewClient(sip.CANCEL, []byte("CANCEL"), b.client.Branch, cancel, b.target.Proto, b.target.Addr, cancelSink{}, nil)
+	if _, err := c.txn.NewClient(sip.CANCEL, []byte("CANCEL"), b.client.Branch, cancel, b.target.Proto, b.target.Addr, txn.Discard{}, nil); err != nil {
+		c.stats.SendErrors.Add(1)
+	}
 }
-
-// cancelSink absorbs what comes back for a CANCEL we sent.
-type cancelSink struct{}
-
-func (cancelSink) OnResponse(*txn.Client, *sip.Message) {}
-func (cancelSink) OnTimeout(*txn.Client, bool)          {}
-func (cancelSink) OnTransportError(*txn.Client, error)  {}
 
 // maybeFinish sends the best response upstream once every branch of the
 // current group is done and no other group is to be tried (§16.7 step 4,
@@ -296,11 +309,9 @@ func (ctx *respCtx) maybeFinish() {
 		return
 	}
 	ctx.final = true
+	ctx.core.pending.Add(-1)
+	ctx.fail()
 	code := ctx.bestCode
-	if ctx.mediaNew && !ctx.got2xx {
-		// The INVITE failed (or was cancelled): no dialog, no media.
-		ctx.core.endMedia(ctx.mediaCall.key)
-	}
 	switch {
 	case code == 0:
 		code = 480 // no branch could be started
@@ -313,8 +324,19 @@ func (ctx *respCtx) maybeFinish() {
 		ctx.st.Respond(ctx.best, code)
 		return
 	}
-	ctx.out = ctx.core.localResponse(ctx.out[:0], &ctx.msg, &ctx.via, code, sip.ReasonPhrase(code), nil)
+	ctx.out = ctx.core.responseTo(ctx.out[:0], &ctx.msg, &ctx.via, ctx.src, code, sip.ReasonPhrase(code), nil)
 	ctx.st.Respond(ctx.out, code)
+}
+
+// fail runs the failure hooks: the request ends without a 2xx.
+func (ctx *respCtx) fail() {
+	if len(ctx.core.pipe.failure) == 0 {
+		return
+	}
+	f := Failure{Req: &ctx.msg, Code: ctx.bestCode, notes: &ctx.notes}
+	for i := range ctx.core.pipe.failure {
+		ctx.core.pipe.failure[i].Run(&f)
+	}
 }
 
 // settle finishes the context if it can, and once the final response is
@@ -326,6 +348,7 @@ func (ctx *respCtx) settle() {
 	if ctx.final && !ctx.starting && ctx.allDone() {
 		ctx.req, ctx.out, ctx.best, ctx.bbuf, ctx.groups = nil, nil, nil, nil, nil
 		ctx.msg = sip.Message{}
+		ctx.notes, ctx.bscratch = notes{}, Branch{}
 	}
 }
 
@@ -347,13 +370,8 @@ func (ctx *respCtx) cancel() {
 }
 
 // stripTopVia writes the response without its first Via value, after the
-// other edits the caller schedules (Contact alias, relayed SDP, passive
-// registrar contacts).
-func stripTopVia(dst []byte, m *sip.Message, edits func(*sip.Message)) []byte {
-	m.ResetEdits()
-	if edits != nil {
-		edits(m)
-	}
+// edits already scheduled on it (reply hooks).
+func stripTopVia(dst []byte, m *sip.Message) []byte {
 	i := m.Find(sip.KindVia)
 	if i < 0 {
 		return m.AppendTo(dst)

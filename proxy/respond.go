@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"net/netip"
 
 	"sipedge/sip"
@@ -11,13 +10,17 @@ import (
 // respond sends a locally generated response to the request (RFC 3261
 // §8.2.6): through its server transaction when one exists (so
 // retransmissions are answered from it), else statelessly.
-func (r *request) respond(code int, reason string, extra []byte) {
+func (r *Request) Respond(code int, reason string, extra []byte) {
 	c := r.core
 	if r.msg.MethodKind() == sip.ACK {
 		return // an ACK is never answered (§17.1.1.3)
 	}
-	r.out = c.localResponse(r.out[:0], &r.msg, &r.via, code, reason, r.extraWithServer(extra))
+	r.out = c.localResponse(r.out[:0], r, code, reason, r.extraWithServer(extra))
 	c.stats.LocalResponses.Add(1)
+	if r.capture != nil {
+		r.capture(code, append([]byte(nil), r.out...))
+		return
+	}
 	if r.st != nil {
 		r.st.Respond(r.out, code)
 		return
@@ -28,18 +31,30 @@ func (r *request) respond(code int, reason string, extra []byte) {
 	}
 }
 
-// localResponse builds a response to m: Via, From, To, Call-ID and CSeq
-// copied, a To tag derived from the request (the same for a retransmission,
-// §8.2.6.2), extra header lines, Content-Length: 0.
-func (c *Core) localResponse(dst []byte, m *sip.Message, via *sip.Via, code int, reason string, extra []byte) []byte {
+// localResponse builds a response to the request: Via (the top one with
+// received and rport, §18.2.1), From, To, Call-ID and CSeq copied, a To tag
+// derived from the request (the same for a retransmission, §8.2.6.2),
+// extra header lines, Content-Length: 0.
+func (c *Core) localResponse(dst []byte, r *Request, code int, reason string, extra []byte) []byte {
+	return c.responseTo(dst, &r.msg, &r.via, r.pkt.Src, code, reason, extra)
+}
+
+// responseTo is localResponse for a request m with top Via via from src.
+func (c *Core) responseTo(dst []byte, m *sip.Message, via *sip.Via, src netip.AddrPort, code int, reason string, extra []byte) []byte {
 	var tag [16]byte
 	toTag := c.toTag(tag[:0], m, via)
-	return sip.AppendResponse(dst, m, code, reason, toTag, extra)
+	return sip.AppendResponseFrom(dst, m, src, code, reason, toTag, extra)
+}
+
+// appendResponse is a response without a To tag (100 Trying, §8.2.6.1)
+// with the top Via completed.
+func (c *Core) appendResponse(dst []byte, r *Request, code int, reason string, toTag, extra []byte) []byte {
+	return sip.AppendResponseFrom(dst, &r.msg, r.pkt.Src, code, reason, toTag, extra)
 }
 
 // extraWithServer appends the Server header to the caller's extra header
 // lines, in a buffer the pooled request keeps.
-func (r *request) extraWithServer(extra []byte) []byte {
+func (r *Request) extraWithServer(extra []byte) []byte {
 	r.extra = append(r.extra[:0], extra...)
 	if ua := r.core.cfg.UserAgent; ua != "" {
 		r.extra = append(r.extra, "Server: "...)
@@ -64,7 +79,7 @@ func (c *Core) send(l *transport.Layer, pkt *transport.Packet, via *sip.Via, b [
 	if pkt.Proto.Reliable() {
 		return l.Reply(pkt, b)
 	}
-	dst := ResponseTarget(pkt.Src, via, c.cfg.SymmetricResponses)
+	dst := responseTarget(pkt.Src, via, c.cfg.SymmetricResponses)
 	if dst == pkt.Src {
 		return l.Reply(pkt, b)
 	}
@@ -78,10 +93,10 @@ func (c *Core) responseDest(pkt *transport.Packet, via *sip.Via) netip.AddrPort 
 	if pkt.Proto.Reliable() {
 		return pkt.Src
 	}
-	return ResponseTarget(pkt.Src, via, c.cfg.SymmetricResponses)
+	return responseTarget(pkt.Src, via, c.cfg.SymmetricResponses)
 }
 
-// ResponseTarget applies RFC 3261 §18.2.2 and RFC 3581 §4 to a response for a
+// responseTarget applies RFC 3261 §18.2.2 and RFC 3581 §4 to a response for a
 // request received over UDP from src with top Via via:
 //
 //   - maddr present (an IP literal): maddr, sent-by port or 5060;
@@ -90,16 +105,16 @@ func (c *Core) responseDest(pkt *transport.Packet, via *sip.Via) netip.AddrPort 
 //     or 5060.
 //
 // A Via that could not be parsed (zero Via) falls back to src.
-func ResponseTarget(src netip.AddrPort, via *sip.Via, symmetric bool) netip.AddrPort {
+func responseTarget(src netip.AddrPort, via *sip.Via, symmetric bool) netip.AddrPort {
 	if via == nil || len(via.Host) == 0 {
 		return src
 	}
 	port := uint16(via.Port)
 	if port == 0 {
-		port = 5060
+		port = sip.DefaultPort(false)
 	}
 	if len(via.Maddr) > 0 {
-		if a, ok := parseIP(via.Maddr); ok {
+		if a, ok := sip.ParseIP(via.Maddr); ok {
 			return netip.AddrPortFrom(a, port)
 		}
 	}
@@ -107,31 +122,4 @@ func ResponseTarget(src netip.AddrPort, via *sip.Via, symmetric bool) netip.Addr
 		return src
 	}
 	return netip.AddrPortFrom(src.Addr(), port)
-}
-
-// parseIP parses an IPv4 or (bracketed) IPv6 literal without allocating
-// (it runs several times per forwarded request: Via, Contact, targets).
-// Only an IPv6 address with a zone, which SIP has no syntax for but which
-// was accepted before, goes through netip.
-func parseIP(b []byte) (netip.Addr, bool) {
-	if len(b) > 2 && b[0] == '[' && b[len(b)-1] == ']' {
-		b = b[1 : len(b)-1]
-	}
-	if len(b) == 0 || len(b) > 45 {
-		return netip.Addr{}, false
-	}
-	if a, ok := sip.ParseIPv4(b); ok {
-		return a, true
-	}
-	if a, ok := sip.ParseIPv6(b); ok {
-		return a.Unmap(), true
-	}
-	if bytes.IndexByte(b, '%') < 0 {
-		return netip.Addr{}, false
-	}
-	a, err := netip.ParseAddr(string(b))
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return a.Unmap(), true
 }

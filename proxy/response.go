@@ -13,7 +13,7 @@ import (
 // stateless proxy"), which is how retransmitted 2xx reach the caller after
 // the transaction ended; otherwise it is stray and dropped. A response is
 // never sent toward a broadcast or unusable Via (RFC 4475 §3.3.10).
-func (c *Core) response(r *request) {
+func (c *Core) response(r *Request) {
 	m := &r.msg
 	if c.txn.ClientResponse(m) {
 		return
@@ -42,9 +42,10 @@ func (c *Core) response(r *request) {
 		c.stats.StrayResponses.Add(1)
 		return
 	}
-	r.out = stripTopVia(r.out[:0], m, nil)
+	m.ResetEdits()
+	r.out = stripTopVia(r.out[:0], m)
 	c.stats.StatelessForwards.Add(1)
-	if err := c.Send(proto, dst, r.out); err != nil {
+	if err := c.sendNoWait(proto, dst, r.out); err != nil {
 		c.stats.SendErrors.Add(1)
 	}
 }
@@ -57,8 +58,12 @@ func viaDest(v *sip.Via) (ap netip.AddrPort, proto transport.Proto, ok bool) {
 	if len(v.Received) > 0 {
 		host = v.Received
 	}
-	a, ok := parseIP(host)
+	a, ok := sip.ParseIP(host)
 	if !ok || !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || (a.Is4() && a.As4() == [4]byte{255, 255, 255, 255}) {
+		return ap, 0, false
+	}
+	proto, err := transport.ParseProto(string(v.Transport))
+	if err != nil {
 		return ap, 0, false
 	}
 	port := v.RPort
@@ -66,11 +71,7 @@ func viaDest(v *sip.Via) (ap netip.AddrPort, proto transport.Proto, ok bool) {
 		port = v.Port
 	}
 	if port == 0 {
-		port = 5060
-	}
-	proto, err := transport.ParseProto(string(v.Transport))
-	if err != nil {
-		return ap, 0, false
+		port = int(sip.DefaultPort(proto == transport.TLS))
 	}
 	return netip.AddrPortFrom(a, uint16(port)), proto, true
 }

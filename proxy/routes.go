@@ -74,6 +74,10 @@ type Table struct {
 	Domains       *Domains
 	OutboundProxy string // SIP URI; "" = resolve the Request-URI itself
 	Resolver      Resolver
+	// IsSelf reports whether a URI names sipedge itself: a user at
+	// sipedge's own address is a local user even when Domains lists only
+	// names (nil: by Domains alone).
+	IsSelf func(u *sip.URI) bool
 	// ResolveTimeout bounds one resolution (DNS is answered from the
 	// cache almost always; a miss blocks this request only).
 	ResolveTimeout time.Duration
@@ -123,7 +127,7 @@ func (t *Table) Route(ctx context.Context, m *sip.Message, src netip.AddrPort, p
 			return t.toURI(ctx, &r.to, "route "+r.Name)
 		}
 	}
-	if u.IsSIP() && t.Domains.local(u.Host) {
+	if u.IsSIP() && (t.Domains.local(u.Host) || t.IsSelf != nil && t.IsSelf(&u)) {
 		if t.Location == nil {
 			return Decision{Code: 480, Reason: "Temporarily Unavailable"}
 		}
@@ -158,7 +162,7 @@ func (r *StaticRoute) matches(u *sip.URI) bool {
 // own sequential group, tried only after the previous one timed out, failed
 // at the transport or answered 503 (RFC 3263 §4.3).
 func (t *Table) toURI(ctx context.Context, u *sip.URI, what string) Decision {
-	if tg, ok := uriTarget(u); ok {
+	if tg, ok := URITarget(u); ok {
 		return Decision{Groups: [][]Target{{tg}}}
 	}
 	if t.Resolver == nil {

@@ -15,13 +15,12 @@ type Self struct {
 	addrs map[netip.Addr]bool
 	names []string // lower-case
 	ports map[uint16]bool
-	tls   map[uint16]bool
 }
 
 // NewSelf builds the set from the bound listeners (wildcards are expanded to
 // the host's interface addresses) and extra names (domains, hostnames).
 func NewSelf(listen []netip.AddrPort, names []string) *Self {
-	s := &Self{addrs: map[netip.Addr]bool{}, ports: map[uint16]bool{}, tls: map[uint16]bool{}}
+	s := &Self{addrs: map[netip.Addr]bool{}, ports: map[uint16]bool{}}
 	wildcard := false
 	for _, ap := range listen {
 		a := ap.Addr().Unmap()
@@ -50,24 +49,18 @@ func NewSelf(listen []netip.AddrPort, names []string) *Self {
 	return s
 }
 
-// AddTLSPort records a port that serves sips: URIs (default 5061).
-func (s *Self) AddTLSPort(p uint16) { s.tls[p] = true }
-
 // Is reports whether host:port (as written in a URI; IPv6 with brackets,
 // port 0 when absent) is sipedge. An absent port means 5060, or 5061 for
 // sips (RFC 3263 §4.2 defaults).
 func (s *Self) Is(host []byte, port int, sips bool) bool {
 	p := uint16(port)
 	if p == 0 {
-		p = 5060
-		if sips {
-			p = 5061
-		}
+		p = sip.DefaultPort(sips)
 	}
 	if len(s.ports) > 0 && !s.ports[p] {
 		return false
 	}
-	if a, ok := parseIP(host); ok {
+	if a, ok := sip.ParseIP(host); ok {
 		return s.addrs[a]
 	}
 	for _, n := range s.names {

@@ -125,3 +125,48 @@ func ParseIPv6(b []byte) (netip.Addr, bool) {
 	}
 	return netip.AddrFrom16(a), true
 }
+
+// ParseIP parses an IPv4 or (bracketed) IPv6 literal as written in a SIP
+// host (RFC 3261 §25.1) without allocating: Via, Contact and Request-URI
+// hosts are read several times per forwarded request. Only an IPv6
+// address with a zone, which SIP has no syntax for, goes through netip.
+// The address is returned unmapped.
+func ParseIP(b []byte) (netip.Addr, bool) {
+	if len(b) > 2 && b[0] == '[' && b[len(b)-1] == ']' {
+		b = b[1 : len(b)-1]
+	}
+	if len(b) == 0 || len(b) > 45 {
+		return netip.Addr{}, false
+	}
+	if a, ok := ParseIPv4(b); ok {
+		return a, true
+	}
+	if a, ok := ParseIPv6(b); ok {
+		return a.Unmap(), true
+	}
+	zone := false
+	for _, c := range b {
+		if c == '%' {
+			zone = true
+			break
+		}
+	}
+	if !zone {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(string(b))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+// DefaultPort is the port of a SIP URI or Via that names none: 5061 over
+// TLS (and for sips URIs), else 5060 (RFC 3261 §19.1.2, §18.2.2; RFC 3263
+// §4.2). The one place this rule is written.
+func DefaultPort(tls bool) uint16 {
+	if tls {
+		return 5061
+	}
+	return 5060
+}

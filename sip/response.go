@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 )
@@ -16,6 +17,20 @@ import (
 // was built, which is how malformed requests get their 400: headers that were
 // never read are simply left out.
 func AppendResponse(dst []byte, req *Message, code int, reason string, toTag []byte, extra []byte) []byte {
+	return appendResponse(dst, req, netip.AddrPort{}, code, reason, toTag, extra)
+}
+
+// AppendResponseFrom is AppendResponse for a request received from src: the
+// top Via value of the response gets received=<src address> when its
+// sent-by host is not that address or it carries rport, and an empty rport
+// gets src's port (RFC 3261 §18.2.1, RFC 3581 §4), as they were added when
+// the request arrived. A phone behind NAT learns its public address from
+// them.
+func AppendResponseFrom(dst []byte, req *Message, src netip.AddrPort, code int, reason string, toTag []byte, extra []byte) []byte {
+	return appendResponse(dst, req, src, code, reason, toTag, extra)
+}
+
+func appendResponse(dst []byte, req *Message, src netip.AddrPort, code int, reason string, toTag []byte, extra []byte) []byte {
 	// Size the result once: the copied headers are at most the request's
 	// header section, so a fresh response costs one allocation, not one per
 	// growth step.
@@ -28,10 +43,18 @@ func AppendResponse(dst []byte, req *Message, code int, reason string, toTag []b
 	dst = append(dst, ' ')
 	dst = append(dst, reason...)
 	dst = append(dst, '\r', '\n')
+	topVia := src.IsValid()
 	for i := range req.hdrs {
 		h := &req.hdrs[i]
 		switch h.kind {
-		case KindVia, KindFrom, KindCallID, KindCSeq:
+		case KindVia:
+			if topVia {
+				topVia = false
+				dst = appendTopVia(dst, req.b(h.value), src)
+				continue
+			}
+			dst = appendHeader(dst, "Via", req.b(h.value))
+		case KindFrom, KindCallID, KindCSeq:
 			dst = appendHeader(dst, h.kind.String(), req.b(h.value))
 		case KindTo:
 			dst = appendHeader(dst, "To", req.b(h.value))
@@ -56,6 +79,57 @@ func AppendResponse(dst []byte, req *Message, code int, reason string, toTag []b
 	}
 	dst = append(dst, extra...)
 	return append(dst, "Content-Length: 0\r\n\r\n"...)
+}
+
+// appendTopVia writes the Via header field whose first value is the top
+// Via, with received and rport filled in for a request from src.
+func appendTopVia(dst []byte, v []byte, src netip.AddrPort) []byte {
+	k := SplitComma(v)
+	first, rest := v[:k], v[k:]
+	via, err := ParseVia(first)
+	dst = append(dst, "Via: "...)
+	if err != nil {
+		dst = append(dst, v...)
+		return append(dst, '\r', '\n')
+	}
+	// rport with no value: "=port" after the parameter name.
+	at := -1
+	if via.HasRPort && via.RPort == 0 {
+		for p := via.Params; ; {
+			name, _, r, ok, _ := p.Next()
+			if !ok {
+				break
+			}
+			if equalFold(name, "rport") {
+				at = int(cap(first)-cap(name)) + len(name)
+				break
+			}
+			p = r
+		}
+	}
+	// Trailing spaces before a comma stay after the parameters we add.
+	end := len(first)
+	for end > 0 && (first[end-1] == ' ' || first[end-1] == '\t') {
+		end--
+	}
+	if at >= 0 && at <= end {
+		dst = append(dst, first[:at]...)
+		dst = append(dst, '=')
+		dst = strconv.AppendUint(dst, uint64(src.Port()), 10)
+		dst = append(dst, first[at:end]...)
+	} else {
+		dst = append(dst, first[:end]...)
+	}
+	if len(via.Received) == 0 {
+		host, isIP := ParseIP(via.Host)
+		if via.HasRPort || !isIP || host != src.Addr().Unmap() {
+			dst = append(dst, ";received="...)
+			dst = src.Addr().Unmap().AppendTo(dst)
+		}
+	}
+	dst = append(dst, first[end:]...)
+	dst = append(dst, rest...)
+	return append(dst, '\r', '\n')
 }
 
 func appendHeader(dst []byte, name string, value []byte) []byte {

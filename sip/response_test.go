@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -190,5 +191,66 @@ func TestReasonPhraseTable(t *testing.T) {
 		if got := ReasonPhrase(code); got != want {
 			t.Errorf("ReasonPhrase(%d) = %q, want %q", code, got, want)
 		}
+	}
+}
+
+// TestAppendResponseFrom: the top Via of a locally generated response
+// carries received and a filled rport (RFC 3261 §18.2.1, RFC 3581 §4), as
+// the request's Via would have after arriving; the other Vias are copied.
+func TestAppendResponseFrom(t *testing.T) {
+	src := netip.MustParseAddrPort("203.0.113.7:40123")
+	rest := "Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKp9\r\n"
+	tests := []struct{ name, via, want string }{
+		{"rport filled, received added", "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa;rport",
+			"SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa;rport=40123;received=203.0.113.7"},
+		{"rport in the middle", "SIP/2.0/UDP 10.0.0.5;rport;branch=z9hG4bKa",
+			"SIP/2.0/UDP 10.0.0.5;rport=40123;branch=z9hG4bKa;received=203.0.113.7"},
+		{"no rport, host differs: received only", "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa",
+			"SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa;received=203.0.113.7"},
+		{"no rport, host is the source: untouched", "SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bKa",
+			"SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bKa"},
+		{"rport with host = source still gets received (RFC 3581 §4)", "SIP/2.0/UDP 203.0.113.7;branch=z9hG4bKa;rport",
+			"SIP/2.0/UDP 203.0.113.7;branch=z9hG4bKa;rport=40123;received=203.0.113.7"},
+		{"host name: received", "SIP/2.0/TCP pc.example.com;branch=z9hG4bKa",
+			"SIP/2.0/TCP pc.example.com;branch=z9hG4bKa;received=203.0.113.7"},
+		{"received already there: kept", "SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKa;received=198.51.100.1;rport=9",
+			"SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKa;received=198.51.100.1;rport=9"},
+		{"RPORT in capitals", "SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKa;RPORT",
+			"SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKa;RPORT=40123;received=203.0.113.7"},
+		{"second value of the same header kept", "SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKa;rport , SIP/2.0/UDP p.example.com;branch=z9hG4bKq",
+			"SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKa;rport=40123;received=203.0.113.7 , SIP/2.0/UDP p.example.com;branch=z9hG4bKq"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := "OPTIONS sip:x@example.com SIP/2.0\r\nVia: " + tc.via + "\r\n" + rest +
+				"From: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+			var m Message
+			if err := m.Parse([]byte(req), nil); err != nil {
+				t.Fatal(err)
+			}
+			out := string(AppendResponseFrom(nil, &m, src, 200, "OK", []byte("t1"), nil))
+			if !strings.Contains(out, "\r\nVia: "+tc.want+"\r\n"+rest) {
+				t.Fatalf("got\n%s\nwant top Via %q", out, tc.want)
+			}
+			var resp Message
+			if err := resp.Parse([]byte(out), nil); err != nil {
+				t.Fatalf("response does not parse: %v", err)
+			}
+			v, err := resp.TopVia()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(tc.want, "rport=40123") && v.RPort != 40123 {
+				t.Errorf("rport %d", v.RPort)
+			}
+		})
+	}
+	// The zero source writes the Vias unchanged (AppendResponse).
+	var m Message
+	if err := m.Parse([]byte(respReq), nil); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := AppendResponse(nil, &m, 486, "Busy Here", nil, nil), AppendResponseFrom(nil, &m, netip.AddrPort{}, 486, "Busy Here", nil, nil); string(a) != string(b) {
+		t.Fatal("AppendResponseFrom with no source differs from AppendResponse")
 	}
 }

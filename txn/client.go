@@ -83,15 +83,31 @@ func (l *Layer) NewClient(method sip.Method, methodName, branch, req []byte, pro
 		c.timerC.Reset(l.cfg.TimerC) // §16.6 step 11
 	}
 	c.mu.Unlock()
-	if err := l.cfg.Sender.Send(proto, dst, c.req); err != nil {
-		l.stats.SendErrors.Add(1)
-		c.mu.Lock()
-		c.endLocked()
-		c.mu.Unlock()
-		h.OnTransportError(c, err)
+	if l.wouldDial(proto, dst) {
+		// The first send opens the connection: never on the caller's
+		// goroutine (a message reader, the timer wheel). A failure
+		// ends the transaction from there.
+		l.sendDialing(proto, dst, c.req, func(err error) { c.transportError(err) })
 		return c, nil
 	}
+	if err := l.cfg.Sender.Send(proto, dst, c.req); err != nil {
+		l.stats.SendErrors.Add(1)
+		c.transportError(err)
+	}
 	return c, nil
+}
+
+// transportError ends the transaction on a failed send and tells its
+// handler (RFC 3261 §8.1.3.1: a transport error is as a 503).
+func (c *Client) transportError(err error) {
+	c.mu.Lock()
+	if c.state == stTerminated {
+		c.mu.Unlock()
+		return
+	}
+	c.endLocked()
+	c.mu.Unlock()
+	c.h.OnTransportError(c, err)
 }
 
 // Request returns the request bytes the transaction sends.
@@ -265,13 +281,6 @@ func (c *Client) endLocked() {
 	c.l.stats.ClientTerminated.Add(1)
 }
 
-// Terminate ends the transaction at once.
-func (c *Client) Terminate() {
-	c.mu.Lock()
-	c.endLocked()
-	c.mu.Unlock()
-}
-
 // Proceeding reports whether a provisional response was received and no
 // final one yet: the condition under which a CANCEL may be sent (§9.1).
 func (c *Client) Proceeding() bool {
@@ -346,3 +355,12 @@ func appendCommon(b []byte, r *sip.Message, to []byte) []byte {
 	b = append(b, r.CallID()...)
 	return append(b, "\r\n"...)
 }
+
+// Discard is the ClientHandler of requests whose answers nobody waits for
+// (a CANCEL, a BYE sipedge sends to end a call): what comes back is
+// absorbed by the transaction.
+type Discard struct{}
+
+func (Discard) OnResponse(*Client, *sip.Message) {}
+func (Discard) OnTimeout(*Client, bool)          {}
+func (Discard) OnTransportError(*Client, error)  {}

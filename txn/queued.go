@@ -13,7 +13,8 @@ type BatchSender interface {
 	SendBatch(out []transport.Outgoing) (failed int)
 }
 
-// RespondQueued is RespondOwned for a caller that must not spend its time
+// RespondQueued is Respond without the copy (b becomes the transaction's)
+// for a caller that must not spend its time
 // on the network: the response is queued and sent, with every other
 // response queued meanwhile, by the layer's sender goroutine. It is meant
 // for the store's committer, which makes a whole batch of REGISTERs

@@ -36,10 +36,45 @@ type Server struct {
 	retrans  Timer // Timer G
 	end      Timer // Timers H, I, J, L
 
-	// Ctx is the owner's context (the proxy's response context).
-	Ctx any
-	// OnTerminate, when set, runs once when the transaction ends.
-	OnTerminate func(*Server)
+	// owner is the owner's context (the proxy's response context), set
+	// and read under mu: a CANCEL may look for it on another goroutine
+	// while a deferred request sets it.
+	owner any
+}
+
+// Adopt records the owner's context of the transaction unless a final
+// response was already sent (a CANCEL answered it 487 while the request
+// waited for DNS); it reports whether it did.
+func (st *Server) Adopt(v any) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.lastCode >= 200 {
+		return false
+	}
+	st.owner = v
+	return true
+}
+
+// RespondUnowned sends a response only while no owner adopted the
+// transaction (it would then be the owner's to answer) and no final one
+// went out; it reports whether it did. A CANCEL for an INVITE that is still
+// being routed (waiting for DNS) answers it 487 this way; the forwarding
+// then finds it final in Adopt and stops.
+func (st *Server) RespondUnowned(b []byte, code int) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.owner != nil || st.lastCode >= 200 {
+		return false
+	}
+	st.respondLocked(b, code, false, nil)
+	return true
+}
+
+// Owner returns what SetOwner recorded (nil before).
+func (st *Server) Owner() any {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.owner
 }
 
 // ServerFor matches a request to its server transaction (§17.2.3).
@@ -142,10 +177,6 @@ func (st *Server) fire(kind uint8) {
 	}
 }
 
-// RespondOwned is Respond without the copy: b becomes the transaction's
-// (kept for retransmissions) and the caller must not modify it afterwards.
-func (st *Server) RespondOwned(b []byte, code int) { st.respond(b, code, true, nil) }
-
 // Respond sends a response and moves the state machine (§17.2.1, §17.2.2,
 // RFC 6026 §8.5–8.7). b is copied. After a final non-2xx, later responses
 // are dropped except 2xx, which a proxy must forward whenever one arrives
@@ -157,6 +188,11 @@ func (st *Server) Respond(b []byte, code int) { st.respond(b, code, false, nil) 
 func (st *Server) respond(b []byte, code int, owned bool, out *[]transport.Outgoing) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.respondLocked(b, code, owned, out)
+}
+
+// respondLocked is respond with st.mu held.
+func (st *Server) respondLocked(b []byte, code int, owned bool, out *[]transport.Outgoing) {
 	switch st.state {
 	case stTerminated:
 		if code >= 200 && code < 300 && st.invite {
@@ -252,14 +288,4 @@ func (st *Server) endLocked() {
 	st.end.Stop()
 	st.l.servers.del(st.key)
 	st.l.stats.ServerTerminated.Add(1)
-	if st.OnTerminate != nil {
-		go st.OnTerminate(st) // never run owner code under our lock
-	}
-}
-
-// Terminate ends the transaction at once (for example on shutdown).
-func (st *Server) Terminate() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.endLocked()
 }

@@ -6,6 +6,7 @@
 package txn
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -20,6 +21,25 @@ import (
 type Sender interface {
 	Send(proto transport.Proto, dst netip.AddrPort, b []byte) error
 }
+
+// ConnChecker is an optional capability of a Sender: whether a
+// connection-oriented send to dst would go over a connection that is
+// already open. When it would have to connect (TCP handshake, TLS, up to
+// the transport's connect timeout), the layer sends from a goroutine of its
+// own, so that no message reader, no timer-wheel callback and no caller
+// holding a lock ever waits for a connect.
+type ConnChecker interface {
+	HasConn(proto transport.Proto, dst netip.AddrPort) bool
+}
+
+// maxDialing bounds the sends waiting for a connection at once; more fail
+// at once as transport errors (a flood towards dead TCP peers must not
+// turn into a flood of goroutines).
+const maxDialing = 1024
+
+// ErrTooManyDials is the transport error of a send refused because
+// maxDialing sends already wait for a connection.
+var ErrTooManyDials = errors.New("txn: too many connections being opened")
 
 // Config holds the RFC 3261 timer values (§17.1.1.1, Table 4).
 type Config struct {
@@ -45,6 +65,7 @@ type Layer struct {
 	replies replyQueue
 	sweep   *Timer
 	stats   Stats
+	dialing chan struct{} // one token per send waiting for a connect
 }
 
 // Stats counts transaction events.
@@ -55,6 +76,7 @@ type Stats struct {
 	ResponseRetransAbsorbed         atomic.Uint64 // response retransmissions absorbed by a client transaction
 	Retransmissions                 atomic.Uint64 // requests and responses we retransmitted
 	Timeouts                        atomic.Uint64 // client transactions ended by Timer B/F/C
+	Dials                           atomic.Uint64 // sends that opened a connection off the caller's goroutine
 	SendErrors                      atomic.Uint64
 }
 
@@ -81,7 +103,7 @@ func New(cfg Config) *Layer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	l := &Layer{cfg: cfg, log: cfg.Logger, wheel: NewWheel(cfg.Tick)}
+	l := &Layer{cfg: cfg, log: cfg.Logger, wheel: NewWheel(cfg.Tick), dialing: make(chan struct{}, maxDialing)}
 	l.replies.l = l
 	l.servers.init()
 	l.clients.init()
@@ -109,10 +131,50 @@ func (l *Layer) Stats() *Stats { return &l.stats }
 func (l *Layer) Counts() (servers, clients int) { return l.servers.len(), l.clients.len() }
 
 func (l *Layer) send(proto transport.Proto, dst netip.AddrPort, b []byte) {
+	if l.wouldDial(proto, dst) {
+		b = append([]byte(nil), b...) // the caller may reuse b
+		l.sendDialing(proto, dst, b, nil)
+		return
+	}
 	if err := l.cfg.Sender.Send(proto, dst, b); err != nil {
 		l.stats.SendErrors.Add(1)
 		l.log.Debug("transaction send failed", "dst", dst, "proto", proto, "err", err)
 	}
+}
+
+// wouldDial reports whether sending to dst would open a connection first.
+func (l *Layer) wouldDial(proto transport.Proto, dst netip.AddrPort) bool {
+	if !proto.Reliable() {
+		return false
+	}
+	cc, ok := l.cfg.Sender.(ConnChecker)
+	return ok && !cc.HasConn(proto, dst)
+}
+
+// sendDialing sends b from a goroutine of its own (a connect may take up
+// to the transport's connect timeout); failed, when not nil, runs there
+// with the error.
+func (l *Layer) sendDialing(proto transport.Proto, dst netip.AddrPort, b []byte, failed func(error)) {
+	select {
+	case l.dialing <- struct{}{}:
+	default:
+		l.stats.SendErrors.Add(1)
+		if failed != nil {
+			go failed(ErrTooManyDials) // never call back on the caller's stack
+		}
+		return
+	}
+	l.stats.Dials.Add(1)
+	go func() {
+		defer func() { <-l.dialing }()
+		if err := l.cfg.Sender.Send(proto, dst, b); err != nil {
+			l.stats.SendErrors.Add(1)
+			l.log.Debug("transaction send failed", "dst", dst, "proto", proto, "err", err)
+			if failed != nil {
+				failed(err)
+			}
+		}
+	}()
 }
 
 func (l *Layer) sendOrAppend(out *[]transport.Outgoing, proto transport.Proto, dst netip.AddrPort, b []byte) {
@@ -211,3 +273,9 @@ func topViaValue(m *sip.Message) ([]byte, bool) {
 	it := m.Values(sip.KindVia)
 	return it.Next()
 }
+
+// NewTimer returns a stopped timer on the layer's wheel (for owners with
+// long timers of their own, such as session timers). fn runs on the wheel
+// goroutine and must not block or send: it should hand its work to a
+// goroutine of its own.
+func (l *Layer) NewTimer(fn func()) *Timer { return l.wheel.NewTimer(fn) }

@@ -20,12 +20,9 @@ import (
 	"time"
 
 	"sipedge/config"
-	"sipedge/media"
 	"sipedge/proxy"
-	"sipedge/registrar"
 	"sipedge/resolve"
 	"sipedge/sip"
-	"sipedge/store"
 	"sipedge/transport"
 )
 
@@ -88,9 +85,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	// Catch signals from the start: a SIGTERM while starting up must still
-	// end in a clean shutdown, not the default kill.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// end in a clean shutdown, not the default kill, and a SIGHUP (what
+	// logrotate and systemctl reload send) must never kill sipedge.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	cfg := config.Default()
 	if o.configFile != "" {
 		c, err := config.Load(o.configFile)
@@ -104,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sipedge: %v\n", err)
 		return 2
 	}
-	log, err := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
+	log, level, err := newLogger(cfg.Log.Format, cfg.Log.Level, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "sipedge: %v\n", err)
 		return 2
@@ -123,132 +122,44 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.MemoryLimitMB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}
-	specs, err := listenSpecs(cfg.Listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "sipedge: --listen: %v\n", err)
-		return 2
-	}
-	for _, s := range specs {
-		if s.Proto == transport.TLS && (cfg.TLS.Cert == "" || cfg.TLS.Key == "") {
-			fmt.Fprintf(stderr, "sipedge: --listen tls:%s needs --tls-cert and --tls-key (or tls.cert and tls.key in the configuration)\n", s.Addr)
-			return 2
-		}
-	}
-	st, err := store.Open(cfg.Store.Dir, store.Options{Logger: log})
-	if err != nil {
-		fmt.Fprintf(stderr, "sipedge: store.dir %q: %v\n", cfg.Store.Dir, err)
-		return 1
-	}
-	defer st.Close()
-	reg, err := registrar.New(registrar.Config{
-		MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
-		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts,
-		Store: st, Logger: log,
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "sipedge: registrar: %v\n", err)
-		return 1
-	}
-	defer reg.Close()
-	res, err := resolve.New(resolve.Config{Servers: cfg.DNS.Servers, Logger: log})
-	if err != nil {
-		fmt.Fprintf(stderr, "sipedge: dns: %v\n", err)
-		return 2
-	}
-	domains := proxy.NewDomains(cfg.Domains)
-	location := &proxy.LocationRouter{Registrar: reg, Domains: domains}
-	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location,
-		Resolver: dnsResolver{res}}
-	for _, r := range cfg.Routes {
-		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To, Stateless: r.Stateless})
-	}
-	if err := table.Compile(); err != nil {
-		fmt.Fprintf(stderr, "sipedge: config: %v\n", err)
-		return 2
-	}
-	var core *proxy.Core
-	mode, _ := proxy.ParseRelayMode(cfg.Media.Relay)
-	var relay *media.Relay
-	if mode != proxy.RelayNever {
-		lo, hi, _ := cfg.Media.PortRange()
-		latch, _ := media.ParseLatchMode(cfg.Media.Latch)
-		var fw media.Firewall
-		if cfg.Media.Firewall != "" {
-			nft, err := media.OpenNFTables(cfg.Media.Firewall)
-			if err != nil {
-				fmt.Fprintf(stderr, "sipedge: media.firewall: %v\n", err)
-				return 1
-			}
-			defer nft.Remove()
-			fw = nft
-			log.Info("media pinholes in nftables", "chain", cfg.Media.Firewall, "set", media.SetName)
-		}
-		relay, err = media.New(media.Config{
-			Firewall: fw,
-			PortMin:  lo, PortMax: hi, Latch: latch, Inactivity: cfg.Media.Inactivity.Duration,
-			MaxCalls: cfg.Media.MaxCalls, MaxStreamsPerCall: cfg.Media.MaxStreamsPerCall,
-			OnInactive: func(id string) {
-				log.Info("media stopped in both directions; relay ports freed", "call", strings.ReplaceAll(id, "\x00", " "))
-				core.EndMedia(id)
-			},
-		})
+	a, err := newApp(cfg, o, log, level)
+	if err == nil {
+		err = a.start()
 		if err != nil {
-			fmt.Fprintf(stderr, "sipedge: media relay: %v\n", err)
+			a.close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sipedge: %v\n", err)
+		var se errStart
+		if errors.As(err, &se) {
 			return 1
 		}
-		defer relay.Close()
-	}
-	limits := &sip.Limits{MaxMessageSize: cfg.Limits.MaxMessageSize, MaxHeaders: cfg.Limits.MaxHeaders, MaxVias: cfg.Limits.MaxVias}
-	core = proxy.New(proxy.Config{
-		Limits:             limits,
-		Logger:             log,
-		SymmetricResponses: cfg.SymmetricResponses == nil || *cfg.SymmetricResponses,
-		UserAgent:          "sipedge/" + version,
-		AllowSources:       cfg.Trusted(),
-		Router:             table,
-		Registrar:          reg,
-		Resolver:           dnsResolver{res},
-		Domains:            domains,
-		Media:              relay,
-		MediaMode:          mode,
-		MinSE:              cfg.Sessions.MinSE.Duration,
-		SessionInterval:    cfg.Sessions.Interval.Duration,
-		MaxCallsPerUser:    cfg.Media.MaxCallsPerUser,
-	})
-	defer core.Close()
-	layer, err := transport.New(transport.Config{
-		Listen:      specs,
-		TLSCertFile: cfg.TLS.Cert,
-		TLSKeyFile:  cfg.TLS.Key,
-		UDPReaders:  cfg.Transport.UDPReaders,
-		IdleTimeout: cfg.Transport.IdleTimeout.Duration,
-		Limits:      limits,
-		Logger:      log,
-	}, core)
-	if err != nil {
-		fmt.Fprintf(stderr, "sipedge: %v\n", err)
-		return 1
-	}
-	location.Flows = layer
-	if err := layer.Start(); err != nil {
-		fmt.Fprintf(stderr, "sipedge: %v\n", err)
-		return 1
-	}
-	for _, l := range layer.Addrs() {
-		log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
-	}
-	core.Attach(layer, cfg.Domains)
-	if cfg.NAT.Keepalive != "none" {
-		core.StartKeepAlives(proxy.KeepAlive{Interval: cfg.NAT.KeepaliveInterval.Duration, Method: cfg.NAT.Keepalive,
-			MaxFailures: cfg.NAT.KeepaliveFailures})
+		return 2
 	}
 	log.Info("sipedge started", "version", version, "trusted_networks", strings.Join(cfg.TrustedNetworks, ","))
-
-	<-ctx.Done()
-	log.Info("shutting down")
-	if err := layer.Close(); err != nil {
-		log.Warn("shutdown", "err", err)
+	for s := range sigs {
+		if s != syscall.SIGHUP {
+			break
+		}
+		if err := a.reload(); err != nil {
+			log.Error("configuration not reloaded; the running one stays: " + err.Error())
+			continue
+		}
+		log.Info("configuration reloaded", "file", o.configFile)
 	}
+	stop := make(chan struct{})
+	go func() {
+		for s := range sigs {
+			if s != syscall.SIGHUP {
+				close(stop)
+				return
+			}
+		}
+	}()
+	a.drain(30*time.Second, stop)
+	log.Info("shutting down")
+	a.close()
 	log.Info("stopped")
 	return 0
 }
@@ -341,19 +252,22 @@ func applyFlags(c *config.Config, o *options) error {
 	return nil
 }
 
-func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+// newLogger returns the logger and its level, which a reload may change.
+func newLogger(format, level string, w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+		return nil, nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	v := new(slog.LevelVar)
+	v.Set(lv)
+	opts := &slog.HandlerOptions{Level: v}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), v, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), v, nil
 	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+	return nil, nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
 // listenSpecs turns listen values into transport specs.

@@ -139,7 +139,10 @@ func (s *server) logs() string {
 	return s.log.String()
 }
 
-// stop signals the process and checks it exits cleanly within 5 s.
+// stop signals the process and checks it exits cleanly within 5 s. The
+// first signal starts a graceful drain, which waits for calls still being
+// set up (a test may leave an INVITE unanswered); when the process is
+// still there after 2 s, a second signal stops it at once.
 func (s *server) stop(sig syscall.Signal) {
 	s.t.Helper()
 	_ = s.cmd.Process.Signal(sig)
@@ -148,7 +151,16 @@ func (s *server) stop(sig syscall.Signal) {
 		if err != nil {
 			s.t.Errorf("sipedge exited with %v after %v", err, sig)
 		}
-	case <-time.After(5 * time.Second):
+		return
+	case <-time.After(2 * time.Second):
+		_ = s.cmd.Process.Signal(sig)
+	}
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			s.t.Errorf("sipedge exited with %v after a second %v", err, sig)
+		}
+	case <-time.After(3 * time.Second):
 		s.cmd.Process.Kill()
 		s.t.Errorf("sipedge did not stop within 5 s of %v", sig)
 	}

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"sipedge/config"
+	"sipedge/features/callmedia"
+	"sipedge/features/dialogs"
+	"sipedge/features/gateway"
+	"sipedge/features/keepalive"
+	"sipedge/features/natalias"
+	"sipedge/media"
+	"sipedge/proxy"
+	"sipedge/registrar"
+	"sipedge/resolve"
+	"sipedge/sip"
+	"sipedge/store"
+	"sipedge/transport"
+)
+
+// app owns sipedge's components: it builds them from a configuration in
+// dependency order (store, registrar, resolver, core and its features,
+// media relay, transport), starts them, applies a new configuration to the
+// running ones (reload), drains calls, and closes them in reverse order.
+type app struct {
+	log   *slog.Logger
+	level *slog.LevelVar
+	cfg   *config.Config // the configuration in force
+	o     options        // command-line flags, applied over every reload
+
+	store  *store.Store
+	reg    *registrar.Registrar
+	res    *resolve.Resolver
+	core   *proxy.Core
+	layer  *transport.Layer
+	relay  *media.Relay
+	media  *callmedia.Feature
+	dlg    *dialogs.Feature
+	ka     *keepalive.Feature
+	closer []func() // in the order to run them
+}
+
+// errStart is a start-up failure that is not the configuration's fault
+// (exit status 1 rather than 2).
+type errStart struct{ err error }
+
+func (e errStart) Error() string { return e.err.Error() }
+func (e errStart) Unwrap() error { return e.err }
+
+// newApp builds every component from cfg; nothing listens yet.
+func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVar) (a *app, err error) {
+	a = &app{log: log, level: level, cfg: cfg, o: o}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	specs, err := listenSpecs(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %v", err)
+	}
+	for _, s := range specs {
+		if s.Proto == transport.TLS && (cfg.TLS.Cert == "" || cfg.TLS.Key == "") {
+			return nil, fmt.Errorf("--listen tls:%s needs --tls-cert and --tls-key (or tls.cert and tls.key in the configuration)", s.Addr)
+		}
+	}
+	if a.store, err = store.Open(cfg.Store.Dir, store.Options{Logger: log}); err != nil {
+		return nil, errStart{fmt.Errorf("store.dir %q: %v", cfg.Store.Dir, err)}
+	}
+	a.closer = append(a.closer, func() { a.store.Close() })
+	a.reg, err = registrar.New(registrar.Config{
+		MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
+		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts,
+		Store: a.store, Logger: log,
+	})
+	if err != nil {
+		return nil, errStart{fmt.Errorf("registrar: %v", err)}
+	}
+	a.closer = append([]func(){func() { a.reg.Close() }}, a.closer...)
+	if a.res, err = resolve.New(resolve.Config{Servers: cfg.DNS.Servers, Logger: log}); err != nil {
+		return nil, fmt.Errorf("dns: %v", err)
+	}
+	pol, err := a.policy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.core, err = proxy.New(proxy.Config{
+		Logger:             log,
+		SymmetricResponses: cfg.SymmetricResponses == nil || *cfg.SymmetricResponses,
+		UserAgent:          "sipedge/" + version,
+		Registrar:          a.reg,
+		Resolver:           dnsResolver{a.res},
+		Policy:             pol,
+	})
+	if err != nil {
+		return nil, errStart{err}
+	}
+	a.closer = append([]func(){a.core.Close}, a.closer...)
+	a.dlg = dialogs.New(a.core, dialogsConfig(cfg))
+	features := []proxy.Feature{natalias.New(), gateway.New(a.core), a.dlg}
+	mode, _ := callmedia.ParseMode(cfg.Media.Relay)
+	if mode != callmedia.Never {
+		if err := a.startRelay(cfg, mode); err != nil {
+			return nil, err
+		}
+		features = append(features, a.media)
+	}
+	if cfg.NAT.Keepalive != "none" {
+		a.ka = keepalive.New(a.core, a.reg, keepaliveConfig(cfg))
+		features = append(features, a.ka)
+	}
+	if err := a.core.Use(features...); err != nil {
+		return nil, errStart{err}
+	}
+	a.layer, err = transport.New(transport.Config{
+		Listen:      specs,
+		TLSCertFile: cfg.TLS.Cert,
+		TLSKeyFile:  cfg.TLS.Key,
+		UDPReaders:  cfg.Transport.UDPReaders,
+		IdleTimeout: cfg.Transport.IdleTimeout.Duration,
+		Limits:      pol.Limits,
+		Logger:      log,
+	}, a.core)
+	if err != nil {
+		return nil, errStart{err}
+	}
+	return a, nil
+}
+
+// startRelay opens the media relay (and its firewall pinholes).
+func (a *app) startRelay(cfg *config.Config, mode callmedia.Mode) error {
+	lo, hi, _ := cfg.Media.PortRange()
+	latch, _ := media.ParseLatchMode(cfg.Media.Latch)
+	var fw media.Firewall
+	if cfg.Media.Firewall != "" {
+		nft, err := media.OpenNFTables(cfg.Media.Firewall)
+		if err != nil {
+			return errStart{fmt.Errorf("media.firewall: %v", err)}
+		}
+		a.closer = append([]func(){func() { nft.Remove() }}, a.closer...)
+		fw = nft
+		a.log.Info("media pinholes in nftables", "chain", cfg.Media.Firewall, "set", media.SetName)
+	}
+	relay, err := media.New(media.Config{
+		Firewall: fw,
+		PortMin:  lo, PortMax: hi, Latch: latch, Inactivity: cfg.Media.Inactivity.Duration,
+		MaxCalls: cfg.Media.MaxCalls, MaxStreamsPerCall: cfg.Media.MaxStreamsPerCall,
+		OnInactive: func(id string) {
+			a.log.Info("media stopped in both directions; relay ports freed", "call_id", strings.ReplaceAll(id, "\x00", " "))
+			a.media.Inactive(id)
+		},
+	})
+	if err != nil {
+		return errStart{fmt.Errorf("media relay: %v", err)}
+	}
+	a.relay = relay
+	a.closer = append([]func(){func() { relay.Close() }}, a.closer...)
+	a.media = callmedia.New(a.core, relay, callmedia.Config{Mode: mode, MaxCallsPerUser: cfg.Media.MaxCallsPerUser})
+	return nil
+}
+
+// policy builds the reloadable part of the core's configuration: routing
+// table, domains, trusted networks, parser limits.
+func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
+	domains := proxy.NewDomains(cfg.Domains)
+	isSelf := func(u *sip.URI) bool { return a.core != nil && a.core.IsSelfURI(u) }
+	location := &proxy.LocationRouter{Registrar: a.reg, Domains: domains, Flows: flows{a}, IsSelf: isSelf}
+	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location,
+		Resolver: dnsResolver{a.res}, IsSelf: isSelf}
+	for _, r := range cfg.Routes {
+		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To, Stateless: r.Stateless})
+	}
+	if err := table.Compile(); err != nil {
+		return proxy.Policy{}, fmt.Errorf("config: %v", err)
+	}
+	limits := &sip.Limits{MaxMessageSize: cfg.Limits.MaxMessageSize, MaxHeaders: cfg.Limits.MaxHeaders, MaxVias: cfg.Limits.MaxVias}
+	return proxy.Policy{Limits: limits, AllowSources: cfg.Trusted(), Router: table, Domains: domains}, nil
+}
+
+// flows lets the location service ask the transport (built after it)
+// whether a registration's connection is still open.
+type flows struct{ a *app }
+
+func (f flows) HasConn(p transport.Proto, ap netip.AddrPort) bool {
+	if f.a.layer == nil {
+		return false
+	}
+	return f.a.layer.HasConn(p, ap)
+}
+
+func dialogsConfig(cfg *config.Config) dialogs.Config {
+	return dialogs.Config{MinSE: cfg.Sessions.MinSE.Duration, Interval: cfg.Sessions.Interval.Duration}
+}
+
+func keepaliveConfig(cfg *config.Config) keepalive.Config {
+	method, _ := keepalive.ParseMethod(cfg.NAT.Keepalive)
+	return keepalive.Config{Interval: cfg.NAT.KeepaliveInterval.Duration, Method: method, MaxFailures: cfg.NAT.KeepaliveFailures}
+}
+
+// start binds the listeners and starts serving.
+func (a *app) start() error {
+	if err := a.layer.Start(); err != nil {
+		return errStart{err}
+	}
+	a.closer = append([]func(){func() {
+		if err := a.layer.Close(); err != nil {
+			a.log.Warn("shutdown", "err", err)
+		}
+	}}, a.closer...)
+	for _, l := range a.layer.Addrs() {
+		a.log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
+	}
+	a.core.Attach(a.layer, a.cfg.Domains)
+	return nil
+}
+
+// reload reads the configuration file again and applies what may change
+// while sipedge runs; new transactions use it, calls, registrations,
+// relays and connections in progress are untouched. A file with an error,
+// or one that changes a key that needs a restart, is refused whole with
+// one line, and the configuration in force stays.
+func (a *app) reload() error {
+	cfg := config.Default()
+	if a.o.configFile != "" {
+		c, err := config.Load(a.o.configFile)
+		if err != nil {
+			return err
+		}
+		cfg = c
+	}
+	if err := applyFlags(cfg, &a.o); err != nil {
+		return err
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return fmt.Errorf("log.level %q: use debug, info, warn or error", cfg.Log.Level)
+	}
+	pol, err := a.policy(cfg)
+	if err != nil {
+		return err
+	}
+	a.core.SetPolicy(pol)
+	a.dlg.SetConfig(dialogsConfig(cfg))
+	if a.media != nil {
+		mode, _ := callmedia.ParseMode(cfg.Media.Relay)
+		a.media.SetConfig(callmedia.Config{Mode: mode, MaxCallsPerUser: cfg.Media.MaxCallsPerUser})
+	}
+	if a.ka != nil {
+		a.ka.SetConfig(keepaliveConfig(cfg))
+	}
+	a.level.Set(lv)
+	a.cfg = cfg
+	return nil
+}
+
+// idle reports whether no call sipedge knows of is in progress: no
+// forwarded request waits for its final response, no dialog is followed,
+// no media is relayed.
+func (a *app) idle() bool {
+	if a.core.Pending() > 0 || a.dlg.Active() > 0 {
+		return false
+	}
+	return a.media == nil || a.media.Calls() == 0
+}
+
+// drain refuses new dialogs and waits until the calls in progress end or
+// d passes, or stop is closed (a second signal).
+func (a *app) drain(d time.Duration, stop <-chan struct{}) {
+	a.core.Drain()
+	a.log.Info("draining: new calls refused, calls in progress go on", "deadline", d.String())
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tk := time.NewTicker(100 * time.Millisecond)
+	defer tk.Stop()
+	last := time.Now()
+	for !a.idle() {
+		select {
+		case <-deadline.C:
+			a.log.Warn("drain deadline reached; stopping with calls in progress",
+				"pending", a.core.Pending(), "dialogs", a.dlg.Active())
+			return
+		case <-stop:
+			a.log.Info("second signal: stopping now")
+			return
+		case <-tk.C:
+			if time.Since(last) >= 5*time.Second {
+				last = time.Now()
+				a.log.Info("draining", "pending", a.core.Pending(), "dialogs", a.dlg.Active())
+			}
+		}
+	}
+}
+
+// close stops everything in reverse order of start: transport, features
+// and core, relay, registrar, store (flushed).
+func (a *app) close() {
+	for _, f := range a.closer {
+		f()
+	}
+	a.closer = nil
+}

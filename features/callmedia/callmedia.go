@@ -1,0 +1,528 @@
+// Package callmedia relays the media of calls through sipedge (RFC 3264
+// offer/answer as it crosses sipedge), gluing the SDP rewriter (package
+// sdp) to the RTP relay (package media).
+//
+// When a call's media must go through sipedge (Mode), the first offer
+// creates a media.Call keyed by Call-ID and the caller's From tag; every
+// SDP body that crosses sipedge in either direction (INVITE, 183/200,
+// re-INVITE, UPDATE, ACK with a late answer) then updates the sender's
+// side of each stream (SetPeer: where that side said it receives) and is
+// rewritten to name the relay's ports on the other side. Side A is the
+// caller, side B the callee. The call is freed on BYE, when the INVITE
+// fails (any final non-2xx, CANCEL included), when the dialog feature ends
+// the dialog, and on relay inactivity.
+//
+// Forked calls share one media call: the streams latch to whichever callee
+// sends, and the last answer's address wins until then.
+//
+// Hooks: stages "media-ack" and "media", branch and reply hooks
+// "media-sdp", failure hook "media".
+package callmedia
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"sipedge/media"
+	"sipedge/nat"
+	"sipedge/proxy"
+	"sipedge/sdp"
+	"sipedge/sip"
+)
+
+// Mode says which calls have their media relayed.
+type Mode uint8
+
+const (
+	// Auto relays a call when either side is behind NAT, when the caller's
+	// SDP names a private address it could not be reached at, or when the
+	// two sides are reached over different local addresses (a gateway's
+	// inside and outside).
+	Auto Mode = iota
+	// Always relays every call with SDP.
+	Always
+	// Never leaves SDP untouched.
+	Never
+)
+
+// ParseMode reads "auto", "always" or "never".
+func ParseMode(s string) (Mode, bool) {
+	switch s {
+	case "auto", "":
+		return Auto, true
+	case "always":
+		return Always, true
+	case "never":
+		return Never, true
+	}
+	return 0, false
+}
+
+// Config is what may change while sipedge runs.
+type Config struct {
+	Mode Mode
+	// MaxCallsPerUser limits the relayed calls a caller (From user@host)
+	// has at once; more are answered 403. 0: no limit.
+	MaxCallsPerUser int
+}
+
+// Feature is the media relay glue of one core.
+type Feature struct {
+	core  *proxy.Core
+	relay *media.Relay
+	log   *slog.Logger
+	cfg   atomic.Pointer[Config]
+	note  proxy.Note
+
+	mu    sync.Mutex
+	calls map[string]*call
+	users map[string]int // relayed calls per caller (user@host of From)
+
+	stats Stats
+}
+
+// Stats are the feature's counters.
+type Stats struct {
+	Calls        atomic.Uint64 // relayed calls set up
+	Refused      atomic.Uint64 // offers answered 400/403/488/503
+	NotRewritten atomic.Uint64 // SDP of a response or ACK left as it was (unreadable)
+}
+
+// call is one relayed call.
+type call struct {
+	key   string
+	user  string        // the caller, for the per-user limit
+	local [2]netip.Addr // our address towards side A and side B
+	rc    *media.Call
+}
+
+// reqMedia is what the stages leave for the hooks of one request.
+type reqMedia struct {
+	call    *call
+	side    media.Side // who sent the request
+	created bool       // this INVITE created the call: a failure ends it
+	body    []byte     // the rewritten SDP to forward, nil: unchanged
+}
+
+// New returns the feature for core, relaying through relay.
+func New(core *proxy.Core, relay *media.Relay, cfg Config) *Feature {
+	f := &Feature{core: core, relay: relay, log: core.Logger(), note: core.NewNote(),
+		calls: map[string]*call{}, users: map[string]int{}}
+	f.cfg.Store(&cfg)
+	return f
+}
+
+// SetConfig replaces the configuration (reload); calls in progress keep
+// their ports.
+func (f *Feature) SetConfig(cfg Config) { f.cfg.Store(&cfg) }
+
+// Stats returns the live counters.
+func (f *Feature) Stats() *Stats { return &f.stats }
+
+// Hooks implements proxy.Feature.
+func (f *Feature) Hooks() proxy.Hooks {
+	return proxy.Hooks{
+		Stages: []proxy.Stage{
+			{Name: "media-ack", Run: f.ackStage},
+			{Name: "media", Run: f.stage},
+		},
+		Branch:      []proxy.BranchHook{{Name: "media-sdp", Run: f.branch}},
+		Reply:       []proxy.ReplyHook{{Name: "media-sdp", Run: f.reply}},
+		Failure:     []proxy.FailureHook{{Name: "media", Run: f.failure}},
+		DialogEnded: []func(callID, fromTag string){f.dialogEnded},
+	}
+}
+
+var sdpPool = sync.Pool{New: func() any { return new(sdp.Session) }}
+
+func key(callID, aTag []byte) string {
+	var buf [128]byte
+	return string(proxy.AppendKey(buf[:0], callID, aTag))
+}
+
+// find returns the call a message belongs to and which side sent it: the
+// caller sends with its tag in From, the callee with it in To.
+func (f *Feature) find(callID, fromTag, toTag []byte) (*call, media.Side) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) == 0 {
+		return nil, 0
+	}
+	var buf [128]byte
+	if c := f.calls[string(proxy.AppendKey(buf[:0], callID, fromTag))]; c != nil {
+		return c, media.SideA
+	}
+	if len(toTag) > 0 {
+		if c := f.calls[string(proxy.AppendKey(buf[:0], callID, toTag))]; c != nil {
+			return c, media.SideB
+		}
+	}
+	return nil, 0
+}
+
+// add registers a new call unless its caller is at the limit; the check
+// and the count are one step, so concurrent INVITEs cannot pass it
+// together.
+func (f *Feature) add(c *call, limit int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if limit > 0 && f.users[c.user] >= limit {
+		return false
+	}
+	f.calls[c.key] = c
+	f.users[c.user]++
+	return true
+}
+
+func (f *Feature) remove(key string) *call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls[key]
+	if c != nil {
+		delete(f.calls, key)
+		if f.users[c.user]--; f.users[c.user] <= 0 {
+			delete(f.users, c.user)
+		}
+	}
+	return c
+}
+
+// End frees a relayed call's ports.
+func (f *Feature) End(key string) {
+	if c := f.remove(key); c != nil {
+		c.rc.Close()
+	}
+}
+
+// Inactive is the relay's report that a call's media stopped in both
+// directions: the dialog feature ends the call (a BYE to each side) when
+// it knows the dialog; the ports are freed either way.
+func (f *Feature) Inactive(id string) {
+	callID, aTag, _ := strings.Cut(id, "\x00")
+	if !f.core.EndDialog(callID, aTag, 408, "Media stopped") {
+		f.End(id)
+	}
+}
+
+func (f *Feature) dialogEnded(callID, fromTag string) {
+	f.End(callID + "\x00" + fromTag)
+}
+
+// Calls returns the number of relayed calls.
+func (f *Feature) Calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+// hasSDP reports whether m carries an SDP body (a missing Content-Type
+// with a body is taken as SDP, which is what every phone sends).
+func hasSDP(m *sip.Message) bool {
+	if len(m.Body()) == 0 {
+		return false
+	}
+	ct := m.Get(sip.KindContentType)
+	if ct == nil {
+		return true
+	}
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return sip.EqualFold(bytes.TrimSpace(ct), "application/sdp")
+}
+
+// refusal is the status to answer an offer sipedge cannot relay (400/488
+// for bad SDP, 503 when the relay has no room).
+type refusal struct {
+	code   int
+	reason string
+}
+
+func (e *refusal) Error() string { return strconv.Itoa(e.code) + " " + e.reason }
+
+// stage handles the SDP of a request about to be forwarded: a new call's
+// relay ports, the rewritten body for the branches, BYE freeing the ports.
+func (f *Feature) stage(r *proxy.Request) bool {
+	cfg := f.cfg.Load()
+	if cfg.Mode == Never {
+		return false
+	}
+	m := r.Msg()
+	switch m.MethodKind() {
+	case sip.INVITE, sip.UPDATE, sip.BYE, sip.PRACK:
+		// These start, change or end a call's media even without a body
+		// (an offer may come in the 2xx).
+	default:
+		if !hasSDP(m) {
+			return false
+		}
+	}
+	callID, fromTag, toTag, ok := proxy.DialogIDs(m)
+	if !ok {
+		return false
+	}
+	c, side := f.find(callID, fromTag, toTag)
+	if m.MethodKind() == sip.BYE {
+		if c != nil {
+			f.End(c.key)
+		}
+		return false
+	}
+	rm := &reqMedia{call: c, side: side}
+	if c == nil {
+		if m.MethodKind() != sip.INVITE || len(toTag) > 0 || !hasSDP(m) || !f.wantRelay(r, cfg) {
+			return false
+		}
+		from, _ := m.From()
+		user := string(from.URI.User) + "@" + string(from.URI.Host)
+		k := key(callID, fromTag)
+		c = &call{key: k, user: user}
+		d := r.Decision()
+		c.local[media.SideA] = f.core.SourceFor(r.Src().Addr())
+		c.local[media.SideB] = f.core.SourceFor(d.Groups[0][0].Addr.Addr())
+		if !f.add(c, cfg.MaxCallsPerUser) {
+			f.stats.Refused.Add(1)
+			r.Respond(403, "Call Limit Reached", nil)
+			return true
+		}
+		rc, err := f.relay.Call(k)
+		if err != nil {
+			f.remove(k)
+			f.stats.Refused.Add(1)
+			r.Respond(503, "Media Relay Busy", nil)
+			return true
+		}
+		c.rc = rc
+		f.stats.Calls.Add(1)
+		rm.call, rm.side, rm.created = c, media.SideA, true
+	}
+	if m.MethodKind() == sip.INVITE {
+		r.WantDialog() // sipedge must be able to end a relayed call
+	}
+	if hasSDP(m) {
+		body, err := f.rewrite(c, rm.side, m.Body())
+		if err != nil {
+			if rm.created {
+				f.End(c.key)
+			}
+			f.stats.Refused.Add(1)
+			var rf *refusal
+			if errors.As(err, &rf) {
+				r.Respond(rf.code, rf.reason, nil)
+			} else {
+				r.Respond(500, "Server Internal Error", nil)
+			}
+			return true
+		}
+		rm.body = body
+	}
+	r.SetNote(f.note, rm)
+	return false
+}
+
+// ackStage rewrites the SDP of an ACK for a relayed call (the answer to an
+// offer in a 2xx, RFC 3264 §4 late offer).
+func (f *Feature) ackStage(r *proxy.Request) bool {
+	m := r.Msg()
+	if m.MethodKind() != sip.ACK || !hasSDP(m) {
+		return false
+	}
+	callID, fromTag, toTag, ok := proxy.DialogIDs(m)
+	if !ok {
+		return false
+	}
+	c, side := f.find(callID, fromTag, toTag)
+	if c == nil {
+		return false
+	}
+	body, err := f.rewrite(c, side, m.Body())
+	if err != nil {
+		f.stats.NotRewritten.Add(1)
+		f.log.Info("SDP of an ACK not relayed", "call_id", string(callID), "err", err)
+		return false
+	}
+	r.SetNote(f.note, &reqMedia{call: c, side: side, body: body})
+	return false
+}
+
+// wantRelay applies the Mode to a new call.
+func (f *Feature) wantRelay(r *proxy.Request, cfg *Config) bool {
+	if cfg.Mode == Always {
+		return true
+	}
+	m := r.Msg()
+	if nat.BehindRequest(m, r.Via(), r.Src()) {
+		return true
+	}
+	if s := sdpConn(m.Body()); s.IsValid() && nat.Private(s) && !nat.Private(r.Src().Addr()) {
+		return true
+	}
+	in := f.core.SourceFor(r.Src().Addr())
+	for _, g := range r.Decision().Groups {
+		for _, t := range g {
+			if t.NAT || f.core.SourceFor(t.Addr.Addr()) != in {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// branch puts the relay's SDP into each forwarded copy.
+func (f *Feature) branch(b *proxy.Branch) error {
+	rm, _ := b.Note(f.note).(*reqMedia)
+	if rm == nil || rm.body == nil {
+		return nil
+	}
+	return editBody(b.Msg, rm.body)
+}
+
+// reply rewrites the SDP of a response from the side opposite to the
+// request's sender.
+func (f *Feature) reply(rp *proxy.Reply) error {
+	rm, _ := rp.Note(f.note).(*reqMedia)
+	if rm == nil || rm.call == nil || rp.Code >= 300 || !hasSDP(rp.Resp) {
+		return nil
+	}
+	from := media.SideB
+	if rm.side == media.SideB {
+		from = media.SideA
+	}
+	body, err := f.rewrite(rm.call, from, rp.Resp.Body())
+	if err != nil {
+		f.stats.NotRewritten.Add(1)
+		f.log.Info("SDP of a response not relayed", "call_id", string(rp.Resp.CallID()), "err", err)
+		return nil
+	}
+	return editBody(rp.Resp, body)
+}
+
+// failure frees the ports of an INVITE that failed or was cancelled: no
+// dialog, no media.
+func (f *Feature) failure(fl *proxy.Failure) {
+	if rm, _ := fl.Note(f.note).(*reqMedia); rm != nil && rm.created {
+		f.End(rm.call.key)
+	}
+}
+
+// sdpConn returns the first connection address of an SDP body (invalid
+// when it cannot be read).
+func sdpConn(body []byte) netip.Addr {
+	s := sdpPool.Get().(*sdp.Session)
+	defer sdpPool.Put(s)
+	if s.Parse(body) != nil {
+		return netip.Addr{}
+	}
+	if conn := s.Conn(); conn.Addr.IsValid() {
+		return conn.Addr
+	}
+	for i := 0; i < s.NumMedia(); i++ {
+		if a := s.Media(i).Conn.Addr; a.IsValid() {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// rewrite reads an SDP body sent by side from, points each relayed stream
+// of that side at the addresses the body names, and returns the body
+// rewritten to the relay's ports on the other side (decision as data,
+// sdp.Plan, then the pure AppendRewrite).
+func (f *Feature) rewrite(c *call, from media.Side, body []byte) ([]byte, error) {
+	s := sdpPool.Get().(*sdp.Session)
+	defer sdpPool.Put(s)
+	if err := s.Parse(body); err != nil {
+		var se *sdp.Error
+		if errors.As(err, &se) {
+			return nil, &refusal{se.Status(), "Bad Session Description"}
+		}
+		return nil, &refusal{400, "Bad Session Description"}
+	}
+	to := media.SideB
+	if from == media.SideB {
+		to = media.SideA
+	}
+	plan := sdp.Plan{Media: make([]sdp.MediaPlan, s.NumMedia())}
+	for i := range plan.Media {
+		md := s.Media(i)
+		if md.Rejected() || !md.Transport.Relayable() {
+			continue
+		}
+		st, err := c.rc.Stream(i, c.local[media.SideA], c.local[media.SideB])
+		if err != nil {
+			if errors.Is(err, media.ErrNoPorts) || errors.Is(err, media.ErrTooManyStreams) {
+				return nil, &refusal{503, "Media Relay Busy"}
+			}
+			return nil, &refusal{488, "Not Acceptable Here"}
+		}
+		if ownStream(st, md) {
+			// Our own rewrite coming back: the call spiralled through
+			// sipedge again (a LAN-to-LAN call through an outside
+			// provider). It already names the relay; leave it.
+			continue
+		}
+		if a := md.Conn.Addr; a.IsValid() && !md.Conn.IsHold() && md.Port > 0 {
+			rtp := netip.AddrPortFrom(a, uint16(md.Port))
+			rtcp := netip.AddrPortFrom(a, uint16(md.Port+1))
+			switch {
+			case md.Has(sdp.AttrRTCPMux):
+				rtcp = rtp
+			case md.RTCP.Present && md.RTCP.Port > 0:
+				ra := a
+				if md.RTCP.Conn.Addr.IsValid() {
+					ra = md.RTCP.Conn.Addr
+				}
+				rtcp = netip.AddrPortFrom(ra, uint16(md.RTCP.Port))
+			}
+			if err := st.SetPeer(from, rtp, rtcp); errors.Is(err, media.ErrFamily) {
+				// IPv6 media on an IPv4 path or the reverse: the relay
+				// side was bound for the signalling's family.
+				return nil, &refusal{488, "Incompatible Media Address Family"}
+			}
+		}
+		lrtp, lrtcp := st.Local(to)
+		plan.Media[i] = sdp.MediaPlan{Relay: true, Addr: lrtp.Addr(), RTPPort: int(lrtp.Port()), RTCPPort: int(lrtcp.Port()), DropICE: true}
+	}
+	out, err := s.AppendRewrite(nil, &plan)
+	if err != nil {
+		return nil, &refusal{500, "Server Internal Error"}
+	}
+	return out, nil
+}
+
+// ownStream reports whether a media description names one of the relay's
+// own ports of st.
+func ownStream(st *media.Stream, md sdp.Media) bool {
+	a := md.Conn.Addr.Unmap()
+	for _, side := range []media.Side{media.SideA, media.SideB} {
+		if rtp, _ := st.Local(side); rtp.Addr() == a && int(rtp.Port()) == md.Port {
+			return true
+		}
+	}
+	return false
+}
+
+// editBody schedules the body replacement and the Content-Length that goes
+// with it (RFC 3261 §20.14).
+func editBody(m *sip.Message, body []byte) error {
+	old := m.Body()
+	start := m.BodyOffset()
+	if len(old) > 0 {
+		start = m.Offset(old)
+	}
+	if err := m.Replace(start, start+len(old), body); err != nil {
+		return err
+	}
+	var n [20]byte
+	cl := strconv.AppendInt(n[:0], int64(len(body)), 10)
+	if i := m.Find(sip.KindContentLength); i >= 0 {
+		return m.SetHeaderValue(i, cl)
+	}
+	return m.InsertHeader(m.NumHeaders(), "Content-Length", cl)
+}

@@ -1,0 +1,219 @@
+// Package keepalive keeps the NAT mappings of phones registered over UDP
+// from behind a NAT open: a NAT forgets a UDP mapping after a quiet while
+// (often 30 s, sometimes less), and then no call can reach the phone until
+// it registers again. sipedge sends each such binding a packet every
+// Interval. With OPTIONS, a phone that answers nothing MaxFailures times in
+// a row is taken out of the location service (its binding removed) instead
+// of letting calls ring into the void.
+//
+// The feature plugs no hook into the request path: it is a sender with a
+// lifecycle (proxy.Starter, proxy.Closer).
+package keepalive
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sipedge/proxy"
+	"sipedge/sip"
+	"sipedge/transport"
+	"sipedge/txn"
+)
+
+// Config configures the sender.
+type Config struct {
+	Interval    time.Duration // 0: no keep-alives
+	Method      Method
+	MaxFailures int // OPTIONS without any answer before the binding goes; default 3
+}
+
+// Method is what a keep-alive is.
+type Method uint8
+
+const (
+	// Options sends an OPTIONS request; its answer proves the phone is
+	// there.
+	Options Method = iota
+	// CRLF sends a bare CRLFCRLF (RFC 5626 §3.5.1 style); nothing comes
+	// back.
+	CRLF
+)
+
+// ParseMethod reads "options" or "crlf".
+func ParseMethod(s string) (Method, bool) {
+	switch s {
+	case "options", "":
+		return Options, true
+	case "crlf":
+		return CRLF, true
+	}
+	return 0, false
+}
+
+// Locator is the location service as keep-alives need it: the NATed UDP
+// bindings, and removing one whose phone is gone.
+type Locator interface {
+	RangeNAT(fn func(aor, uri string, src netip.AddrPort, updated time.Time))
+	Remove(aor, uri string) bool
+}
+
+// Feature is the keep-alive sender of one core.
+type Feature struct {
+	core *proxy.Core
+	loc  Locator
+	cfg  atomic.Pointer[Config]
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	failures map[string]int // aor "\x00" contact → OPTIONS in a row without answer
+	stop     chan struct{}
+	done     chan struct{}
+
+	stats Stats
+}
+
+// Stats are the feature's counters.
+type Stats struct {
+	Sent            atomic.Uint64 // keep-alives sent to NATed phones
+	Failures        atomic.Uint64 // keep-alive OPTIONS that got no answer
+	BindingsRemoved atomic.Uint64 // bindings removed after failed keep-alives
+	SendErrors      atomic.Uint64
+}
+
+// New returns the sender for core over the bindings of loc.
+func New(core *proxy.Core, loc Locator, cfg Config) *Feature {
+	f := &Feature{core: core, loc: loc, log: core.Logger(), failures: map[string]int{}}
+	f.SetConfig(cfg)
+	return f
+}
+
+// SetConfig replaces the configuration (reload); the next round uses it.
+func (f *Feature) SetConfig(cfg Config) {
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = 3
+	}
+	f.cfg.Store(&cfg)
+}
+
+// Stats returns the live counters.
+func (f *Feature) Stats() *Stats { return &f.stats }
+
+// Hooks implements proxy.Feature: none.
+func (f *Feature) Hooks() proxy.Hooks { return proxy.Hooks{} }
+
+// Start starts the sender (proxy.Starter).
+func (f *Feature) Start() {
+	f.stop, f.done = make(chan struct{}), make(chan struct{})
+	go f.loop()
+}
+
+// Close stops it (proxy.Closer).
+func (f *Feature) Close() {
+	if f.stop != nil {
+		close(f.stop)
+		<-f.done
+		f.stop = nil
+	}
+}
+
+type target struct {
+	aor, uri string
+	src      netip.AddrPort
+}
+
+// loop sends one round per Interval, spread over the interval in 100 ms
+// steps so that a hundred thousand phones do not get their packet in the
+// same millisecond. With Interval 0 it waits for a configuration that has
+// one.
+func (f *Feature) loop() {
+	defer close(f.done)
+	const step = 100 * time.Millisecond
+	tk := time.NewTicker(step)
+	defer tk.Stop()
+	var round []target
+	next, perStep, steps := 0, 0, 0
+	for i := 0; ; i++ {
+		cfg := f.cfg.Load()
+		if steps == 0 || i%steps == 0 {
+			steps = max(1, int(cfg.Interval/step))
+			i = 0
+			// A phone that registered within half an interval has just
+			// refreshed its mapping itself; its first keep-alive comes
+			// between half an interval and one and a half after that.
+			round = round[:0]
+			if cfg.Interval > 0 {
+				recent := time.Now().Add(-cfg.Interval / 2)
+				f.loc.RangeNAT(func(aor, uri string, src netip.AddrPort, updated time.Time) {
+					if updated.Before(recent) {
+						round = append(round, target{aor, uri, src})
+					}
+				})
+			}
+			next, perStep = 0, (len(round)+steps-1)/steps
+		}
+		for end := min(len(round), next+perStep); next < end; next++ {
+			f.send(cfg, &round[next])
+		}
+		select {
+		case <-f.stop:
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+func (f *Feature) send(cfg *Config, t *target) {
+	f.stats.Sent.Add(1)
+	if cfg.Method == CRLF {
+		if err := f.core.Send(transport.UDP, t.src, []byte("\r\n\r\n")); err != nil {
+			f.stats.SendErrors.Add(1)
+		}
+		return
+	}
+	o := &proxy.Originate{Method: "OPTIONS", URI: t.uri, Target: proxy.Target{Proto: transport.UDP, Addr: t.src}}
+	h := &probe{f: f, key: t.aor + "\x00" + t.uri, aor: t.aor, uri: t.uri, max: cfg.MaxFailures}
+	if err := f.core.Originate(o, h); err != nil {
+		f.stats.SendErrors.Add(1)
+	}
+}
+
+// probe is the client transaction handler of one keep-alive OPTIONS.
+type probe struct {
+	f        *Feature
+	key      string
+	aor, uri string
+	max      int
+}
+
+// OnResponse: any answer, even an error, shows the phone is there and its
+// NAT mapping open.
+func (p *probe) OnResponse(_ *txn.Client, m *sip.Message) {
+	if m.StatusCode() < 200 {
+		return
+	}
+	p.f.mu.Lock()
+	delete(p.f.failures, p.key)
+	p.f.mu.Unlock()
+}
+
+func (p *probe) OnTimeout(*txn.Client, bool)         { p.failed() }
+func (p *probe) OnTransportError(*txn.Client, error) { p.failed() }
+
+func (p *probe) failed() {
+	f := p.f
+	f.stats.Failures.Add(1)
+	f.mu.Lock()
+	f.failures[p.key]++
+	n := f.failures[p.key]
+	if n >= p.max {
+		delete(f.failures, p.key)
+	}
+	f.mu.Unlock()
+	if n >= p.max && f.loc.Remove(p.aor, p.uri) {
+		f.stats.BindingsRemoved.Add(1)
+		f.log.Info("binding removed: no answer to keep-alives", "aor", p.aor, "contact", p.uri, "failures", n)
+	}
+}

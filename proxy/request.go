@@ -1,0 +1,169 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+
+	"sipedge/sip"
+	"sipedge/transport"
+	"sipedge/txn"
+)
+
+// Request is the per-message context stages work on. It is pooled: a stage
+// must not keep it (or anything it returns) after the walk.
+type Request struct {
+	core  *Core
+	layer *transport.Layer
+	pkt   *transport.Packet
+	pol   *Policy // the configuration snapshot this request is served by
+	msg   sip.Message
+	via   sip.Via     // top Via, parsed when the request passed validation
+	st    *txn.Server // server transaction, once created
+	// routes is how many leading Route values name sipedge (RFC 3261
+	// §16.4): they are removed when the request is forwarded.
+	routes int
+	out    []byte // response or forwarded message being built
+	extra  []byte // extra header lines of a local response
+	// deferred: this request left the reader for a DNS lookup (see
+	// deferRequest) and may now wait for the network.
+	deferred bool
+	stage    int // index of the stage running
+	// decision is where the request goes, once "locate" (or a feature
+	// stage before it) decided.
+	decision   Decision
+	decided    bool
+	wantDialog bool
+	notes      notes
+	branch     Branch // scratch for the branch hooks of stateless forwards
+	// capture, when set (TestRequest), receives local answers instead
+	// of the network.
+	capture func(code int, b []byte)
+}
+
+func (r *Request) reset() {
+	r.layer, r.pkt, r.pol, r.st, r.routes, r.deferred, r.stage = nil, nil, nil, nil, 0, false, 0
+	r.decision, r.decided, r.wantDialog, r.notes, r.branch = Decision{}, false, false, notes{}, Branch{}
+	r.msg.Release() // drop references to the packet buffer, keep the index
+}
+
+// Msg is the parsed request.
+func (r *Request) Msg() *sip.Message { return &r.msg }
+
+// Via is its top Via.
+func (r *Request) Via() *sip.Via { return &r.via }
+
+// Src is where the request came from.
+func (r *Request) Src() netip.AddrPort { return r.pkt.Src }
+
+// Proto is the transport it came over.
+func (r *Request) Proto() transport.Proto { return r.pkt.Proto }
+
+// Policy is the configuration snapshot serving this request.
+func (r *Request) Policy() *Policy { return r.pol }
+
+// Decision is the routing decision, once made (stages after "locate").
+func (r *Request) Decision() *Decision { return &r.decision }
+
+// Decide sets the routing decision in a stage before "locate": the walk
+// goes on with the stages after it (dialog, media, forward).
+func (r *Request) Decide(d Decision) {
+	r.decision, r.decided = d, true
+}
+
+// WantDialog asks that the dialog this request creates be followed to its
+// end (sipedge must be able to end it: relayed media).
+func (r *Request) WantDialog() { r.wantDialog = true }
+
+// Note returns a feature's value for this request.
+func (r *Request) Note(n Note) any { return r.notes[n] }
+
+// SetNote stores a feature's value for this request; its branch, reply and
+// failure hooks read it back.
+func (r *Request) SetNote(n Note, v any) { r.notes[n] = v }
+
+// Ctx is the context for lookups: it forbids waiting for the network on a
+// reader goroutine (WithoutBlocking), and allows it once deferred.
+func (r *Request) Ctx() context.Context {
+	if r.deferred {
+		return context.Background()
+	}
+	return noBlock
+}
+
+// Defer continues the walk at the current stage on a goroutine of its own
+// (a lookup it needs would block the reader).
+func (r *Request) Defer() { r.core.deferRequest(r) }
+
+// InDialog reports whether the request has a To tag (RFC 3261 §12.2).
+func (r *Request) InDialog() bool {
+	to, err := r.msg.To()
+	return err == nil && len(to.Tag) > 0
+}
+
+// HasFurtherRoute reports whether Route values remain after ours.
+func (r *Request) HasFurtherRoute() bool {
+	n := 0
+	for it := r.msg.Values(sip.KindRoute); ; {
+		if _, ok := it.Next(); !ok {
+			return n > r.routes
+		}
+		n++
+	}
+}
+
+// ForSelf reports whether the Request-URI names sipedge: a host that is one
+// of its addresses or names, with a port it listens on (or none).
+func (r *Request) ForSelf() bool {
+	u, err := r.msg.RequestURI()
+	if err != nil || !u.IsSIP() {
+		return false
+	}
+	return r.core.self.Load().Is(u.Host, u.Port, u.Kind == sip.SchemeSIPS)
+}
+
+// unsupportedHeader builds "Unsupported: tag, tag" from every option tag of
+// a Require or Proxy-Require header.
+func (r *Request) unsupportedHeader(k sip.HeaderKind) []byte {
+	h := append([]byte(nil), "Unsupported: "...)
+	first := true
+	for it := r.msg.Values(k); ; {
+		v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if len(v) == 0 {
+			continue
+		}
+		if !first {
+			h = append(h, ", "...)
+		}
+		first = false
+		h = append(h, v...)
+	}
+	return append(h, '\r', '\n')
+}
+
+// DialogIDs returns what identifies a message's dialog (RFC 3261 §12):
+// Call-ID, From tag and To tag (empty outside a dialog); ok is false when
+// From or To cannot be read.
+func DialogIDs(m *sip.Message) (callID, fromTag, toTag []byte, ok bool) {
+	from, err1 := m.From()
+	to, err2 := m.To()
+	if err1 != nil || err2 != nil {
+		return nil, nil, nil, false
+	}
+	return m.CallID(), from.Tag, to.Tag, true
+}
+
+// AppendKey writes parts separated by NUL: the keys of the feature tables
+// (media calls, dialogs). A lookup with m[string(key)] does not allocate,
+// which matters because every in-dialog request is looked up.
+func AppendKey(dst []byte, parts ...[]byte) []byte {
+	for i, p := range parts {
+		if i > 0 {
+			dst = append(dst, 0)
+		}
+		dst = append(dst, p...)
+	}
+	return dst
+}
