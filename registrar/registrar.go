@@ -612,28 +612,56 @@ func parseSeconds(b []byte) (int64, bool) {
 	return v, true
 }
 
-// findBinding returns the index in w of the binding contact c refers to:
-// with +sip.instance and reg-id, the binding of that instance and reg-id
-// whatever its URI (RFC 5626 §6: a new flow replaces the old one, and two
-// flows of one instance may share a Contact URI); otherwise the binding
-// whose URI is equal by RFC 3261 §19.1.4 (§10.3 step 7). -1 if none.
+// findBinding returns the index in w of the binding contact c refers to,
+// -1 if none. The identity of a binding depends on what the contact
+// carries:
+//
+//   - +sip.instance and reg-id: the binding of that instance and reg-id,
+//     whatever its URI (RFC 5626 §6: a new flow replaces the old one, and
+//     two flows of one instance may share a Contact URI).
+//   - +sip.instance without reg-id: the binding of that instance that has
+//     no reg-id, whatever its URI (RFC 5627 §6, as Kamailio's registrar
+//     does): a phone behind a NAT that re-registers or de-registers with
+//     the public address it learnt from received/rport still names the
+//     binding it made with its private address. Failing that, a binding
+//     without an instance whose URI is equal (the same phone naming its
+//     instance for the first time). A binding of another instance is never
+//     matched, even with an equal URI: distinct instances are distinct
+//     user agents, hence distinct bindings.
+//   - no +sip.instance: the binding whose URI is equal by RFC 3261 §19.1.4
+//     (§10.3 step 7), whatever its instance.
 func findBinding(w []work, c *contact) int {
-	if c.regID != 0 {
+	if len(c.instance) > 0 {
+		// c.regID is 0 when the contact has no reg-id, and so is the
+		// regID of a binding made without one.
 		for i := range w {
 			if w[i].b.regID == c.regID && w[i].b.instance() == string(c.instance) {
 				return i
 			}
 		}
-		return -1
+		if c.regID != 0 {
+			return -1
+		}
+		return findURI(w, c, true)
 	}
+	return findURI(w, c, false)
+}
+
+// findURI returns the index of the binding whose URI equals c's (RFC 3261
+// §19.1.4), only among bindings without an instance if noInstance; -1 if
+// none.
+func findURI(w []work, c *contact, noInstance bool) int {
 	// A refresh nearly always repeats the URI byte for byte, and equal
 	// bytes are equal URIs: that saves parsing the stored ones.
 	for i := range w {
-		if w[i].b.uri() == string(c.addr.RawURI) {
+		if w[i].b.uri() == string(c.addr.RawURI) && (!noInstance || w[i].b.instance() == "") {
 			return i
 		}
 	}
 	for i := range w {
+		if noInstance && w[i].b.instance() != "" {
+			continue
+		}
 		u, err := sip.ParseURI(bytesOf(w[i].b.uri()))
 		if err == nil && sip.URIEqual(&u, &c.addr.URI) {
 			return i
