@@ -5,9 +5,10 @@
 // Bindings live in memory in 64 shards, each a map from the canonical AoR
 // key to the AoR's bindings behind its own RWMutex, so registrations and
 // lookups of different users rarely meet on a lock. Each change is also
-// written to the durable store as one record per AoR holding the AoR's whole
-// binding set (record.go): a REGISTER that touches several contacts is then
-// one record, so it is durable all or nothing, exactly as it is applied
+// written to the durable store (Config.Store, a Persister) as one record
+// per AoR holding the AoR's whole binding set (record.go): a REGISTER that
+// touches several contacts is then one record, so it is durable all or
+// nothing, exactly as it is applied
 // (RFC 3261 §10.3 step 7: the updates are committed "if and only if all
 // binding updates and additions succeed"). The caller answers only from
 // Result.Commit's callback, after the record is fsynced.
@@ -50,8 +51,9 @@ type Config struct {
 	MinExpires, MaxExpires, DefaultExpires time.Duration
 	// MaxContacts is the largest number of bindings per AoR; default 10.
 	MaxContacts int
-	// Store makes bindings durable; nil keeps them in memory only.
-	Store *store.Store
+	// Store makes bindings durable (Persister); nil, or a nil
+	// *store.Store, keeps them in memory only.
+	Store Persister
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now replaces time.Now (tests).
@@ -202,6 +204,9 @@ func New(cfg Config) (*Registrar, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if st, ok := cfg.Store.(*store.Store); ok && st == nil {
+		cfg.Store = nil // a nil *store.Store in the interface is no store
 	}
 	if cfg.MinExpires < 0 || cfg.MaxExpires < cfg.MinExpires || cfg.MaxContacts < 0 {
 		return nil, errors.New("registrar: need 0 <= MinExpires <= MaxExpires and MaxContacts >= 0")
