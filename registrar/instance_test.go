@@ -219,44 +219,59 @@ func TestInstanceIdentity(t *testing.T) {
 }
 
 // TestRefreshAllocs: a refresh that repeats its contact allocates only the
-// 200's header block, whether the binding is found by URI or by
-// +sip.instance (with or without reg-id).
+// 200's header block, and with a store its Commit, whether the binding is
+// found by URI or by +sip.instance (with or without reg-id).
 func TestRefreshAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	for _, cparams := range []string{
-		"",
-		`;+sip.instance="<urn:uuid:00000000-0000-1000-8000-0000UUUUUUUU>"`,
-		`;+sip.instance="<urn:uuid:00000000-0000-1000-8000-0000UUUUUUUU>";reg-id=1`,
-	} {
-		r := newRegistrar(t, Config{})
-		s := newSynthContact(cparams, "")
-		const aors = 64
-		for u := range aors {
-			req := benchReq
-			req.Msg = s.set(u, 1)
-			if res := r.Register(req); res.Code != 200 {
-				t.Fatal(res.Code, res.Reason)
-			}
+	for _, withStore := range []bool{false, true} {
+		for _, cparams := range []string{
+			"",
+			`;+sip.instance="<urn:uuid:00000000-0000-1000-8000-0000UUUUUUUU>"`,
+			`;+sip.instance="<urn:uuid:00000000-0000-1000-8000-0000UUUUUUUU>";reg-id=1`,
+		} {
+			refreshAllocs(t, withStore, cparams)
 		}
-		i := 0
-		allocs := testing.AllocsPerRun(1000, func() {
-			i++
-			req := benchReq
-			req.Msg = s.set(i%aors, 1+i)
-			if res := r.Register(req); res.Code != 200 || res.Commit == nil {
-				t.Fatal(res.Code, res.Reason)
-			}
-		})
-		if s.lastErr != nil {
-			t.Fatal(s.lastErr)
+	}
+}
+
+func refreshAllocs(t *testing.T, withStore bool, cparams string) {
+	cfg, want := Config{}, 1.0
+	if withStore {
+		st, err := store.Open(t.TempDir(), store.Options{Logger: quiet, NoSync: true})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, n := r.Count(); n != aors {
-			t.Fatalf("contact %q: %d bindings after the refreshes, want %d", cparams, n, aors)
+		defer st.Close()
+		cfg.Store, want = st, 2
+	}
+	r := newRegistrar(t, cfg)
+	s := newSynthContact(cparams, "")
+	const aors = 64
+	for u := range aors {
+		req := benchReq
+		req.Msg = s.set(u, 1)
+		if res := r.Register(req); res.Code != 200 {
+			t.Fatal(res.Code, res.Reason)
 		}
-		if allocs > 1 {
-			t.Errorf("contact %q: a refresh allocates %v times, want 1 (the 200's headers)", cparams, allocs)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		i++
+		req := benchReq
+		req.Msg = s.set(i%aors, 1+i)
+		if res := r.Register(req); res.Code != 200 || res.Commit == nil {
+			t.Fatal(res.Code, res.Reason)
 		}
+	})
+	if s.lastErr != nil {
+		t.Fatal(s.lastErr)
+	}
+	if _, n := r.Count(); n != aors {
+		t.Fatalf("contact %q: %d bindings after the refreshes, want %d", cparams, n, aors)
+	}
+	if allocs > want {
+		t.Errorf("store %v, contact %q: a refresh allocates %v times, want %v", withStore, cparams, allocs, want)
 	}
 }

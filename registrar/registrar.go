@@ -132,6 +132,7 @@ type shard struct {
 	ua   map[string]string // interned User-Agent values
 	work []work            // Register's scratch binding set
 	enc  []byte            // scratch store record
+	key  []byte            // scratch store key (Register's own is on its stack)
 	_    [64]byte          // keep neighbouring shards' locks off one cache line
 }
 
@@ -519,12 +520,16 @@ func (r *Registrar) Register(req Request) Result {
 		if st := r.cfg.Store; st != nil {
 			// Written under the shard lock, so the store sees the
 			// changes of one AoR in the order they were applied.
+			// The key goes to the store in the shard's buffer: passed
+			// to an interface method, Register's stack array would
+			// escape, and every REGISTER would allocate it.
 			p := new(Commit)
+			sh.key = append(sh.key[:0], key...)
 			if len(w) == 0 {
-				st.Delete(key, p)
+				st.Delete(sh.key, p)
 			} else {
 				sh.enc = r.appendSet(sh.enc[:0], sh.aors[string(key)].bs)
-				st.Put(key, sh.enc, p)
+				st.Put(sh.key, sh.enc, p)
 			}
 			res.Commit = p
 		} else {
