@@ -31,7 +31,10 @@ type synth struct {
 	lastErr error
 }
 
-func newSynth(extra string) *synth {
+func newSynth(extra string) *synth { return newSynthContact("", extra) }
+
+// newSynthContact is newSynth with contact params after the Contact URI.
+func newSynthContact(cparams, extra string) *synth {
 	t := "REGISTER sip:example.com SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP 10.1.2.3:5060;branch=z9hG4bK776asdhds;rport\r\n" +
 		"Max-Forwards: 70\r\n" +
@@ -40,7 +43,7 @@ func newSynth(extra string) *synth {
 		"Call-ID: 843817637684230@998sdasdh09\r\n" +
 		"CSeq: CCCCCCCCCC REGISTER\r\n" +
 		"User-Agent: Yealink SIP-T46S 66.86.0.15\r\n" +
-		"Contact: <sip:uUUUUUUUU@10.1.2.AAA:5060;transport=udp>\r\n" +
+		"Contact: <sip:uUUUUUUUU@10.1.2.AAA:5060;transport=udp>" + cparams + "\r\n" +
 		extra +
 		"Expires: 3600\r\n" +
 		"Content-Length: 0\r\n\r\n"
@@ -143,6 +146,35 @@ func BenchmarkRegister(b *testing.B) {
 				b.Fatal(s.lastErr)
 			}
 		})
+		if mode == "memory" {
+			// refresh with +sip.instance (no reg-id): the binding is found
+			// by instance (findBinding).
+			b.Run(mode+"/refresh-instance", func(b *testing.B) {
+				r := setup(b)
+				s := newSynthContact(`;+sip.instance="<urn:uuid:00000000-0000-1000-8000-0000UUUUUUUU>"`, "")
+				const aors = 1024
+				for u := range aors {
+					req := benchReq
+					req.Msg = s.set(u, 1)
+					if res := r.Register(req); res.Code != 200 {
+						b.Fatal(res.Code, res.Reason)
+					}
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					i++
+					req := benchReq
+					req.Msg = s.set(i%aors, 1+i)
+					if res := r.Register(req); res.Code != 200 {
+						b.Fatal(res.Code, res.Reason)
+					}
+				}
+				if s.lastErr != nil {
+					b.Fatal(s.lastErr)
+				}
+			})
+		}
 		b.Run(mode+"/new", func(b *testing.B) {
 			r := setup(b)
 			s := newSynth("")

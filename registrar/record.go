@@ -3,6 +3,7 @@ package registrar
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"net/netip"
 	"time"
 
@@ -17,6 +18,10 @@ import (
 //	length + bytes) | varint expires (unix ms) | varint expires - updated
 //	(ms) | uvarint cseq, reg-id, 1000 - q, proto | source, local (length
 //	byte + netip binary form)
+//
+// A record whose values do not fit the binding (q over 1000, a cseq or
+// reg-id beyond 32 or 31 bits, a time whose nanoseconds overflow) is as
+// malformed as a truncated one: load drops it (FuzzDecodeSet).
 //
 // One record per AoR makes a REGISTER durable all or nothing and keeps the
 // record count at the number of users; a refresh rewrites the AoR's few
@@ -143,13 +148,33 @@ func (r *Registrar) decodeSet(val []byte, sh *shard) ([]binding, error) {
 		b.callID = string(callID)
 		b.userAgent = sh.intern(ua)
 		b.path = string(path)
+		// Times in ms, kept where the ns values and their difference
+		// fit an int64: a wrapped product would be a bogus time that
+		// does not even survive the next write.
 		const ms = int64(time.Millisecond)
-		b.expires = d.varint() * ms
-		b.updated = b.expires - d.varint()*ms
-		b.cseq = uint32(d.uvarint())
-		b.regID = int32(d.uvarint())
-		b.q = uint16(1000 - d.uvarint())
-		b.proto = transport.Proto(d.uvarint())
+		const maxMs = math.MaxInt64 / ms / 2
+		exp, age := d.varint(), d.varint()
+		if exp < -maxMs || exp > maxMs || age < -maxMs || age > maxMs {
+			return nil, errRecord
+		}
+		b.expires = exp * ms
+		b.updated = b.expires - age*ms
+		cseq, regID := d.uvarint(), d.uvarint()
+		if cseq > math.MaxUint32 || regID > math.MaxInt32 {
+			return nil, errRecord
+		}
+		b.cseq, b.regID = uint32(cseq), int32(regID)
+		// 1000 - q: a qvalue is 0 to 1000 thousandths (RFC 3261 §20.10).
+		if v := d.uvarint(); v <= 1000 {
+			b.q = uint16(1000 - v)
+		} else {
+			d.bad = true
+		}
+		proto := d.uvarint()
+		if proto > math.MaxUint8 {
+			return nil, errRecord
+		}
+		b.proto = transport.Proto(proto)
 		b.source = d.addrPort()
 		b.local = r.locals.index(d.addrPort())
 		if version >= 2 {

@@ -5,9 +5,10 @@
 // Bindings live in memory in 64 shards, each a map from the canonical AoR
 // key to the AoR's bindings behind its own RWMutex, so registrations and
 // lookups of different users rarely meet on a lock. Each change is also
-// written to the durable store as one record per AoR holding the AoR's whole
-// binding set (record.go): a REGISTER that touches several contacts is then
-// one record, so it is durable all or nothing, exactly as it is applied
+// written to the durable store (Config.Store, a Persister) as one record
+// per AoR holding the AoR's whole binding set (record.go): a REGISTER that
+// touches several contacts is then one record, so it is durable all or
+// nothing, exactly as it is applied
 // (RFC 3261 §10.3 step 7: the updates are committed "if and only if all
 // binding updates and additions succeed"). The caller answers only from
 // Result.Commit's callback, after the record is fsynced.
@@ -50,8 +51,9 @@ type Config struct {
 	MinExpires, MaxExpires, DefaultExpires time.Duration
 	// MaxContacts is the largest number of bindings per AoR; default 10.
 	MaxContacts int
-	// Store makes bindings durable; nil keeps them in memory only.
-	Store *store.Store
+	// Store makes bindings durable (Persister); nil, or a nil
+	// *store.Store, keeps them in memory only.
+	Store Persister
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now replaces time.Now (tests).
@@ -130,6 +132,7 @@ type shard struct {
 	ua   map[string]string // interned User-Agent values
 	work []work            // Register's scratch binding set
 	enc  []byte            // scratch store record
+	key  []byte            // scratch store key (Register's own is on its stack)
 	_    [64]byte          // keep neighbouring shards' locks off one cache line
 }
 
@@ -202,6 +205,9 @@ func New(cfg Config) (*Registrar, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if st, ok := cfg.Store.(*store.Store); ok && st == nil {
+		cfg.Store = nil // a nil *store.Store in the interface is no store
 	}
 	if cfg.MinExpires < 0 || cfg.MaxExpires < cfg.MinExpires || cfg.MaxContacts < 0 {
 		return nil, errors.New("registrar: need 0 <= MinExpires <= MaxExpires and MaxContacts >= 0")
@@ -514,12 +520,16 @@ func (r *Registrar) Register(req Request) Result {
 		if st := r.cfg.Store; st != nil {
 			// Written under the shard lock, so the store sees the
 			// changes of one AoR in the order they were applied.
+			// The key goes to the store in the shard's buffer: passed
+			// to an interface method, Register's stack array would
+			// escape, and every REGISTER would allocate it.
 			p := new(Commit)
+			sh.key = append(sh.key[:0], key...)
 			if len(w) == 0 {
-				st.Delete(key, p)
+				st.Delete(sh.key, p)
 			} else {
 				sh.enc = r.appendSet(sh.enc[:0], sh.aors[string(key)].bs)
-				st.Put(key, sh.enc, p)
+				st.Put(sh.key, sh.enc, p)
 			}
 			res.Commit = p
 		} else {
@@ -612,28 +622,56 @@ func parseSeconds(b []byte) (int64, bool) {
 	return v, true
 }
 
-// findBinding returns the index in w of the binding contact c refers to:
-// with +sip.instance and reg-id, the binding of that instance and reg-id
-// whatever its URI (RFC 5626 §6: a new flow replaces the old one, and two
-// flows of one instance may share a Contact URI); otherwise the binding
-// whose URI is equal by RFC 3261 §19.1.4 (§10.3 step 7). -1 if none.
+// findBinding returns the index in w of the binding contact c refers to,
+// -1 if none. The identity of a binding depends on what the contact
+// carries:
+//
+//   - +sip.instance and reg-id: the binding of that instance and reg-id,
+//     whatever its URI (RFC 5626 §6: a new flow replaces the old one, and
+//     two flows of one instance may share a Contact URI).
+//   - +sip.instance without reg-id: the binding of that instance that has
+//     no reg-id, whatever its URI (RFC 5627 §6, as Kamailio's registrar
+//     does): a phone behind a NAT that re-registers or de-registers with
+//     the public address it learnt from received/rport still names the
+//     binding it made with its private address. Failing that, a binding
+//     without an instance whose URI is equal (the same phone naming its
+//     instance for the first time). A binding of another instance is never
+//     matched, even with an equal URI: distinct instances are distinct
+//     user agents, hence distinct bindings.
+//   - no +sip.instance: the binding whose URI is equal by RFC 3261 §19.1.4
+//     (§10.3 step 7), whatever its instance.
 func findBinding(w []work, c *contact) int {
-	if c.regID != 0 {
+	if len(c.instance) > 0 {
+		// c.regID is 0 when the contact has no reg-id, and so is the
+		// regID of a binding made without one.
 		for i := range w {
 			if w[i].b.regID == c.regID && w[i].b.instance() == string(c.instance) {
 				return i
 			}
 		}
-		return -1
+		if c.regID != 0 {
+			return -1
+		}
+		return findURI(w, c, true)
 	}
+	return findURI(w, c, false)
+}
+
+// findURI returns the index of the binding whose URI equals c's (RFC 3261
+// §19.1.4), only among bindings without an instance if noInstance; -1 if
+// none.
+func findURI(w []work, c *contact, noInstance bool) int {
 	// A refresh nearly always repeats the URI byte for byte, and equal
 	// bytes are equal URIs: that saves parsing the stored ones.
 	for i := range w {
-		if w[i].b.uri() == string(c.addr.RawURI) {
+		if w[i].b.uri() == string(c.addr.RawURI) && (!noInstance || w[i].b.instance() == "") {
 			return i
 		}
 	}
 	for i := range w {
+		if noInstance && w[i].b.instance() != "" {
+			continue
+		}
 		u, err := sip.ParseURI(bytesOf(w[i].b.uri()))
 		if err == nil && sip.URIEqual(&u, &c.addr.URI) {
 			return i
