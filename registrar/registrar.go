@@ -115,7 +115,7 @@ const numShards = 64
 type Registrar struct {
 	cfg                   Config
 	log                   *slog.Logger
-	minExp, maxExp, defEx int64 // seconds
+	lim                   atomic.Pointer[limits] // replaced by SetLimits (reload)
 	seed                  maphash.Seed
 	shards                [numShards]shard
 	date                  atomic.Pointer[dateCache]
@@ -215,11 +215,12 @@ func New(cfg Config) (*Registrar, error) {
 	r := &Registrar{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		minExp: int64(cfg.MinExpires / time.Second),
-		maxExp: int64(cfg.MaxExpires / time.Second),
-		defEx:  int64(min(max(cfg.DefaultExpires, cfg.MinExpires), cfg.MaxExpires) / time.Second),
 		seed:   maphash.MakeSeed(),
 		quit:   make(chan struct{}),
+	}
+	if err := r.SetLimits(Limits{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
+		DefaultExpires: cfg.DefaultExpires, MaxContacts: cfg.MaxContacts}); err != nil {
+		return nil, err
 	}
 	for i := range r.shards {
 		r.shards[i].aors = make(map[string]*aor)
@@ -366,7 +367,8 @@ func (r *Registrar) Register(req Request) Result {
 
 	// The Expires header applies to contacts without an expires param;
 	// a malformed value counts as absent (§20.19: "treated as 3600").
-	hdrExp := r.defEx
+	lim := r.lim.Load()
+	hdrExp := lim.defEx
 	hdrZero := false
 	if n, ok := m.Expires(); ok {
 		hdrExp = int64(n)
@@ -390,7 +392,7 @@ func (r *Registrar) Register(req Request) Result {
 			wildcard = true
 			continue
 		}
-		if res, ok := r.checkContact(c, hdrExp); !ok {
+		if res, ok := r.checkContact(c, hdrExp, lim); !ok {
 			return res
 		}
 		outbound = outbound || (c.regID != 0 && c.expires > 0)
@@ -489,7 +491,7 @@ func (r *Registrar) Register(req Request) Result {
 		}
 		changed = true
 	}
-	if changed && len(w) > r.cfg.MaxContacts {
+	if changed && len(w) > lim.maxContacts {
 		// Too many bindings: the ones refreshed longest ago give way. A
 		// phone whose NAT mapping changed registers a new contact while
 		// the old one is still unexpired; refusing it would lock out the
@@ -501,7 +503,7 @@ func (r *Registrar) Register(req Request) Result {
 				mine++
 			}
 		}
-		if mine > r.cfg.MaxContacts {
+		if mine > lim.maxContacts {
 			return fail(403, "Too Many Contacts")
 		}
 		sort.SliceStable(w, func(i, j int) bool {
@@ -510,7 +512,7 @@ func (r *Registrar) Register(req Request) Result {
 			}
 			return w[i].b.updated > w[j].b.updated
 		})
-		w = w[:r.cfg.MaxContacts]
+		w = w[:lim.maxContacts]
 	}
 
 	res := Result{Code: 200, Reason: "OK"}
@@ -543,7 +545,7 @@ func (r *Registrar) Register(req Request) Result {
 
 // checkContact validates one contact and works out its expiry, q and RFC
 // 5626 parameters (one pass over the parameters, no allocation).
-func (r *Registrar) checkContact(c *contact, hdrExp int64) (Result, bool) {
+func (r *Registrar) checkContact(c *contact, hdrExp int64, lim *limits) (Result, bool) {
 	c.expires, c.q = hdrExp, 1000
 	var regID []byte
 	for p := c.addr.Params; ; {
@@ -559,7 +561,7 @@ func (r *Registrar) checkContact(c *contact, hdrExp int64) (Result, bool) {
 		case sip.EqualFold(name, "expires"):
 			// A malformed value is treated as the default
 			// (RFC 3261 §20.19 says 3600, the default default).
-			c.expires = r.defEx
+			c.expires = lim.defEx
 			if n, ok := parseSeconds(val); ok {
 				c.expires = n
 			}
@@ -593,13 +595,13 @@ func (r *Registrar) checkContact(c *contact, hdrExp int64) (Result, bool) {
 	// RFC 3261 §10.3 step 7: a registrar may reject an interval that is
 	// nonzero, under one hour and under its minimum with 423 and a
 	// Min-Expires header; the whole request is refused.
-	if c.expires > 0 && c.expires < r.minExp && c.expires < 3600 {
+	if c.expires > 0 && c.expires < lim.minExp && c.expires < 3600 {
 		return Result{Code: 423, Reason: "Interval Too Brief",
-			Extra: append(strconv.AppendInt([]byte("Min-Expires: "), r.minExp, 10), "\r\n"...)}, false
+			Extra: append(strconv.AppendInt([]byte("Min-Expires: "), lim.minExp, 10), "\r\n"...)}, false
 	}
 	// It may shorten the interval, never lengthen it.
-	if c.expires > r.maxExp {
-		c.expires = r.maxExp
+	if c.expires > lim.maxExp {
+		c.expires = lim.maxExp
 	}
 	return Result{}, true
 }

@@ -243,6 +243,10 @@ func (a *app) reload() error {
 	if err != nil {
 		return err
 	}
+	if err := a.reg.SetLimits(registrar.Limits{MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
+		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts}); err != nil {
+		return fmt.Errorf("registrar: %v", err)
+	}
 	a.core.SetPolicy(pol)
 	a.dlg.SetConfig(dialogsConfig(cfg))
 	if a.media != nil {
