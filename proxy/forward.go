@@ -225,6 +225,7 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 	b.Local = outAddr
 	for i := range c.pipe.branch {
 		h := &c.pipe.branch[i]
+		c.pipe.branchRuns[i].Add(1)
 		if err := h.Run(b); err != nil {
 			c.stats.HookErrors.Add(1)
 			c.log.Warn("branch dropped: edit failed", "hook", h.Name, "call_id", string(m.CallID()), "err", err)

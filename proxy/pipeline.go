@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 
 	"sipedge/sip"
 	"sipedge/transport"
@@ -146,6 +147,9 @@ type pipeline struct {
 	dialogEnded []func(callID, fromTag string)
 	endDialog   func(callID, fromTag string, cause int, text string) bool
 	locateIdx   int // index of "locate": a decision made earlier jumps past it
+	// Counters per entry, in list order: requests a stage dealt with,
+	// messages a hook saw.
+	handled, branchRuns, replyRuns []atomic.Uint64
 }
 
 // compile orders the entries by the lists above. A name that is not in
@@ -179,6 +183,9 @@ func compile(core Hooks, features []Feature) (*pipeline, error) {
 			p.endDialog = h.EndDialog
 		}
 	}
+	p.handled = make([]atomic.Uint64, len(p.stages))
+	p.branchRuns = make([]atomic.Uint64, len(p.branch))
+	p.replyRuns = make([]atomic.Uint64, len(p.reply))
 	p.locateIdx = len(p.stages)
 	for i, s := range p.stages {
 		if s.Name == "locate" {

@@ -175,6 +175,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		*rp = Reply{Req: &ctx.msg, ReqVia: &ctx.via, Src: ctx.src, InProto: ctx.inProto, Resp: m, Code: code,
 			Target: &b.target, Initial: ctx.rr, First2xx: code >= 200 && code < 300 && !ctx.got2xx, WantDialog: ctx.wantDialog, notes: &ctx.notes}
 		for i := range c.pipe.reply {
+			c.pipe.replyRuns[i].Add(1)
 			if err := c.pipe.reply[i].Run(rp); err != nil {
 				c.stats.HookErrors.Add(1)
 				c.log.Warn("response edit failed", "hook", c.pipe.reply[i].Name, "call_id", string(m.CallID()), "err", err)

@@ -46,3 +46,16 @@ func (r *Registrar) SetLimits(l Limits) error {
 	})
 	return nil
 }
+
+// Stats is a snapshot of the registrar (the metrics convention of package
+// metrics).
+type Stats struct {
+	AORs     int // addresses-of-record with at least one binding
+	Bindings int // bindings now
+}
+
+// Stats counts the bindings (one shard lock at a time).
+func (r *Registrar) Stats() Stats {
+	a, b := r.Count()
+	return Stats{AORs: a, Bindings: b}
+}

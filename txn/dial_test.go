@@ -80,8 +80,8 @@ func TestConnectOffCaller(t *testing.T) {
 	if _, c := l.Counts(); c != 0 {
 		t.Fatalf("%d client transactions left after the failed connect", c)
 	}
-	if l.Stats().Dials.Load() != 1 {
-		t.Fatalf("dials %d", l.Stats().Dials.Load())
+	if l.Stats().Dials != 1 {
+		t.Fatalf("dials %d", l.Stats().Dials)
 	}
 }
 

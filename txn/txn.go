@@ -64,20 +64,30 @@ type Layer struct {
 	done    completed // non-INVITE server transactions waiting out Timer J
 	replies replyQueue
 	sweep   *Timer
-	stats   Stats
+	stats   counters
 	dialing chan struct{} // one token per send waiting for a connect
 }
 
-// Stats counts transaction events.
+// counters count transaction events.
+type counters struct {
+	ServerCreated, ServerTerminated, ClientCreated, ClientTerminated atomic.Uint64
+	RequestRetransAbsorbed, ResponseRetransAbsorbed, Retransmissions   atomic.Uint64
+	Timeouts, Dials, SendErrors                                        atomic.Uint64
+}
+
+// Stats is a snapshot of the transaction layer (the metrics convention of
+// package metrics).
 type Stats struct {
-	ServerCreated, ServerTerminated atomic.Uint64
-	ClientCreated, ClientTerminated atomic.Uint64
-	RequestRetransAbsorbed          atomic.Uint64 // request retransmissions answered from a server transaction
-	ResponseRetransAbsorbed         atomic.Uint64 // response retransmissions absorbed by a client transaction
-	Retransmissions                 atomic.Uint64 // requests and responses we retransmitted
-	Timeouts                        atomic.Uint64 // client transactions ended by Timer B/F/C
-	Dials                           atomic.Uint64 // sends that opened a connection off the caller's goroutine
-	SendErrors                      atomic.Uint64
+	ServerCreated, ServerTerminated uint64
+	ClientCreated, ClientTerminated uint64
+	RequestRetransAbsorbed          uint64 // request retransmissions answered from a server transaction
+	ResponseRetransAbsorbed         uint64 // response retransmissions absorbed by a client transaction
+	Retransmissions                 uint64 // requests and responses we retransmitted
+	Timeouts                        uint64 // client transactions ended by Timer B/F/C
+	Dials                           uint64 // sends that opened a connection off the caller's goroutine
+	SendErrors                      uint64
+	Servers, Clients                int // live transactions
+	Completed                       int // non-INVITE server transactions waiting out Timer J
 }
 
 // New starts a transaction layer.
@@ -124,8 +134,17 @@ func (l *Layer) Close() {
 	l.done.close()
 }
 
-// Stats returns the live counters.
-func (l *Layer) Stats() *Stats { return &l.stats }
+// Stats returns a snapshot of the counters.
+func (l *Layer) Stats() Stats {
+	c := &l.stats
+	return Stats{
+		ServerCreated: c.ServerCreated.Load(), ServerTerminated: c.ServerTerminated.Load(),
+		ClientCreated: c.ClientCreated.Load(), ClientTerminated: c.ClientTerminated.Load(),
+		RequestRetransAbsorbed: c.RequestRetransAbsorbed.Load(), ResponseRetransAbsorbed: c.ResponseRetransAbsorbed.Load(),
+		Retransmissions: c.Retransmissions.Load(), Timeouts: c.Timeouts.Load(), Dials: c.Dials.Load(),
+		SendErrors: c.SendErrors.Load(), Servers: l.servers.len(), Clients: l.clients.len(), Completed: l.done.len(),
+	}
+}
 
 // Counts returns the number of live server and client transactions.
 func (l *Layer) Counts() (servers, clients int) { return l.servers.len(), l.clients.len() }

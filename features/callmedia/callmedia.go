@@ -84,14 +84,23 @@ type Feature struct {
 	calls map[string]*call
 	users map[string]int // relayed calls per caller (user@host of From)
 
-	stats Stats
+	stats counters
 }
 
-// Stats are the feature's counters.
+// counters are the feature's live counters.
+type counters struct {
+	Calls        atomic.Uint64
+	Refused      atomic.Uint64
+	NotRewritten atomic.Uint64
+}
+
+// Stats is a snapshot of the feature's counters (the metrics convention
+// of package metrics).
 type Stats struct {
-	Calls        atomic.Uint64 // relayed calls set up
-	Refused      atomic.Uint64 // offers answered 400/403/488/503
-	NotRewritten atomic.Uint64 // SDP of a response or ACK left as it was (unreadable)
+	Calls        uint64 // relayed calls set up
+	Refused      uint64 // offers answered 400/403/488/503
+	NotRewritten uint64 // SDP of a response or ACK left as it was (unreadable)
+	Active       int    // relayed calls now
 }
 
 // call is one relayed call.
@@ -122,8 +131,10 @@ func New(core *proxy.Core, relay *media.Relay, cfg Config) *Feature {
 // their ports.
 func (f *Feature) SetConfig(cfg Config) { f.cfg.Store(&cfg) }
 
-// Stats returns the live counters.
-func (f *Feature) Stats() *Stats { return &f.stats }
+// Stats returns a snapshot of the counters.
+func (f *Feature) Stats() Stats {
+	return Stats{Calls: f.stats.Calls.Load(), Refused: f.stats.Refused.Load(), NotRewritten: f.stats.NotRewritten.Load(), Active: f.Calls()}
+}
 
 // Hooks implements proxy.Feature.
 func (f *Feature) Hooks() proxy.Hooks {

@@ -53,15 +53,25 @@ type Feature struct {
 	byCall map[string]string  // Call-ID, caller tag → key
 	closed bool
 
-	stats Stats
+	stats counters
 }
 
-// Stats are the feature's counters.
+// counters are the feature's live counters.
+type counters struct {
+	Dialogs   atomic.Uint64
+	Ended     atomic.Uint64
+	TooSmall  atomic.Uint64
+	Refreshes atomic.Uint64
+}
+
+// Stats is a snapshot of the feature's counters (the metrics convention
+// of package metrics).
 type Stats struct {
-	Dialogs   atomic.Uint64 // dialogs followed
-	Ended     atomic.Uint64 // calls sipedge ended (session timer, dead media)
-	TooSmall  atomic.Uint64 // 422 answered
-	Refreshes atomic.Uint64 // session refreshes seen
+	Dialogs   uint64 // dialogs followed
+	Ended     uint64 // calls sipedge ended (session timer, dead media)
+	TooSmall  uint64 // 422 answered
+	Refreshes uint64 // session refreshes seen
+	Active    int    // dialogs followed now
 }
 
 type dialog struct {
@@ -92,8 +102,10 @@ func New(core *proxy.Core, cfg Config) *Feature {
 // timers of calls in progress run on.
 func (f *Feature) SetConfig(cfg Config) { f.cfg.Store(&cfg) }
 
-// Stats returns the live counters.
-func (f *Feature) Stats() *Stats { return &f.stats }
+// Stats returns a snapshot of the counters.
+func (f *Feature) Stats() Stats {
+	return Stats{Dialogs: f.stats.Dialogs.Load(), Ended: f.stats.Ended.Load(), TooSmall: f.stats.TooSmall.Load(), Refreshes: f.stats.Refreshes.Load(), Active: f.Active()}
+}
 
 // Hooks implements proxy.Feature.
 func (f *Feature) Hooks() proxy.Hooks {

@@ -72,15 +72,24 @@ type Feature struct {
 	stop     chan struct{}
 	done     chan struct{}
 
-	stats Stats
+	stats counters
 }
 
-// Stats are the feature's counters.
-type Stats struct {
-	Sent            atomic.Uint64 // keep-alives sent to NATed phones
-	Failures        atomic.Uint64 // keep-alive OPTIONS that got no answer
-	BindingsRemoved atomic.Uint64 // bindings removed after failed keep-alives
+// counters are the feature's live counters.
+type counters struct {
+	Sent            atomic.Uint64
+	Failures        atomic.Uint64
+	BindingsRemoved atomic.Uint64
 	SendErrors      atomic.Uint64
+}
+
+// Stats is a snapshot of the feature's counters (the metrics convention
+// of package metrics).
+type Stats struct {
+	Sent            uint64 // keep-alives sent to NATed phones
+	Failures        uint64 // keep-alive OPTIONS that got no answer
+	BindingsRemoved uint64 // bindings removed after failed keep-alives
+	SendErrors      uint64
 }
 
 // New returns the sender for core over the bindings of loc.
@@ -98,8 +107,10 @@ func (f *Feature) SetConfig(cfg Config) {
 	f.cfg.Store(&cfg)
 }
 
-// Stats returns the live counters.
-func (f *Feature) Stats() *Stats { return &f.stats }
+// Stats returns a snapshot of the counters.
+func (f *Feature) Stats() Stats {
+	return Stats{Sent: f.stats.Sent.Load(), Failures: f.stats.Failures.Load(), BindingsRemoved: f.stats.BindingsRemoved.Load(), SendErrors: f.stats.SendErrors.Load()}
+}
 
 // Hooks implements proxy.Feature: none.
 func (f *Feature) Hooks() proxy.Hooks { return proxy.Hooks{} }

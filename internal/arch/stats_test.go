@@ -1,0 +1,76 @@
+package arch
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"sipedge/features/callmedia"
+	"sipedge/features/dialogs"
+	"sipedge/features/keepalive"
+	"sipedge/media"
+	"sipedge/metrics"
+	"sipedge/proxy"
+	"sipedge/registrar"
+	"sipedge/resolve"
+	"sipedge/store"
+	"sipedge/transport"
+	"sipedge/txn"
+)
+
+// TestStatsConvention: every component's Stats() returns a snapshot that
+// package metrics can read (so an exporter needs nothing per component),
+// with names that do not collide.
+func TestStatsConvention(t *testing.T) {
+	components := map[string]any{
+		"proxy":     (*proxy.Core)(nil),
+		"txn":       (*txn.Layer)(nil),
+		"transport": (*transport.Layer)(nil),
+		"registrar": (*registrar.Registrar)(nil),
+		"store":     (*store.Store)(nil),
+		"resolve":   (*resolve.Resolver)(nil),
+		"media":     (*media.Relay)(nil),
+		"callmedia": (*callmedia.Feature)(nil),
+		"dialogs":   (*dialogs.Feature)(nil),
+		"keepalive": (*keepalive.Feature)(nil),
+	}
+	seen := map[string]bool{}
+	for name, c := range components {
+		m, ok := reflect.TypeOf(c).MethodByName("Stats")
+		if !ok || m.Type.NumIn() != 1 || m.Type.NumOut() != 1 {
+			t.Errorf("%s: no Stats() method with one result", name)
+			continue
+		}
+		out := m.Type.Out(0)
+		if out.Kind() != reflect.Struct {
+			t.Errorf("%s: Stats() returns %s, want a snapshot struct value", name, out)
+			continue
+		}
+		zero := reflect.New(out).Elem()
+		// Maps get one key each so their labels are walked too.
+		for i := 0; i < out.NumField(); i++ {
+			if f := zero.Field(i); f.Kind() == reflect.Map && f.CanSet() {
+				f.Set(reflect.MakeMap(f.Type()))
+				f.SetMapIndex(reflect.ValueOf("x"), reflect.Zero(f.Type().Elem()))
+			}
+		}
+		n := 0
+		err := metrics.Walk(name, zero.Interface(), func(s metrics.Sample) {
+			n++
+			key := s.Name + "{" + s.Label + "=" + s.LabelV + "}"
+			if seen[key] {
+				t.Errorf("%s: %s twice", name, key)
+			}
+			seen[key] = true
+			if s.Counter != strings.HasSuffix(s.Name, "_total") {
+				t.Errorf("%s: %s: counters and only counters end in _total", name, s.Name)
+			}
+		})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if n == 0 {
+			t.Errorf("%s: Stats() has no values", name)
+		}
+	}
+}
