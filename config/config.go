@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"sipedge/nat"
 )
 
 // Config is the whole configuration.
@@ -47,10 +49,11 @@ type Config struct {
 	// SymmetricResponses: see --symmetric-responses.
 	SymmetricResponses *bool `yaml:"symmetric_responses"`
 	// TrustedNetworks are the sources served without authentication;
-	// requests from anywhere else are refused with 403. "loopback" and
-	// "private" stand for 127.0.0.0/8 + ::1 and RFC 1918, RFC 6598,
-	// fc00::/7, fe80::/10. This is what keeps a zero-configuration sipedge
-	// from being an open relay.
+	// requests from anywhere else are refused with 403. "loopback" stands
+	// for 127.0.0.0/8 and ::1; "private" for nat.PrivatePrefixes: RFC 1918,
+	// RFC 6598 (100.64.0.0/10), 169.254.0.0/16, fc00::/7 and fe80::/10, the
+	// same networks that count as private for NAT detection. This is what
+	// keeps a zero-configuration sipedge from being an open relay.
 	TrustedNetworks []string `yaml:"trusted_networks"`
 }
 
@@ -434,17 +437,14 @@ func (c *Config) Trusted() []netip.Prefix {
 	return out
 }
 
-// ParseNetworks expands "loopback", "private" or a CIDR prefix.
+// ParseNetworks expands "loopback", "private" (nat.PrivatePrefixes) or a
+// CIDR prefix.
 func ParseNetworks(v string) ([]netip.Prefix, error) {
 	switch v {
 	case "loopback":
 		return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, nil
 	case "private":
-		var out []netip.Prefix
-		for _, s := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fe80::/10"} {
-			out = append(out, netip.MustParsePrefix(s))
-		}
-		return out, nil
+		return nat.PrivatePrefixes(), nil
 	}
 	p, err := netip.ParsePrefix(v)
 	if err != nil {

@@ -1,9 +1,13 @@
 package config
 
 import (
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"sipedge/nat"
 )
 
 func TestDefaults(t *testing.T) {
@@ -69,6 +73,50 @@ func TestErrors(t *testing.T) {
 		_, err := Parse([]byte(tc.yaml))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%q:\n got %v\nwant prefix %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// "private" in trusted_networks is exactly nat.PrivatePrefixes, so what is
+// trusted and what counts as behind NAT cannot drift apart.
+func TestParseNetworks(t *testing.T) {
+	priv, err := ParseNetworks("private")
+	if err != nil || !slices.Equal(priv, nat.PrivatePrefixes()) {
+		t.Fatalf("ParseNetworks(private) = %v, %v; want nat.PrivatePrefixes() %v", priv, err, nat.PrivatePrefixes())
+	}
+	for _, tc := range []struct {
+		networks string
+		addr     string
+		want     bool
+	}{
+		{"private", "10.1.2.3", true},
+		{"private", "172.31.255.255", true},
+		{"private", "172.32.0.1", false},
+		{"private", "192.168.1.1", true},
+		{"private", "100.64.0.1", true},
+		{"private", "169.254.10.20", true}, // IPv4 link-local, as fe80::/10
+		{"private", "fd00::1", true},
+		{"private", "fe80::1", true},
+		{"private", "127.0.0.1", false}, // loopback is its own keyword
+		{"private", "203.0.113.1", false},
+		{"private", "2001:db8::1", false},
+		{"loopback", "127.9.9.9", true},
+		{"loopback", "::1", true},
+		{"loopback", "10.0.0.1", false},
+		{"192.0.2.7/24", "192.0.2.200", true},
+		{"192.0.2.7/24", "192.0.3.1", false},
+	} {
+		ps, err := ParseNetworks(tc.networks)
+		if err != nil {
+			t.Fatalf("ParseNetworks(%q): %v", tc.networks, err)
+		}
+		a := netip.MustParseAddr(tc.addr)
+		got := slices.ContainsFunc(ps, func(p netip.Prefix) bool { return p.Contains(a) })
+		if got != tc.want {
+			t.Errorf("%s contains %s = %v, want %v", tc.networks, tc.addr, got, tc.want)
+		}
+		if tc.networks == "private" && !a.IsLoopback() && got != nat.Private(a) {
+			t.Errorf("trusted_networks private and nat.Private disagree on %s", a)
 		}
 	}
 }

@@ -61,18 +61,40 @@ func Detect(viaSentBy, contact, src netip.AddrPort) bool {
 	return contact.Addr().IsValid() && Private(contact.Addr()) && !Private(src.Addr())
 }
 
+// privatePrefixes is the one definition of "private network" in sipedge:
+// nat.Private and the "private" keyword of trusted_networks both use it.
+var privatePrefixes = [...]netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),     // RFC 1918
+	netip.MustParsePrefix("172.16.0.0/12"),  // RFC 1918
+	netip.MustParsePrefix("192.168.0.0/16"), // RFC 1918
+	netip.MustParsePrefix("100.64.0.0/10"),  // RFC 6598, carrier-grade NAT
+	netip.MustParsePrefix("169.254.0.0/16"), // RFC 3927, IPv4 link-local
+	netip.MustParsePrefix("fc00::/7"),       // RFC 4193, unique local
+	netip.MustParsePrefix("fe80::/10"),      // RFC 4291, link-local
+}
+
+// PrivatePrefixes returns the networks that are not routable on the
+// Internet and that sipedge calls private: RFC 1918, RFC 6598
+// (100.64.0.0/10), IPv4 link-local (169.254.0.0/16), IPv6 unique local
+// (fc00::/7) and IPv6 link-local (fe80::/10). Loopback is not among them.
+// The slice is a fresh copy; changing it changes nothing else.
+func PrivatePrefixes() []netip.Prefix {
+	return append([]netip.Prefix(nil), privatePrefixes[:]...)
+}
+
 // Private reports whether a is an address that is not routable on the
-// Internet: RFC 1918, RFC 6598 (carrier-grade NAT), IPv6 ULA (RFC 4193),
-// link-local, loopback. SDP carrying such an address from a remote phone
-// cannot be used as is.
+// Internet: loopback or one of PrivatePrefixes. An IPv4-mapped IPv6
+// address counts as its IPv4 address. SDP carrying such an address from a
+// remote phone cannot be used as is.
 func Private(a netip.Addr) bool {
 	a = a.Unmap()
-	if a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() {
+	if a.IsLoopback() {
 		return true
 	}
-	if a.Is4() {
-		b := a.As4()
-		return b[0] == 100 && b[1]&0xc0 == 64 // 100.64.0.0/10
+	for _, p := range privatePrefixes {
+		if p.Contains(a) {
+			return true
+		}
 	}
 	return false
 }

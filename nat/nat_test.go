@@ -117,3 +117,52 @@ func TestDetect(t *testing.T) {
 		}
 	}
 }
+
+// PrivatePrefixes and Private agree: every prefix's first and last
+// address is private, the addresses just outside are not, and callers
+// cannot change the list.
+func TestPrivatePrefixes(t *testing.T) {
+	ps := PrivatePrefixes()
+	want := []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10"}
+	if len(ps) != len(want) {
+		t.Fatalf("PrivatePrefixes() = %v, want %v", ps, want)
+	}
+	for i, p := range ps {
+		if p.String() != want[i] {
+			t.Errorf("PrivatePrefixes()[%d] = %s, want %s", i, p, want[i])
+		}
+		first := p.Addr()
+		last := lastAddr(p)
+		if !Private(first) || !Private(last) {
+			t.Errorf("%s: Private(%s) = %v, Private(%s) = %v, want both true", p, first, Private(first), last, Private(last))
+		}
+		if before := first.Prev(); before.IsValid() && !before.IsLoopback() && !inAny(ps, before) && Private(before) {
+			t.Errorf("%s: Private(%s) = true just below the prefix", p, before)
+		}
+		if after := last.Next(); after.IsValid() && !inAny(ps, after) && Private(after) {
+			t.Errorf("%s: Private(%s) = true just above the prefix", p, after)
+		}
+	}
+	ps[0] = netip.MustParsePrefix("8.8.8.0/24")
+	if Private(netip.MustParseAddr("8.8.8.8")) || PrivatePrefixes()[0].String() != "10.0.0.0/8" {
+		t.Error("changing the returned slice changed the private networks")
+	}
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
