@@ -54,11 +54,24 @@ func New(cfg Config) (*Relay, error) {
 	for _, w := range r.workers {
 		go w.run(&r.wg)
 	}
-	if cfg.OnInactive != nil && cfg.Inactivity > 0 {
+	if cfg.OnInactive != nil {
 		r.wg.Add(1)
 		go r.janitor()
 	}
 	return r, nil
+}
+
+// SetLimits changes the relay's limits while it runs (reload): the calls
+// and streams already set up keep their ports; inactivity 0 stops the
+// reports. maxStreams 0 keeps the default.
+func (r *Relay) SetLimits(maxCalls, maxStreams int, inactivity time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cfg.MaxCalls = maxCalls
+	if maxStreams > 0 {
+		r.cfg.MaxStreamsPerCall = maxStreams
+	}
+	r.cfg.Inactivity = inactivity
 }
 
 // Close ends every call, frees every port and stops every thread and
@@ -395,7 +408,11 @@ func (r *Relay) Stats() RelayStats {
 // never waits for a relay thread.
 func (r *Relay) janitor() {
 	defer r.wg.Done()
+	r.mu.Lock()
 	period := r.cfg.Inactivity / 4
+	r.mu.Unlock()
+	// The limit may change later (SetLimits): scans every second at most
+	// apart keep a new one accurate to a second.
 	period = min(max(period, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(period)
 	defer t.Stop()
@@ -407,9 +424,13 @@ func (r *Relay) janitor() {
 		case <-t.C:
 		}
 		now := nanotime()
-		limit := int64(r.cfg.Inactivity)
 		silent = silent[:0]
 		r.mu.Lock()
+		limit := int64(r.cfg.Inactivity)
+		if limit <= 0 {
+			r.mu.Unlock()
+			continue
+		}
 		for _, c := range r.calls {
 			// Once per silence: a silence is identified by the time of
 			// the last packet before it, so a call that had media again

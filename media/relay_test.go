@@ -679,3 +679,31 @@ func TestOutOfFDs(t *testing.T) {
 		t.Errorf("after the limit is back: %v", err)
 	}
 }
+
+// TestSetLimits: new limits apply to the next call and stream; the calls
+// already set up keep theirs.
+func TestSetLimits(t *testing.T) {
+	r, err := New(Config{PortMin: 42200, PortMax: 42299, MaxCalls: 1})
+	if err != nil {
+		t.Skip(err)
+	}
+	defer r.Close()
+	if _, err := r.Call("a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Call("b"); !errors.Is(err, ErrTooManyCalls) {
+		t.Fatalf("second call with MaxCalls 1: %v", err)
+	}
+	r.SetLimits(2, 1, 0)
+	c, err := r.Call("b")
+	if err != nil {
+		t.Fatalf("second call after SetLimits(2): %v", err)
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	if _, err := c.Stream(0, lo, lo); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Stream(1, lo, lo); !errors.Is(err, ErrTooManyStreams) {
+		t.Fatalf("second stream with MaxStreamsPerCall 1: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ package media
 import (
 	"errors"
 	"net/netip"
+	"time"
 )
 
 // ErrUnsupported: the relay's data path is built on Linux epoll,
@@ -26,14 +27,15 @@ func New(cfg Config) (*Relay, error) {
 	}
 	return nil, ErrUnsupported
 }
-func (r *Relay) Close() error                                       { return nil }
-func (r *Relay) Call(id string) (*Call, error)                      { return nil, ErrUnsupported }
-func (r *Relay) Stats() RelayStats                                  { return RelayStats{} }
-func (c *Call) ID() string                                          { return "" }
-func (c *Call) Stream(index int, a, b netip.Addr) (*Stream, error)  { return nil, ErrUnsupported }
-func (c *Call) Close()                                              {}
-func (s *Stream) Index() int                                        { return 0 }
-func (s *Stream) Local(side Side) (rtp, rtcp netip.AddrPort)        { return }
-func (s *Stream) SetPeer(side Side, rtp, rtcp netip.AddrPort) error { return ErrUnsupported }
-func (s *Stream) SetClockRate(pt uint8, hz uint32)                  {}
-func (s *Stream) Stats() StreamStats                                { return StreamStats{} }
+func (r *Relay) Close() error                                                 { return nil }
+func (r *Relay) Call(id string) (*Call, error)                                { return nil, ErrUnsupported }
+func (r *Relay) Stats() RelayStats                                            { return RelayStats{} }
+func (r *Relay) SetLimits(maxCalls, maxStreams int, inactivity time.Duration) {}
+func (c *Call) ID() string                                                    { return "" }
+func (c *Call) Stream(index int, a, b netip.Addr) (*Stream, error)            { return nil, ErrUnsupported }
+func (c *Call) Close()                                                        {}
+func (s *Stream) Index() int                                                  { return 0 }
+func (s *Stream) Local(side Side) (rtp, rtcp netip.AddrPort)                  { return }
+func (s *Stream) SetPeer(side Side, rtp, rtcp netip.AddrPort) error           { return ErrUnsupported }
+func (s *Stream) SetClockRate(pt uint8, hz uint32)                            {}
+func (s *Stream) Stats() StreamStats                                          { return StreamStats{} }

@@ -42,11 +42,6 @@ type Config struct {
 	// sipedge itself (RFC 3261 §16.4, §16.5): listen addresses, local
 	// interface addresses when listening on a wildcard, configured domains.
 	Self *Self
-	// SymmetricResponses sends UDP responses to the port a request came
-	// from even without rport, as if every request carried it (RFC 3581
-	// §4). Phones behind NAT need it; false follows RFC 3261 §18.2.2 to the
-	// letter (the Via sent-by port).
-	SymmetricResponses bool
 	// UserAgent is the Server header of locally generated responses.
 	UserAgent string
 	// Txn configures transaction timers (zero values: RFC 3261 defaults).
@@ -73,6 +68,11 @@ type Policy struct {
 	// AllowSources are the networks requests are accepted from; others get
 	// 403. Empty: any source.
 	AllowSources []netip.Prefix
+	// SymmetricResponses sends UDP responses to the port a request came
+	// from even without rport, as if every request carried it (RFC 3581
+	// §4). Phones behind NAT need it; false follows RFC 3261 §18.2.2 to the
+	// letter (the Via sent-by port).
+	SymmetricResponses bool
 }
 
 // Core is the transport.Handler of sipedge.
@@ -104,8 +104,8 @@ type Core struct {
 // in one of them, so a silent drop always shows up somewhere.
 type counters struct {
 	Requests, Responses, BadRequests, BadResponses, Unanswerable, StrayResponses atomic.Uint64
-	StatelessForwards, LocalResponses, Originated, Deferred, DeferredRefused   atomic.Uint64
-	Forwarded, Loops, Refused, Draining, HookErrors, SendErrors                atomic.Uint64
+	StatelessForwards, LocalResponses, Originated, Deferred, DeferredRefused     atomic.Uint64
+	Forwarded, Loops, Refused, Draining, HookErrors, SendErrors                  atomic.Uint64
 }
 
 // Stats is a snapshot of the core's counters (the metrics convention of

@@ -25,7 +25,7 @@ func (r *Request) Respond(code int, reason string, extra []byte) {
 		r.st.Respond(r.out, code)
 		return
 	}
-	if err := c.send(r.layer, r.pkt, &r.via, r.out); err != nil {
+	if err := c.send(r, r.out); err != nil {
 		c.stats.SendErrors.Add(1)
 		c.log.Warn("response not sent", "dst", r.pkt.Src, "proto", r.pkt.Proto, "status", code, "err", err)
 	}
@@ -75,11 +75,12 @@ func (c *Core) toTag(dst []byte, m *sip.Message, via *sip.Via) []byte {
 // send delivers a response to where RFC 3261 §18.2.2 says: back over the
 // connection for TCP/TLS, else for UDP to maddr (when an IP literal), else to
 // the source address with the rport port (RFC 3581 §4) or the sent-by port.
-func (c *Core) send(l *transport.Layer, pkt *transport.Packet, via *sip.Via, b []byte) error {
+func (c *Core) send(r *Request, b []byte) error {
+	l, pkt := r.layer, r.pkt
 	if pkt.Proto.Reliable() {
 		return l.Reply(pkt, b)
 	}
-	dst := responseTarget(pkt.Src, via, c.cfg.SymmetricResponses)
+	dst := responseTarget(pkt.Src, &r.via, r.pol.SymmetricResponses)
 	if dst == pkt.Src {
 		return l.Reply(pkt, b)
 	}
@@ -89,11 +90,11 @@ func (c *Core) send(l *transport.Layer, pkt *transport.Packet, via *sip.Via, b [
 // responseDest is where a server transaction sends its responses: the
 // connection's peer for TCP/TLS (the transport reuses that connection), else
 // the §18.2.2 target.
-func (c *Core) responseDest(pkt *transport.Packet, via *sip.Via) netip.AddrPort {
-	if pkt.Proto.Reliable() {
-		return pkt.Src
+func (c *Core) responseDest(r *Request) netip.AddrPort {
+	if r.pkt.Proto.Reliable() {
+		return r.pkt.Src
 	}
-	return responseTarget(pkt.Src, via, c.cfg.SymmetricResponses)
+	return responseTarget(r.pkt.Src, &r.via, r.pol.SymmetricResponses)
 }
 
 // responseTarget applies RFC 3261 §18.2.2 and RFC 3581 §4 to a response for a

@@ -196,7 +196,7 @@ func statelessStage(r *Request) bool {
 // 100 Trying at once, which stops the caller's retransmissions (§16.2).
 func txnStage(r *Request) bool {
 	c := r.core
-	st, created := c.txn.ServerFor(&r.msg, &r.via, r.pkt.Proto, c.responseDest(r.pkt, &r.via))
+	st, created := c.txn.ServerFor(&r.msg, &r.via, r.pkt.Proto, c.responseDest(r))
 	if !created {
 		return true
 	}

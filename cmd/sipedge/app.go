@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -89,12 +91,11 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, err
 	}
 	a.core, err = proxy.New(proxy.Config{
-		Logger:             log,
-		SymmetricResponses: cfg.SymmetricResponses == nil || *cfg.SymmetricResponses,
-		UserAgent:          "sipedge/" + version,
-		Registrar:          a.reg,
-		Resolver:           dnsResolver{a.res},
-		Policy:             pol,
+		Logger:    log,
+		UserAgent: "sipedge/" + version,
+		Registrar: a.reg,
+		Resolver:  dnsResolver{a.res},
+		Policy:    pol,
 	})
 	if err != nil {
 		return nil, errStart{err}
@@ -109,10 +110,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		}
 		features = append(features, a.media)
 	}
-	if cfg.NAT.Keepalive != "none" {
-		a.ka = keepalive.New(a.core, a.reg, keepaliveConfig(cfg))
-		features = append(features, a.ka)
-	}
+	// Always built (it sleeps while off): a reload may turn it on.
+	a.ka = keepalive.New(a.core, a.reg, keepaliveConfig(cfg))
+	features = append(features, a.ka)
 	if err := a.core.Use(features...); err != nil {
 		return nil, errStart{err}
 	}
@@ -178,7 +178,8 @@ func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
 		return proxy.Policy{}, fmt.Errorf("config: %v", err)
 	}
 	limits := &sip.Limits{MaxMessageSize: cfg.Limits.MaxMessageSize, MaxHeaders: cfg.Limits.MaxHeaders, MaxVias: cfg.Limits.MaxVias}
-	return proxy.Policy{Limits: limits, AllowSources: cfg.Trusted(), Router: table, Domains: domains}, nil
+	return proxy.Policy{Limits: limits, AllowSources: cfg.Trusted(), Router: table, Domains: domains,
+		SymmetricResponses: cfg.SymmetricResponses == nil || *cfg.SymmetricResponses}, nil
 }
 
 // flows lets the location service ask the transport (built after it)
@@ -235,6 +236,9 @@ func (a *app) reload() error {
 	if err := applyFlags(cfg, &a.o); err != nil {
 		return err
 	}
+	if keys := config.Diff(a.cfg, cfg); len(keys) > 0 {
+		return config.RestartError(keys)
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return fmt.Errorf("log.level %q: use debug, info, warn or error", cfg.Log.Level)
@@ -253,8 +257,16 @@ func (a *app) reload() error {
 		mode, _ := callmedia.ParseMode(cfg.Media.Relay)
 		a.media.SetConfig(callmedia.Config{Mode: mode, MaxCallsPerUser: cfg.Media.MaxCallsPerUser})
 	}
-	if a.ka != nil {
-		a.ka.SetConfig(keepaliveConfig(cfg))
+	a.ka.SetConfig(keepaliveConfig(cfg))
+	if a.relay != nil {
+		a.relay.SetLimits(cfg.Media.MaxCalls, cfg.Media.MaxStreamsPerCall, cfg.Media.Inactivity.Duration)
+	}
+	if cfg.MemoryLimitMB != a.cfg.MemoryLimitMB {
+		limit := int64(math.MaxInt64) // none
+		if cfg.MemoryLimitMB > 0 {
+			limit = int64(cfg.MemoryLimitMB) << 20
+		}
+		debug.SetMemoryLimit(limit)
 	}
 	a.level.Set(lv)
 	a.cfg = cfg

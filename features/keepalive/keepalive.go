@@ -40,15 +40,19 @@ const (
 	// CRLF sends a bare CRLFCRLF (RFC 5626 §3.5.1 style); nothing comes
 	// back.
 	CRLF
+	// None sends nothing (a reload may turn keep-alives on again).
+	None
 )
 
-// ParseMethod reads "options" or "crlf".
+// ParseMethod reads "options", "crlf" or "none".
 func ParseMethod(s string) (Method, bool) {
 	switch s {
 	case "options", "":
 		return Options, true
 	case "crlf":
 		return CRLF, true
+	case "none":
+		return None, true
 	}
 	return 0, false
 }
@@ -71,6 +75,7 @@ type Feature struct {
 	failures map[string]int // aor "\x00" contact → OPTIONS in a row without answer
 	stop     chan struct{}
 	done     chan struct{}
+	kick     chan struct{} // a new configuration: wake the idle sender
 
 	stats counters
 }
@@ -94,7 +99,7 @@ type Stats struct {
 
 // New returns the sender for core over the bindings of loc.
 func New(core *proxy.Core, loc Locator, cfg Config) *Feature {
-	f := &Feature{core: core, loc: loc, log: core.Logger(), failures: map[string]int{}}
+	f := &Feature{core: core, loc: loc, log: core.Logger(), failures: map[string]int{}, kick: make(chan struct{}, 1)}
 	f.SetConfig(cfg)
 	return f
 }
@@ -105,7 +110,13 @@ func (f *Feature) SetConfig(cfg Config) {
 		cfg.MaxFailures = 3
 	}
 	f.cfg.Store(&cfg)
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
 }
+
+func (c *Config) off() bool { return c.Interval <= 0 || c.Method == None }
 
 // Stats returns a snapshot of the counters.
 func (f *Feature) Stats() Stats {
@@ -137,8 +148,8 @@ type target struct {
 
 // loop sends one round per Interval, spread over the interval in 100 ms
 // steps so that a hundred thousand phones do not get their packet in the
-// same millisecond. With Interval 0 it waits for a configuration that has
-// one.
+// same millisecond. While keep-alives are off it sleeps until a new
+// configuration comes.
 func (f *Feature) loop() {
 	defer close(f.done)
 	const step = 100 * time.Millisecond
@@ -148,6 +159,18 @@ func (f *Feature) loop() {
 	next, perStep, steps := 0, 0, 0
 	for i := 0; ; i++ {
 		cfg := f.cfg.Load()
+		if cfg.off() {
+			// Off: no wake-ups until a reload turns it on.
+			tk.Stop()
+			select {
+			case <-f.stop:
+				return
+			case <-f.kick:
+				tk.Reset(step)
+				steps = 0
+				continue
+			}
+		}
 		if steps == 0 || i%steps == 0 {
 			steps = max(1, int(cfg.Interval/step))
 			i = 0
@@ -155,14 +178,12 @@ func (f *Feature) loop() {
 			// refreshed its mapping itself; its first keep-alive comes
 			// between half an interval and one and a half after that.
 			round = round[:0]
-			if cfg.Interval > 0 {
-				recent := time.Now().Add(-cfg.Interval / 2)
-				f.loc.RangeNAT(func(aor, uri string, src netip.AddrPort, updated time.Time) {
-					if updated.Before(recent) {
-						round = append(round, target{aor, uri, src})
-					}
-				})
-			}
+			recent := time.Now().Add(-cfg.Interval / 2)
+			f.loc.RangeNAT(func(aor, uri string, src netip.AddrPort, updated time.Time) {
+				if updated.Before(recent) {
+					round = append(round, target{aor, uri, src})
+				}
+			})
 			next, perStep = 0, (len(round)+steps-1)/steps
 		}
 		for end := min(len(round), next+perStep); next < end; next++ {
@@ -172,6 +193,8 @@ func (f *Feature) loop() {
 		case <-f.stop:
 			return
 		case <-tk.C:
+		case <-f.kick:
+			steps = 0 // a new interval: start a new round
 		}
 	}
 }
