@@ -270,6 +270,15 @@ func Load(path string) (*Config, error) {
 // uses it; the result and the errors are the same except that Load's
 // errors name the file.
 func Parse(b []byte) (*Config, error) {
+	c, err := parse(b)
+	var ce *Error
+	if errors.As(err, &ce) && ce.Line == 0 && ce.Key == "" {
+		ce.Line = syntaxErrorLine(b, err)
+	}
+	return c, err
+}
+
+func parse(b []byte) (*Config, error) {
 	c := Default()
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -310,7 +319,7 @@ var typeErrorRE = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? int
 // yamlError turns the decoder's messages ("line 3: field foo not found in
 // type config.Config") into ones an admin can act on: the line, the whole
 // key path (found in root, which may be nil) and what to write instead.
-func yamlError(err error, root *yaml.Node) error {
+func yamlError(err error, root *yaml.Node) *Error {
 	var ce *Error
 	if errors.As(err, &ce) { // from an UnmarshalYAML, which knows no key
 		if ce.Key == "" {
@@ -374,6 +383,25 @@ func yamlError(err error, root *yaml.Node) error {
 	}
 	key, _ := keyAt(root, line, "")
 	return &Error{Line: line, Key: key, Msg: msg}
+}
+
+// syntaxErrorLine finds the line of an error the YAML parser gives
+// without one ("found unexpected end of stream" for a quote never closed,
+// "control characters are not allowed"): the first line from which the
+// file up to there fails with the same message, else the last line.
+func syntaxErrorLine(b []byte, want error) int {
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	if len(lines) > 2000 { // a parse per line: keep it quick
+		return len(lines)
+	}
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		if _, err := parse(b[:end]); err != nil && err.Error() == want.Error() {
+			return i + 1
+		}
+	}
+	return max(len(lines), 1)
 }
 
 // keyAt finds the dotted path ("registrar.max_contacts", "routes[0].to")
