@@ -190,19 +190,22 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // MarshalYAML writes d the way it is read: "90s", "5m", "1h", "1m30s".
-func (d Duration) MarshalYAML() (any, error) {
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String is d as a configuration file would write it: "90s", "5m", "1h".
+func (d Duration) String() string {
 	v := d.Duration
 	switch {
 	case v == 0:
-		return "0s", nil
+		return "0s"
 	case v%time.Hour == 0:
-		return fmt.Sprintf("%dh", v/time.Hour), nil
+		return fmt.Sprintf("%dh", v/time.Hour)
 	case v%time.Minute == 0:
-		return fmt.Sprintf("%dm", v/time.Minute), nil
+		return fmt.Sprintf("%dm", v/time.Minute)
 	case v%time.Second == 0:
-		return fmt.Sprintf("%ds", v/time.Second), nil
+		return fmt.Sprintf("%ds", v/time.Second)
 	}
-	return v.String(), nil
+	return v.String()
 }
 
 // Error is a configuration error with its position.
@@ -441,28 +444,26 @@ func keyAt(root *yaml.Node, line int, name string) (string, *yaml.Node) {
 	return found, value
 }
 
-// lineOf finds the line of a dotted key path in the YAML tree (0 if absent).
+// lineOf finds the line of a dotted key path in the YAML tree; for a key
+// not written in the file, the line of its nearest enclosing key that is
+// (0 if none).
 func lineOf(n *yaml.Node, path string) int {
+	line := 0
 	for _, part := range strings.Split(path, ".") {
 		if n == nil || n.Kind != yaml.MappingNode {
-			return 0
+			return line
 		}
 		var next *yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == part {
+				line = n.Content[i].Line
 				next = n.Content[i+1]
-				if next.Kind == yaml.ScalarNode || next.Kind == yaml.SequenceNode {
-					return n.Content[i].Line
-				}
 				break
 			}
 		}
 		n = next
 	}
-	if n != nil {
-		return n.Line
-	}
-	return 0
+	return line
 }
 
 func (c *Config) validate(root *yaml.Node) error {
@@ -521,7 +522,7 @@ func (c *Config) validate(root *yaml.Node) error {
 			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060", rt.To)}
 		}
 	}
-	if i := c.Sessions.Interval.Duration; i != 0 && i < c.Sessions.MinSE.Duration {
+	if i := c.Sessions.Interval; i.Duration != 0 && i.Duration < c.Sessions.MinSE.Duration {
 		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
 	}
 	if c.Sessions.MinSE.Duration < 90*time.Second {
