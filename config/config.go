@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"sipedge/nat"
+	"sipedge/sip"
 )
 
 // Config is the whole configuration.
@@ -186,6 +189,25 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// MarshalYAML writes d the way it is read: "90s", "5m", "1h", "1m30s".
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String is d as a configuration file would write it: "90s", "5m", "1h".
+func (d Duration) String() string {
+	v := d.Duration
+	switch {
+	case v == 0:
+		return "0s"
+	case v%time.Hour == 0:
+		return fmt.Sprintf("%dh", v/time.Hour)
+	case v%time.Minute == 0:
+		return fmt.Sprintf("%dm", v/time.Minute)
+	case v%time.Second == 0:
+		return fmt.Sprintf("%ds", v/time.Second)
+	}
+	return v.String()
+}
+
 // Error is a configuration error with its position.
 type Error struct {
 	File string
@@ -216,6 +238,7 @@ func Default() *Config {
 	return &Config{
 		Listen: []string{"0.0.0.0:5060", "[::]:5060"},
 		Log:    Log{Level: "info", Format: "text"},
+		Limits: Limits{MaxMessageSize: sip.DefaultMaxMessageSize, MaxHeaders: sip.DefaultMaxHeaders, MaxVias: sip.DefaultMaxVias},
 		Registrar: Registrar{
 			MinExpires:     Duration{60 * time.Second},
 			MaxExpires:     Duration{time.Hour},
@@ -246,24 +269,47 @@ func Load(path string) (*Config, error) {
 	return c, err
 }
 
-// Parse decodes YAML over the defaults and validates the result.
+// Parse decodes YAML over the defaults and validates the result. Load
+// uses it; the result and the errors are the same except that Load's
+// errors name the file.
 func Parse(b []byte) (*Config, error) {
+	c, err := parse(b)
+	var ce *Error
+	if errors.As(err, &ce) && ce.Line == 0 && ce.Key == "" {
+		ce.Line = syntaxErrorLine(b, err)
+	}
+	return c, err
+}
+
+func parse(b []byte) (*Config, error) {
 	c := Default()
 	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, yamlError(err)
-	}
-	if len(root.Content) == 0 {
-		return c, nil // empty file: defaults
-	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			return nil, ce
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(err, nil)
+	}
+	if len(root.Content) == 0 { // empty file: the defaults
+		if err := c.validate(nil); err != nil {
+			return nil, err
 		}
-		return nil, yamlError(err)
+		return c, nil
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		return nil, &Error{Line: next.Line, Msg: "a second YAML document (after ---); put every key in one document"}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, yamlError(err, root.Content[0])
+	}
+	if root.Content[0].Kind != yaml.MappingNode {
+		if root.Content[0].Tag == "!!null" {
+			return c, c.validate(nil) // a document that is only a comment or ~
+		}
+		return nil, &Error{Line: root.Content[0].Line, Msg: "the file must be a mapping of keys, e.g. \"listen: [0.0.0.0:5060]\" (see docs/CONFIG.md)"}
+	}
+	strict := yaml.NewDecoder(bytes.NewReader(b))
+	strict.KnownFields(true)
+	if err := strict.Decode(c); err != nil {
+		return nil, yamlError(err, root.Content[0])
 	}
 	if err := c.validate(root.Content[0]); err != nil {
 		return nil, err
@@ -271,50 +317,153 @@ func Parse(b []byte) (*Config, error) {
 	return c, nil
 }
 
+var typeErrorRE = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+
 // yamlError turns the decoder's messages ("line 3: field foo not found in
-// type config.Config") into ones an admin can act on.
-func yamlError(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg := te.Errors[0]
-		line := 0
-		if strings.HasPrefix(msg, "line ") {
-			fmt.Sscanf(msg, "line %d:", &line)
-			if i := strings.Index(msg, ": "); i > 0 {
-				msg = msg[i+2:]
-			}
+// type config.Config") into ones an admin can act on: the line, the whole
+// key path (found in root, which may be nil) and what to write instead.
+func yamlError(err error, root *yaml.Node) *Error {
+	var ce *Error
+	if errors.As(err, &ce) { // from an UnmarshalYAML, which knows no key
+		if ce.Key == "" {
+			ce.Key, _ = keyAt(root, ce.Line, "")
 		}
-		if strings.HasPrefix(msg, "field ") && strings.Contains(msg, " not found in type ") {
-			key := strings.TrimPrefix(msg[:strings.Index(msg, " not found")], "field ")
-			return &Error{Line: line, Key: key, Msg: "unknown key; check its spelling and indentation (see docs/CONFIG.md for every key)"}
-		}
-		return &Error{Line: line, Msg: msg}
+		return ce
 	}
-	return &Error{Msg: err.Error()}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) || len(te.Errors) == 0 {
+		// A syntax error: "yaml: line 3: mapping values are not allowed
+		// in this context".
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		line := 0
+		if _, e := fmt.Sscanf(msg, "line %d:", &line); e == nil {
+			msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+		}
+		return &Error{Line: line, Msg: "not valid YAML: " + msg}
+	}
+	msg := te.Errors[0]
+	line := 0
+	if strings.HasPrefix(msg, "line ") {
+		fmt.Sscanf(msg, "line %d:", &line)
+		if i := strings.Index(msg, ": "); i > 0 {
+			msg = msg[i+2:]
+		}
+	}
+	if strings.HasPrefix(msg, "field ") && strings.Contains(msg, " not found in type ") {
+		key := strings.TrimPrefix(msg[:strings.Index(msg, " not found")], "field ")
+		if p, _ := keyAt(root, line, key); p != "" {
+			key = p
+		}
+		return &Error{Line: line, Key: key, Msg: "unknown key; check its spelling and indentation (see docs/CONFIG.md for every key)"}
+	}
+	if m := typeErrorRE.FindStringSubmatch(msg); m != nil {
+		var want string
+		switch into := m[3]; {
+		case into == "int":
+			want = "want a whole number, e.g. 10"
+		case into == "bool" || into == "*bool":
+			want = "want true or false"
+		case into == "string":
+			want = "want a single value, not a list or mapping"
+		case into == "[]config.Route":
+			want = "want a list of routes, each a mapping with name and to (see docs/CONFIG.md)"
+		case strings.HasPrefix(into, "[]"):
+			want = "want a list, e.g. [a, b]"
+		case into == "config.Config":
+			want = "the file must be a mapping of keys, e.g. \"listen: [0.0.0.0:5060]\" (see docs/CONFIG.md)"
+		case strings.HasPrefix(into, "config."):
+			want = "want a mapping of keys (see docs/CONFIG.md)"
+		default:
+			want = "want a value of type " + into
+		}
+		key, v := keyAt(root, line, "")
+		if v != nil && v.Kind == yaml.ScalarNode {
+			want = strconv.Quote(v.Value) + ": " + want // the decoder shortens it
+		} else if m[2] != "" {
+			want = strconv.Quote(m[2]) + ": " + want
+		}
+		return &Error{Line: line, Key: key, Msg: want}
+	}
+	key, _ := keyAt(root, line, "")
+	return &Error{Line: line, Key: key, Msg: msg}
 }
 
-// lineOf finds the line of a dotted key path in the YAML tree (0 if absent).
+// syntaxErrorLine finds the line of an error the YAML parser gives
+// without one ("found unexpected end of stream" for a quote never closed,
+// "control characters are not allowed"): the first line from which the
+// file up to there fails with the same message, else the last line.
+func syntaxErrorLine(b []byte, want error) int {
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	if len(lines) > 2000 { // a parse per line: keep it quick
+		return len(lines)
+	}
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		if _, err := parse(b[:end]); err != nil && err.Error() == want.Error() {
+			return i + 1
+		}
+	}
+	return max(len(lines), 1)
+}
+
+// keyAt finds the dotted path ("registrar.max_contacts", "routes[0].to")
+// and the value of the key written on line; with name, of a key so named.
+// "" and nil if none.
+func keyAt(root *yaml.Node, line int, name string) (string, *yaml.Node) {
+	if root == nil || line <= 0 {
+		return "", nil
+	}
+	var found string
+	var value *yaml.Node
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				path := k.Value
+				if prefix != "" {
+					path = prefix + "." + k.Value
+				}
+				if k.Line == line && (name == "" || k.Value == name) {
+					found, value = path, v // the last on the line is the innermost
+				}
+				walk(v, path)
+			}
+		case yaml.SequenceNode:
+			for i, item := range n.Content {
+				if item.Kind == yaml.ScalarNode && item.Line == line && found == "" && name == "" {
+					found, value = prefix, item
+				}
+				walk(item, fmt.Sprintf("%s[%d]", prefix, i))
+			}
+		}
+	}
+	walk(root, "")
+	return found, value
+}
+
+// lineOf finds the line of a dotted key path in the YAML tree; for a key
+// not written in the file, the line of its nearest enclosing key that is
+// (0 if none).
 func lineOf(n *yaml.Node, path string) int {
+	line := 0
 	for _, part := range strings.Split(path, ".") {
 		if n == nil || n.Kind != yaml.MappingNode {
-			return 0
+			return line
 		}
 		var next *yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == part {
+				line = n.Content[i].Line
 				next = n.Content[i+1]
-				if next.Kind == yaml.ScalarNode || next.Kind == yaml.SequenceNode {
-					return n.Content[i].Line
-				}
 				break
 			}
 		}
 		n = next
 	}
-	if n != nil {
-		return n.Line
-	}
-	return 0
+	return line
 }
 
 func (c *Config) validate(root *yaml.Node) error {
@@ -336,6 +485,15 @@ func (c *Config) validate(root *yaml.Node) error {
 	case "text", "json":
 	default:
 		return bad("log.format", fmt.Sprintf("%q: use text or json", c.Log.Format))
+	}
+	if m := c.Limits.MaxMessageSize; m != 0 && (m < 1024 || m > 1<<20) {
+		return bad("limits.max_message_size", fmt.Sprintf("%d: use 1024 to 1048576 (0: the default, %d)", m, sip.DefaultMaxMessageSize))
+	}
+	if c.Limits.MaxHeaders < 0 {
+		return bad("limits.max_headers", fmt.Sprintf("%d: use a positive number (0: the default, %d)", c.Limits.MaxHeaders, sip.DefaultMaxHeaders))
+	}
+	if c.Limits.MaxVias < 0 {
+		return bad("limits.max_vias", fmt.Sprintf("%d: use a positive number (0: the default, %d)", c.Limits.MaxVias, sip.DefaultMaxVias))
 	}
 	r := c.Registrar
 	if r.MinExpires.Duration > r.MaxExpires.Duration {
@@ -360,11 +518,11 @@ func (c *Config) validate(root *yaml.Node) error {
 		if rt.Name == "" {
 			return &Error{Line: lineOf(root, "routes"), Key: key + ".name", Msg: "every route needs a name (it appears in logs)"}
 		}
-		if !strings.HasPrefix(strings.ToLower(rt.To), "sip:") && !strings.HasPrefix(strings.ToLower(rt.To), "sips:") {
+		if !isSIPURI(rt.To) {
 			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060", rt.To)}
 		}
 	}
-	if i := c.Sessions.Interval.Duration; i != 0 && i < c.Sessions.MinSE.Duration {
+	if i := c.Sessions.Interval; i.Duration != 0 && i.Duration < c.Sessions.MinSE.Duration {
 		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
 	}
 	if c.Sessions.MinSE.Duration < 90*time.Second {
@@ -402,10 +560,16 @@ func (c *Config) validate(root *yaml.Node) error {
 			return bad("dns.servers", fmt.Sprintf("%q: want ip:port, e.g. 127.0.0.1:53", s))
 		}
 	}
-	if c.OutboundProxy != "" && !strings.HasPrefix(strings.ToLower(c.OutboundProxy), "sip") {
+	if c.OutboundProxy != "" && !isSIPURI(c.OutboundProxy) {
 		return bad("outbound_proxy", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:proxy.example.net", c.OutboundProxy))
 	}
 	return nil
+}
+
+// isSIPURI reports whether v is a sip: or sips: URI the proxy can route to.
+func isSIPURI(v string) bool {
+	u, err := sip.ParseURI([]byte(v))
+	return err == nil && u.IsSIP()
 }
 
 // ParseListen parses "[udp:|tcp:|tls:]ip:port" into protocols and address.

@@ -2,6 +2,8 @@ package config
 
 import (
 	"net/netip"
+	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -50,15 +52,19 @@ dns:
 func TestErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"listen: [udp:0.0.0.0:5060]\nlisten_x: 1\n", "config:2: listen_x: unknown key"},
-		{"registrar:\n  min_expires: 30s\n  maxexpires: 1h\n", "config:3: maxexpires: unknown key"},
-		{"registrar:\n  min_expires: soon\n", "config:2: \"soon\" is not a duration"},
+		{"registrar:\n  min_expires: 30s\n  maxexpires: 1h\n", "config:3: registrar.maxexpires: unknown key"},
+		{"registrar:\n  min_expires: soon\n", "config:2: registrar.min_expires: \"soon\" is not a duration; write e.g. 30s"},
 		{"listen: [udp:localhost:5060]\n", "config:1: listen: \"udp:localhost:5060\": want [udp:|tcp:|tls:]ip:port"},
 		{"log:\n  level: loud\n", "config:2: log.level: \"loud\": use debug, info, warn or error"},
-		{"registrar:\n  min_expires: 2h\n", "config:2: registrar.min_expires: 2h0m0s is more than max_expires"},
+		{"registrar:\n  min_expires: 2h\n", "config:2: registrar.min_expires: 2h is more than max_expires 1h"},
+		{"registrar:\n  max_expires: 30s\n", "config:1: registrar.min_expires: 1m is more than max_expires 30s"},
+		{"sessions:\n  interval: 60s\n", "config:2: sessions.interval: 1m is below min_se 90s"},
+		{"nat:\n  keepalive_interval: 0s\n", "config:1: nat: keepalive_interval must be at least 1s"},
+		{"tls: {key: k.pem}\n", "config:1: tls: set both cert and key"},
 		{"registrar:\n  max_contacts: 0\n", "config:2: registrar.max_contacts: must be at least 1"},
 		{"trusted_networks: [everyone]\n", "config:1: trusted_networks: \"everyone\""},
-		{"registrar:\n  max_contacts: lots\n", "config:2: cannot unmarshal !!str `lots` into int"},
-		{"tls:\n  cert: a.pem\n", "config:2: tls: set both cert and key"},
+		{"registrar:\n  max_contacts: lots\n", "config:2: registrar.max_contacts: \"lots\": want a whole number, e.g. 10"},
+		{"tls:\n  cert: a.pem\n", "config:1: tls: set both cert and key"},
 		{"routes:\n  - name: x\n    to: 192.0.2.1\n", "config:1: routes[0].to: \"192.0.2.1\": needs a SIP URI"},
 		{"routes:\n  - to: sip:192.0.2.1\n", "config:1: routes[0].name: every route needs a name"},
 		{"dns:\n  servers: [127.0.0.1]\n", "config:2: dns.servers: \"127.0.0.1\": want ip:port"},
@@ -67,8 +73,24 @@ func TestErrors(t *testing.T) {
 		{"media:\n  relay: sometimes\n", "config:2: media.relay: \"sometimes\": use auto, always or never"},
 		{"media:\n  ports: 30001-30099\n", "config:2: media.ports: \"30001-30099\": want an even first port"},
 		{"media:\n  latch: last\n", "config:2: media.latch: \"last\": use first or ssrc"},
-		{"media:\n  inactivity: soon\n", "config:2: \"soon\" is not a duration"},
-		{"listen: [\n", "config"},
+		{"media:\n  inactivity: soon\n", "config:2: media.inactivity: \"soon\" is not a duration"},
+		{"listen: [\n", "config:1: not valid YAML: did not find expected node content"},
+		{"log:\n  level: info\n   format: json\n", "config:3: not valid YAML: mapping values are not allowed"},
+		{"log: {level: info, colour: red}\n", "config:1: log.colour: unknown key"},
+		{"routes:\n  - name: a\n    to: sip:192.0.2.1\n  - name: b\n    port: 5060\n", "config:5: routes[1].port: unknown key"},
+		{"domains: example.com\n", "config:1: domains: \"example.com\": want a list, e.g. [a, b]"},
+		{"symmetric_responses: maybe\n", "config:1: symmetric_responses: \"maybe\": want true or false"},
+		{"store: /var/lib/sipedge\n", "config:1: store: \"/var/lib/sipedge\": want a mapping of keys"},
+		{"store:\n  dir: [a, b]\n", "config:2: store.dir: want a single value, not a list or mapping"},
+		{"routes: gw\n", "config:1: routes: \"gw\": want a list of routes"},
+		{"- listen\n", "config:1: the file must be a mapping of keys"},
+		{"just text\n", "config:1: the file must be a mapping of keys"},
+		{"log:\n  level: info\n---\nlog:\n  level: debug\n", "config:3: a second YAML document"},
+		{"routes:\n  - name: x\n    to: \"sip:\"\n", "config:1: routes[0].to: \"sip:\": needs a SIP URI"},
+		{"outbound_proxy: sipproxy.example.net\n", "config:1: outbound_proxy: \"sipproxy.example.net\": needs a SIP URI"},
+		{"limits:\n  max_message_size: 100\n", "config:2: limits.max_message_size: 100: use 1024 to 1048576"},
+		{"limits:\n  max_headers: -1\n", "config:2: limits.max_headers: -1: use a positive number"},
+		{"limits:\n  max_vias: -1\n", "config:2: limits.max_vias: -1: use a positive number"},
 	} {
 		_, err := Parse([]byte(tc.yaml))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
@@ -118,5 +140,32 @@ func TestParseNetworks(t *testing.T) {
 		if tc.networks == "private" && !a.IsLoopback() && got != nat.Private(a) {
 			t.Errorf("trusted_networks private and nat.Private disagree on %s", a)
 		}
+	}
+}
+
+// An empty file, one with only comments and one with only "~" are the
+// defaults.
+func TestEmpty(t *testing.T) {
+	for _, in := range []string{"", "\n", "# nothing yet\n", "~\n", "---\n"} {
+		c, err := Parse([]byte(in))
+		if err != nil || !reflect.DeepEqual(c, Default()) {
+			t.Errorf("Parse(%q) = %+v, %v; want the defaults", in, c, err)
+		}
+	}
+}
+
+// The example in docs/CONFIG.md, which shows every key, is a valid file.
+func TestDocExample(t *testing.T) {
+	b, err := os.ReadFile("../docs/CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/CONFIG.md: no yaml example")
+	}
+	if _, err := Parse([]byte(example)); err != nil {
+		t.Fatalf("docs/CONFIG.md example: %v", err)
 	}
 }

@@ -80,6 +80,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check" {
+		return runCheck(args[1:], stdout, stderr)
+	}
 	o, code, done := parseFlags(args, stdout, stderr)
 	if done {
 		return code
