@@ -113,16 +113,16 @@ const numShards = 64
 
 // Registrar is the registrar and location service.
 type Registrar struct {
-	cfg                   Config
-	log                   *slog.Logger
-	lim                   atomic.Pointer[limits] // replaced by SetLimits (reload)
-	seed                  maphash.Seed
-	shards                [numShards]shard
-	date                  atomic.Pointer[dateCache]
-	locals                localTable
-	quit                  chan struct{}
-	wg                    sync.WaitGroup
-	closeOnce             sync.Once
+	cfg       Config
+	log       *slog.Logger
+	lim       atomic.Pointer[limits] // replaced by SetLimits (reload)
+	seed      maphash.Seed
+	shards    [numShards]shard
+	date      atomic.Pointer[dateCache]
+	locals    localTable
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 type shard struct {
@@ -213,10 +213,10 @@ func New(cfg Config) (*Registrar, error) {
 		return nil, errors.New("registrar: need 0 <= MinExpires <= MaxExpires and MaxContacts >= 0")
 	}
 	r := &Registrar{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		seed:   maphash.MakeSeed(),
-		quit:   make(chan struct{}),
+		cfg:  cfg,
+		log:  cfg.Logger,
+		seed: maphash.MakeSeed(),
+		quit: make(chan struct{}),
 	}
 	if err := r.SetLimits(Limits{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
 		DefaultExpires: cfg.DefaultExpires, MaxContacts: cfg.MaxContacts}); err != nil {

@@ -71,8 +71,8 @@ type Layer struct {
 // counters count transaction events.
 type counters struct {
 	ServerCreated, ServerTerminated, ClientCreated, ClientTerminated atomic.Uint64
-	RequestRetransAbsorbed, ResponseRetransAbsorbed, Retransmissions   atomic.Uint64
-	Timeouts, Dials, SendErrors                                        atomic.Uint64
+	RequestRetransAbsorbed, ResponseRetransAbsorbed, Retransmissions atomic.Uint64
+	Timeouts, Dials, SendErrors                                      atomic.Uint64
 }
 
 // Stats is a snapshot of the transaction layer (the metrics convention of

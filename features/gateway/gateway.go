@@ -191,10 +191,10 @@ func (f *Feature) reply(rp *proxy.Reply) error {
 	if rp.Code < 200 || rp.Code >= 300 || rp.Req.MethodKind() != sip.REGISTER {
 		return nil
 	}
-	f.learn(rp.Resp, f.tokenFor(rp.Req, rp.Src))
+	// Restore before learning: learning drops the binding of a phone that
+	// unregistered, and its 200 must still show the phone its own Contact.
 	var firstErr error
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	eachContact(rp.Resp, func(a *sip.Address, tok []byte) {
 		if pb := f.m[string(tok)]; pb != nil {
 			if start := rp.Resp.Offset(a.RawURI); start >= 0 {
@@ -204,6 +204,8 @@ func (f *Feature) reply(rp *proxy.Reply) error {
 			}
 		}
 	})
+	f.mu.Unlock()
+	f.learn(rp.Resp, f.tokenFor(rp.Req, rp.Src))
 	return firstErr
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -71,20 +70,6 @@ func StartLayer(t testing.TB, cfg proxy.Config, features func(*proxy.Core) []pro
 	core.Attach(layer, nil)
 	t.Cleanup(func() { layer.Close(); core.Close() })
 	return core, layer, layer.Addrs()[0].Addr
-}
-
-// TxnCounts returns the number of live server and client transactions of
-// core. The core no longer exports its transaction layer (the old
-// Core.Transactions); until it does again this reads the unexported field.
-func TxnCounts(core *proxy.Core) (servers, clients int) {
-	if c, ok := any(core).(interface{ Transactions() *txn.Layer }); ok {
-		return c.Transactions().Counts()
-	}
-	f := reflect.ValueOf(core).Elem().FieldByName("txn")
-	if !f.IsValid() || f.Type() != reflect.TypeFor[*txn.Layer]() {
-		panic("proxytest: proxy.Core has no txn *txn.Layer field any more; update TxnCounts")
-	}
-	return (*txn.Layer)(f.UnsafePointer()).Counts()
 }
 
 // Peer is a scripted SIP endpoint on a loopback UDP socket.
@@ -311,4 +296,78 @@ func CancelFor(callID, branch string, from *Peer, px netip.AddrPort) string {
 	return fmt.Sprintf("CANCEL sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s;rport\r\nMax-Forwards: 70\r\n"+
 		"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: %s\r\nCSeq: 1 CANCEL\r\n"+
 		"Content-Length: 0\r\n\r\n", from.Addr, branch, callID)
+}
+
+// Table tests of hooks: a core with no transport, requests and responses
+// made from text, the edits hooks scheduled applied and read back.
+
+// Harness returns a core with cfg and no transport (nothing it answers
+// leaves the process), with the features features builds from it.
+func Harness(t testing.TB, cfg proxy.Config, features func(*proxy.Core) []proxy.Feature) *proxy.Core {
+	t.Helper()
+	core, err := proxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if features != nil {
+		if err := core.Use(features(core)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(core.Close)
+	return core
+}
+
+// Answers records what stages answered a request made by Request.
+type Answers struct {
+	Codes []int
+	Msgs  []*sip.Message
+}
+
+// Code is the last status answered, 0 when none.
+func (a *Answers) Code() int {
+	if len(a.Codes) == 0 {
+		return 0
+	}
+	return a.Codes[len(a.Codes)-1]
+}
+
+// Request parses msg as a request that came from src over UDP to core
+// (Core.TestRequest); its local answers go to the returned Answers.
+func Request(t testing.TB, core *proxy.Core, msg string, src netip.AddrPort) (*proxy.Request, *Answers) {
+	t.Helper()
+	a := &Answers{}
+	r, err := core.TestRequest([]byte(msg), src, transport.UDP, func(code int, b []byte) {
+		m := new(sip.Message)
+		if err := m.Parse(b, nil); err != nil {
+			t.Errorf("unparsable local answer %d: %v\n%s", code, err, b)
+		}
+		a.Codes, a.Msgs = append(a.Codes, code), append(a.Msgs, m)
+	})
+	if err != nil {
+		t.Fatalf("request: %v\n%s", err, msg)
+	}
+	return r, a
+}
+
+// Parse parses a message (a response for a reply hook).
+func Parse(t testing.TB, s string) *sip.Message {
+	t.Helper()
+	m := new(sip.Message)
+	if err := m.Parse([]byte(s), nil); err != nil {
+		t.Fatalf("parse: %v\n%s", err, s)
+	}
+	return m
+}
+
+// Edited returns m as it would be sent, with the edits hooks scheduled on
+// it applied, parsed again.
+func Edited(t testing.TB, m *sip.Message) *sip.Message {
+	t.Helper()
+	b := m.AppendTo(nil)
+	out := new(sip.Message)
+	if err := out.Parse(b, nil); err != nil {
+		t.Fatalf("edited message does not parse: %v\n%s", err, b)
+	}
+	return out
 }

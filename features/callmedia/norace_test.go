@@ -1,0 +1,5 @@
+//go:build !race
+
+package callmedia_test
+
+const raceEnabled = false
