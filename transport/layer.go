@@ -207,6 +207,7 @@ type Layer struct {
 	wg      sync.WaitGroup // every goroutine the layer starts
 	nextID  atomic.Uint64
 	stats   counters
+	taps    taps // Subscribe's subscribers
 }
 
 // spec is a validated ListenSpec.
@@ -421,6 +422,9 @@ func (l *Layer) Reply(p *Packet, b []byte) error {
 		if _, err := p.udp.conn.WriteToUDPAddrPort(b, p.Src); err != nil {
 			return fmt.Errorf("transport: reply UDP %s: %w", p.Src, err)
 		}
+		if subs := l.taps.subs.Load(); subs != nil {
+			l.tapOut(subs, UDP, p.udp.addr, p.Src, nil, b)
+		}
 		return nil
 	}
 	if p.Conn != nil {
@@ -459,6 +463,9 @@ func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
 		}
 		if _, err := u.conn.WriteToUDPAddrPort(b, dst); err != nil {
 			return fmt.Errorf("transport: send UDP %s: %w", dst, err)
+		}
+		if subs := l.taps.subs.Load(); subs != nil {
+			l.tapOut(subs, UDP, u.addr, dst, nil, b)
 		}
 		return nil
 	case TCP, TLS:

@@ -157,7 +157,12 @@ func (c *Conn) key() connKey { return connKey{c.proto, c.remote} }
 // connection's write lock and deadline. A failed write may have sent part
 // of a message, after which the peer can no longer frame the stream
 // (RFC 3261 §18.3): the connection is closed.
-func (c *Conn) Send(b []byte) error {
+func (c *Conn) Send(b []byte) error { return c.write(b, true) }
+
+// write is Send; tap is false for what is not a SIP message (a pong). The
+// tap runs under the write lock, so the connection's sent messages reach
+// subscribers in the order they went out.
+func (c *Conn) write(b []byte, tap bool) error {
 	if c.closed.Load() {
 		return ErrConnClosed
 	}
@@ -173,6 +178,11 @@ func (c *Conn) Send(b []byte) error {
 		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, err)
 	}
 	c.lastWrite.Store(now.UnixNano())
+	if tap {
+		if subs := c.l.taps.subs.Load(); subs != nil {
+			c.l.tapOut(subs, c.proto, c.local, c.remote, c, b)
+		}
+	}
 	return nil
 }
 
@@ -238,6 +248,7 @@ func (c *Conn) readLoop() string {
 	noHdr := 0         // buf[start:start+noHdr] is known not to hold CRLFCRLF
 	partial := false   // a message has started and is incomplete
 	p := new(Packet)
+	var ev *TapEvent // made when first needed: most layers are never tapped
 	_ = c.nc.SetReadDeadline(time.Now().Add(idle))
 	for {
 		if end == len(buf) {
@@ -282,13 +293,20 @@ func (c *Conn) readLoop() string {
 			case sip.FrameMessage:
 				*p = Packet{Data: u[:fn:fn], Proto: c.proto, Src: c.remote, Local: c.local, Conn: c}
 				l.stats.received.Add(1)
+				if subs := l.taps.subs.Load(); subs != nil {
+					if ev == nil {
+						ev = new(TapEvent)
+					}
+					l.tapIn(subs, ev, p)
+				}
 				if !l.dispatch(p) {
 					return "handler panic"
 				}
 			case sip.FramePing:
 				// RFC 5626 §3.5.1: answer a CRLFCRLF ping with a CRLF pong.
+				// Neither is a SIP message, so neither is tapped.
 				l.stats.pings.Add(1)
-				if err := c.Send(crlf); err != nil {
+				if err := c.write(crlf, false); err != nil {
 					return "pong write failed"
 				}
 			case sip.FramePong:
@@ -361,6 +379,9 @@ func (c *Conn) frameError(b []byte, ferr error) {
 		b = b[:i+4]
 	}
 	p := &Packet{Data: b[:len(b):len(b)], Proto: c.proto, Src: c.remote, Local: c.local, Conn: c, FrameErr: ferr}
+	if subs := l.taps.subs.Load(); subs != nil {
+		l.tapIn(subs, new(TapEvent), p) // once per connection at most
+	}
 	l.dispatch(p)
 	c.drainAndClose()
 }

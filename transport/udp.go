@@ -111,6 +111,7 @@ func (u *udpListener) readLoop() {
 	// (RFC 3261 §18.1.1, §21.5.14).
 	buf := make([]byte, l.maxMsg+1)
 	p := new(Packet)
+	var ev *TapEvent // made when first needed: most layers are never tapped
 	errs := 0
 	for {
 		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
@@ -142,6 +143,12 @@ func (u *udpListener) readLoop() {
 		}
 		*p = Packet{Data: b, Proto: UDP, Src: unmap(src), Local: u.addr, udp: u}
 		l.stats.received.Add(1)
+		if subs := l.taps.subs.Load(); subs != nil {
+			if ev == nil {
+				ev = new(TapEvent)
+			}
+			l.tapIn(subs, ev, p)
+		}
 		l.dispatch(p)
 	}
 }
