@@ -62,7 +62,7 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 			continue
 		}
 		dst := unmap(o.Dst)
-		u := l.udpFor(dst)
+		u, _ := l.udpTo(dst.Addr())
 		if u == nil || u.batch == nil || l.closing.Load() || !dst.IsValid() || dst.Port() == 0 {
 			if err := l.Send(o.Proto, o.Dst, o.Data); err != nil {
 				failed++
@@ -76,14 +76,21 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 		}
 		// The run of UDP messages from i on that leave by socket u.
 		n := 0
+		same := dst.Addr() // known to leave by u
 		for i < len(out) && n < maxBatch {
 			o := &out[i]
 			if o.Proto != UDP {
 				break
 			}
 			d := unmap(o.Dst)
-			if !d.IsValid() || d.Port() == 0 || l.udpFor(d) != u {
+			if !d.IsValid() || d.Port() == 0 {
 				break
+			}
+			if d.Addr() != same {
+				if v, _ := l.udpTo(d.Addr()); v != u {
+					break
+				}
+				same = d.Addr()
 			}
 			b.ips[n] = d.Addr().As16()
 			a := &b.addrs[n]
@@ -120,7 +127,7 @@ func (u *udpListener) writeBatch(ms []ipv4.Message, dsts []netip.AddrPort) (fail
 		if n > 0 {
 			if subs := l.taps.subs.Load(); subs != nil {
 				for i := range n {
-					l.tapOut(subs, UDP, u.addr, dsts[i], nil, ms[i].Buffers[0])
+					l.tapOut(subs, UDP, l.udpLocal(u.addr, dsts[i].Addr()), dsts[i], nil, ms[i].Buffers[0])
 				}
 			}
 			ms, dsts = ms[n:], dsts[n:]

@@ -208,6 +208,8 @@ type Layer struct {
 	nextID  atomic.Uint64
 	stats   counters
 	taps    taps // Subscribe's subscribers
+	dests   destCache
+	udpSend atomic.Pointer[udpSendState] // how Send picks a UDP socket
 }
 
 // spec is a validated ListenSpec.
@@ -341,6 +343,7 @@ func (l *Layer) Start() error {
 	l.started = true
 	l.udp, l.streams = udp, streams
 	l.udpSnap.Store(&udp)
+	l.setListeners(udp, l.addrsLocked())
 	for _, u := range udp {
 		for range u.readers {
 			l.wg.Add(1)
@@ -398,6 +401,10 @@ func (l *Layer) Close() error {
 func (l *Layer) Addrs() []Listener {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.addrsLocked()
+}
+
+func (l *Layer) addrsLocked() []Listener {
 	var out []Listener
 	for _, u := range l.udp {
 		if !u.member {
@@ -445,8 +452,10 @@ func (l *Layer) Reply(p *Packet, b []byte) error {
 // §18, RFC 5923, RFC 5626 §5.3). Only if none exists does it dial, and
 // concurrent Sends to the same destination share one dial.
 //
-// For UDP it sends from a listener of dst's address family (see udpFor), so
-// the source port is the well-known one the peer expects.
+// For UDP it sends from the socket of the listener LocalFor picks for dst,
+// so the source address and port are the well-known ones the peer expects
+// and the ones the message's Via names (on a gateway, the outside
+// listener's for the outside, not whichever socket comes first).
 func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
 	dst = unmap(dst)
 	if !dst.IsValid() || dst.Port() == 0 {
@@ -457,7 +466,7 @@ func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
 	}
 	switch proto {
 	case UDP:
-		u := l.udpFor(dst)
+		u, local := l.udpTo(dst.Addr())
 		if u == nil {
 			return fmt.Errorf("transport: send UDP %s: no UDP listener for this address family", dst)
 		}
@@ -465,7 +474,7 @@ func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
 			return fmt.Errorf("transport: send UDP %s: %w", dst, err)
 		}
 		if subs := l.taps.subs.Load(); subs != nil {
-			l.tapOut(subs, UDP, u.addr, dst, nil, b)
+			l.tapOut(subs, UDP, l.udpLocal(local, dst.Addr()), dst, nil, b)
 		}
 		return nil
 	case TCP, TLS:
