@@ -190,6 +190,7 @@ type Layer struct {
 	specs      []spec
 	serverTLS  *tls.Config
 	clientTLS  *tls.Config
+	cert       atomic.Pointer[tls.Certificate] // see ReloadTLS
 	udpReaders int
 
 	ctx    context.Context // cancelled by Close: aborts dials and back-offs
@@ -275,24 +276,25 @@ func New(cfg Config, h Handler) (*Layer, error) {
 	// Outgoing TLS: RFC 3261 §26.2 requires verifying the server. The
 	// dialed IP is used as ServerName (matched against IP SANs) since the
 	// layer only sees addresses; see dialConn.
+	// The certificate is served from l.cert by the callbacks, never put in
+	// the configs, so ReloadTLS can replace it under running listeners.
 	l.clientTLS = &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		RootCAs:            cfg.TLSRootCAs,
-		InsecureSkipVerify: cfg.TLSInsecureSkipVerify,
+		MinVersion:           tls.VersionTLS12,
+		RootCAs:              cfg.TLSRootCAs,
+		InsecureSkipVerify:   cfg.TLSInsecureSkipVerify,
+		GetClientCertificate: l.clientCertificate,
 	}
 	if needTLS || cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
 			return nil, errors.New("transport: TLS listener needs TLSCertFile and TLSKeyFile")
 		}
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("transport: loading TLS certificate: %w", err)
+		if err := l.ReloadTLS(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, err
 		}
 		l.serverTLS = &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{cert},
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: l.serverCertificate,
 		}
-		l.clientTLS.Certificates = []tls.Certificate{cert}
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.conns.init()
