@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -459,7 +460,49 @@ func (l *Layer) Reply(p *Packet, b []byte) error {
 // and the ones the message's Via names (on a gateway, the outside
 // listener's for the outside, not whichever socket comes first).
 func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
-	dst = unmap(dst)
+	return l.send(connKey{proto: proto, addr: dst}, b)
+}
+
+// Dest is where SendDest sends.
+type Dest struct {
+	Proto Proto
+	Addr  netip.AddrPort
+	// Name is the host name the destination was resolved from (RFC 3263):
+	// for TLS, the name the server's certificate must be valid for, also
+	// sent as SNI (RFC 5922 §7.2, RFC 6066 §3). Go checks it against the
+	// certificate's DNS names (not a sip: URI SAN). Empty means the
+	// address itself, as Send does. Ignored for UDP and TCP, where no
+	// identity is checked.
+	Name string
+}
+
+// SendDest is Send to d. With d.Name over TLS it uses, or dials, a
+// connection whose server was verified for that name: a connection to the
+// same address verified for another name, or for none (dialed by Send or
+// opened by the peer), is not used for it.
+func (l *Layer) SendDest(d Dest, b []byte) error {
+	k := connKey{proto: d.Proto, addr: d.Addr}
+	if d.Proto == TLS && d.Name != "" {
+		// DNS names compare case-insensitively (RFC 4343): one key, one
+		// connection, whatever the spelling. Lower-case names cost nothing.
+		k.name = strings.TrimSuffix(lowerASCII(d.Name), ".")
+	}
+	return l.send(k, b)
+}
+
+// lowerASCII lower-cases s, allocating only if it has an upper-case letter.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+func (l *Layer) send(k connKey, b []byte) error {
+	proto, dst := k.proto, unmap(k.addr)
+	k.addr = dst
 	if !dst.IsValid() || dst.Port() == 0 {
 		return fmt.Errorf("transport: send %s: invalid destination %s", proto, dst)
 	}
@@ -481,7 +524,7 @@ func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
 		return nil
 	case TCP, TLS:
 		for attempt := 0; ; attempt++ {
-			c, err := l.connFor(proto, dst)
+			c, err := l.connFor(k)
 			if err != nil {
 				return err
 			}

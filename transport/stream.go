@@ -102,6 +102,7 @@ type Conn struct {
 	inbound bool
 	remote  netip.AddrPort
 	local   netip.AddrPort
+	name    string // server name verified when dialing TLS (SendDest)
 	raw     *net.TCPConn
 	nc      net.Conn // raw, or the *tls.Conn on top of it
 
@@ -151,7 +152,7 @@ func (c *Conn) Inbound() bool { return c.inbound }
 // Closed reports whether the connection has been closed.
 func (c *Conn) Closed() bool { return c.closed.Load() }
 
-func (c *Conn) key() connKey { return connKey{c.proto, c.remote} }
+func (c *Conn) key() connKey { return connKey{c.proto, c.remote, c.name} }
 
 // Send writes b, which must be one or more whole messages, under the
 // connection's write lock and deadline. A failed write may have sent part
@@ -406,9 +407,10 @@ func (c *Conn) drainAndClose() {
 	_, _ = io.Copy(io.Discard, io.LimitReader(c.raw, drainLimit))
 }
 
-// dial opens a connection to dst, registers it and starts its reader: the
+// dial opens a connection to k, registers it and starts its reader: the
 // responses to what we send on it come back on it (RFC 3261 §18.1.2).
-func (l *Layer) dial(proto Proto, dst netip.AddrPort) (*Conn, error) {
+func (l *Layer) dial(k connKey) (*Conn, error) {
+	proto, dst := k.proto, k.addr
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.ConnectTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -421,13 +423,17 @@ func (l *Layer) dial(proto Proto, dst netip.AddrPort) (*Conn, error) {
 	}
 	tc := nc.(*net.TCPConn)
 	c := l.newConn(tc, proto, false)
-	c.remote = dst
+	c.remote, c.name = dst, k.name
 	if proto == TLS {
 		cfg := l.clientTLS.Clone()
-		// Only the address is known here, so the server certificate is
-		// checked against it (IP SAN). RFC 5922 wants the SIP domain; a
-		// caller needing that dials with its own name (not supported yet).
-		cfg.ServerName = dst.Addr().WithZone("").String()
+		// The server certificate is checked against the name the caller
+		// gave (SendDest: the SIP domain or host the next hop was
+		// resolved from, RFC 5922 §7.2, also sent as SNI, RFC 6066 §3),
+		// else against the address itself (an IP SAN).
+		cfg.ServerName = k.name
+		if cfg.ServerName == "" {
+			cfg.ServerName = dst.Addr().WithZone("").String()
+		}
 		tlc := tls.Client(tc, cfg)
 		if err := tlc.HandshakeContext(ctx); err != nil {
 			tc.Close()
