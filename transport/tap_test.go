@@ -360,15 +360,20 @@ func TestTapNoAllocs(t *testing.T) {
 
 // BenchmarkSendUDP is Send of one datagram over loopback, without a
 // subscriber (the cost of the tap hook is one atomic load) and with one
-// that reads the Call-ID.
+// that reads the Call-ID; "routed" has two IPv4 listeners, so the socket
+// is chosen per destination (one cached map lookup).
 func BenchmarkSendUDP(b *testing.B) {
-	for _, tapped := range []bool{false, true} {
-		name := "notap"
-		if tapped {
-			name = "tap"
-		}
-		b.Run(name, func(b *testing.B) {
-			l, err := New(Config{Listen: []ListenSpec{{UDP, "127.0.0.1:0"}}, UDPReaders: 1}, newRecorder(nil))
+	for _, bm := range []struct {
+		name   string
+		tapped bool
+		listen []ListenSpec
+	}{
+		{"notap", false, []ListenSpec{{UDP, "127.0.0.1:0"}}},
+		{"tap", true, []ListenSpec{{UDP, "127.0.0.1:0"}}},
+		{"routed", false, []ListenSpec{{UDP, "127.0.0.2:0"}, {UDP, "127.0.0.1:0"}}},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			l, err := New(Config{Listen: bm.listen, UDPReaders: 1}, newRecorder(nil))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -377,7 +382,7 @@ func BenchmarkSendUDP(b *testing.B) {
 			}
 			defer l.Close()
 			var n int
-			if tapped {
+			if bm.tapped {
 				l.Subscribe(func(e *TapEvent) { n += len(e.CallID()) })
 			}
 			dst := udpSink(b)
