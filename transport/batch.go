@@ -26,6 +26,7 @@ type udpBatch struct {
 	ms    []ipv4.Message // each with one buffer and Addr pointing into addrs
 	addrs []net.UDPAddr
 	ips   [][16]byte
+	dsts  []netip.AddrPort // ms[i]'s destination, for the tap
 }
 
 var udpBatches = sync.Pool{New: func() any {
@@ -33,6 +34,7 @@ var udpBatches = sync.Pool{New: func() any {
 		ms:    make([]ipv4.Message, maxBatch),
 		addrs: make([]net.UDPAddr, maxBatch),
 		ips:   make([][16]byte, maxBatch),
+		dsts:  make([]netip.AddrPort, maxBatch),
 	}
 	for i := range b.ms {
 		b.ms[i].Buffers = make([][]byte, 1)
@@ -60,7 +62,7 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 			continue
 		}
 		dst := unmap(o.Dst)
-		u := l.udpFor(dst)
+		u, _ := l.udpTo(dst.Addr())
 		if u == nil || u.batch == nil || l.closing.Load() || !dst.IsValid() || dst.Port() == 0 {
 			if err := l.Send(o.Proto, o.Dst, o.Data); err != nil {
 				failed++
@@ -74,14 +76,21 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 		}
 		// The run of UDP messages from i on that leave by socket u.
 		n := 0
+		same := dst.Addr() // known to leave by u
 		for i < len(out) && n < maxBatch {
 			o := &out[i]
 			if o.Proto != UDP {
 				break
 			}
 			d := unmap(o.Dst)
-			if !d.IsValid() || d.Port() == 0 || l.udpFor(d) != u {
+			if !d.IsValid() || d.Port() == 0 {
 				break
+			}
+			if d.Addr() != same {
+				if v, _ := l.udpTo(d.Addr()); v != u {
+					break
+				}
+				same = d.Addr()
 			}
 			b.ips[n] = d.Addr().As16()
 			a := &b.addrs[n]
@@ -93,10 +102,11 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 			a.Port = int(d.Port())
 			a.Zone = d.Addr().Zone()
 			b.ms[n].Buffers[0] = o.Data
+			b.dsts[n] = d
 			n++
 			i++
 		}
-		failed += u.writeBatch(b.ms[:n])
+		failed += u.writeBatch(b.ms[:n], b.dsts[:n])
 		for k := range n {
 			b.ms[k].Buffers[0] = nil // do not keep the caller's bytes alive
 		}
@@ -107,18 +117,25 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 	return failed
 }
 
-// writeBatch sends ms with as few sendmmsg calls as the kernel allows.
-// A message the kernel refuses is skipped and counted; the rest still go.
-func (u *udpListener) writeBatch(ms []ipv4.Message) (failed int) {
+// writeBatch sends ms (to dsts) with as few sendmmsg calls as the kernel
+// allows. A message the kernel refuses is skipped and counted; the rest
+// still go. Each message sent is tapped once the call that sent it returns.
+func (u *udpListener) writeBatch(ms []ipv4.Message, dsts []netip.AddrPort) (failed int) {
+	l := u.l
 	for len(ms) > 0 {
 		n, err := u.batch.WriteBatch(ms, 0)
 		if n > 0 {
-			ms = ms[n:]
+			if subs := l.taps.subs.Load(); subs != nil {
+				for i := range n {
+					l.tapOut(subs, UDP, l.udpLocal(u.addr, dsts[i].Addr()), dsts[i], nil, ms[i].Buffers[0])
+				}
+			}
+			ms, dsts = ms[n:], dsts[n:]
 			continue
 		}
 		failed++
-		u.l.log.Debug("transport: UDP batch send failed", "local", u.addr, "dst", ms[0].Addr, "err", err)
-		ms = ms[1:]
+		l.log.Debug("transport: UDP batch send failed", "local", u.addr, "dst", ms[0].Addr, "err", err)
+		ms, dsts = ms[1:], dsts[1:]
 	}
 	return failed
 }

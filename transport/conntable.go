@@ -9,9 +9,16 @@ import (
 // RFC 3261 §18 and RFC 5923 reuse a connection for anything sent to the
 // same transport, IP and port, whoever opened it: a request to a client
 // behind a NAT can only get through on the connection the client opened.
+//
+// name is the server name a dialed TLS connection was verified for
+// (SendDest), empty for every other connection: one verified for a name
+// serves only that name, since the same address may serve several
+// domains with different certificates, and an accepted connection proves
+// no name of the peer's at all.
 type connKey struct {
 	proto Proto
 	addr  netip.AddrPort
+	name  string
 }
 
 // dialCall is one dial in progress; concurrent Sends to the same key wait
@@ -120,8 +127,7 @@ func (t *connTable) len() int {
 
 // connFor returns an open connection to dst over proto, dialing one if
 // needed. Concurrent callers for the same destination share a single dial.
-func (l *Layer) connFor(proto Proto, dst netip.AddrPort) (*Conn, error) {
-	k := connKey{proto, dst}
+func (l *Layer) connFor(k connKey) (*Conn, error) {
 	t := &l.conns
 	t.mu.Lock()
 	if t.closed {
@@ -145,7 +151,7 @@ func (l *Layer) connFor(proto Proto, dst netip.AddrPort) (*Conn, error) {
 	t.dials[k] = d
 	t.mu.Unlock()
 
-	d.c, d.err = l.dial(proto, dst) // publishes d.c before the dial is forgotten
+	d.c, d.err = l.dial(k) // publishes d.c before the dial is forgotten
 
 	t.mu.Lock()
 	delete(t.dials, k)
@@ -158,5 +164,5 @@ func (l *Layer) connFor(proto Proto, dst netip.AddrPort) (*Conn, error) {
 // example the flow a phone registered over (RFC 5626 §5.3): a request can
 // reuse it instead of opening a new connection.
 func (l *Layer) HasConn(proto Proto, dst netip.AddrPort) bool {
-	return l.conns.lookup(connKey{proto, unmap(dst)}) != nil
+	return l.conns.lookup(connKey{proto: proto, addr: unmap(dst)}) != nil
 }

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,6 +191,7 @@ type Layer struct {
 	specs      []spec
 	serverTLS  *tls.Config
 	clientTLS  *tls.Config
+	cert       atomic.Pointer[tls.Certificate] // see ReloadTLS
 	udpReaders int
 
 	ctx    context.Context // cancelled by Close: aborts dials and back-offs
@@ -207,6 +209,9 @@ type Layer struct {
 	wg      sync.WaitGroup // every goroutine the layer starts
 	nextID  atomic.Uint64
 	stats   counters
+	taps    taps // Subscribe's subscribers
+	dests   destCache
+	udpSend atomic.Pointer[udpSendState] // how Send picks a UDP socket
 }
 
 // spec is a validated ListenSpec.
@@ -272,24 +277,25 @@ func New(cfg Config, h Handler) (*Layer, error) {
 	// Outgoing TLS: RFC 3261 §26.2 requires verifying the server. The
 	// dialed IP is used as ServerName (matched against IP SANs) since the
 	// layer only sees addresses; see dialConn.
+	// The certificate is served from l.cert by the callbacks, never put in
+	// the configs, so ReloadTLS can replace it under running listeners.
 	l.clientTLS = &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		RootCAs:            cfg.TLSRootCAs,
-		InsecureSkipVerify: cfg.TLSInsecureSkipVerify,
+		MinVersion:           tls.VersionTLS12,
+		RootCAs:              cfg.TLSRootCAs,
+		InsecureSkipVerify:   cfg.TLSInsecureSkipVerify,
+		GetClientCertificate: l.clientCertificate,
 	}
 	if needTLS || cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
 			return nil, errors.New("transport: TLS listener needs TLSCertFile and TLSKeyFile")
 		}
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("transport: loading TLS certificate: %w", err)
+		if err := l.ReloadTLS(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, err
 		}
 		l.serverTLS = &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{cert},
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: l.serverCertificate,
 		}
-		l.clientTLS.Certificates = []tls.Certificate{cert}
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.conns.init()
@@ -340,6 +346,7 @@ func (l *Layer) Start() error {
 	l.started = true
 	l.udp, l.streams = udp, streams
 	l.udpSnap.Store(&udp)
+	l.setListeners(udp, l.addrsLocked())
 	for _, u := range udp {
 		for range u.readers {
 			l.wg.Add(1)
@@ -397,6 +404,10 @@ func (l *Layer) Close() error {
 func (l *Layer) Addrs() []Listener {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.addrsLocked()
+}
+
+func (l *Layer) addrsLocked() []Listener {
 	var out []Listener
 	for _, u := range l.udp {
 		if !u.member {
@@ -421,6 +432,9 @@ func (l *Layer) Reply(p *Packet, b []byte) error {
 		if _, err := p.udp.conn.WriteToUDPAddrPort(b, p.Src); err != nil {
 			return fmt.Errorf("transport: reply UDP %s: %w", p.Src, err)
 		}
+		if subs := l.taps.subs.Load(); subs != nil {
+			l.tapOut(subs, UDP, p.udp.addr, p.Src, nil, b)
+		}
 		return nil
 	}
 	if p.Conn != nil {
@@ -441,10 +455,54 @@ func (l *Layer) Reply(p *Packet, b []byte) error {
 // §18, RFC 5923, RFC 5626 §5.3). Only if none exists does it dial, and
 // concurrent Sends to the same destination share one dial.
 //
-// For UDP it sends from a listener of dst's address family (see udpFor), so
-// the source port is the well-known one the peer expects.
+// For UDP it sends from the socket of the listener LocalFor picks for dst,
+// so the source address and port are the well-known ones the peer expects
+// and the ones the message's Via names (on a gateway, the outside
+// listener's for the outside, not whichever socket comes first).
 func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
-	dst = unmap(dst)
+	return l.send(connKey{proto: proto, addr: dst}, b)
+}
+
+// Dest is where SendDest sends.
+type Dest struct {
+	Proto Proto
+	Addr  netip.AddrPort
+	// Name is the host name the destination was resolved from (RFC 3263):
+	// for TLS, the name the server's certificate must be valid for, also
+	// sent as SNI (RFC 5922 §7.2, RFC 6066 §3). Go checks it against the
+	// certificate's DNS names (not a sip: URI SAN). Empty means the
+	// address itself, as Send does. Ignored for UDP and TCP, where no
+	// identity is checked.
+	Name string
+}
+
+// SendDest is Send to d. With d.Name over TLS it uses, or dials, a
+// connection whose server was verified for that name: a connection to the
+// same address verified for another name, or for none (dialed by Send or
+// opened by the peer), is not used for it.
+func (l *Layer) SendDest(d Dest, b []byte) error {
+	k := connKey{proto: d.Proto, addr: d.Addr}
+	if d.Proto == TLS && d.Name != "" {
+		// DNS names compare case-insensitively (RFC 4343): one key, one
+		// connection, whatever the spelling. Lower-case names cost nothing.
+		k.name = strings.TrimSuffix(lowerASCII(d.Name), ".")
+	}
+	return l.send(k, b)
+}
+
+// lowerASCII lower-cases s, allocating only if it has an upper-case letter.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+func (l *Layer) send(k connKey, b []byte) error {
+	proto, dst := k.proto, unmap(k.addr)
+	k.addr = dst
 	if !dst.IsValid() || dst.Port() == 0 {
 		return fmt.Errorf("transport: send %s: invalid destination %s", proto, dst)
 	}
@@ -453,17 +511,20 @@ func (l *Layer) Send(proto Proto, dst netip.AddrPort, b []byte) error {
 	}
 	switch proto {
 	case UDP:
-		u := l.udpFor(dst)
+		u, local := l.udpTo(dst.Addr())
 		if u == nil {
 			return fmt.Errorf("transport: send UDP %s: no UDP listener for this address family", dst)
 		}
 		if _, err := u.conn.WriteToUDPAddrPort(b, dst); err != nil {
 			return fmt.Errorf("transport: send UDP %s: %w", dst, err)
 		}
+		if subs := l.taps.subs.Load(); subs != nil {
+			l.tapOut(subs, UDP, l.udpLocal(local, dst.Addr()), dst, nil, b)
+		}
 		return nil
 	case TCP, TLS:
 		for attempt := 0; ; attempt++ {
-			c, err := l.connFor(proto, dst)
+			c, err := l.connFor(k)
 			if err != nil {
 				return err
 			}

@@ -102,6 +102,7 @@ type Conn struct {
 	inbound bool
 	remote  netip.AddrPort
 	local   netip.AddrPort
+	name    string // server name verified when dialing TLS (SendDest)
 	raw     *net.TCPConn
 	nc      net.Conn // raw, or the *tls.Conn on top of it
 
@@ -151,13 +152,18 @@ func (c *Conn) Inbound() bool { return c.inbound }
 // Closed reports whether the connection has been closed.
 func (c *Conn) Closed() bool { return c.closed.Load() }
 
-func (c *Conn) key() connKey { return connKey{c.proto, c.remote} }
+func (c *Conn) key() connKey { return connKey{c.proto, c.remote, c.name} }
 
 // Send writes b, which must be one or more whole messages, under the
 // connection's write lock and deadline. A failed write may have sent part
 // of a message, after which the peer can no longer frame the stream
 // (RFC 3261 §18.3): the connection is closed.
-func (c *Conn) Send(b []byte) error {
+func (c *Conn) Send(b []byte) error { return c.write(b, true) }
+
+// write is Send; tap is false for what is not a SIP message (a pong). The
+// tap runs under the write lock, so the connection's sent messages reach
+// subscribers in the order they went out.
+func (c *Conn) write(b []byte, tap bool) error {
 	if c.closed.Load() {
 		return ErrConnClosed
 	}
@@ -173,6 +179,11 @@ func (c *Conn) Send(b []byte) error {
 		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, err)
 	}
 	c.lastWrite.Store(now.UnixNano())
+	if tap {
+		if subs := c.l.taps.subs.Load(); subs != nil {
+			c.l.tapOut(subs, c.proto, c.local, c.remote, c, b)
+		}
+	}
 	return nil
 }
 
@@ -238,6 +249,7 @@ func (c *Conn) readLoop() string {
 	noHdr := 0         // buf[start:start+noHdr] is known not to hold CRLFCRLF
 	partial := false   // a message has started and is incomplete
 	p := new(Packet)
+	var ev *TapEvent // made when first needed: most layers are never tapped
 	_ = c.nc.SetReadDeadline(time.Now().Add(idle))
 	for {
 		if end == len(buf) {
@@ -282,13 +294,20 @@ func (c *Conn) readLoop() string {
 			case sip.FrameMessage:
 				*p = Packet{Data: u[:fn:fn], Proto: c.proto, Src: c.remote, Local: c.local, Conn: c}
 				l.stats.received.Add(1)
+				if subs := l.taps.subs.Load(); subs != nil {
+					if ev == nil {
+						ev = new(TapEvent)
+					}
+					l.tapIn(subs, ev, p)
+				}
 				if !l.dispatch(p) {
 					return "handler panic"
 				}
 			case sip.FramePing:
 				// RFC 5626 §3.5.1: answer a CRLFCRLF ping with a CRLF pong.
+				// Neither is a SIP message, so neither is tapped.
 				l.stats.pings.Add(1)
-				if err := c.Send(crlf); err != nil {
+				if err := c.write(crlf, false); err != nil {
 					return "pong write failed"
 				}
 			case sip.FramePong:
@@ -361,6 +380,9 @@ func (c *Conn) frameError(b []byte, ferr error) {
 		b = b[:i+4]
 	}
 	p := &Packet{Data: b[:len(b):len(b)], Proto: c.proto, Src: c.remote, Local: c.local, Conn: c, FrameErr: ferr}
+	if subs := l.taps.subs.Load(); subs != nil {
+		l.tapIn(subs, new(TapEvent), p) // once per connection at most
+	}
 	l.dispatch(p)
 	c.drainAndClose()
 }
@@ -385,9 +407,10 @@ func (c *Conn) drainAndClose() {
 	_, _ = io.Copy(io.Discard, io.LimitReader(c.raw, drainLimit))
 }
 
-// dial opens a connection to dst, registers it and starts its reader: the
+// dial opens a connection to k, registers it and starts its reader: the
 // responses to what we send on it come back on it (RFC 3261 §18.1.2).
-func (l *Layer) dial(proto Proto, dst netip.AddrPort) (*Conn, error) {
+func (l *Layer) dial(k connKey) (*Conn, error) {
+	proto, dst := k.proto, k.addr
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.ConnectTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -400,13 +423,17 @@ func (l *Layer) dial(proto Proto, dst netip.AddrPort) (*Conn, error) {
 	}
 	tc := nc.(*net.TCPConn)
 	c := l.newConn(tc, proto, false)
-	c.remote = dst
+	c.remote, c.name = dst, k.name
 	if proto == TLS {
 		cfg := l.clientTLS.Clone()
-		// Only the address is known here, so the server certificate is
-		// checked against it (IP SAN). RFC 5922 wants the SIP domain; a
-		// caller needing that dials with its own name (not supported yet).
-		cfg.ServerName = dst.Addr().WithZone("").String()
+		// The server certificate is checked against the name the caller
+		// gave (SendDest: the SIP domain or host the next hop was
+		// resolved from, RFC 5922 §7.2, also sent as SNI, RFC 6066 §3),
+		// else against the address itself (an IP SAN).
+		cfg.ServerName = k.name
+		if cfg.ServerName == "" {
+			cfg.ServerName = dst.Addr().WithZone("").String()
+		}
 		tlc := tls.Client(tc, cfg)
 		if err := tlc.HandshakeContext(ctx); err != nil {
 			tc.Close()

@@ -329,7 +329,7 @@ func TestStreamConnectionReuse(t *testing.T) {
 		if proto == TCP {
 			other = TLS
 		}
-		if conn := l.conns.lookup(connKey{other, clientAddr}); conn != nil {
+		if conn := l.conns.lookup(connKey{proto: other, addr: clientAddr}); conn != nil {
 			t.Error("connection found under the other protocol")
 		}
 		if s := l.Stats(); s.ConnsDialed != 0 || s.ConnsAccepted != 1 || s.ConnsOpen != 1 {

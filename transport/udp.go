@@ -111,6 +111,7 @@ func (u *udpListener) readLoop() {
 	// (RFC 3261 §18.1.1, §21.5.14).
 	buf := make([]byte, l.maxMsg+1)
 	p := new(Packet)
+	var ev *TapEvent // made when first needed: most layers are never tapped
 	errs := 0
 	for {
 		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
@@ -142,6 +143,12 @@ func (u *udpListener) readLoop() {
 		}
 		*p = Packet{Data: b, Proto: UDP, Src: unmap(src), Local: u.addr, udp: u}
 		l.stats.received.Add(1)
+		if subs := l.taps.subs.Load(); subs != nil {
+			if ev == nil {
+				ev = new(TapEvent)
+			}
+			l.tapIn(subs, ev, p)
+		}
 		l.dispatch(p)
 	}
 }
@@ -158,43 +165,6 @@ func isKeepAliveDatagram(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// udpFor picks the socket to send to dst from. The family must match (a
-// dual-stack wildcard socket serves IPv4 too). Among candidates it prefers
-// a socket bound to dst's own IP, then a wildcard one (the kernel then picks
-// the right source address for the route), then one whose loopback-ness
-// matches dst's: a socket bound to 127.0.0.1 cannot reach the outside world.
-func (l *Layer) udpFor(dst netip.AddrPort) *udpListener {
-	snap := l.udpSnap.Load()
-	if snap == nil {
-		return nil // not started
-	}
-	d := dst.Addr()
-	var best *udpListener
-	bestScore := -1
-	for _, u := range *snap {
-		if u.member {
-			continue
-		}
-		a := u.addr.Addr()
-		if a.Is4() != d.Is4() && !(u.dual && d.Is4()) {
-			continue
-		}
-		score := 0
-		switch {
-		case a == d:
-			score = 3
-		case a.IsUnspecified():
-			score = 2
-		case a.IsLoopback() == d.IsLoopback():
-			score = 1
-		}
-		if score > bestScore {
-			best, bestScore = u, score
-		}
-	}
-	return best
 }
 
 // sleepCtx sleeps for d unless ctx ends first; it reports whether it slept
