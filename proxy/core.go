@@ -92,7 +92,6 @@ type Core struct {
 	self     atomic.Pointer[Self]
 	layer    atomic.Pointer[transport.Layer]
 	txn      *txn.Layer
-	local    localAddrs
 	features []Feature
 	// draining: new dialogs are refused with 503 (graceful shutdown).
 	draining atomic.Bool
@@ -256,7 +255,6 @@ func (c *Core) Attach(l *transport.Layer, names []string) {
 	for _, a := range addrs {
 		bound = append(bound, a.Addr)
 	}
-	c.local.set(addrs)
 	c.self.Store(NewSelf(bound, names))
 	for _, f := range c.features {
 		if s, ok := f.(Starter); ok {
@@ -288,14 +286,30 @@ func (c *Core) IsSelfURI(u *sip.URI) bool {
 func (c *Core) Self() *Self { return c.self.Load() }
 
 // LocalFor is sipedge's address towards dst over proto (what a Via or
-// Record-Route names).
+// Record-Route names). The transport sends from the socket of that address,
+// so the datagram's source and the Via agree (on a gateway: the outside
+// address towards the outside).
 func (c *Core) LocalFor(proto transport.Proto, dst netip.Addr) (netip.AddrPort, bool) {
-	return c.local.forDest(proto, dst)
+	l := c.layer.Load()
+	if l == nil {
+		return netip.AddrPort{}, false
+	}
+	return l.LocalFor(proto, dst)
 }
 
 // SourceFor is the local address the kernel sends from towards dst (where
 // the media relay binds a side).
-func (c *Core) SourceFor(dst netip.Addr) netip.Addr { return c.local.sourceFor(dst) }
+func (c *Core) SourceFor(dst netip.Addr) netip.Addr {
+	l := c.layer.Load()
+	if l == nil {
+		// No transport attached (tests of hooks): loopback of the family.
+		if dst.Unmap().Is4() {
+			return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+		return netip.IPv6Loopback()
+	}
+	return l.RouteSource(dst)
+}
 
 // TagKey is the per-process secret that To tags, branches and feature
 // tokens are derived from.
@@ -326,6 +340,21 @@ func (c *Core) Send(proto transport.Proto, dst netip.AddrPort, b []byte) error {
 		return errNoLayer
 	}
 	return l.Send(proto, dst, b)
+}
+
+// SendDest implements txn.DestSender: a send to a named TLS next hop.
+func (c *Core) SendDest(d transport.Dest, b []byte) error {
+	l := c.layer.Load()
+	if l == nil {
+		return errNoLayer
+	}
+	return l.SendDest(d, b)
+}
+
+// HasConnDest implements txn.DestSender.
+func (c *Core) HasConnDest(d transport.Dest) bool {
+	l := c.layer.Load()
+	return l != nil && l.HasConnDest(d)
 }
 
 // HasConn implements txn.ConnChecker: a send over an open connection does

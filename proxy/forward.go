@@ -19,8 +19,12 @@ type Target struct {
 	Path  [][]byte        // Route values to push, in order (RFC 3327 Path)
 	Q     int             // q-value in thousandths (for logs; groups carry the order)
 	// NAT: the target is a registered UA behind NAT (location service):
-	// the Contact of its responses gets an alias (proxy/nat.go).
+	// the Contact of its responses gets an alias (features/natalias).
 	NAT bool
+	// Host is the name the next hop was found under (the SRV target or
+	// the URI's host, RFC 3263): over TLS the certificate is verified
+	// against it and it is sent as SNI (RFC 5922). "" for IP literals.
+	Host string
 }
 
 // Decision is what a Router answers: either a local response, or groups of
@@ -218,7 +222,7 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 	if fixTopVia(m, via, b.Src) != nil {
 		return nil, nil, false
 	}
-	outAddr, ok := c.local.forDest(t.Proto, t.Addr.Addr())
+	outAddr, ok := c.LocalFor(t.Proto, t.Addr.Addr())
 	if !ok {
 		return nil, nil, false
 	}
@@ -235,7 +239,7 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 	var buf [256]byte
 	firstVia := m.Find(sip.KindVia)
 	if b.RecordRoute {
-		inAddr, ok2 := c.local.forDest(b.InProto, b.Src.Addr())
+		inAddr, ok2 := c.LocalFor(b.InProto, b.Src.Addr())
 		at := m.Find(sip.KindRecordRoute)
 		if at < 0 {
 			at = firstVia

@@ -149,7 +149,8 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 	// NewClient may call OnTransportError synchronously; that path takes
 	// ctx.mu, so release it around the call.
 	ctx.mu.Unlock()
-	cl, err := c.txn.NewClient(ctx.msg.MethodKind(), ctx.msg.Method(), br, out, t.Proto, t.Addr, b, b)
+	cl, err := c.txn.NewClient(txn.Out{Method: ctx.msg.MethodKind(), MethodName: ctx.msg.Method(), Branch: br, Msg: out,
+		Dest: transport.Dest{Proto: t.Proto, Addr: t.Addr, Name: t.Host}}, b)
 	ctx.mu.Lock()
 	if err != nil {
 		b.done = true
@@ -290,7 +291,8 @@ func (b *branch) sendCancel() {
 		return
 	}
 	// The CANCEL is its own client transaction; its 200 is absorbed.
-	if _, err := c.txn.NewClient(sip.CANCEL, []byte("CANCEL"), b.client.Branch, cancel, b.target.Proto, b.target.Addr, txn.Discard{}, nil); err != nil {
+	if _, err := c.txn.NewClient(txn.Out{Method: sip.CANCEL, MethodName: []byte("CANCEL"), Branch: b.client.Branch(), Msg: cancel,
+		Dest: b.client.Dest()}, txn.Discard{}); err != nil {
 		c.stats.SendErrors.Add(1)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"sipedge/sip"
+	"sipedge/transport"
 	"sipedge/txn"
 )
 
@@ -50,7 +51,8 @@ func (c *Core) Originate(o *Originate, h txn.ClientHandler) error {
 	}
 	c.stats.Originated.Add(1)
 	method := sip.LookupMethod([]byte(o.Method))
-	if _, err := c.txn.NewClient(method, []byte(o.Method), branch, b, o.Target.Proto, o.Target.Addr, h, nil); err != nil {
+	if _, err := c.txn.NewClient(txn.Out{Method: method, MethodName: []byte(o.Method), Branch: branch, Msg: b,
+		Dest: transport.Dest{Proto: o.Target.Proto, Addr: o.Target.Addr, Name: o.Target.Host}}, h); err != nil {
 		c.stats.SendErrors.Add(1)
 		return err
 	}
@@ -60,7 +62,7 @@ func (c *Core) Originate(o *Originate, h txn.ClientHandler) error {
 // BuildRequest writes the request o describes and returns it with its
 // branch.
 func (c *Core) BuildRequest(o *Originate) (msg, branch []byte, err error) {
-	local, ok := c.local.forDest(o.Target.Proto, o.Target.Addr.Addr())
+	local, ok := c.LocalFor(o.Target.Proto, o.Target.Addr.Addr())
 	if !ok {
 		return nil, nil, errNoRoute
 	}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 )
 
@@ -165,4 +166,14 @@ func (l *Layer) connFor(k connKey) (*Conn, error) {
 // reuse it instead of opening a new connection.
 func (l *Layer) HasConn(proto Proto, dst netip.AddrPort) bool {
 	return l.conns.lookup(connKey{proto: proto, addr: unmap(dst)}) != nil
+}
+
+// HasConnDest reports whether SendDest(d) would use an open connection
+// (over TLS with a name: one verified for that name).
+func (l *Layer) HasConnDest(d Dest) bool {
+	k := connKey{proto: d.Proto, addr: unmap(d.Addr)}
+	if d.Proto == TLS && d.Name != "" {
+		k.name = strings.TrimSuffix(lowerASCII(d.Name), ".")
+	}
+	return l.conns.lookup(k) != nil
 }

@@ -2,7 +2,6 @@ package txn
 
 import (
 	"errors"
-	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -32,10 +31,8 @@ type Client struct {
 	l      *Layer
 	key    uint64
 	invite bool
-	Method sip.Method
-	Branch []byte
-	Proto  transport.Proto
-	Dst    netip.AddrPort
+	branch []byte
+	dest   transport.Dest
 	req    []byte
 	h      ClientHandler
 
@@ -48,24 +45,33 @@ type Client struct {
 	timerC   Timer // INVITE only
 	cFired   bool
 	ack      []byte
+}
 
-	// Ctx is the owner's context (the proxy's branch).
-	Ctx any
+// Out is a request a client transaction sends.
+type Out struct {
+	Method     sip.Method
+	MethodName []byte // as in CSeq: matches responses of extension methods
+	Branch     []byte // the branch of the top Via
+	Msg        []byte // the request, copied
+	// Dest is where it goes; over TLS a Name is sent as SNI and the
+	// certificate is verified against it (the host the URI named, RFC 3263
+	// §4 and RFC 5922), not against the address.
+	Dest transport.Dest
 }
 
 // ErrDuplicate is returned when a client transaction with the same branch
 // and method already exists.
 var ErrDuplicate = errors.New("txn: duplicate client transaction")
 
-// NewClient sends req (copied) to dst over proto and runs its client
-// transaction. branch is the branch of the top Via in req; method its method.
-func (l *Layer) NewClient(method sip.Method, methodName, branch, req []byte, proto transport.Proto, dst netip.AddrPort, h ClientHandler, ctx any) (*Client, error) {
+// NewClient sends the request and runs its client transaction; what comes
+// back goes to h.
+func (l *Layer) NewClient(o Out, h ClientHandler) (*Client, error) {
 	c := &Client{
-		l: l, invite: method == sip.INVITE, Method: method,
-		Branch: append([]byte(nil), branch...), Proto: proto, Dst: dst,
-		req: append([]byte(nil), req...), h: h, interval: l.cfg.T1, Ctx: ctx,
+		l: l, invite: o.Method == sip.INVITE, branch: append([]byte(nil), o.Branch...), dest: o.Dest,
+		req: append([]byte(nil), o.Msg...), h: h, interval: l.cfg.T1,
 	}
-	c.key = ClientKey(branch, methodName)
+	proto := o.Dest.Proto
+	c.key = ClientKey(o.Branch, o.MethodName)
 	l.wheel.initTimer(&c.retrans, c, timerRetrans)
 	l.wheel.initTimer(&c.timeout, c, timerEnd)
 	l.wheel.initTimer(&c.timerC, c, timerC)
@@ -83,14 +89,14 @@ func (l *Layer) NewClient(method sip.Method, methodName, branch, req []byte, pro
 		c.timerC.Reset(l.cfg.TimerC) // §16.6 step 11
 	}
 	c.mu.Unlock()
-	if l.wouldDial(proto, dst) {
+	if l.wouldDial(c.dest) {
 		// The first send opens the connection: never on the caller's
 		// goroutine (a message reader, the timer wheel). A failure
 		// ends the transaction from there.
-		l.sendDialing(proto, dst, c.req, func(err error) { c.transportError(err) })
+		l.sendDialing(c.dest, c.req, func(err error) { c.transportError(err) })
 		return c, nil
 	}
-	if err := l.cfg.Sender.Send(proto, dst, c.req); err != nil {
+	if err := l.sendNow(c.dest, c.req); err != nil {
 		l.stats.SendErrors.Add(1)
 		c.transportError(err)
 	}
@@ -109,6 +115,12 @@ func (c *Client) transportError(err error) {
 	c.mu.Unlock()
 	c.h.OnTransportError(c, err)
 }
+
+// Branch is the branch of the request's top Via.
+func (c *Client) Branch() []byte { return c.branch }
+
+// Dest is where the request goes.
+func (c *Client) Dest() transport.Dest { return c.dest }
 
 // Request returns the request bytes the transaction sends.
 func (c *Client) Request() []byte { return c.req }
@@ -150,7 +162,7 @@ func (c *Client) receive(m *sip.Message) {
 				if c.invite && !c.cFired {
 					c.timerC.Reset(c.l.cfg.TimerC)
 				}
-			} else if !c.Proto.Reliable() {
+			} else if !c.dest.Proto.Reliable() {
 				c.interval = c.l.cfg.T2 // §17.1.2.2: retransmit at T2 in Proceeding
 			}
 		}
@@ -169,7 +181,7 @@ func (c *Client) receive(m *sip.Message) {
 			c.state = stCompleted
 			c.stopAll()
 			c.ack = buildACK(c.req, m)
-			if c.Proto.Reliable() {
+			if c.dest.Proto.Reliable() {
 				c.timeout.Reset(time.Millisecond) // Timer D = 0
 			} else {
 				c.timeout.Reset(c.l.cfg.TimerD) // Timer D
@@ -183,7 +195,7 @@ func (c *Client) receive(m *sip.Message) {
 			pass = true
 			c.state = stCompleted
 			c.stopAll()
-			if c.Proto.Reliable() {
+			if c.dest.Proto.Reliable() {
 				c.endLocked()
 			} else {
 				c.timeout.Reset(T4) // Timer K
@@ -194,7 +206,7 @@ func (c *Client) receive(m *sip.Message) {
 	}
 	c.mu.Unlock()
 	if resendACK != nil {
-		c.l.send(c.Proto, c.Dst, resendACK) // §17.1.1.3: ACK every non-2xx final
+		c.l.sendDest(c.dest, resendACK) // §17.1.1.3: ACK every non-2xx final
 	}
 	if pass {
 		c.h.OnResponse(c, m)
@@ -216,7 +228,7 @@ func (c *Client) timerRetrans() {
 		return
 	}
 	c.l.stats.Retransmissions.Add(1)
-	c.l.send(c.Proto, c.Dst, c.req)
+	c.l.sendDest(c.dest, c.req)
 	if c.invite {
 		c.interval *= 2 // Timer A doubles without bound (§17.1.1.2)
 	} else if !c.gotProv {

@@ -50,7 +50,7 @@ func TestConnectOffCaller(t *testing.T) {
 		"From: <sip:x@y>;tag=1\r\nTo: <sip:a@192.0.2.1>\r\nCall-ID: d1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
 	done := make(chan struct{})
 	go func() {
-		if _, err := l.NewClient(sip.OPTIONS, []byte("OPTIONS"), []byte("z9hG4bKdial1"), req, transport.TCP, netip.MustParseAddrPort("192.0.2.1:5060"), h, nil); err != nil {
+		if _, err := l.NewClient(Out{Method: sip.OPTIONS, MethodName: []byte("OPTIONS"), Branch: []byte("z9hG4bKdial1"), Msg: req, Dest: transport.Dest{Proto: transport.TCP, Addr: netip.MustParseAddrPort("192.0.2.1:5060")}}, h); err != nil {
 			t.Error(err)
 		}
 		close(done)
@@ -97,7 +97,7 @@ func TestDialBound(t *testing.T) {
 	h := errHandler{got: make(chan error, 1)}
 	req := []byte("OPTIONS sip:a@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKdial2\r\n" +
 		"From: <sip:x@y>;tag=1\r\nTo: <sip:a@192.0.2.1>\r\nCall-ID: d2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-	if _, err := l.NewClient(sip.OPTIONS, []byte("OPTIONS"), []byte("z9hG4bKdial2"), req, transport.TCP, netip.MustParseAddrPort("192.0.2.2:5060"), h, nil); err != nil {
+	if _, err := l.NewClient(Out{Method: sip.OPTIONS, MethodName: []byte("OPTIONS"), Branch: []byte("z9hG4bKdial2"), Msg: req, Dest: transport.Dest{Proto: transport.TCP, Addr: netip.MustParseAddrPort("192.0.2.2:5060")}}, h); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -22,6 +22,15 @@ type Sender interface {
 	Send(proto transport.Proto, dst netip.AddrPort, b []byte) error
 }
 
+// DestSender is an optional capability of a Sender: sending to a
+// destination with a name (TLS server name), and whether a connection
+// verified for that name is open. Without it, named destinations are sent
+// to by address.
+type DestSender interface {
+	SendDest(d transport.Dest, b []byte) error
+	HasConnDest(d transport.Dest) bool
+}
+
 // ConnChecker is an optional capability of a Sender: whether a
 // connection-oriented send to dst would go over a connection that is
 // already open. When it would have to connect (TCP handshake, TLS, up to
@@ -150,30 +159,51 @@ func (l *Layer) Stats() Stats {
 func (l *Layer) Counts() (servers, clients int) { return l.servers.len(), l.clients.len() }
 
 func (l *Layer) send(proto transport.Proto, dst netip.AddrPort, b []byte) {
-	if l.wouldDial(proto, dst) {
+	l.sendDest(transport.Dest{Proto: proto, Addr: dst}, b)
+}
+
+// sendDest sends b to d; a send that must connect first goes from a
+// goroutine of its own.
+func (l *Layer) sendDest(d transport.Dest, b []byte) {
+	if l.wouldDial(d) {
 		b = append([]byte(nil), b...) // the caller may reuse b
-		l.sendDialing(proto, dst, b, nil)
+		l.sendDialing(d, b, nil)
 		return
 	}
-	if err := l.cfg.Sender.Send(proto, dst, b); err != nil {
+	if err := l.sendNow(d, b); err != nil {
 		l.stats.SendErrors.Add(1)
-		l.log.Debug("transaction send failed", "dst", dst, "proto", proto, "err", err)
+		l.log.Debug("transaction send failed", "dst", d.Addr, "proto", d.Proto, "err", err)
 	}
 }
 
-// wouldDial reports whether sending to dst would open a connection first.
-func (l *Layer) wouldDial(proto transport.Proto, dst netip.AddrPort) bool {
-	if !proto.Reliable() {
+// sendNow sends on the caller's goroutine.
+func (l *Layer) sendNow(d transport.Dest, b []byte) error {
+	if d.Name != "" {
+		if ds, ok := l.cfg.Sender.(DestSender); ok {
+			return ds.SendDest(d, b)
+		}
+	}
+	return l.cfg.Sender.Send(d.Proto, d.Addr, b)
+}
+
+// wouldDial reports whether sending to d would open a connection first.
+func (l *Layer) wouldDial(d transport.Dest) bool {
+	if !d.Proto.Reliable() {
 		return false
 	}
+	if d.Name != "" {
+		if ds, ok := l.cfg.Sender.(DestSender); ok {
+			return !ds.HasConnDest(d)
+		}
+	}
 	cc, ok := l.cfg.Sender.(ConnChecker)
-	return ok && !cc.HasConn(proto, dst)
+	return ok && !cc.HasConn(d.Proto, d.Addr)
 }
 
 // sendDialing sends b from a goroutine of its own (a connect may take up
 // to the transport's connect timeout); failed, when not nil, runs there
 // with the error.
-func (l *Layer) sendDialing(proto transport.Proto, dst netip.AddrPort, b []byte, failed func(error)) {
+func (l *Layer) sendDialing(d transport.Dest, b []byte, failed func(error)) {
 	select {
 	case l.dialing <- struct{}{}:
 	default:
@@ -186,9 +216,9 @@ func (l *Layer) sendDialing(proto transport.Proto, dst netip.AddrPort, b []byte,
 	l.stats.Dials.Add(1)
 	go func() {
 		defer func() { <-l.dialing }()
-		if err := l.cfg.Sender.Send(proto, dst, b); err != nil {
+		if err := l.sendNow(d, b); err != nil {
 			l.stats.SendErrors.Add(1)
-			l.log.Debug("transaction send failed", "dst", dst, "proto", proto, "err", err)
+			l.log.Debug("transaction send failed", "dst", d.Addr, "proto", d.Proto, "err", err)
 			if failed != nil {
 				failed(err)
 			}

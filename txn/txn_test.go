@@ -249,7 +249,7 @@ func (h *handler) snapshot() ([]int, []bool, int) {
 
 func newClient(t *testing.T, l *Layer, method, branch string, proto transport.Proto, h *handler) *Client {
 	t.Helper()
-	c, err := l.NewClient(sip.LookupMethod([]byte(method)), []byte(method), []byte(branch), request(method, branch), proto, dst, h, nil)
+	c, err := l.NewClient(Out{Method: sip.LookupMethod([]byte(method)), MethodName: []byte(method), Branch: []byte(branch), Msg: request(method, branch), Dest: transport.Dest{Proto: proto, Addr: dst}}, h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -247,6 +247,13 @@ func (a *app) reload() error {
 	if err != nil {
 		return err
 	}
+	if cfg.TLS.Cert != "" && cfg.TLS.Key != "" {
+		// Loaded again even when the paths did not change: a renewed
+		// certificate is usually written over the old files.
+		if err := a.layer.ReloadTLS(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return fmt.Errorf("tls: %v", err)
+		}
+	}
 	if err := a.reg.SetLimits(registrar.Limits{MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
 		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts}); err != nil {
 		return fmt.Errorf("registrar: %v", err)

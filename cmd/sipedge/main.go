@@ -307,7 +307,7 @@ func (d dnsResolver) ResolveTargets(ctx context.Context, u *sip.URI) ([]proxy.Ta
 	}
 	out := make([]proxy.Target, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, proxy.Target{Proto: t.Proto, Addr: t.Addr})
+		out = append(out, proxy.Target{Proto: t.Proto, Addr: t.Addr, Host: t.Host})
 	}
 	return out, nil
 }

@@ -66,7 +66,7 @@ func TestConfigError(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "sipedge.yaml")
 	os.WriteFile(f, []byte("listen: [udp:127.0.0.1:5999]\nregistrar:\n  max_expire: 1h\n"), 0o644)
 	_, errOut, code := runBinary(t, "--config", f)
-	if code != 2 || !strings.Contains(errOut, f+":3: max_expire: unknown key") {
+	if code != 2 || !strings.Contains(errOut, f+":3: registrar.max_expire: unknown key") {
 		t.Fatalf("exit %d: %q", code, errOut)
 	}
 }
