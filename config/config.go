@@ -45,6 +45,7 @@ type Config struct {
 	NAT           NAT      `yaml:"nat"`
 	Sessions      Sessions `yaml:"sessions"`
 	DNS           DNS      `yaml:"dns"`
+	Shutdown      Shutdown `yaml:"shutdown"`
 	// MemoryLimitMB is a soft limit for the Go heap, in MiB (0: none, or
 	// the GOMEMLIMIT environment variable), for machines where sipedge
 	// must stay small (docs/PERFORMANCE.md).
@@ -58,6 +59,14 @@ type Config struct {
 	// same networks that count as private for NAT detection. This is what
 	// keeps a zero-configuration sipedge from being an open relay.
 	TrustedNetworks []string `yaml:"trusted_networks"`
+}
+
+// Shutdown configures the graceful stop.
+type Shutdown struct {
+	// Drain is how long the first SIGTERM/SIGINT lets calls in progress
+	// go on (new calls get 503) before sipedge stops; it stops sooner
+	// when they are over. 0: stop at once.
+	Drain Duration `yaml:"drain"`
 }
 
 // TLS names the certificate and key for tls listeners.
@@ -252,6 +261,7 @@ func Default() *Config {
 		Sessions:           Sessions{MinSE: Duration{90 * time.Second}},
 		NAT:                NAT{Keepalive: "options", KeepaliveInterval: Duration{15 * time.Second}, KeepaliveFailures: 3},
 		Media:              Media{Relay: "auto", Ports: "10000-29999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8},
+		Shutdown:           Shutdown{Drain: Duration{30 * time.Second}},
 	}
 }
 
@@ -524,6 +534,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if i := c.Sessions.Interval; i.Duration != 0 && i.Duration < c.Sessions.MinSE.Duration {
 		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
+	}
+	if d := c.Shutdown.Drain.Duration; d > 24*time.Hour {
+		return bad("shutdown.drain", fmt.Sprintf("%s: at most 24h (calls in progress get that long to end)", c.Shutdown.Drain))
 	}
 	if c.Sessions.MinSE.Duration < 90*time.Second {
 		return bad("sessions.min_se", fmt.Sprintf("%s: RFC 4028 §5 requires at least 90s", c.Sessions.MinSE))

@@ -30,7 +30,7 @@ var keyClass = map[string]reloadClass{
 	"domains":                    reloadable,
 	"log.level":                  reloadable,
 	"log.format":                 restart, // the log handler is built once
-	"limits.max_message_size":    reloadable,
+	"limits.max_message_size":    restart, // the transport sizes its reads with it
 	"limits.max_headers":         reloadable,
 	"limits.max_vias":            reloadable,
 	"registrar.min_expires":      reloadable,
@@ -56,6 +56,7 @@ var keyClass = map[string]reloadClass{
 	"sessions.min_se":            reloadable,
 	"sessions.interval":          reloadable,
 	"dns.servers":                restart, // the resolver's sockets and cache
+	"shutdown.drain":             reloadable,
 	"memory_limit_mb":            reloadable,
 	"symmetric_responses":        reloadable,
 	"trusted_networks":           reloadable,

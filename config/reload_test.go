@@ -28,7 +28,9 @@ func TestDiff(t *testing.T) {
 		{"domains", func(c *Config) { c.Domains = []string{"example.com"} }, nil},
 		{"log.level", func(c *Config) { c.Log.Level = "debug" }, nil},
 		{"log.format", func(c *Config) { c.Log.Format = "json" }, []string{"log.format"}},
-		{"limits", func(c *Config) { c.Limits = Limits{MaxMessageSize: 4096, MaxHeaders: 10, MaxVias: 5} }, nil},
+		{"limits", func(c *Config) { c.Limits.MaxHeaders, c.Limits.MaxVias = 10, 5 }, nil},
+		{"limits.max_message_size", func(c *Config) { c.Limits.MaxMessageSize = 4096 }, []string{"limits.max_message_size"}},
+		{"shutdown.drain", func(c *Config) { c.Shutdown.Drain.Duration = time.Minute }, nil},
 		{"registrar", func(c *Config) {
 			c.Registrar = Registrar{MinExpires: Duration{time.Second}, MaxExpires: Duration{time.Minute}, DefaultExpires: Duration{time.Minute}, MaxContacts: 1}
 		}, nil},

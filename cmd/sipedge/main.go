@@ -33,14 +33,24 @@ const usage = `sipedge — SIP edge proxy
 
 Usage:
   sipedge [flags]
+  sipedge check [--config FILE]   validate a file, print the effective configuration
 
 With no flags and no configuration file sipedge listens on UDP and TCP port
 5060 on every IPv4 and IPv6 address and serves phones on loopback and
-private networks (RFC 1918, RFC 6598, IPv6 ULA and link-local): OPTIONS to
-itself gets 200, malformed requests get the SIP error the RFCs name (400,
-416, 420, 482, 483, 505, 513...), requests from other sources get 403.
+private networks (RFC 1918, RFC 6598, 169.254/16, IPv6 ULA and link-local):
+OPTIONS to itself gets 200, malformed requests get the SIP error the RFCs
+name (400, 416, 420, 482, 483, 505, 513...), requests from other sources
+get 403.
 
 Flags override the configuration file (--config); see docs/CONFIG.md.
+
+Signals:
+  SIGHUP            reload the configuration file (what systemctl reload and
+                    logrotate send); calls and registrations are untouched; a
+                    file with an error is refused with one line and the
+                    running configuration stays
+  SIGTERM, SIGINT   graceful stop: new calls get 503, calls in progress go on
+                    for up to shutdown.drain (30s); a second signal stops now
 
 Examples:
   sipedge                                     # zero configuration
@@ -49,6 +59,7 @@ Examples:
   sipedge --listen 0.0.0.0:5060 --listen tls:0.0.0.0:5061 \
           --tls-cert /etc/sipedge/cert.pem --tls-key /etc/sipedge/key.pem
   sipedge --log-format json --log-level debug
+  sipedge check --config /etc/sipedge/sipedge.yaml
 
 Flags:
 `
@@ -160,7 +171,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}()
-	a.drain(30*time.Second, stop)
+	a.drain(a.cfg.Shutdown.Drain.Duration, stop)
 	log.Info("shutting down")
 	a.close()
 	log.Info("stopped")
