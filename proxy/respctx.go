@@ -157,6 +157,17 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 		return false
 	}
 	b.client = cl
+	if ctx.canceled && !b.done && !b.canceled && ctx.invite {
+		// A CANCEL (or a 2xx/6xx of another branch) came while the
+		// lock was released: cancelPending skipped this branch, which
+		// had no client yet. A CANCEL may go only after a provisional
+		// response (§9.1).
+		if cl.Proceeding() {
+			b.sendCancel()
+		} else {
+			b.cancelOnProv = true
+		}
+	}
 	return true
 }
 
@@ -167,6 +178,9 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	code := m.StatusCode()
 	ctx.mu.Lock()
 	defer ctx.mu.Unlock()
+	if b.client == nil {
+		b.client = cl // the response overtook startBranch's bookkeeping
+	}
 	// The reply hooks schedule their edits (Contact alias, relayed SDP,
 	// passive registrar contacts) and learn from the response (dialogs,
 	// bindings); then our Via goes (§16.7 step 3).
