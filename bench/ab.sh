@@ -11,6 +11,9 @@
 # Fixed rates:   bench/ab.sh 8bcf560 register --reg-rates 4000 --bisect 0 --confirm 0
 #                bench/ab.sh 8bcf560 call --call-rates 800 --bisect 0 --confirm 0
 #
+# NEW=<commit> bench/ab.sh ... measures that commit instead of the work
+# tree (built from a temporary worktree too).
+#
 # sipedge listens on 127.0.0.1:5070. Needs sipp (Debian sip-tester).
 # Results and every sipp log go to a new directory under /tmp.
 set -euo pipefail
@@ -23,9 +26,14 @@ out=$(mktemp -d /tmp/sipedge-ab.XXXXXX)
 echo "results in $out"
 mkdir -p "$out/bin"
 git worktree add -q --detach "$out/old-src" "$old"
-trap 'git worktree remove --force "$out/old-src" 2>/dev/null || true' EXIT
+trap 'git worktree remove --force "$out/old-src" 2>/dev/null || true; git worktree remove --force "$out/new-src" 2>/dev/null || true' EXIT
 (cd "$out/old-src" && go build -o "$out/bin/old" ./cmd/sipedge)
-go build -o "$out/bin/new" ./cmd/sipedge
+if [ -n "${NEW:-}" ]; then
+	git worktree add -q --detach "$out/new-src" "$NEW"
+	(cd "$out/new-src" && go build -o "$out/bin/new" ./cmd/sipedge)
+else
+	go build -o "$out/bin/new" ./cmd/sipedge
+fi
 
 scens=$scen
 [ "$scen" = both ] && scens="register call"
