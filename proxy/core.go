@@ -29,7 +29,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"sipedge/registrar"
 	"sipedge/sip"
 	"sipedge/transport"
 	"sipedge/txn"
@@ -48,7 +47,7 @@ type Config struct {
 	Txn txn.Config
 	// Registrar handles REGISTER for the local Domains; nil: REGISTER is
 	// routed like any request.
-	Registrar *registrar.Registrar
+	Registrar Location
 	// Resolver resolves next hops given as host names (RFC 3263) for
 	// requests routed by Route or Request-URI; nil: such requests get 404.
 	Resolver Resolver

@@ -4,18 +4,33 @@ import (
 	"context"
 	"net/netip"
 	"sort"
+	"time"
 
 	"sipedge/registrar"
 	"sipedge/sip"
 	"sipedge/transport"
 )
 
-// Locator is the location service as the core reads it: the current
-// bindings of an address-of-record (RFC 3261 §10, §16.5). The registrar
-// implements it; a shared (Redis) store or a survival mode may wrap it.
+// Locator is the location service as routing reads it: the current
+// bindings of an address-of-record (RFC 3261 §10, §16.5).
 type Locator interface {
 	Lookup(aorKey string) []registrar.Binding
 }
+
+// Location is the whole location service the core and its features use:
+// save (a REGISTER, §10.3), look up, remove a binding, range over the NATed
+// UDP bindings (keep-alives). The registrar implements it; a shared
+// (Redis) store or a survival mode may wrap or replace it. Passive
+// bindings (phones registered elsewhere through sipedge) are the gateway
+// feature's (gateway.Feature.Range).
+type Location interface {
+	Locator
+	Register(req registrar.Request) registrar.Result
+	Remove(aor, uri string) bool
+	RangeNAT(fn func(aor, uri string, src netip.AddrPort, updated time.Time))
+}
+
+var _ Location = (*registrar.Registrar)(nil)
 
 // LocationRouter routes requests for local domains through the location
 // service (RFC 3261 §16.5): each current binding of the Request-URI's AoR

@@ -198,7 +198,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 		rp.Resp, rp.Req, rp.ReqVia, rp.Target = nil, nil, nil, nil
 	}
-	resp := stripTopVia(ctx.out[:0], m)
+	resp := c.stripTopVia(ctx.out[:0], m)
 	ctx.out = resp
 	switch {
 	case code < 200:
@@ -387,22 +387,34 @@ func (ctx *respCtx) cancel() {
 }
 
 // stripTopVia writes the response without its first Via value, after the
-// edits already scheduled on it (reply hooks).
-func stripTopVia(dst []byte, m *sip.Message) []byte {
+// edits already scheduled on it (reply hooks). Our Via must go whatever
+// else happens: when a hook's edit overlaps it, the hooks' edits are
+// dropped (counted in HookErrors) and the response goes as received minus
+// the Via.
+func (c *Core) stripTopVia(dst []byte, m *sip.Message) []byte {
+	if err := deleteTopVia(m); err != nil {
+		c.stats.HookErrors.Add(1)
+		c.log.Warn("response edits dropped: they overlap the Via", "call_id", string(m.CallID()), "err", err)
+		m.ResetEdits()
+		_ = deleteTopVia(m) // on an unedited message it cannot overlap
+	}
+	return m.AppendTo(dst)
+}
+
+func deleteTopVia(m *sip.Message) error {
 	i := m.Find(sip.KindVia)
 	if i < 0 {
-		return m.AppendTo(dst)
+		return nil
 	}
 	v := m.HeaderValue(i)
 	k := sip.SplitComma(v)
 	if k == len(v) {
-		_ = m.DeleteHeader(i)
-	} else {
-		s, _ := m.HeaderValueSpan(i)
-		rest := skipSpace(v[k+1:])
-		if off := m.Offset(rest); off > s {
-			_ = m.Delete(s, off)
-		}
+		return m.DeleteHeader(i)
 	}
-	return m.AppendTo(dst)
+	s, _ := m.HeaderValueSpan(i)
+	rest := skipSpace(v[k+1:])
+	if off := m.Offset(rest); off > s {
+		return m.Delete(s, off)
+	}
+	return nil
 }

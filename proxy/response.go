@@ -43,7 +43,7 @@ func (c *Core) response(r *Request) {
 		return
 	}
 	m.ResetEdits()
-	r.out = stripTopVia(r.out[:0], m)
+	r.out = c.stripTopVia(r.out[:0], m)
 	c.stats.StatelessForwards.Add(1)
 	if err := c.sendNoWait(proto, dst, r.out); err != nil {
 		c.stats.SendErrors.Add(1)

@@ -53,6 +53,9 @@ func (p Proto) Reliable() bool { return p == TCP || p == TLS }
 // valid reports whether p is one of the defined transports.
 func (p Proto) valid() bool { return p >= UDP && p <= TLS }
 
+// Valid reports whether p is one of the transports (UDP, TCP, TLS).
+func (p Proto) Valid() bool { return p.valid() }
+
 // DefaultMTU is the path MTU assumed when it is unknown (RFC 3261 §18.1.1
 // uses Ethernet's 1500 bytes).
 const DefaultMTU = 1500

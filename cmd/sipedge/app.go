@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -102,7 +103,19 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	}
 	a.closer = append([]func(){a.core.Close}, a.closer...)
 	a.dlg = dialogs.New(a.core, dialogsConfig(cfg))
-	features := []proxy.Feature{natalias.New(), gateway.New(a.core), a.dlg}
+	// Passive bindings (gateway) have a store of their own beside the
+	// registrar's: the registrar's store snapshots what the registrar
+	// owns, and nothing else.
+	pst, err := store.Open(filepath.Join(cfg.Store.Dir, "passive"), store.Options{Logger: log})
+	if err != nil {
+		return nil, errStart{fmt.Errorf("store.dir %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
+	}
+	a.closer = append([]func(){func() { pst.Close() }}, a.closer...)
+	gw, err := gateway.New(a.core, pst)
+	if err != nil {
+		return nil, errStart{fmt.Errorf("passive bindings in %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
+	}
+	features := []proxy.Feature{natalias.New(), gw, a.dlg}
 	mode, _ := callmedia.ParseMode(cfg.Media.Relay)
 	if mode != callmedia.Never {
 		if err := a.startRelay(cfg, mode); err != nil {

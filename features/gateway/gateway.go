@@ -43,10 +43,12 @@ type Feature struct {
 	core *proxy.Core
 	log  *slog.Logger
 	key  uint64
+	p    Persister // nil: bindings in memory only
 
 	mu   sync.Mutex
 	m    map[string]*binding // token → binding
 	adds int                 // insertions, to sweep now and then
+	buf  []byte              // record being written (mu held)
 }
 
 // binding is one phone registered with an outside registrar through
@@ -61,9 +63,17 @@ type binding struct {
 	proto   transport.Proto // towards the provider
 }
 
-// New returns the feature for core.
-func New(core *proxy.Core) *Feature {
-	return &Feature{core: core, log: core.Logger(), key: core.TagKey(), m: map[string]*binding{}}
+// New returns the feature for core; with p, confirmed bindings and the
+// secret their tokens are made from are kept in it and loaded from it now
+// (nil: memory only, tokens from the core's per-process key).
+func New(core *proxy.Core, p Persister) (*Feature, error) {
+	f := &Feature{core: core, log: core.Logger(), key: core.TagKey(), p: p, m: map[string]*binding{}}
+	if p != nil {
+		if err := f.load(); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
 }
 
 // Hooks implements proxy.Feature.
@@ -237,10 +247,11 @@ func (f *Feature) learn(m *sip.Message, sent string) {
 		listed = listed || string(tok) == sent
 		if pb := f.m[string(tok)]; pb != nil {
 			pb.expires, pb.pending = now.Add(time.Duration(exp)*time.Second), time.Time{}
+			f.storeLocked(string(tok), pb)
 		}
 	})
 	if !listed {
-		delete(f.m, sent)
+		f.forgetLocked(sent)
 	}
 }
 
@@ -264,7 +275,7 @@ func (f *Feature) sweepLocked(now time.Time) {
 	for k, pb := range f.m {
 		if !pb.expires.IsZero() && now.After(pb.expires.Add(time.Hour)) ||
 			pb.expires.IsZero() && now.After(pb.pending.Add(10*time.Minute)) {
-			delete(f.m, k)
+			f.forgetLocked(k)
 		}
 	}
 }

@@ -46,7 +46,10 @@ func harness(t *testing.T) (*Feature, *proxy.Core) {
 	t.Helper()
 	var f *Feature
 	core := proxytest.Harness(t, proxy.Config{Self: proxy.NewSelf([]netip.AddrPort{local}, nil)}, func(c *proxy.Core) []proxy.Feature {
-		f = New(c)
+		var err error
+		if f, err = New(c, nil); err != nil {
+			t.Fatal(err)
+		}
 		return []proxy.Feature{f}
 	})
 	return f, core
