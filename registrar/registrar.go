@@ -28,7 +28,6 @@
 package registrar
 
 import (
-	"errors"
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
@@ -188,18 +187,6 @@ type work struct {
 // New starts a registrar and loads the bindings kept in cfg.Store,
 // dropping those that expired while sipedge was down.
 func New(cfg Config) (*Registrar, error) {
-	if cfg.MinExpires == 0 {
-		cfg.MinExpires = 60 * time.Second
-	}
-	if cfg.MaxExpires == 0 {
-		cfg.MaxExpires = 3600 * time.Second
-	}
-	if cfg.DefaultExpires == 0 {
-		cfg.DefaultExpires = 3600 * time.Second
-	}
-	if cfg.MaxContacts == 0 {
-		cfg.MaxContacts = 10
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -209,15 +196,14 @@ func New(cfg Config) (*Registrar, error) {
 	if st, ok := cfg.Store.(*store.Store); ok && st == nil {
 		cfg.Store = nil // a nil *store.Store in the interface is no store
 	}
-	if cfg.MinExpires < 0 || cfg.MaxExpires < cfg.MinExpires || cfg.MaxContacts < 0 {
-		return nil, errors.New("registrar: need 0 <= MinExpires <= MaxExpires and MaxContacts >= 0")
-	}
 	r := &Registrar{
 		cfg:  cfg,
 		log:  cfg.Logger,
 		seed: maphash.MakeSeed(),
 		quit: make(chan struct{}),
 	}
+	// The expiry limits and max contacts (defaults, checks) are the
+	// reloadable Limits.
 	if err := r.SetLimits(Limits{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
 		DefaultExpires: cfg.DefaultExpires, MaxContacts: cfg.MaxContacts}); err != nil {
 		return nil, err

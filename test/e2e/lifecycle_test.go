@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -303,4 +304,60 @@ func TestDrain(t *testing.T) {
 	if !strings.Contains(s2.logs(), "aors=1 bindings=1") {
 		t.Fatalf("bindings after the restart:\n%s", s2.logs())
 	}
+}
+
+// sippUAS starts a sipp UAS (call-uas.xml: 180, 200, waits for ACK and
+// BYE) for n calls on a free port and returns it with its address.
+func sippUAS(t *testing.T, sipp, dir string, n int) (*exec.Cmd, string) {
+	t.Helper()
+	port := strconv.Itoa(freePort(t))
+	uas := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), "call-uas.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-p", port, "-m", strconv.Itoa(n), "-nostdin", "-timeout", "40s")
+	uas.Dir = dir
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uas.Process.Kill() })
+	return uas, "127.0.0.1:" + port
+}
+
+// TestReloadSipp: the reload, end to end with sipp on both sides: a call
+// set up before SIGHUP (sipp holds it 3 s) continues and ends normally
+// with its BYE at the first callee after the reload; the changed static
+// route sends the next call to the second callee.
+func TestReloadSipp(t *testing.T) {
+	sipp := needSipp(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "caller.csv"), []byte("SEQUENTIAL\ncaller;x\n"), 0o644)
+	first, firstAddr := sippUAS(t, sipp, dir, 1)
+	second, secondAddr := sippUAS(t, sipp, dir, 1)
+	file := filepath.Join(dir, "sipedge.yaml")
+	cfg := func(to string) string {
+		return "dns:\n  servers: [\"127.0.0.1:9\"]\nstore:\n  dir: " + filepath.Join(dir, "data") +
+			"\nroutes:\n  - name: pbx\n    prefix: \"svc\"\n    to: sip:" + to + "\n"
+	}
+	if err := os.WriteFile(file, []byte(cfg(firstAddr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, "--config", file)
+	time.Sleep(200 * time.Millisecond) // the UASes are listening
+
+	long := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-inf", filepath.Join(dir, "caller.csv"), "-s", "svc1", "-m", "1", "-d", "3000", "-nostdin", "-timeout", "30s",
+		"-trace_stat", "-stf", filepath.Join(dir, "long.csv"), s.addr())
+	long.Dir = dir
+	var out strings.Builder
+	long.Stdout, long.Stderr = &out, &out
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1 * time.Second) // the call is up and in its 3 s hold
+	s.reload(t, file, cfg(secondAddr), "configuration reloaded")
+	if err := long.Wait(); err != nil {
+		t.Fatalf("the call set up before the reload failed: %v\n%s", err, out.String())
+	}
+	expectCalls(t, "call across the reload", filepath.Join(dir, "long.csv"), 1)
+	waitUAS(t, "first callee (call across the reload)", first)
+	sippRun(t, sipp, dir, "call-uac.xml", "u1", "svc2", 1, s.addr())
+	waitUAS(t, "second callee (route changed by the reload)", second)
 }
