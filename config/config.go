@@ -235,10 +235,22 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, ":%d", e.Line)
 	}
 	if e.Key != "" {
-		b.WriteString(": " + e.Key)
+		b.WriteString(": " + printableKey(e.Key))
 	}
 	b.WriteString(": " + e.Msg)
 	return b.String()
+}
+
+// printableKey quotes a key with control characters or spaces (a key as
+// the file wrote it, line breaks included, must not break the one-line
+// error).
+func printableKey(k string) string {
+	for _, c := range k {
+		if c < 0x20 || c == 0x7f || c == ' ' {
+			return strconv.Quote(k)
+		}
+	}
+	return k
 }
 
 // Default returns the zero-configuration settings.
