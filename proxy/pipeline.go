@@ -258,6 +258,13 @@ func (c *Core) NewNote() Note {
 
 type notes [maxNotes]any
 
+func (ns *notes) get(n Note) any {
+	if ns == nil {
+		return nil
+	}
+	return ns[n]
+}
+
 // Branch is one forwarded copy of a request as a branch hook sees it.
 type Branch struct {
 	Msg         *sip.Message    // the request: schedule edits on it
@@ -271,7 +278,7 @@ type Branch struct {
 }
 
 // Note returns the value a stage stored for this request.
-func (b *Branch) Note(n Note) any { return b.notes[n] }
+func (b *Branch) Note(n Note) any { return b.notes.get(n) }
 
 // Reply is one response of a branch as a reply hook sees it.
 type Reply struct {
@@ -292,7 +299,7 @@ type Reply struct {
 }
 
 // Note returns the value a stage stored for the request.
-func (rp *Reply) Note(n Note) any { return rp.notes[n] }
+func (rp *Reply) Note(n Note) any { return rp.notes.get(n) }
 
 // Failure is a forwarded request that ends without a 2xx.
 type Failure struct {
@@ -302,4 +309,4 @@ type Failure struct {
 }
 
 // Note returns the value a stage stored for the request.
-func (f *Failure) Note(n Note) any { return f.notes[n] }
+func (f *Failure) Note(n Note) any { return f.notes.get(n) }

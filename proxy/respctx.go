@@ -40,12 +40,18 @@ type respCtx struct {
 	bbuf     []byte
 	starting bool // startNextGroup is creating branches
 	failover bool // groups are RFC 3263 alternatives
-	notes    notes
+	notes    *notes // nil: no stage left a note (most requests)
 	// wantDialog: a stage asked for the dialog to be followed (Reply).
 	wantDialog bool
-	bscratch   Branch
-	reply      Reply
 }
+
+// The views hooks get are pooled rather than kept in every response
+// context: a context lives for the transaction (32 s after a 2xx) and
+// thousands exist at once, while a view is needed for microseconds.
+var (
+	branchPool = sync.Pool{New: func() any { return new(Branch) }}
+	replyPool  = sync.Pool{New: func() any { return new(Reply) }}
+)
 
 // forward runs the request through a new response context with the
 // targets of its decision.
@@ -54,11 +60,18 @@ func (c *Core) forward(r *Request) {
 	ctx := &respCtx{
 		core: c, st: r.st, invite: r.msg.MethodKind() == sip.INVITE,
 		req: append([]byte(nil), r.msg.Bytes()...), src: r.pkt.Src, inProto: r.pkt.Proto,
-		routes: r.routes, groups: d.Groups, failover: d.Failover, notes: r.notes, wantDialog: r.wantDialog,
+		routes: r.routes, groups: d.Groups, failover: d.Failover, wantDialog: r.wantDialog,
 		// Record-Route only dialog-creating requests that are not already
 		// inside a dialog: the dialog's route set is fixed by them (§16.6
 		// step 4; §12.1.1).
 		rr: isDialogCreating(r.msg.MethodKind()) && !r.InDialog(),
+	}
+	for _, v := range r.notes {
+		if v != nil {
+			n := r.notes
+			ctx.notes = &n
+			break
+		}
 	}
 	if err := ctx.msg.Parse(ctx.req, r.pol.Limits); err != nil {
 		r.Respond(500, "Server Internal Error", nil)
@@ -126,18 +139,21 @@ func (ctx *respCtx) allDone() bool {
 func (ctx *respCtx) startBranch(t *Target) bool {
 	c := ctx.core
 	idx := len(ctx.branches)
-	ctx.bscratch = Branch{Msg: &ctx.msg, Via: &ctx.via, Src: ctx.src, InProto: ctx.inProto, Target: t, RecordRoute: ctx.rr, notes: &ctx.notes}
-	out, br, ok := c.buildRequest(ctx.out[:0], ctx.bbuf[:0], &ctx.bscratch, ctx.routes, idx)
+	bv := branchPool.Get().(*Branch)
+	*bv = Branch{Msg: &ctx.msg, Via: &ctx.via, Src: ctx.src, InProto: ctx.inProto, Target: t, RecordRoute: ctx.rr, notes: ctx.notes}
+	out, br, ok := c.buildRequest(ctx.out[:0], ctx.bbuf[:0], bv, ctx.routes, idx)
 	if ok && transport.TransportForRequest(t.Proto, len(out), 0) != t.Proto {
 		// RFC 3261 §18.1.1: a request within 200 bytes of the MTU goes
 		// over a congestion-controlled transport; the Via must say so.
 		tcp := *t
 		tcp.Proto = transport.TCP
-		ctx.bscratch.Target = &tcp
-		if out2, br2, ok2 := c.buildRequest(out[:0], br[:0], &ctx.bscratch, ctx.routes, idx); ok2 {
+		bv.Target = &tcp
+		if out2, br2, ok2 := c.buildRequest(out[:0], br[:0], bv, ctx.routes, idx); ok2 {
 			out, br, t = out2, br2, &tcp
 		}
 	}
+	*bv = Branch{}
+	branchPool.Put(bv)
 	if !ok {
 		c.log.Warn("cannot build request for target", "target", t.Addr, "proto", t.Proto)
 		return false
@@ -186,9 +202,9 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	// bindings); then our Via goes (§16.7 step 3).
 	m.ResetEdits()
 	if code > 100 && len(c.pipe.reply) > 0 {
-		rp := &ctx.reply
+		rp := replyPool.Get().(*Reply)
 		*rp = Reply{Req: &ctx.msg, ReqVia: &ctx.via, Src: ctx.src, InProto: ctx.inProto, Resp: m, Code: code,
-			Target: &b.target, Initial: ctx.rr, First2xx: code >= 200 && code < 300 && !ctx.got2xx, WantDialog: ctx.wantDialog, notes: &ctx.notes}
+			Target: &b.target, Initial: ctx.rr, First2xx: code >= 200 && code < 300 && !ctx.got2xx, WantDialog: ctx.wantDialog, notes: ctx.notes}
 		for i := range c.pipe.reply {
 			c.pipe.replyRuns[i].Add(1)
 			if err := c.pipe.reply[i].Run(rp); err != nil {
@@ -196,7 +212,8 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 				c.log.Warn("response edit failed", "hook", c.pipe.reply[i].Name, "call_id", string(m.CallID()), "err", err)
 			}
 		}
-		rp.Resp, rp.Req, rp.ReqVia, rp.Target = nil, nil, nil, nil
+		*rp = Reply{}
+		replyPool.Put(rp)
 	}
 	resp := c.stripTopVia(ctx.out[:0], m)
 	ctx.out = resp
@@ -350,7 +367,7 @@ func (ctx *respCtx) fail() {
 	if len(ctx.core.pipe.failure) == 0 {
 		return
 	}
-	f := Failure{Req: &ctx.msg, Code: ctx.bestCode, notes: &ctx.notes}
+	f := Failure{Req: &ctx.msg, Code: ctx.bestCode, notes: ctx.notes}
 	for i := range ctx.core.pipe.failure {
 		ctx.core.pipe.failure[i].Run(&f)
 	}
@@ -365,7 +382,7 @@ func (ctx *respCtx) settle() {
 	if ctx.final && !ctx.starting && ctx.allDone() {
 		ctx.req, ctx.out, ctx.best, ctx.bbuf, ctx.groups = nil, nil, nil, nil, nil
 		ctx.msg = sip.Message{}
-		ctx.notes, ctx.bscratch = notes{}, Branch{}
+		ctx.notes = nil
 	}
 }
 
