@@ -38,8 +38,8 @@ type respCtx struct {
 	final    bool // a final response went upstream
 	out      []byte
 	bbuf     []byte
-	starting bool // startNextGroup is creating branches
-	failover bool // groups are RFC 3263 alternatives
+	starting bool   // startNextGroup is creating branches
+	failover bool   // groups are RFC 3263 alternatives
 	notes    *notes // nil: no stage left a note (most requests)
 	// wantDialog: a stage asked for the dialog to be followed (Reply).
 	wantDialog bool
