@@ -71,7 +71,7 @@ func (l *Layer) NewClient(o Out, h ClientHandler) (*Client, error) {
 		req: append([]byte(nil), o.Msg...), h: h, interval: l.cfg.T1,
 	}
 	proto := o.Dest.Proto
-	c.key = ClientKey(o.Branch, o.MethodName)
+	c.key = clientKey(o.Branch, o.MethodName)
 	l.wheel.initTimer(&c.retrans, c, timerRetrans)
 	l.wheel.initTimer(&c.timeout, c, timerEnd)
 	l.wheel.initTimer(&c.timerC, c, timerC)
@@ -136,7 +136,7 @@ func (l *Layer) ClientResponse(m *sip.Message) bool {
 		return false
 	}
 	_, method := m.CSeq()
-	c, ok := l.clients.get(ClientKey(via.Branch, method))
+	c, ok := l.clients.get(clientKey(via.Branch, method))
 	if !ok {
 		return false
 	}

@@ -89,7 +89,7 @@ func (st *Server) Owner() any {
 //     dst over proto.
 func (l *Layer) ServerFor(m *sip.Message, via *sip.Via, proto transport.Proto, dst netip.AddrPort) (*Server, bool) {
 	method := matchMethod(m)
-	key := ServerKey(m, via, method)
+	key := serverKey(m, via, method)
 	if m.MethodKind() == sip.ACK {
 		st, ok := l.servers.get(key)
 		if !ok {
@@ -145,7 +145,7 @@ func (l *Layer) ServerFor(m *sip.Message, via *sip.Via, proto transport.Proto, d
 // FindInvite returns the INVITE server transaction a CANCEL refers to
 // (same key as the INVITE: §9.2), or nil.
 func (l *Layer) FindInvite(cancel *sip.Message, via *sip.Via) *Server {
-	st, ok := l.servers.get(ServerKey(cancel, via, []byte("INVITE")))
+	st, ok := l.servers.get(serverKey(cancel, via, []byte("INVITE")))
 	if !ok {
 		return nil
 	}

@@ -122,7 +122,7 @@ func New(cfg Config) *Layer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	l := &Layer{cfg: cfg, log: cfg.Logger, wheel: NewWheel(cfg.Tick), dialing: make(chan struct{}, maxDialing)}
+	l := &Layer{cfg: cfg, log: cfg.Logger, wheel: newWheel(cfg.Tick), dialing: make(chan struct{}, maxDialing)}
 	l.replies.l = l
 	l.servers.init()
 	l.clients.init()
@@ -296,12 +296,12 @@ func matchMethod(m *sip.Message) []byte {
 	return m.Method()
 }
 
-// ServerKey computes the server transaction key of a request (§17.2.3):
+// serverKey computes the server transaction key of a request (§17.2.3):
 // with an RFC 3261 branch, branch + sent-by + method; otherwise the RFC 2543
 // fallback of Request-URI, From tag, Call-ID, CSeq number, top Via and
 // method (the To tag is left out so the ACK of a non-2xx matches its
 // INVITE).
-func ServerKey(m *sip.Message, via *sip.Via, method []byte) uint64 {
+func serverKey(m *sip.Message, via *sip.Via, method []byte) uint64 {
 	h := sip.NewHash()
 	if via.RFC3261Branch() {
 		return uint64(h.Add(via.Branch).AddLower(via.Host).AddUint64(uint64(via.Port)).Add(method))
@@ -312,9 +312,9 @@ func ServerKey(m *sip.Message, via *sip.Via, method []byte) uint64 {
 	return uint64(h.AddString("2543").Add(m.RequestURIBytes()).Add(from.Tag).Add(m.CallID()).AddUint64(uint64(n)).Add(v).Add(method))
 }
 
-// ClientKey is the client transaction key: our branch and the method
+// clientKey is the client transaction key: our branch and the method
 // (§17.1.3). CANCEL shares the INVITE's branch, so the method separates them.
-func ClientKey(branch, method []byte) uint64 {
+func clientKey(branch, method []byte) uint64 {
 	return uint64(sip.NewHash().Add(branch).Add(method))
 }
 

@@ -380,7 +380,7 @@ func TestBuildCancel(t *testing.T) {
 // TestWheelScale arms 200 000 timers (two per transaction for 100 000
 // transactions) and checks they all fire without a goroutine per timer.
 func TestWheelScale(t *testing.T) {
-	w := NewWheel(time.Millisecond)
+	w := newWheel(time.Millisecond)
 	defer w.Close()
 	before := runtime.NumGoroutine()
 	const n = 200000
@@ -399,7 +399,7 @@ func TestWheelScale(t *testing.T) {
 }
 
 func TestWheelStopAndLongTimers(t *testing.T) {
-	w := NewWheel(time.Millisecond)
+	w := newWheel(time.Millisecond)
 	defer w.Close()
 	var fired atomic.Int64
 	a := w.NewTimer(func() { fired.Add(1) })

@@ -37,8 +37,8 @@ type timerList struct{ head *Timer }
 
 const wheelSlots = 4096
 
-// NewWheel starts a wheel with the given tick.
-func NewWheel(tick time.Duration) *Wheel {
+// newWheel starts a wheel with the given tick.
+func newWheel(tick time.Duration) *Wheel {
 	w := &Wheel{
 		slots: make([]timerList, wheelSlots),
 		tick:  tick,
