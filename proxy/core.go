@@ -84,8 +84,6 @@ type Core struct {
 	notes int
 	// deferred holds a token per request waiting for DNS off the reader.
 	deferred chan struct{}
-	// dialing holds a token per stateless send waiting for a connect.
-	dialing  chan struct{}
 	tagKey   uint64
 	policy   atomic.Pointer[Policy]
 	self     atomic.Pointer[Self]
@@ -174,8 +172,7 @@ func New(cfg Config, features ...Feature) (*Core, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "sipedge"
 	}
-	c := &Core{cfg: cfg, log: cfg.Logger, tagKey: randomKey(), deferred: make(chan struct{}, maxDeferred),
-		dialing: make(chan struct{}, maxDialing)}
+	c := &Core{cfg: cfg, log: cfg.Logger, tagKey: randomKey(), deferred: make(chan struct{}, maxDeferred)}
 	c.self.Store(cfg.Self)
 	pol := cfg.Policy
 	c.policy.Store(&pol)
@@ -363,34 +360,12 @@ func (c *Core) HasConn(proto transport.Proto, dst netip.AddrPort) bool {
 	return l != nil && l.HasConn(proto, dst)
 }
 
-// maxDialing bounds the core's own stateless sends waiting for a connect.
-const maxDialing = 256
-
 // sendNoWait is Send for the core's stateless forwards, which run on
-// message readers: a send that must open a TCP/TLS connection first goes
-// from a goroutine of its own (a copy of b), so the reader never waits for
-// a connect.
+// message readers: a send that must open a TCP/TLS connection first leaves
+// the reader (the transaction layer's bounded dialer does it).
 func (c *Core) sendNoWait(proto transport.Proto, dst netip.AddrPort, b []byte) error {
-	if !proto.Reliable() || c.HasConn(proto, dst) {
-		return c.Send(proto, dst, b)
-	}
-	select {
-	case c.dialing <- struct{}{}:
-	default:
-		return errTooManyDials
-	}
-	b = append([]byte(nil), b...)
-	go func() {
-		defer func() { <-c.dialing }()
-		if err := c.Send(proto, dst, b); err != nil {
-			c.stats.SendErrors.Add(1)
-			c.log.Debug("stateless send failed", "dst", dst, "proto", proto, "err", err)
-		}
-	}()
-	return nil
+	return c.txn.SendNoWait(transport.Dest{Proto: proto, Addr: dst}, b)
 }
-
-var errTooManyDials = errors.New("proxy: too many connections being opened")
 
 // SendBatch implements txn.BatchSender.
 func (c *Core) SendBatch(out []transport.Outgoing) int {

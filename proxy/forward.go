@@ -398,10 +398,7 @@ func fixTopVia(m *sip.Message, via *sip.Via, src netip.AddrPort) error {
 			rest = r
 		}
 	}
-	if len(via.Received) > 0 {
-		return nil
-	}
-	if a, ok := sip.ParseIP(via.Host); ok && a == src.Addr().Unmap() && !via.HasRPort {
+	if !via.NeedsReceived(src.Addr()) {
 		return nil
 	}
 	// Append ;received=IP at the end of the top Via value.

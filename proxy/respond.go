@@ -46,12 +46,6 @@ func (c *Core) responseTo(dst []byte, m *sip.Message, via *sip.Via, src netip.Ad
 	return sip.AppendResponseFrom(dst, m, src, code, reason, toTag, extra)
 }
 
-// appendResponse is a response without a To tag (100 Trying, §8.2.6.1)
-// with the top Via completed.
-func (c *Core) appendResponse(dst []byte, r *Request, code int, reason string, toTag, extra []byte) []byte {
-	return sip.AppendResponseFrom(dst, &r.msg, r.pkt.Src, code, reason, toTag, extra)
-}
-
 // extraWithServer appends the Server header to the caller's extra header
 // lines, in a buffer the pooled request keeps.
 func (r *Request) extraWithServer(extra []byte) []byte {

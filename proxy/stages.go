@@ -202,7 +202,9 @@ func txnStage(r *Request) bool {
 	}
 	r.st = st
 	if r.msg.MethodKind() == sip.INVITE {
-		r.out = c.appendResponse(r.out[:0], r, 100, "Trying", nil, nil)
+		// No To tag (§8.2.6.1); the top Via completed as in every
+		// local response.
+		r.out = sip.AppendResponseFrom(r.out[:0], &r.msg, r.pkt.Src, 100, "Trying", nil, nil)
 		st.Respond(r.out, 100)
 	}
 	return false

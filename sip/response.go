@@ -120,12 +120,9 @@ func appendTopVia(dst []byte, v []byte, src netip.AddrPort) []byte {
 	} else {
 		dst = append(dst, first[:end]...)
 	}
-	if len(via.Received) == 0 {
-		host, isIP := ParseIP(via.Host)
-		if via.HasRPort || !isIP || host != src.Addr().Unmap() {
-			dst = append(dst, ";received="...)
-			dst = src.Addr().Unmap().AppendTo(dst)
-		}
+	if via.NeedsReceived(src.Addr()) {
+		dst = append(dst, ";received="...)
+		dst = src.Addr().Unmap().AppendTo(dst)
 	}
 	dst = append(dst, first[end:]...)
 	dst = append(dst, rest...)

@@ -1,6 +1,9 @@
 package sip
 
-import "errors"
+import (
+	"errors"
+	"net/netip"
+)
 
 // ErrVia reports a malformed Via value.
 var ErrVia = errors.New("sip: bad Via")
@@ -152,4 +155,16 @@ func parseVia(v *Via, b []byte) error {
 		p = rest
 	}
 	return nil
+}
+
+// NeedsReceived reports whether a server that got a request with this top
+// Via from src adds received=src to it: when the sent-by host is not that
+// address (RFC 3261 §18.2.1), and always when rport is present (RFC 3581
+// §4). A Via that already has received keeps it.
+func (v *Via) NeedsReceived(src netip.Addr) bool {
+	if len(v.Received) > 0 {
+		return false
+	}
+	host, isIP := ParseIP(v.Host)
+	return v.HasRPort || !isIP || host != src.Unmap()
 }

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"net/netip"
-	"strings"
 	"sync"
 )
 
@@ -171,9 +170,7 @@ func (l *Layer) HasConn(proto Proto, dst netip.AddrPort) bool {
 // HasConnDest reports whether SendDest(d) would use an open connection
 // (over TLS with a name: one verified for that name).
 func (l *Layer) HasConnDest(d Dest) bool {
-	k := connKey{proto: d.Proto, addr: unmap(d.Addr)}
-	if d.Proto == TLS && d.Name != "" {
-		k.name = strings.TrimSuffix(lowerASCII(d.Name), ".")
-	}
+	k := destKey(d)
+	k.addr = unmap(k.addr)
 	return l.conns.lookup(k) != nil
 }

@@ -481,13 +481,18 @@ type Dest struct {
 // same address verified for another name, or for none (dialed by Send or
 // opened by the peer), is not used for it.
 func (l *Layer) SendDest(d Dest, b []byte) error {
+	return l.send(destKey(d), b)
+}
+
+// destKey is the connection-table key of d: over TLS with a name, the
+// name too. DNS names compare case-insensitively (RFC 4343): one key, one
+// connection, whatever the spelling. Lower-case names cost nothing.
+func destKey(d Dest) connKey {
 	k := connKey{proto: d.Proto, addr: d.Addr}
 	if d.Proto == TLS && d.Name != "" {
-		// DNS names compare case-insensitively (RFC 4343): one key, one
-		// connection, whatever the spelling. Lower-case names cost nothing.
 		k.name = strings.TrimSuffix(lowerASCII(d.Name), ".")
 	}
-	return l.send(k, b)
+	return k
 }
 
 // lowerASCII lower-cases s, allocating only if it has an upper-case letter.

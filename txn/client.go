@@ -93,7 +93,7 @@ func (l *Layer) NewClient(o Out, h ClientHandler) (*Client, error) {
 		// The first send opens the connection: never on the caller's
 		// goroutine (a message reader, the timer wheel). A failure
 		// ends the transaction from there.
-		l.sendDialing(c.dest, c.req, func(err error) { c.transportError(err) })
+		_ = l.sendDialing(c.dest, c.req, func(err error) { c.transportError(err) }) // failures reach failed
 		return c, nil
 	}
 	if err := l.sendNow(c.dest, c.req); err != nil {

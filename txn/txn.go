@@ -167,13 +167,24 @@ func (l *Layer) send(proto transport.Proto, dst netip.AddrPort, b []byte) {
 func (l *Layer) sendDest(d transport.Dest, b []byte) {
 	if l.wouldDial(d) {
 		b = append([]byte(nil), b...) // the caller may reuse b
-		l.sendDialing(d, b, nil)
+		_ = l.sendDialing(d, b, nil)  // counted; nobody waits for the error
 		return
 	}
 	if err := l.sendNow(d, b); err != nil {
 		l.stats.SendErrors.Add(1)
 		l.log.Debug("transaction send failed", "dst", d.Addr, "proto", d.Proto, "err", err)
 	}
+}
+
+// SendNoWait sends b outside any transaction (a stateless forward): over
+// a connection that must be opened first, from a goroutine of its own (b
+// is copied), like a transaction's sends. The error is the immediate one
+// (a UDP send, or ErrTooManyDials); a failed connect is counted and logged.
+func (l *Layer) SendNoWait(d transport.Dest, b []byte) error {
+	if l.wouldDial(d) {
+		return l.sendDialing(d, append([]byte(nil), b...), nil)
+	}
+	return l.sendNow(d, b)
 }
 
 // sendNow sends on the caller's goroutine.
@@ -202,16 +213,17 @@ func (l *Layer) wouldDial(d transport.Dest) bool {
 
 // sendDialing sends b from a goroutine of its own (a connect may take up
 // to the transport's connect timeout); failed, when not nil, runs there
-// with the error.
-func (l *Layer) sendDialing(d transport.Dest, b []byte, failed func(error)) {
+// with the error. Past maxDialing it returns ErrTooManyDials (and tells
+// failed, from another goroutine: never on the caller's stack).
+func (l *Layer) sendDialing(d transport.Dest, b []byte, failed func(error)) error {
 	select {
 	case l.dialing <- struct{}{}:
 	default:
 		l.stats.SendErrors.Add(1)
 		if failed != nil {
-			go failed(ErrTooManyDials) // never call back on the caller's stack
+			go failed(ErrTooManyDials)
 		}
-		return
+		return ErrTooManyDials
 	}
 	l.stats.Dials.Add(1)
 	go func() {
@@ -224,6 +236,7 @@ func (l *Layer) sendDialing(d transport.Dest, b []byte, failed func(error)) {
 			}
 		}
 	}()
+	return nil
 }
 
 func (l *Layer) sendOrAppend(out *[]transport.Outgoing, proto transport.Proto, dst netip.AddrPort, b []byte) {
