@@ -324,7 +324,9 @@ func sippUAS(t *testing.T, sipp, dir string, n int) (*exec.Cmd, string) {
 // TestReloadSipp: the reload, end to end with sipp on both sides: a call
 // set up before SIGHUP (sipp holds it 3 s) continues and ends normally
 // with its BYE at the first callee after the reload; the changed static
-// route sends the next call to the second callee.
+// route sends the next call to the second callee; a changed
+// trusted_networks refuses sipp's next OPTIONS with 403; a file with an
+// error is refused and that configuration keeps serving.
 func TestReloadSipp(t *testing.T) {
 	sipp := needSipp(t)
 	dir := t.TempDir()
@@ -360,4 +362,23 @@ func TestReloadSipp(t *testing.T) {
 	waitUAS(t, "first callee (call across the reload)", first)
 	sippRun(t, sipp, dir, "call-uac.xml", "u1", "svc2", 1, s.addr())
 	waitUAS(t, "second callee (route changed by the reload)", second)
+
+	options := func(scenario string) {
+		t.Helper()
+		stats := filepath.Join(dir, scenario+".csv")
+		c := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), scenario), "-t", "u1", "-i", "127.0.0.1",
+			"-m", "1", "-timeout", "10s", "-trace_stat", "-stf", stats, "-nostdin", s.addr())
+		c.Dir = dir
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", scenario, err, tail(out))
+		}
+		expectCalls(t, scenario, stats, 1)
+	}
+	untrusted := strings.Replace(cfg(secondAddr), "routes:", "trusted_networks: [192.0.2.0/24]\nroutes:", 1)
+	s.reload(t, file, untrusted, "configuration reloaded")
+	options("options-403.xml")
+	s.reload(t, file, cfg(secondAddr)+"registrar:\n  max_expire: 1h\n", "configuration not reloaded")
+	options("options-403.xml") // the refused file changed nothing
+	s.reload(t, file, cfg(secondAddr), "configuration reloaded")
+	options("options-uac.xml")
 }
