@@ -33,6 +33,7 @@ var stageOrder = []string{
 	"max-forwards",    // §16.3 step 3: 483
 	"loop",            // §16.3 step 4: 482
 	"proxy-require",   // §16.3 step 6: 420
+	"mime",            // (f) body media types allowed per direction: 415, 400
 	"route",           // §16.4: our own Route entries
 	"stateless-route", // §16.11: routes configured stateless
 	"media-ack",       // (f) SDP answer in the ACK of a 2xx (late offer)
