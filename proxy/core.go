@@ -41,8 +41,11 @@ type Config struct {
 	// sipedge itself (RFC 3261 §16.4, §16.5): listen addresses, local
 	// interface addresses when listening on a wildcard, configured domains.
 	Self *Self
-	// UserAgent is the Server header of locally generated responses.
+	// UserAgent is the Server header of locally generated responses and
+	// the User-Agent of the requests sipedge sends ("": "sipedge").
 	UserAgent string
+	// NoUserAgent leaves both headers out; UserAgent is then ignored.
+	NoUserAgent bool
 	// Txn configures transaction timers (zero values: RFC 3261 defaults).
 	Txn txn.Config
 	// Registrar handles REGISTER for the local Domains; nil: REGISTER is
@@ -169,7 +172,10 @@ func New(cfg Config, features ...Feature) (*Core, error) {
 	if cfg.Self == nil {
 		cfg.Self = NewSelf(nil, nil)
 	}
-	if cfg.UserAgent == "" {
+	switch {
+	case cfg.NoUserAgent:
+		cfg.UserAgent = ""
+	case cfg.UserAgent == "":
 		cfg.UserAgent = "sipedge"
 	}
 	c := &Core{cfg: cfg, log: cfg.Logger, tagKey: randomKey(), deferred: make(chan struct{}, maxDeferred)}

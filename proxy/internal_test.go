@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Tests that need the core's unexported parts. They cannot use proxytest
 // (it imports proxy); everything with sockets is in the external tests.
@@ -23,5 +26,34 @@ func TestFailedRegisterResponse(t *testing.T) {
 		"Server: sipedge/test\r\nContent-Length: 0\r\n\r\n"
 	if got != want {
 		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+// Without a UserAgent the Server header is "sipedge"; NoUserAgent leaves it
+// out of the responses the core builds.
+func TestServerHeaderSetting(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "sipedge"},
+		{Config{UserAgent: "edge"}, "edge"},
+		{Config{UserAgent: "edge", NoUserAgent: true}, ""},
+	} {
+		c, err := New(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\n" +
+			"To: <sip:a@example.com>;tag=abc\r\nCall-ID: c1\r\nCSeq: 7 REGISTER\r\nContent-Length: 0\r\n\r\n")
+		got := string(c.failedResponse(ok))
+		c.Close()
+		has := strings.Contains(got, "\r\nServer: "+tc.want+"\r\n")
+		if tc.want == "" {
+			has = !strings.Contains(got, "Server:")
+		}
+		if c.cfg.UserAgent != tc.want || !has {
+			t.Errorf("%+v: UserAgent %q, response\n%s", tc.cfg, c.cfg.UserAgent, got)
+		}
 	}
 }
