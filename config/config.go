@@ -59,6 +59,32 @@ type Config struct {
 	// same networks that count as private for NAT detection. This is what
 	// keeps a zero-configuration sipedge from being an open relay.
 	TrustedNetworks []string `yaml:"trusted_networks"`
+	// MIME lists the media types a request body may have, per direction.
+	MIME MIME `yaml:"mime"`
+	// ServerHeader is the Server header of sipedge's responses and the
+	// User-Agent of its own requests. Default "sipedge", without a
+	// version (a version tells a scanner which flaws to try); empty: no
+	// such header at all.
+	ServerHeader string `yaml:"server_header"`
+}
+
+// MIME holds the allow-lists of request body media types
+// ("type/subtype", "type/*", or "*/*" for any). Inbound applies to
+// requests from sources outside trusted_networks, outbound to requests
+// from inside. A request with another body gets 415 with Accept.
+type MIME struct {
+	Inbound  []string `yaml:"inbound"`
+	Outbound []string `yaml:"outbound"`
+}
+
+// DefaultMIME is the allow-list of both directions (docs/CONFIG.md, mime).
+func DefaultMIME() []string {
+	return []string{
+		"application/sdp", "multipart/mixed", "multipart/alternative", "multipart/related",
+		"application/dtmf-relay", "application/dtmf", "message/sipfrag", "text/plain",
+		"application/pidf+xml", "application/simple-message-summary", "application/isup",
+		"application/media_control+xml",
+	}
 }
 
 // Shutdown configures the graceful stop.
@@ -274,6 +300,8 @@ func Default() *Config {
 		NAT:                NAT{Keepalive: "options", KeepaliveInterval: Duration{15 * time.Second}, KeepaliveFailures: 3},
 		Media:              Media{Relay: "auto", Ports: "10000-29999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8},
 		Shutdown:           Shutdown{Drain: Duration{30 * time.Second}},
+		MIME:               MIME{Inbound: DefaultMIME(), Outbound: DefaultMIME()},
+		ServerHeader:       "sipedge",
 	}
 }
 
@@ -535,6 +563,24 @@ func (c *Config) validate(root *yaml.Node) error {
 			return bad("trusted_networks", err.Error())
 		}
 	}
+	for _, l := range []struct {
+		key   string
+		types []string
+	}{{"mime.inbound", c.MIME.Inbound}, {"mime.outbound", c.MIME.Outbound}} {
+		if len(l.types) == 0 {
+			return bad(l.key, "an empty list would refuse every request with a body; list the media types to allow, or write [\"*/*\"] to allow any")
+		}
+		for _, t := range l.types {
+			if !validMediaRange(t) {
+				return bad(l.key, fmt.Sprintf("%q: want a media type such as application/sdp, a whole type such as text/*, or */* (no parameters)", t))
+			}
+		}
+	}
+	for _, ch := range c.ServerHeader {
+		if ch < 0x20 || ch == 0x7f {
+			return bad("server_header", "control characters (a line break) are not allowed in a header value")
+		}
+	}
 	for i, rt := range c.Routes {
 		key := fmt.Sprintf("routes[%d]", i)
 		if rt.Name == "" {
@@ -614,6 +660,34 @@ func ParseListen(v string) (protos []string, addr string, err error) {
 		protos = []string{"udp", "tcp"}
 	}
 	return protos, addr, nil
+}
+
+// validMediaRange checks an allow-list entry: type "/" subtype, both
+// tokens (RFC 3261 §25.1), where the subtype may be "*" and the type "*"
+// only in "*/*".
+func validMediaRange(s string) bool {
+	typ, sub, ok := strings.Cut(s, "/")
+	if !ok || !isToken(typ) || !isToken(sub) {
+		return false
+	}
+	if typ == "*" {
+		return sub == "*"
+	}
+	return !strings.Contains(typ, "*") && (sub == "*" || !strings.Contains(sub, "*"))
+}
+
+// isToken: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+"
+// / "`" / "'" / "~").
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-.!%*_+`'~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // Trusted returns the parsed TrustedNetworks.

@@ -48,6 +48,29 @@ dns:
 	}
 }
 
+// The mime lists replace the defaults (they are not added to them), and
+// an empty server_header is kept (no header).
+func TestParseMIMEAndServerHeader(t *testing.T) {
+	c, err := Parse([]byte("mime:\n  inbound: [Application/SDP, text/*]\nserver_header: \"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.MIME.Inbound, []string{"Application/SDP", "text/*"}) || !reflect.DeepEqual(c.MIME.Outbound, DefaultMIME()) {
+		t.Errorf("mime %+v", c.MIME)
+	}
+	if c.ServerHeader != "" {
+		t.Errorf("server_header %q, want empty", c.ServerHeader)
+	}
+	if d := Default(); d.ServerHeader != "sipedge" || len(d.MIME.Inbound) == 0 || !reflect.DeepEqual(d.MIME.Inbound, d.MIME.Outbound) {
+		t.Errorf("defaults: server_header %q, mime %+v", d.ServerHeader, d.MIME)
+	}
+	for _, ok := range []string{"*/*", "application/*", "application/pidf+xml", "application/media_control+xml"} {
+		if !validMediaRange(ok) {
+			t.Errorf("%q refused", ok)
+		}
+	}
+}
+
 // Every error names the key and its line and says what to write instead.
 func TestErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
@@ -91,6 +114,13 @@ func TestErrors(t *testing.T) {
 		{"limits:\n  max_message_size: 100\n", "config:2: limits.max_message_size: 100: use 1024 to 1048576"},
 		{"limits:\n  max_headers: -1\n", "config:2: limits.max_headers: -1: use a positive number"},
 		{"limits:\n  max_vias: -1\n", "config:2: limits.max_vias: -1: use a positive number"},
+		{"mime:\n  inbound: []\n", "config:2: mime.inbound: an empty list would refuse every request with a body; list the media types to allow, or write [\"*/*\"]"},
+		{"mime:\n  outbound:\n", "config:2: mime.outbound: an empty list"},
+		{"mime:\n  inbound: [application]\n", "config:2: mime.inbound: \"application\": want a media type such as application/sdp"},
+		{"mime:\n  inbound: [\"application/sdp;charset=x\"]\n", "config:2: mime.inbound: \"application/sdp;charset=x\": want a media type"},
+		{"mime:\n  outbound: [\"*/sdp\"]\n", "config:2: mime.outbound: \"*/sdp\": want a media type"},
+		{"mime:\n  inbound: [application/sdp]\n  both: []\n", "config:3: mime.both: unknown key"},
+		{"server_header: \"a\\r\\nX-Evil: 1\"\n", "config:1: server_header: control characters"},
 	} {
 		_, err := Parse([]byte(tc.yaml))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {

@@ -60,6 +60,9 @@ var keyClass = map[string]reloadClass{
 	"memory_limit_mb":            reloadable,
 	"symmetric_responses":        reloadable,
 	"trusted_networks":           reloadable,
+	"mime.inbound":               reloadable,
+	"mime.outbound":              reloadable,
+	"server_header":              restart, // the core is built with it
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")

@@ -15,6 +15,7 @@ import (
 	"sipedge/features/dialogs"
 	"sipedge/features/gateway"
 	"sipedge/features/keepalive"
+	"sipedge/features/mime"
 	"sipedge/features/natalias"
 	"sipedge/media"
 	"sipedge/proxy"
@@ -44,6 +45,7 @@ type app struct {
 	media  *callmedia.Feature
 	dlg    *dialogs.Feature
 	ka     *keepalive.Feature
+	mime   *mime.Feature
 	closer []func() // in the order to run them
 }
 
@@ -92,11 +94,14 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, err
 	}
 	a.core, err = proxy.New(proxy.Config{
-		Logger:    log,
-		UserAgent: "sipedge/" + version,
-		Registrar: a.reg,
-		Resolver:  dnsResolver{a.res},
-		Policy:    pol,
+		Logger: log,
+		// The version stays out of the Server header unless the
+		// configuration writes it there (server_header).
+		UserAgent:   cfg.ServerHeader,
+		NoUserAgent: cfg.ServerHeader == "",
+		Registrar:   a.reg,
+		Resolver:    dnsResolver{a.res},
+		Policy:      pol,
 	})
 	if err != nil {
 		return nil, errStart{err}
@@ -115,7 +120,10 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if err != nil {
 		return nil, errStart{fmt.Errorf("passive bindings in %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
 	}
-	features := []proxy.Feature{natalias.New(), gw, a.dlg}
+	if a.mime, err = mime.New(mimeConfig(cfg)); err != nil {
+		return nil, err
+	}
+	features := []proxy.Feature{natalias.New(), gw, a.dlg, a.mime}
 	mode, _ := callmedia.ParseMode(cfg.Media.Relay)
 	if mode != callmedia.Never {
 		if err := a.startRelay(cfg, mode); err != nil {
@@ -210,6 +218,10 @@ func dialogsConfig(cfg *config.Config) dialogs.Config {
 	return dialogs.Config{MinSE: cfg.Sessions.MinSE.Duration, Interval: cfg.Sessions.Interval.Duration}
 }
 
+func mimeConfig(cfg *config.Config) mime.Config {
+	return mime.Config{Inbound: cfg.MIME.Inbound, Outbound: cfg.MIME.Outbound}
+}
+
 func keepaliveConfig(cfg *config.Config) keepalive.Config {
 	method, _ := keepalive.ParseMethod(cfg.NAT.Keepalive)
 	return keepalive.Config{Interval: cfg.NAT.KeepaliveInterval.Duration, Method: method, MaxFailures: cfg.NAT.KeepaliveFailures}
@@ -258,6 +270,11 @@ func (a *app) reload() error {
 	}
 	pol, err := a.policy(cfg)
 	if err != nil {
+		return err
+	}
+	// The lists were validated with the file; a failure here leaves
+	// everything as it was.
+	if err := a.mime.SetConfig(mimeConfig(cfg)); err != nil {
 		return err
 	}
 	if cfg.TLS.Cert != "" && cfg.TLS.Key != "" {

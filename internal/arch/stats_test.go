@@ -8,6 +8,7 @@ import (
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
 	"sipedge/features/keepalive"
+	"sipedge/features/mime"
 	"sipedge/media"
 	"sipedge/metrics"
 	"sipedge/proxy"
@@ -33,6 +34,7 @@ func TestStatsConvention(t *testing.T) {
 		"callmedia": (*callmedia.Feature)(nil),
 		"dialogs":   (*dialogs.Feature)(nil),
 		"keepalive": (*keepalive.Feature)(nil),
+		"mime":      (*mime.Feature)(nil),
 	}
 	seen := map[string]bool{}
 	for name, c := range components {
