@@ -77,13 +77,22 @@ type MIME struct {
 	Outbound []string `yaml:"outbound"`
 }
 
-// DefaultMIME is the allow-list of both directions (docs/CONFIG.md, mime).
+// DefaultMIME is the allow-list of both directions (docs/CONFIG.md, mime,
+// says why these).
 func DefaultMIME() []string {
 	return []string{
-		"application/sdp", "multipart/mixed", "multipart/alternative", "multipart/related",
-		"application/dtmf-relay", "application/dtmf", "message/sipfrag", "text/plain",
-		"application/pidf+xml", "application/simple-message-summary", "application/isup",
-		"application/media_control+xml",
+		"application/sdp",                    // sessions (RFC 3264)
+		"multipart/mixed",                    // SDP with ISUP, location (RFC 3204, RFC 6442); parts are checked
+		"multipart/alternative",              // RFC 2046 §5.1.4
+		"multipart/related",                  // RFC 2387
+		"application/dtmf-relay",             // INFO DTMF (the de facto format)
+		"application/dtmf",                   // INFO DTMF (key name only)
+		"message/sipfrag",                    // REFER's NOTIFY (RFC 3515, RFC 3420)
+		"text/plain",                         // MESSAGE (RFC 3428)
+		"application/pidf+xml",               // presence (RFC 3863)
+		"application/simple-message-summary", // message waiting (RFC 3842)
+		"application/isup",                   // SIP-T/SIP-I (RFC 3204)
+		"application/media_control+xml",      // video picture fast update in INFO (RFC 5168)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // The check of the common bodies allocates nothing: an SDP offer, and SDP
 // with ISUP in a multipart/mixed.
 func BenchmarkCheck(b *testing.B) {
-	l := mustCompile(b, Defaults...)
+	l := mustCompile(b, defaults...)
 	for _, bc := range []struct{ name, headers, body string }{
 		{"sdp", "Content-Type: application/sdp\r\n", sdpBody},
 		{"multipart", "Content-Type: multipart/mixed;boundary=unique-boundary-1\r\n",
@@ -35,7 +35,7 @@ func BenchmarkCheck(b *testing.B) {
 
 // The stage as the core runs it on an SDP offer from an untrusted source.
 func BenchmarkStage(b *testing.B) {
-	f, err := New(Config{Inbound: Defaults, Outbound: Defaults})
+	f, err := New(Config{Inbound: defaults, Outbound: defaults})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func BenchmarkStage(b *testing.B) {
 
 // Zero allocations are part of the contract, not only of the benchmark.
 func TestCheckDoesNotAllocate(t *testing.T) {
-	l := mustCompile(t, Defaults...)
+	l := mustCompile(t, defaults...)
 	var m sip.Message
 	body := multipart("b", part("application/sdp", sdpBody), part("application/isup", "\x01"))
 	if err := m.Parse([]byte(message("INVITE", "Content-Type: multipart/mixed;boundary=b\r\n", body)), nil); err != nil {

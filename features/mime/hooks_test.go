@@ -107,7 +107,7 @@ func TestSetConfigKeepsOldOnError(t *testing.T) {
 // The stage is where pipeline.go puts it: after the §16.3 checks, before
 // routing.
 func TestStageOrder(t *testing.T) {
-	f, _ := New(Config{Inbound: Defaults, Outbound: Defaults})
+	f, _ := New(Config{Inbound: defaults, Outbound: defaults})
 	core := proxytest.Harness(t, proxy.Config{}, func(*proxy.Core) []proxy.Feature { return []proxy.Feature{f} })
 	stages, _, _, _ := core.Names()
 	pos := map[string]int{}

@@ -46,23 +46,6 @@ const (
 	maxParts = 32
 )
 
-// Defaults is the allow-list of both directions when the configuration
-// names none (docs/CONFIG.md explains the choice).
-var Defaults = []string{
-	"application/sdp",                    // sessions (RFC 3264)
-	"multipart/mixed",                    // SDP with ISUP, location (RFC 3204, RFC 6442); parts are checked
-	"multipart/alternative",              // RFC 2046 §5.1.4
-	"multipart/related",                  // RFC 2387
-	"application/dtmf-relay",             // INFO DTMF (the de facto format)
-	"application/dtmf",                   // INFO DTMF (key name only)
-	"message/sipfrag",                    // REFER's NOTIFY (RFC 3515, RFC 3420)
-	"text/plain",                         // MESSAGE (RFC 3428)
-	"application/pidf+xml",               // presence (RFC 3863)
-	"application/simple-message-summary", // message waiting (RFC 3842)
-	"application/isup",                   // SIP-T/SIP-I (RFC 3204)
-	"application/media_control+xml",      // video picture fast update in INFO (RFC 5168)
-}
-
 // Config is the two allow-lists; an empty list is refused (write "*/*"
 // to allow every body).
 type Config struct {

@@ -17,6 +17,14 @@ func message(method, headers, body string) string {
 		method, method, headers, len(body), body)
 }
 
+// defaults is the configuration's default list (config.DefaultMIME).
+var defaults = []string{
+	"application/sdp", "multipart/mixed", "multipart/alternative", "multipart/related",
+	"application/dtmf-relay", "application/dtmf", "message/sipfrag", "text/plain",
+	"application/pidf+xml", "application/simple-message-summary", "application/isup",
+	"application/media_control+xml",
+}
+
 const sdpBody = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
 
 // multipart builds a multipart body with boundary b from parts (each its
@@ -42,7 +50,7 @@ func mustCompile(t testing.TB, types ...string) *list {
 }
 
 func TestCheck(t *testing.T) {
-	defaults := mustCompile(t, Defaults...)
+	std := mustCompile(t, defaults...)
 	sdpOnly := mustCompile(t, "application/sdp", "multipart/mixed")
 	wild := mustCompile(t, "application/*", "multipart/*")
 	isup := "Content-Type: application/isup;version=nxv3\r\nContent-Disposition: signal;handling=optional\r\n\r\n\x01\x00\x49\x00\x00\x03\x02\x00\x07"
@@ -63,72 +71,72 @@ func TestCheck(t *testing.T) {
 		want    int
 		why     string
 	}{
-		{"sdp", defaults, "Content-Type: application/sdp\r\n|" + sdpBody, 0, ""},
-		{"case does not matter", defaults, "Content-Type: Application/SDP\r\n|" + sdpBody, 0, ""},
-		{"parameters are not compared", defaults, "Content-Type: text/plain;charset=UTF-8\r\n|hello", 0, ""},
-		{"white space around the slash", defaults, "Content-Type: application / sdp ; x=1\r\n|" + sdpBody, 0, ""},
-		{"compact form c", defaults, "c: application/sdp\r\n|" + sdpBody, 0, ""},
-		{"type not allowed", defaults, "Content-Type: application/x-evil\r\n|boom", 415, ""},
-		{"subtype prefix is not a match", defaults, "Content-Type: application/sdpx\r\n|" + sdpBody, 415, ""},
+		{"sdp", std, "Content-Type: application/sdp\r\n|" + sdpBody, 0, ""},
+		{"case does not matter", std, "Content-Type: Application/SDP\r\n|" + sdpBody, 0, ""},
+		{"parameters are not compared", std, "Content-Type: text/plain;charset=UTF-8\r\n|hello", 0, ""},
+		{"white space around the slash", std, "Content-Type: application / sdp ; x=1\r\n|" + sdpBody, 0, ""},
+		{"compact form c", std, "c: application/sdp\r\n|" + sdpBody, 0, ""},
+		{"type not allowed", std, "Content-Type: application/x-evil\r\n|boom", 415, ""},
+		{"subtype prefix is not a match", std, "Content-Type: application/sdpx\r\n|" + sdpBody, 415, ""},
 		{"wildcard allows the subtype", wild, "Content-Type: application/x-anything\r\n|x", 0, ""},
 		{"wildcard does not allow another type", wild, "Content-Type: text/plain\r\n|x", 415, ""},
 		{"no body, any type", sdpOnly, "Content-Type: application/x-evil\r\n|", 0, ""},
-		{"body without Content-Type", defaults, "|" + sdpBody, 400, whyMissingType},
-		{"two Content-Type", defaults, "Content-Type: application/sdp\r\nContent-Type: application/sdp\r\n|" + sdpBody, 400, whyTwoTypes},
-		{"Content-Type without subtype", defaults, "Content-Type: application\r\n|" + sdpBody, 400, whyBadType},
-		{"Content-Type with junk", defaults, "Content-Type: application/sdp junk\r\n|" + sdpBody, 400, whyBadType},
-		{"multipart with allowed parts", defaults,
+		{"body without Content-Type", std, "|" + sdpBody, 400, whyMissingType},
+		{"two Content-Type", std, "Content-Type: application/sdp\r\nContent-Type: application/sdp\r\n|" + sdpBody, 400, whyTwoTypes},
+		{"Content-Type without subtype", std, "Content-Type: application\r\n|" + sdpBody, 400, whyBadType},
+		{"Content-Type with junk", std, "Content-Type: application/sdp junk\r\n|" + sdpBody, 400, whyBadType},
+		{"multipart with allowed parts", std,
 			"Content-Type: multipart/mixed;boundary=unique-boundary-1\r\n|" +
 				multipart("unique-boundary-1", part("application/sdp", sdpBody), isup), 0, ""},
-		{"multipart with quoted boundary and preamble", defaults,
+		{"multipart with quoted boundary and preamble", std,
 			"Content-Type: multipart/mixed; boundary=\"b 1:2\"\r\n|preamble\r\n" +
 				multipart("b 1:2", part("application/sdp", sdpBody)) + "epilogue", 0, ""},
-		{"multipart part not allowed", defaults,
+		{"multipart part not allowed", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" +
 				multipart("xx", part("application/sdp", sdpBody), part("application/x-evil", "boom")), 415, ""},
 		{"multipart part not allowed by a narrower list", sdpOnly,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", part("application/sdp", sdpBody), isup), 415, ""},
 		{"multipart subtype not allowed", sdpOnly,
 			"Content-Type: multipart/related;boundary=xx\r\n|" + multipart("xx", part("application/sdp", sdpBody)), 415, ""},
-		{"part without Content-Type is text/plain: allowed", defaults,
+		{"part without Content-Type is text/plain: allowed", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", "\r\nhello"), 0, ""},
 		{"part without Content-Type is text/plain: refused", sdpOnly,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", "Content-ID: <a@b>\r\n\r\nhello"), 415, ""},
-		{"part Content-Type folded", defaults,
+		{"part Content-Type folded", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", "content-type:\r\n application/sdp\r\n\r\n"+sdpBody), 0, ""},
-		{"part with binary content", defaults,
+		{"part with binary content", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", part("application/isup", "\x00\r\n--x\x00--xx-\r\n")), 0, ""},
-		{"bare LF line endings", defaults,
+		{"bare LF line endings", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|--xx\nContent-Type: application/sdp\n\nv=0\n--xx--\n", 0, ""},
-		{"transport padding after the delimiter", defaults,
+		{"transport padding after the delimiter", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|--xx \t\r\nContent-Type: text/plain\r\n\r\nhi\r\n--xx--", 0, ""},
-		{"nested multipart allowed", defaults, nested(2), 0, ""},
-		{"nested to the limit", defaults, nested(3), 0, ""},
-		{"nested too deep", defaults, nested(4), 400, whyTooDeep},
-		{"nested part not allowed", defaults,
+		{"nested multipart allowed", std, nested(2), 0, ""},
+		{"nested to the limit", std, nested(3), 0, ""},
+		{"nested too deep", std, nested(4), 400, whyTooDeep},
+		{"nested part not allowed", std,
 			"Content-Type: multipart/mixed;boundary=o\r\n|" + multipart("o",
 				"Content-Type: multipart/alternative;boundary=i\r\n\r\n"+multipart("i", part("application/sdp", sdpBody), part("application/x-evil", "x"))), 415, ""},
-		{"too many parts", defaults,
+		{"too many parts", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", strings.Split(strings.Repeat(part("text/plain", "a")+"|", maxParts+1), "|")[:maxParts+1]...), 400, whyTooManyParts},
-		{"as many parts as allowed", defaults,
+		{"as many parts as allowed", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", strings.Split(strings.Repeat(part("text/plain", "a")+"|", maxParts), "|")[:maxParts]...), 0, ""},
-		{"multipart without boundary", defaults, "Content-Type: multipart/mixed\r\n|" + multipart("xx", part("application/sdp", sdpBody)), 400, whyNoBoundary},
-		{"multipart with empty boundary", defaults, "Content-Type: multipart/mixed;boundary=\"\"\r\n|--\r\n\r\n----", 400, whyBadBoundary},
-		{"multipart with bad parameters", defaults, "Content-Type: multipart/mixed;boundary\r\n|x", 400, whyBadParam},
-		{"multipart with unterminated quote", defaults, "Content-Type: multipart/mixed;boundary=\"xx\r\n|x", 400, whyBadParam},
-		{"multipart boundary too long", defaults, "Content-Type: multipart/mixed;boundary=" + strings.Repeat("b", 71) + "\r\n|x", 400, whyBadBoundary},
-		{"multipart unterminated", defaults,
+		{"multipart without boundary", std, "Content-Type: multipart/mixed\r\n|" + multipart("xx", part("application/sdp", sdpBody)), 400, whyNoBoundary},
+		{"multipart with empty boundary", std, "Content-Type: multipart/mixed;boundary=\"\"\r\n|--\r\n\r\n----", 400, whyBadBoundary},
+		{"multipart with bad parameters", std, "Content-Type: multipart/mixed;boundary\r\n|x", 400, whyBadParam},
+		{"multipart with unterminated quote", std, "Content-Type: multipart/mixed;boundary=\"xx\r\n|x", 400, whyBadParam},
+		{"multipart boundary too long", std, "Content-Type: multipart/mixed;boundary=" + strings.Repeat("b", 71) + "\r\n|x", 400, whyBadBoundary},
+		{"multipart unterminated", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|--xx\r\n" + part("application/sdp", sdpBody), 400, whyUnterminated},
-		{"multipart boundary not found", defaults, "Content-Type: multipart/mixed;boundary=xx\r\n|" + sdpBody, 400, whyNoDelimiter},
-		{"multipart boundary not at a line start", defaults, "Content-Type: multipart/mixed;boundary=xx\r\n|a--xx\r\n\r\nb\r\n-- xx--", 400, whyNoDelimiter},
-		{"a longer boundary is content", defaults,
+		{"multipart boundary not found", std, "Content-Type: multipart/mixed;boundary=xx\r\n|" + sdpBody, 400, whyNoDelimiter},
+		{"multipart boundary not at a line start", std, "Content-Type: multipart/mixed;boundary=xx\r\n|a--xx\r\n\r\nb\r\n-- xx--", 400, whyNoDelimiter},
+		{"a longer boundary is content", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|--xx\r\n\r\n--xxy\r\n--xx-\r\n", 400, whyUnterminated},
-		{"multipart with no part", defaults, "Content-Type: multipart/mixed;boundary=xx\r\n|--xx--\r\n", 400, whyEmpty},
-		{"part header without colon", defaults,
+		{"multipart with no part", std, "Content-Type: multipart/mixed;boundary=xx\r\n|--xx--\r\n", 400, whyEmpty},
+		{"part header without colon", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", "Content-Type application/sdp\r\n\r\nv=0"), 400, whyPartHeader},
-		{"part with two Content-Type", defaults,
+		{"part with two Content-Type", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", "Content-Type: text/plain\r\nContent-Type: text/plain\r\n\r\nx"), 400, whyPartTwoTypes},
-		{"part Content-Type unreadable", defaults,
+		{"part Content-Type unreadable", std,
 			"Content-Type: multipart/mixed;boundary=xx\r\n|" + multipart("xx", part("text", "x")), 400, whyBadType},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,7 +189,7 @@ func TestCompile(t *testing.T) {
 			t.Errorf("%q: all %v accept %q, want %v %q", tc.types, l.all, l.accept, tc.all, tc.accept)
 		}
 	}
-	if _, err := New(Config{Inbound: Defaults, Outbound: []string{"bad"}}); err == nil || !strings.Contains(err.Error(), "mime.outbound") {
+	if _, err := New(Config{Inbound: defaults, Outbound: []string{"bad"}}); err == nil || !strings.Contains(err.Error(), "mime.outbound") {
 		t.Errorf("New with a bad outbound list: %v", err)
 	}
 }
