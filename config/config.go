@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -104,10 +105,56 @@ type Shutdown struct {
 	Drain Duration `yaml:"drain"`
 }
 
-// TLS names the certificate and key for tls listeners.
+// TLS names the certificate and key for tls listeners, and how TLS peers
+// are verified.
 type TLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// CAFile is a PEM bundle of the CA certificates that next hops'
+	// server certificates and clients' certificates must chain to. Empty:
+	// the system roots verify next hops (and clients cannot be verified).
+	CAFile string `yaml:"ca_file"`
+	// VerifyClients: none (default), request (a certificate is asked
+	// for; one sent must chain to ca_file) or require (a client without
+	// one chaining to ca_file is refused at the handshake).
+	VerifyClients string `yaml:"verify_clients"`
+	// VerifyServer: the certificate of a TLS next hop must chain to
+	// ca_file (or the system roots) and be valid for the SIP domain the
+	// request was routed to (RFC 5922). false is for labs only.
+	VerifyServer bool `yaml:"verify_server"`
+	// MinVersion is the oldest TLS version accepted: "1.2" or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// validate checks the verification keys. The CA file is read here so a
+// path that is wrong, or a file that is not a PEM bundle, stops start-up
+// (and is refused by a reload) with the key's name, not at the first
+// handshake.
+func (t *TLS) validate(bad func(key, msg string) error) error {
+	switch t.VerifyClients {
+	case "none":
+	case "request", "require":
+		if t.CAFile == "" {
+			return bad("tls.verify_clients", fmt.Sprintf("%q needs tls.ca_file, the CA certificates client certificates must chain to", t.VerifyClients))
+		}
+	default:
+		return bad("tls.verify_clients", fmt.Sprintf("%q: use none, request or require", t.VerifyClients))
+	}
+	switch t.MinVersion {
+	case "1.2", "1.3":
+	default:
+		return bad("tls.min_version", fmt.Sprintf("%q: use \"1.2\" or \"1.3\"", t.MinVersion))
+	}
+	if t.CAFile != "" {
+		b, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return bad("tls.ca_file", fmt.Sprintf("%v; give a readable PEM file of CA certificates", err))
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			return bad("tls.ca_file", fmt.Sprintf("%s holds no PEM certificate; give a file of \"-----BEGIN CERTIFICATE-----\" blocks", t.CAFile))
+		}
+	}
+	return nil
 }
 
 // Log configures logging.
@@ -293,6 +340,7 @@ func Default() *Config {
 	t := true
 	return &Config{
 		Listen: []string{"0.0.0.0:5060", "[::]:5060"},
+		TLS:    TLS{VerifyClients: "none", VerifyServer: true, MinVersion: "1.2"},
 		Log:    Log{Level: "info", Format: "text"},
 		Limits: Limits{MaxMessageSize: sip.DefaultMaxMessageSize, MaxHeaders: sip.DefaultMaxHeaders, MaxVias: sip.DefaultMaxVias},
 		Registrar: Registrar{
@@ -534,6 +582,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return bad("tls", "set both cert and key, or neither")
+	}
+	if err := c.TLS.validate(bad); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -1,8 +1,16 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -88,6 +96,13 @@ func TestErrors(t *testing.T) {
 		{"trusted_networks: [everyone]\n", "config:1: trusted_networks: \"everyone\""},
 		{"registrar:\n  max_contacts: lots\n", "config:2: registrar.max_contacts: \"lots\": want a whole number, e.g. 10"},
 		{"tls:\n  cert: a.pem\n", "config:1: tls: set both cert and key"},
+		{"tls:\n  verify_clients: require\n", "config:2: tls.verify_clients: \"require\" needs tls.ca_file"},
+		{"tls:\n  verify_clients: request\n", "config:2: tls.verify_clients: \"request\" needs tls.ca_file"},
+		{"tls:\n  verify_clients: always\n", "config:2: tls.verify_clients: \"always\": use none, request or require"},
+		{"tls:\n  min_version: \"1.1\"\n", "config:2: tls.min_version: \"1.1\": use \"1.2\" or \"1.3\""},
+		{"tls:\n  ca_file: /nonexistent/ca.pem\n", "config:2: tls.ca_file: open /nonexistent/ca.pem: no such file or directory; give a readable PEM file"},
+		{"tls:\n  ca_file: /dev/null\n", "config:2: tls.ca_file: /dev/null holds no PEM certificate"},
+		{"tls:\n  verify_server: sometimes\n", "config:2: tls.verify_server: \"sometimes\": want true or false"},
 		{"routes:\n  - name: x\n    to: 192.0.2.1\n", "config:1: routes[0].to: \"192.0.2.1\": needs a SIP URI"},
 		{"routes:\n  - to: sip:192.0.2.1\n", "config:1: routes[0].name: every route needs a name"},
 		{"dns:\n  servers: [127.0.0.1]\n", "config:2: dns.servers: \"127.0.0.1\": want ip:port"},
@@ -197,5 +212,38 @@ func TestDocExample(t *testing.T) {
 	}
 	if _, err := Parse([]byte(example)); err != nil {
 		t.Fatalf("docs/CONFIG.md example: %v", err)
+	}
+}
+
+// The TLS verification keys: defaults, and a file that sets them all with
+// a readable CA bundle.
+func TestTLSKeys(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TLS{VerifyClients: "none", VerifyServer: true, MinVersion: "1.2"}); c.TLS != want {
+		t.Fatalf("defaults %+v, want %+v", c.TLS, want)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "CA"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Parse([]byte("tls:\n  ca_file: " + ca + "\n  verify_clients: require\n  verify_server: false\n  min_version: \"1.3\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TLS{CAFile: ca, VerifyClients: "require", VerifyServer: false, MinVersion: "1.3"}); c.TLS != want {
+		t.Fatalf("got %+v, want %+v", c.TLS, want)
 	}
 }

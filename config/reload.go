@@ -27,6 +27,10 @@ var keyClass = map[string]reloadClass{
 	"listen":                     restart, // sockets are bound at start
 	"tls.cert":                   reloadable,
 	"tls.key":                    reloadable,
+	"tls.ca_file":                reloadable, // read again, like the certificate
+	"tls.verify_clients":         reloadable,
+	"tls.verify_server":          reloadable,
+	"tls.min_version":            reloadable,
 	"domains":                    reloadable,
 	"log.level":                  reloadable,
 	"log.format":                 restart, // the log handler is built once

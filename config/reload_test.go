@@ -24,7 +24,9 @@ func TestDiff(t *testing.T) {
 			c.Listen = []string{"udp:0.0.0.0:5060", "TCP:0.0.0.0:5060", "[::]:5060", "udp:[::]:5060"}
 		}, nil},
 		{"listen drops tcp", func(c *Config) { c.Listen = []string{"udp:0.0.0.0:5060", "[::]:5060"} }, []string{"listen"}},
-		{"tls", func(c *Config) { c.TLS = TLS{Cert: "new.pem", Key: "new.key"} }, nil},
+		{"tls", func(c *Config) {
+			c.TLS = TLS{Cert: "new.pem", Key: "new.key", CAFile: "ca.pem", VerifyClients: "require", VerifyServer: false, MinVersion: "1.3"}
+		}, nil},
 		{"domains", func(c *Config) { c.Domains = []string{"example.com"} }, nil},
 		{"log.level", func(c *Config) { c.Log.Level = "debug" }, nil},
 		{"log.format", func(c *Config) { c.Log.Format = "json" }, []string{"log.format"}},

@@ -104,7 +104,7 @@ type Core struct {
 type counters struct {
 	Requests, Responses, BadRequests, BadResponses, Unanswerable, StrayResponses atomic.Uint64
 	StatelessForwards, LocalResponses, Originated, Deferred, DeferredRefused     atomic.Uint64
-	Forwarded, Loops, Refused, Draining, HookErrors, SendErrors                  atomic.Uint64
+	Forwarded, Loops, Refused, Draining, HookErrors, SendErrors, SIPSRefused     atomic.Uint64
 }
 
 // Stats is a snapshot of the core's counters (the metrics convention of
@@ -124,6 +124,7 @@ type Stats struct {
 	Forwarded         uint64 // requests forwarded statefully (per branch)
 	Loops             uint64 // 482 answered
 	Refused           uint64 // 403 to sources outside AllowSources
+	SIPSRefused       uint64 // SIPS requests answered 480: no target reachable over TLS
 	Draining          uint64 // new dialogs answered 503 while draining
 	HookErrors        uint64 // branches dropped, responses relayed without an edit: a hook's edit failed
 	SendErrors        uint64
@@ -143,7 +144,7 @@ func (c *Core) Stats() Stats {
 		BadResponses: s.BadResponses.Load(), Unanswerable: s.Unanswerable.Load(), StrayResponses: s.StrayResponses.Load(),
 		StatelessForwards: s.StatelessForwards.Load(), LocalResponses: s.LocalResponses.Load(), Originated: s.Originated.Load(),
 		Deferred: s.Deferred.Load(), DeferredRefused: s.DeferredRefused.Load(), Forwarded: s.Forwarded.Load(),
-		Loops: s.Loops.Load(), Refused: s.Refused.Load(), Draining: s.Draining.Load(), HookErrors: s.HookErrors.Load(),
+		Loops: s.Loops.Load(), Refused: s.Refused.Load(), SIPSRefused: s.SIPSRefused.Load(), Draining: s.Draining.Load(), HookErrors: s.HookErrors.Load(),
 		SendErrors: s.SendErrors.Load(), Pending: c.Pending(),
 		Stages: map[string]uint64{}, BranchHooks: map[string]uint64{}, ReplyHooks: map[string]uint64{},
 	}
@@ -227,6 +228,7 @@ func (c *Core) coreHooks() Hooks {
 		{"registrar", registrarStage},
 		{"self", selfStage},
 		{"locate", locateStage},
+		{"sips", sipsStage},
 		{"forward", forwardStage},
 	}}
 }

@@ -21,9 +21,10 @@ type Target struct {
 	// NAT: the target is a registered UA behind NAT (location service):
 	// the Contact of its responses gets an alias (features/natalias).
 	NAT bool
-	// Host is the name the next hop was found under (the SRV target or
-	// the URI's host, RFC 3263): over TLS the certificate is verified
-	// against it and it is sent as SNI (RFC 5922). "" for IP literals.
+	// Host is the SIP domain the next hop was resolved from: the host (or
+	// maddr) of the URI routed to, not an SRV target (RFC 5922 §4.1).
+	// Over TLS the certificate is verified against it and it is sent as
+	// SNI (RFC 6066 §3). "" for IP literals (verified against the address).
 	Host string
 }
 
@@ -190,6 +191,7 @@ func (c *Core) looped(m *sip.Message) bool {
 func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) (outMsg, outBranch []byte, ok bool) {
 	m, via, t := b.Msg, b.Via, b.Target
 	m.ResetEdits()
+	secure := b.RecordRoute && sipsNext(m, routes, t.URI)
 	branch = c.appendBranch(branch[:0], m, via, idx)
 	if t.URI != nil {
 		s, e := m.RequestURISpan()
@@ -248,11 +250,11 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 			// Double Record-Route: the first entry (nearest the callee)
 			// names the outgoing side, the second the incoming side, so each
 			// side routes back through the interface it knows.
-			if m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto)) != nil ||
-				m.InsertHeader(at, "Record-Route", appendRR(buf[:0], inAddr, b.InProto)) != nil {
+			if m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto, secure)) != nil ||
+				m.InsertHeader(at, "Record-Route", appendRR(buf[:0], inAddr, b.InProto, secure)) != nil {
 				return nil, nil, false
 			}
-		} else if m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto)) != nil {
+		} else if m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto, secure)) != nil {
 			return nil, nil, false
 		}
 	}
@@ -427,7 +429,16 @@ func AppendHostPort(b []byte, ap netip.AddrPort) []byte {
 	return strconv.AppendUint(b, uint64(ap.Port()), 10)
 }
 
-func appendRR(b []byte, ap netip.AddrPort, proto transport.Proto) []byte {
+// appendRR writes a Record-Route value for sipedge's side at ap. For a
+// SIPS request (secure) the side reached over TLS is a sips URI (RFC 3261
+// §16.6 step 4), which implies TLS; a side the request did not use TLS on
+// stays sip: with its transport, or its peer could not reach it.
+func appendRR(b []byte, ap netip.AddrPort, proto transport.Proto, secure bool) []byte {
+	if secure && proto == transport.TLS {
+		b = append(b, "<sips:"...)
+		b = AppendHostPort(b, ap)
+		return append(b, ";lr>"...)
+	}
 	b = append(b, "<sip:"...)
 	b = AppendHostPort(b, ap)
 	switch proto {

@@ -46,6 +46,7 @@ var stageOrder = []string{
 	"self",            // requests for sipedge itself (no user part)
 	"session-min",     // (f) RFC 4028 §8.1: 422 below Min-SE
 	"locate",          // §16.5: targets (Route set, location service, routes, DNS)
+	"sips",            // RFC 3261 §26.2.2: a SIPS request goes on over TLS only; else 480
 	"dialog",          // (f) in-dialog requests: CSeq, BYE ends the dialog
 	"media",           // (f) SDP offers: relay ports, rewrite, 403/488/503
 	"forward",         // §16.6: branches and the response context

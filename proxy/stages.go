@@ -137,6 +137,9 @@ func slRouteStage(r *Request) bool {
 	if !ok || c.self.Load().IsAddr(t.Addr) {
 		return false
 	}
+	if t.Proto != transport.TLS && sipsNext(&r.msg, r.routes, t.URI) {
+		return false // the stateful path refuses it (sipsStage)
+	}
 	rr := isDialogCreating(method) && !r.InDialog()
 	if !c.forwardStateless(r, &t, statelessIdx, rr) {
 		if method != sip.ACK && method != sip.CANCEL {

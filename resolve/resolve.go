@@ -49,8 +49,15 @@ type Target struct {
 	Proto transport.Proto
 	Addr  netip.AddrPort
 	// Host is the SRV target or host name the address came from, without
-	// the trailing dot: the TLS server name. "" for IP literals.
+	// the trailing dot. "" for IP literals.
 	Host string
+	// Domain is the name the URI asked for (its host, or its maddr, RFC
+	// 3263 §4), lower case and without the trailing dot: the identity a
+	// TLS server must prove, whatever SRV target it was found under
+	// (RFC 5922 §4.1: a certificate names the SIP domain, and an SRV
+	// answer, unsigned, cannot vouch for another name). "" for IP
+	// literals.
+	Domain string
 }
 
 func (t Target) String() string {
@@ -226,7 +233,17 @@ func (r *Resolver) Resolve(ctx context.Context, u *sip.URI) ([]Target, error) {
 	if err != nil {
 		return nil, err
 	}
+	ts, err := r.resolveName(ctx, u, name, proto, explicit, secure)
+	domain := trimDot(strings.ToLower(name))
+	for i := range ts {
+		ts[i].Domain = domain
+	}
+	return ts, err
+}
 
+// resolveName is Resolve for a host name (FQDN name): the port, transport,
+// NAPTR, SRV and A/AAAA steps.
+func (r *Resolver) resolveName(ctx context.Context, u *sip.URI, name string, proto transport.Proto, explicit, secure bool) ([]Target, error) {
 	// §4.2: a name with an explicit port is looked up with A/AAAA only;
 	// NAPTR and SRV would override a port the URI chose.
 	if u.Port != 0 {

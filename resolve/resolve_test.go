@@ -730,3 +730,35 @@ func TestCacheOnly(t *testing.T) {
 		t.Errorf("stats %+v: want Deferred > 0 and exactly 2 queries (A, AAAA)", st)
 	}
 }
+
+// TestDomain: whatever path the lookup took (NAPTR, SRV, A/AAAA, CNAME,
+// maddr), Domain is the name the URI asked for: the identity a TLS next
+// hop's certificate must carry (RFC 5922 §4.1), never the SRV target.
+func TestDomain(t *testing.T) {
+	t.Parallel()
+	d := startDNSMasq(t, zone...)
+	for _, c := range []struct{ uri, domain, host string }{
+		{"sips:example.test", "example.test", "tls.example.test"},                                     // NAPTR → SRV
+		{"sip:example.test;transport=tls", "example.test", "tls.example.test"},                        // SRV
+		{"sips:Example.Test.", "example.test", "tls.example.test"},                                    // case and root dot
+		{"sip:srv.test;transport=tcp", "srv.test", "t1.srv.test"},                                     // SRV, no NAPTR
+		{"sips:plain.test", "plain.test", "plain.test"},                                               // A/AAAA
+		{"sips:plain.test:5061", "plain.test", "plain.test"},                                          // explicit port
+		{"sip:alias.test:5060", "alias.test", "alias.test"},                                           // CNAME: the name asked for
+		{"sip:bob@missing.test;transport=tls;maddr=example.test", "example.test", "tls.example.test"}, // maddr is TARGET
+		{"sips:192.0.2.1", "", ""},
+		{"sips:[2001:db8::1]:5071", "", ""},
+	} {
+		r := newTestResolver(t, Config{Servers: []string{d.addr}, Prefer: tlsTCP})
+		ts, err := r.Resolve(context.Background(), mustURI(t, c.uri))
+		if err != nil || len(ts) == 0 {
+			t.Errorf("%s: %v", c.uri, err)
+			continue
+		}
+		for _, tg := range ts {
+			if tg.Domain != c.domain || tg.Host != c.host {
+				t.Errorf("%s: %s: Domain %q Host %q, want %q and %q", c.uri, tg, tg.Domain, tg.Host, c.domain, c.host)
+			}
+		}
+	}
+}

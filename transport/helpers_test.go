@@ -283,7 +283,7 @@ func streamConfig(proto Proto, cert testCert) Config {
 		Listen:      []ListenSpec{{Proto: proto, Addr: "127.0.0.1:0"}},
 		TLSCertFile: cert.certFile,
 		TLSKeyFile:  cert.keyFile,
-		TLSRootCAs:  cert.pool,
+		TLS:         TLSPolicy{CAs: cert.pool},
 		IdleTimeout: 300 * time.Millisecond,
 		Logger:      testLogger(),
 	}

@@ -12,7 +12,6 @@ package transport
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -120,12 +119,10 @@ type Config struct {
 	// (required if there is one). The certificate is also offered as a
 	// client certificate on outgoing TLS connections.
 	TLSCertFile, TLSKeyFile string
-	// TLSRootCAs verifies servers on outgoing TLS connections; nil means
-	// the system roots.
-	TLSRootCAs *x509.CertPool
-	// TLSInsecureSkipVerify disables server verification on outgoing TLS
-	// connections. For tests only.
-	TLSInsecureSkipVerify bool
+	// TLS is how TLS peers are verified (the zero value: servers against
+	// the system roots, no client certificates asked for, TLS 1.2 and
+	// up); SetTLSPolicy replaces it.
+	TLS TLSPolicy
 
 	// UDPReaders is the number of reader goroutines per UDP listen
 	// address (default runtime.NumCPU()); on Linux each has a socket of its
@@ -160,24 +157,35 @@ type Config struct {
 
 // Stats are cumulative counters, except ConnsOpen.
 type Stats struct {
-	Received           uint64 // messages handed to the Handler (UDP and streams)
-	DatagramsDropped   uint64 // keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams
-	DatagramsTooLarge  uint64 // datagrams over Limits.MaxMessageSize (handed up truncated)
-	FrameErrors        uint64 // streams that could not be framed
-	PingsAnswered      uint64 // CRLFCRLF pings answered with CRLF (RFC 5626 §3.5.1)
-	ConnsAccepted      uint64
-	ConnsDialed        uint64
-	ConnsRejected      uint64 // accepts refused over MaxConns
-	ConnsClosed        uint64
-	ConnsTimedOut      uint64 // closed by the idle or incomplete-message timeout
-	TLSHandshakeErrors uint64
-	HandlerPanics      uint64
-	ConnsOpen          int // stream connections open now
+	Received          uint64 // messages handed to the Handler (UDP and streams)
+	DatagramsDropped  uint64 // keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams
+	DatagramsTooLarge uint64 // datagrams over Limits.MaxMessageSize (handed up truncated)
+	FrameErrors       uint64 // streams that could not be framed
+	PingsAnswered     uint64 // CRLFCRLF pings answered with CRLF (RFC 5626 §3.5.1)
+	ConnsAccepted     uint64
+	ConnsDialed       uint64
+	ConnsRejected     uint64 // accepts refused over MaxConns
+	ConnsClosed       uint64
+	ConnsTimedOut     uint64 // closed by the idle or incomplete-message timeout
+	// TLS handshakes that succeeded and failed, on accepted (In) and
+	// dialed (Out) connections. A failed outgoing one is a next hop whose
+	// certificate is not trusted or not valid for its name.
+	TLSHandshakesIn       uint64
+	TLSHandshakesOut      uint64
+	TLSHandshakeErrorsIn  uint64
+	TLSHandshakeErrorsOut uint64
+	// TLSClientCertsRefused counts accepted connections refused for want
+	// of a trusted client certificate (TLSPolicy.VerifyClients); they are
+	// also in TLSHandshakeErrorsIn.
+	TLSClientCertsRefused uint64
+	HandlerPanics         uint64
+	ConnsOpen             int // stream connections open now
 }
 
 type counters struct {
-	received, dgramDropped, dgramTooLarge, frameErrors, pings     atomic.Uint64
-	accepted, dialed, rejected, closed, timedOut, tlsErrs, panics atomic.Uint64
+	received, dgramDropped, dgramTooLarge, frameErrors, pings atomic.Uint64
+	accepted, dialed, rejected, closed, timedOut, panics      atomic.Uint64
+	tlsIn, tlsOut, tlsErrsIn, tlsErrsOut, clientCertsRefused  atomic.Uint64
 }
 
 // Layer owns the sockets. Create it with New, then Start; Close releases
@@ -189,9 +197,10 @@ type Layer struct {
 	maxMsg     int
 	log        *slog.Logger
 	specs      []spec
-	serverTLS  *tls.Config
-	clientTLS  *tls.Config
+	serverTLS  atomic.Pointer[tls.Config]      // see SetTLSPolicy
+	clientTLS  atomic.Pointer[tls.Config]      // see SetTLSPolicy
 	cert       atomic.Pointer[tls.Certificate] // see ReloadTLS
+	tlsLogged  logOnce                         // TLS failures already logged
 	udpReaders int
 
 	ctx    context.Context // cancelled by Close: aborts dials and back-offs
@@ -274,16 +283,8 @@ func New(cfg Config, h Handler) (*Layer, error) {
 		needTLS = needTLS || ls.Proto == TLS
 	}
 
-	// Outgoing TLS: RFC 3261 §26.2 requires verifying the server. The
-	// dialed IP is used as ServerName (matched against IP SANs) since the
-	// layer only sees addresses; see dialConn.
-	// The certificate is served from l.cert by the callbacks, never put in
-	// the configs, so ReloadTLS can replace it under running listeners.
-	l.clientTLS = &tls.Config{
-		MinVersion:           tls.VersionTLS12,
-		RootCAs:              cfg.TLSRootCAs,
-		InsecureSkipVerify:   cfg.TLSInsecureSkipVerify,
-		GetClientCertificate: l.clientCertificate,
+	if err := cfg.TLS.check(); err != nil {
+		return nil, err
 	}
 	if needTLS || cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
@@ -292,11 +293,8 @@ func New(cfg Config, h Handler) (*Layer, error) {
 		if err := l.ReloadTLS(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 			return nil, err
 		}
-		l.serverTLS = &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: l.serverCertificate,
-		}
 	}
+	l.setTLSPolicy(cfg.TLS)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.conns.init()
 	return l, nil
@@ -549,19 +547,24 @@ func (l *Layer) send(k connKey, b []byte) error {
 func (l *Layer) Stats() Stats {
 	s := &l.stats
 	return Stats{
-		Received:           s.received.Load(),
-		DatagramsDropped:   s.dgramDropped.Load(),
-		DatagramsTooLarge:  s.dgramTooLarge.Load(),
-		FrameErrors:        s.frameErrors.Load(),
-		PingsAnswered:      s.pings.Load(),
-		ConnsAccepted:      s.accepted.Load(),
-		ConnsDialed:        s.dialed.Load(),
-		ConnsRejected:      s.rejected.Load(),
-		ConnsClosed:        s.closed.Load(),
-		ConnsTimedOut:      s.timedOut.Load(),
-		TLSHandshakeErrors: s.tlsErrs.Load(),
-		HandlerPanics:      s.panics.Load(),
-		ConnsOpen:          l.conns.len(),
+		Received:          s.received.Load(),
+		DatagramsDropped:  s.dgramDropped.Load(),
+		DatagramsTooLarge: s.dgramTooLarge.Load(),
+		FrameErrors:       s.frameErrors.Load(),
+		PingsAnswered:     s.pings.Load(),
+		ConnsAccepted:     s.accepted.Load(),
+		ConnsDialed:       s.dialed.Load(),
+		ConnsRejected:     s.rejected.Load(),
+		ConnsClosed:       s.closed.Load(),
+		ConnsTimedOut:     s.timedOut.Load(),
+
+		TLSHandshakesIn:       s.tlsIn.Load(),
+		TLSHandshakesOut:      s.tlsOut.Load(),
+		TLSHandshakeErrorsIn:  s.tlsErrsIn.Load(),
+		TLSHandshakeErrorsOut: s.tlsErrsOut.Load(),
+		TLSClientCertsRefused: s.clientCertsRefused.Load(),
+		HandlerPanics:         s.panics.Load(),
+		ConnsOpen:             l.conns.len(),
 	}
 }
 

@@ -96,7 +96,7 @@ func TestCloseNoGoroutineLeak(t *testing.T) {
 		Listen: []ListenSpec{
 			{UDP, "127.0.0.1:0"}, {TCP, "127.0.0.1:0"}, {TLS, "127.0.0.1:0"},
 		},
-		TLSCertFile: cert.certFile, TLSKeyFile: cert.keyFile, TLSRootCAs: cert.pool,
+		TLSCertFile: cert.certFile, TLSKeyFile: cert.keyFile, TLS: TLSPolicy{CAs: cert.pool},
 		UDPReaders: 3,
 	}, rec)
 	if err != nil {

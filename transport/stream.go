@@ -128,7 +128,7 @@ func (l *Layer) newConn(tc *net.TCPConn, proto Proto, inbound bool) *Conn {
 		c.local = unmap(la.AddrPort())
 	}
 	if proto == TLS && inbound {
-		c.nc = tls.Server(tc, l.serverTLS)
+		c.nc = tls.Server(tc, l.serverTLS.Load())
 	}
 	return c
 }
@@ -215,11 +215,11 @@ func (c *Conn) serve() {
 		_ = tc.SetDeadline(time.Now().Add(c.l.cfg.ConnectTimeout))
 		if err := tc.Handshake(); err != nil {
 			if !c.l.closing.Load() {
-				c.l.stats.tlsErrs.Add(1)
-				c.l.log.Debug("transport: TLS handshake failed", "remote", c.remote, "conn", c.id, "err", err)
+				c.l.inboundHandshakeFailed(c, err)
 			}
 			return
 		}
+		c.l.stats.tlsIn.Add(1)
 		_ = tc.SetDeadline(time.Time{})
 		c.l.conns.publish(c)
 	}
@@ -425,11 +425,11 @@ func (l *Layer) dial(k connKey) (*Conn, error) {
 	c := l.newConn(tc, proto, false)
 	c.remote, c.name = dst, k.name
 	if proto == TLS {
-		cfg := l.clientTLS.Clone()
+		cfg := l.clientTLS.Load().Clone()
 		// The server certificate is checked against the name the caller
-		// gave (SendDest: the SIP domain or host the next hop was
-		// resolved from, RFC 5922 §7.2, also sent as SNI, RFC 6066 §3),
-		// else against the address itself (an IP SAN).
+		// gave (SendDest: the SIP domain the next hop was resolved from,
+		// RFC 5922 §4.1, also sent as SNI, RFC 6066 §3), else against the
+		// address itself (an IP SAN).
 		cfg.ServerName = k.name
 		if cfg.ServerName == "" {
 			cfg.ServerName = dst.Addr().WithZone("").String()
@@ -437,9 +437,13 @@ func (l *Layer) dial(k connKey) (*Conn, error) {
 		tlc := tls.Client(tc, cfg)
 		if err := tlc.HandshakeContext(ctx); err != nil {
 			tc.Close()
-			l.stats.tlsErrs.Add(1)
-			return nil, fmt.Errorf("transport: TLS handshake with %s: %w", dst, err)
+			if l.closing.Load() {
+				return nil, ErrClosed
+			}
+			l.outboundHandshakeFailed(dst, cfg.ServerName, err)
+			return nil, fmt.Errorf("transport: TLS handshake with %s (%s): %w", dst, cfg.ServerName, err)
 		}
+		l.stats.tlsOut.Add(1)
 		c.nc = tlc
 	}
 	// Outgoing connections are never refused by MaxConns (limit 0).

@@ -408,7 +408,7 @@ func TestSendTLSBetweenLayers(t *testing.T) {
 		_ = l.Reply(p, []byte(okMsg))
 	}))
 	recA := newRecorder(nil)
-	a := startLayer(t, Config{TLSRootCAs: cert.pool}, recA)
+	a := startLayer(t, Config{TLS: TLSPolicy{CAs: cert.pool}}, recA)
 	dst := addrOf(t, b, TLS)
 	for range 2 {
 		if err := a.Send(TLS, dst, []byte(optionsMsg)); err != nil {
@@ -524,7 +524,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	l := startLayer(t, cfg, newRecorder(nil))
 	c := dialStream(t, TCP, addrOf(t, l, TLS), nil) // plain TCP: no ClientHello
 	expectClosed(t, c, 3*time.Second)
-	if s := l.Stats(); s.TLSHandshakeErrors != 1 || s.ConnsOpen != 0 {
+	if s := l.Stats(); s.TLSHandshakeErrorsIn != 1 || s.ConnsOpen != 0 {
 		t.Errorf("stats %+v", s)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
@@ -137,10 +138,18 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if err := a.core.Use(features...); err != nil {
 		return nil, errStart{err}
 	}
+	tlsPol, err := tlsPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.TLS.VerifyServer {
+		log.Warn("tls.verify_server is false: the certificates of TLS next hops are not verified; anyone on the path can impersonate them (for labs only)")
+	}
 	a.layer, err = transport.New(transport.Config{
 		Listen:      specs,
 		TLSCertFile: cfg.TLS.Cert,
 		TLSKeyFile:  cfg.TLS.Key,
+		TLS:         tlsPol,
 		UDPReaders:  cfg.Transport.UDPReaders,
 		IdleTimeout: cfg.Transport.IdleTimeout.Duration,
 		Limits:      pol.Limits,
@@ -150,6 +159,29 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, errStart{err}
 	}
 	return a, nil
+}
+
+// tlsPolicy is the transport's verification policy for cfg; the CA file
+// is read here, at start and at each reload.
+func tlsPolicy(cfg *config.Config) (transport.TLSPolicy, error) {
+	p := transport.TLSPolicy{SkipServerVerify: !cfg.TLS.VerifyServer, MinVersion: tls.VersionTLS12}
+	if cfg.TLS.MinVersion == "1.3" {
+		p.MinVersion = tls.VersionTLS13
+	}
+	switch cfg.TLS.VerifyClients {
+	case "request":
+		p.VerifyClients = transport.ClientCertRequest
+	case "require":
+		p.VerifyClients = transport.ClientCertRequire
+	}
+	if cfg.TLS.CAFile != "" {
+		pool, err := transport.LoadCAFile(cfg.TLS.CAFile)
+		if err != nil {
+			return p, fmt.Errorf("tls.ca_file: %v", err)
+		}
+		p.CAs = pool
+	}
+	return p, nil
 }
 
 // startRelay opens the media relay (and its firewall pinholes).
@@ -272,17 +304,28 @@ func (a *app) reload() error {
 	if err != nil {
 		return err
 	}
+	// The CA file, like the certificate, is read again even when its path
+	// did not change: a renewed bundle is usually written over the old.
+	// Both are read before either is applied, so a bad one changes nothing.
+	tlsPol, err := tlsPolicy(cfg)
+	if err != nil {
+		return err
+	}
 	// The lists were validated with the file; a failure here leaves
 	// everything as it was.
 	if err := a.mime.SetConfig(mimeConfig(cfg)); err != nil {
 		return err
 	}
 	if cfg.TLS.Cert != "" && cfg.TLS.Key != "" {
-		// Loaded again even when the paths did not change: a renewed
-		// certificate is usually written over the old files.
 		if err := a.layer.ReloadTLS(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
 			return fmt.Errorf("tls: %v", err)
 		}
+	}
+	if err := a.layer.SetTLSPolicy(tlsPol); err != nil {
+		return fmt.Errorf("tls: %v", err)
+	}
+	if !cfg.TLS.VerifyServer && a.cfg.TLS.VerifyServer {
+		a.log.Warn("tls.verify_server is now false: the certificates of TLS next hops are not verified (for labs only)")
 	}
 	if err := a.reg.SetLimits(registrar.Limits{MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
 		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts}); err != nil {

@@ -318,7 +318,9 @@ func (d dnsResolver) ResolveTargets(ctx context.Context, u *sip.URI) ([]proxy.Ta
 	}
 	out := make([]proxy.Target, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, proxy.Target{Proto: t.Proto, Addr: t.Addr, Host: t.Host})
+		// The TLS identity is the domain asked for, not the SRV target
+		// (RFC 5922 §4.1).
+		out = append(out, proxy.Target{Proto: t.Proto, Addr: t.Addr, Host: t.Domain})
 	}
 	return out, nil
 }
