@@ -21,6 +21,8 @@ import (
 
 	"sipedge/nat"
 	"sipedge/sip"
+	"sipedge/transport"
+	"sipedge/txn"
 )
 
 // Config is the whole configuration.
@@ -168,6 +170,9 @@ type Limits struct {
 	MaxMessageSize int `yaml:"max_message_size"`
 	MaxHeaders     int `yaml:"max_headers"`
 	MaxVias        int `yaml:"max_vias"`
+	// MaxTransactions caps the live server transactions: past it a new
+	// request is answered 503 with Retry-After, without a transaction.
+	MaxTransactions int `yaml:"max_transactions"`
 }
 
 // Registrar configures REGISTER handling (RFC 3261 §10.3).
@@ -187,6 +192,13 @@ type Store struct {
 type Transport struct {
 	UDPReaders  int      `yaml:"udp_readers"`
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MessageTimeout bounds a message on a stream from its first byte, a
+	// new connection's first message and a TLS handshake.
+	MessageTimeout Duration `yaml:"message_timeout"`
+	// MaxConnections caps the inbound TCP/TLS connections in total,
+	// MaxConnectionsPerSource those from one IP address.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
 }
 
 // Route sends matching requests to a fixed next hop.
@@ -342,16 +354,18 @@ func Default() *Config {
 		Listen: []string{"0.0.0.0:5060", "[::]:5060"},
 		TLS:    TLS{VerifyClients: "none", VerifyServer: true, MinVersion: "1.2"},
 		Log:    Log{Level: "info", Format: "text"},
-		Limits: Limits{MaxMessageSize: sip.DefaultMaxMessageSize, MaxHeaders: sip.DefaultMaxHeaders, MaxVias: sip.DefaultMaxVias},
+		Limits: Limits{MaxMessageSize: sip.DefaultMaxMessageSize, MaxHeaders: sip.DefaultMaxHeaders, MaxVias: sip.DefaultMaxVias,
+			MaxTransactions: txn.DefaultMaxServers},
 		Registrar: Registrar{
 			MinExpires:     Duration{60 * time.Second},
 			MaxExpires:     Duration{time.Hour},
 			DefaultExpires: Duration{time.Hour},
 			MaxContacts:    10,
 		},
-		TrustedNetworks:    []string{"loopback", "private"},
-		Store:              Store{Dir: "sipedge-data"},
-		Transport:          Transport{IdleTimeout: Duration{5 * time.Minute}},
+		TrustedNetworks: []string{"loopback", "private"},
+		Store:           Store{Dir: "sipedge-data"},
+		Transport: Transport{IdleTimeout: Duration{transport.DefaultIdleTimeout}, MessageTimeout: Duration{transport.DefaultMessageTimeout},
+			MaxConnections: transport.DefaultMaxConns, MaxConnectionsPerSource: transport.DefaultMaxConnsPerSource},
 		SymmetricResponses: &t,
 		Sessions:           Sessions{MinSE: Duration{90 * time.Second}},
 		NAT:                NAT{Keepalive: "options", KeepaliveInterval: Duration{15 * time.Second}, KeepaliveFailures: 3},
@@ -604,6 +618,26 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Limits.MaxVias < 0 {
 		return bad("limits.max_vias", fmt.Sprintf("%d: use a positive number (0: the default, %d)", c.Limits.MaxVias, sip.DefaultMaxVias))
+	}
+	if c.Limits.MaxTransactions < 1 {
+		return bad("limits.max_transactions", fmt.Sprintf("%d: use a positive number (default %d)", c.Limits.MaxTransactions, txn.DefaultMaxServers))
+	}
+	tr := c.Transport
+	idle := tr.IdleTimeout
+	if idle.Duration <= 0 {
+		idle.Duration = transport.DefaultIdleTimeout // what the transport makes of it
+	}
+	if mt := tr.MessageTimeout.Duration; mt <= 0 || mt > idle.Duration {
+		return bad("transport.message_timeout", fmt.Sprintf("%s: use a positive duration no longer than idle_timeout %s (default %s)",
+			tr.MessageTimeout, idle, transport.DefaultMessageTimeout))
+	}
+	if tr.MaxConnections < 1 {
+		return bad("transport.max_connections", fmt.Sprintf("%d: use a positive number, well under the open-files limit (ulimit -n) (default %d)",
+			tr.MaxConnections, transport.DefaultMaxConns))
+	}
+	if tr.MaxConnectionsPerSource < 1 || tr.MaxConnectionsPerSource > tr.MaxConnections {
+		return bad("transport.max_connections_per_source", fmt.Sprintf("%d: use a positive number no larger than max_connections %d (default %d)",
+			tr.MaxConnectionsPerSource, tr.MaxConnections, transport.DefaultMaxConnsPerSource))
 	}
 	r := c.Registrar
 	if r.MinExpires.Duration > r.MaxExpires.Duration {

@@ -136,6 +136,12 @@ func TestErrors(t *testing.T) {
 		{"mime:\n  outbound: [\"*/sdp\"]\n", "config:2: mime.outbound: \"*/sdp\": want a media type"},
 		{"mime:\n  inbound: [application/sdp]\n  both: []\n", "config:3: mime.both: unknown key"},
 		{"server_header: \"a\\r\\nX-Evil: 1\"\n", "config:1: server_header: control characters"},
+		{"limits:\n  max_transactions: 0\n", "config:2: limits.max_transactions: 0: use a positive number (default 100000)"},
+		{"transport:\n  message_timeout: 0s\n", "config:2: transport.message_timeout: 0s: use a positive duration no longer than idle_timeout 5m (default 10s)"},
+		{"transport:\n  idle_timeout: 30s\n  message_timeout: 1m\n", "config:3: transport.message_timeout: 1m: use a positive duration no longer than idle_timeout 30s"},
+		{"transport:\n  max_connections: 0\n", "config:2: transport.max_connections: 0: use a positive number, well under the open-files limit"},
+		{"transport:\n  max_connections: 50\n  max_connections_per_source: 100\n", "config:3: transport.max_connections_per_source: 100: use a positive number no larger than max_connections 50"},
+		{"transport:\n  max_connections_per_source: -1\n", "config:2: transport.max_connections_per_source: -1: use a positive number"},
 	} {
 		_, err := Parse([]byte(tc.yaml))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {

@@ -197,10 +197,17 @@ func statelessStage(r *Request) bool {
 // txnStage matches the request to its server transaction: a retransmission
 // is answered from it and goes no further (§17.2.3). A new INVITE is answered
 // 100 Trying at once, which stops the caller's retransmissions (§16.2).
+// Over the transaction cap (txn.Config.MaxServers) a new request is answered
+// 503 with Retry-After without a transaction (§21.5.4): overload must not
+// cost state. The refusal is counted by the transaction layer.
 func txnStage(r *Request) bool {
 	c := r.core
 	st, created := c.txn.ServerFor(&r.msg, &r.via, r.pkt.Proto, c.responseDest(r))
 	if !created {
+		return true
+	}
+	if st == nil {
+		r.Respond(503, "Service Unavailable", []byte("Retry-After: 5\r\n"))
 		return true
 	}
 	r.st = st

@@ -36,28 +36,47 @@ type connTable struct {
 	all    map[*Conn]struct{}    // every connection, for MaxConns and Close
 	byKey  map[connKey]*Conn     // connections usable for sending
 	dials  map[connKey]*dialCall // dials in progress
+	// perSource counts the open accepted connections of each remote
+	// address, for MaxConnsPerSource. An address is removed when its
+	// last connection closes, so the map never holds more entries than
+	// there are open connections, whatever the number of addresses seen.
+	perSource map[netip.Addr]int
+	// maxConns and maxPerSource are MaxConns and MaxConnsPerSource (0:
+	// no cap), see SetConnLimits.
+	maxConns, maxPerSource int
 }
 
 func (t *connTable) init() {
 	t.all = make(map[*Conn]struct{})
+	t.perSource = make(map[netip.Addr]int)
 	t.byKey = make(map[connKey]*Conn)
 	t.dials = make(map[connKey]*dialCall)
 }
 
 // add registers c, and makes it available to Send if publish is set (a TLS
-// connection is published only after its handshake). limit > 0 refuses c
-// when that many connections are open. On success the caller must start
-// c.serve: the WaitGroup count for it is taken here, under the same lock
-// that Close takes, so no goroutine can start after Close has collected
-// the connections.
-func (t *connTable) add(c *Conn, limit int, publish bool) error {
+// connection is published only after its handshake). An accepted
+// connection is refused when MaxConns connections, or MaxConnsPerSource
+// from its address, are open; one we dialed never is (the proxy itself
+// decides where it sends) but counts towards MaxConns. On success the
+// caller must start c.serve: the WaitGroup count for it is taken here,
+// under the same lock that Close takes, so no goroutine can start after
+// Close has collected the connections.
+func (t *connTable) add(c *Conn, publish bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return ErrClosed
 	}
-	if limit > 0 && len(t.all) >= limit {
-		return ErrTooManyConns
+	if c.inbound {
+		if t.maxConns > 0 && len(t.all) >= t.maxConns {
+			return ErrTooManyConns
+		}
+		src := c.remote.Addr()
+		n := t.perSource[src]
+		if t.maxPerSource > 0 && n >= t.maxPerSource {
+			return ErrTooManyFromSource
+		}
+		t.perSource[src] = n + 1
 	}
 	t.all[c] = struct{}{}
 	if publish {
@@ -87,11 +106,23 @@ func (t *connTable) unpublish(c *Conn) {
 	}
 }
 
-// remove forgets c.
+// remove forgets c. Only a connection add accepted is counted down, and
+// only once (close calls remove once).
 func (t *connTable) remove(c *Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, ok := t.all[c]; !ok {
+		return
+	}
 	delete(t.all, c)
+	if c.inbound {
+		src := c.remote.Addr()
+		if n := t.perSource[src] - 1; n > 0 {
+			t.perSource[src] = n
+		} else {
+			delete(t.perSource, src)
+		}
+	}
 	if t.byKey[c.key()] == c {
 		delete(t.byKey, c.key())
 	}
@@ -123,6 +154,13 @@ func (t *connTable) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.all)
+}
+
+// fromSource returns the number of open accepted connections from a.
+func (t *connTable) fromSource(a netip.Addr) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.perSource[a]
 }
 
 // connFor returns an open connection to dst over proto, dialing one if

@@ -40,8 +40,21 @@ const (
 	// DefaultWriteTimeout bounds one write on a stream connection: a peer
 	// that stops reading must not block senders forever.
 	DefaultWriteTimeout = 10 * time.Second
-	// DefaultMaxConns caps concurrent stream connections.
+	// DefaultMaxConns caps concurrent stream connections. It leaves room
+	// under the usual 20 000+ descriptor limit for UDP sockets, the media
+	// relay's ports and the store's files.
 	DefaultMaxConns = 10000
+	// DefaultMaxConnsPerSource caps the stream connections one address
+	// has open to us: enough for a PBX or an SBC in front of many phones,
+	// far fewer than a flood from one host.
+	DefaultMaxConnsPerSource = 100
+	// DefaultMessageTimeout bounds the arrival of one message on a stream
+	// once its first byte came, a new connection's first message and an
+	// accepted connection's TLS handshake. A SIP message is a few
+	// kilobytes: a peer that needs longer is stalling on purpose
+	// (slowloris) or broken, and must not hold a connection for the whole
+	// idle timeout.
+	DefaultMessageTimeout = 10 * time.Second
 	// DefaultUDPReadBuffer is the SO_RCVBUF asked for UDP sockets: the
 	// kernel default (~200 KB) overflows in bursts of a few thousand
 	// requests per second, and every drop costs the sender a 500 ms
@@ -57,6 +70,9 @@ var (
 	ErrConnClosed = errors.New("transport: connection closed")
 	// ErrTooManyConns is why an accepted connection was refused.
 	ErrTooManyConns = errors.New("transport: too many connections")
+	// ErrTooManyFromSource is why an accepted connection was refused over
+	// MaxConnsPerSource.
+	ErrTooManyFromSource = errors.New("transport: too many connections from this address")
 )
 
 // Packet is one received SIP message, already framed.
@@ -133,11 +149,16 @@ type Config struct {
 	UDPReadBuffer int
 
 	// IdleTimeout closes a stream connection without traffic in either
-	// direction, and one whose partial message does not complete within
-	// it (default DefaultIdleTimeout).
+	// direction between messages (default DefaultIdleTimeout).
 	IdleTimeout time.Duration
-	// ConnectTimeout bounds dialing plus the TLS handshake, both outgoing
-	// and for accepted TLS connections (default DefaultConnectTimeout).
+	// MessageTimeout closes a stream connection on which a message has
+	// started and is not complete (header section and Content-Length body)
+	// within it, an accepted connection that has not sent a whole first
+	// message within it, and an accepted TLS connection whose handshake
+	// takes longer (default DefaultMessageTimeout; at most IdleTimeout).
+	MessageTimeout time.Duration
+	// ConnectTimeout bounds dialing plus the TLS handshake of outgoing
+	// connections (default DefaultConnectTimeout).
 	ConnectTimeout time.Duration
 	// WriteTimeout bounds one write on a stream (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
@@ -147,6 +168,11 @@ type Config struct {
 	// connections count towards it but are never refused: the proxy
 	// itself decides where it sends.
 	MaxConns int
+	// MaxConnsPerSource caps the accepted stream connections open from
+	// one IP address (default DefaultMaxConnsPerSource; negative means no
+	// cap). Connections beyond it are closed at once and counted in
+	// Stats.ConnsRejectedPerSource.
+	MaxConnsPerSource int
 
 	// Limits bounds message sizes; nil means sip.DefaultLimits.
 	Limits *sip.Limits
@@ -165,8 +191,13 @@ type Stats struct {
 	ConnsAccepted     uint64
 	ConnsDialed       uint64
 	ConnsRejected     uint64 // accepts refused over MaxConns
-	ConnsClosed       uint64
-	ConnsTimedOut     uint64 // closed by the idle or incomplete-message timeout
+	// ConnsRejectedPerSource counts accepts refused over MaxConnsPerSource.
+	ConnsRejectedPerSource uint64
+	ConnsClosed            uint64
+	ConnsTimedOut          uint64 // closed by the idle timeout or MessageTimeout
+	// MessageTimeouts counts the ConnsTimedOut closed by MessageTimeout: a
+	// message, a first message or a TLS handshake not complete in time.
+	MessageTimeouts uint64
 	// TLS handshakes that succeeded and failed, on accepted (In) and
 	// dialed (Out) connections. A failed outgoing one is a next hop whose
 	// certificate is not trusted or not valid for its name.
@@ -186,6 +217,7 @@ type counters struct {
 	received, dgramDropped, dgramTooLarge, frameErrors, pings atomic.Uint64
 	accepted, dialed, rejected, closed, timedOut, panics      atomic.Uint64
 	tlsIn, tlsOut, tlsErrsIn, tlsErrsOut, clientCertsRefused  atomic.Uint64
+	rejectedSource, msgTimeouts                               atomic.Uint64
 }
 
 // Layer owns the sockets. Create it with New, then Start; Close releases
@@ -258,6 +290,13 @@ func New(cfg Config, h Handler) (*Layer, error) {
 	if l.cfg.MaxConns == 0 {
 		l.cfg.MaxConns = DefaultMaxConns
 	}
+	if l.cfg.MaxConnsPerSource == 0 {
+		l.cfg.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
+	if l.cfg.MessageTimeout <= 0 {
+		l.cfg.MessageTimeout = DefaultMessageTimeout
+	}
+	l.cfg.MessageTimeout = min(l.cfg.MessageTimeout, l.cfg.IdleTimeout)
 	if l.cfg.UDPReadBuffer == 0 {
 		l.cfg.UDPReadBuffer = DefaultUDPReadBuffer
 	}
@@ -297,6 +336,7 @@ func New(cfg Config, h Handler) (*Layer, error) {
 	l.setTLSPolicy(cfg.TLS)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.conns.init()
+	l.SetConnLimits(l.cfg.MaxConns, l.cfg.MaxConnsPerSource)
 	return l, nil
 }
 
@@ -547,24 +587,25 @@ func (l *Layer) send(k connKey, b []byte) error {
 func (l *Layer) Stats() Stats {
 	s := &l.stats
 	return Stats{
-		Received:          s.received.Load(),
-		DatagramsDropped:  s.dgramDropped.Load(),
-		DatagramsTooLarge: s.dgramTooLarge.Load(),
-		FrameErrors:       s.frameErrors.Load(),
-		PingsAnswered:     s.pings.Load(),
-		ConnsAccepted:     s.accepted.Load(),
-		ConnsDialed:       s.dialed.Load(),
-		ConnsRejected:     s.rejected.Load(),
-		ConnsClosed:       s.closed.Load(),
-		ConnsTimedOut:     s.timedOut.Load(),
-
-		TLSHandshakesIn:       s.tlsIn.Load(),
-		TLSHandshakesOut:      s.tlsOut.Load(),
-		TLSHandshakeErrorsIn:  s.tlsErrsIn.Load(),
-		TLSHandshakeErrorsOut: s.tlsErrsOut.Load(),
-		TLSClientCertsRefused: s.clientCertsRefused.Load(),
-		HandlerPanics:         s.panics.Load(),
-		ConnsOpen:             l.conns.len(),
+		Received:               s.received.Load(),
+		DatagramsDropped:       s.dgramDropped.Load(),
+		DatagramsTooLarge:      s.dgramTooLarge.Load(),
+		FrameErrors:            s.frameErrors.Load(),
+		PingsAnswered:          s.pings.Load(),
+		ConnsAccepted:          s.accepted.Load(),
+		ConnsDialed:            s.dialed.Load(),
+		ConnsRejected:          s.rejected.Load(),
+		ConnsRejectedPerSource: s.rejectedSource.Load(),
+		ConnsClosed:            s.closed.Load(),
+		ConnsTimedOut:          s.timedOut.Load(),
+		MessageTimeouts:        s.msgTimeouts.Load(),
+		TLSHandshakesIn:        s.tlsIn.Load(),
+		TLSHandshakesOut:       s.tlsOut.Load(),
+		TLSHandshakeErrorsIn:   s.tlsErrsIn.Load(),
+		TLSHandshakeErrorsOut:  s.tlsErrsOut.Load(),
+		TLSClientCertsRefused:  s.clientCertsRefused.Load(),
+		HandlerPanics:          s.panics.Load(),
+		ConnsOpen:              l.conns.len(),
 	}
 }
 

@@ -76,14 +76,19 @@ func (s *streamListener) acceptLoop() {
 		c := l.newConn(tc, s.proto, true)
 		// A TLS connection is usable for sending only once its handshake
 		// has succeeded (in serve).
-		if err := l.conns.add(c, l.cfg.MaxConns, s.proto == TCP); err != nil {
-			if errors.Is(err, ErrTooManyConns) {
-				// Counted before the close, so the count is visible by
-				// the time the peer sees it. Debug, not Warn: under a
-				// connection flood the log would be flooded too.
+		if err := l.conns.add(c, s.proto == TCP); err != nil {
+			// Counted before the close, so the count is visible by the
+			// time the peer sees it. Debug, not Warn: under a connection
+			// flood the log would be flooded too.
+			switch err {
+			case ErrTooManyConns:
 				l.stats.rejected.Add(1)
-				l.log.Debug("transport: connection refused", "proto", s.proto, "remote", c.remote, "err", err)
+			case ErrTooManyFromSource:
+				l.stats.rejectedSource.Add(1)
 			}
+			l.log.Debug("transport: connection refused", "proto", s.proto, "remote", c.remote, "err", err)
+			// Nothing was read, so the close is a plain FIN; the
+			// descriptor is free again at once.
 			tc.Close()
 			continue
 		}
@@ -209,12 +214,23 @@ func (c *Conn) serve() {
 	defer c.l.wg.Done()
 	reason := "handshake failed"
 	defer func() { c.close(reason) }()
+	first := time.Now().Add(c.l.cfg.IdleTimeout)
+	if c.inbound {
+		// An accepted connection has MessageTimeout for its TLS handshake
+		// and its first whole message together: a peer that connects and
+		// says nothing, or trickles, must not hold a connection slot (and
+		// goroutine) for the idle timeout.
+		first = time.Now().Add(c.l.cfg.MessageTimeout)
+	}
 	if tc, ok := c.nc.(*tls.Conn); ok && c.inbound {
-		// Bounded: a peer that connects and never speaks TLS must not hold
-		// a connection slot (and goroutine) for the idle timeout.
-		_ = tc.SetDeadline(time.Now().Add(c.l.cfg.ConnectTimeout))
+		_ = tc.SetDeadline(first)
 		if err := tc.Handshake(); err != nil {
 			if !c.l.closing.Load() {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					c.l.stats.timedOut.Add(1)
+					c.l.stats.msgTimeouts.Add(1)
+					reason = "TLS handshake timed out"
+				}
 				c.l.inboundHandshakeFailed(c, err)
 			}
 			return
@@ -223,7 +239,7 @@ func (c *Conn) serve() {
 		_ = tc.SetDeadline(time.Time{})
 		c.l.conns.publish(c)
 	}
-	reason = c.readLoop()
+	reason = c.readLoop(first)
 }
 
 // readLoop frames the stream with sip.Frame (RFC 3261 §18.3: the header
@@ -234,23 +250,33 @@ func (c *Conn) serve() {
 // at most MaxMessageSize+1 bytes (enough for Frame to either find a whole
 // message or report it too large) and shrinks back once drained.
 //
-// Time is bounded too. The read deadline is IdleTimeout from the last
-// message boundary; once a message has started it is not extended by
-// further bytes, so a peer that sends part of a message and stalls, or
-// trickles it, is cut off (RFC 4475 §3.1.2.2 "clerr" over TCP: wait, then close).
-// Writes also count as traffic, so a connection we are sending on is not
-// closed just because the peer has nothing to say.
-func (c *Conn) readLoop() string {
+// Time is bounded too, by one read deadline that is moved only at message
+// boundaries (no timer or goroutine per message, and no more deadline
+// updates than reads):
+//   - first, the initial deadline: an accepted connection must have sent
+//     a whole message by then (MessageTimeout after the accept), or it is
+//     closed, whatever it trickled meanwhile;
+//   - once a message has started (its first byte read), it must be complete
+//     within MessageTimeout; further bytes do not extend that, so a peer
+//     that sends part of a message and stalls, or trickles it, is cut off
+//     (RFC 4475 §3.1.2.2 "clerr" over TCP: wait, then close);
+//   - between messages, the deadline is IdleTimeout from the last one.
+//     Writes also count as traffic, so a connection we are sending on is
+//     not closed just because the peer has nothing to say.
+func (c *Conn) readLoop(first time.Time) string {
 	l := c.l
-	idle := l.cfg.IdleTimeout
+	idle, msgTimeout := l.cfg.IdleTimeout, l.cfg.MessageTimeout
 	maxBuf := l.maxMsg + 1
 	buf := make([]byte, min(initialReadBuf, maxBuf))
 	start, end := 0, 0 // unconsumed bytes are buf[start:end]
 	noHdr := 0         // buf[start:start+noHdr] is known not to hold CRLFCRLF
 	partial := false   // a message has started and is incomplete
+	// established: a whole message has arrived (or we dialed): from then
+	// on the idle timeout applies between messages.
+	established := !c.inbound
 	p := new(Packet)
 	var ev *TapEvent // made when first needed: most layers are never tapped
-	_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+	_ = c.nc.SetReadDeadline(first)
 	for {
 		if end == len(buf) {
 			switch {
@@ -292,6 +318,7 @@ func (c *Conn) readLoop() string {
 			}
 			switch kind {
 			case sip.FrameMessage:
+				established = true
 				*p = Packet{Data: u[:fn:fn], Proto: c.proto, Src: c.remote, Local: c.local, Conn: c}
 				l.stats.received.Add(1)
 				if subs := l.taps.subs.Load(); subs != nil {
@@ -336,9 +363,13 @@ func (c *Conn) readLoop() string {
 				}
 				return "read error: " + err.Error()
 			}
-			if partial {
+			if partial || !established {
 				l.stats.timedOut.Add(1)
-				return "incomplete message timed out"
+				l.stats.msgTimeouts.Add(1)
+				if partial {
+					return "incomplete message timed out"
+				}
+				return "no whole message within the message timeout"
 			}
 			if lw := time.Unix(0, c.lastWrite.Load()); time.Since(lw) < idle {
 				_ = c.nc.SetReadDeadline(lw.Add(idle))
@@ -347,9 +378,16 @@ func (c *Conn) readLoop() string {
 			l.stats.timedOut.Add(1)
 			return "idle timeout"
 		}
-		// Extend the deadline unless the same message is still pending: a
-		// busy connection whose reads keep ending mid-message is not idle.
-		if !partial || !wasPartial || progressed {
+		switch {
+		case !established:
+			// The first message's deadline stands, whatever arrives.
+		case partial && (!wasPartial || progressed):
+			// A message started in this read: it has MessageTimeout.
+			_ = c.nc.SetReadDeadline(time.Now().Add(msgTimeout))
+		case partial:
+			// The same message is still pending: its deadline stands.
+		default:
+			// At a message boundary: idle from now.
 			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
 		}
 	}
@@ -446,8 +484,7 @@ func (l *Layer) dial(k connKey) (*Conn, error) {
 		l.stats.tlsOut.Add(1)
 		c.nc = tlc
 	}
-	// Outgoing connections are never refused by MaxConns (limit 0).
-	if err := l.conns.add(c, 0, true); err != nil {
+	if err := l.conns.add(c, true); err != nil {
 		tc.Close()
 		return nil, err
 	}

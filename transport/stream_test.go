@@ -284,6 +284,10 @@ func testIdle(t *testing.T, proto Proto, cert testCert) {
 		// Traffic every 50ms for longer than the timeout; the wide
 		// margin keeps a loaded test machine from failing it.
 		rec, c := setup(t, 400*time.Millisecond)
+		// A whole message first: a connection that has sent none is
+		// only given MessageTimeout, pings or not.
+		writeAll(t, c, optionsMsg)
+		rec.next(t)
 		for range 10 {
 			writeAll(t, c, "\r\n\r\n")
 			readExactly(t, c, 2)
@@ -515,16 +519,18 @@ func TestHandlerPanic(t *testing.T) {
 	}
 }
 
-// A TLS listener must not be held by a client that never handshakes.
+// A TLS listener must not be held by a client that never handshakes: the
+// handshake has MessageTimeout.
 func TestTLSHandshakeTimeout(t *testing.T) {
 	cert := newTestCert(t)
 	cfg := streamConfig(TLS, cert)
-	cfg.ConnectTimeout = 200 * time.Millisecond
+	cfg.MessageTimeout = 200 * time.Millisecond
 	cfg.IdleTimeout = 10 * time.Second
 	l := startLayer(t, cfg, newRecorder(nil))
 	c := dialStream(t, TCP, addrOf(t, l, TLS), nil) // plain TCP: no ClientHello
 	expectClosed(t, c, 3*time.Second)
-	if s := l.Stats(); s.TLSHandshakeErrorsIn != 1 || s.ConnsOpen != 0 {
+	waitFor(t, func() bool { return l.Stats().ConnsOpen == 0 })
+	if s := l.Stats(); s.TLSHandshakeErrorsIn != 1 || s.MessageTimeouts != 1 || s.ConnsTimedOut != 1 {
 		t.Errorf("stats %+v", s)
 	}
 }

@@ -87,6 +87,11 @@ func (st *Server) Owner() any {
 //     forwarded end to end) returns (nil, false).
 //   - Anything else creates a transaction: (st, true). Responses will go to
 //     dst over proto.
+//   - Unless MaxServers transactions are live: then none is created and
+//     (nil, true) is returned, counted in Stats.ServersRefused. The caller
+//     answers 503 with Retry-After statelessly (RFC 3261 §21.5.4): the
+//     request is new, so the client learns at once to come back or go
+//     elsewhere, and the refusal costs no state.
 func (l *Layer) ServerFor(m *sip.Message, via *sip.Via, proto transport.Proto, dst netip.AddrPort) (*Server, bool) {
 	method := matchMethod(m)
 	key := serverKey(m, via, method)
@@ -127,6 +132,12 @@ func (l *Layer) ServerFor(m *sip.Message, via *sip.Via, proto transport.Proto, d
 		l.send(proto, to, resp)
 		return nil, false
 	}
+	if l.full() && m.MethodKind() != sip.CANCEL {
+		// A CANCEL is let through: it refers to a transaction already
+		// here (§9.2) and is answered at once, so it never accumulates.
+		l.stats.ServersRefused.Add(1)
+		return nil, true
+	}
 	st := &Server{
 		l: l, key: key, Method: m.MethodKind(), invite: m.MethodKind() == sip.INVITE,
 		proto: proto, dst: dst, interval: l.cfg.T1,
@@ -140,6 +151,21 @@ func (l *Layer) ServerFor(m *sip.Message, via *sip.Via, proto transport.Proto, d
 	}
 	l.stats.ServerCreated.Add(1)
 	return st, true
+}
+
+// full reports whether MaxServers server transactions are live. The count
+// is the difference of two counters the layer keeps anyway: no shard lock
+// is taken on the way to a new transaction.
+func (l *Layer) full() bool {
+	limit := l.cfg.MaxServers
+	if limit < 0 {
+		return false
+	}
+	// Terminated first: a transaction created and ended between the two
+	// loads then counts as live, never as less than none.
+	ended := l.stats.ServerTerminated.Load()
+	live := int64(l.stats.ServerCreated.Load() - ended)
+	return live >= int64(limit)
 }
 
 // FindInvite returns the INVITE server transaction a CANCEL refers to

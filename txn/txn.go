@@ -61,7 +61,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Tick is the timer wheel resolution, default 10 ms.
 	Tick time.Duration
+	// MaxServers caps the live server transactions (default
+	// DefaultMaxServers; negative: no cap). Past it ServerFor refuses new
+	// ones, so that a flood of requests the next hops are slow to answer
+	// cannot grow memory without end; the caller answers them 503
+	// statelessly. Retransmissions, ACKs and CANCELs still match.
+	MaxServers int
 }
+
+// DefaultMaxServers is MaxServers for a zero Config field: far above what a
+// busy edge holds (a transaction lives for the seconds its request takes
+// to be answered), and about 100 MB of transactions and their responses.
+const DefaultMaxServers = 100000
 
 // Layer holds every live transaction.
 type Layer struct {
@@ -81,7 +92,7 @@ type Layer struct {
 type counters struct {
 	ServerCreated, ServerTerminated, ClientCreated, ClientTerminated atomic.Uint64
 	RequestRetransAbsorbed, ResponseRetransAbsorbed, Retransmissions atomic.Uint64
-	Timeouts, Dials, SendErrors                                      atomic.Uint64
+	Timeouts, Dials, SendErrors, ServersRefused                      atomic.Uint64
 }
 
 // Stats is a snapshot of the transaction layer (the metrics convention of
@@ -95,8 +106,9 @@ type Stats struct {
 	Timeouts                        uint64 // client transactions ended by Timer B/F/C
 	Dials                           uint64 // sends that opened a connection off the caller's goroutine
 	SendErrors                      uint64
-	Servers, Clients                int // live transactions
-	Completed                       int // non-INVITE server transactions waiting out Timer J
+	ServersRefused                  uint64 // new server transactions refused over MaxServers
+	Servers, Clients                int    // live transactions
+	Completed                       int    // non-INVITE server transactions waiting out Timer J
 }
 
 // New starts a transaction layer.
@@ -118,6 +130,9 @@ func New(cfg Config) *Layer {
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = 10 * time.Millisecond
+	}
+	if cfg.MaxServers == 0 {
+		cfg.MaxServers = DefaultMaxServers
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -151,7 +166,7 @@ func (l *Layer) Stats() Stats {
 		ClientCreated: c.ClientCreated.Load(), ClientTerminated: c.ClientTerminated.Load(),
 		RequestRetransAbsorbed: c.RequestRetransAbsorbed.Load(), ResponseRetransAbsorbed: c.ResponseRetransAbsorbed.Load(),
 		Retransmissions: c.Retransmissions.Load(), Timeouts: c.Timeouts.Load(), Dials: c.Dials.Load(),
-		SendErrors: c.SendErrors.Load(), Servers: l.servers.len(), Clients: l.clients.len(), Completed: l.done.len(),
+		SendErrors: c.SendErrors.Load(), ServersRefused: c.ServersRefused.Load(), Servers: l.servers.len(), Clients: l.clients.len(), Completed: l.done.len(),
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"sipedge/sip"
 	"sipedge/store"
 	"sipedge/transport"
+	"sipedge/txn"
 )
 
 // app owns sipedge's components: it builds them from a configuration in
@@ -103,6 +104,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		Registrar:   a.reg,
 		Resolver:    dnsResolver{a.res},
 		Policy:      pol,
+		Txn:         txn.Config{MaxServers: cfg.Limits.MaxTransactions},
 	})
 	if err != nil {
 		return nil, errStart{err}
@@ -146,14 +148,17 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		log.Warn("tls.verify_server is false: the certificates of TLS next hops are not verified; anyone on the path can impersonate them (for labs only)")
 	}
 	a.layer, err = transport.New(transport.Config{
-		Listen:      specs,
-		TLSCertFile: cfg.TLS.Cert,
-		TLSKeyFile:  cfg.TLS.Key,
-		TLS:         tlsPol,
-		UDPReaders:  cfg.Transport.UDPReaders,
-		IdleTimeout: cfg.Transport.IdleTimeout.Duration,
-		Limits:      pol.Limits,
-		Logger:      log,
+		Listen:            specs,
+		TLSCertFile:       cfg.TLS.Cert,
+		TLSKeyFile:        cfg.TLS.Key,
+		TLS:               tlsPol,
+		UDPReaders:        cfg.Transport.UDPReaders,
+		IdleTimeout:       cfg.Transport.IdleTimeout.Duration,
+		MessageTimeout:    cfg.Transport.MessageTimeout.Duration,
+		MaxConns:          cfg.Transport.MaxConnections,
+		MaxConnsPerSource: cfg.Transport.MaxConnectionsPerSource,
+		Limits:            pol.Limits,
+		Logger:            log,
 	}, a.core)
 	if err != nil {
 		return nil, errStart{err}
@@ -332,6 +337,7 @@ func (a *app) reload() error {
 		return fmt.Errorf("registrar: %v", err)
 	}
 	a.core.SetPolicy(pol)
+	a.layer.SetConnLimits(cfg.Transport.MaxConnections, cfg.Transport.MaxConnectionsPerSource)
 	a.dlg.SetConfig(dialogsConfig(cfg))
 	if a.media != nil {
 		mode, _ := callmedia.ParseMode(cfg.Media.Relay)
