@@ -294,6 +294,11 @@ func TestVerify(t *testing.T) {
 			{"wrong nc", make(func(c *Credentials) { c.NC = 6 }), ha1, method, false},
 			{"wrong cnonce", make(func(c *Credentials) { c.CNonce = []byte("0a4f113c") }), ha1, method, false},
 			{"qop dropped", make(func(c *Credentials) { c.QOP = nil }), ha1, method, false},
+			{"last digit altered", make(func(c *Credentials) {
+				r := []byte(good)
+				r[len(r)-1] ^= 1
+				c.Response = r
+			}), ha1, method, false},
 			{"short response", make(func(c *Credentials) { c.Response = c.Response[:len(c.Response)-1] }), ha1, method, false},
 			{"empty HA1", make(nil), nil, method, false},
 			{"HA1 of another algorithm", make(nil), []byte(HA1((a+1)%numAlgorithms, user, realm, pass)), method, false},
