@@ -34,6 +34,7 @@ const usage = `sipedge — SIP edge proxy
 Usage:
   sipedge [flags]
   sipedge check [--config FILE]   validate a file, print the effective configuration
+  sipedge users add|remove|list   manage the users file of digest authentication
 
 With no flags and no configuration file sipedge listens on UDP and TCP port
 5060 on every IPv4 and IPv6 address and serves phones on loopback and
@@ -93,6 +94,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "users" {
+		return runUsers(args[1:], stdout, stderr)
 	}
 	o, code, done := parseFlags(args, stdout, stderr)
 	if done {
