@@ -56,7 +56,9 @@ type Config struct {
 	// SymmetricResponses: see --symmetric-responses.
 	SymmetricResponses *bool `yaml:"symmetric_responses"`
 	// TrustedNetworks are the sources served without authentication;
-	// requests from anywhere else are refused with 403. "loopback" stands
+	// requests from anywhere else are refused with 403 unless auth is
+	// configured (then they must authenticate, see Auth). An empty list
+	// trusts nobody. "loopback" stands
 	// for 127.0.0.0/8 and ::1; "private" for nat.PrivatePrefixes: RFC 1918,
 	// RFC 6598 (100.64.0.0/10), 169.254.0.0/16, fc00::/7 and fe80::/10, the
 	// same networks that count as private for NAT detection. This is what
@@ -69,6 +71,8 @@ type Config struct {
 	// version (a version tells a scanner which flaws to try); empty: no
 	// such header at all.
 	ServerHeader string `yaml:"server_header"`
+	// Auth: digest authentication of sources outside trusted_networks.
+	Auth Auth `yaml:"auth"`
 }
 
 // MIME holds the allow-lists of request body media types
@@ -97,6 +101,29 @@ func DefaultMIME() []string {
 		"application/isup",                   // SIP-T/SIP-I (RFC 3204)
 		"application/media_control+xml",      // video picture fast update in INFO (RFC 5168)
 	}
+}
+
+// Auth configures digest authentication (RFC 3261 §22, RFC 8760) of
+// requests from outside the trusted networks. Off until users_file is
+// set.
+type Auth struct {
+	// Realm is the protection domain of the challenges; the users file's
+	// hashes are computed for it. Default: the first of domains.
+	Realm string `yaml:"realm"`
+	// UsersFile holds one user per line with password hashes only
+	// (sipedge users add FILE USER --realm REALM writes it). SIGHUP
+	// reads it again.
+	UsersFile string `yaml:"users_file"`
+	// Algorithms are offered in this order, one challenge each: MD5,
+	// SHA-256, SHA-512-256. Default [MD5, SHA-256]: most deployed phones
+	// are MD5-only and some fail when SHA-256 comes first.
+	Algorithms []string `yaml:"algorithms"`
+	// AllowUnauthenticatedToLocal serves calls from anyone to local
+	// users (a public SIP address); otherwise strangers are challenged.
+	AllowUnauthenticatedToLocal bool `yaml:"allow_unauthenticated_to_local"`
+	// Identities lets an authentication user register or call as other
+	// local users: {pbx: ["*"], alice: ["100", "alice.smith"]}.
+	Identities map[string][]string `yaml:"identities,omitempty"`
 }
 
 // Shutdown configures the graceful stop.
@@ -675,6 +702,9 @@ func (c *Config) validate(root *yaml.Node) error {
 			return bad("server_header", "control characters (a line break) are not allowed in a header value")
 		}
 	}
+	if err := c.validateAuth(bad); err != nil {
+		return err
+	}
 	for i, rt := range c.Routes {
 		key := fmt.Sprintf("routes[%d]", i)
 		if rt.Name == "" {
@@ -784,9 +814,10 @@ func isToken(s string) bool {
 	return true
 }
 
-// Trusted returns the parsed TrustedNetworks.
+// Trusted returns the parsed TrustedNetworks. It is never nil: an empty
+// list trusts no source (proxy.Policy reads nil as "every source").
 func (c *Config) Trusted() []netip.Prefix {
-	var out []netip.Prefix
+	out := make([]netip.Prefix, 0, len(c.TrustedNetworks))
 	for _, n := range c.TrustedNetworks {
 		p, _ := ParseNetworks(n)
 		out = append(out, p...)
@@ -808,4 +839,41 @@ func ParseNetworks(v string) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("%q: want loopback, private or a prefix such as 192.0.2.0/24", v)
 	}
 	return []netip.Prefix{p.Masked()}, nil
+}
+
+// AuthRealm is the realm in force: auth.realm, else the first domain.
+func (c *Config) AuthRealm() string {
+	if c.Auth.Realm != "" || len(c.Domains) == 0 {
+		return c.Auth.Realm
+	}
+	return c.Domains[0]
+}
+
+// authAlgorithms are the names auth.algorithms accepts.
+var authAlgorithms = []string{"MD5", "SHA-256", "SHA-512-256"}
+
+func (c *Config) validateAuth(bad func(key, msg string) error) error {
+	a := &c.Auth
+	if a.UsersFile == "" {
+		if a.AllowUnauthenticatedToLocal || len(a.Identities) > 0 {
+			return bad("auth.users_file", "auth is off without a users file; create one with `sipedge users add FILE USER --realm REALM` and name it here")
+		}
+		return nil
+	}
+	if c.AuthRealm() == "" {
+		return bad("auth.realm", "auth.users_file is set but no realm: write auth.realm (usually your SIP domain) or list domains")
+	}
+	if strings.ContainsAny(c.AuthRealm(), "\"\\\r\n") {
+		return bad("auth.realm", "must not contain quotes, backslashes or line breaks")
+	}
+	for _, n := range a.Algorithms {
+		found := false
+		for _, ok := range authAlgorithms {
+			found = found || strings.EqualFold(n, ok)
+		}
+		if !found {
+			return bad("auth.algorithms", fmt.Sprintf("%q: use MD5, SHA-256 or SHA-512-256", n))
+		}
+	}
+	return nil
 }

@@ -75,7 +75,7 @@ func emptyToNil(v reflect.Value) {
 				emptyToNil(v.Field(i))
 			}
 		}
-	case reflect.Slice:
+	case reflect.Slice, reflect.Map:
 		if v.Len() == 0 {
 			v.SetZero()
 		}

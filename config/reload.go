@@ -71,6 +71,11 @@ var keyClass = map[string]reloadClass{
 	"transport.message_timeout":            restart, // each connection's reader has it
 	"transport.max_connections":            reloadable,
 	"transport.max_connections_per_source": reloadable,
+	"auth.realm":                           reloadable,
+	"auth.users_file":                      restart, // auth on or off: the pipeline is built at start (the file itself is read again on SIGHUP)
+	"auth.algorithms":                      reloadable,
+	"auth.allow_unauthenticated_to_local":  reloadable,
+	"auth.identities":                      reloadable,
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")

@@ -123,6 +123,8 @@ func change(t *testing.T, path string, v reflect.Value) {
 		v.Set(reflect.ValueOf(Duration{v.Interface().(Duration).Duration + time.Second}))
 	case []string:
 		v.Set(reflect.ValueOf(append(slices.Clone(v.Interface().([]string)), "udp:192.0.2.1:5060")))
+	case map[string][]string:
+		v.Set(reflect.ValueOf(map[string][]string{"x": {"y"}}))
 	case []Route:
 		v.Set(reflect.ValueOf([]Route{{Name: "x", To: "sip:192.0.2.1"}}))
 	default:

@@ -56,6 +56,12 @@ type Config struct {
 	Resolver Resolver
 	// Policy is the first Policy (SetPolicy replaces it).
 	Policy Policy
+	// Secret signs the Record-Route entries sipedge adds (access.go), so
+	// in-dialog requests from untrusted sources can be told from relay
+	// attempts. It should survive restarts (the app keeps it in the
+	// store); nil: Record-Route is not signed and untrusted in-dialog
+	// requests are refused.
+	Secret []byte
 }
 
 // Policy is the part of the configuration that may change while sipedge
@@ -67,8 +73,10 @@ type Policy struct {
 	// itself. nil: every such request is answered 480.
 	Router  Router
 	Domains *Domains
-	// AllowSources are the networks requests are accepted from; others get
-	// 403. Empty: any source.
+	// AllowSources are the trusted networks: requests from them are
+	// served without authentication; others get 403 unless a feature
+	// (digest authentication) lets them on. nil: every source is trusted
+	// (a core built without configuration); an empty, non-nil list: none.
 	AllowSources []netip.Prefix
 	// SymmetricResponses sends UDP responses to the port a request came
 	// from even without rport, as if every request carried it (RFC 3581
@@ -97,6 +105,16 @@ type Core struct {
 	draining atomic.Bool
 	// pending counts forwarded requests without a final response yet.
 	pending atomic.Int64
+	// rrKey signs Record-Route entries (signRR: Config.Secret was given).
+	rrKey  macKey
+	signRR bool
+	// branchKey signs the branches sipedge generates, so a response
+	// matching no transaction is relayed only when sipedge sent the
+	// request it answers (response.go).
+	branchKey macKey
+	// authStage: a feature authenticates untrusted sources, so the access
+	// stage lets them on and the relay stage guards what they may reach.
+	authStage bool
 }
 
 // counters are the core's live counters. Every dropped message is counted
@@ -105,6 +123,7 @@ type counters struct {
 	Requests, Responses, BadRequests, BadResponses, Unanswerable, StrayResponses atomic.Uint64
 	StatelessForwards, LocalResponses, Originated, Deferred, DeferredRefused     atomic.Uint64
 	Forwarded, Loops, Refused, Draining, HookErrors, SendErrors, SIPSRefused     atomic.Uint64
+	RelayDenied, Amplification, ForgedResponses                                  atomic.Uint64
 }
 
 // Stats is a snapshot of the core's counters (the metrics convention of
@@ -125,6 +144,9 @@ type Stats struct {
 	Loops             uint64 // 482 answered
 	Refused           uint64 // 403 to sources outside AllowSources
 	SIPSRefused       uint64 // SIPS requests answered 480: no target reachable over TLS
+	RelayDenied       uint64 // 403 (or drop) to strangers' requests for a destination that is not local
+	Amplification     uint64 // answers to strangers not sent: larger than 1.5x their request
+	ForgedResponses   uint64 // responses with sipedge's Via on top but not its signature, dropped
 	Draining          uint64 // new dialogs answered 503 while draining
 	HookErrors        uint64 // branches dropped, responses relayed without an edit: a hook's edit failed
 	SendErrors        uint64
@@ -145,6 +167,7 @@ func (c *Core) Stats() Stats {
 		StatelessForwards: s.StatelessForwards.Load(), LocalResponses: s.LocalResponses.Load(), Originated: s.Originated.Load(),
 		Deferred: s.Deferred.Load(), DeferredRefused: s.DeferredRefused.Load(), Forwarded: s.Forwarded.Load(),
 		Loops: s.Loops.Load(), Refused: s.Refused.Load(), SIPSRefused: s.SIPSRefused.Load(), Draining: s.Draining.Load(), HookErrors: s.HookErrors.Load(),
+		RelayDenied: s.RelayDenied.Load(), Amplification: s.Amplification.Load(), ForgedResponses: s.ForgedResponses.Load(),
 		SendErrors: s.SendErrors.Load(), Pending: c.Pending(),
 		Stages: map[string]uint64{}, BranchHooks: map[string]uint64{}, ReplyHooks: map[string]uint64{},
 	}
@@ -180,6 +203,13 @@ func New(cfg Config, features ...Feature) (*Core, error) {
 		cfg.UserAgent = "sipedge"
 	}
 	c := &Core{cfg: cfg, log: cfg.Logger, tagKey: randomKey(), deferred: make(chan struct{}, maxDeferred)}
+	if len(cfg.Secret) > 0 {
+		c.rrKey, c.signRR = newMACKey(cfg.Secret), true
+	}
+	var bk [16]byte
+	binary.LittleEndian.PutUint64(bk[:8], randomKey())
+	binary.LittleEndian.PutUint64(bk[8:], randomKey())
+	c.branchKey = newMACKey(bk[:])
 	c.self.Store(cfg.Self)
 	pol := cfg.Policy
 	c.policy.Store(&pol)
@@ -206,7 +236,7 @@ func (c *Core) Use(features ...Feature) error {
 	if err != nil {
 		return err
 	}
-	c.features, c.pipe = all, p
+	c.features, c.pipe, c.authStage = all, p, p.authStage
 	return nil
 }
 
@@ -220,6 +250,7 @@ func (c *Core) coreHooks() Hooks {
 		{"loop", loopStage},
 		{"proxy-require", proxyReqStage},
 		{"route", routeStage},
+		{"relay", relayStage},
 		{"stateless-route", slRouteStage},
 		{"stateless", statelessStage},
 		{"transaction", txnStage},

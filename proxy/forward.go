@@ -136,8 +136,47 @@ func (c *Core) appendBranch(dst []byte, m *sip.Message, via *sip.Via, idx int) [
 		dst = appendHex(dst, loopHash(m))
 	}
 	dst = append(dst, '.')
-	h := sip.NewHash().AddUint64(c.tagKey).AddUint64(uint64(idx)).Add(via.Branch).Add(via.Host).Add(m.CallID())
-	return appendHex(dst, uint64(h))
+	return appendHex(dst, c.branchSig(via.Branch, via.Host, m.CallID())+uint64(idx))
+}
+
+// branchSig is the keyed part of the branches sipedge generates for a
+// request with this top Via branch and sent-by host: the branch index is
+// added to it, so a response can be checked against the Via below ours
+// (sigIndex) without state.
+func (c *Core) branchSig(branch, host, callID []byte) uint64 {
+	return c.branchKey.sum(branch, host, callID)
+}
+
+// maxBranchIdx bounds the branch index a signature may carry.
+const maxBranchIdx = 1 << 12
+
+// signedBranch reports whether a branch of ours (top Via of a response)
+// was generated for a request whose top Via was next (the response's
+// second Via), with this Call-ID.
+func (c *Core) signedBranch(ours []byte, next *sip.Via, callID []byte) bool {
+	if len(ours) != len(branchPrefix)+16+1+16 {
+		return false
+	}
+	if p := string(ours[:len(branchPrefix)]); p != branchPrefix && p != statelessPrefix {
+		return false
+	}
+	got, ok := parseHex64(ours[len(ours)-16:])
+	return ok && got-c.branchSig(next.Branch, next.Host, callID) < maxBranchIdx
+}
+
+func parseHex64(b []byte) (uint64, bool) {
+	var v uint64
+	for _, ch := range b {
+		switch {
+		case ch >= '0' && ch <= '9':
+			v = v<<4 | uint64(ch-'0')
+		case ch >= 'a' && ch <= 'f':
+			v = v<<4 | uint64(ch-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
 }
 
 // looped reports whether a Via sipedge added carries the loop hash of this
@@ -250,11 +289,11 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 			// Double Record-Route: the first entry (nearest the callee)
 			// names the outgoing side, the second the incoming side, so each
 			// side routes back through the interface it knows.
-			if m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto, secure)) != nil ||
-				m.InsertHeader(at, "Record-Route", appendRR(buf[:0], inAddr, b.InProto, secure)) != nil {
+			if m.InsertHeader(at, "Record-Route", c.appendRR(buf[:0], outAddr, t.Proto, secure, m.CallID())) != nil ||
+				m.InsertHeader(at, "Record-Route", c.appendRR(buf[:0], inAddr, b.InProto, secure, m.CallID())) != nil {
 				return nil, nil, false
 			}
-		} else if m.InsertHeader(at, "Record-Route", appendRR(buf[:0], outAddr, t.Proto, secure)) != nil {
+		} else if m.InsertHeader(at, "Record-Route", c.appendRR(buf[:0], outAddr, t.Proto, secure, m.CallID())) != nil {
 			return nil, nil, false
 		}
 	}
@@ -429,14 +468,16 @@ func AppendHostPort(b []byte, ap netip.AddrPort) []byte {
 	return strconv.AppendUint(b, uint64(ap.Port()), 10)
 }
 
-// appendRR writes a Record-Route value for sipedge's side at ap. For a
-// SIPS request (secure) the side reached over TLS is a sips URI (RFC 3261
-// §16.6 step 4), which implies TLS; a side the request did not use TLS on
-// stays sip: with its transport, or its peer could not reach it.
-func appendRR(b []byte, ap netip.AddrPort, proto transport.Proto, secure bool) []byte {
+// appendRR writes a Record-Route value for sipedge's side at ap, signed
+// for the Call-ID (access.go). For a SIPS request (secure) the side reached
+// over TLS is a sips URI (RFC 3261 §16.6 step 4), which implies TLS; a side
+// the request did not use TLS on stays sip: with its transport, or its peer
+// could not reach it.
+func (c *Core) appendRR(b []byte, ap netip.AddrPort, proto transport.Proto, secure bool, callID []byte) []byte {
 	if secure && proto == transport.TLS {
 		b = append(b, "<sips:"...)
 		b = AppendHostPort(b, ap)
+		b = c.appendRRSig(b, callID)
 		return append(b, ";lr>"...)
 	}
 	b = append(b, "<sip:"...)
@@ -447,5 +488,6 @@ func appendRR(b []byte, ap netip.AddrPort, proto transport.Proto, secure bool) [
 	case transport.TLS:
 		b = append(b, ";transport=tls"...)
 	}
+	b = c.appendRRSig(b, callID)
 	return append(b, ";lr>"...)
 }

@@ -28,13 +28,15 @@ import (
 // feature packages.
 var stageOrder = []string{
 	"ack",             // ACK of a non-2xx: absorbed by its transaction
-	"access",          // sources allowed to use sipedge
+	"access",          // trusted networks; others only when a feature authenticates
+	"auth",            // (f) digest authentication (RFC 3261 §22, RFC 8760)
 	"scheme",          // RFC 3261 §16.3 step 1: 416
 	"max-forwards",    // §16.3 step 3: 483
 	"loop",            // §16.3 step 4: 482
 	"proxy-require",   // §16.3 step 6: 420
 	"mime",            // (f) body media types allowed per direction: 415, 400
 	"route",           // §16.4: our own Route entries
+	"relay",           // strangers reach local destinations only (no open relay)
 	"stateless-route", // §16.11: routes configured stateless
 	"media-ack",       // (f) SDP answer in the ACK of a 2xx (late offer)
 	"stateless",       // ACK of a 2xx: forwarded without a transaction
@@ -56,6 +58,7 @@ var stageOrder = []string{
 // between the core's §16.6 edits (Request-URI, Max-Forwards, Route) and
 // its Record-Route and Via, which come last.
 var branchOrder = []string{
+	"credentials",     // (f) sipedge's own realm's credentials removed (RFC 3261 §22.3)
 	"nat-alias",       // (f) Contact of a NATed UA gets ;alias=
 	"passive-contact", // (f) REGISTER to an outside registrar: our Contact
 	"session-expires", // (f) RFC 4028 §8.1: ask for a session timer
@@ -149,6 +152,7 @@ type pipeline struct {
 	dialogEnded []func(callID, fromTag string)
 	endDialog   func(callID, fromTag string, cause int, text string) bool
 	locateIdx   int // index of "locate": a decision made earlier jumps past it
+	authStage   bool
 	// Counters per entry, in list order: requests a stage dealt with,
 	// messages a hook saw.
 	handled, branchRuns, replyRuns []atomic.Uint64
@@ -190,8 +194,11 @@ func compile(core Hooks, features []Feature) (*pipeline, error) {
 	p.replyRuns = make([]atomic.Uint64, len(p.reply))
 	p.locateIdx = len(p.stages)
 	for i, s := range p.stages {
-		if s.Name == "locate" {
+		switch s.Name {
+		case "locate":
 			p.locateIdx = i
+		case "auth":
+			p.authStage = true
 		}
 	}
 	return p, nil

@@ -16,6 +16,13 @@ func (r *Request) Respond(code int, reason string, extra []byte) {
 		return // an ACK is never answered (§17.1.1.3)
 	}
 	r.out = c.localResponse(r.out[:0], r, code, reason, r.extraWithServer(extra))
+	if r.amplifies(len(r.out)) {
+		// A spoofed UDP source would have sipedge send a victim more
+		// than the attacker sent: no answer (RFC 3261 §26.3.2.4's
+		// concern, made a hard rule for strangers).
+		c.stats.Amplification.Add(1)
+		return
+	}
 	c.stats.LocalResponses.Add(1)
 	if r.capture != nil {
 		r.capture(code, append([]byte(nil), r.out...))
@@ -29,6 +36,17 @@ func (r *Request) Respond(code int, reason string, extra []byte) {
 		c.stats.SendErrors.Add(1)
 		c.log.Warn("response not sent", "dst", r.pkt.Src, "proto", r.pkt.Proto, "status", code, "err", err)
 	}
+}
+
+// MaxAmplification bounds, as a ratio to the request's size, what sipedge
+// answers to an unauthenticated request over UDP from outside the trusted
+// networks (whose source address may be forged).
+const MaxAmplification = 1.5
+
+// amplifies reports whether an answer of n bytes would exceed it.
+func (r *Request) amplifies(n int) bool {
+	return r.pkt != nil && r.pkt.Proto == transport.UDP && !r.authed &&
+		float64(n) > MaxAmplification*float64(len(r.pkt.Data)) && !r.Trusted()
 }
 
 // localResponse builds a response to the request: Via (the top one with
@@ -74,7 +92,7 @@ func (c *Core) send(r *Request, b []byte) error {
 	if pkt.Proto.Reliable() {
 		return l.Reply(pkt, b)
 	}
-	dst := responseTarget(pkt.Src, &r.via, r.pol.SymmetricResponses)
+	dst := responseTarget(pkt.Src, &r.via, r.pol.SymmetricResponses, r.Trusted())
 	if dst == pkt.Src {
 		return l.Reply(pkt, b)
 	}
@@ -88,20 +106,23 @@ func (c *Core) responseDest(r *Request) netip.AddrPort {
 	if r.pkt.Proto.Reliable() {
 		return r.pkt.Src
 	}
-	return responseTarget(r.pkt.Src, &r.via, r.pol.SymmetricResponses)
+	return responseTarget(r.pkt.Src, &r.via, r.pol.SymmetricResponses, r.Trusted())
 }
 
 // responseTarget applies RFC 3261 §18.2.2 and RFC 3581 §4 to a response for a
 // request received over UDP from src with top Via via:
 //
+//   - from outside the trusted networks: src, always: a stranger's Via
+//     (maddr, sent-by port) must not point sipedge's answers at a third
+//     party (reflection);
 //   - maddr present (an IP literal): maddr, sent-by port or 5060;
 //   - rport present, or symmetric: src address and port;
 //   - otherwise: src address (the "received" address) and the sent-by port
 //     or 5060.
 //
 // A Via that could not be parsed (zero Via) falls back to src.
-func responseTarget(src netip.AddrPort, via *sip.Via, symmetric bool) netip.AddrPort {
-	if via == nil || len(via.Host) == 0 {
+func responseTarget(src netip.AddrPort, via *sip.Via, symmetric, trusted bool) netip.AddrPort {
+	if !trusted || via == nil || len(via.Host) == 0 {
 		return src
 	}
 	port := uint16(via.Port)
@@ -117,4 +138,12 @@ func responseTarget(src netip.AddrPort, via *sip.Via, symmetric bool) netip.Addr
 		return src
 	}
 	return netip.AddrPortFrom(src.Addr(), port)
+}
+
+// Fits reports whether a local answer with these extra header lines may
+// be sent to the request: false when it would exceed the amplification
+// bound for a stranger over UDP (a feature then answers with less).
+func (r *Request) Fits(code int, reason string, extra []byte) bool {
+	r.out = r.core.localResponse(r.out[:0], r, code, reason, r.extraWithServer(extra))
+	return !r.amplifies(len(r.out))
 }

@@ -11,7 +11,8 @@ import (
 // transaction goes to its branch (respctx.go). Any other is forwarded
 // statelessly when its top Via is ours (RFC 3261 §16.7: "process as a
 // stateless proxy"), which is how retransmitted 2xx reach the caller after
-// the transaction ended; otherwise it is stray and dropped. A response is
+// the transaction ended, provided its branch carries sipedge's signature
+// for the Via below it; otherwise it is stray (or forged) and dropped. A response is
 // never sent toward a broadcast or unusable Via (RFC 4475 §3.3.10).
 func (c *Core) response(r *Request) {
 	m := &r.msg
@@ -35,6 +36,15 @@ func (c *Core) response(r *Request) {
 	next, err := sip.ParseVia(v)
 	if err != nil {
 		c.stats.StrayResponses.Add(1)
+		return
+	}
+	if !c.signedBranch(top.Branch, &next, m.CallID()) {
+		// A response that names sipedge on top without its signature
+		// was not caused by a request sipedge sent: relaying it would
+		// bounce a stranger's traffic at whatever the next Via says.
+		c.stats.ForgedResponses.Add(1)
+		c.log.Debug("forged response dropped", "src", r.pkt.Src, "proto", r.pkt.Proto,
+			"code", m.StatusCode(), "call_id", string(m.CallID()))
 		return
 	}
 	dst, proto, ok := viaDest(&next)

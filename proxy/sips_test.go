@@ -120,6 +120,21 @@ func TestSIPSStage(t *testing.T) {
 // reached over TLS is a sips URI.
 func TestAppendRR(t *testing.T) {
 	ap := netip.MustParseAddrPort("192.0.2.1:5061")
+	c, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	signed, err := New(Config{Secret: []byte("0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer signed.Close()
+	var sig [16]byte
+	ck := ";ck=" + string(appendHex(sig[:0], signed.rrKey.sum([]byte("call-1"))))
+	if got, want := string(signed.appendRR(nil, ap, transport.TLS, true, []byte("call-1"))), "<sips:192.0.2.1:5061"+ck+";lr>"; got != want {
+		t.Errorf("signed: %s, want %s", got, want)
+	}
 	for _, tt := range []struct {
 		proto  transport.Proto
 		secure bool
@@ -130,7 +145,7 @@ func TestAppendRR(t *testing.T) {
 		{transport.TLS, true, "<sips:192.0.2.1:5061;lr>"},
 		{transport.TCP, true, "<sip:192.0.2.1:5061;transport=tcp;lr>"}, // the side that came in clear
 	} {
-		if got := string(appendRR(nil, ap, tt.proto, tt.secure)); got != tt.want {
+		if got := string(c.appendRR(nil, ap, tt.proto, tt.secure, []byte("call-1"))); got != tt.want {
 			t.Errorf("%v secure %v: %s, want %s", tt.proto, tt.secure, got, tt.want)
 		}
 	}

@@ -25,20 +25,18 @@ func ackStage(r *Request) bool {
 	return st != nil
 }
 
-// accessStage refuses requests from sources outside the allowed networks
-// with 403. Without users to authenticate, the source address is the only
-// credential: this is what keeps a zero-configuration sipedge from being an
-// open relay or an open registrar.
+// accessStage refuses requests from sources outside the trusted networks
+// with 403, unless a feature authenticates such sources (the "auth"
+// stage, next): then they go on, and what they may reach is the relay
+// stage's business. Without users to authenticate, the source address is
+// the only credential: this is what keeps a zero-configuration sipedge
+// from being an open relay or an open registrar.
 func accessStage(r *Request) bool {
-	nets := r.pol.AllowSources
-	if len(nets) == 0 {
+	if r.pol.AllowSources == nil || r.Trusted() || r.core.authStage {
 		return false
 	}
-	src := r.pkt.Src.Addr()
-	for _, p := range nets {
-		if p.Contains(src) {
-			return false
-		}
+	if r.msg.MethodKind() == sip.ACK {
+		return true // never answered (§17.1.1.3)
 	}
 	r.core.stats.Refused.Add(1)
 	r.Respond(403, "Forbidden", nil)

@@ -5,6 +5,9 @@ package proxy
 // are served without authentication and are exempt from the per-source
 // limits unless configured otherwise.
 func (r *Request) Trusted() bool {
+	if r.pol.AllowSources == nil {
+		return true // no configuration: every source (see Policy)
+	}
 	src := r.pkt.Src.Addr().Unmap()
 	for _, p := range r.pol.AllowSources {
 		if p.Contains(src) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"sipedge/config"
+	"sipedge/digest"
+	"sipedge/features/auth"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
 	"sipedge/features/gateway"
@@ -48,6 +50,7 @@ type app struct {
 	dlg    *dialogs.Feature
 	ka     *keepalive.Feature
 	mime   *mime.Feature
+	auth   *auth.Feature
 	closer []func() // in the order to run them
 }
 
@@ -95,7 +98,12 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if err != nil {
 		return nil, err
 	}
+	secret, err := loadSecret(cfg.Store.Dir)
+	if err != nil {
+		return nil, errStart{fmt.Errorf("store.dir %q: %v", cfg.Store.Dir, err)}
+	}
 	a.core, err = proxy.New(proxy.Config{
+		Secret: secret,
 		Logger: log,
 		// The version stays out of the Server header unless the
 		// configuration writes it there (server_header).
@@ -127,6 +135,17 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, err
 	}
 	features := []proxy.Feature{natalias.New(), gw, a.dlg, a.mime}
+	if cfg.Auth.UsersFile != "" {
+		ac, err := authConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if w := ac.Users.Warning(); w != "" {
+			log.Warn("auth.users_file: " + w)
+		}
+		a.auth = auth.New(a.core, ac, secret, nil, log)
+		features = append(features, a.auth)
+	}
 	mode, _ := callmedia.ParseMode(cfg.Media.Relay)
 	if mode != callmedia.Never {
 		if err := a.startRelay(cfg, mode); err != nil {
@@ -251,6 +270,21 @@ func (f flows) HasConn(p transport.Proto, ap netip.AddrPort) bool {
 	return f.a.layer.HasConn(p, ap)
 }
 
+// authConfig reads the users file: an error names the file and line.
+func authConfig(cfg *config.Config) (auth.Config, error) {
+	users, err := digest.LoadUsers(cfg.Auth.UsersFile)
+	if err != nil {
+		return auth.Config{}, fmt.Errorf("auth.users_file: %v", err)
+	}
+	ac := auth.Config{Realm: cfg.AuthRealm(), Users: users,
+		AllowUnauthenticatedToLocal: cfg.Auth.AllowUnauthenticatedToLocal, Identities: cfg.Auth.Identities}
+	for _, n := range cfg.Auth.Algorithms {
+		a, _ := digest.ParseAlgorithm([]byte(n))
+		ac.Algorithms = append(ac.Algorithms, a)
+	}
+	return ac, nil
+}
+
 func dialogsConfig(cfg *config.Config) dialogs.Config {
 	return dialogs.Config{MinSE: cfg.Sessions.MinSE.Duration, Interval: cfg.Sessions.Interval.Duration}
 }
@@ -336,8 +370,17 @@ func (a *app) reload() error {
 		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts}); err != nil {
 		return fmt.Errorf("registrar: %v", err)
 	}
+	var ac auth.Config
+	if a.auth != nil {
+		if ac, err = authConfig(cfg); err != nil {
+			return err
+		}
+	}
 	a.core.SetPolicy(pol)
 	a.layer.SetConnLimits(cfg.Transport.MaxConnections, cfg.Transport.MaxConnectionsPerSource)
+	if a.auth != nil {
+		a.auth.SetConfig(ac)
+	}
 	a.dlg.SetConfig(dialogsConfig(cfg))
 	if a.media != nil {
 		mode, _ := callmedia.ParseMode(cfg.Media.Relay)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"sipedge/features/auth"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
 	"sipedge/features/keepalive"
@@ -31,6 +32,7 @@ func TestStatsConvention(t *testing.T) {
 		"store":     (*store.Store)(nil),
 		"resolve":   (*resolve.Resolver)(nil),
 		"media":     (*media.Relay)(nil),
+		"auth":      (*auth.Feature)(nil),
 		"callmedia": (*callmedia.Feature)(nil),
 		"dialogs":   (*dialogs.Feature)(nil),
 		"keepalive": (*keepalive.Feature)(nil),

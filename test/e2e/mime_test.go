@@ -89,8 +89,15 @@ func TestMIMEFilter(t *testing.T) {
 func TestMIMEDirections(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "sipedge.yaml")
-	// No trusted network: every source is served and counts as inbound.
-	inbound := "dns:\n  servers: [\"127.0.0.1:9\"]\ntrusted_networks: []\nmime:\n  inbound: [application/sdp]\n  outbound: [\"*/*\"]\n"
+	// No trusted network, and strangers may send to local users
+	// without credentials: the source counts as inbound.
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte("# nobody\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inbound := "dns:\n  servers: [\"127.0.0.1:9\"]\ndomains: [example.org]\ntrusted_networks: []\n" +
+		"auth:\n  users_file: " + users + "\n  allow_unauthenticated_to_local: true\n" +
+		"mime:\n  inbound: [application/sdp]\n  outbound: [\"*/*\"]\n"
 	if err := os.WriteFile(file, []byte(inbound), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +105,7 @@ func TestMIMEDirections(t *testing.T) {
 	u := newUDPClient(t, s)
 	send := func(id string) *response {
 		t.Helper()
-		r := u.final(u.withBody("MESSAGE", "sip:nobody@example.com", id, "text/plain", "hello"), 5*time.Second)
+		r := u.final(u.withBody("MESSAGE", "sip:nobody@example.org", id, "text/plain", "hello"), 5*time.Second)
 		if r == nil {
 			t.Fatal("no final response")
 		}
