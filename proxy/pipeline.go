@@ -27,6 +27,7 @@ import (
 // know what sipedge does with a request. Entries marked (f) come from
 // feature packages.
 var stageOrder = []string{
+	"guard",           // (f) banned sources dropped unanswered; per-source rate counted
 	"ack",             // ACK of a non-2xx: absorbed by its transaction
 	"access",          // sources allowed to use sipedge
 	"scheme",          // RFC 3261 §16.3 step 1: 416
