@@ -24,42 +24,52 @@ const (
 )
 
 var keyClass = map[string]reloadClass{
-	"listen":                     restart, // sockets are bound at start
-	"tls.cert":                   reloadable,
-	"tls.key":                    reloadable,
-	"domains":                    reloadable,
-	"log.level":                  reloadable,
-	"log.format":                 restart, // the log handler is built once
-	"limits.max_message_size":    restart, // the transport sizes its reads with it
-	"limits.max_headers":         reloadable,
-	"limits.max_vias":            reloadable,
-	"registrar.min_expires":      reloadable,
-	"registrar.max_expires":      reloadable,
-	"registrar.default_expires":  reloadable,
-	"registrar.max_contacts":     reloadable,
-	"store.dir":                  restart, // the store's files are open
-	"transport.udp_readers":      restart, // one socket and goroutine each
-	"transport.idle_timeout":     restart, // each connection's reader has it
-	"outbound_proxy":             reloadable,
-	"routes":                     reloadable,
-	"media.relay":                restart, // whether the relay exists at all
-	"media.ports":                restart, // the relay's port pool
-	"media.latch":                restart, // the relay threads' mode; running streams would change behaviour mid-call
-	"media.inactivity":           reloadable,
-	"media.max_calls":            reloadable,
-	"media.max_streams_per_call": reloadable,
-	"media.max_calls_per_user":   reloadable,
-	"media.firewall":             restart, // the nftables set and rule
-	"nat.keepalive":              reloadable,
-	"nat.keepalive_interval":     reloadable,
-	"nat.keepalive_failures":     reloadable,
-	"sessions.min_se":            reloadable,
-	"sessions.interval":          reloadable,
-	"dns.servers":                restart, // the resolver's sockets and cache
-	"shutdown.drain":             reloadable,
-	"memory_limit_mb":            reloadable,
-	"symmetric_responses":        reloadable,
-	"trusted_networks":           reloadable,
+	"listen":                            restart, // sockets are bound at start
+	"tls.cert":                          reloadable,
+	"tls.key":                           reloadable,
+	"domains":                           reloadable,
+	"log.level":                         reloadable,
+	"log.format":                        restart, // the log handler is built once
+	"limits.max_message_size":           restart, // the transport sizes its reads with it
+	"limits.max_headers":                reloadable,
+	"limits.max_vias":                   reloadable,
+	"registrar.min_expires":             reloadable,
+	"registrar.max_expires":             reloadable,
+	"registrar.default_expires":         reloadable,
+	"registrar.max_contacts":            reloadable,
+	"store.dir":                         restart, // the store's files are open
+	"transport.udp_readers":             restart, // one socket and goroutine each
+	"transport.idle_timeout":            restart, // each connection's reader has it
+	"outbound_proxy":                    reloadable,
+	"routes":                            reloadable,
+	"media.relay":                       restart, // whether the relay exists at all
+	"media.ports":                       restart, // the relay's port pool
+	"media.latch":                       restart, // the relay threads' mode; running streams would change behaviour mid-call
+	"media.inactivity":                  reloadable,
+	"media.max_calls":                   reloadable,
+	"media.max_streams_per_call":        reloadable,
+	"media.max_calls_per_user":          reloadable,
+	"media.firewall":                    restart, // the nftables set and rule
+	"nat.keepalive":                     reloadable,
+	"nat.keepalive_interval":            reloadable,
+	"nat.keepalive_failures":            reloadable,
+	"sessions.min_se":                   reloadable,
+	"sessions.interval":                 reloadable,
+	"dns.servers":                       restart, // the resolver's sockets and cache
+	"shutdown.drain":                    reloadable,
+	"memory_limit_mb":                   reloadable,
+	"symmetric_responses":               reloadable,
+	"trusted_networks":                  reloadable,
+	"security.rate.requests":            reloadable,
+	"security.rate.window":              reloadable,
+	"security.rate.ban":                 reloadable,
+	"security.auth_failures.per_source": reloadable,
+	"security.auth_failures.per_user":   reloadable,
+	"security.auth_failures.window":     reloadable,
+	"security.auth_failures.ban":        reloadable,
+	"security.limit_trusted":            reloadable,
+	"security.lift_bans":                reloadable,
+	"security.max_tracked_sources":      reloadable,
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")

@@ -14,6 +14,7 @@ import (
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
 	"sipedge/features/gateway"
+	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/natalias"
 	"sipedge/media"
@@ -44,6 +45,7 @@ type app struct {
 	media  *callmedia.Feature
 	dlg    *dialogs.Feature
 	ka     *keepalive.Feature
+	guard  *guard.Guard
 	closer []func() // in the order to run them
 }
 
@@ -115,7 +117,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if err != nil {
 		return nil, errStart{fmt.Errorf("passive bindings in %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
 	}
-	features := []proxy.Feature{natalias.New(), gw, a.dlg}
+	a.guard = guard.New(guardConfig(cfg), log)
+	a.liftBans(cfg)
+	features := []proxy.Feature{a.guard, natalias.New(), gw, a.dlg}
 	mode, _ := callmedia.ParseMode(cfg.Media.Relay)
 	if mode != callmedia.Never {
 		if err := a.startRelay(cfg, mode); err != nil {
@@ -215,6 +219,28 @@ func keepaliveConfig(cfg *config.Config) keepalive.Config {
 	return keepalive.Config{Interval: cfg.NAT.KeepaliveInterval.Duration, Method: method, MaxFailures: cfg.NAT.KeepaliveFailures}
 }
 
+func guardConfig(cfg *config.Config) guard.Config {
+	s := cfg.Security
+	return guard.Config{
+		RateRequests: s.Rate.Requests, RateWindow: s.Rate.Window.Duration, RateBan: s.Rate.Ban.Duration,
+		AuthPerSource: s.AuthFailures.PerSource, AuthPerUser: s.AuthFailures.PerUser,
+		AuthWindow: s.AuthFailures.Window.Duration, AuthBan: s.AuthFailures.Ban.Duration,
+		LimitTrusted: s.LimitTrusted, MaxTrackedSources: s.MaxTrackedSources,
+	}
+}
+
+// liftBans lifts the bans security.lift_bans names: until an operations
+// API exists, this (and SIGHUP) is how an admin lifts a ban.
+func (a *app) liftBans(cfg *config.Config) {
+	n := 0
+	for _, p := range cfg.Security.LiftPrefixes() {
+		n += a.guard.Lift(p)
+	}
+	if len(cfg.Security.LiftBans) > 0 {
+		a.log.Info("security.lift_bans applied", "lifted", n, "sources", strings.Join(cfg.Security.LiftBans, ","))
+	}
+}
+
 // start binds the listeners and starts serving.
 func (a *app) start() error {
 	if err := a.layer.Start(); err != nil {
@@ -278,6 +304,8 @@ func (a *app) reload() error {
 		a.media.SetConfig(callmedia.Config{Mode: mode, MaxCallsPerUser: cfg.Media.MaxCallsPerUser})
 	}
 	a.ka.SetConfig(keepaliveConfig(cfg))
+	a.guard.SetConfig(guardConfig(cfg))
+	a.liftBans(cfg)
 	if a.relay != nil {
 		a.relay.SetLimits(cfg.Media.MaxCalls, cfg.Media.MaxStreamsPerCall, cfg.Media.Inactivity.Duration)
 	}

@@ -128,17 +128,17 @@ type counters struct {
 // Stats is a snapshot of the guard's counters (the metrics convention of
 // package metrics).
 type Stats struct {
-	Dropped      uint64            // requests from banned sources, dropped without an answer
-	Bans         map[string]uint64 `label:"reason"` // sources banned, by reason (rate, auth-failures)
-	AuthFailures uint64            // failed authentications reported
-	UserLocks    uint64            // users locked after failures from many sources
-	Lifted       uint64            // bans lifted by the configuration (lift_bans)
-	Expired      uint64            // bans that ran out
-	Evicted      uint64            // sources forgotten to make room in a full table
-	Untracked    uint64            // requests from new sources served untracked: the table was full of bans
-	ActiveBans   int               // sources banned now
-	Tracked      int               // sources tracked now
-	LockedUsers  int               // users locked now
+	Dropped        uint64            // requests from banned sources, dropped without an answer
+	Bans           map[string]uint64 `label:"reason"` // sources banned, by reason (rate, auth-failures)
+	AuthFailures   uint64            // failed authentications reported
+	UserLocks      uint64            // users locked after failures from many sources
+	Lifted         uint64            // bans lifted by the configuration (lift_bans)
+	Expired        uint64            // bans that ran out
+	Evicted        uint64            // sources forgotten to make room in a full table
+	Untracked      uint64            // requests from new sources served untracked: the table was full of bans
+	ActiveBans     int               // sources banned now
+	TrackedSources int               // sources tracked now
+	LockedUsers    int               // users locked now
 }
 
 // New returns the guard with cfg, logging to log (nil: slog.Default()).
@@ -229,7 +229,7 @@ func (g *Guard) Stats() Stats {
 		Dropped: s.Dropped.Load(), AuthFailures: s.AuthFailures.Load(), UserLocks: s.UserLocks.Load(),
 		Lifted: s.Lifted.Load(), Expired: s.Expired.Load(), Evicted: s.Evicted.Load(), Untracked: s.Untracked.Load(),
 		Bans:       map[string]uint64{reasonRate: s.RateBans.Load(), reasonAuth: s.AuthBans.Load()},
-		ActiveBans: int(s.ActiveBans.Load()), Tracked: g.sources.len(), LockedUsers: g.users.locked(g.clock()),
+		ActiveBans: int(s.ActiveBans.Load()), TrackedSources: g.sources.len(), LockedUsers: g.users.locked(g.clock()),
 	}
 }
 

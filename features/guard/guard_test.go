@@ -155,7 +155,7 @@ func TestBanIsPerSource(t *testing.T) {
 		t.Errorf("%d ban lines for one ban, want 1", n)
 	}
 	st := f.g.Stats()
-	if st.Dropped != 990 || st.Bans["rate"] != 1 || st.ActiveBans != 1 || st.Tracked != 2 {
+	if st.Dropped != 990 || st.Bans["rate"] != 1 || st.ActiveBans != 1 || st.TrackedSources != 2 {
 		t.Errorf("Stats = %+v", st)
 	}
 }
@@ -165,8 +165,8 @@ func TestRateOff(t *testing.T) {
 	if got := f.send(srcA, 10000); got != 0 {
 		t.Errorf("%d dropped with requests: 0", got)
 	}
-	if st := f.g.Stats(); st.Tracked != 0 {
-		t.Errorf("%d sources tracked with the rate limit off", st.Tracked)
+	if st := f.g.Stats(); st.TrackedSources != 0 {
+		t.Errorf("%d sources tracked with the rate limit off", st.TrackedSources)
 	}
 }
 
@@ -198,8 +198,8 @@ func TestBanExpires(t *testing.T) {
 	// Idle sources are forgotten by the sweep.
 	f.advance(time.Minute)
 	f.g.sweep()
-	if st := f.g.Stats(); st.Tracked != 0 {
-		t.Errorf("%d sources tracked after they went quiet", st.Tracked)
+	if st := f.g.Stats(); st.TrackedSources != 0 {
+		t.Errorf("%d sources tracked after they went quiet", st.TrackedSources)
 	}
 }
 
@@ -360,7 +360,7 @@ func TestTableCap(t *testing.T) {
 	}
 	f.send(addr(1), 1) // 1 is now the most recent; 2 the least
 	f.send(addr(4), 1)
-	if st := f.g.Stats(); st.Tracked != 3 || st.Evicted != 1 {
+	if st := f.g.Stats(); st.TrackedSources != 3 || st.Evicted != 1 {
 		t.Fatalf("Stats = %+v, want 3 tracked, 1 evicted", st)
 	}
 	// 2 was forgotten: its count starts afresh (5 more are fine).
@@ -384,7 +384,7 @@ func TestTableCap(t *testing.T) {
 		t.Error("a source was banned or dropped because the table is full")
 	}
 	st := f.g.Stats()
-	if st.Untracked == 0 || st.ActiveBans != 3 || st.Tracked != 3 {
+	if st.Untracked == 0 || st.ActiveBans != 3 || st.TrackedSources != 3 {
 		t.Errorf("Stats = %+v, want untracked requests and the 3 bans kept", st)
 	}
 }
@@ -399,8 +399,8 @@ func TestShardedCap(t *testing.T) {
 	for i := range 200000 {
 		f.send(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 1)
 	}
-	if st := f.g.Stats(); st.Tracked > 100000 || st.Tracked < 90000 {
-		t.Errorf("%d sources tracked, cap 100000", st.Tracked)
+	if st := f.g.Stats(); st.TrackedSources > 100000 || st.TrackedSources < 90000 {
+		t.Errorf("%d sources tracked, cap 100000", st.TrackedSources)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
+	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/media"
 	"sipedge/metrics"
@@ -33,6 +34,7 @@ func TestStatsConvention(t *testing.T) {
 		"callmedia": (*callmedia.Feature)(nil),
 		"dialogs":   (*dialogs.Feature)(nil),
 		"keepalive": (*keepalive.Feature)(nil),
+		"guard":     (*guard.Guard)(nil),
 	}
 	seen := map[string]bool{}
 	for name, c := range components {
