@@ -135,7 +135,7 @@ type Stats struct {
 	Lifted         uint64            // bans lifted by the configuration (lift_bans)
 	Expired        uint64            // bans that ran out
 	Evicted        uint64            // sources forgotten to make room in a full table
-	Untracked      uint64            // requests from new sources served untracked: the table was full of bans
+	Untracked      uint64            // new sources not counted (served; failures not counted): the table was full of bans
 	ActiveBans     int               // sources banned now
 	TrackedSources int               // sources tracked now
 	LockedUsers    int               // users locked now

@@ -100,6 +100,7 @@ func TestRate(t *testing.T) {
 		{"sliding: the previous bucket still counts", []step{{0, 10, 0}, {2100 * time.Millisecond, 1, 1}}, true},
 		{"sliding: half a window later, half of it", []step{{0, 10, 0}, {3 * time.Second, 5, 0}}, false},
 		{"sliding: half a window later, one more bans", []step{{0, 10, 0}, {3 * time.Second, 6, 1}, {0, 1, 1}}, true},
+		{"the window starts at the first request", []step{{time.Second, 5, 0}, {1900 * time.Millisecond, 6, 1}}, true},
 		{"two windows later: forgotten", []step{{0, 10, 0}, {4 * time.Second, 10, 0}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

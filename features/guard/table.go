@@ -64,6 +64,11 @@ type window struct {
 // arithmetic: compare with limit*w). Windows are at most an hour and
 // counts at most a million (config validation), so nothing overflows.
 func (c *window) add(now, w int64) int64 {
+	if c.cur == 0 && c.prev == 0 {
+		// An empty window starts with its first event: a burst is never
+		// split by a bucket boundary that happened to fall inside it.
+		c.start = now
+	}
 	el := now - c.start
 	if el >= w || el < 0 {
 		n := el / w
