@@ -73,6 +73,8 @@ type Config struct {
 	ServerHeader string `yaml:"server_header"`
 	// Auth: digest authentication of sources outside trusted_networks.
 	Auth Auth `yaml:"auth"`
+	// Security: per-source limits and bans (features/guard).
+	Security Security `yaml:"security"`
 }
 
 // MIME holds the allow-lists of request body media types
@@ -124,6 +126,67 @@ type Auth struct {
 	// Identities lets an authentication user register or call as other
 	// local users: {pbx: ["*"], alice: ["100", "alice.smith"]}.
 	Identities map[string][]string `yaml:"identities,omitempty"`
+}
+
+// Security configures the per-source limits and temporary bans
+// (features/guard): a banned source's requests are dropped unanswered.
+type Security struct {
+	Rate         RateLimit    `yaml:"rate"`
+	AuthFailures AuthFailures `yaml:"auth_failures"`
+	// LimitTrusted applies the limits to trusted_networks too (exempt by
+	// default).
+	LimitTrusted bool `yaml:"limit_trusted"`
+	// LiftBans lifts the bans of these sources ("all", an address or a
+	// prefix) each time the configuration is loaded (start and SIGHUP).
+	LiftBans []string `yaml:"lift_bans"`
+	// MaxTrackedSources bounds the sources (and, apart, the users)
+	// whose counts are kept.
+	MaxTrackedSources int `yaml:"max_tracked_sources"`
+}
+
+// RateLimit bans a source that sends more than Requests requests within
+// Window for Ban (Kamailio pike's idea). Requests 0: off.
+type RateLimit struct {
+	Requests int      `yaml:"requests"`
+	Window   Duration `yaml:"window"`
+	Ban      Duration `yaml:"ban"`
+}
+
+// AuthFailures bans a source with PerSource failed authentications within
+// Window, and locks a user with PerUser failures from any sources (except
+// for the sources it authenticated from recently), for Ban. 0: that count
+// is off.
+type AuthFailures struct {
+	PerSource int      `yaml:"per_source"`
+	PerUser   int      `yaml:"per_user"`
+	Window    Duration `yaml:"window"`
+	Ban       Duration `yaml:"ban"`
+}
+
+// LiftPrefixes returns the parsed LiftBans: "all" is 0.0.0.0/0 and ::/0,
+// an address its own /32 or /128.
+func (s Security) LiftPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range s.LiftBans {
+		p, _ := parseLift(v)
+		out = append(out, p...)
+	}
+	return out
+}
+
+func parseLift(v string) ([]netip.Prefix, error) {
+	if v == "all" {
+		return []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}, nil
+	}
+	if a, err := netip.ParseAddr(v); err == nil {
+		a = a.Unmap()
+		return []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}, nil
+	}
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		return nil, fmt.Errorf("%q: want all, an address such as 203.0.113.7 or a prefix such as 203.0.113.0/24", v)
+	}
+	return []netip.Prefix{p.Masked()}, nil
 }
 
 // Shutdown configures the graceful stop.
@@ -400,6 +463,11 @@ func Default() *Config {
 		Shutdown:           Shutdown{Drain: Duration{30 * time.Second}},
 		MIME:               MIME{Inbound: DefaultMIME(), Outbound: DefaultMIME()},
 		ServerHeader:       "sipedge",
+		Security: Security{
+			Rate:              RateLimit{Requests: 100, Window: Duration{2 * time.Second}, Ban: Duration{5 * time.Minute}},
+			AuthFailures:      AuthFailures{PerSource: 10, PerUser: 20, Window: Duration{time.Minute}, Ban: Duration{15 * time.Minute}},
+			MaxTrackedSources: 100000,
+		},
 	}
 }
 
@@ -757,6 +825,52 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.OutboundProxy != "" && !isSIPURI(c.OutboundProxy) {
 		return bad("outbound_proxy", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:proxy.example.net", c.OutboundProxy))
+	}
+	return c.Security.validate(bad)
+}
+
+// Bounds of the security keys: the counts are compared in integer
+// arithmetic (count × window in nanoseconds), which these keep far from
+// overflowing, and a ban longer than a month is a firewall rule's job.
+const (
+	maxSecurityCount  = 1000000
+	maxSecurityWindow = time.Hour
+	maxSecurityBan    = 30 * 24 * time.Hour
+)
+
+func (s *Security) validate(bad func(key, msg string) error) error {
+	count := func(key string, n int) error {
+		if n < 0 || n > maxSecurityCount {
+			return bad(key, fmt.Sprintf("%d: use 0 (off) to %d", n, maxSecurityCount))
+		}
+		return nil
+	}
+	span := func(key string, d Duration, lo, hi time.Duration) error {
+		if d.Duration < lo || d.Duration > hi {
+			return bad(key, fmt.Sprintf("%s: use %s to %s", d, Duration{lo}, Duration{hi}))
+		}
+		return nil
+	}
+	for _, err := range []error{
+		count("security.rate.requests", s.Rate.Requests),
+		span("security.rate.window", s.Rate.Window, 100*time.Millisecond, maxSecurityWindow),
+		span("security.rate.ban", s.Rate.Ban, time.Second, maxSecurityBan),
+		count("security.auth_failures.per_source", s.AuthFailures.PerSource),
+		count("security.auth_failures.per_user", s.AuthFailures.PerUser),
+		span("security.auth_failures.window", s.AuthFailures.Window, time.Second, maxSecurityWindow),
+		span("security.auth_failures.ban", s.AuthFailures.Ban, time.Second, maxSecurityBan),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if m := s.MaxTrackedSources; m < 100 || m > 10000000 {
+		return bad("security.max_tracked_sources", fmt.Sprintf("%d: use 100 to 10000000 (about 200 bytes each)", m))
+	}
+	for _, v := range s.LiftBans {
+		if _, err := parseLift(v); err != nil {
+			return bad("security.lift_bans", err.Error())
+		}
 	}
 	return nil
 }

@@ -88,6 +88,12 @@ func TestErrors(t *testing.T) {
 		{"listen: [udp:localhost:5060]\n", "config:1: listen: \"udp:localhost:5060\": want [udp:|tcp:|tls:]ip:port"},
 		{"log:\n  level: loud\n", "config:2: log.level: \"loud\": use debug, info, warn or error"},
 		{"registrar:\n  min_expires: 2h\n", "config:2: registrar.min_expires: 2h is more than max_expires 1h"},
+		{"security:\n  rate:\n    requests: -1\n", "config:3: security.rate.requests: -1: use 0 (off) to 1000000"},
+		{"security:\n  rate:\n    window: 10ms\n", "config:3: security.rate.window: 10ms: use 100ms to 1h"},
+		{"security:\n  auth_failures:\n    ban: 0s\n", "config:3: security.auth_failures.ban: 0s: use 1s to 720h"},
+		{"security:\n  max_tracked_sources: 5\n", "config:2: security.max_tracked_sources: 5: use 100 to 10000000"},
+		{"security:\n  lift_bans: [everyone]\n", "config:2: security.lift_bans: \"everyone\": want all, an address such as 203.0.113.7 or a prefix"},
+		{"security:\n  rate: 100\n", "config:2: security.rate: \"100\": want a mapping of keys"},
 		{"registrar:\n  max_expires: 30s\n", "config:1: registrar.min_expires: 1m is more than max_expires 30s"},
 		{"sessions:\n  interval: 60s\n", "config:2: sessions.interval: 1m is below min_se 90s"},
 		{"nat:\n  keepalive_interval: 0s\n", "config:1: nat: keepalive_interval must be at least 1s"},
@@ -251,5 +257,20 @@ func TestTLSKeys(t *testing.T) {
 	}
 	if want := (TLS{CAFile: ca, VerifyClients: "require", VerifyServer: false, MinVersion: "1.3"}); c.TLS != want {
 		t.Fatalf("got %+v, want %+v", c.TLS, want)
+	}
+}
+
+func TestSecurity(t *testing.T) {
+	c, err := Parse([]byte("security:\n  rate: {requests: 0}\n  lift_bans: [all, 203.0.113.7, \"::ffff:198.51.100.1\", 2001:db8::/32]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Security.Rate.Requests != 0 || c.Security.Rate.Window.Duration != 2*time.Second || c.Security.AuthFailures.PerSource != 10 {
+		t.Errorf("%+v", c.Security)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"), netip.MustParsePrefix("203.0.113.7/32"),
+		netip.MustParsePrefix("198.51.100.1/32"), netip.MustParsePrefix("2001:db8::/32")}
+	if got := c.Security.LiftPrefixes(); !slices.Equal(got, want) {
+		t.Errorf("LiftPrefixes = %v, want %v", got, want)
 	}
 }

@@ -31,7 +31,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(def)
 	for _, s := range []string{"", "listen: [\n", "log: {level: info, colour: red}\n", "a: 1\n---\nb: 2\n",
-		"routes:\n  - name: x\n    to: sip:[::1]\n", "registrar:\n  max_expires: 30s\n", "media: &m {relay: auto}\nnat: *m\n"} {
+		"routes:\n  - name: x\n    to: sip:[::1]\n", "registrar:\n  max_expires: 30s\n", "media: &m {relay: auto}\nnat: *m\n",
+		"security:\n  lift_bans: [all, 192.0.2.1, \"2001:db8::/32\"]\n  rate: {requests: 5, window: 1s}\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -76,6 +76,16 @@ var keyClass = map[string]reloadClass{
 	"auth.algorithms":                      reloadable,
 	"auth.allow_unauthenticated_to_local":  reloadable,
 	"auth.identities":                      reloadable,
+	"security.rate.requests":               reloadable,
+	"security.rate.window":                 reloadable,
+	"security.rate.ban":                    reloadable,
+	"security.auth_failures.per_source":    reloadable,
+	"security.auth_failures.per_user":      reloadable,
+	"security.auth_failures.window":        reloadable,
+	"security.auth_failures.ban":           reloadable,
+	"security.limit_trusted":               reloadable,
+	"security.lift_bans":                   reloadable,
+	"security.max_tracked_sources":         reloadable,
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")

@@ -27,6 +27,7 @@ import (
 // know what sipedge does with a request. Entries marked (f) come from
 // feature packages.
 var stageOrder = []string{
+	"guard",           // (f) banned sources dropped unanswered; per-source rate counted
 	"ack",             // ACK of a non-2xx: absorbed by its transaction
 	"access",          // trusted networks; others only when a feature authenticates
 	"auth",            // (f) digest authentication (RFC 3261 §22, RFC 8760)

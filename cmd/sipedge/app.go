@@ -17,6 +17,7 @@ import (
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
 	"sipedge/features/gateway"
+	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
 	"sipedge/features/natalias"
@@ -51,6 +52,7 @@ type app struct {
 	ka     *keepalive.Feature
 	mime   *mime.Feature
 	auth   *auth.Feature
+	guard  *guard.Guard
 	closer []func() // in the order to run them
 }
 
@@ -134,7 +136,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if a.mime, err = mime.New(mimeConfig(cfg)); err != nil {
 		return nil, err
 	}
-	features := []proxy.Feature{natalias.New(), gw, a.dlg, a.mime}
+	a.guard = guard.New(guardConfig(cfg), log)
+	a.liftBans(cfg)
+	features := []proxy.Feature{a.guard, natalias.New(), gw, a.dlg, a.mime}
 	if cfg.Auth.UsersFile != "" {
 		ac, err := authConfig(cfg)
 		if err != nil {
@@ -143,7 +147,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		if w := ac.Users.Warning(); w != "" {
 			log.Warn("auth.users_file: " + w)
 		}
-		a.auth = auth.New(a.core, ac, secret, nil, log)
+		// The guard counts failures per source and per user, bans, and
+		// writes the fail2ban line.
+		a.auth = auth.New(a.core, ac, secret, a.guard, log)
 		features = append(features, a.auth)
 	}
 	mode, _ := callmedia.ParseMode(cfg.Media.Relay)
@@ -298,6 +304,28 @@ func keepaliveConfig(cfg *config.Config) keepalive.Config {
 	return keepalive.Config{Interval: cfg.NAT.KeepaliveInterval.Duration, Method: method, MaxFailures: cfg.NAT.KeepaliveFailures}
 }
 
+func guardConfig(cfg *config.Config) guard.Config {
+	s := cfg.Security
+	return guard.Config{
+		RateRequests: s.Rate.Requests, RateWindow: s.Rate.Window.Duration, RateBan: s.Rate.Ban.Duration,
+		AuthPerSource: s.AuthFailures.PerSource, AuthPerUser: s.AuthFailures.PerUser,
+		AuthWindow: s.AuthFailures.Window.Duration, AuthBan: s.AuthFailures.Ban.Duration,
+		LimitTrusted: s.LimitTrusted, MaxTrackedSources: s.MaxTrackedSources,
+	}
+}
+
+// liftBans lifts the bans security.lift_bans names: until an operations
+// API exists, this (and SIGHUP) is how an admin lifts a ban.
+func (a *app) liftBans(cfg *config.Config) {
+	n := 0
+	for _, p := range cfg.Security.LiftPrefixes() {
+		n += a.guard.Lift(p)
+	}
+	if len(cfg.Security.LiftBans) > 0 {
+		a.log.Info("security.lift_bans applied", "lifted", n, "sources", strings.Join(cfg.Security.LiftBans, ","))
+	}
+}
+
 // start binds the listeners and starts serving.
 func (a *app) start() error {
 	if err := a.layer.Start(); err != nil {
@@ -387,6 +415,8 @@ func (a *app) reload() error {
 		a.media.SetConfig(callmedia.Config{Mode: mode, MaxCallsPerUser: cfg.Media.MaxCallsPerUser})
 	}
 	a.ka.SetConfig(keepaliveConfig(cfg))
+	a.guard.SetConfig(guardConfig(cfg))
+	a.liftBans(cfg)
 	if a.relay != nil {
 		a.relay.SetLimits(cfg.Media.MaxCalls, cfg.Media.MaxStreamsPerCall, cfg.Media.Inactivity.Duration)
 	}

@@ -169,7 +169,7 @@ func (f *Feature) stage(r *proxy.Request) bool {
 		return r.AckOfLocalResponse()
 	case k == sip.CANCEL, r.InDialog(), r.Retransmission():
 		return false
-	case k != sip.REGISTER && r.ForSelf():
+	case k != sip.REGISTER && forSipedge(r):
 		return false // OPTIONS keep-alives and probes for sipedge itself
 	}
 	cfg := f.cfg.Load()
@@ -245,6 +245,13 @@ func (f *Feature) stage(r *proxy.Request) bool {
 	}
 	f.challenge(r, cfg, false)
 	return true
+}
+
+// forSipedge: the Request-URI names sipedge itself, not a user at its
+// address (RFC 3261 §16.5: no user part).
+func forSipedge(r *proxy.Request) bool {
+	u, err := r.Msg().RequestURI()
+	return err == nil && !u.HasUser && r.ForSelf()
 }
 
 // standIn is the HA1 verified for unknown users, so that their answer

@@ -267,6 +267,7 @@ func TestWhoNeedsNoCredentials(t *testing.T) {
 		{"local From to a local user, allowed: still challenged", true, request("INVITE", "sip:bob@"+realm, "sip:alice@"+realm, "sip:bob@"+realm, ""), stranger, 407, false, false},
 		{"foreign caller to a foreign address", true, request("INVITE", "sip:victim@192.0.2.9", "sip:x@elsewhere.net", "sip:victim@192.0.2.9", ""), stranger, 407, false, false},
 		{"REGISTER always challenged", true, register("alice", ""), stranger, 401, false, false},
+		{"a user at sipedge's address is not sipedge", false, request("INVITE", "sip:victim@198.51.100.1", "sip:100@198.51.100.1", "sip:victim@198.51.100.1", ""), stranger, 407, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newFixture(t, func(c *Config) { c.AllowUnauthenticatedToLocal = tc.allow })

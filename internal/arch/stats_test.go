@@ -8,6 +8,7 @@ import (
 	"sipedge/features/auth"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
+	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
 	"sipedge/media"
@@ -37,6 +38,7 @@ func TestStatsConvention(t *testing.T) {
 		"dialogs":   (*dialogs.Feature)(nil),
 		"keepalive": (*keepalive.Feature)(nil),
 		"mime":      (*mime.Feature)(nil),
+		"guard":     (*guard.Guard)(nil),
 	}
 	seen := map[string]bool{}
 	for name, c := range components {
