@@ -60,6 +60,13 @@ var keyClass = map[string]reloadClass{
 	"memory_limit_mb":            reloadable,
 	"symmetric_responses":        reloadable,
 	"trusted_networks":           reloadable,
+	// The topology hiding hooks and their key are built into the core's
+	// pipeline at start (features are not added to a running core).
+	"topology_hiding.peers":        restart,
+	"topology_hiding.via":          restart,
+	"topology_hiding.contact":      restart,
+	"topology_hiding.record_route": restart,
+	"topology_hiding.call_id":      restart,
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")
