@@ -301,7 +301,8 @@ func Default() *Config {
 		NAT:                NAT{Keepalive: "options", KeepaliveInterval: Duration{15 * time.Second}, KeepaliveFailures: 3},
 		Media:              Media{Relay: "auto", Ports: "10000-29999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8},
 		Shutdown:           Shutdown{Drain: Duration{30 * time.Second}},
-		TopologyHiding:     TopologyHiding{Via: &t, Contact: &t, RecordRoute: &t, CallID: &t},
+		// A pointer of its own each: decoding a key writes through it.
+		TopologyHiding: TopologyHiding{Via: boolPtr(true), Contact: boolPtr(true), RecordRoute: boolPtr(true), CallID: boolPtr(true)},
 	}
 }
 
@@ -754,3 +755,5 @@ func routeAddr(to string) (netip.Addr, bool) {
 	}
 	return sip.ParseIP(host)
 }
+
+func boolPtr(v bool) *bool { return &v }

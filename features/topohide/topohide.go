@@ -193,6 +193,11 @@ func (f *Feature) resolve(u *sip.URI) (proxy.Target, bool, bool) {
 	}
 	t, ok := proxy.URITarget(&ou)
 	t.URI = orig
+	// A caller behind NAT: natalias put ;alias= after the hidden Contact
+	// (its branch hook runs first); the NAT's address is the way in.
+	if ap, proto, nated := nat.AliasTarget(u); nated {
+		t.Addr, t.Proto, t.NAT, ok = ap, proto, true, true
+	}
 	return t, true, ok
 }
 
