@@ -75,6 +75,9 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Security: per-source limits and bans (features/guard).
 	Security Security `yaml:"security"`
+	// TopologyHiding hides the inside network from the next hops listed
+	// in its peers (features/topohide). Off while peers is empty.
+	TopologyHiding TopologyHiding `yaml:"topology_hiding"`
 }
 
 // MIME holds the allow-lists of request body media types
@@ -188,6 +191,30 @@ func parseLift(v string) ([]netip.Prefix, error) {
 	}
 	return []netip.Prefix{p.Masked()}, nil
 }
+
+// TopologyHiding configures topology hiding towards peers: the next hops
+// that must not learn the addresses of the inside network.
+type TopologyHiding struct {
+	// Peers are the next hops towards which hiding applies: CIDR
+	// prefixes (a branch whose destination is in one) or names of
+	// routes (their "to" address). Empty: topology hiding is off.
+	Peers []string `yaml:"peers"`
+	// Via: a peer gets only sipedge's Via; the others are put back on
+	// its responses.
+	Via *bool `yaml:"via"`
+	// Contact: an inside address in a Contact towards a peer becomes
+	// sipedge's, the original encoded in the user part.
+	Contact *bool `yaml:"contact"`
+	// RecordRoute: Record-Route entries of inside proxies are removed
+	// towards a peer, kept encoded in a Record-Route of sipedge's.
+	RecordRoute *bool `yaml:"record_route"`
+	// CallID: a Call-ID naming an inside address is encoded towards a
+	// peer.
+	CallID *bool `yaml:"call_id"`
+}
+
+// On reports whether topology hiding is configured.
+func (t *TopologyHiding) On() bool { return len(t.Peers) > 0 }
 
 // Shutdown configures the graceful stop.
 type Shutdown struct {
@@ -468,6 +495,8 @@ func Default() *Config {
 			AuthFailures:      AuthFailures{PerSource: 10, PerUser: 20, Window: Duration{time.Minute}, Ban: Duration{15 * time.Minute}},
 			MaxTrackedSources: 100000,
 		},
+		// A pointer of its own each: decoding a key writes through it.
+		TopologyHiding: TopologyHiding{Via: boolPtr(true), Contact: boolPtr(true), RecordRoute: boolPtr(true), CallID: boolPtr(true)},
 	}
 }
 
@@ -782,6 +811,9 @@ func (c *Config) validate(root *yaml.Node) error {
 			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060", rt.To)}
 		}
 	}
+	if err := c.validateTopologyHiding(root); err != nil {
+		return err
+	}
 	if i := c.Sessions.Interval; i.Duration != 0 && i.Duration < c.Sessions.MinSE.Duration {
 		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
 	}
@@ -991,3 +1023,87 @@ func (c *Config) validateAuth(bad func(key, msg string) error) error {
 	}
 	return nil
 }
+
+// validateTopologyHiding checks topology_hiding.peers: each entry a CIDR
+// prefix or the name of a route whose next hop is an IP address. Stateless
+// routes cannot be combined with it: sipedge keeps no state for their
+// responses, so the Vias, Call-ID and Contact it hid could not be put back
+// (RFC 3261 §16.11); a stateless route named in peers, or one whose next
+// hop is in a peer network or is a host name (its addresses are not known
+// until it is used), is refused.
+func (c *Config) validateTopologyHiding(root *yaml.Node) error {
+	th := &c.TopologyHiding
+	if !th.On() {
+		return nil
+	}
+	bad := func(msg string) error {
+		return &Error{Line: lineOf(root, "topology_hiding"), Key: "topology_hiding.peers", Msg: msg}
+	}
+	nets, err := c.PeerNetworks()
+	if err != nil {
+		return bad(err.Error())
+	}
+	for i, rt := range c.Routes {
+		if !rt.Stateless {
+			continue
+		}
+		a, ok := routeAddr(rt.To)
+		if !ok {
+			return bad(fmt.Sprintf("routes[%d] (%q) is stateless and goes to a host name: topology hiding needs stateful routes, or a stateless route to an IP address outside the peers", i, rt.Name))
+		}
+		for _, p := range nets {
+			if p.Contains(a) {
+				return bad(fmt.Sprintf("routes[%d] (%q) is stateless and leads to peer network %s: hidden headers cannot be restored without state; remove stateless: true from it", i, rt.Name, p))
+			}
+		}
+	}
+	return nil
+}
+
+// PeerNetworks returns topology_hiding.peers as prefixes: a route name
+// stands for its next hop's address.
+func (c *Config) PeerNetworks() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range c.TopologyHiding.Peers {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		found := false
+		for _, rt := range c.Routes {
+			if rt.Name != v {
+				continue
+			}
+			found = true
+			a, ok := routeAddr(rt.To)
+			if !ok {
+				return nil, fmt.Errorf("%q: route %q goes to a host name; list its addresses as prefixes instead", v, rt.Name)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+		if !found {
+			return nil, fmt.Errorf("%q: neither a prefix such as 192.0.2.0/24 nor the name of a route", v)
+		}
+	}
+	return out, nil
+}
+
+// routeAddr is the IP address of a route's next hop URI, when it names one
+// (maddr wins, as in RFC 3263 §4.1).
+func routeAddr(to string) (netip.Addr, bool) {
+	u, err := sip.ParseURI([]byte(to))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	host := u.Host
+	if m, ok := u.Param("maddr"); ok && len(m) > 0 {
+		host = m
+	}
+	return sip.ParseIP(host)
+}
+
+func boolPtr(v bool) *bool { return &v }

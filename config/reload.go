@@ -86,6 +86,11 @@ var keyClass = map[string]reloadClass{
 	"security.limit_trusted":               reloadable,
 	"security.lift_bans":                   reloadable,
 	"security.max_tracked_sources":         reloadable,
+	"topology_hiding.peers":                restart,
+	"topology_hiding.via":                  restart,
+	"topology_hiding.contact":              restart,
+	"topology_hiding.record_route":         restart,
+	"topology_hiding.call_id":              restart,
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")

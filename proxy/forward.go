@@ -26,6 +26,13 @@ type Target struct {
 	// Over TLS the certificate is verified against it and it is sent as
 	// SNI (RFC 6066 §3). "" for IP literals (verified against the address).
 	Host string
+	// HideVias: the next hop gets only sipedge's own Via (topology
+	// hiding, set by a branch hook of features/topohide). The core
+	// removes the Vias below its own when it builds the request and puts
+	// the request's Vias back on each response of the branch (proxy/topo.go).
+	// Ignored for stateless routes, whose responses carry no state to
+	// restore them from.
+	HideVias bool
 }
 
 // Decision is what a Router answers: either a local response, or groups of
@@ -260,9 +267,6 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 			}
 		}
 	}
-	if fixTopVia(m, via, b.Src) != nil {
-		return nil, nil, false
-	}
 	outAddr, ok := c.LocalFor(t.Proto, t.Addr.Addr())
 	if !ok {
 		return nil, nil, false
@@ -276,6 +280,16 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 			c.log.Warn("branch dropped: edit failed", "hook", h.Name, "call_id", string(m.CallID()), "err", err)
 			return nil, nil, false
 		}
+	}
+	// The top Via is fixed after the hooks, since a hook may ask for the
+	// Vias to be hidden (Target.HideVias): then they are removed whole and
+	// the fix would edit bytes that are not sent.
+	if t.HideVias && idx != statelessIdx {
+		if deleteVias(m) != nil {
+			return nil, nil, false
+		}
+	} else if fixTopVia(m, via, b.Src) != nil {
+		return nil, nil, false
 	}
 	var buf [256]byte
 	firstVia := m.Find(sip.KindVia)

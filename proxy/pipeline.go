@@ -48,6 +48,7 @@ var stageOrder = []string{
 	"registrar",       // REGISTER for a local domain (§10.3)
 	"self",            // requests for sipedge itself (no user part)
 	"session-min",     // (f) RFC 4028 §8.1: 422 below Min-SE
+	"topo-route",      // (f) a Route set hidden from a peer comes back: its first entry is the next hop
 	"locate",          // §16.5: targets (Route set, location service, routes, DNS)
 	"sips",            // RFC 3261 §26.2.2: a SIPS request goes on over TLS only; else 480
 	"dialog",          // (f) in-dialog requests: CSeq, BYE ends the dialog
@@ -64,6 +65,7 @@ var branchOrder = []string{
 	"passive-contact", // (f) REGISTER to an outside registrar: our Contact
 	"session-expires", // (f) RFC 4028 §8.1: ask for a session timer
 	"media-sdp",       // (f) the relay's SDP instead of the UA's
+	"topo-hide",       // (f) towards a peer: Vias, inside Contact, Record-Route, Call-ID hidden; back from one: restored
 }
 
 // replyOrder is the order of the hooks a response of a branch passes
@@ -73,6 +75,7 @@ var replyOrder = []string{
 	"media-sdp",       // (f) the relay's SDP in the answer
 	"passive-restore", // (f) 2xx to REGISTER: learn bindings, give the phone its Contact back
 	"dialog",          // (f) 2xx: dialog made or session refreshed
+	"topo-restore",    // (f) from a peer: Call-ID and Record-Route back; to a peer: inside Contact and Record-Route hidden
 }
 
 // failureOrder is the order of the hooks run when a forwarded request

@@ -43,6 +43,9 @@ type respCtx struct {
 	notes    *notes // nil: no stage left a note (most requests)
 	// wantDialog: a stage asked for the dialog to be followed (Reply).
 	wantDialog bool
+	// vias: the request's Via header fields as forwarded, for the
+	// responses of branches that hid them (Target.HideVias, topo.go).
+	vias []byte
 }
 
 // The views hooks get are pooled rather than kept in every response
@@ -159,6 +162,11 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 		return false
 	}
 	ctx.out, ctx.bbuf = out, br
+	if t.HideVias && ctx.vias == nil {
+		// Kept apart from the request copy, which settle drops while a
+		// retransmitted 2xx may still come (RFC 6026 Accepted state).
+		ctx.vias = appendRequestVias(nil, &ctx.msg, &ctx.via, ctx.src)
+	}
 	b := &branch{ctx: ctx, target: *t}
 	ctx.branches = append(ctx.branches, b)
 	c.stats.Forwarded.Add(1)
@@ -215,7 +223,13 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		*rp = Reply{}
 		replyPool.Put(rp)
 	}
-	resp := c.stripTopVia(ctx.out[:0], m)
+	var resp []byte
+	if b.target.HideVias {
+		// The branch got only our Via: the request's go back (topo.go).
+		resp = c.replaceVias(ctx.out[:0], m, ctx.vias)
+	} else {
+		resp = c.stripTopVia(ctx.out[:0], m)
+	}
 	ctx.out = resp
 	switch {
 	case code < 200:

@@ -21,6 +21,7 @@ import (
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
 	"sipedge/features/natalias"
+	"sipedge/features/topohide"
 	"sipedge/media"
 	"sipedge/proxy"
 	"sipedge/registrar"
@@ -162,6 +163,13 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	// Always built (it sleeps while off): a reload may turn it on.
 	a.ka = keepalive.New(a.core, a.reg, keepaliveConfig(cfg))
 	features = append(features, a.ka)
+	if th := cfg.TopologyHiding; th.On() {
+		f, err := topoHiding(a.core, cfg)
+		if err != nil {
+			return nil, errStart{err}
+		}
+		features = append(features, f)
+	}
 	if err := a.core.Use(features...); err != nil {
 		return nil, errStart{err}
 	}
@@ -477,4 +485,21 @@ func (a *app) close() {
 		f()
 	}
 	a.closer = nil
+}
+
+// topoHiding builds topology hiding from topology_hiding, with its key
+// kept in the store directory (made at first start).
+func topoHiding(core *proxy.Core, cfg *config.Config) (*topohide.Feature, error) {
+	th := cfg.TopologyHiding
+	peers, err := cfg.PeerNetworks()
+	if err != nil {
+		return nil, fmt.Errorf("topology_hiding.peers: %v", err)
+	}
+	key, err := topohide.LoadKey(cfg.Store.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("topology_hiding key in store.dir %q: %v", cfg.Store.Dir, err)
+	}
+	on := func(b *bool) bool { return b == nil || *b }
+	return topohide.New(core, topohide.Config{Peers: peers, Via: on(th.Via), Contact: on(th.Contact),
+		RecordRoute: on(th.RecordRoute), CallID: on(th.CallID)}, key)
 }
