@@ -120,8 +120,9 @@ type Auth struct {
 	// reads it again.
 	UsersFile string `yaml:"users_file"`
 	// Algorithms are offered in this order, one challenge each: MD5,
-	// SHA-256, SHA-512-256. Default [MD5, SHA-256]: most deployed phones
-	// are MD5-only and some fail when SHA-256 comes first.
+	// SHA-256, SHA-512-256. Default [MD5]: most deployed phones are
+	// MD5-only, some fail when SHA-256 comes first, and Debian's baresip
+	// 1.0 fails to register when any challenge is SHA-256.
 	Algorithms []string `yaml:"algorithms"`
 	// AllowUnauthenticatedToLocal serves calls from anyone to local
 	// users (a public SIP address); otherwise strangers are challenged.

@@ -45,9 +45,12 @@ type Failures interface {
 type Config struct {
 	Realm string
 	Users *digest.Users
-	// Algorithms are offered in this order, one challenge each. Most
-	// deployed clients are MD5-only and some fail when SHA-256 comes
-	// first, so MD5 leads by default.
+	// Algorithms are offered in this order, one challenge each; empty:
+	// MD5 alone. Most deployed clients are MD5-only, some fail when
+	// SHA-256 comes first, and Debian's baresip 1.0 (libre 1.1) fails to
+	// register at all when any challenge names an algorithm it lacks
+	// ("Register: Function not implemented"), so MD5 leads and SHA-256 is
+	// offered only when configured.
 	Algorithms []digest.Algorithm
 	// AllowUnauthenticatedToLocal serves calls from anyone to local
 	// users (a public SIP address).
@@ -106,7 +109,7 @@ func New(core *proxy.Core, cfg Config, secret []byte, fails Failures, log *slog.
 // SetConfig replaces the configuration (SIGHUP: a new users file).
 func (f *Feature) SetConfig(cfg Config) {
 	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = []digest.Algorithm{digest.MD5, digest.SHA256}
+		cfg.Algorithms = []digest.Algorithm{digest.MD5}
 	}
 	f.cfg.Store(&cfg)
 }

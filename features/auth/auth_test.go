@@ -130,7 +130,12 @@ func answer(t *testing.T, resp *sip.Message, k sip.HeaderKind, alg digest.Algori
 }
 
 func TestRegisterChallengeAndAuthenticate(t *testing.T) {
+	// By default MD5 alone.
 	fx := newFixture(t, nil)
+	if _, resp, _ := fx.run(t, register("alice", ""), stranger); resp.Count(sip.KindWWWAuthenticate) != 1 {
+		t.Fatalf("default challenge:\n%s", resp.Bytes())
+	}
+	fx = newFixture(t, func(c *Config) { c.Algorithms = []digest.Algorithm{digest.MD5, digest.SHA256} })
 	done, resp, _ := fx.run(t, register("alice", ""), stranger)
 	if !done || resp.StatusCode() != 401 {
 		t.Fatalf("REGISTER without credentials: %v", resp)
@@ -304,7 +309,7 @@ func TestAckOfChallenge(t *testing.T) {
 
 // The credentials for sipedge's realm are not forwarded; others are.
 func TestCredentialsStripped(t *testing.T) {
-	fx := newFixture(t, nil)
+	fx := newFixture(t, func(c *Config) { c.Algorithms = []digest.Algorithm{digest.MD5, digest.SHA256} })
 	pad := "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, REFER, SUBSCRIBE, INFO, MESSAGE, UPDATE, PRACK\r\nSupported: replaces, timer, 100rel, path, gruu, outbound\r\n"
 	inv := request("INVITE", "sip:carol@"+realm, "sip:alice@"+realm, "sip:carol@"+realm, pad)
 	_, ch, _ := fx.run(t, inv, stranger)

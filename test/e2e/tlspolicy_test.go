@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"sipedge/digest"
+
 	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -129,7 +131,7 @@ type baresip struct {
 
 // startBaresip runs a phone for user that registers at proxy over TLS,
 // trusting ca (sip_cafile) and presenting cert, and waits for the 200.
-func startBaresip(t *testing.T, dir, user, proxy string, ca *testCA, cert leaf) *baresip {
+func startBaresip(t *testing.T, dir, user, proxy string, ca *testCA, cert leaf, acctParams ...string) *baresip {
 	t.Helper()
 	d := filepath.Join(dir, user)
 	if err := os.MkdirAll(d, 0o755); err != nil {
@@ -155,7 +157,7 @@ module_app		menu.so
 module_app		ctrl_tcp.so
 ctrl_tcp_listen		127.0.0.1:%d
 `, sipPort, cert.bothFile, ca.file, rtp, rtp+9, ctrlPort)
-	acct := fmt.Sprintf("<sip:%s@%s;transport=tls>;answermode=auto;regint=600;audio_codecs=pcmu\n", user, proxy)
+	acct := fmt.Sprintf("<sip:%s@%s;transport=tls>;answermode=auto;regint=600;audio_codecs=pcmu%s\n", user, proxy, strings.Join(acctParams, ""))
 	if err := os.WriteFile(filepath.Join(d, "config"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +271,39 @@ func TestTLSBaresipCall(t *testing.T) {
 	alice.command("hangup", "", 10*time.Second, "CALL_CLOSED")
 	if strings.Contains(s.logs(), "TLS handshake") {
 		t.Errorf("a TLS handshake failed:\n%s", s.logs())
+	}
+}
+
+// TestTLSBaresipDigest: the same two phones, but sipedge trusts nobody:
+// each registers with MD5 digest credentials (401), the caller answers the
+// 407 to its INVITE, the callee is reached and both hang up through
+// sipedge's signed Record-Route.
+func TestTLSBaresipDigest(t *testing.T) {
+	if _, err := exec.LookPath("baresip"); err != nil {
+		t.Skip("baresip not installed")
+	}
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	for _, u := range []string{"alice", "bob"} {
+		if err := digest.AddUser(users, u, "example.com", u+"-secret"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca := newCA(t, dir, "lab")
+	srv := ca.issue(t, dir, "sipedge", loopback)
+	s, tlsAddr, _, _ := startTLS(t, dir, srv, "  ca_file: "+ca.file+"\n",
+		"trusted_networks: []\nauth:\n  realm: example.com\n  users_file: "+users+"\n")
+	alice := startBaresip(t, dir, "alice", tlsAddr, ca, ca.issue(t, dir, "alice", loopback), ";auth_pass=alice-secret")
+	startBaresip(t, dir, "bob", tlsAddr, ca, ca.issue(t, dir, "bob", loopback), ";auth_pass=bob-secret")
+
+	events := alice.command("dial", "sip:bob@"+tlsAddr+";transport=tls", 20*time.Second, "CALL_ESTABLISHED", "CALL_CLOSED")
+	if last := events[len(events)-1]; !strings.HasPrefix(last, "CALL_ESTABLISHED") {
+		t.Fatalf("call not answered: %v", events)
+	}
+	alice.command("hangup", "", 10*time.Second, "CALL_CLOSED")
+	logs := s.logs()
+	if strings.Contains(logs, "auth failure") {
+		t.Errorf("an authentication failed:\n%s", logs)
 	}
 }
 
