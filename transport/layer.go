@@ -173,6 +173,9 @@ type Config struct {
 	// cap). Connections beyond it are closed at once and counted in
 	// Stats.ConnsRejectedPerSource.
 	MaxConnsPerSource int
+	// Refuse, when set, is asked about each accepted connection's source
+	// address: true closes it at once (a source the guard banned).
+	Refuse func(netip.Addr) bool
 
 	// Limits bounds message sizes; nil means sip.DefaultLimits.
 	Limits *sip.Limits
@@ -193,8 +196,11 @@ type Stats struct {
 	ConnsRejected     uint64 // accepts refused over MaxConns
 	// ConnsRejectedPerSource counts accepts refused over MaxConnsPerSource.
 	ConnsRejectedPerSource uint64
-	ConnsClosed            uint64
-	ConnsTimedOut          uint64 // closed by the idle timeout or MessageTimeout
+	// ConnsRefusedBanned counts accepts closed because Config.Refuse said
+	// so (banned sources).
+	ConnsRefusedBanned uint64
+	ConnsClosed        uint64
+	ConnsTimedOut      uint64 // closed by the idle timeout or MessageTimeout
 	// MessageTimeouts counts the ConnsTimedOut closed by MessageTimeout: a
 	// message, a first message or a TLS handshake not complete in time.
 	MessageTimeouts uint64
@@ -217,7 +223,7 @@ type counters struct {
 	received, dgramDropped, dgramTooLarge, frameErrors, pings atomic.Uint64
 	accepted, dialed, rejected, closed, timedOut, panics      atomic.Uint64
 	tlsIn, tlsOut, tlsErrsIn, tlsErrsOut, clientCertsRefused  atomic.Uint64
-	rejectedSource, msgTimeouts                               atomic.Uint64
+	rejectedSource, msgTimeouts, refusedBanned                atomic.Uint64
 }
 
 // Layer owns the sockets. Create it with New, then Start; Close releases
@@ -596,6 +602,7 @@ func (l *Layer) Stats() Stats {
 		ConnsDialed:            s.dialed.Load(),
 		ConnsRejected:          s.rejected.Load(),
 		ConnsRejectedPerSource: s.rejectedSource.Load(),
+		ConnsRefusedBanned:     s.refusedBanned.Load(),
 		ConnsClosed:            s.closed.Load(),
 		ConnsTimedOut:          s.timedOut.Load(),
 		MessageTimeouts:        s.msgTimeouts.Load(),

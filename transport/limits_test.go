@@ -261,3 +261,21 @@ func TestSetConnLimits(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// A source Config.Refuse names (a banned one) is closed at accept; others
+// are served.
+func TestRefuseAtAccept(t *testing.T) {
+	banned := netip.MustParseAddr("127.0.0.2")
+	l := startLayer(t, Config{Listen: []ListenSpec{{TCP, "127.0.0.1:0"}}, Logger: testLogger(),
+		Refuse: func(a netip.Addr) bool { return a == banned }}, HandlerFunc(echo))
+	srv := addrOf(t, l, TCP)
+	expectClosed(t, dialFrom(t, "127.0.0.2", srv), 3*time.Second)
+	c := dialFrom(t, "127.0.0.1", srv)
+	writeAll(t, c, optionsMsg)
+	if got := readExactly(t, c, len(optionsMsg)); got != optionsMsg {
+		t.Fatalf("read %q", got)
+	}
+	if s := l.Stats(); s.ConnsRefusedBanned != 1 || s.ConnsAccepted != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}

@@ -73,6 +73,15 @@ func (s *streamListener) acceptLoop() {
 			continue
 		}
 		delay = 0
+		if refuse := l.cfg.Refuse; refuse != nil {
+			if ra, ok := tc.RemoteAddr().(*net.TCPAddr); ok && refuse(ra.AddrPort().Addr().Unmap()) {
+				// A banned source: closed before a byte is read or a
+				// TLS handshake is spent on it.
+				l.stats.refusedBanned.Add(1)
+				tc.Close()
+				continue
+			}
+		}
 		c := l.newConn(tc, s.proto, true)
 		// A TLS connection is usable for sending only once its handshake
 		// has succeeded (in serve).

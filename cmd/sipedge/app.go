@@ -190,6 +190,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		MessageTimeout:    cfg.Transport.MessageTimeout.Duration,
 		MaxConns:          cfg.Transport.MaxConnections,
 		MaxConnsPerSource: cfg.Transport.MaxConnectionsPerSource,
+		Refuse:            a.guard.Banned,
 		Limits:            pol.Limits,
 		Logger:            log,
 	}, a.core)

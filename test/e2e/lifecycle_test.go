@@ -16,8 +16,9 @@ import (
 // sipPeer is a raw UDP SIP endpoint on loopback: a caller or a callee of
 // the lifecycle tests.
 type sipPeer struct {
-	t *testing.T
-	c *net.UDPConn
+	t        *testing.T
+	c        *net.UDPConn
+	lastSent string
 }
 
 func newSIPPeer(t *testing.T) *sipPeer {
@@ -41,6 +42,7 @@ func (p *sipPeer) send(to string, msg string) {
 	if _, err := p.c.WriteTo([]byte(msg), a); err != nil {
 		p.t.Fatal(err)
 	}
+	p.lastSent = msg
 }
 
 // next returns the next message whose first line starts with prefix

@@ -120,6 +120,12 @@ func TestDigestRegister(t *testing.T) {
 		if status(final) != "200" {
 			t.Fatalf("%s: REGISTER answered %q", alg, final)
 		}
+		// A retransmission of the authenticated REGISTER (its 200 was
+		// lost) is answered by its transaction: 200 again, no replay.
+		alice.send(s.addr(), alice.lastSent)
+		if m, _ := alice.next("SIP/2.0 ", field([]byte(final), "call-id", "i"), 5*time.Second); status(m) != "200" {
+			t.Fatalf("%s: retransmitted REGISTER answered %q", alg, m)
+		}
 		// The same Authorization again, on a new transaction: a replay.
 		id := fmt.Sprintf("replay-%d", seq.Add(1))
 		alice.send(s.addr(), registerMsg(alice, "alice", id, 3, "", "Authorization: "+cred+"\r\n"))
