@@ -41,6 +41,8 @@ var keyClass = map[string]reloadClass{
 	"registrar.max_expires":                reloadable,
 	"registrar.default_expires":            reloadable,
 	"registrar.max_contacts":               reloadable,
+	"store.sync":                           restart, // the store is opened with it
+	"store.sync_delay":                     restart, // the store is opened with it
 	"store.dir":                            restart, // the store's files are open
 	"transport.udp_readers":                restart, // one socket and goroutine each
 	"transport.idle_timeout":               restart, // each connection's reader has it

@@ -80,7 +80,8 @@ type Options struct {
 	CompactAt int64
 	// Logger receives recovery and compaction events; default slog.Default().
 	Logger *slog.Logger
-	// NoSync skips fsync. Tests and benchmarks only: nothing is durable.
+	// NoSync skips fsync: a record is durable once written to the log
+	// (it survives the process, not the machine). store.sync: write.
 	NoSync bool
 
 	// syncFile replaces (*os.File).Sync in tests of this package.

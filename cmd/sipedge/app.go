@@ -81,7 +81,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 			return nil, fmt.Errorf("--listen tls:%s needs --tls-cert and --tls-key (or tls.cert and tls.key in the configuration)", s.Addr)
 		}
 	}
-	if a.store, err = store.Open(cfg.Store.Dir, store.Options{Logger: log}); err != nil {
+	if a.store, err = store.Open(cfg.Store.Dir, storeOptions(cfg, log)); err != nil {
 		return nil, errStart{fmt.Errorf("store.dir %q: %v", cfg.Store.Dir, err)}
 	}
 	a.closer = append(a.closer, func() { a.store.Close() })
@@ -125,7 +125,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	// Passive bindings (gateway) have a store of their own beside the
 	// registrar's: the registrar's store snapshots what the registrar
 	// owns, and nothing else.
-	pst, err := store.Open(filepath.Join(cfg.Store.Dir, "passive"), store.Options{Logger: log})
+	pst, err := store.Open(filepath.Join(cfg.Store.Dir, "passive"), storeOptions(cfg, log))
 	if err != nil {
 		return nil, errStart{fmt.Errorf("store.dir %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
 	}
@@ -283,6 +283,11 @@ func (f flows) HasConn(p transport.Proto, ap netip.AddrPort) bool {
 		return false
 	}
 	return f.a.layer.HasConn(p, ap)
+}
+
+// storeOptions: store.sync and store.sync_delay.
+func storeOptions(cfg *config.Config, log *slog.Logger) store.Options {
+	return store.Options{Logger: log, SyncInterval: cfg.Store.SyncDelay.Duration, NoSync: cfg.Store.Sync == "write"}
 }
 
 // authConfig reads the users file: an error names the file and line.

@@ -37,8 +37,9 @@ import (
 // implements it (per-source and per-user counters, bans, the log line).
 type Failures interface {
 	AuthFailed(src netip.AddrPort, user, realm, reason string)
-	AuthSucceeded(src netip.AddrPort, user string)
-	UserLocked(src netip.Addr, user string) bool
+	// The user name is a view of the request, valid during the call.
+	AuthSucceeded(src netip.AddrPort, user []byte)
+	UserLocked(src netip.Addr, user []byte) bool
 }
 
 // Config is the reloadable configuration.
@@ -227,7 +228,7 @@ func (f *Feature) stage(r *proxy.Request) bool {
 	switch {
 	case !known:
 		f.fail(r, cfg, cred.Username, unknownUser)
-	case f.fails != nil && f.fails.UserLocked(r.Src().Addr(), string(cred.Username)):
+	case f.fails != nil && f.fails.UserLocked(r.Src().Addr(), cred.Username):
 		f.fail(r, cfg, cred.Username, locked)
 	case !ok:
 		f.fail(r, cfg, cred.Username, wrongPassword)
@@ -240,7 +241,7 @@ func (f *Feature) stage(r *proxy.Request) bool {
 	default:
 		f.authed.Add(1)
 		if f.fails != nil {
-			f.fails.AuthSucceeded(r.Src(), string(cred.Username))
+			f.fails.AuthSucceeded(r.Src(), cred.Username)
 		}
 		r.Authenticate()
 		r.SetNote(f.credNote, cfg)

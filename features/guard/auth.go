@@ -77,6 +77,12 @@ func (t *userTable) shard(name string) *userShard {
 	return &t.shards[maphash.String(t.seed, name)&t.mask]
 }
 
+// shardBytes is shard for a name given as bytes (the same shard:
+// maphash.Bytes and maphash.String agree).
+func (t *userTable) shardBytes(name []byte) *userShard {
+	return &t.shards[maphash.Bytes(t.seed, name)&t.mask]
+}
+
 // get returns name's entry, made when new (nil: the shard is full of
 // locked users). Called with sh.mu held.
 func (t *userTable) get(sh *userShard, name string, now int64) *user {
@@ -167,8 +173,9 @@ func (g *Guard) AuthFailed(src netip.AddrPort, user, realm string, reason string
 
 // AuthSucceeded records a successful authentication from src as user: the
 // source's failure count starts again, and src becomes one of the user's
-// recently good sources.
-func (g *Guard) AuthSucceeded(src netip.AddrPort, user string) {
+// recently good sources. user is only read during the call (a view of
+// the request is fine): it is copied when a new entry keeps it.
+func (g *Guard) AuthSucceeded(src netip.AddrPort, user []byte) {
 	a := src.Addr().Unmap()
 	now := g.clock()
 	t := g.sources
@@ -178,13 +185,17 @@ func (g *Guard) AuthSucceeded(src netip.AddrPort, user string) {
 		e.auth.reset()
 	}
 	sh.mu.Unlock()
-	if user == "" {
+	if len(user) == 0 {
 		return
 	}
 	ut := g.users
-	ush := ut.shard(user)
+	ush := ut.shardBytes(user)
 	ush.mu.Lock()
-	if u := ut.get(ush, user, now); u != nil {
+	u := ush.m[string(user)] // no copy for a lookup
+	if u == nil {
+		u = ut.get(ush, string(user), now)
+	}
+	if u != nil {
 		u.last = now
 		// Its own slot, else a free one, else the oldest.
 		slot := -1
@@ -215,14 +226,14 @@ func (g *Guard) AuthSucceeded(src netip.AddrPort, user string) {
 // failures from many sources, and src is not one it authenticated from
 // recently. The authentication feature refuses such a request without
 // checking its credentials.
-func (g *Guard) UserLocked(src netip.Addr, user string) bool {
+func (g *Guard) UserLocked(src netip.Addr, user []byte) bool {
 	src = src.Unmap()
 	now := g.clock()
 	t := g.users
-	sh := t.shard(user)
+	sh := t.shardBytes(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	u := sh.m[user]
+	u := sh.m[string(user)]
 	if u == nil || u.until == 0 || now >= u.until {
 		return false
 	}

@@ -239,7 +239,7 @@ func TestAuthFailuresPerSource(t *testing.T) {
 	src := netip.AddrPortFrom(srcA, 5060)
 	f.g.AuthFailed(src, "alice", "example.com", "wrong-password")
 	f.g.AuthFailed(src, "alice", "example.com", "wrong-password")
-	f.g.AuthSucceeded(src, "alice") // resets the count
+	f.g.AuthSucceeded(src, []byte("alice")) // resets the count
 	f.g.AuthFailed(src, "alice", "example.com", "wrong-password")
 	f.g.AuthFailed(src, "bob", "example.com", "wrong-password")
 	if f.g.Banned(srcA) {
@@ -282,23 +282,23 @@ func TestUserLockSparesGoodSource(t *testing.T) {
 	c.AuthPerSource, c.AuthPerUser = 10, 5
 	f := newFixture(t, c)
 	phone := netip.MustParseAddrPort("192.0.2.10:5060")
-	f.g.AuthSucceeded(phone, "alice")
+	f.g.AuthSucceeded(phone, []byte("alice"))
 	// A brute force from many addresses, a few tries each.
 	for i := range 5 {
 		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}), 5060)
-		if f.g.UserLocked(src.Addr(), "alice") {
+		if f.g.UserLocked(src.Addr(), []byte("alice")) {
 			t.Fatalf("locked after %d failures", i)
 		}
 		f.g.AuthFailed(src, "alice", "example.com", "wrong-password")
 	}
 	attacker := netip.MustParseAddr("203.0.113.99")
-	if !f.g.UserLocked(attacker, "alice") {
+	if !f.g.UserLocked(attacker, []byte("alice")) {
 		t.Error("not locked for a new source after 5 failures from 5 sources")
 	}
-	if f.g.UserLocked(phone.Addr(), "alice") {
+	if f.g.UserLocked(phone.Addr(), []byte("alice")) {
 		t.Error("locked for the source alice authenticated from")
 	}
-	if f.g.UserLocked(attacker, "bob") {
+	if f.g.UserLocked(attacker, []byte("bob")) {
 		t.Error("another user locked")
 	}
 	for i := range 5 {
@@ -313,7 +313,7 @@ func TestUserLockSparesGoodSource(t *testing.T) {
 		t.Errorf("Stats = %+v", st)
 	}
 	f.advance(15 * time.Minute)
-	if f.g.UserLocked(attacker, "alice") {
+	if f.g.UserLocked(attacker, []byte("alice")) {
 		t.Error("still locked after the ban duration")
 	}
 	f.g.sweep()
@@ -325,7 +325,7 @@ func TestUserLockSparesGoodSource(t *testing.T) {
 	for i := range 5 {
 		f.g.AuthFailed(netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}), 5060), "alice", "example.com", "wrong-password")
 	}
-	if !f.g.UserLocked(phone.Addr(), "alice") {
+	if !f.g.UserLocked(phone.Addr(), []byte("alice")) {
 		t.Error("a source that authenticated a day ago is still spared")
 	}
 }
@@ -336,7 +336,7 @@ func TestGoodSourcesBounded(t *testing.T) {
 	for i := range maxGood + 2 {
 		s := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 5060)
 		srcs = append(srcs, s)
-		f.g.AuthSucceeded(s, "alice")
+		f.g.AuthSucceeded(s, []byte("alice"))
 		f.advance(time.Second)
 	}
 	for range 20 {
@@ -344,7 +344,7 @@ func TestGoodSourcesBounded(t *testing.T) {
 	}
 	for i, s := range srcs {
 		want := i < 2 // the oldest were forgotten
-		if got := f.g.UserLocked(s.Addr(), "alice"); got != want {
+		if got := f.g.UserLocked(s.Addr(), []byte("alice")); got != want {
 			t.Errorf("source %d: locked %v, want %v", i, got, want)
 		}
 	}
@@ -463,7 +463,7 @@ func TestConcurrent(t *testing.T) {
 				g.request(a, cfg)
 				if i%100 == 0 {
 					g.AuthFailed(netip.AddrPortFrom(a, 5060), fmt.Sprint("u", i%7), "r", "wrong-password")
-					g.UserLocked(a, "u1")
+					g.UserLocked(a, []byte("u1"))
 					g.Bans()
 					g.Stats()
 				}
