@@ -1,6 +1,8 @@
 package digest
 
 import (
+	"sipedge/sip"
+
 	"crypto/md5"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -109,18 +111,8 @@ func getHasher(a Algorithm) *hasher { return hasherPools[a].Get().(*hasher) }
 
 func putHasher(s *hasher) { hasherPools[s.a].Put(s) }
 
-// equalFold compares ASCII case-insensitively.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		if lower(b[i]) != lower(s[i]) {
-			return false
-		}
-	}
-	return true
-}
+// equalFold compares ASCII case-insensitively (the message layer's rule).
+func equalFold(b []byte, s string) bool { return sip.EqualFold(b, s) }
 
 func lower(c byte) byte {
 	if 'A' <= c && c <= 'Z' {
