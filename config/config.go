@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"sipedge/admin"
 	"sipedge/nat"
 	"sipedge/sip"
 	"sipedge/transport"
@@ -75,6 +76,8 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// Security: per-source limits and bans (features/guard).
 	Security Security `yaml:"security"`
+	// Admin is the operations HTTP server (docs/API.md).
+	Admin Admin `yaml:"admin"`
 	// TopologyHiding hides the inside network from the next hops listed
 	// in its peers (features/topohide). Off while peers is empty.
 	TopologyHiding TopologyHiding `yaml:"topology_hiding"`
@@ -216,6 +219,17 @@ type TopologyHiding struct {
 
 // On reports whether topology hiding is configured.
 func (t *TopologyHiding) On() bool { return len(t.Peers) > 0 }
+
+// Admin configures the operations HTTP server.
+type Admin struct {
+	// Listen is host:port, or "off". Default 127.0.0.1:8080: loopback
+	// only, so the zero configuration exposes nothing.
+	Listen string `yaml:"listen"`
+	// Token is the bearer token every request must carry
+	// (Authorization: Bearer TOKEN); required when Listen is not a
+	// loopback address.
+	Token string `yaml:"token"`
+}
 
 // Shutdown configures the graceful stop.
 type Shutdown struct {
@@ -495,6 +509,7 @@ func Default() *Config {
 		},
 		TrustedNetworks: []string{"loopback", "private"},
 		Store:           Store{Dir: "sipedge-data", Sync: "fsync", SyncDelay: Duration{time.Millisecond}},
+		Admin:           Admin{Listen: "127.0.0.1:8080"},
 		Transport: Transport{IdleTimeout: Duration{transport.DefaultIdleTimeout}, MessageTimeout: Duration{transport.DefaultMessageTimeout},
 			MaxConnections: transport.DefaultMaxConns, MaxConnectionsPerSource: transport.DefaultMaxConnsPerSource},
 		SymmetricResponses: &t,
@@ -811,6 +826,11 @@ func (c *Config) validate(root *yaml.Node) error {
 	for _, ch := range c.ServerHeader {
 		if ch < 0x20 || ch == 0x7f {
 			return bad("server_header", "control characters (a line break) are not allowed in a header value")
+		}
+	}
+	if c.Admin.Listen != "off" {
+		if err := admin.Check(c.Admin.Listen, c.Admin.Token); err != nil {
+			return bad("admin.listen", err.Error())
 		}
 	}
 	if c.Store.Sync != "fsync" && c.Store.Sync != "write" {

@@ -41,6 +41,8 @@ var keyClass = map[string]reloadClass{
 	"registrar.max_expires":                reloadable,
 	"registrar.default_expires":            reloadable,
 	"registrar.max_contacts":               reloadable,
+	"admin.listen":                         restart, // the socket is bound at start
+	"admin.token":                          reloadable,
 	"store.sync":                           restart, // the store is opened with it
 	"store.sync_delay":                     restart, // the store is opened with it
 	"store.dir":                            restart, // the store's files are open

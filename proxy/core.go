@@ -280,6 +280,9 @@ func (c *Core) Pending() int { return int(c.pending.Load()) }
 // inside dialogs, REGISTER and OPTIONS are served as before.
 func (c *Core) Drain() { c.draining.Store(true) }
 
+// Draining reports whether Drain was called.
+func (c *Core) Draining() bool { return c.draining.Load() }
+
 // Attach gives the core the started transport layer it sends through and
 // the addresses it listens on (their real ports are known once bound),
 // then starts the features that have work of their own.

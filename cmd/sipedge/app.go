@@ -1,6 +1,8 @@
 package main
 
 import (
+	"sipedge/admin"
+
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -53,6 +55,7 @@ type app struct {
 	ka     *keepalive.Feature
 	mime   *mime.Feature
 	auth   *auth.Feature
+	admin  *admin.Server
 	guard  *guard.Guard
 	closer []func() // in the order to run them
 }
@@ -172,6 +175,13 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	}
 	if err := a.core.Use(features...); err != nil {
 		return nil, errStart{err}
+	}
+	if cfg.Admin.Listen != "off" {
+		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log},
+			guardBans{a.guard}, a.core); err != nil {
+			return nil, errStart{err}
+		}
+		a.closer = append([]func(){a.admin.Close}, a.closer...)
 	}
 	tlsPol, err := tlsPolicy(cfg)
 	if err != nil {
@@ -354,8 +364,25 @@ func (a *app) start() error {
 		a.log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
 	a.core.Attach(a.layer, a.cfg.Domains)
+	if a.admin != nil {
+		go a.admin.Serve()
+		a.log.Info("operations HTTP server", "addr", a.admin.Addr().String(), "token", a.cfg.Admin.Token != "")
+	}
 	return nil
 }
+
+// guardBans shows the guard's bans to the operations API.
+type guardBans struct{ g *guard.Guard }
+
+func (b guardBans) List() []admin.Ban {
+	var out []admin.Ban
+	for _, x := range b.g.Bans() {
+		out = append(out, admin.Ban{Source: x.Source.String(), Reason: x.Reason, Since: x.Since, Until: x.Until, Dropped: x.Count})
+	}
+	return out
+}
+
+func (b guardBans) Lift(p netip.Prefix) int { return b.g.Lift(p) }
 
 // reload reads the configuration file again and applies what may change
 // while sipedge runs; new transactions use it, calls, registrations,
@@ -419,6 +446,9 @@ func (a *app) reload() error {
 		}
 	}
 	a.core.SetPolicy(pol)
+	if a.admin != nil {
+		a.admin.SetToken(cfg.Admin.Token)
+	}
 	a.layer.SetConnLimits(cfg.Transport.MaxConnections, cfg.Transport.MaxConnectionsPerSource)
 	if a.auth != nil {
 		a.auth.SetConfig(ac)

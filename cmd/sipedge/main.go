@@ -5,6 +5,8 @@
 package main
 
 import (
+	"sipedge/admin"
+
 	"context"
 	"errors"
 	"flag"
@@ -82,6 +84,7 @@ type options struct {
 	symmetric       bool
 	domains         string
 	dataDir         string
+	adminListen     string
 	showVersion     bool
 	cpuProfile      string
 	set             map[string]bool // flags given on the command line
@@ -199,6 +202,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs.BoolVar(&o.symmetric, "symmetric-responses", true, "send UDP responses to the source port even without rport (RFC 3581 behaviour for NATed phones); false follows RFC 3261 §18.2.2 strictly")
 	fs.StringVar(&o.domains, "domain", "", "comma-separated SIP domains served by the registrar (default: every domain)")
 	fs.StringVar(&o.dataDir, "data-dir", "sipedge-data", "`directory` where registrations are kept across restarts (store.dir)")
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8080", "`host:port` of the operations HTTP server (health, bans; docs/API.md), or off (admin.listen)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to `file` until sipedge stops; for performance reports")
 	err := fs.Parse(args)
@@ -263,6 +267,14 @@ func applyFlags(c *config.Config, o *options) error {
 	}
 	if o.set["data-dir"] {
 		c.Store.Dir = o.dataDir
+	}
+	if o.set["admin-listen"] {
+		c.Admin.Listen = o.adminListen
+		if c.Admin.Listen != "off" {
+			if err := admin.Check(c.Admin.Listen, c.Admin.Token); err != nil {
+				return fmt.Errorf("--admin-listen: %v", err)
+			}
+		}
 	}
 	if o.set["domain"] {
 		c.Domains = strings.Split(o.domains, ",")

@@ -93,6 +93,15 @@ func start(t *testing.T, args ...string) *server {
 		os.WriteFile(cfg, []byte("dns:\n  servers: [\"127.0.0.1:9\"]\n"), 0o644)
 		args = append(args, "--data-dir", t.TempDir(), "--config", cfg)
 	}
+	hasAdmin := false
+	for _, a := range args {
+		hasAdmin = hasAdmin || a == "--admin-listen"
+	}
+	if !hasAdmin {
+		// Tests run many servers; the operations server's default port
+		// is shared, so it is off unless a test asks for it.
+		args = append(args, "--admin-listen", "off")
+	}
 	s.cmd = exec.Command(binary, args...)
 	pr, pw := io.Pipe()
 	s.cmd.Stderr = pw

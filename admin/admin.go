@@ -1,0 +1,200 @@
+// Package admin is sipedge's operations HTTP server: health, the bans the
+// guard holds (listed, and lifted with DELETE), behind a bearer token
+// whenever it listens anywhere but loopback. It is built on net/http and
+// knows the rest of sipedge only through the small interfaces below,
+// which cmd/sipedge adapts.
+//
+// Routes (JSON, documented in docs/API.md):
+//
+//	GET    /healthz                 {"status":"ok"|"draining", ...}
+//	GET    /api/v1/bans             the sources banned now
+//	DELETE /api/v1/bans/{source}    lift the ban of an address or a prefix
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Ban is one banned source as the API shows it.
+type Ban struct {
+	Source  string    `json:"source"`
+	Reason  string    `json:"reason"` // "rate" or "auth-failures"
+	Since   time.Time `json:"since"`
+	Until   time.Time `json:"until"`
+	Dropped uint64    `json:"dropped"` // requests dropped during this ban
+}
+
+// Bans is what the API reads and changes of the guard.
+type Bans interface {
+	List() []Ban
+	Lift(p netip.Prefix) int
+}
+
+// Health reports what /healthz shows.
+type Health interface {
+	Draining() bool
+}
+
+// Config is the server's configuration.
+type Config struct {
+	// Listen is host:port; empty: no server.
+	Listen string
+	// Token is required as "Authorization: Bearer TOKEN" on every request
+	// when set; New refuses an address that is not loopback without one.
+	Token  string
+	Logger *slog.Logger
+}
+
+// Server is the operations HTTP server.
+type Server struct {
+	cfg    Config
+	token  atomic.Pointer[string]
+	bans   Bans
+	health Health
+	start  time.Time
+	ln     net.Listener
+	srv    *http.Server
+	log    *slog.Logger
+}
+
+// ErrTokenRequired: the address is not loopback and no token was given.
+var ErrTokenRequired = errors.New("admin.token is required when admin.listen is not a loopback address (anyone who reaches it could lift bans)")
+
+// New checks cfg and binds the listener (so a port in use is an error at
+// start, not later); Serve serves it.
+func New(cfg Config, bans Bans, health Health) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := Check(cfg.Listen, cfg.Token); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen %s: %v", cfg.Listen, err)
+	}
+	s := &Server{cfg: cfg, bans: bans, health: health, start: time.Now(), ln: ln, log: cfg.Logger}
+	s.SetToken(cfg.Token)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /api/v1/bans", s.listBans)
+	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
+	s.srv = &http.Server{Handler: s.auth(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	return s, nil
+}
+
+// Check validates a listen address and token pair (for the configuration
+// check, before anything is bound).
+func Check(listen, token string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("admin.listen %q: want host:port, e.g. 127.0.0.1:8080", listen)
+	}
+	a, err := netip.ParseAddr(host)
+	if (err != nil || !a.IsLoopback()) && host != "localhost" && token == "" {
+		return ErrTokenRequired
+	}
+	return nil
+}
+
+// Addr is where the server listens.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// SetToken replaces the token (SIGHUP).
+func (s *Server) SetToken(t string) { s.token.Store(&t) }
+
+// Serve serves until Close.
+func (s *Server) Serve() {
+	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Warn("admin: server stopped", "err", err)
+	}
+}
+
+// Close stops the server, letting requests in progress finish for a
+// second.
+func (s *Server) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+}
+
+// auth requires the bearer token when one is set (RFC 6750 §2.1); a
+// wrong one is answered 401 with WWW-Authenticate (§3), compared in
+// constant time.
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if want := *s.token.Load(); want != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sipedge"`)
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a bearer token is required (admin.token)"})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	status := "ok"
+	if s.health != nil && s.health.Draining() {
+		status = "draining"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": status, "uptime_seconds": int64(time.Since(s.start).Seconds())})
+}
+
+func (s *Server) listBans(w http.ResponseWriter, r *http.Request) {
+	list := []Ban{}
+	if s.bans != nil {
+		list = append(list, s.bans.List()...)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"bans": list})
+}
+
+// liftBan lifts the bans of an address or a prefix (203.0.113.7,
+// 2001:db8::/32); 404 when nothing was banned there.
+func (s *Server) liftBan(w http.ResponseWriter, r *http.Request) {
+	v := r.PathValue("source")
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		a, err2 := netip.ParseAddr(v)
+		if err2 != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("%q: want an address such as 203.0.113.7 or a prefix such as 203.0.113.0/24", v)})
+			return
+		}
+		a = a.Unmap()
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	n := 0
+	if s.bans != nil {
+		n = s.bans.Lift(p)
+	}
+	if n == 0 {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "no ban for " + p.String(), "lifted": 0})
+		return
+	}
+	s.log.Info("bans lifted through the API", "prefix", p.String(), "lifted", n, "client", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, map[string]any{"lifted": n})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
