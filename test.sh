@@ -26,6 +26,8 @@ command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # The scanner every SIP server on the Internet meets (test/e2e/sipvicious_test.go).
 command -v svwar >/dev/null 2>&1 || need_pkgs+=(sipvicious)
+# The operators' ladder tool as HEP collector (test/e2e/hep_test.go).
+command -v sngrep >/dev/null 2>&1 || need_pkgs+=(sngrep)
 
 install_pkgs() {
 	[ $# -gt 0 ] || return 0

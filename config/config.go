@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"sipedge/admin"
+	"sipedge/hep"
 	"sipedge/nat"
 	"sipedge/sip"
 	"sipedge/transport"
@@ -78,6 +79,8 @@ type Config struct {
 	Security Security `yaml:"security"`
 	// Admin is the operations HTTP server (docs/API.md).
 	Admin Admin `yaml:"admin"`
+	// HEP mirrors every SIP message to a HEP v3 collector.
+	HEP HEP `yaml:"hep"`
 	// TopologyHiding hides the inside network from the next hops listed
 	// in its peers (features/topohide). Off while peers is empty.
 	TopologyHiding TopologyHiding `yaml:"topology_hiding"`
@@ -219,6 +222,19 @@ type TopologyHiding struct {
 
 // On reports whether topology hiding is configured.
 func (t *TopologyHiding) On() bool { return len(t.Peers) > 0 }
+
+// HEP configures the capture agent: every SIP message sipedge receives or
+// sends, TLS decrypted, to a HEP v3 collector (Homer, sngrep -L).
+type HEP struct {
+	// Collector is "udp:host:port"; empty: no capture.
+	Collector string `yaml:"collector"`
+	// ID is the capture agent id in every packet (Homer shows it).
+	ID int `yaml:"id"`
+	// Password is sent as the HEP auth key when set.
+	Password string `yaml:"password"`
+	// Node is sent as the node name when set.
+	Node string `yaml:"node"`
+}
 
 // Admin configures the operations HTTP server.
 type Admin struct {
@@ -510,6 +526,7 @@ func Default() *Config {
 		TrustedNetworks: []string{"loopback", "private"},
 		Store:           Store{Dir: "sipedge-data", Sync: "fsync", SyncDelay: Duration{time.Millisecond}},
 		Admin:           Admin{Listen: "127.0.0.1:8080"},
+		HEP:             HEP{ID: 2001},
 		Transport: Transport{IdleTimeout: Duration{transport.DefaultIdleTimeout}, MessageTimeout: Duration{transport.DefaultMessageTimeout},
 			MaxConnections: transport.DefaultMaxConns, MaxConnectionsPerSource: transport.DefaultMaxConnsPerSource},
 		SymmetricResponses: &t,
@@ -827,6 +844,14 @@ func (c *Config) validate(root *yaml.Node) error {
 		if ch < 0x20 || ch == 0x7f {
 			return bad("server_header", "control characters (a line break) are not allowed in a header value")
 		}
+	}
+	if c.HEP.Collector != "" {
+		if _, err := hep.ParseCollector(c.HEP.Collector); err != nil {
+			return bad("hep.collector", err.Error())
+		}
+	}
+	if c.HEP.ID < 0 || c.HEP.ID > 1<<32-1 {
+		return bad("hep.id", fmt.Sprintf("%d: use 0 to 4294967295", c.HEP.ID))
 	}
 	if c.Admin.Listen != "off" {
 		if err := admin.Check(c.Admin.Listen, c.Admin.Token); err != nil {

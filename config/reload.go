@@ -41,6 +41,10 @@ var keyClass = map[string]reloadClass{
 	"registrar.max_expires":                reloadable,
 	"registrar.default_expires":            reloadable,
 	"registrar.max_contacts":               reloadable,
+	"hep.collector":                        restart, // the socket and the tap are set up at start
+	"hep.id":                               restart,
+	"hep.password":                         restart,
+	"hep.node":                             restart,
 	"admin.listen":                         restart, // the socket is bound at start
 	"admin.token":                          reloadable,
 	"store.sync":                           restart, // the store is opened with it

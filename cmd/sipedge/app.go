@@ -1,6 +1,8 @@
 package main
 
 import (
+	"sipedge/hep"
+
 	"sipedge/admin"
 
 	"crypto/tls"
@@ -56,6 +58,7 @@ type app struct {
 	mime   *mime.Feature
 	auth   *auth.Feature
 	admin  *admin.Server
+	hep    *hep.Sender
 	guard  *guard.Guard
 	closer []func() // in the order to run them
 }
@@ -364,6 +367,16 @@ func (a *app) start() error {
 		a.log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
 	a.core.Attach(a.layer, a.cfg.Domains)
+	if c := a.cfg.HEP; c.Collector != "" {
+		s, err := hep.Dial(c.Collector, hep.Agent{ID: uint32(c.ID), Password: c.Password, Node: c.Node}, a.log)
+		if err != nil {
+			return errStart{err}
+		}
+		cancel := a.layer.Subscribe(s.Tap)
+		a.hep = s
+		a.closer = append([]func(){func() { cancel(); s.Close() }}, a.closer...)
+		a.log.Info("HEP capture", "collector", c.Collector, "id", c.ID)
+	}
 	if a.admin != nil {
 		go a.admin.Serve()
 		a.log.Info("operations HTTP server", "addr", a.admin.Addr().String(), "token", a.cfg.Admin.Token != "")

@@ -11,6 +11,7 @@ import (
 	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
+	"sipedge/hep"
 	"sipedge/media"
 	"sipedge/metrics"
 	"sipedge/proxy"
@@ -34,6 +35,7 @@ func TestStatsConvention(t *testing.T) {
 		"resolve":   (*resolve.Resolver)(nil),
 		"media":     (*media.Relay)(nil),
 		"auth":      (*auth.Feature)(nil),
+		"hep":       (*hep.Sender)(nil),
 		"callmedia": (*callmedia.Feature)(nil),
 		"dialogs":   (*dialogs.Feature)(nil),
 		"keepalive": (*keepalive.Feature)(nil),
