@@ -7,6 +7,7 @@
 // Routes (JSON, documented in docs/API.md):
 //
 //	GET    /healthz                 {"status":"ok"|"draining", ...}
+//	GET    /metrics                 Prometheus text exposition
 //	GET    /api/v1/bans             the sources banned now
 //	DELETE /api/v1/bans/{source}    lift the ban of an address or a prefix
 package admin
@@ -54,6 +55,8 @@ type Config struct {
 	// when set; New refuses an address that is not loopback without one.
 	Token  string
 	Logger *slog.Logger
+	// Metrics serves GET /metrics (the Prometheus exposition); nil: none.
+	Metrics http.Handler
 }
 
 // Server is the operations HTTP server.
@@ -90,6 +93,9 @@ func New(cfg Config, bans Bans, health Health) (*Server, error) {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/bans", s.listBans)
 	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	s.srv = &http.Server{Handler: s.auth(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}

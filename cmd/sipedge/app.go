@@ -1,6 +1,16 @@
 package main
 
 import (
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sipedge/metrics"
+
+	"net/http"
+
 	"sipedge/hep"
 
 	"sipedge/admin"
@@ -180,8 +190,8 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, errStart{err}
 	}
 	if cfg.Admin.Listen != "off" {
-		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log},
-			guardBans{a.guard}, a.core); err != nil {
+		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
+			Metrics: a.metricsHandler(log)}, guardBans{a.guard}, a.core); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -382,6 +392,43 @@ func (a *app) start() error {
 		a.log.Info("operations HTTP server", "addr", a.admin.Addr().String(), "token", a.cfg.Admin.Token != "")
 	}
 	return nil
+}
+
+// metricsHandler is GET /metrics: every component's Stats() through
+// package metrics, plus the Go runtime and the process (CPU, memory,
+// file descriptors), on a registry of sipedge's own.
+func (a *app) metricsHandler(log *slog.Logger) http.Handler {
+	src := []metrics.Source{
+		{Name: "proxy", Stats: func() any { return a.core.Stats() }},
+		{Name: "txn", Stats: func() any { return a.core.Transactions() }},
+		{Name: "transport", Stats: func() any { return a.layer.Stats() }},
+		{Name: "registrar", Stats: func() any { return a.reg.Stats() }},
+		{Name: "store", Stats: func() any { return a.store.Stats() }},
+		{Name: "resolve", Stats: func() any { return a.res.Stats() }},
+		{Name: "dialogs", Stats: func() any { return a.dlg.Stats() }},
+		{Name: "keepalive", Stats: func() any { return a.ka.Stats() }},
+		{Name: "mime", Stats: func() any { return a.mime.Stats() }},
+		{Name: "guard", Stats: func() any { return a.guard.Stats() }},
+	}
+	if a.relay != nil {
+		src = append(src, metrics.Source{Name: "media", Stats: func() any { return a.relay.Stats() }},
+			metrics.Source{Name: "callmedia", Stats: func() any { return a.media.Stats() }})
+	}
+	if a.auth != nil {
+		src = append(src, metrics.Source{Name: "auth", Stats: func() any { return a.auth.Stats() }})
+	}
+	if a.cfg.HEP.Collector != "" {
+		src = append(src, metrics.Source{Name: "hep", Stats: func() any {
+			if a.hep == nil {
+				return hep.Stats{}
+			}
+			return a.hep.Stats()
+		}})
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCollector(log, src...), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
 }
 
 // guardBans shows the guard's bans to the operations API.

@@ -22,26 +22,29 @@ import (
 	"sipedge/txn"
 )
 
+// components are the parts of sipedge with a Stats() snapshot, by the
+// metric prefix they are exported under.
+var components = map[string]any{
+	"proxy":     (*proxy.Core)(nil),
+	"txn":       (*txn.Layer)(nil),
+	"transport": (*transport.Layer)(nil),
+	"registrar": (*registrar.Registrar)(nil),
+	"store":     (*store.Store)(nil),
+	"resolve":   (*resolve.Resolver)(nil),
+	"media":     (*media.Relay)(nil),
+	"auth":      (*auth.Feature)(nil),
+	"hep":       (*hep.Sender)(nil),
+	"callmedia": (*callmedia.Feature)(nil),
+	"dialogs":   (*dialogs.Feature)(nil),
+	"keepalive": (*keepalive.Feature)(nil),
+	"mime":      (*mime.Feature)(nil),
+	"guard":     (*guard.Guard)(nil),
+}
+
 // TestStatsConvention: every component's Stats() returns a snapshot that
 // package metrics can read (so an exporter needs nothing per component),
 // with names that do not collide.
 func TestStatsConvention(t *testing.T) {
-	components := map[string]any{
-		"proxy":     (*proxy.Core)(nil),
-		"txn":       (*txn.Layer)(nil),
-		"transport": (*transport.Layer)(nil),
-		"registrar": (*registrar.Registrar)(nil),
-		"store":     (*store.Store)(nil),
-		"resolve":   (*resolve.Resolver)(nil),
-		"media":     (*media.Relay)(nil),
-		"auth":      (*auth.Feature)(nil),
-		"hep":       (*hep.Sender)(nil),
-		"callmedia": (*callmedia.Feature)(nil),
-		"dialogs":   (*dialogs.Feature)(nil),
-		"keepalive": (*keepalive.Feature)(nil),
-		"mime":      (*mime.Feature)(nil),
-		"guard":     (*guard.Guard)(nil),
-	}
 	seen := map[string]bool{}
 	for name, c := range components {
 		m, ok := reflect.TypeOf(c).MethodByName("Stats")

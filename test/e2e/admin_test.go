@@ -99,4 +99,44 @@ func TestAdminBans(t *testing.T) {
 	if !strings.Contains(s.logs(), "bans lifted through the API") {
 		t.Error("the lift is not in the log")
 	}
+
+	// Prometheus: every sipedge metric has HELP and TYPE; the guard's
+	// ban and the requests are counted; the process is described.
+	code, body := api("GET", "/metrics", "s3cret")
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	typed := map[string]bool{}
+	helped := map[string]bool{}
+	for _, line := range strings.Split(body, "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[0] == "#" {
+			switch f[1] {
+			case "HELP":
+				helped[f[2]] = len(f) > 3
+			case "TYPE":
+				typed[f[2]] = true
+			}
+		}
+	}
+	n := 0
+	for name := range typed {
+		if strings.HasPrefix(name, "sipedge_") {
+			n++
+			if !helped[name] {
+				t.Errorf("%s has no HELP", name)
+			}
+		}
+	}
+	if n < 50 {
+		t.Errorf("only %d sipedge metrics", n)
+	}
+	for _, want := range []string{`sipedge_guard_bans_total{reason="rate"} 1`, "sipedge_proxy_requests_total ", "sipedge_guard_active_bans 0",
+		"# TYPE sipedge_proxy_requests_total counter", "process_cpu_seconds_total", "go_goroutines"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if code, _ := api("GET", "/metrics", ""); code != 401 {
+		t.Errorf("metrics without the token: %d", code)
+	}
 }
