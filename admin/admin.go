@@ -8,6 +8,7 @@
 //
 //	GET    /healthz                 {"status":"ok"|"draining", ...}
 //	GET    /metrics                 Prometheus text exposition
+//	GET    /api/v1/registrations    the registrar's bindings (?aor=, ?limit=)
 //	GET    /api/v1/bans             the sources banned now
 //	DELETE /api/v1/bans/{source}    lift the ban of an address or a prefix
 package admin
@@ -22,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,6 +42,27 @@ type Ban struct {
 type Bans interface {
 	List() []Ban
 	Lift(p netip.Prefix) int
+}
+
+// Registration is one binding as the API shows it.
+type Registration struct {
+	AOR       string  `json:"aor"`
+	Contact   string  `json:"contact"`
+	Source    string  `json:"source"`     // where the REGISTER came from
+	Transport string  `json:"transport"`  // UDP, TCP, TLS
+	NAT       bool    `json:"nat"`        // registered from behind a NAT
+	ExpiresIn int64   `json:"expires_in"` // seconds
+	UserAgent string  `json:"user_agent,omitempty"`
+	Instance  string  `json:"instance,omitempty"` // +sip.instance (RFC 5626)
+	RegID     int     `json:"reg_id,omitempty"`
+	Q         float64 `json:"q"`
+}
+
+// Registrations is what the API reads of the registrar: the bindings whose
+// AoR contains filter (all when empty), at most limit of them, and how
+// many match in all.
+type Registrations interface {
+	Registrations(filter string, limit int) (list []Registration, total int)
 }
 
 // Health reports what /healthz shows.
@@ -65,6 +88,7 @@ type Server struct {
 	token  atomic.Pointer[string]
 	bans   Bans
 	health Health
+	regs   Registrations
 	start  time.Time
 	ln     net.Listener
 	srv    *http.Server
@@ -75,8 +99,8 @@ type Server struct {
 var ErrTokenRequired = errors.New("admin.token is required when admin.listen is not a loopback address (anyone who reaches it could lift bans)")
 
 // New checks cfg and binds the listener (so a port in use is an error at
-// start, not later); Serve serves it.
-func New(cfg Config, bans Bans, health Health) (*Server, error) {
+// start, not later); Serve serves it. Any of the interfaces may be nil.
+func New(cfg Config, bans Bans, health Health, regs Registrations) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -87,11 +111,12 @@ func New(cfg Config, bans Bans, health Health) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen %s: %v", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, bans: bans, health: health, start: time.Now(), ln: ln, log: cfg.Logger}
+	s := &Server{cfg: cfg, bans: bans, health: health, regs: regs, start: time.Now(), ln: ln, log: cfg.Logger}
 	s.SetToken(cfg.Token)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/bans", s.listBans)
+	mux.HandleFunc("GET /api/v1/registrations", s.listRegistrations)
 	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
@@ -160,6 +185,29 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		status = "draining"
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": status, "uptime_seconds": int64(time.Since(s.start).Seconds())})
+}
+
+// maxList bounds a listing: a registrar may hold a million bindings.
+const maxList = 10000
+
+// listRegistrations: ?aor=SUBSTRING&limit=N (default 1000, at most
+// 10 000).
+func (s *Server) listRegistrations(w http.ResponseWriter, r *http.Request) {
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxList {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit %q: use 1 to %d", v, maxList)})
+			return
+		}
+		limit = n
+	}
+	list, total := []Registration{}, 0
+	if s.regs != nil {
+		l, n := s.regs.Registrations(r.URL.Query().Get("aor"), limit)
+		list, total = append(list, l...), n
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"registrations": list, "total": total, "truncated": total > len(list)})
 }
 
 func (s *Server) listBans(w http.ResponseWriter, r *http.Request) {

@@ -970,3 +970,30 @@ func (t *localTable) get(i uint16) netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
+
+// Range calls fn with a copy of every unexpired binding, shard by shard,
+// until fn returns false. A shard's lock is held only while its bindings
+// are copied, never while fn runs, so a slow reader (the operations API)
+// does not hold up REGISTERs for long.
+func (r *Registrar) Range(fn func(Binding) bool) {
+	now := r.cfg.Now().UnixNano()
+	var buf []Binding
+	for i := range r.shards {
+		sh := &r.shards[i]
+		buf = buf[:0]
+		sh.mu.RLock()
+		for key, a := range sh.aors {
+			for j := range a.bs {
+				if b := &a.bs[j]; b.expires > now {
+					buf = append(buf, r.public(b, key))
+				}
+			}
+		}
+		sh.mu.RUnlock()
+		for _, b := range buf {
+			if !fn(b) {
+				return
+			}
+		}
+	}
+}

@@ -925,3 +925,29 @@ func TestRangeNATAndRemove(t *testing.T) {
 		t.Fatalf("%d AoRs left, want 2 (b and c)", aors)
 	}
 }
+
+// Range sees every unexpired binding once, and stops when asked.
+func TestRange(t *testing.T) {
+	clk := newClock()
+	r := newRegistrar(t, Config{Now: clk.Now})
+	for i, u := range []string{"alice", "bob", "carol"} {
+		register(t, r, parse(t, req{to: "<sip:" + u + "@example.com>", callID: fmt.Sprintf("c%d", i),
+			hdrs: []string{"Contact: <sip:" + u + "@192.0.2.1>", fmt.Sprintf("Expires: %d", 100*(i+1))}}.text()))
+	}
+	seen := map[string]bool{}
+	r.Range(func(b Binding) bool { seen[b.AOR+" "+b.URI] = true; return true })
+	if len(seen) != 3 || !seen["sip:alice@example.com sip:alice@192.0.2.1"] {
+		t.Fatalf("Range saw %v", seen)
+	}
+	n := 0
+	r.Range(func(Binding) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("Range went on after false: %d", n)
+	}
+	clk.Advance(150 * time.Second) // alice's binding lapses
+	seen = map[string]bool{}
+	r.Range(func(b Binding) bool { seen[b.AOR] = true; return true })
+	if len(seen) != 2 || seen["sip:alice@example.com"] {
+		t.Fatalf("after alice's expiry: %v", seen)
+	}
+}

@@ -191,7 +191,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	}
 	if cfg.Admin.Listen != "off" {
 		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
-			Metrics: a.metricsHandler(log)}, guardBans{a.guard}, a.core); err != nil {
+			Metrics: a.metricsHandler(log)}, guardBans{a.guard}, a.core, registrations{a.reg}); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -429,6 +429,28 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 	reg.MustRegister(metrics.NewCollector(log, src...), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
+}
+
+// registrations shows the registrar's bindings to the operations API.
+type registrations struct{ r *registrar.Registrar }
+
+func (x registrations) Registrations(filter string, limit int) ([]admin.Registration, int) {
+	var out []admin.Registration
+	total := 0
+	now := time.Now()
+	x.r.Range(func(b registrar.Binding) bool {
+		if filter != "" && !strings.Contains(b.AOR, filter) {
+			return true
+		}
+		total++
+		if len(out) < limit {
+			out = append(out, admin.Registration{AOR: b.AOR, Contact: b.URI, Source: b.Source.String(), Transport: b.Proto.String(),
+				NAT: b.NAT, ExpiresIn: int64(b.Expires.Sub(now).Round(time.Second) / time.Second), UserAgent: b.UserAgent,
+				Instance: b.Instance, RegID: b.RegID, Q: float64(b.Q) / 1000})
+		}
+		return true
+	})
+	return out, total
 }
 
 // guardBans shows the guard's bans to the operations API.

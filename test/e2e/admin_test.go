@@ -48,6 +48,32 @@ func TestAdminBans(t *testing.T) {
 		t.Fatalf("healthz: %d %s", code, body)
 	}
 
+	// A phone on the trusted network registers; the API lists it.
+	phone := newSIPPeer(t)
+	phone.send(s.addr(), fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKapireg;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:apiuser@example.com>;tag=r\r\nTo: <sip:apiuser@example.com>\r\nCall-ID: api-reg\r\nCSeq: 1 REGISTER\r\n"+
+		"Contact: <sip:apiuser@%s>\r\nExpires: 600\r\nUser-Agent: e2e phone\r\nContent-Length: 0\r\n\r\n", s.addr(), phone.addr(), phone.addr()))
+	phone.expect("SIP/2.0 200", "api-reg")
+	var regs struct {
+		Registrations []struct {
+			AOR, Contact, Source, Transport, UserAgent string `json:",omitempty"`
+			ExpiresIn                                  int64  `json:"expires_in"`
+		}
+		Total     int
+		Truncated bool
+	}
+	code, body := api("GET", "/api/v1/registrations?aor=apiuser", "s3cret")
+	if code != 200 || json.Unmarshal([]byte(body), &regs) != nil || regs.Total != 1 || len(regs.Registrations) != 1 {
+		t.Fatalf("registrations: %d %s", code, body)
+	}
+	if r := regs.Registrations[0]; r.Contact != "sip:apiuser@"+phone.addr() || r.Source != phone.addr() || r.Transport != "UDP" ||
+		r.ExpiresIn < 590 || r.ExpiresIn > 600 {
+		t.Fatalf("registration %+v (%s)", r, body)
+	}
+	if code, _ := api("GET", "/api/v1/registrations?limit=0", "s3cret"); code != 400 {
+		t.Errorf("limit=0: %d, want 400", code)
+	}
+
 	// 30 OPTIONS from 127.0.0.9: the 21st bans it.
 	flooder := newPeerAt(t, "127.0.0.9")
 	for i := range 30 {
@@ -102,7 +128,7 @@ func TestAdminBans(t *testing.T) {
 
 	// Prometheus: every sipedge metric has HELP and TYPE; the guard's
 	// ban and the requests are counted; the process is described.
-	code, body := api("GET", "/metrics", "s3cret")
+	code, body = api("GET", "/metrics", "s3cret")
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
 	}
