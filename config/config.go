@@ -81,6 +81,8 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// HEP mirrors every SIP message to a HEP v3 collector.
 	HEP HEP `yaml:"hep"`
+	// CallLog writes a JSON line per finished call.
+	CallLog CallLog `yaml:"call_log"`
 	// TopologyHiding hides the inside network from the next hops listed
 	// in its peers (features/topohide). Off while peers is empty.
 	TopologyHiding TopologyHiding `yaml:"topology_hiding"`
@@ -234,6 +236,13 @@ type HEP struct {
 	Password string `yaml:"password"`
 	// Node is sent as the node name when set.
 	Node string `yaml:"node"`
+}
+
+// CallLog configures the call log (features/calllog).
+type CallLog struct {
+	// File is appended to, one JSON line per call; "stdout" writes to
+	// standard output; empty: no call log. SIGHUP reopens it (logrotate).
+	File string `yaml:"file"`
 }
 
 // Admin configures the operations HTTP server.

@@ -45,6 +45,7 @@ var keyClass = map[string]reloadClass{
 	"hep.id":                               restart,
 	"hep.password":                         restart,
 	"hep.node":                             restart,
+	"call_log.file":                        restart, // the feature is in the pipeline or not (SIGHUP reopens the file)
 	"admin.listen":                         restart, // the socket is bound at start
 	"admin.token":                          reloadable,
 	"store.sync":                           restart, // the store is opened with it

@@ -51,8 +51,10 @@ var stageOrder = []string{
 	"topo-route",      // (f) a Route set hidden from a peer comes back: its first entry is the next hop
 	"locate",          // §16.5: targets (Route set, location service, routes, DNS)
 	"sips",            // RFC 3261 §26.2.2: a SIPS request goes on over TLS only; else 480
+	"calllog-end",     // (f) the call log: a BYE ends a call (before "dialog" reports it ended)
 	"dialog",          // (f) in-dialog requests: CSeq, BYE ends the dialog
 	"media",           // (f) SDP offers: relay ports, rewrite, 403/488/503
+	"calllog-start",   // (f) the call log: an INVITE about to be forwarded starts a call
 	"forward",         // §16.6: branches and the response context
 }
 
@@ -75,13 +77,15 @@ var replyOrder = []string{
 	"media-sdp",       // (f) the relay's SDP in the answer
 	"passive-restore", // (f) 2xx to REGISTER: learn bindings, give the phone its Contact back
 	"dialog",          // (f) 2xx: dialog made or session refreshed
+	"calllog",         // (f) the first 2xx answers the call
 	"topo-restore",    // (f) from a peer: Call-ID and Record-Route back; to a peer: inside Contact and Record-Route hidden
 }
 
 // failureOrder is the order of the hooks run when a forwarded request
 // ends without a 2xx (its best final response is about to go upstream).
 var failureOrder = []string{
-	"media", // (f) a failed INVITE frees the ports it took
+	"media",   // (f) a failed INVITE frees the ports it took
+	"calllog", // (f) the call ends unanswered
 }
 
 // Stage is one step of the request walk. Run returns true when it has

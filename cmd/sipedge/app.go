@@ -28,6 +28,7 @@ import (
 	"sipedge/config"
 	"sipedge/digest"
 	"sipedge/features/auth"
+	"sipedge/features/calllog"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
 	"sipedge/features/gateway"
@@ -69,6 +70,7 @@ type app struct {
 	auth   *auth.Feature
 	admin  *admin.Server
 	hep    *hep.Sender
+	calls  *calllog.Feature
 	guard  *guard.Guard
 	closer []func() // in the order to run them
 }
@@ -156,6 +158,12 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	a.guard = guard.New(guardConfig(cfg), log)
 	a.liftBans(cfg)
 	features := []proxy.Feature{a.guard, natalias.New(), gw, a.dlg, a.mime}
+	if cfg.CallLog.File != "" {
+		if a.calls, err = calllog.New(a.core, cfg.CallLog.File, log); err != nil {
+			return nil, errStart{err}
+		}
+		features = append(features, a.calls)
+	}
 	if cfg.Auth.UsersFile != "" {
 		ac, err := authConfig(cfg)
 		if err != nil {
@@ -417,6 +425,9 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 	if a.auth != nil {
 		src = append(src, metrics.Source{Name: "auth", Stats: func() any { return a.auth.Stats() }})
 	}
+	if a.calls != nil {
+		src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
+	}
 	if a.cfg.HEP.Collector != "" {
 		src = append(src, metrics.Source{Name: "hep", Stats: func() any {
 			if a.hep == nil {
@@ -528,6 +539,11 @@ func (a *app) reload() error {
 		}
 	}
 	a.core.SetPolicy(pol)
+	if a.calls != nil {
+		if err := a.calls.Reopen(); err != nil {
+			a.log.Warn("call log not reopened; writing on to the old file", "err", err)
+		}
+	}
 	if a.admin != nil {
 		a.admin.SetToken(cfg.Admin.Token)
 	}

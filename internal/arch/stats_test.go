@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"sipedge/features/auth"
+	"sipedge/features/calllog"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
 	"sipedge/features/guard"
@@ -34,6 +35,7 @@ var components = map[string]any{
 	"media":     (*media.Relay)(nil),
 	"auth":      (*auth.Feature)(nil),
 	"hep":       (*hep.Sender)(nil),
+	"calllog":   (*calllog.Feature)(nil),
 	"callmedia": (*callmedia.Feature)(nil),
 	"dialogs":   (*dialogs.Feature)(nil),
 	"keepalive": (*keepalive.Feature)(nil),

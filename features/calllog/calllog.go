@@ -1,0 +1,301 @@
+// Package calllog writes one JSON line per call sipedge forwarded, when
+// it is over: who called whom, when it started, was answered and ended,
+// its final status and who hung up. The file is reopened on SIGHUP
+// (Reopen), so logrotate can move it away.
+//
+// Hooks: stages "calllog-start" (an INVITE outside a dialog, about to be
+// forwarded, starts a call) and "calllog-end" (a BYE ends one: the side
+// whose tag is in its From hung up), reply hook
+// "calllog" (the first 2xx answers it), failure hook "calllog" (a final
+// status other than 2xx ends it unanswered), and the DialogEnded event
+// (sipedge itself ended it: session timer, dead media). Calls that sipedge
+// answered itself (403, 407, 404 before forwarding) are not calls here:
+// the metrics count them. A call neither side ended within MaxDuration
+// (a phone that died, without a session timer) is written with ended_by
+// "unknown".
+package calllog
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sipedge/proxy"
+	"sipedge/sip"
+)
+
+// Record is one line of the call log.
+type Record struct {
+	CallID     string     `json:"call_id"`
+	From       string     `json:"from"`
+	To         string     `json:"to"`
+	RequestURI string     `json:"request_uri"`
+	Source     string     `json:"source"` // where the INVITE came from
+	Start      time.Time  `json:"start"`
+	Answer     *time.Time `json:"answer"` // null: never answered
+	End        time.Time  `json:"end"`
+	// Duration is the talk time in seconds (answer to end), 0 when not
+	// answered; SetupMS the time from INVITE to the final answer.
+	Duration float64 `json:"duration_seconds"`
+	SetupMS  int64   `json:"setup_ms"`
+	Status   int     `json:"status"`   // final response to the INVITE
+	EndedBy  string  `json:"ended_by"` // caller, callee, sipedge, unknown
+}
+
+// MaxDuration bounds how long a call is followed without a BYE.
+const MaxDuration = 12 * time.Hour
+
+// maxCalls bounds the table: beyond it, new calls are not logged
+// (counted).
+const maxCalls = 200000
+
+type call struct {
+	rec       Record
+	callerTag string
+}
+
+// Feature is the call log.
+type Feature struct {
+	core *proxy.Core
+	log  *slog.Logger
+	path string // "stdout" or a file
+
+	mu    sync.Mutex
+	calls map[string]*call // Call-ID "\x00" caller tag
+	out   io.Writer
+	file  *os.File
+	enc   *json.Encoder
+	now   func() time.Time
+	stop  chan struct{}
+	done  chan struct{}
+
+	written, untracked, errors atomic.Uint64
+	started                    atomic.Bool
+}
+
+// Stats are the feature's counters.
+type Stats struct {
+	Written   uint64 // lines written
+	Untracked uint64 // calls not logged: the table was full
+	Errors    uint64 // lines that could not be written
+	Active    int    // calls followed now
+}
+
+// New opens path ("stdout", or a file appended to, made 0640).
+func New(core *proxy.Core, path string, log *slog.Logger) (*Feature, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	f := &Feature{core: core, log: log, path: path, calls: map[string]*call{}, now: time.Now,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if err := f.Reopen(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Reopen opens the file again (after logrotate moved it).
+func (f *Feature) Reopen() error {
+	var out io.Writer = os.Stdout
+	var file *os.File
+	if f.path != "stdout" {
+		var err error
+		file, err = os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("call_log.file: %v", err)
+		}
+		out = file
+	}
+	f.mu.Lock()
+	old := f.file
+	f.out, f.file, f.enc = out, file, json.NewEncoder(out)
+	f.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Hooks implements proxy.Feature.
+func (f *Feature) Hooks() proxy.Hooks {
+	return proxy.Hooks{
+		Stages:      []proxy.Stage{{Name: "calllog-end", Run: f.bye}, {Name: "calllog-start", Run: f.invite}},
+		Reply:       []proxy.ReplyHook{{Name: "calllog", Run: f.reply}},
+		Failure:     []proxy.FailureHook{{Name: "calllog", Run: f.failure}},
+		DialogEnded: []func(callID, fromTag string){f.dialogEnded},
+	}
+}
+
+// Start runs the sweep of calls nobody ended (proxy.Starter).
+func (f *Feature) Start() {
+	f.started.Store(true)
+	go f.sweep()
+}
+
+// Close writes nothing more and closes the file (proxy.Closer).
+func (f *Feature) Close() {
+	select {
+	case <-f.stop:
+		return
+	default:
+	}
+	close(f.stop)
+	if f.started.Load() {
+		<-f.done
+	}
+	f.mu.Lock()
+	if f.file != nil {
+		f.file.Close()
+		f.file = nil
+	}
+	f.mu.Unlock()
+}
+
+// Stats returns the counters.
+func (f *Feature) Stats() Stats {
+	f.mu.Lock()
+	n := len(f.calls)
+	f.mu.Unlock()
+	return Stats{Written: f.written.Load(), Untracked: f.untracked.Load(), Errors: f.errors.Load(), Active: n}
+}
+
+func key(callID, tag []byte) string { return string(callID) + "\x00" + string(tag) }
+
+// invite starts a call: an INVITE outside a dialog about to be forwarded.
+func (f *Feature) invite(r *proxy.Request) bool {
+	m := r.Msg()
+	if m.MethodKind() != sip.INVITE {
+		return false
+	}
+	callID, fromTag, toTag, ok := proxy.DialogIDs(m)
+	if !ok || len(toTag) > 0 {
+		return false // a re-INVITE
+	}
+	from, _ := m.From()
+	to, _ := m.To()
+	k := key(callID, fromTag)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, dup := f.calls[k]; dup {
+		return false
+	}
+	if len(f.calls) >= maxCalls {
+		f.untracked.Add(1)
+		return false
+	}
+	f.calls[k] = &call{callerTag: string(fromTag), rec: Record{CallID: string(callID), From: string(from.RawURI),
+		To: string(to.RawURI), RequestURI: string(m.RequestURIBytes()), Source: r.Src().String(), Start: f.now()}}
+	return false
+}
+
+// bye ends an answered call: the side whose tag is the BYE's From tag
+// hung up.
+func (f *Feature) bye(r *proxy.Request) bool {
+	m := r.Msg()
+	if m.MethodKind() != sip.BYE {
+		return false
+	}
+	callID, fromTag, toTag, ok := proxy.DialogIDs(m)
+	if !ok {
+		return false
+	}
+	f.mu.Lock()
+	c, by := f.calls[key(callID, fromTag)], "caller"
+	if c == nil {
+		c, by = f.calls[key(callID, toTag)], "callee"
+	}
+	if c != nil && c.rec.Answer != nil {
+		f.endLocked(c, by)
+	}
+	f.mu.Unlock()
+	return false
+}
+
+// reply: the first 2xx to the INVITE answers the call.
+func (f *Feature) reply(rp *proxy.Reply) error {
+	if !rp.First2xx || !rp.Initial || rp.Req.MethodKind() != sip.INVITE {
+		return nil
+	}
+	callID, fromTag, _, ok := proxy.DialogIDs(rp.Req)
+	if !ok {
+		return nil
+	}
+	f.mu.Lock()
+	if c := f.calls[key(callID, fromTag)]; c != nil && c.rec.Answer == nil {
+		t := f.now()
+		c.rec.Answer, c.rec.Status, c.rec.SetupMS = &t, rp.Code, t.Sub(c.rec.Start).Milliseconds()
+	}
+	f.mu.Unlock()
+	return nil
+}
+
+// failure: the INVITE ended without a 2xx; a CANCEL shows as 487.
+func (f *Feature) failure(fl *proxy.Failure) {
+	if fl.Req.MethodKind() != sip.INVITE {
+		return
+	}
+	callID, fromTag, toTag, ok := proxy.DialogIDs(fl.Req)
+	if !ok || len(toTag) > 0 {
+		return
+	}
+	f.mu.Lock()
+	if c := f.calls[key(callID, fromTag)]; c != nil && c.rec.Answer == nil {
+		c.rec.Status, c.rec.SetupMS = fl.Code, f.now().Sub(c.rec.Start).Milliseconds()
+		by := "callee"
+		if fl.Code == 487 {
+			by = "caller"
+		}
+		f.endLocked(c, by)
+	}
+	f.mu.Unlock()
+}
+
+// dialogEnded: sipedge ended the call itself (session timer, dead media).
+func (f *Feature) dialogEnded(callID, fromTag string) {
+	f.mu.Lock()
+	if c := f.calls[callID+"\x00"+fromTag]; c != nil {
+		f.endLocked(c, "sipedge")
+	}
+	f.mu.Unlock()
+}
+
+// endLocked writes the call's line and forgets it (f.mu held: lines of
+// one file are written whole and in order).
+func (f *Feature) endLocked(c *call, by string) {
+	delete(f.calls, c.rec.CallID+"\x00"+c.callerTag)
+	c.rec.End, c.rec.EndedBy = f.now(), by
+	if c.rec.Answer != nil {
+		c.rec.Duration = c.rec.End.Sub(*c.rec.Answer).Round(time.Millisecond).Seconds()
+	}
+	if err := f.enc.Encode(&c.rec); err != nil {
+		f.errors.Add(1)
+		return
+	}
+	f.written.Add(1)
+}
+
+func (f *Feature) sweep() {
+	defer close(f.done)
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+		limit := f.now().Add(-MaxDuration)
+		f.mu.Lock()
+		for _, c := range f.calls {
+			if c.rec.Start.Before(limit) {
+				f.endLocked(c, "unknown")
+			}
+		}
+		f.mu.Unlock()
+	}
+}

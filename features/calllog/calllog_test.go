@@ -1,0 +1,181 @@
+package calllog
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"sipedge/proxy"
+	"sipedge/proxy/proxytest"
+	"sipedge/sip"
+	"sipedge/transport"
+)
+
+var (
+	caller = netip.MustParseAddrPort("10.0.0.5:5060")
+	callee = proxy.Target{Proto: transport.UDP, Addr: netip.MustParseAddrPort("10.0.0.9:5060")}
+)
+
+func msg(method, toTag, fromTag string, cseq int) string {
+	to := "<sip:bob@example.com>"
+	if toTag != "" {
+		to += ";tag=" + toTag
+	}
+	return fmt.Sprintf("%s sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK%s%d\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:alice@example.com>;tag=%s\r\nTo: %s\r\nCall-ID: c1\r\nCSeq: %d %s\r\nContent-Length: 0\r\n\r\n",
+		method, method, cseq, fromTag, to, cseq, method)
+}
+
+func response(t *testing.T, req string, code int) *sip.Message {
+	t.Helper()
+	var m sip.Message
+	text := fmt.Sprintf("SIP/2.0 %d X\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKx\r\nFrom: <sip:alice@example.com>;tag=a\r\n"+
+		"To: <sip:bob@example.com>;tag=b\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", code)
+	if err := m.Parse([]byte(text), nil); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
+type fixture struct {
+	f    *Feature
+	core *proxy.Core
+	path string
+	now  time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	fx := &fixture{path: filepath.Join(t.TempDir(), "calls.jsonl"), now: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	fx.core = proxytest.Harness(t, proxy.Config{}, func(c *proxy.Core) []proxy.Feature {
+		f, err := New(c, fx.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.now = func() time.Time { return fx.now }
+		fx.f = f
+		return []proxy.Feature{f}
+	})
+	t.Cleanup(fx.f.Close)
+	return fx
+}
+
+func (fx *fixture) request(t *testing.T, m string, src netip.AddrPort) *proxy.Request {
+	r, _ := proxytest.Request(t, fx.core, m, src)
+	fx.f.bye(r)
+	fx.f.invite(r)
+	return r
+}
+
+func (fx *fixture) records(t *testing.T) []Record {
+	t.Helper()
+	fh, err := os.Open(fx.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var out []Record
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestAnsweredCall(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		byeFrom string // which side's tags the BYE has
+		want    string
+	}{{"caller hangs up", "caller", "caller"}, {"callee hangs up", "callee", "callee"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t)
+			inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
+			fx.now = fx.now.Add(2 * time.Second)
+			fx.f.reply(inv.TestReply(response(t, "", 200), &callee, true))
+			// A re-INVITE is not a new call.
+			fx.request(t, msg("INVITE", "b", "a", 2), caller)
+			fx.now = fx.now.Add(60 * time.Second)
+			if tc.byeFrom == "caller" {
+				fx.request(t, msg("BYE", "b", "a", 3), caller)
+			} else {
+				bye := fmt.Sprintf("BYE sip:alice@10.0.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKbye\r\nMax-Forwards: 70\r\n" +
+					"From: <sip:bob@example.com>;tag=b\r\nTo: <sip:alice@example.com>;tag=a\r\nCall-ID: c1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n")
+				fx.request(t, bye, callee.Addr)
+			}
+			recs := fx.records(t)
+			if len(recs) != 1 {
+				t.Fatalf("%d records", len(recs))
+			}
+			r := recs[0]
+			if r.Status != 200 || r.EndedBy != tc.want || r.Duration != 60 || r.SetupMS != 2000 || r.Answer == nil ||
+				r.From != "sip:alice@example.com" || r.To != "sip:bob@example.com" || r.Source != caller.String() || r.CallID != "c1" {
+				t.Fatalf("%+v", r)
+			}
+			if fx.f.Stats().Active != 0 || fx.f.Stats().Written != 1 {
+				t.Fatalf("stats %+v", fx.f.Stats())
+			}
+		})
+	}
+}
+
+func TestUnansweredCalls(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		by   string
+	}{{486, "callee"}, {487, "caller"}, {408, "callee"}} {
+		fx := newFixture(t)
+		inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
+		fx.now = fx.now.Add(3 * time.Second)
+		fx.f.failure(inv.TestFailure(tc.code))
+		recs := fx.records(t)
+		if len(recs) != 1 || recs[0].Status != tc.code || recs[0].EndedBy != tc.by || recs[0].Answer != nil || recs[0].Duration != 0 || recs[0].SetupMS != 3000 {
+			t.Fatalf("%d: %+v", tc.code, recs)
+		}
+	}
+}
+
+// sipedge ends a call itself (session timer, dead media); a BYE after it
+// finds nothing; a BYE for an unanswered call ends nothing.
+func TestEndedBySipedge(t *testing.T) {
+	fx := newFixture(t)
+	inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
+	fx.request(t, msg("BYE", "b", "a", 2), caller) // not answered yet: ignored
+	fx.f.reply(inv.TestReply(response(t, "", 200), &callee, true))
+	fx.f.dialogEnded("c1", "a")
+	fx.request(t, msg("BYE", "b", "a", 3), caller)
+	recs := fx.records(t)
+	if len(recs) != 1 || recs[0].EndedBy != "sipedge" {
+		t.Fatalf("%+v", recs)
+	}
+}
+
+// Reopen: after the file is moved away (logrotate), lines go to a new one.
+func TestReopen(t *testing.T) {
+	fx := newFixture(t)
+	call := func(tag string) {
+		inv := fx.request(t, msg("INVITE", "", tag, 1), caller)
+		fx.f.failure(inv.TestFailure(486))
+	}
+	call("a")
+	if err := os.Rename(fx.path, fx.path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	call("b") // still to the moved file
+	if err := fx.f.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	call("c")
+	old, _ := os.ReadFile(fx.path + ".1")
+	if n := len(fx.records(t)); n != 1 || len(old) == 0 {
+		t.Fatalf("new file %d lines, old %q", n, old)
+	}
+}
