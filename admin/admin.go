@@ -9,6 +9,7 @@
 //	GET    /healthz                 {"status":"ok"|"draining", ...}
 //	GET    /metrics                 Prometheus text exposition
 //	GET    /api/v1/registrations    the registrar's bindings (?aor=, ?limit=)
+//	GET    /api/v1/calls            calls in progress and the last ended
 //	GET    /api/v1/bans             the sources banned now
 //	DELETE /api/v1/bans/{source}    lift the ban of an address or a prefix
 package admin
@@ -65,6 +66,13 @@ type Registrations interface {
 	Registrations(filter string, limit int) (list []Registration, total int)
 }
 
+// Calls is what the API reads of the call log: the calls in progress and
+// the last that ended, most recent first, at most limit of each, as
+// JSON-encodable lists (features/calllog.Record).
+type Calls interface {
+	Calls(limit int) (active, recent any)
+}
+
 // Health reports what /healthz shows.
 type Health interface {
 	Draining() bool
@@ -89,6 +97,7 @@ type Server struct {
 	bans   Bans
 	health Health
 	regs   Registrations
+	calls  Calls
 	start  time.Time
 	ln     net.Listener
 	srv    *http.Server
@@ -100,7 +109,7 @@ var ErrTokenRequired = errors.New("admin.token is required when admin.listen is 
 
 // New checks cfg and binds the listener (so a port in use is an error at
 // start, not later); Serve serves it. Any of the interfaces may be nil.
-func New(cfg Config, bans Bans, health Health, regs Registrations) (*Server, error) {
+func New(cfg Config, bans Bans, health Health, regs Registrations, calls Calls) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -111,12 +120,13 @@ func New(cfg Config, bans Bans, health Health, regs Registrations) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen %s: %v", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, bans: bans, health: health, regs: regs, start: time.Now(), ln: ln, log: cfg.Logger}
+	s := &Server{cfg: cfg, bans: bans, health: health, regs: regs, calls: calls, start: time.Now(), ln: ln, log: cfg.Logger}
 	s.SetToken(cfg.Token)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/bans", s.listBans)
 	mux.HandleFunc("GET /api/v1/registrations", s.listRegistrations)
+	mux.HandleFunc("GET /api/v1/calls", s.listCalls)
 	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
@@ -190,17 +200,41 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // maxList bounds a listing: a registrar may hold a million bindings.
 const maxList = 10000
 
+// limitParam reads ?limit=N (default def, 1 to maxList); false after
+// answering 400.
+func limitParam(w http.ResponseWriter, r *http.Request, def int) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxList {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit %q: use 1 to %d", v, maxList)})
+		return 0, false
+	}
+	return n, true
+}
+
+// listCalls: the calls in progress and the last ones that ended
+// (?limit=N of each, default 100).
+func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
+	limit, ok := limitParam(w, r, 100)
+	if !ok {
+		return
+	}
+	var active, recent any = []any{}, []any{}
+	if s.calls != nil {
+		active, recent = s.calls.Calls(limit)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"active": active, "recent": recent})
+}
+
 // listRegistrations: ?aor=SUBSTRING&limit=N (default 1000, at most
 // 10 000).
 func (s *Server) listRegistrations(w http.ResponseWriter, r *http.Request) {
-	limit := 1000
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxList {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit %q: use 1 to %d", v, maxList)})
-			return
-		}
-		limit = n
+	limit, ok := limitParam(w, r, 1000)
+	if !ok {
+		return
 	}
 	list, total := []Registration{}, 0
 	if s.regs != nil {

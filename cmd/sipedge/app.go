@@ -158,12 +158,12 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	a.guard = guard.New(guardConfig(cfg), log)
 	a.liftBans(cfg)
 	features := []proxy.Feature{a.guard, natalias.New(), gw, a.dlg, a.mime}
-	if cfg.CallLog.File != "" {
-		if a.calls, err = calllog.New(a.core, cfg.CallLog.File, log); err != nil {
-			return nil, errStart{err}
-		}
-		features = append(features, a.calls)
+	// Always built: the operations API shows the calls; the file is
+	// written only when call_log.file is set.
+	if a.calls, err = calllog.New(a.core, cfg.CallLog.File, log); err != nil {
+		return nil, errStart{err}
 	}
+	features = append(features, a.calls)
 	if cfg.Auth.UsersFile != "" {
 		ac, err := authConfig(cfg)
 		if err != nil {
@@ -199,7 +199,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	}
 	if cfg.Admin.Listen != "off" {
 		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
-			Metrics: a.metricsHandler(log)}, guardBans{a.guard}, a.core, registrations{a.reg}); err != nil {
+			Metrics: a.metricsHandler(log)}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -425,9 +425,7 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 	if a.auth != nil {
 		src = append(src, metrics.Source{Name: "auth", Stats: func() any { return a.auth.Stats() }})
 	}
-	if a.calls != nil {
-		src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
-	}
+	src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
 	if a.cfg.HEP.Collector != "" {
 		src = append(src, metrics.Source{Name: "hep", Stats: func() any {
 			if a.hep == nil {
@@ -462,6 +460,20 @@ func (x registrations) Registrations(filter string, limit int) ([]admin.Registra
 		return true
 	})
 	return out, total
+}
+
+// callList shows the call log's calls to the operations API.
+type callList struct{ f *calllog.Feature }
+
+func (c callList) Calls(limit int) (active, recent any) {
+	a, r := c.f.Calls(limit)
+	if a == nil {
+		a = []calllog.Record{}
+	}
+	if r == nil {
+		r = []calllog.Record{}
+	}
+	return a, r
 }
 
 // guardBans shows the guard's bans to the operations API.

@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,9 @@ type Record struct {
 // MaxDuration bounds how long a call is followed without a BYE.
 const MaxDuration = 12 * time.Hour
 
+// recentCalls is how many finished calls the API can show.
+const recentCalls = 1000
+
 // maxCalls bounds the table: beyond it, new calls are not logged
 // (counted).
 const maxCalls = 200000
@@ -74,6 +78,9 @@ type Feature struct {
 	stop  chan struct{}
 	done  chan struct{}
 
+	// recent keeps the last calls that ended, for the operations API.
+	recent                     [recentCalls]Record
+	recentN                    int // calls ever put in recent
 	written, untracked, errors atomic.Uint64
 	started                    atomic.Bool
 }
@@ -86,7 +93,8 @@ type Stats struct {
 	Active    int    // calls followed now
 }
 
-// New opens path ("stdout", or a file appended to, made 0640).
+// New opens path ("stdout", or a file appended to, made 0640; empty: no
+// file, the calls are only kept for the API).
 func New(core *proxy.Core, path string, log *slog.Logger) (*Feature, error) {
 	if log == nil {
 		log = slog.Default()
@@ -101,9 +109,13 @@ func New(core *proxy.Core, path string, log *slog.Logger) (*Feature, error) {
 
 // Reopen opens the file again (after logrotate moved it).
 func (f *Feature) Reopen() error {
-	var out io.Writer = os.Stdout
+	var out io.Writer = io.Discard
 	var file *os.File
-	if f.path != "stdout" {
+	switch f.path {
+	case "":
+	case "stdout":
+		out = os.Stdout
+	default:
 		var err error
 		file, err = os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
@@ -154,6 +166,24 @@ func (f *Feature) Close() {
 		f.file = nil
 	}
 	f.mu.Unlock()
+}
+
+// Calls returns the calls in progress (End zero) and the last ones that
+// ended, most recent first, at most limit of each.
+func (f *Feature) Calls(limit int) (active, recent []Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.calls {
+		if len(active) == limit {
+			break
+		}
+		active = append(active, c.rec)
+	}
+	sort.Slice(active, func(i, j int) bool { return active[i].Start.After(active[j].Start) })
+	for i := 0; i < min(f.recentN, recentCalls, limit); i++ {
+		recent = append(recent, f.recent[(f.recentN-1-i)%recentCalls])
+	}
+	return active, recent
 }
 
 // Stats returns the counters.
@@ -271,6 +301,11 @@ func (f *Feature) endLocked(c *call, by string) {
 	c.rec.End, c.rec.EndedBy = f.now(), by
 	if c.rec.Answer != nil {
 		c.rec.Duration = c.rec.End.Sub(*c.rec.Answer).Round(time.Millisecond).Seconds()
+	}
+	f.recent[f.recentN%recentCalls] = c.rec
+	f.recentN++
+	if f.path == "" {
+		return
 	}
 	if err := f.enc.Encode(&c.rec); err != nil {
 		f.errors.Add(1)

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,8 @@ func TestCallLog(t *testing.T) {
 	cfg := fmt.Sprintf("dns:\n  servers: [\"127.0.0.1:9\"]\ncall_log:\n  file: %s\nroutes:\n  - name: pbx\n    prefix: \"1\"\n    to: sip:%s\n",
 		logFile, callee.addr())
 	os.WriteFile(cfgFile, []byte(cfg), 0o644)
-	s := start(t, "--config", cfgFile, "--data-dir", filepath.Join(dir, "data"))
+	adminAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s := start(t, "--config", cfgFile, "--data-dir", filepath.Join(dir, "data"), "--admin-listen", adminAddr)
 
 	c := invite(t, s, caller, callee, "sip:100@example.com", "log-1")
 	time.Sleep(100 * time.Millisecond)
@@ -46,6 +49,18 @@ func TestCallLog(t *testing.T) {
 	}
 	if r := byID["log-2"]; r == nil || r["status"] != 486.0 || r["ended_by"] != "callee" || r["answer"] != nil {
 		t.Fatalf("busy call: %v", r)
+	}
+
+	// The operations API lists them, the latest first.
+	resp, err := http.Get("http://" + adminAddr + "/api/v1/calls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls struct{ Active, Recent []map[string]any }
+	err = json.NewDecoder(resp.Body).Decode(&calls)
+	resp.Body.Close()
+	if err != nil || len(calls.Active) != 0 || len(calls.Recent) != 2 || calls.Recent[0]["call_id"] != "log-2" || calls.Recent[1]["call_id"] != "log-1" {
+		t.Fatalf("/api/v1/calls: %v %+v", err, calls)
 	}
 
 	// logrotate: move, SIGHUP, the next call lands in a new file.
