@@ -10,6 +10,7 @@
 //	GET    /metrics                 Prometheus text exposition
 //	GET    /api/v1/registrations    the registrar's bindings (?aor=, ?limit=)
 //	GET    /api/v1/calls            calls in progress and the last ended
+//	GET    /api/v1/connections      open TCP/TLS connections
 //	GET    /api/v1/bans             the sources banned now
 //	DELETE /api/v1/bans/{source}    lift the ban of an address or a prefix
 package admin
@@ -73,6 +74,23 @@ type Calls interface {
 	Calls(limit int) (active, recent any)
 }
 
+// Connection is one open TCP/TLS connection as the API shows it.
+type Connection struct {
+	ID        uint64     `json:"id"`
+	Transport string     `json:"transport"`
+	Local     string     `json:"local"`
+	Remote    string     `json:"remote"`
+	Inbound   bool       `json:"inbound"`              // the peer opened it
+	Name      string     `json:"tls_name,omitempty"`   // the name a dialed TLS connection was verified for
+	Usable    bool       `json:"usable"`               // requests can be sent on it (TLS: handshake done)
+	LastWrite *time.Time `json:"last_write,omitempty"` // when sipedge last sent on it
+}
+
+// Connections is what the API reads of the transport.
+type Connections interface {
+	Connections(limit int) (list []Connection, total int)
+}
+
 // Health reports what /healthz shows.
 type Health interface {
 	Draining() bool
@@ -98,6 +116,7 @@ type Server struct {
 	health Health
 	regs   Registrations
 	calls  Calls
+	conns  Connections
 	start  time.Time
 	ln     net.Listener
 	srv    *http.Server
@@ -109,7 +128,7 @@ var ErrTokenRequired = errors.New("admin.token is required when admin.listen is 
 
 // New checks cfg and binds the listener (so a port in use is an error at
 // start, not later); Serve serves it. Any of the interfaces may be nil.
-func New(cfg Config, bans Bans, health Health, regs Registrations, calls Calls) (*Server, error) {
+func New(cfg Config, bans Bans, health Health, regs Registrations, calls Calls, conns Connections) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -120,13 +139,14 @@ func New(cfg Config, bans Bans, health Health, regs Registrations, calls Calls) 
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen %s: %v", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, bans: bans, health: health, regs: regs, calls: calls, start: time.Now(), ln: ln, log: cfg.Logger}
+	s := &Server{cfg: cfg, bans: bans, health: health, regs: regs, calls: calls, conns: conns, start: time.Now(), ln: ln, log: cfg.Logger}
 	s.SetToken(cfg.Token)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/bans", s.listBans)
 	mux.HandleFunc("GET /api/v1/registrations", s.listRegistrations)
 	mux.HandleFunc("GET /api/v1/calls", s.listCalls)
+	mux.HandleFunc("GET /api/v1/connections", s.listConnections)
 	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
@@ -213,6 +233,20 @@ func limitParam(w http.ResponseWriter, r *http.Request, def int) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// listConnections: the open TCP/TLS connections (?limit=N, default 1000).
+func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
+	limit, ok := limitParam(w, r, 1000)
+	if !ok {
+		return
+	}
+	list, total := []Connection{}, 0
+	if s.conns != nil {
+		l, n := s.conns.Connections(limit)
+		list, total = append(list, l...), n
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"connections": list, "total": total, "truncated": total > len(list)})
 }
 
 // listCalls: the calls in progress and the last ones that ended

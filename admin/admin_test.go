@@ -33,7 +33,7 @@ func (d draining) Draining() bool { return bool(d) }
 
 func serve(t *testing.T, token string, bans Bans) string {
 	t.Helper()
-	s, err := New(Config{Listen: "127.0.0.1:0", Token: token}, bans, draining(false), nil, nil)
+	s, err := New(Config{Listen: "127.0.0.1:0", Token: token}, bans, draining(false), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -279,3 +279,23 @@ func TestRefuseAtAccept(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// Connections lists the open connections with their ends.
+func TestConnections(t *testing.T) {
+	l := startLayer(t, Config{Listen: []ListenSpec{{TCP, "127.0.0.1:0"}}, Logger: testLogger()}, HandlerFunc(echo))
+	srv := addrOf(t, l, TCP)
+	c := dialFrom(t, "127.0.0.3", srv)
+	writeAll(t, c, optionsMsg)
+	readExactly(t, c, len(optionsMsg))
+	list, total := l.Connections(10)
+	if total != 1 || len(list) != 1 {
+		t.Fatalf("%d of %d: %+v", len(list), total, list)
+	}
+	ci := list[0]
+	if ci.Proto != TCP || !ci.Inbound || ci.Remote.Addr().String() != "127.0.0.3" || ci.Local != srv || !ci.Published || ci.LastWrite.IsZero() {
+		t.Fatalf("%+v", ci)
+	}
+	if list, total := l.Connections(0); len(list) != 0 || total != 1 {
+		t.Fatalf("limit 0: %d of %d", len(list), total)
+	}
+}

@@ -199,7 +199,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	}
 	if cfg.Admin.Listen != "off" {
 		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
-			Metrics: a.metricsHandler(log)}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}); err != nil {
+			Metrics: a.metricsHandler(log)}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -459,6 +459,28 @@ func (x registrations) Registrations(filter string, limit int) ([]admin.Registra
 		}
 		return true
 	})
+	return out, total
+}
+
+// connList shows the transport's connections to the operations API (the
+// layer is made after the API server, hence the app).
+type connList struct{ a *app }
+
+func (c connList) Connections(limit int) ([]admin.Connection, int) {
+	if c.a.layer == nil {
+		return nil, 0
+	}
+	list, total := c.a.layer.Connections(limit)
+	out := make([]admin.Connection, 0, len(list))
+	for _, ci := range list {
+		x := admin.Connection{ID: ci.ID, Transport: ci.Proto.String(), Local: ci.Local.String(), Remote: ci.Remote.String(),
+			Inbound: ci.Inbound, Name: ci.Name, Usable: ci.Published}
+		if !ci.LastWrite.IsZero() {
+			lw := ci.LastWrite
+			x.LastWrite = &lw
+		}
+		out = append(out, x)
+	}
 	return out, total
 }
 

@@ -74,6 +74,24 @@ func TestAdminBans(t *testing.T) {
 		t.Errorf("limit=0: %d, want 400", code)
 	}
 
+	// A TCP connection from the trusted network is listed.
+	tc, err := net.Dial("tcp4", s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	fmt.Fprintf(tc, "OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bKapitcp\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:x@example.com>;tag=t\r\nTo: <sip:%s>\r\nCall-ID: api-tcp\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		s.addr(), tc.LocalAddr(), s.addr())
+	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := tc.Read(make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	code, body = api("GET", "/api/v1/connections", "s3cret")
+	if code != 200 || !strings.Contains(body, `"remote": "`+tc.LocalAddr().String()+`"`) || !strings.Contains(body, `"inbound": true`) {
+		t.Fatalf("connections: %d %s", code, body)
+	}
+
 	// 30 OPTIONS from 127.0.0.9: the 21st bans it.
 	flooder := newPeerAt(t, "127.0.0.9")
 	for i := range 30 {
