@@ -220,3 +220,16 @@ func (r *response) get(name string) string {
 	}
 	return ""
 }
+
+// hasLog waits up to 5 s for substr in the server's log: lines reach the
+// test through a pipe, after whatever the server sent on the network.
+func (s *server) hasLog(substr string) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(s.logs(), substr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}

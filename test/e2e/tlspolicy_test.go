@@ -518,7 +518,7 @@ func TestTLSVerifyServer(t *testing.T) {
 	if n := len(untrusted.requests()) + len(misnamed.requests()); n != 0 {
 		t.Fatalf("%d requests reached unverified next hops", n)
 	}
-	if !strings.Contains(s.logs(), "TLS handshake with next hop failed") {
+	if !s.hasLog("TLS handshake with next hop failed") {
 		t.Errorf("no warning for the failed handshakes:\n%s", s.logs())
 	}
 
