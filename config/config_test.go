@@ -274,3 +274,16 @@ func TestSecurity(t *testing.T) {
 		t.Errorf("LiftPrefixes = %v, want %v", got, want)
 	}
 }
+
+// The example configurations shipped in contrib/examples load.
+func TestContribExamples(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "contrib", "examples", "*.yaml"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
