@@ -9,7 +9,8 @@
 //   - time.Duration: a gauge in seconds;
 //   - a nested struct of the same kinds: its fields prefixed by its name;
 //   - map[string]uint64 with a `label:"NAME"` tag: one counter per key,
-//     the key as the value of label NAME (per stage, per hook).
+//     the key as the value of label NAME (per stage, per hook);
+//   - HistogramSnapshot: a histogram of delays, NAME_seconds.
 //
 // Field names become snake case: Requests → requests_total, ConnsOpen →
 // conns_open. A field tagged `metric:"-"` is left out. Anything else in a
@@ -33,7 +34,12 @@ type Sample struct {
 	Value   float64
 	Label   string // label name, "" when none
 	LabelV  string // its value
+	// Hist is set for a histogram (a HistogramSnapshot field); Value is
+	// then unused.
+	Hist *HistogramSnapshot
 }
+
+var histogramType = reflect.TypeOf(HistogramSnapshot{})
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
@@ -60,6 +66,9 @@ func walk(prefix string, v reflect.Value, emit func(Sample)) error {
 		name := prefix + "_" + Snake(f.Name)
 		fv := v.Field(i)
 		switch {
+		case f.Type == histogramType:
+			h := fv.Interface().(HistogramSnapshot)
+			emit(Sample{Name: name + "_seconds", Hist: &h})
 		case f.Type == durationType:
 			emit(Sample{Name: name + "_seconds", Value: time.Duration(fv.Int()).Seconds()})
 		case f.Type.Kind() == reflect.Uint64:

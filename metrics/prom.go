@@ -46,6 +46,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		snap := src.Stats()
 		err := Walk(src.Name, snap, func(s Sample) {
 			d := c.desc(s)
+			if s.Hist != nil {
+				buckets := make(map[float64]uint64, len(DelayBuckets))
+				var cum uint64
+				for i, ub := range DelayBuckets {
+					cum += s.Hist.Counts[i]
+					buckets[ub] = cum
+				}
+				if m, err := prometheus.NewConstHistogram(d, s.Hist.Count(), s.Hist.Sum.Seconds(), buckets); err == nil {
+					ch <- m
+				}
+				return
+			}
 			typ := prometheus.GaugeValue
 			if s.Counter {
 				typ = prometheus.CounterValue

@@ -20,6 +20,8 @@
 package proxy
 
 import (
+	"sipedge/metrics"
+
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -105,6 +107,8 @@ type Core struct {
 	draining atomic.Bool
 	// pending counts forwarded requests without a final response yet.
 	pending atomic.Int64
+	// rrd is the registration request delay of stored REGISTERs.
+	rrd metrics.Histogram
 	// rrKey signs Record-Route entries (signRR: Config.Secret was given).
 	rrKey  macKey
 	signRR bool
@@ -151,6 +155,10 @@ type Stats struct {
 	HookErrors        uint64 // branches dropped, responses relayed without an edit: a hook's edit failed
 	SendErrors        uint64
 	Pending           int // forwarded requests waiting for their final response
+	// RegistrationDelay is the registration request delay: a REGISTER
+	// that changed bindings, from the registrar stage to its 200 OK (the
+	// fsync included).
+	RegistrationDelay metrics.HistogramSnapshot
 	// Stages counts the requests each stage dealt with (ended the walk).
 	Stages map[string]uint64 `label:"stage"`
 	// BranchHooks and ReplyHooks count the messages each hook saw.
@@ -168,7 +176,7 @@ func (c *Core) Stats() Stats {
 		Deferred: s.Deferred.Load(), DeferredRefused: s.DeferredRefused.Load(), Forwarded: s.Forwarded.Load(),
 		Loops: s.Loops.Load(), Refused: s.Refused.Load(), SIPSRefused: s.SIPSRefused.Load(), Draining: s.Draining.Load(), HookErrors: s.HookErrors.Load(),
 		RelayDenied: s.RelayDenied.Load(), Amplification: s.Amplification.Load(), ForgedResponses: s.ForgedResponses.Load(),
-		SendErrors: s.SendErrors.Load(), Pending: c.Pending(),
+		SendErrors: s.SendErrors.Load(), Pending: c.Pending(), RegistrationDelay: c.rrd.Snapshot(),
 		Stages: map[string]uint64{}, BranchHooks: map[string]uint64{}, ReplyHooks: map[string]uint64{},
 	}
 	p := c.pipe

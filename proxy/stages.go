@@ -277,7 +277,7 @@ func registrarStage(r *Request) bool {
 		return true
 	}
 	ok := c.localResponse(nil, r, res.Code, res.Reason, r.extraWithServer(res.Extra))
-	st, code := r.st, res.Code
+	st, code, began := r.st, res.Code, time.Now()
 	c.stats.LocalResponses.Add(1)
 	// Then runs on the store's committer when the fsync is done: the
 	// response is queued for the transaction layer's sender, which sends
@@ -290,6 +290,9 @@ func registrarStage(r *Request) bool {
 			return
 		}
 		st.RespondQueued(ok, code)
+		// Registration request delay: the registrar stage to the 200,
+		// the store's fsync included (what a phone waits for).
+		c.rrd.Observe(time.Since(began))
 	})
 	return true
 }

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sipedge/metrics"
 	"sipedge/proxy"
 	"sipedge/sip"
 )
@@ -61,6 +62,7 @@ const maxCalls = 200000
 type call struct {
 	rec       Record
 	callerTag string
+	rang      bool // the session request delay was observed
 }
 
 // Feature is the call log.
@@ -79,8 +81,11 @@ type Feature struct {
 	done  chan struct{}
 
 	// recent keeps the last calls that ended, for the operations API.
-	recent                     [recentCalls]Record
-	recentN                    int // calls ever put in recent
+	recent  [recentCalls]Record
+	recentN int // calls ever put in recent
+	// srd is the session request delay: INVITE to its first 180/183 or
+	// 2xx.
+	srd                        metrics.Histogram
 	written, untracked, errors atomic.Uint64
 	started                    atomic.Bool
 }
@@ -91,6 +96,9 @@ type Stats struct {
 	Untracked uint64 // calls not logged: the table was full
 	Errors    uint64 // lines that could not be written
 	Active    int    // calls followed now
+	// SessionDelay is the session request delay: an INVITE forwarded to
+	// its first ringing (180, 183) or answer (2xx), as Homer's SRD.
+	SessionDelay metrics.HistogramSnapshot
 }
 
 // New opens path ("stdout", or a file appended to, made 0640; empty: no
@@ -191,7 +199,8 @@ func (f *Feature) Stats() Stats {
 	f.mu.Lock()
 	n := len(f.calls)
 	f.mu.Unlock()
-	return Stats{Written: f.written.Load(), Untracked: f.untracked.Load(), Errors: f.errors.Load(), Active: n}
+	return Stats{Written: f.written.Load(), Untracked: f.untracked.Load(), Errors: f.errors.Load(), Active: n,
+		SessionDelay: f.srd.Snapshot()}
 }
 
 func key(callID, tag []byte) string { return string(callID) + "\x00" + string(tag) }
@@ -246,9 +255,14 @@ func (f *Feature) bye(r *proxy.Request) bool {
 	return false
 }
 
-// reply: the first 2xx to the INVITE answers the call.
+// reply: the first 180/183 or 2xx gives the session request delay; the
+// first 2xx to the INVITE answers the call.
 func (f *Feature) reply(rp *proxy.Reply) error {
-	if !rp.First2xx || !rp.Initial || rp.Req.MethodKind() != sip.INVITE {
+	if !rp.Initial || rp.Req.MethodKind() != sip.INVITE {
+		return nil
+	}
+	ringing := rp.Code == 180 || rp.Code == 183
+	if !rp.First2xx && !ringing {
 		return nil
 	}
 	callID, fromTag, _, ok := proxy.DialogIDs(rp.Req)
@@ -258,7 +272,13 @@ func (f *Feature) reply(rp *proxy.Reply) error {
 	f.mu.Lock()
 	if c := f.calls[key(callID, fromTag)]; c != nil && c.rec.Answer == nil {
 		t := f.now()
-		c.rec.Answer, c.rec.Status, c.rec.SetupMS = &t, rp.Code, t.Sub(c.rec.Start).Milliseconds()
+		if !c.rang {
+			c.rang = true
+			f.srd.Observe(t.Sub(c.rec.Start))
+		}
+		if rp.First2xx {
+			c.rec.Answer, c.rec.Status, c.rec.SetupMS = &t, rp.Code, t.Sub(c.rec.Start).Milliseconds()
+		}
 	}
 	f.mu.Unlock()
 	return nil

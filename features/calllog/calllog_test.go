@@ -120,8 +120,8 @@ func TestAnsweredCall(t *testing.T) {
 				r.From != "sip:alice@example.com" || r.To != "sip:bob@example.com" || r.Source != caller.String() || r.CallID != "c1" {
 				t.Fatalf("%+v", r)
 			}
-			if fx.f.Stats().Active != 0 || fx.f.Stats().Written != 1 {
-				t.Fatalf("stats %+v", fx.f.Stats())
+			if st := fx.f.Stats(); st.Active != 0 || st.Written != 1 || st.SessionDelay.Count() != 1 || st.SessionDelay.Sum != 2*time.Second {
+				t.Fatalf("stats %+v", st)
 			}
 		})
 	}

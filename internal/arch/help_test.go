@@ -81,6 +81,8 @@ func collectHelp(t *testing.T, prefix string, typ reflect.Type, help map[string]
 		}
 		text := prefix + ": " + doc
 		switch {
+		case f.Type == reflect.TypeFor[metrics.HistogramSnapshot]():
+			help[name+"_seconds"] = text + " (seconds)"
 		case f.Type == reflect.TypeFor[time.Duration]():
 			help[name+"_seconds"] = text + " (seconds)"
 		case f.Type.Kind() == reflect.Uint64:

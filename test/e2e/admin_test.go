@@ -175,7 +175,9 @@ func TestAdminBans(t *testing.T) {
 		t.Errorf("only %d sipedge metrics", n)
 	}
 	for _, want := range []string{`sipedge_guard_bans_total{reason="rate"} 1`, "sipedge_proxy_requests_total ", "sipedge_guard_active_bans 0",
-		"# TYPE sipedge_proxy_requests_total counter", "process_cpu_seconds_total", "go_goroutines"} {
+		"# TYPE sipedge_proxy_requests_total counter", "process_cpu_seconds_total", "go_goroutines",
+		"# TYPE sipedge_proxy_registration_delay_seconds histogram", "sipedge_proxy_registration_delay_seconds_count 1",
+		`sipedge_proxy_registration_delay_seconds_bucket{le="+Inf"} 1`, "# TYPE sipedge_calllog_session_delay_seconds histogram"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
