@@ -45,7 +45,7 @@ func (l *failLog) AuthSucceeded(src netip.AddrPort, user []byte) {
 }
 func (l *failLog) UserLocked(src netip.Addr, user []byte) bool { return l.locked[string(user)] }
 
-func users(t *testing.T) *digest.Users {
+func users(t testing.TB) *digest.Users {
 	var b strings.Builder
 	for _, u := range []string{"alice", "bob"} {
 		fmt.Fprintf(&b, "%s %s md5:%s sha-256:%s sha-512-256:%s\n", u, realm,
@@ -66,7 +66,7 @@ type fixture struct {
 	now  time.Time
 }
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	fx := &fixture{log: &failLog{locked: map[string]bool{}}, now: time.Unix(1_800_000_000, 0)}
 	cfg := Config{Realm: realm, Users: users(t)}
 	if mod != nil {
@@ -360,8 +360,7 @@ func TestChallengeStaysSmall(t *testing.T) {
 // the 401 built) and a verification (parse, nonce check, MD5 response,
 // replay counter) of a REGISTER from a stranger.
 func BenchmarkStage(b *testing.B) {
-	t := &testing.T{}
-	fx := newFixture(t, nil)
+	fx := newFixture(b, nil)
 	b.Run("challenge", func(b *testing.B) {
 		msg := []byte(register("alice", ""))
 		b.ReportAllocs()
@@ -398,6 +397,41 @@ func BenchmarkStage(b *testing.B) {
 				b.Fatal("refused")
 			}
 			i++
+		}
+	})
+}
+
+// Whatever a stranger puts in Authorization or Proxy-Authorization, the
+// stage answers or lets the request on; it never panics, and never marks
+// the request authenticated without the right password.
+func FuzzStage(f *testing.F) {
+	for _, seed := range []string{
+		`Digest username="alice", realm="example.com", nonce="GO6PA04ElSxyoU5CSpOHULO44zQS6G2S", uri="sip:example.com", response="0123456789abcdef0123456789abcdef", algorithm=MD5, cnonce="x", qop=auth, nc=00000001`,
+		`Digest username="alice", realm="example.com", nonce="", uri="", response=""`,
+		`Basic YWxpY2U6c2VjcmV0`,
+		`Digest realm="example.com", algorithm=SHA-512-256-sess`,
+		"Digest username=\"\\\"\", realm=\"example.com\"",
+		``,
+	} {
+		f.Add(seed, true)
+		f.Add(seed, false)
+	}
+	fx := newFixture(f, nil)
+	f.Fuzz(func(t *testing.T, cred string, isRegister bool) {
+		if strings.ContainsAny(cred, "\r\n") {
+			return
+		}
+		msg := register("alice", "Authorization: "+cred+"\r\n")
+		if !isRegister {
+			msg = request("INVITE", "sip:carol@"+realm, "sip:alice@"+realm, "sip:carol@"+realm, "Proxy-Authorization: "+cred+"\r\n")
+		}
+		r, err := fx.core.TestRequest([]byte(msg), stranger, transport.UDP, func(int, []byte) {})
+		if err != nil {
+			return
+		}
+		fx.f.stage(r)
+		if r.Authenticated() {
+			t.Fatalf("authenticated by %q", cred)
 		}
 	})
 }
