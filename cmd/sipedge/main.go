@@ -43,7 +43,14 @@ With no flags and no configuration file sipedge listens on UDP and TCP port
 private networks (RFC 1918, RFC 6598, 169.254/16, IPv6 ULA and link-local):
 OPTIONS to itself gets 200, malformed requests get the SIP error the RFCs
 name (400, 416, 420, 482, 483, 505, 513...), requests from other sources
-get 403.
+get 403. The operations API (health, metrics, registrations, calls, bans;
+docs/API.md) listens on 127.0.0.1:8080.
+
+To serve phones elsewhere, give them passwords (digest authentication):
+  echo 's3cret' | sipedge users add /etc/sipedge/users alice --realm sip.example.com
+and name the file in the configuration (auth.users_file); sipedge then
+challenges requests from outside trusted_networks and never relays them
+anywhere but to its own users.
 
 Flags override the configuration file (--config); see docs/CONFIG.md.
 
@@ -63,6 +70,7 @@ Examples:
           --tls-cert /etc/sipedge/cert.pem --tls-key /etc/sipedge/key.pem
   sipedge --log-format json --log-level debug
   sipedge check --config /etc/sipedge/sipedge.yaml
+  curl -s 127.0.0.1:8080/api/v1/registrations
 
 Flags:
 `
@@ -158,7 +166,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	log.Info("sipedge started", "version", version, "trusted_networks", strings.Join(cfg.TrustedNetworks, ","))
+	auth := "off"
+	if cfg.Auth.UsersFile != "" {
+		auth = "digest, realm " + cfg.AuthRealm()
+	}
+	log.Info("sipedge started", "version", version, "trusted_networks", strings.Join(cfg.TrustedNetworks, ","), "auth", auth)
 	for s := range sigs {
 		if s != syscall.SIGHUP {
 			break
