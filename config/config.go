@@ -501,7 +501,9 @@ func (e *Error) Error() string {
 	if e.Key != "" {
 		b.WriteString(": " + printableKey(e.Key))
 	}
-	b.WriteString(": " + e.Msg)
+	// One line whatever the value quoted in it: a YAML scalar may span
+	// lines.
+	b.WriteString(": " + strings.ReplaceAll(strings.ReplaceAll(e.Msg, "\r", `\r`), "\n", `\n`))
 	return b.String()
 }
 
@@ -617,7 +619,7 @@ func parse(b []byte) (*Config, error) {
 	return c, nil
 }
 
-var typeErrorRE = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+var typeErrorRE = regexp.MustCompile("(?s)^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
 
 // yamlError turns the decoder's messages ("line 3: field foo not found in
 // type config.Config") into ones an admin can act on: the line, the whole
