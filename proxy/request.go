@@ -33,7 +33,8 @@ type Request struct {
 	decision   Decision
 	decided    bool
 	wantDialog bool
-	authed     bool // a feature authenticated the request (Authenticate)
+	authed     bool  // a feature authenticated the request (Authenticate)
+	trust      uint8 // Trusted, once worked out
 	notes      notes
 	branch     Branch // scratch for the branch hooks of stateless forwards
 	// capture, when set (TestRequest), receives local answers instead
@@ -43,7 +44,7 @@ type Request struct {
 
 func (r *Request) reset() {
 	r.layer, r.pkt, r.pol, r.st, r.routes, r.deferred, r.stage = nil, nil, nil, nil, 0, false, 0
-	r.decision, r.decided, r.wantDialog, r.authed, r.notes, r.branch = Decision{}, false, false, false, notes{}, Branch{}
+	r.decision, r.decided, r.wantDialog, r.authed, r.trust, r.notes, r.branch = Decision{}, false, false, false, trustUnknown, notes{}, Branch{}
 	r.msg.Release() // drop references to the packet buffer, keep the index
 }
 
