@@ -401,13 +401,15 @@ func URIEqual(a, b *URI) bool {
 		}
 		p := ps[:n]
 		key := p
-		var val []byte
 		for i, c := range p {
 			if c == '=' {
-				key, val = p[:i], p[i+1:]
+				key = p[:i]
 				break
 			}
 		}
+		// A name given twice counts by its first value, as Param reads it
+		// (the duplicate's own value would make a URI differ from itself).
+		val, _ := uriParam(a.Params, string(key))
 		if vb, ok := uriParam(b.Params, string(key)); ok && !escapedEqual(val, vb, true) {
 			return false
 		}
