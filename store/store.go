@@ -188,7 +188,7 @@ func Open(dir string, opt Options) (*Store, error) {
 	s := &Store{dir: dir, opt: opt, log: opt.Logger, lockFile: lf,
 		live: make(map[string]string), kick: make(chan struct{}, 1), syncFn: opt.syncFile}
 	if s.syncFn == nil {
-		s.syncFn = (*os.File).Sync
+		s.syncFn = fsync
 	}
 	s.room.L = &s.mu
 	if err := s.recover(); err != nil {
@@ -705,7 +705,7 @@ func (s *Store) write(buf []byte, n int) error {
 	if err != nil || len(buf) == 0 {
 		return err
 	}
-	_, err = s.wal.Write(buf)
+	err = writeAll(s.wal, buf)
 	if err == nil && !s.opt.NoSync {
 		t := time.Now()
 		err = s.syncFn(s.wal)

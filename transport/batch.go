@@ -1,13 +1,6 @@
 package transport
 
-import (
-	"net"
-	"net/netip"
-	"sync"
-
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
-)
+import "net/netip"
 
 // Outgoing is one message of a SendBatch.
 type Outgoing struct {
@@ -19,29 +12,6 @@ type Outgoing struct {
 // maxBatch is the most datagrams handed to one sendmmsg call (the kernel's
 // UIO_MAXIOV limit is 1024).
 const maxBatch = 256
-
-// udpBatch is the reusable state of one sendmmsg call: the messages and
-// the addresses they point to, so that a batch allocates nothing.
-type udpBatch struct {
-	ms    []ipv4.Message // each with one buffer and Addr pointing into addrs
-	addrs []net.UDPAddr
-	ips   [][16]byte
-	dsts  []netip.AddrPort // ms[i]'s destination, for the tap
-}
-
-var udpBatches = sync.Pool{New: func() any {
-	b := &udpBatch{
-		ms:    make([]ipv4.Message, maxBatch),
-		addrs: make([]net.UDPAddr, maxBatch),
-		ips:   make([][16]byte, maxBatch),
-		dsts:  make([]netip.AddrPort, maxBatch),
-	}
-	for i := range b.ms {
-		b.ms[i].Buffers = make([][]byte, 1)
-		b.ms[i].Addr = &b.addrs[i]
-	}
-	return b
-}}
 
 // SendBatch sends every message of out and returns how many could not be
 // sent (each is logged at debug level). UDP datagrams that leave by the
@@ -63,7 +33,7 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 		}
 		dst := unmap(o.Dst)
 		u, _ := l.udpTo(dst.Addr())
-		if u == nil || u.batch == nil || l.closing.Load() || !dst.IsValid() || dst.Port() == 0 {
+		if u == nil || u.raw == nil || l.closing.Load() || !dst.IsValid() || dst.Port() == 0 {
 			if err := l.Send(o.Proto, o.Dst, o.Data); err != nil {
 				failed++
 				l.log.Debug("transport: send failed", "dst", o.Dst, "proto", o.Proto, "err", err)
@@ -92,24 +62,12 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 				}
 				same = d.Addr()
 			}
-			b.ips[n] = d.Addr().As16()
-			a := &b.addrs[n]
-			if d.Addr().Is4() {
-				a.IP = b.ips[n][12:16]
-			} else {
-				a.IP = b.ips[n][:]
-			}
-			a.Port = int(d.Port())
-			a.Zone = d.Addr().Zone()
-			b.ms[n].Buffers[0] = o.Data
-			b.dsts[n] = d
+			b.set(n, d, o.Data)
 			n++
 			i++
 		}
-		failed += u.writeBatch(b.ms[:n], b.dsts[:n])
-		for k := range n {
-			b.ms[k].Buffers[0] = nil // do not keep the caller's bytes alive
-		}
+		failed += u.writeBatch(b, n)
+		b.clear(n) // do not keep the caller's bytes alive
 	}
 	if b != nil {
 		udpBatches.Put(b)
@@ -117,47 +75,26 @@ func (l *Layer) SendBatch(out []Outgoing) (failed int) {
 	return failed
 }
 
-// writeBatch sends ms (to dsts) with as few sendmmsg calls as the kernel
-// allows. A message the kernel refuses is skipped and counted; the rest
-// still go. Each message sent is tapped once the call that sent it returns.
-func (u *udpListener) writeBatch(ms []ipv4.Message, dsts []netip.AddrPort) (failed int) {
+// writeBatch sends messages [0, n) of b with as few system calls as the
+// kernel allows. A message the kernel refuses is skipped and counted; the
+// rest still go. Each message sent is tapped once the call that sent it
+// returns.
+func (u *udpListener) writeBatch(b *udpBatch, n int) (failed int) {
 	l := u.l
-	for len(ms) > 0 {
-		n, err := u.batch.WriteBatch(ms, 0)
-		if n > 0 {
+	for from := 0; from < n; {
+		sent, err := u.raw.sendFrom(b, from, n)
+		if sent > 0 {
 			if subs := l.taps.subs.Load(); subs != nil {
-				for i := range n {
-					l.tapOut(subs, UDP, l.udpLocal(u.addr, dsts[i].Addr()), dsts[i], nil, ms[i].Buffers[0])
+				for i := from; i < from+sent; i++ {
+					l.tapOut(subs, UDP, l.udpLocal(u.addr, b.dsts[i].Addr()), b.dsts[i], nil, b.bufs[i])
 				}
 			}
-			ms, dsts = ms[n:], dsts[n:]
+			from += sent
 			continue
 		}
 		failed++
-		l.log.Debug("transport: UDP batch send failed", "local", u.addr, "dst", ms[0].Addr, "err", err)
-		ms, dsts = ms[1:], dsts[1:]
+		l.log.Debug("transport: UDP batch send failed", "local", u.addr, "dst", b.dsts[from], "err", err)
+		from++
 	}
 	return failed
-}
-
-// batchWriter is the sendmmsg(2) side of ipv4.PacketConn and
-// ipv6.PacketConn (their Message types are one type).
-type batchWriter interface {
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
-// newBatchWriter wraps a UDP socket for SendBatch. An IPv4 socket and an
-// IPv6 one (dual-stack included: Linux accepts an IPv4 destination on a
-// dual-stack socket) each get their family's wrapper.
-func newBatchWriter(uc *net.UDPConn, network string) batchWriter {
-	if network == "udp4" {
-		return ipv4.NewPacketConn(uc)
-	}
-	return v6Writer{ipv6.NewPacketConn(uc)}
-}
-
-type v6Writer struct{ c *ipv6.PacketConn }
-
-func (w v6Writer) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
-	return w.c.WriteBatch(ms, flags)
 }

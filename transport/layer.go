@@ -473,7 +473,7 @@ func (l *Layer) addrsLocked() []Listener {
 // Send itself.)
 func (l *Layer) Reply(p *Packet, b []byte) error {
 	if p.Proto == UDP && p.udp != nil {
-		if _, err := p.udp.conn.WriteToUDPAddrPort(b, p.Src); err != nil {
+		if err := p.udp.writeTo(b, p.Src); err != nil {
 			return fmt.Errorf("transport: reply UDP %s: %w", p.Src, err)
 		}
 		if subs := l.taps.subs.Load(); subs != nil {
@@ -564,7 +564,7 @@ func (l *Layer) send(k connKey, b []byte) error {
 		if u == nil {
 			return fmt.Errorf("transport: send UDP %s: no UDP listener for this address family", dst)
 		}
-		if _, err := u.conn.WriteToUDPAddrPort(b, dst); err != nil {
+		if err := u.writeTo(b, dst); err != nil {
 			return fmt.Errorf("transport: send UDP %s: %w", dst, err)
 		}
 		if subs := l.taps.subs.Load(); subs != nil {

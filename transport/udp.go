@@ -18,8 +18,9 @@ type udpListener struct {
 	dual    bool           // IPv6 wildcard socket that also receives IPv4
 	member  bool           // a further socket of a group: receives only
 	readers int            // goroutines reading this socket
-	// batch sends several datagrams per system call (SendBatch).
-	batch batchWriter
+	// raw reads and writes with raw non-blocking system calls (Linux;
+	// nil elsewhere: the net package's calls).
+	raw *rawUDP
 }
 
 // listenUDP binds s. IPv4 addresses get "udp4" sockets; IPv6 ones "udp6"
@@ -79,7 +80,7 @@ func (l *Layer) bindUDP(network string, at netip.AddrPort, v6only int, reusePort
 		_ = uc.SetReadBuffer(l.cfg.UDPReadBuffer)
 	}
 	bound := unmap(uc.LocalAddr().(*net.UDPAddr).AddrPort())
-	return &udpListener{l: l, conn: uc, addr: bound, dual: network == "udp", batch: newBatchWriter(uc, network)}, nil
+	return &udpListener{l: l, conn: uc, addr: bound, dual: network == "udp", raw: newRawUDP(uc)}, nil
 }
 
 // socketNetwork picks the network name for base ("udp" or "tcp") and the
@@ -100,8 +101,9 @@ func socketNetwork(base string, s spec, v6only bool) (string, int) {
 
 // readLoop is one reader of the socket (where SO_REUSEPORT groups are not
 // available, several goroutines read one socket: the kernel hands each
-// datagram to exactly one of them). The loop allocates nothing per datagram: the buffer and Packet are reused and
-// ReadFromUDPAddrPort returns the source by value.
+// datagram to exactly one of them). The loop allocates nothing per
+// datagram: the buffers and Packet are reused and sources are read in
+// place.
 func (u *udpListener) readLoop() {
 	l := u.l
 	defer l.wg.Done()
@@ -109,12 +111,26 @@ func (u *udpListener) readLoop() {
 	// visibly oversized (n > MaxMessageSize) instead of silently truncated
 	// to a size that looks acceptable: the parser then answers 513
 	// (RFC 3261 §18.1.1, §21.5.14).
-	buf := make([]byte, l.maxMsg+1)
+	size := l.maxMsg + 1
+	r := u.newReader(size)
+	var buf []byte
+	if r == nil {
+		buf = make([]byte, size)
+	}
 	p := new(Packet)
 	var ev *TapEvent // made when first needed: most layers are never tapped
 	errs := 0
 	for {
-		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
+		var n int
+		var err error
+		var src netip.AddrPort
+		if r != nil {
+			n, err = r.read()
+		} else {
+			var m int
+			m, src, err = u.conn.ReadFromUDPAddrPort(buf[:cap(buf)])
+			n, buf = 1, buf[:m]
+		}
 		if err != nil {
 			if l.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -129,27 +145,32 @@ func (u *udpListener) readLoop() {
 			continue
 		}
 		errs = 0
-		b := buf[:n]
-		if isKeepAliveDatagram(b) {
-			// CRLF keep-alives (and runts no message can fit in) carry
-			// nothing to process or answer: over UDP RFC 5626 uses STUN,
-			// not CRLF, and CRLFs between messages are ignorable
-			// (RFC 3261 §7.5).
-			l.stats.dgramDropped.Add(1)
-			continue
-		}
-		if n > l.maxMsg {
-			l.stats.dgramTooLarge.Add(1)
-		}
-		*p = Packet{Data: b, Proto: UDP, Src: unmap(src), Local: u.addr, udp: u}
-		l.stats.received.Add(1)
-		if subs := l.taps.subs.Load(); subs != nil {
-			if ev == nil {
-				ev = new(TapEvent)
+		for i := range n {
+			b := buf
+			if r != nil {
+				b, src = r.data(i), r.src(i)
 			}
-			l.tapIn(subs, ev, p)
+			if isKeepAliveDatagram(b) {
+				// CRLF keep-alives (and runts no message can fit in) carry
+				// nothing to process or answer: over UDP RFC 5626 uses STUN,
+				// not CRLF, and CRLFs between messages are ignorable
+				// (RFC 3261 §7.5).
+				l.stats.dgramDropped.Add(1)
+				continue
+			}
+			if len(b) > l.maxMsg {
+				l.stats.dgramTooLarge.Add(1)
+			}
+			*p = Packet{Data: b, Proto: UDP, Src: unmap(src), Local: u.addr, udp: u}
+			l.stats.received.Add(1)
+			if subs := l.taps.subs.Load(); subs != nil {
+				if ev == nil {
+					ev = new(TapEvent)
+				}
+				l.tapIn(subs, ev, p)
+			}
+			l.dispatch(p)
 		}
-		l.dispatch(p)
 	}
 }
 
