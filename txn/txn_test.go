@@ -418,3 +418,33 @@ func TestWheelStopAndLongTimers(t *testing.T) {
 		t.Fatalf("%d armed", w.Len())
 	}
 }
+
+// An idle wheel sleeps until its next timer instead of ticking, and a
+// timer armed while it sleeps still fires on time: not early (the wheel's
+// tick count is behind the clock while it sleeps), and not at the end of
+// the sleep.
+func TestWheelSleepsWhenIdle(t *testing.T) {
+	w := newWheel(10 * time.Millisecond)
+	defer w.Close()
+	far := w.NewTimer(func() {})
+	far.Reset(3 * time.Second)
+	time.Sleep(100 * time.Millisecond) // let it settle on the far timer
+	before := w.rounds.Load()
+	time.Sleep(700 * time.Millisecond)
+	if n := w.rounds.Load() - before; n > 5 {
+		t.Errorf("idle wheel woke %d times in 700 ms with 10 ms ticks; want it asleep", n)
+	}
+	fired := make(chan time.Time, 1)
+	armed := time.Now()
+	w.NewTimer(func() { fired <- time.Now() }).Reset(200 * time.Millisecond)
+	select {
+	case at := <-fired:
+		// A timer fires on a tick boundary: up to one tick before the
+		// exact instant, as ever; never by the wheel's stale count.
+		if d := at.Sub(armed); d < 190*time.Millisecond {
+			t.Errorf("timer of 200 ms fired after %v", d)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("timer armed while the wheel slept did not fire before the wheel's own wake-up")
+	}
+}

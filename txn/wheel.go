@@ -2,6 +2,7 @@ package txn
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -10,17 +11,34 @@ import (
 // ticks and 4096 slots a lap is ~41 s; longer timers (Timer C, 3 min) wait
 // out their extra laps in the slot. 100 000 transactions with three timers
 // each cost a few MB and no goroutines.
+//
+// The goroutine does not tick while nothing is due: after each round it
+// sleeps until the first slot that holds a timer (looking at most
+// maxSleep ticks ahead), and a timer armed earlier than that wakes it. An
+// idle server thus wakes about once a second (the completed-transaction
+// sweep) instead of a hundred times; under load the next slot is never
+// empty and it ticks as before.
 type Wheel struct {
 	mu    sync.Mutex
 	slots []timerList
 	tick  time.Duration
-	cur   uint64 // ticks elapsed
+	cur   uint64 // ticks processed
+	// until is the tick the goroutine sleeps until (it processes every
+	// tick up to it when it wakes); a timer due earlier kicks it.
+	until uint64
+	kick  chan struct{}
 	start time.Time
 	stop  chan struct{}
 	done  chan struct{}
 	fire  []*Timer // reused batch of expired timers
 	now   func() time.Time
+	// rounds counts the goroutine's wake-ups (for tests).
+	rounds atomic.Uint64
 }
+
+// maxSleep bounds the look-ahead for the next timer (and so the longest
+// sleep): 512 ticks, 5 s at the usual 10 ms.
+const maxSleep = 512
 
 // Timer is a wheel entry. The zero value is stopped; Reset arms it.
 type Timer struct {
@@ -45,6 +63,7 @@ func newWheel(tick time.Duration) *Wheel {
 		start: time.Now(),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
+		kick:  make(chan struct{}, 1),
 		now:   time.Now,
 	}
 	go w.run()
@@ -74,7 +93,20 @@ func (t *Timer) Reset(d time.Duration) {
 	if ticks == 0 {
 		ticks = 1
 	}
-	t.at = w.cur + ticks
+	base := w.cur
+	if w.until > w.cur+1 {
+		// The goroutine sleeps past the next tick, so cur may be behind
+		// the clock: count from the clock, or the timer would fire early.
+		base = max(base, w.elapsed())
+	}
+	t.at = base + ticks
+	if t.at < w.until {
+		w.until = t.at
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
 	s := int32(t.at % wheelSlots)
 	t.slot = s
 	l := &w.slots[s]
@@ -132,19 +164,37 @@ func (w *Wheel) Len() int {
 	return n
 }
 
+// elapsed is the number of whole ticks since the wheel started.
+func (w *Wheel) elapsed() uint64 { return uint64(w.now().Sub(w.start) / w.tick) }
+
+// next returns the first tick after cur whose slot holds a timer, or
+// cur+maxSleep. A slot holding only timers of later laps counts: the
+// goroutine then wakes for nothing, which is harmless.
+func (w *Wheel) next() uint64 {
+	for k := w.cur + 1; k < w.cur+maxSleep; k++ {
+		if w.slots[k%wheelSlots].head != nil {
+			return k
+		}
+	}
+	return w.cur + maxSleep
+}
+
 func (w *Wheel) run() {
 	defer close(w.done)
-	tk := time.NewTicker(w.tick)
-	defer tk.Stop()
+	tm := time.NewTimer(w.tick)
+	defer tm.Stop()
 	for {
 		select {
 		case <-w.stop:
 			return
-		case <-tk.C:
+		case <-tm.C:
+		case <-w.kick:
 		}
-		// Catch up on ticks missed while the process was descheduled, so
-		// timers are late by at most the scheduling delay, never lost.
-		target := uint64(w.now().Sub(w.start) / w.tick)
+		w.rounds.Add(1)
+		// Catch up on ticks missed while the process was descheduled or
+		// the wheel slept, so timers are late by at most the scheduling
+		// delay, never lost.
+		target := w.elapsed()
 		w.mu.Lock()
 		for w.cur < target {
 			w.cur++
@@ -160,6 +210,8 @@ func (w *Wheel) run() {
 		}
 		batch := w.fire
 		w.fire = w.fire[:0]
+		w.until = w.next()
+		wake := w.start.Add(time.Duration(w.until) * w.tick)
 		w.mu.Unlock()
 		for i, t := range batch {
 			if t.owner != nil {
@@ -169,5 +221,17 @@ func (w *Wheel) run() {
 			}
 			batch[i] = nil
 		}
+		// A kick that came while the timers above were armed is stale:
+		// until already accounts for them.
+		select {
+		case <-w.kick:
+		default:
+		}
+		w.mu.Lock()
+		if u := w.start.Add(time.Duration(w.until) * w.tick); u.Before(wake) {
+			wake = u // a timer armed by a batch function
+		}
+		w.mu.Unlock()
+		tm.Reset(max(time.Until(wake), 0))
 	}
 }
