@@ -399,3 +399,18 @@ func (e *endedCalls) get(callID string) (Media, bool) {
 	}
 	return *x.m, true
 }
+
+// MediaOf is CallMedia, or for a call whose media sipedge did not relay,
+// a Media that says so and why, as far as the configuration tells.
+func (f *Feature) MediaOf(callID string) Media {
+	if m, ok := f.CallMedia(callID); ok {
+		return m
+	}
+	switch f.cfg.Load().Mode {
+	case Never:
+		return NotRelayed("media.relay is never")
+	case Always:
+		return NotRelayed("its INVITE carried no SDP offer, and only offers in the INVITE are relayed")
+	}
+	return NotRelayed("media.relay is auto and the call did not need it: no side behind NAT and both on one network; or its INVITE carried no SDP offer")
+}
