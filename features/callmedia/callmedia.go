@@ -15,6 +15,10 @@
 // Forked calls share one media call: the streams latch to whichever callee
 // sends, and the last answer's address wins until then.
 //
+// CallMedia tells what the relay saw of a call, per stream and per leg,
+// and why audio does not flow (Diagnose), for calls in progress and the
+// last 1 000 that ended (docs/DESIGN.md, "Media quality and diagnosis").
+//
 // Hooks: stages "media-ack" and "media", branch and reply hooks
 // "media-sdp", failure hook "media".
 package callmedia
