@@ -5,6 +5,7 @@ package media
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,6 +230,19 @@ func (c *Call) Stream(index int, a, b netip.Addr) (*Stream, error) {
 	return s, nil
 }
 
+// Streams returns the call's streams in index order, closed calls
+// included (their stats stay readable).
+func (c *Call) Streams() []*Stream {
+	c.r.mu.Lock()
+	out := make([]*Stream, 0, len(c.streams))
+	for _, s := range c.streams {
+		out = append(out, s)
+	}
+	c.r.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Stream) int { return a.index - b.index })
+	return out
+}
+
 // ports lists the stream's four local ports.
 func (s *Stream) ports() []netip.AddrPort {
 	a1, a2 := s.Local(SideA)
@@ -367,11 +381,17 @@ func (s *Stream) Stats() StreamStats {
 
 func (s *Stream) dirStats(side Side) DirStats {
 	d := &s.dir[side]
+	rtp := s.socks[side][0]
 	ds := DirStats{
 		Packets: d.packets, Bytes: d.bytes, RTCPPackets: d.rtcp, OtherPackets: d.other,
 		Forwarded: d.forwarded, Dropped: d.dropped,
 		Lost: d.rtp.lost(), JitterUnits: d.rtp.jitterUnits(), SSRC: d.rtp.ssrc,
-		Source: s.socks[side][0].src.AddrPort(), RTCPSource: s.socks[side][1].src.AddrPort(),
+		Source: rtp.src.AddrPort(), RTCPSource: s.socks[side][1].src.AddrPort(),
+		SDP: rtp.sdp.AddrPort(), Latched: rtp.latched, RTP: d.rtpPackets, PayloadType: d.pt,
+		Foreign: d.foreign, ForeignSource: d.foreignSrc.AddrPort(), NoPeer: d.noPeer, SendErrors: d.sendErr,
+	}
+	if d.first != 0 {
+		ds.First = epoch.Add(time.Duration(d.first))
 	}
 	if d.rtp.rate != 0 {
 		ds.Jitter = time.Duration(uint64(ds.JitterUnits) * uint64(time.Second) / uint64(d.rtp.rate))

@@ -707,3 +707,69 @@ func TestSetLimits(t *testing.T) {
 		t.Fatalf("second stream with MaxStreamsPerCall 1: %v", err)
 	}
 }
+
+// TestSideDiagnostics: besides its counters, each direction tells what
+// its side advertised (SDP), whether and to what it latched, when its
+// first packet came, which payload type it sends, and why packets from
+// it were dropped: refused sources (with the last one) and a peer not
+// known yet.
+func TestSideDiagnostics(t *testing.T) {
+	r := newRelay(t, Config{Latch: LatchSSRC})
+	c, _ := r.Call("diag")
+	s, err := c.Stream(0, lo4, lo4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newEndpoint(t, "udp4", lo4), newEndpoint(t, "udp4", lo4)
+	aRTP, _ := s.Local(SideA)
+	bRTP, _ := s.Local(SideB)
+	sdpA := netip.MustParseAddrPort("127.0.0.1:4000") // what A says; it sends from elsewhere (NAT)
+	if err := s.SetPeer(SideA, sdpA, netip.AddrPort{}); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.AtoB.SDP != sdpA || st.BtoA.SDP.IsValid() || st.AtoB.Latched || !st.AtoB.First.IsZero() {
+		t.Fatalf("before any packet: %+v", st)
+	}
+
+	// B's address is not known yet: A's first packets are dropped.
+	before := time.Now()
+	a.send(aRTP, rtpPacket(8, 1, 0, 0xa, 160))
+	a.send(aRTP, rtpPacket(8, 2, 160, 0xa, 160))
+	waitFor(t, "no-peer drops", func() bool { return s.Stats().AtoB.NoPeer == 2 })
+	// A stranger with another SSRC is refused on A's port.
+	stranger := newEndpoint(t, "udp4", lo4)
+	stranger.send(aRTP, rtpPacket(0, 9, 0, 0xbad, 160))
+	waitFor(t, "foreign drop", func() bool { return s.Stats().AtoB.Foreign == 1 })
+	// B tells where it is; A's next packet is forwarded.
+	if err := s.SetPeer(SideB, b.addr, netip.AddrPort{}); err != nil {
+		t.Fatal(err)
+	}
+	p := rtpPacket(8, 3, 320, 0xa, 160)
+	a.send(aRTP, p)
+	b.expect(p, bRTP)
+
+	st := s.Stats()
+	ab := st.AtoB
+	if ab.Packets != 3 || ab.RTP != 3 || ab.Forwarded != 1 || ab.Dropped != 3 || ab.NoPeer != 2 || ab.Foreign != 1 ||
+		ab.SendErrors != 0 || ab.ForeignSource != stranger.addr || ab.PayloadType != 8 {
+		t.Errorf("A→B counters %+v", ab)
+	}
+	if !ab.Latched || ab.Source != a.addr || ab.SDP != sdpA {
+		t.Errorf("A→B latch: latched %v source %v sdp %v", ab.Latched, ab.Source, ab.SDP)
+	}
+	if ab.First.Before(before.Add(-time.Second)) || ab.First.After(ab.Last) || ab.Last.After(time.Now().Add(time.Second)) {
+		t.Errorf("A→B first %v last %v (test began %v)", ab.First, ab.Last, before)
+	}
+	if ba := st.BtoA; ba.Packets != 0 || !ba.First.IsZero() || ba.Latched || ba.SDP != b.addr || ba.Foreign != 0 {
+		t.Errorf("B→A %+v", ba)
+	}
+	// LatchOff never latches, whatever arrives.
+	x := newSetup(t, Config{Latch: LatchOff, PortMin: 42000, PortMax: 42099})
+	xa, _ := x.local(SideA)
+	q := rtpPacket(0, 1, 0, 1, 160)
+	x.a.send(xa, q)
+	x.b.recv()
+	if st := x.s.Stats().AtoB; st.Latched || st.Source != x.a.addr {
+		t.Errorf("LatchOff: %+v", st)
+	}
+}

@@ -26,7 +26,29 @@ type DirStats struct {
 
 	Source     netip.AddrPort // latched RTP source (LatchOff: the last one)
 	RTCPSource netip.AddrPort // latched RTCP source
+	First      time.Time      // first accepted packet; zero if none
 	Last       time.Time      // last accepted packet; zero if none
+
+	// What the relay knows about this side beyond its counters, for
+	// telling why media does not flow.
+	SDP     netip.AddrPort // RTP address this side's SDP advertised (SetPeer); zero: none (hold, no SDP yet)
+	Latched bool           // the RTP port latched to Source (never with LatchOff)
+	// RTP counts the RTP packets of Packets that came to the RTP port:
+	// the ones loss and jitter are measured over.
+	RTP uint64
+	// PayloadType is the payload type of the last of those; meaningful
+	// only when RTP > 0.
+	PayloadType uint8
+	// Dropped by reason. Foreign: from a source other than the latched
+	// one (LatchSSRC; with LatchFirst the kernel refuses them after the
+	// latch, so only those queued before it show). ForeignSource is the
+	// last such source. NoPeer: accepted, but the other side's address
+	// was not known (neither SDP nor a latch). SendErrors: forwarding
+	// failed.
+	Foreign       uint64
+	ForeignSource netip.AddrPort
+	NoPeer        uint64
+	SendErrors    uint64
 }
 
 // StreamStats is per direction: AtoB counts what side A sent.

@@ -347,6 +347,8 @@ func (w *worker) drain(s *sock) int {
 			if !w.accept(s, &w.names[i], m.Hdr.Namelen, h) {
 				w.ctr.foreign++
 				d.dropped++
+				d.foreign++
+				d.foreignSrc.Set(&w.names[i], m.Hdr.Namelen)
 				continue
 			}
 			accepted++
@@ -354,6 +356,7 @@ func (w *worker) drain(s *sock) int {
 			if dst == nil {
 				w.ctr.noPeer++ // before SDP or latching told us the peer
 				d.dropped++
+				d.noPeer++
 				continue
 			}
 			w.siov[ns].Base = &w.bufs[i][0]
@@ -361,6 +364,9 @@ func (w *worker) drain(s *sock) int {
 			ns++
 		}
 		if accepted > 0 {
+			if d.first == 0 {
+				d.first = now
+			}
 			d.last = now
 			st.last.Store(now)
 		}
@@ -429,6 +435,7 @@ func (w *worker) send(fd int, dst *mmsg.Addr, conn bool, ns int, d *dirState) {
 			}
 			w.ctr.sendErr++
 			d.dropped++
+			d.sendErr++
 			i++
 			continue
 		}
@@ -439,11 +446,16 @@ func (w *worker) send(fd int, dst *mmsg.Addr, conn bool, ns int, d *dirState) {
 }
 
 // dirState is what a stream knows about the packets from one side,
-// guarded by the worker's mutex.
+// guarded by the worker's mutex. Every field is a plain counter or value
+// written in place: the data path updates it without allocating.
 type dirState struct {
 	packets, bytes, rtcp, other, forwarded, dropped uint64
+	rtpPackets                                      uint64 // RTP on the RTP port
+	foreign, noPeer, sendErr                        uint64 // dropped, by reason
+	foreignSrc                                      mmsg.Addr
 	rtp                                             rtpRecv
-	last                                            int64 // nanotime; 0: never
+	first, last                                     int64 // nanotime; 0: never
+	pt                                              uint8 // last RTP payload type
 }
 
 // account counts an accepted packet. RTP statistics come only from the RTP
@@ -456,6 +468,8 @@ func (d *dirState) account(h header, size int, now int64, st *Stream, onRTCP boo
 		d.rtcp++
 	case kindRTP:
 		if !onRTCP {
+			d.rtpPackets++
+			d.pt = h.pt
 			d.rtp.update(h.ssrc, h.seq, h.ts, now, st.clockRate(h.pt))
 		}
 	default:

@@ -10,7 +10,9 @@
 //   - a nested struct of the same kinds: its fields prefixed by its name;
 //   - map[string]uint64 with a `label:"NAME"` tag: one counter per key,
 //     the key as the value of label NAME (per stage, per hook);
-//   - HistogramSnapshot: a histogram of delays, NAME_seconds.
+//   - HistogramSnapshot: a histogram of delays, NAME_seconds;
+//   - DistributionSnapshot: a histogram of other values (a MOS, a
+//     percentage) over its own bounds, NAME.
 //
 // Field names become snake case: Requests → requests_total, ConnsOpen →
 // conns_open. A field tagged `metric:"-"` is left out. Anything else in a
@@ -37,9 +39,14 @@ type Sample struct {
 	// Hist is set for a histogram (a HistogramSnapshot field); Value is
 	// then unused.
 	Hist *HistogramSnapshot
+	// Dist is set for a distribution (a DistributionSnapshot field);
+	// Value is then unused.
+	Dist *DistributionSnapshot
 }
 
 var histogramType = reflect.TypeOf(HistogramSnapshot{})
+
+var distributionType = reflect.TypeOf(DistributionSnapshot{})
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
@@ -69,6 +76,9 @@ func walk(prefix string, v reflect.Value, emit func(Sample)) error {
 		case f.Type == histogramType:
 			h := fv.Interface().(HistogramSnapshot)
 			emit(Sample{Name: name + "_seconds", Hist: &h})
+		case f.Type == distributionType:
+			d := fv.Interface().(DistributionSnapshot)
+			emit(Sample{Name: name, Dist: &d})
 		case f.Type == durationType:
 			emit(Sample{Name: name + "_seconds", Value: time.Duration(fv.Int()).Seconds()})
 		case f.Type.Kind() == reflect.Uint64:

@@ -58,6 +58,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				}
 				return
 			}
+			if s.Dist != nil {
+				buckets := make(map[float64]uint64, len(s.Dist.Bounds))
+				var cum uint64
+				for i, ub := range s.Dist.Bounds {
+					if i < len(s.Dist.Counts) {
+						cum += s.Dist.Counts[i]
+					}
+					buckets[ub] = cum
+				}
+				if m, err := prometheus.NewConstHistogram(d, s.Dist.Count(), s.Dist.Sum, buckets); err == nil {
+					ch <- m
+				}
+				return
+			}
 			typ := prometheus.GaugeValue
 			if s.Counter {
 				typ = prometheus.CounterValue

@@ -184,6 +184,8 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		}
 		features = append(features, a.media)
 	}
+	// Each call of the call log shows what the relay saw of its media.
+	a.calls.SetMedia(a.callMedia)
 	// Always built (it sleeps while off): a reload may turn it on.
 	a.ka = keepalive.New(a.core, a.reg, keepaliveConfig(cfg))
 	features = append(features, a.ka)
@@ -482,6 +484,15 @@ func (c connList) Connections(limit int) ([]admin.Connection, int) {
 		out = append(out, x)
 	}
 	return out, total
+}
+
+// callMedia is a call's media for the call log: what the relay saw, or
+// why it saw nothing.
+func (a *app) callMedia(callID string) (any, bool) {
+	if a.media == nil {
+		return callmedia.NotRelayed("media.relay is never"), true
+	}
+	return a.media.MediaOf(callID), true
 }
 
 // callList shows the call log's calls to the operations API.

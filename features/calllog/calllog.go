@@ -13,6 +13,11 @@
 // the metrics count them. A call neither side ended within MaxDuration
 // (a phone that died, without a session timer) is written with ended_by
 // "unknown".
+//
+// With SetMedia, a line also carries what the media relay saw of the
+// call ("media": per leg counters, quality, why audio did not flow). The
+// call log does not import the media feature: the application hands it a
+// MediaFunc.
 package calllog
 
 import (
@@ -47,6 +52,11 @@ type Record struct {
 	SetupMS  int64   `json:"setup_ms"`
 	Status   int     `json:"status"`   // final response to the INVITE
 	EndedBy  string  `json:"ended_by"` // caller, callee, sipedge, unknown
+	// Media is what the media relay saw of the call (per leg counters,
+	// quality, a diagnosis), from the function given to SetMedia: as it
+	// was at the end in the line of an ended call, as it is now for a
+	// call in progress. Absent without one.
+	Media any `json:"media,omitempty"`
 }
 
 // MaxDuration bounds how long a call is followed without a BYE.
@@ -88,6 +98,33 @@ type Feature struct {
 	srd                        metrics.Histogram
 	written, untracked, errors atomic.Uint64
 	started                    atomic.Bool
+	media                      atomic.Pointer[MediaFunc]
+}
+
+// MediaFunc returns the media of a call by its Call-ID, and whether there
+// is any to show. It is called without the call log's lock held, and
+// must stay answerable for a call whose media ended just before its
+// signalling did.
+type MediaFunc func(callID string) (any, bool)
+
+// SetMedia sets where the media of a call comes from (the media relay
+// feature, which the call log does not import); nil: no media.
+func (f *Feature) SetMedia(fn MediaFunc) {
+	if fn == nil {
+		f.media.Store(nil)
+		return
+	}
+	f.media.Store(&fn)
+}
+
+// mediaOf asks the MediaFunc, if any, for a call's media.
+func (f *Feature) mediaOf(callID string) any {
+	if fn := f.media.Load(); fn != nil {
+		if m, ok := (*fn)(callID); ok {
+			return m
+		}
+	}
+	return nil
 }
 
 // Stats are the feature's counters.
@@ -177,8 +214,17 @@ func (f *Feature) Close() {
 }
 
 // Calls returns the calls in progress (End zero) and the last ones that
-// ended, most recent first, at most limit of each.
+// ended, most recent first, at most limit of each; the calls in progress
+// with their media as it is now.
 func (f *Feature) Calls(limit int) (active, recent []Record) {
+	active, recent = f.calls0(limit)
+	for i := range active {
+		active[i].Media = f.mediaOf(active[i].CallID)
+	}
+	return active, recent
+}
+
+func (f *Feature) calls0(limit int) (active, recent []Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.calls {
@@ -248,10 +294,14 @@ func (f *Feature) bye(r *proxy.Request) bool {
 	if c == nil {
 		c, by = f.calls[key(callID, toTag)], "callee"
 	}
-	if c != nil && c.rec.Answer != nil {
+	ended := c != nil && c.rec.Answer != nil
+	if ended {
 		f.endLocked(c, by)
 	}
 	f.mu.Unlock()
+	if ended {
+		f.write(c)
+	}
 	return false
 }
 
@@ -294,7 +344,9 @@ func (f *Feature) failure(fl *proxy.Failure) {
 		return
 	}
 	f.mu.Lock()
-	if c := f.calls[key(callID, fromTag)]; c != nil && c.rec.Answer == nil {
+	c := f.calls[key(callID, fromTag)]
+	ended := c != nil && c.rec.Answer == nil
+	if ended {
 		c.rec.Status, c.rec.SetupMS = fl.Code, f.now().Sub(c.rec.Start).Milliseconds()
 		by := "callee"
 		if fl.Code == 487 {
@@ -303,28 +355,44 @@ func (f *Feature) failure(fl *proxy.Failure) {
 		f.endLocked(c, by)
 	}
 	f.mu.Unlock()
+	if ended {
+		f.write(c)
+	}
 }
 
 // dialogEnded: sipedge ended the call itself (session timer, dead media).
 func (f *Feature) dialogEnded(callID, fromTag string) {
 	f.mu.Lock()
-	if c := f.calls[callID+"\x00"+fromTag]; c != nil {
+	c := f.calls[callID+"\x00"+fromTag]
+	if c != nil {
 		f.endLocked(c, "sipedge")
 	}
 	f.mu.Unlock()
+	if c != nil {
+		f.write(c)
+	}
 }
 
-// endLocked writes the call's line and forgets it (f.mu held: lines of
-// one file are written whole and in order).
+// endLocked ends the call and forgets it (f.mu held); write then logs
+// it. The call is then the caller's alone.
 func (f *Feature) endLocked(c *call, by string) {
 	delete(f.calls, c.rec.CallID+"\x00"+c.callerTag)
 	c.rec.End, c.rec.EndedBy = f.now(), by
 	if c.rec.Answer != nil {
 		c.rec.Duration = c.rec.End.Sub(*c.rec.Answer).Round(time.Millisecond).Seconds()
 	}
+}
+
+// write adds an ended call's media and writes its line (f.mu not held:
+// the media comes from another feature, whose locks are not taken under
+// this one's). Lines are written whole under f.mu.
+func (f *Feature) write(c *call) {
+	c.rec.Media = f.mediaOf(c.rec.CallID)
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.recent[f.recentN%recentCalls] = c.rec
 	f.recentN++
-	if f.path == "" {
+	if f.path == "" || f.enc == nil {
 		return
 	}
 	if err := f.enc.Encode(&c.rec); err != nil {
@@ -345,12 +413,17 @@ func (f *Feature) sweep() {
 		case <-t.C:
 		}
 		limit := f.now().Add(-MaxDuration)
+		var stale []*call
 		f.mu.Lock()
 		for _, c := range f.calls {
 			if c.rec.Start.Before(limit) {
 				f.endLocked(c, "unknown")
+				stale = append(stale, c)
 			}
 		}
 		f.mu.Unlock()
+		for _, c := range stale {
+			f.write(c)
+		}
 	}
 }

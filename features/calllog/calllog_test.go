@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,4 +179,59 @@ func TestReopen(t *testing.T) {
 	if n := len(fx.records(t)); n != 1 || len(old) == 0 {
 		t.Fatalf("new file %d lines, old %q", n, old)
 	}
+}
+
+// The media of a call: in the API's list of calls in progress as it is
+// now, and in the line of the ended call as it was at its end (asked for
+// after the media feature may have ended its side of the call). The
+// MediaFunc is called without the call log's lock held: it may itself
+// read the call log.
+func TestMedia(t *testing.T) {
+	fx := newFixture(t)
+	asked := map[string]int{}
+	state := "ringing"
+	fx.f.SetMedia(func(callID string) (any, bool) {
+		fx.f.Stats() // would deadlock under the call log's lock
+		asked[callID]++
+		if callID != "c1" {
+			return nil, false
+		}
+		return map[string]string{"audio": state}, true
+	})
+	inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
+	fx.f.reply(inv.TestReply(response(t, "", 200), &callee, true))
+	state = "one-way"
+	active, _ := fx.f.Calls(10)
+	if len(active) != 1 || fmt.Sprint(active[0].Media) != "map[audio:one-way]" {
+		t.Fatalf("active %+v", active)
+	}
+	state = "ok"
+	fx.request(t, msg("BYE", "b", "a", 2), caller)
+	recs := fx.records(t)
+	if len(recs) != 1 || fmt.Sprint(recs[0].Media) != "map[audio:ok]" {
+		t.Fatalf("line %+v", recs)
+	}
+	if _, recent := fx.f.Calls(10); len(recent) != 1 || fmt.Sprint(recent[0].Media) != "map[audio:ok]" {
+		t.Fatalf("recent %+v", recent)
+	}
+	// A call with no media to show has no "media" in its line.
+	other := fmt.Sprintf("INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKo\r\nMax-Forwards: 70\r\n" +
+		"From: <sip:alice@example.com>;tag=o\r\nTo: <sip:bob@example.com>\r\nCall-ID: c2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+	inv2 := fx.request(t, other, caller)
+	fx.f.failure(inv2.TestFailure(486))
+	b, _ := os.ReadFile(fx.path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 || strings.Contains(lines[1], `"media"`) || !strings.Contains(lines[0], `"media":{"audio":"ok"}`) {
+		t.Fatalf("lines:\n%s", b)
+	}
+	if asked["c1"] != 2 || asked["c2"] != 1 {
+		t.Errorf("media asked %v", asked)
+	}
+	// Without a MediaFunc, no media.
+	fx.f.SetMedia(nil)
+	inv3 := fx.request(t, strings.ReplaceAll(other, "c2", "c3"), caller)
+	if active, _ := fx.f.Calls(10); len(active) != 1 || active[0].Media != nil {
+		t.Fatalf("no MediaFunc: %+v", active)
+	}
+	fx.f.failure(inv3.TestFailure(486))
 }

@@ -15,6 +15,10 @@
 // Forked calls share one media call: the streams latch to whichever callee
 // sends, and the last answer's address wins until then.
 //
+// CallMedia tells what the relay saw of a call, per stream and per leg,
+// and why audio does not flow (Diagnose), for calls in progress and the
+// last 1 000 that ended (docs/DESIGN.md, "Media quality and diagnosis").
+//
 // Hooks: stages "media-ack" and "media", branch and reply hooks
 // "media-sdp", failure hook "media".
 package callmedia
@@ -28,8 +32,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"sipedge/media"
+	"sipedge/metrics"
 	"sipedge/nat"
 	"sipedge/proxy"
 	"sipedge/sdp"
@@ -82,9 +88,12 @@ type Feature struct {
 
 	mu    sync.Mutex
 	calls map[string]*call
-	users map[string]int // relayed calls per caller (user@host of From)
+	users map[string]int   // relayed calls per caller (user@host of From)
+	ids   map[string]*call // the calls by Call-ID alone, for CallMedia
+	ended endedCalls       // the media of the last calls that ended
 
 	stats counters
+	grace time.Duration // Facts.Grace of the diagnosis; 0: Grace (tests shorten it)
 }
 
 // counters are the feature's live counters.
@@ -92,6 +101,10 @@ type counters struct {
 	Calls        atomic.Uint64
 	Refused      atomic.Uint64
 	NotRewritten atomic.Uint64
+	// Streams judged when their call ended (report.go).
+	StreamsEnded, OneWay, ZeroPacket atomic.Uint64
+	loss, mos                        *metrics.Distribution
+	jitter                           metrics.Histogram
 }
 
 // Stats is a snapshot of the feature's counters (the metrics convention
@@ -101,6 +114,17 @@ type Stats struct {
 	Refused      uint64 // offers answered 400/403/488/503
 	NotRewritten uint64 // SDP of a response or ACK left as it was (unreadable)
 	Active       int    // relayed calls now
+
+	// Streams are judged when their call ends; the distributions count
+	// each direction of an ended stream that carried RTP, as measured on
+	// its arrival at the relay.
+
+	StreamsEnded      uint64                       // relayed streams of calls that ended
+	OneWayStreams     uint64                       // ended streams with packets from one side only
+	ZeroPacketStreams uint64                       // ended streams without a packet from either side
+	StreamLossPercent metrics.DistributionSnapshot // per direction of an ended stream: RTP packets lost, percent of those expected
+	StreamJitter      metrics.HistogramSnapshot    // per direction of an ended stream: RFC 3550 interarrival jitter
+	StreamMOS         metrics.DistributionSnapshot // per direction of an ended stream: G.107 E-model MOS estimate
 }
 
 // call is one relayed call.
@@ -109,6 +133,11 @@ type call struct {
 	user  string        // the caller, for the per-user limit
 	local [2]netip.Addr // our address towards side A and side B
 	rc    *media.Call
+
+	mu       sync.Mutex        // guards the fields below; a leaf
+	sig      [2]netip.AddrPort // where each side's signalling came from
+	answered time.Time         // the first 2xx to the INVITE
+	streams  map[int]*streamInfo
 }
 
 // reqMedia is what the stages leave for the hooks of one request.
@@ -122,7 +151,9 @@ type reqMedia struct {
 // New returns the feature for core, relaying through relay.
 func New(core *proxy.Core, relay *media.Relay, cfg Config) *Feature {
 	f := &Feature{core: core, relay: relay, log: core.Logger(), note: core.NewNote(),
-		calls: map[string]*call{}, users: map[string]int{}}
+		calls: map[string]*call{}, users: map[string]int{}, ids: map[string]*call{}, ended: newEndedCalls()}
+	f.stats.loss = metrics.NewDistribution(lossBuckets[:]...)
+	f.stats.mos = metrics.NewDistribution(mosBuckets[:]...)
 	f.cfg.Store(&cfg)
 	return f
 }
@@ -133,7 +164,9 @@ func (f *Feature) SetConfig(cfg Config) { f.cfg.Store(&cfg) }
 
 // Stats returns a snapshot of the counters.
 func (f *Feature) Stats() Stats {
-	return Stats{Calls: f.stats.Calls.Load(), Refused: f.stats.Refused.Load(), NotRewritten: f.stats.NotRewritten.Load(), Active: f.Calls()}
+	return Stats{Calls: f.stats.Calls.Load(), Refused: f.stats.Refused.Load(), NotRewritten: f.stats.NotRewritten.Load(), Active: f.Calls(),
+		StreamsEnded: f.stats.StreamsEnded.Load(), OneWayStreams: f.stats.OneWay.Load(), ZeroPacketStreams: f.stats.ZeroPacket.Load(),
+		StreamLossPercent: f.stats.loss.Snapshot(), StreamJitter: f.stats.jitter.Snapshot(), StreamMOS: f.stats.mos.Snapshot()}
 }
 
 // Hooks implements proxy.Feature.
@@ -204,10 +237,21 @@ func (f *Feature) remove(key string) *call {
 	return c
 }
 
-// End frees a relayed call's ports.
+// End frees a relayed call's ports and keeps what its media was
+// (CallMedia, the stream metrics).
 func (f *Feature) End(key string) {
 	if c := f.remove(key); c != nil {
 		c.rc.Close()
+		m := f.finish(c, time.Now())
+		// The call leaves ids only now, so that CallMedia finds it
+		// either in progress or ended.
+		f.mu.Lock()
+		id := c.callID()
+		f.ended.put(id, m)
+		if f.ids[id] == c {
+			delete(f.ids, id)
+		}
+		f.mu.Unlock()
 	}
 }
 
@@ -294,6 +338,7 @@ func (f *Feature) stage(r *proxy.Request) bool {
 		user := string(from.URI.User) + "@" + string(from.URI.Host)
 		k := key(callID, fromTag)
 		c = &call{key: k, user: user}
+		c.sig[media.SideA] = r.Src()
 		d := r.Decision()
 		c.local[media.SideA] = f.core.SourceFor(r.Src().Addr())
 		c.local[media.SideB] = f.core.SourceFor(d.Groups[0][0].Addr.Addr())
@@ -310,6 +355,9 @@ func (f *Feature) stage(r *proxy.Request) bool {
 			return true
 		}
 		c.rc = rc
+		f.mu.Lock()
+		f.ids[c.callID()] = c
+		f.mu.Unlock()
 		f.stats.Calls.Add(1)
 		rm.call, rm.side, rm.created = c, media.SideA, true
 	}
@@ -398,7 +446,13 @@ func (f *Feature) branch(b *proxy.Branch) error {
 // request's sender.
 func (f *Feature) reply(rp *proxy.Reply) error {
 	rm, _ := rp.Note(f.note).(*reqMedia)
-	if rm == nil || rm.call == nil || rp.Code >= 300 || !hasSDP(rp.Resp) {
+	if rm == nil || rm.call == nil || rp.Code >= 300 {
+		return nil
+	}
+	if rm.side == media.SideA && rp.Req.MethodKind() == sip.INVITE && rp.Target != nil {
+		rm.call.answering(rp.Target.Addr, rp.Code < 200)
+	}
+	if !hasSDP(rp.Resp) {
 		return nil
 	}
 	from := media.SideB
@@ -460,6 +514,7 @@ func (f *Feature) rewrite(c *call, from media.Side, body []byte) ([]byte, error)
 		to = media.SideA
 	}
 	plan := sdp.Plan{Media: make([]sdp.MediaPlan, s.NumMedia())}
+	streams := make([]*media.Stream, len(plan.Media))
 	for i := range plan.Media {
 		md := s.Media(i)
 		if md.Rejected() || !md.Transport.Relayable() {
@@ -478,6 +533,7 @@ func (f *Feature) rewrite(c *call, from media.Side, body []byte) ([]byte, error)
 			// provider). It already names the relay; leave it.
 			continue
 		}
+		streams[i] = st
 		if a := md.Conn.Addr; a.IsValid() && !md.Conn.IsHold() && md.Port > 0 {
 			rtp := netip.AddrPortFrom(a, uint16(md.Port))
 			rtcp := netip.AddrPortFrom(a, uint16(md.Port+1))
@@ -504,6 +560,7 @@ func (f *Feature) rewrite(c *call, from media.Side, body []byte) ([]byte, error)
 	if err != nil {
 		return nil, &refusal{500, "Server Internal Error"}
 	}
+	c.describe(s, from, streams)
 	return out, nil
 }
 

@@ -83,6 +83,8 @@ func collectHelp(t *testing.T, prefix string, typ reflect.Type, help map[string]
 		switch {
 		case f.Type == reflect.TypeFor[metrics.HistogramSnapshot]():
 			help[name+"_seconds"] = text + " (seconds)"
+		case f.Type == reflect.TypeFor[metrics.DistributionSnapshot]():
+			help[name] = text
 		case f.Type == reflect.TypeFor[time.Duration]():
 			help[name+"_seconds"] = text + " (seconds)"
 		case f.Type.Kind() == reflect.Uint64:

@@ -75,7 +75,7 @@ func TestStatsConvention(t *testing.T) {
 				t.Errorf("%s: %s twice", name, key)
 			}
 			seen[key] = true
-			if s.Hist == nil && s.Counter != strings.HasSuffix(s.Name, "_total") {
+			if s.Hist == nil && s.Dist == nil && s.Counter != strings.HasSuffix(s.Name, "_total") {
 				t.Errorf("%s: %s: counters and only counters end in _total", name, s.Name)
 			}
 		})
