@@ -15,6 +15,11 @@
 # A fixed rate instead of the search for the maximum, e.g. 4000 REGISTER/s:
 #   bench/compare.sh auth --reg-rates 4000 --call-rates 800 --bisect 0 --confirm 0
 #
+# CPU per 1 000 at fixed ordinary rates, side by side: "fixed" runs each
+# rate on sipedge and then on Kamailio, alternating, REPEAT times (default
+# 3), and prints every pair with its ratio and steal:
+#   bench/compare.sh fixed [--repeat N] [--reg "400 4000"] [--call "100 800"] [--duration S]
+#
 # sipedge listens on 127.0.0.1:5070, Kamailio on 127.0.0.1:5080. Needs sipp
 # (Debian sip-tester) and kamailio; run as root or with both installed.
 # Results and every sipp log go to a new directory under /tmp.
@@ -22,6 +27,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scen=${1:-both}
 shift || true
+repeat=3 fixreg="400 4000" fixcall="100 800" fixdur=10
+if [ "$scen" = fixed ]; then
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--repeat) repeat=$2; shift 2 ;;
+		--reg) fixreg=$2; shift 2 ;;
+		--call) fixcall=$2; shift 2 ;;
+		--duration) fixdur=$2; shift 2 ;;
+		*) echo "compare.sh fixed: unknown option $1" >&2; exit 2 ;;
+		esac
+	done
+fi
 out=$(mktemp -d /tmp/sipedge-bench.XXXXXX)
 echo "results in $out"
 
@@ -49,6 +66,46 @@ fi
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 sleep 1
+
+if [ "$scen" = fixed ]; then
+	# One fixed-rate step of scenario $2 at rate $3 against $1 (sipedge or
+	# kamailio); prints "cpu_per_1k steal".
+	step() {
+		local who=$1 sc=$2 rate=$3 o="$out/$1-$2-$3-$4" opt
+		[ "$sc" = register ] && opt=--reg-rates || opt=--call-rates
+		if [ "$who" = sipedge ]; then
+			bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$o" $opt "$rate" --bisect 0 --confirm 0 \
+				--duration "$fixdur" 127.0.0.1:5070 "$sc" >"$o.txt" 2>&1 || true
+		else
+			bench/harness/run-sip-bench.sh --kamailio --out "$o" $opt "$rate" --bisect 0 --confirm 0 \
+				--duration "$fixdur" 127.0.0.1:5080 "$sc" >"$o.txt" 2>&1 || true
+		fi
+		local line
+		line=$(grep -E "^$sc max_(rate|cps)=" "$o.txt" | head -1)
+		local cpu fail
+		cpu=$(printf '%s' "$line" | grep -oE 'proxy_cpu_s_per_1k(_calls)?=[0-9.]+' | cut -d= -f2)
+		fail=$(grep -E "^step $sc " "$o.txt" | grep -c FAIL || true)
+		printf '%s %s %s\n' "${cpu:-NA}" "$(printf '%s' "$line" | grep -oE 'steal_pct=[0-9.]+' | cut -d= -f2)" "$fail"
+	}
+	printf '%-9s %6s %3s  %-22s %-22s %s\n' scenario rate run "sipedge cpu/1k (steal)" "kamailio cpu/1k (steal)" ratio | tee "$out/fixed.txt"
+	for r in $(seq 1 "$repeat"); do
+		for sc in register call; do
+			[ "$sc" = register ] && rates=$fixreg || rates=$fixcall
+			for rate in $rates; do
+				read -r sv ss sf < <(step sipedge "$sc" "$rate" "$r")
+				read -r kv ks kf < <(step kamailio "$sc" "$rate" "$r")
+				ratio=$(awk -v a="$sv" -v b="$kv" 'BEGIN { if (b > 0 && a != "NA") printf "%.2f", a / b; else print "NA" }')
+				note=""
+				[ "$sf" = 0 ] || note="$note sipedge-step-failed"
+				[ "$kf" = 0 ] || note="$note kamailio-step-failed"
+				printf '%-9s %6s %3s  %-22s %-22s %s%s\n' "$sc" "$rate" "$r" "$sv ($ss%)" "$kv ($ks%)" "$ratio" "$note" | tee -a "$out/fixed.txt"
+			done
+		done
+	done
+	kill $pid; wait $pid 2>/dev/null || true
+	trap - EXIT
+	exit 0
+fi
 
 scens=$scen
 [ "$scen" = both ] && scens="register call"
