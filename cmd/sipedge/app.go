@@ -385,15 +385,15 @@ func (a *app) start() error {
 		a.log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
 	a.core.Attach(a.layer, a.cfg.Domains)
-	if c := a.cfg.HEP; c.Collector != "" {
-		s, err := hep.Dial(c.Collector, hep.Agent{ID: uint32(c.ID), Password: c.Password, Node: c.Node}, a.log)
+	if c := a.cfg.HEP; len(c.Collectors) > 0 {
+		s, err := hep.Dial(c.Collectors, hep.Agent{ID: uint32(c.CaptureID), Password: c.Password, Node: c.Node}, a.log)
 		if err != nil {
 			return errStart{err}
 		}
 		cancel := a.layer.Subscribe(s.Tap)
 		a.hep = s
 		a.closer = append([]func(){func() { cancel(); s.Close() }}, a.closer...)
-		a.log.Info("HEP capture", "collector", c.Collector, "id", c.ID)
+		a.log.Info("HEP capture", "collectors", strings.Join(c.Collectors, ","), "capture_id", c.CaptureID)
 	}
 	if a.admin != nil {
 		go a.admin.Serve()
@@ -426,7 +426,7 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		src = append(src, metrics.Source{Name: "auth", Stats: func() any { return a.auth.Stats() }})
 	}
 	src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
-	if a.cfg.HEP.Collector != "" {
+	if len(a.cfg.HEP.Collectors) > 0 {
 		src = append(src, metrics.Source{Name: "hep", Stats: func() any {
 			if a.hep == nil {
 				return hep.Stats{}
