@@ -240,12 +240,12 @@ type HEP struct {
 	// Node is sent as the node name when set.
 	Node string `yaml:"node"`
 	// Collector is the former way to name one collector: the same as
-	// collectors: [VALUE]. Loading moves it into Collectors, so it is
+	// collectors: [VALUE] (an alias: never suggested for a misspelt key). Loading moves it into Collectors, so it is
 	// always empty in a loaded Config.
-	Collector string `yaml:"collector,omitempty"`
+	Collector string `yaml:"collector,omitempty" alias:"collectors"`
 	// ID is the former name of capture_id; loading moves it into
 	// CaptureID, so it is always nil in a loaded Config.
-	ID *int `yaml:"id,omitempty"`
+	ID *int `yaml:"id,omitempty" alias:"capture_id"`
 }
 
 // aliases moves the former keys (collector, id) into the current ones.
@@ -711,11 +711,13 @@ func yamlError(err error, root *yaml.Node) *Error {
 		}
 	}
 	if strings.HasPrefix(msg, "field ") && strings.Contains(msg, " not found in type ") {
-		key := strings.TrimPrefix(msg[:strings.Index(msg, " not found")], "field ")
-		if p, _ := keyAt(root, line, key); p != "" {
+		i := strings.Index(msg, " not found in type ")
+		name := strings.TrimPrefix(msg[:i], "field ")
+		key := name
+		if p, _ := keyAt(root, line, name); p != "" {
 			key = p
 		}
-		return &Error{Line: line, Key: key, Msg: "unknown key; check its spelling and indentation (see docs/CONFIG.md for every key)"}
+		return &Error{Line: line, Key: key, Msg: unknownKey(name, msg[i+len(" not found in type "):])}
 	}
 	if m := typeErrorRE.FindStringSubmatch(msg); m != nil {
 		var want string
