@@ -373,6 +373,18 @@ func (a *app) liftBans(cfg *config.Config) {
 
 // start binds the listeners and starts serving.
 func (a *app) start() error {
+	// HEP first: the capture sees the first message, and a.hep is set
+	// before any call can end. It closes after the listeners.
+	if c := a.cfg.HEP; len(c.Collectors) > 0 {
+		s, err := hep.Dial(c.Collectors, hep.Agent{ID: uint32(c.CaptureID), Password: c.Password, Node: c.Node}, a.log)
+		if err != nil {
+			return errStart{err}
+		}
+		cancel := a.layer.Subscribe(s.Tap)
+		a.hep = s
+		a.closer = append([]func(){func() { cancel(); s.Close() }}, a.closer...)
+		a.log.Info("HEP capture", "collectors", strings.Join(c.Collectors, ","), "capture_id", c.CaptureID)
+	}
 	if err := a.layer.Start(); err != nil {
 		return errStart{err}
 	}
@@ -385,16 +397,6 @@ func (a *app) start() error {
 		a.log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
 	a.core.Attach(a.layer, a.cfg.Domains)
-	if c := a.cfg.HEP; len(c.Collectors) > 0 {
-		s, err := hep.Dial(c.Collectors, hep.Agent{ID: uint32(c.CaptureID), Password: c.Password, Node: c.Node}, a.log)
-		if err != nil {
-			return errStart{err}
-		}
-		cancel := a.layer.Subscribe(s.Tap)
-		a.hep = s
-		a.closer = append([]func(){func() { cancel(); s.Close() }}, a.closer...)
-		a.log.Info("HEP capture", "collectors", strings.Join(c.Collectors, ","), "capture_id", c.CaptureID)
-	}
 	if a.admin != nil {
 		go a.admin.Serve()
 		a.log.Info("operations HTTP server", "addr", a.admin.Addr().String(), "token", a.cfg.Admin.Token != "")
