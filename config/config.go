@@ -226,16 +226,75 @@ type TopologyHiding struct {
 func (t *TopologyHiding) On() bool { return len(t.Peers) > 0 }
 
 // HEP configures the capture agent: every SIP message sipedge receives or
-// sends, TLS decrypted, to a HEP v3 collector (Homer, sngrep -L).
+// sends, TLS decrypted, and a media quality report per relayed call, to
+// HEP v3 collectors (Homer, sngrep -L).
 type HEP struct {
-	// Collector is "udp:host:port"; empty: no capture.
-	Collector string `yaml:"collector"`
-	// ID is the capture agent id in every packet (Homer shows it).
-	ID int `yaml:"id"`
+	// Collectors are "udp:host:port" each; every packet goes to each of
+	// them (a collector that is slow or gone does not hold up the
+	// others). Empty: no capture.
+	Collectors []string `yaml:"collectors"`
+	// CaptureID is the capture agent id in every packet (Homer shows it).
+	CaptureID int `yaml:"capture_id"`
 	// Password is sent as the HEP auth key when set.
 	Password string `yaml:"password"`
 	// Node is sent as the node name when set.
 	Node string `yaml:"node"`
+	// Collector is the former way to name one collector: the same as
+	// collectors: [VALUE] (an alias: never suggested for a misspelt key). Loading moves it into Collectors, so it is
+	// always empty in a loaded Config.
+	Collector string `yaml:"collector,omitempty" alias:"collectors"`
+	// ID is the former name of capture_id; loading moves it into
+	// CaptureID, so it is always nil in a loaded Config.
+	ID *int `yaml:"id,omitempty" alias:"capture_id"`
+}
+
+// aliases moves the former keys (collector, id) into the current ones.
+// Writing a key under both names is refused: which one was meant is not
+// clear.
+func (h *HEP) aliases(root *yaml.Node, bad func(key, msg string) error) error {
+	if hasKey(root, "hep.collector") && hasKey(root, "hep.collectors") {
+		return bad("hep.collector", "the former name of collectors; write only collectors: [udp:host:port, ...]")
+	}
+	if hasKey(root, "hep.id") && hasKey(root, "hep.capture_id") {
+		return bad("hep.id", "the former name of capture_id; write only capture_id")
+	}
+	if h.Collector != "" {
+		h.Collectors, h.Collector = []string{h.Collector}, ""
+	}
+	if h.ID != nil {
+		h.CaptureID, h.ID = *h.ID, nil
+	}
+	return nil
+}
+
+// validate checks the collectors (one error names the key the file used)
+// and the capture id.
+func (h *HEP) validate(root *yaml.Node, bad func(key, msg string) error) error {
+	collectors, captureID := "hep.collectors", "hep.capture_id"
+	if hasKey(root, "hep.collector") {
+		collectors = "hep.collector"
+	}
+	if hasKey(root, "hep.id") {
+		captureID = "hep.id"
+	}
+	seen := make(map[string]string, len(h.Collectors))
+	for _, c := range h.Collectors {
+		addr, err := hep.ParseCollector(c)
+		if err != nil {
+			return bad(collectors, err.Error())
+		}
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			addr = ap.String() // 127.0.0.1:9060 and udp:127.0.0.1:9060 are one collector
+		}
+		if first, dup := seen[addr]; dup {
+			return bad(collectors, fmt.Sprintf("%q and %q are the same collector; list it once", first, c))
+		}
+		seen[addr] = c
+	}
+	if h.CaptureID < 0 || h.CaptureID > 1<<32-1 {
+		return bad(captureID, fmt.Sprintf("%d: use 0 to 4294967295", h.CaptureID))
+	}
+	return nil
 }
 
 // CallLog configures the call log (features/calllog).
@@ -537,7 +596,7 @@ func Default() *Config {
 		TrustedNetworks: []string{"loopback", "private"},
 		Store:           Store{Dir: "sipedge-data", Sync: "fsync", SyncDelay: Duration{time.Millisecond}},
 		Admin:           Admin{Listen: "127.0.0.1:8080"},
-		HEP:             HEP{ID: 2001},
+		HEP:             HEP{CaptureID: 2001},
 		Transport: Transport{IdleTimeout: Duration{transport.DefaultIdleTimeout}, MessageTimeout: Duration{transport.DefaultMessageTimeout},
 			MaxConnections: transport.DefaultMaxConns, MaxConnectionsPerSource: transport.DefaultMaxConnsPerSource},
 		SymmetricResponses: &t,
@@ -652,11 +711,13 @@ func yamlError(err error, root *yaml.Node) *Error {
 		}
 	}
 	if strings.HasPrefix(msg, "field ") && strings.Contains(msg, " not found in type ") {
-		key := strings.TrimPrefix(msg[:strings.Index(msg, " not found")], "field ")
-		if p, _ := keyAt(root, line, key); p != "" {
+		i := strings.Index(msg, " not found in type ")
+		name := strings.TrimPrefix(msg[:i], "field ")
+		key := name
+		if p, _ := keyAt(root, line, name); p != "" {
 			key = p
 		}
-		return &Error{Line: line, Key: key, Msg: "unknown key; check its spelling and indentation (see docs/CONFIG.md for every key)"}
+		return &Error{Line: line, Key: key, Msg: unknownKey(name, msg[i+len(" not found in type "):])}
 	}
 	if m := typeErrorRE.FindStringSubmatch(msg); m != nil {
 		var want string
@@ -744,6 +805,28 @@ func keyAt(root *yaml.Node, line int, name string) (string, *yaml.Node) {
 	}
 	walk(root, "")
 	return found, value
+}
+
+// hasKey reports whether the dotted key path is written in the YAML tree
+// (root may be nil: no file).
+func hasKey(n *yaml.Node, path string) bool {
+	for _, part := range strings.Split(path, ".") {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return true
 }
 
 // lineOf finds the line of a dotted key path in the YAML tree; for a key
@@ -856,13 +939,11 @@ func (c *Config) validate(root *yaml.Node) error {
 			return bad("server_header", "control characters (a line break) are not allowed in a header value")
 		}
 	}
-	if c.HEP.Collector != "" {
-		if _, err := hep.ParseCollector(c.HEP.Collector); err != nil {
-			return bad("hep.collector", err.Error())
-		}
+	if err := c.HEP.aliases(root, bad); err != nil {
+		return err
 	}
-	if c.HEP.ID < 0 || c.HEP.ID > 1<<32-1 {
-		return bad("hep.id", fmt.Sprintf("%d: use 0 to 4294967295", c.HEP.ID))
+	if err := c.HEP.validate(root, bad); err != nil {
+		return err
 	}
 	if c.Admin.Listen != "off" {
 		if err := admin.Check(c.Admin.Listen, c.Admin.Token); err != nil {

@@ -41,8 +41,10 @@ var keyClass = map[string]reloadClass{
 	"registrar.max_expires":                reloadable,
 	"registrar.default_expires":            reloadable,
 	"registrar.max_contacts":               reloadable,
-	"hep.collector":                        restart, // the socket and the tap are set up at start
-	"hep.id":                               restart,
+	"hep.collectors":                       restart, // the sockets and the tap are set up at start
+	"hep.capture_id":                       restart,
+	"hep.collector":                        restart, // the former name of collectors (always empty once loaded)
+	"hep.id":                               restart, // the former name of capture_id (always nil once loaded)
 	"hep.password":                         restart,
 	"hep.node":                             restart,
 	"call_log.file":                        restart, // the feature is in the pipeline or not (SIGHUP reopens the file)

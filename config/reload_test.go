@@ -119,6 +119,12 @@ func change(t *testing.T, path string, v reflect.Value) {
 	case *bool:
 		b := v.IsNil() || !*v.Interface().(*bool)
 		v.Set(reflect.ValueOf(&b))
+	case *int:
+		i := 1
+		if !v.IsNil() {
+			i += *v.Interface().(*int)
+		}
+		v.Set(reflect.ValueOf(&i))
 	case Duration:
 		v.Set(reflect.ValueOf(Duration{v.Interface().(Duration).Duration + time.Second}))
 	case []string:

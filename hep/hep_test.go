@@ -23,7 +23,7 @@ func decode(t *testing.T, b []byte) map[uint16][]byte {
 		t.Fatalf("header length %d, datagram %d", n, len(b))
 	}
 	fixed := map[uint16]int{chunkFamily: 1, chunkProto: 1, chunkSrcIP4: 4, chunkDstIP4: 4, chunkSrcIP6: 16, chunkDstIP6: 16,
-		chunkSrcPort: 2, chunkDstPort: 2, chunkTimeSec: 4, chunkTimeUsec: 4, chunkProtoType: 1, chunkCaptureID: 4}
+		chunkSrcPort: 2, chunkDstPort: 2, chunkTimeSec: 4, chunkTimeUsec: 4, chunkProtoType: 1, chunkCaptureID: 4, 0x0012: 2}
 	out := map[uint16][]byte{}
 	for i := 6; i < len(b); {
 		if len(b)-i < 6 {
@@ -123,7 +123,7 @@ func TestSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer coll.Close()
-	s, err := Dial("udp:"+coll.LocalAddr().String(), Agent{ID: 9}, nil)
+	s, err := Dial([]string{"udp:" + coll.LocalAddr().String()}, Agent{ID: 9}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,114 @@ func TestSender(t *testing.T) {
 	}
 	s.Close()
 	s.Tap(&transport.TapEvent{Dir: transport.TapIn, Local: local, Remote: remote, Data: []byte("late")})
-	if st := s.Stats(); st.Sent != 2 || st.Dropped != 0 {
+	if st := s.Stats(); st.Sent[coll.LocalAddr().String()] != 2 || st.Dropped[coll.LocalAddr().String()] != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// Several collectors: each gets every message; one that never reads (its
+// writes block) drops past its own queue without holding up the tap or
+// the others, and one whose port is closed counts errors.
+func TestSenderCollectors(t *testing.T) {
+	live, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	deadL, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := deadL.LocalAddr().String()
+	deadL.Close() // the port answers ICMP unreachable from now on
+	liveC, err := dialCollector("udp:" + live.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadC, err := dialCollector(deadAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A collector whose socket blocks: a pipe nobody reads.
+	stuckEnd, stuckPeer := net.Pipe()
+	stuckC := &collector{name: "stuck", conn: stuckEnd, queue: make(chan *packet, queueLen)}
+	s := start(Agent{ID: 1}, nil, []*collector{liveC, deadC, stuckC})
+
+	got := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, err := live.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			select {
+			case got <- string(buf[:n]):
+			default:
+			}
+		}
+	}()
+	local, remote := netip.MustParseAddrPort("127.0.0.1:5060"), netip.MustParseAddrPort("127.0.0.9:40000")
+	const n = queueLen + 300
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			// Let the live and dead writers keep up: only the stuck
+			// one is meant to fall behind.
+			for len(liveC.queue) > queueLen/2 || len(deadC.queue) > queueLen/2 {
+				time.Sleep(time.Millisecond)
+			}
+			s.Tap(&transport.TapEvent{Dir: transport.TapIn, Proto: transport.UDP, Local: local, Remote: remote,
+				Time: time.Now(), Data: []byte(fmt.Sprintf("MSG %d", i))})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the tap was held up by a collector")
+	}
+	select {
+	case p := <-got:
+		if c := decode(t, []byte(p)); string(c[chunkPayload]) != "MSG 0" {
+			t.Errorf("first packet at the live collector: %q", c[chunkPayload])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing reached the live collector")
+	}
+	name := live.LocalAddr().String()
+	deadName := deadAddr
+	var st Stats
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		st = s.Stats()
+		if st.Sent[name] == n && st.Sent[deadName]+st.Errors[deadName] == n {
+			break
+		}
+	}
+	if st.Sent[name] != n || st.Dropped[name] != 0 || st.Errors[name] != 0 {
+		t.Errorf("live collector: sent %d dropped %d errors %d, want %d sent", st.Sent[name], st.Dropped[name], st.Errors[name], n)
+	}
+	if st.Sent[deadName]+st.Errors[deadName] != n || st.Errors[deadName] == 0 || st.Dropped[deadName] != 0 {
+		t.Errorf("closed port: sent %d errors %d dropped %d", st.Sent[deadName], st.Errors[deadName], st.Dropped[deadName])
+	}
+	// The stuck writer holds one packet, its queue queueLen more.
+	if st.Dropped["stuck"] != n-queueLen-1 && st.Dropped["stuck"] != n-queueLen {
+		t.Errorf("stuck collector dropped %d of %d", st.Dropped["stuck"], n)
+	}
+	stuckPeer.Close() // its writes fail now, so Close can drain it
+	s.Close()
+	if st := s.Stats(); st.Errors["stuck"]+st.Dropped["stuck"] != n {
+		t.Errorf("stuck collector after close: %+v", st)
+	}
+}
+
+// Dial refuses a bad collector among good ones and leaves no socket open.
+func TestDialErrors(t *testing.T) {
+	for _, c := range [][]string{nil, {"udp:127.0.0.1:9060", "tcp:127.0.0.1:9060"}, {"127.0.0.1"}, {"udp:[::1]"}} {
+		if s, err := Dial(c, Agent{}, nil); err == nil {
+			s.Close()
+			t.Errorf("Dial(%q) accepted", c)
+		}
 	}
 }

@@ -11,38 +11,58 @@ import (
 	"sipedge/transport"
 )
 
-// Sender mirrors the transport's messages to a collector over UDP. The
-// tap (on reader and sender goroutines) only encodes into a pooled buffer
-// and queues it; one goroutine of its own writes to the network, so a
-// slow or absent collector never holds up SIP. A full queue drops the
-// packet (counted).
+// Sender mirrors the transport's messages to one or more collectors over
+// UDP. The tap (on reader and sender goroutines) only encodes each message
+// once, into a pooled buffer, and queues it to every collector; each
+// collector has a queue, a socket and a goroutine of its own, so a slow or
+// absent collector never holds up SIP nor the other collectors. A full
+// queue drops the packet for that collector only (counted).
 type Sender struct {
 	agent Agent
-	conn  *net.UDPConn
-	queue chan *[]byte
-	pool  sync.Pool
-	done  chan struct{}
+	cols  []*collector
+	pool  sync.Pool // *packet
+	wg    sync.WaitGroup
 	log   *slog.Logger
 
-	sent, dropped, tooLarge, errors atomic.Uint64
-	once                            sync.Once
-	// mu keeps Tap from queueing on a closed queue: a tap call may still
-	// run after its subscription was cancelled.
+	tooLarge, reports atomic.Uint64
+	once              sync.Once
+	// mu keeps Tap and QoS from queueing on a closed queue: a tap call may
+	// still run after its subscription was cancelled.
 	mu     sync.RWMutex
 	closed bool
 }
 
-// Stats are the sender's counters (the metrics convention).
-type Stats struct {
-	Sent     uint64 // packets written to the collector
-	Dropped  uint64 // queue full: the collector or the network is slower than SIP
-	TooLarge uint64 // messages over MaxDatagram, not sent
-	Errors   uint64 // write errors (an ICMP unreachable from the collector, ...)
+// collector is one destination: its queue, socket and counters.
+type collector struct {
+	name                  string   // host:port as configured: the metrics label
+	conn                  net.Conn // a connected UDP socket
+	queue                 chan *packet
+	sent, dropped, errors atomic.Uint64
 }
 
+// packet is one encoded datagram shared by every collector's queue; the
+// last collector done with it returns it to the pool.
+type packet struct {
+	b    []byte
+	refs atomic.Int32
+}
+
+// Stats are the sender's counters (the metrics convention), per collector
+// where a collector can make them differ.
+type Stats struct {
+	Sent         map[string]uint64 `label:"collector"` // packets written to the collector
+	Dropped      map[string]uint64 `label:"collector"` // queue full: the collector or the network is slower than SIP
+	Errors       map[string]uint64 `label:"collector"` // write errors (an ICMP unreachable from the collector, ...)
+	TooLarge     uint64            // messages over MaxDatagram, not sent
+	MediaReports uint64            // call media quality reports queued (one per stream direction)
+}
+
+// queueLen bounds each collector's backlog: at 2 KiB a message, 8 MiB at
+// most per collector that stopped reading.
 const queueLen = 4096
 
-// ParseCollector reads "udp:host:port" or "host:port".
+// ParseCollector reads "udp:host:port" or "host:port" and returns
+// host:port.
 func ParseCollector(s string) (string, error) {
 	addr := strings.TrimPrefix(s, "udp:")
 	if strings.HasPrefix(addr, "tcp:") || strings.HasPrefix(addr, "tls:") {
@@ -54,28 +74,54 @@ func ParseCollector(s string) (string, error) {
 	return addr, nil
 }
 
-// Dial opens the socket to collector ("udp:host:port") and starts the
-// writer.
-func Dial(collector string, a Agent, log *slog.Logger) (*Sender, error) {
-	addr, err := ParseCollector(collector)
+// Dial opens a socket to each collector ("udp:host:port") and starts
+// their writers. A host name is resolved once, here.
+func Dial(collectors []string, a Agent, log *slog.Logger) (*Sender, error) {
+	if len(collectors) == 0 {
+		return nil, fmt.Errorf("hep: no collector")
+	}
+	var cols []*collector
+	for _, c := range collectors {
+		col, err := dialCollector(c)
+		if err != nil {
+			for _, o := range cols {
+				o.conn.Close()
+			}
+			return nil, err
+		}
+		cols = append(cols, col)
+	}
+	return start(a, log, cols), nil
+}
+
+// start makes the sender and a writer per collector.
+func start(a Agent, log *slog.Logger, cols []*collector) *Sender {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Sender{agent: a, log: log, cols: cols}
+	s.pool.New = func() any { return &packet{b: make([]byte, 0, 2048)} }
+	for _, c := range s.cols {
+		s.wg.Add(1)
+		go s.run(c)
+	}
+	return s
+}
+
+func dialCollector(c string) (*collector, error) {
+	addr, err := ParseCollector(c)
 	if err != nil {
 		return nil, err
 	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("hep.collector %q: %v", collector, err)
+		return nil, fmt.Errorf("hep collector %q: %v", c, err)
 	}
-	c, err := net.DialUDP("udp", nil, ua)
+	conn, err := net.DialUDP("udp", nil, ua)
 	if err != nil {
-		return nil, fmt.Errorf("hep.collector %q: %v", collector, err)
+		return nil, fmt.Errorf("hep collector %q: %v", c, err)
 	}
-	if log == nil {
-		log = slog.Default()
-	}
-	s := &Sender{agent: a, conn: c, queue: make(chan *[]byte, queueLen), done: make(chan struct{}), log: log}
-	s.pool.New = func() any { b := make([]byte, 0, 2048); return &b }
-	go s.run()
-	return s, nil
+	return &collector{name: addr, conn: conn, queue: make(chan *packet, queueLen)}, nil
 }
 
 // Tap is a transport.Tap: every message received and sent.
@@ -89,61 +135,85 @@ func (s *Sender) Tap(ev *transport.TapEvent) {
 	} else {
 		p.Src, p.Dst = ev.Local, ev.Remote
 	}
-	bp := s.pool.Get().(*[]byte)
-	b, ok := Append((*bp)[:0], &s.agent, &p)
+	pk := s.pool.Get().(*packet)
+	b, ok := Append(pk.b[:0], &s.agent, &p)
 	if !ok {
 		s.tooLarge.Add(1)
-		s.pool.Put(bp)
+		s.pool.Put(pk)
 		return
 	}
-	*bp = b
+	pk.b = b
+	s.queue(pk)
+}
+
+// queue hands pk to every collector; one whose queue is full drops it.
+func (s *Sender) queue(pk *packet) {
+	pk.refs.Store(int32(len(s.cols)))
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
+		s.pool.Put(pk)
 		return
 	}
-	select {
-	case s.queue <- bp:
-	default:
-		s.dropped.Add(1)
-		s.pool.Put(bp)
+	for _, c := range s.cols {
+		select {
+		case c.queue <- pk:
+		default:
+			c.dropped.Add(1)
+			s.release(pk)
+		}
 	}
 	s.mu.RUnlock()
 }
 
-func (s *Sender) run() {
-	defer close(s.done)
-	logged := false
-	for bp := range s.queue {
-		if _, err := s.conn.Write(*bp); err != nil {
-			s.errors.Add(1)
-			if !logged {
-				s.log.Warn("hep: sending to the collector failed (logged once)", "collector", s.conn.RemoteAddr().String(), "err", err)
-				logged = true
-			}
-		} else {
-			s.sent.Add(1)
-		}
-		if cap(*bp) <= 64<<10 {
-			s.pool.Put(bp)
-		}
+func (s *Sender) release(pk *packet) {
+	if pk.refs.Add(-1) == 0 && cap(pk.b) <= 64<<10 {
+		s.pool.Put(pk)
 	}
 }
 
-// Close stops the writer once the queue is written out; the caller
+func (s *Sender) run(c *collector) {
+	defer s.wg.Done()
+	logged := false
+	for pk := range c.queue {
+		if _, err := c.conn.Write(pk.b); err != nil {
+			c.errors.Add(1)
+			if !logged {
+				s.log.Warn("hep: sending to the collector failed (logged once)", "collector", c.name, "err", err)
+				logged = true
+			}
+		} else {
+			c.sent.Add(1)
+		}
+		s.release(pk)
+	}
+}
+
+// Close stops the writers once their queues are written out; the caller
 // unsubscribes the tap first.
 func (s *Sender) Close() {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		close(s.queue)
+		for _, c := range s.cols {
+			close(c.queue)
+		}
 		s.mu.Unlock()
-		<-s.done
-		s.conn.Close()
+		s.wg.Wait()
+		for _, c := range s.cols {
+			c.conn.Close()
+		}
 	})
 }
 
 // Stats returns the counters.
 func (s *Sender) Stats() Stats {
-	return Stats{Sent: s.sent.Load(), Dropped: s.dropped.Load(), TooLarge: s.tooLarge.Load(), Errors: s.errors.Load()}
+	st := Stats{Sent: make(map[string]uint64, len(s.cols)), Dropped: make(map[string]uint64, len(s.cols)),
+		Errors: make(map[string]uint64, len(s.cols)), TooLarge: s.tooLarge.Load(), MediaReports: s.reports.Load()}
+	for _, c := range s.cols {
+		st.Sent[c.name] += c.sent.Load()
+		st.Dropped[c.name] += c.dropped.Load()
+		st.Errors[c.name] += c.errors.Load()
+	}
+	return st
 }

@@ -375,6 +375,18 @@ func (a *app) liftBans(cfg *config.Config) {
 
 // start binds the listeners and starts serving.
 func (a *app) start() error {
+	// HEP first: the capture sees the first message, and a.hep is set
+	// before any call can end. It closes after the listeners.
+	if c := a.cfg.HEP; len(c.Collectors) > 0 {
+		s, err := hep.Dial(c.Collectors, hep.Agent{ID: uint32(c.CaptureID), Password: c.Password, Node: c.Node}, a.log)
+		if err != nil {
+			return errStart{err}
+		}
+		cancel := a.layer.Subscribe(s.Tap)
+		a.hep = s
+		a.closer = append([]func(){func() { cancel(); s.Close() }}, a.closer...)
+		a.log.Info("HEP capture", "collectors", strings.Join(c.Collectors, ","), "capture_id", c.CaptureID)
+	}
 	if err := a.layer.Start(); err != nil {
 		return errStart{err}
 	}
@@ -387,16 +399,6 @@ func (a *app) start() error {
 		a.log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
 	a.core.Attach(a.layer, a.cfg.Domains)
-	if c := a.cfg.HEP; c.Collector != "" {
-		s, err := hep.Dial(c.Collector, hep.Agent{ID: uint32(c.ID), Password: c.Password, Node: c.Node}, a.log)
-		if err != nil {
-			return errStart{err}
-		}
-		cancel := a.layer.Subscribe(s.Tap)
-		a.hep = s
-		a.closer = append([]func(){func() { cancel(); s.Close() }}, a.closer...)
-		a.log.Info("HEP capture", "collector", c.Collector, "id", c.ID)
-	}
 	if a.admin != nil {
 		go a.admin.Serve()
 		a.log.Info("operations HTTP server", "addr", a.admin.Addr().String(), "token", a.cfg.Admin.Token != "")
@@ -428,7 +430,7 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		src = append(src, metrics.Source{Name: "auth", Stats: func() any { return a.auth.Stats() }})
 	}
 	src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
-	if a.cfg.HEP.Collector != "" {
+	if len(a.cfg.HEP.Collectors) > 0 {
 		src = append(src, metrics.Source{Name: "hep", Stats: func() any {
 			if a.hep == nil {
 				return hep.Stats{}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,10 +13,16 @@ import (
 	"time"
 )
 
-// sngrep, the operators' ladder tool, as the HEP collector (-L) of the
-// running binary: it receives the OPTIONS and its 200 OK and writes them to
-// a pcap, with source and destination the right way round.
-func TestHEPSngrep(t *testing.T) {
+// sngrepCollector is sngrep run as a HEP collector (-L) writing what it
+// receives to a pcap (-O), read back with tcpdump.
+type sngrepCollector struct {
+	port int
+	pcap string
+	cmd  *exec.Cmd
+}
+
+func startSngrep(t *testing.T, dir, name string) *sngrepCollector {
+	t.Helper()
 	if _, err := exec.LookPath("sngrep"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("sngrep not installed (test.sh installs it)")
@@ -25,17 +32,43 @@ func TestHEPSngrep(t *testing.T) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Skip("tcpdump not installed (reads the pcap)")
 	}
-	dir := t.TempDir()
-	hepPort := freePort(t)
-	pcap := filepath.Join(dir, "hep.pcap")
-	sng := exec.Command("sngrep", "-N", "-q", "-L", "udp:127.0.0.1:"+strconv.Itoa(hepPort), "-O", pcap)
-	sng.Stdout, sng.Stderr = os.Stderr, os.Stderr
-	if err := sng.Start(); err != nil {
+	c := &sngrepCollector{port: freePort(t), pcap: filepath.Join(dir, name+".pcap")}
+	c.cmd = exec.Command("sngrep", "-N", "-q", "-L", "udp:127.0.0.1:"+strconv.Itoa(c.port), "-O", c.pcap)
+	c.cmd.Stdout, c.cmd.Stderr = os.Stderr, os.Stderr
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer sng.Process.Kill()
+	t.Cleanup(func() {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { c.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			c.cmd.Process.Kill()
+			<-done
+		}
+	})
+	return c
+}
+
+func (c *sngrepCollector) collector() string { return "udp:127.0.0.1:" + strconv.Itoa(c.port) }
+
+// read is the pcap as tcpdump -n -A prints it.
+func (c *sngrepCollector) read() string {
+	b, _ := exec.Command("tcpdump", "-r", c.pcap, "-n", "-A").CombinedOutput()
+	return string(b)
+}
+
+// sngrep, the operators' ladder tool, as the HEP collector (-L) of the
+// running binary: it receives the OPTIONS and its 200 OK and writes them to
+// a pcap, with source and destination the right way round. The
+// configuration uses the former keys (collector, id), which still work.
+func TestHEPSngrep(t *testing.T) {
+	dir := t.TempDir()
+	sng := startSngrep(t, dir, "hep")
 	cfg := filepath.Join(dir, "sipedge.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("dns:\n  servers: [\"127.0.0.1:9\"]\nhep:\n  collector: udp:127.0.0.1:%d\n  id: 77\n", hepPort)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("dns:\n  servers: [\"127.0.0.1:9\"]\nhep:\n  collector: %s\n  id: 77\n", sng.collector())), 0o644)
 	s := start(t, "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
 	time.Sleep(300 * time.Millisecond) // sngrep binds its port
 	p := newSIPPeer(t)
@@ -45,17 +78,181 @@ func TestHEPSngrep(t *testing.T) {
 	p.expect("SIP/2.0 200", "hep-e2e-1")
 	var out string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		b, _ := exec.Command("tcpdump", "-r", pcap, "-n", "-A").CombinedOutput()
-		out = string(b)
+		out = sng.read()
 		if strings.Count(out, "hep-e2e-1") >= 2 {
 			break
 		}
 	}
-	sng.Process.Signal(syscall.SIGTERM)
 	_, port, _ := strings.Cut(p.addr(), ":")
 	in := fmt.Sprintf("127.0.0.1.%s > 127.0.0.1.%d", port, s.port)
 	back := fmt.Sprintf("127.0.0.1.%d > 127.0.0.1.%s", s.port, port)
 	if !strings.Contains(out, in) || !strings.Contains(out, back) || !strings.Contains(out, "OPTIONS sip:") || !strings.Contains(out, "SIP/2.0 200 OK") {
 		t.Fatalf("sngrep's capture (want %q and %q):\n%s", in, back, out)
 	}
+}
+
+// capturedMsg is one SIP message of sngrep's pcap.
+type capturedMsg struct {
+	flow   string // "SRC > DST" as tcpdump prints it
+	kind   string // the method, or "STATUS/METHOD" for a response: "200/BYE"
+	callID string
+}
+
+var (
+	pcapPacketRE = regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d+ IP6? (\S+ > \S+?):`)
+	startLineRE  = regexp.MustCompile(`([A-Z]+) sips?:\S+ SIP/2\.0\r?\n|SIP/2\.0 (\d\d\d) `)
+	callIDRE     = regexp.MustCompile(`(?mi)^(?:Call-ID|i)[ \t]*:[ \t]*(\S+)`)
+	cseqRE       = regexp.MustCompile(`(?mi)^CSeq[ \t]*:[ \t]*\d+[ \t]+([A-Z]+)`)
+)
+
+// sipMessages splits tcpdump -A output into the SIP messages it shows.
+func sipMessages(out string) []capturedMsg {
+	var msgs []capturedMsg
+	idx := pcapPacketRE.FindAllStringSubmatchIndex(out, -1)
+	for i, m := range idx {
+		end := len(out)
+		if i+1 < len(idx) {
+			end = idx[i+1][0]
+		}
+		text := out[m[1]:end]
+		sl := startLineRE.FindStringSubmatch(text)
+		cid := callIDRE.FindStringSubmatch(text)
+		if sl == nil || cid == nil {
+			continue
+		}
+		kind := sl[1]
+		if sl[2] != "" {
+			kind = sl[2]
+			if cs := cseqRE.FindStringSubmatch(text); cs != nil {
+				kind += "/" + cs[1]
+			}
+		}
+		msgs = append(msgs, capturedMsg{flow: out[m[2]:m[3]], kind: kind, callID: cid[1]})
+	}
+	return msgs
+}
+
+// callCaptured checks that sngrep's pcap holds every SIP message of the
+// call callID on both sides of sipedge: the INVITE, its 180 and 200, the
+// ACK, the BYE and its 200 each twice (received and forwarded, with
+// different addresses), and sipedge's 100 Trying. It returns what is
+// missing ("" when nothing is).
+func callCaptured(out, callID string) string {
+	flows := map[string]map[string]bool{}
+	for _, m := range sipMessages(out) {
+		if m.callID != callID {
+			continue
+		}
+		if flows[m.kind] == nil {
+			flows[m.kind] = map[string]bool{}
+		}
+		flows[m.kind][m.flow] = true
+	}
+	var missing []string
+	if len(flows["100/INVITE"]) < 1 {
+		missing = append(missing, "100/INVITE")
+	}
+	for _, k := range []string{"INVITE", "180/INVITE", "200/INVITE", "ACK", "BYE", "200/BYE"} {
+		if len(flows[k]) < 2 {
+			missing = append(missing, fmt.Sprintf("%s (seen on %d of 2 legs)", k, len(flows[k])))
+		}
+	}
+	return strings.Join(missing, ", ")
+}
+
+// waitCall polls a collector's pcap until the call is all there.
+func waitCall(t *testing.T, c *sngrepCollector, callID string) {
+	t.Helper()
+	var out, missing string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		out = c.read()
+		if missing = callCaptured(out, callID); missing == "" {
+			return
+		}
+	}
+	t.Fatalf("%s: call %s: missing %s; capture:\n%s", c.pcap, callID, missing, out)
+}
+
+// TestHEPCall: every SIP message of a whole call reaches the HEP
+// collectors, over UDP (sipp) and over TLS (baresip): for TLS, the
+// decrypted messages, which no packet capture on the wire could show.
+func TestHEPCall(t *testing.T) {
+	// UDP: two collectors get the same call.
+	t.Run("udp", func(t *testing.T) {
+		sipp := needSipp(t)
+		dir := t.TempDir()
+		sng1, sng2 := startSngrep(t, dir, "one"), startSngrep(t, dir, "two")
+		cfg := filepath.Join(dir, "sipedge.yaml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf("dns:\n  servers: [\"127.0.0.1:9\"]\nhep:\n  collectors: [%s, %s]\n  capture_id: 9\n",
+			sng1.collector(), sng2.collector())), 0o644)
+		s := start(t, "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
+		time.Sleep(300 * time.Millisecond) // sngrep binds its port
+
+		td := mustAbs(t, "testdata")
+		os.WriteFile(filepath.Join(dir, "callee.csv"), []byte("SEQUENTIAL\ncallee;x\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "caller.csv"), []byte("SEQUENTIAL\ncaller;x\n"), 0o644)
+		uasPort := strconv.Itoa(freePort(t))
+		uas := exec.Command(sipp, "-sf", filepath.Join(td, "call-uas.xml"), "-t", "u1", "-i", "127.0.0.1",
+			"-p", uasPort, "-m", "1", "-nostdin", "-timeout", "30s")
+		uas.Dir = dir
+		if err := uas.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer uas.Process.Kill()
+		time.Sleep(300 * time.Millisecond) // the UAS binds its port
+		reg := exec.Command(sipp, "-sf", filepath.Join(td, "register.xml"), "-t", "u1", "-i", "127.0.0.1",
+			"-inf", filepath.Join(dir, "callee.csv"), "-key", "cport", uasPort, "-m", "1", "-nostdin", "-timeout", "10s", s.addr())
+		reg.Dir = dir
+		if out, err := reg.CombinedOutput(); err != nil {
+			t.Fatalf("register: %v\n%s", err, tail(out))
+		}
+		const callID = "hep-call-udp@127.0.0.1"
+		uac := exec.Command(sipp, "-sf", filepath.Join(td, "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1",
+			"-inf", filepath.Join(dir, "caller.csv"), "-s", "callee", "-m", "1", "-d", "100", "-cid_str", callID,
+			"-nostdin", "-timeout", "20s", s.addr())
+		uac.Dir = dir
+		if out, err := uac.CombinedOutput(); err != nil {
+			t.Fatalf("call: %v\n%s", err, tail(out))
+		}
+		waitCall(t, sng1, callID)
+		waitCall(t, sng2, callID)
+	})
+
+	// TLS: one collector, and one that is gone (its port is closed): the
+	// capture goes on regardless.
+	t.Run("tls", func(t *testing.T) {
+		if _, err := exec.LookPath("baresip"); err != nil {
+			t.Skip("baresip not installed")
+		}
+		dir := t.TempDir()
+		sng := startSngrep(t, dir, "tls")
+		gone := freePort(t)
+		ca := newCA(t, dir, "lab")
+		srv := ca.issue(t, dir, "sipedge", loopback)
+		_, tlsAddr, _, _ := startTLS(t, dir, srv, "  ca_file: "+ca.file+"\n",
+			fmt.Sprintf("hep:\n  collectors: [udp:127.0.0.1:%d, %s]\n", gone, sng.collector()))
+		time.Sleep(300 * time.Millisecond) // sngrep binds its port
+		alice := startBaresip(t, dir, "alice", tlsAddr, ca, ca.issue(t, dir, "alice", loopback))
+		startBaresip(t, dir, "bob", tlsAddr, ca, ca.issue(t, dir, "bob", loopback))
+
+		events := alice.command("dial", "sip:bob@"+tlsAddr+";transport=tls", 20*time.Second, "CALL_ESTABLISHED", "CALL_CLOSED")
+		if last := events[len(events)-1]; !strings.HasPrefix(last, "CALL_ESTABLISHED") {
+			t.Fatalf("call not answered: %v", events)
+		}
+		alice.command("hangup", "", 10*time.Second, "CALL_CLOSED")
+		// baresip makes the Call-ID: take the one of the INVITE alice sent.
+		var callID string
+		for deadline := time.Now().Add(10 * time.Second); callID == "" && time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			for _, m := range sipMessages(sng.read()) {
+				if m.kind == "INVITE" {
+					callID = m.callID
+					break
+				}
+			}
+		}
+		if callID == "" {
+			t.Fatalf("no INVITE in the capture:\n%s", sng.read())
+		}
+		waitCall(t, sng, callID)
+	})
 }
