@@ -186,6 +186,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	}
 	// Each call of the call log shows what the relay saw of its media.
 	a.calls.SetMedia(a.callMedia)
+	if a.media != nil {
+		a.media.OnEnd(a.mediaQoS)
+	}
 	// Always built (it sleeps while off): a reload may turn it on.
 	a.ka = keepalive.New(a.core, a.reg, keepaliveConfig(cfg))
 	features = append(features, a.ka)
@@ -495,6 +498,41 @@ func (a *app) callMedia(callID string) (any, bool) {
 		return callmedia.NotRelayed("media.relay is never"), true
 	}
 	return a.media.MediaOf(callID), true
+}
+
+// mediaQoS sends an ended relayed call's media quality to the HEP
+// collectors (nothing when HEP is off): one report per stream direction,
+// what each side sent as measured on arrival at the relay.
+func (a *app) mediaQoS(callID string, m callmedia.Media) {
+	if a.hep == nil {
+		return
+	}
+	var r hep.QoSReport
+	for _, st := range m.Streams {
+		for _, l := range st.Legs {
+			q := hep.QoSLeg{Src: l.Source, Dst: l.Relay, Packets: l.Packets - l.RTCPPackets, Bytes: l.Bytes,
+				Lost: l.Lost, Jitter: time.Duration(l.JitterMS * float64(time.Millisecond)), Codec: l.Codec}
+			if !q.Src.IsValid() {
+				q.Src = l.SDP
+			}
+			if l.Side == "callee" {
+				q.Party = 1
+			}
+			if l.MOS != nil {
+				q.MOS = *l.MOS
+			}
+			if l.First != nil {
+				q.Start = *l.First
+			}
+			if l.Last != nil {
+				q.End = *l.Last
+			}
+			r.Legs = append(r.Legs, q)
+		}
+	}
+	if len(r.Legs) > 0 {
+		a.hep.QoS(callID, r)
+	}
 }
 
 // callList shows the call log's calls to the operations API.

@@ -91,6 +91,10 @@ type Feature struct {
 	users map[string]int   // relayed calls per caller (user@host of From)
 	ids   map[string]*call // the calls by Call-ID alone, for CallMedia
 	ended endedCalls       // the media of the last calls that ended
+	// onEnd, when set, gets each relayed call's media once it ended
+	// (the HEP quality report); it runs on the goroutine that ended the
+	// call, outside mu.
+	onEnd atomic.Pointer[func(callID string, m Media)]
 
 	stats counters
 	grace time.Duration // Facts.Grace of the diagnosis; 0: Grace (tests shorten it)
@@ -252,8 +256,15 @@ func (f *Feature) End(key string) {
 			delete(f.ids, id)
 		}
 		f.mu.Unlock()
+		if fn := f.onEnd.Load(); fn != nil {
+			(*fn)(id, m)
+		}
 	}
 }
+
+// OnEnd sets fn to get each relayed call's media when the call ends (for
+// a per-call quality report). fn must not block.
+func (f *Feature) OnEnd(fn func(callID string, m Media)) { f.onEnd.Store(&fn) }
 
 // Inactive is the relay's report that a call's media stopped in both
 // directions: the dialog feature ends the call (a BYE to each side) when

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -157,10 +158,16 @@ func TestWhyNoAudio(t *testing.T) {
 		t.Fatal(err)
 	}
 	calleePort, callerPort := freePort(t), freePort(t)
+	// A HEP collector: the call's quality report must reach it at the end.
+	hepConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hepConn.Close()
 	logFile := filepath.Join(dir, "calls.jsonl")
 	cfgFile := filepath.Join(dir, "sipedge.yaml")
-	cfg := fmt.Sprintf("dns:\n  servers: [\"127.0.0.1:9\"]\ncall_log:\n  file: %s\nmedia:\n  relay: always\n  ports: 46000-46999\n"+
-		"routes:\n  - name: callee\n    prefix: \"1\"\n    to: sip:127.0.0.1:%d\n", logFile, calleePort)
+	cfg := fmt.Sprintf("dns:\n  servers: [\"127.0.0.1:9\"]\nhep:\n  collectors: [udp:%s]\ncall_log:\n  file: %s\nmedia:\n  relay: always\n  ports: 46000-46999\n"+
+		"routes:\n  - name: callee\n    prefix: \"1\"\n    to: sip:127.0.0.1:%d\n", hepConn.LocalAddr(), logFile, calleePort)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +219,7 @@ func TestWhyNoAudio(t *testing.T) {
 
 	// While the call runs.
 	var active whyMedia
+	var callID string
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		var calls struct {
 			Active []struct {
@@ -229,7 +237,7 @@ func TestWhyNoAudio(t *testing.T) {
 			t.Fatalf("/api/v1/calls: %v\n%s", err, body)
 		}
 		if len(calls.Active) == 1 && len(calls.Active[0].Media.Diagnosis) > 0 {
-			active = calls.Active[0].Media
+			active, callID = calls.Active[0].Media, calls.Active[0].CallID
 			break
 		}
 		if time.Now().After(deadline) {
@@ -255,6 +263,37 @@ func TestWhyNoAudio(t *testing.T) {
 	check("call log", ended)
 	t.Logf("call log: %s", raw)
 
+	// The HEP quality report (rtpagent JSON, proto type 34, correlated by
+	// Call-ID): one per direction; the callee's carries its MOS.
+	reports := map[string]string{}
+	buf := make([]byte, 65536)
+	for deadline := time.Now().Add(5 * time.Second); len(reports) < 2 && time.Now().Before(deadline); {
+		hepConn.SetReadDeadline(deadline)
+		n, _, err := hepConn.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		chunks := hepChunks(buf[:n])
+		if chunks[0x0b] == nil || chunks[0x0b][0] != 34 || string(chunks[0x11]) != callID {
+			continue // a SIP message
+		}
+		var rep struct {
+			Party int     `json:"PARTY"`
+			MOS   float64 `json:"MOS"`
+			Type  string  `json:"TYPE"`
+		}
+		if err := json.Unmarshal(chunks[0x0f], &rep); err != nil || rep.Type != "FINAL" {
+			t.Fatalf("HEP quality report: %v %s", err, chunks[0x0f])
+		}
+		reports[strconv.Itoa(rep.Party)] = string(chunks[0x0f])
+		if rep.Party == 1 && rep.MOS < 4 {
+			t.Errorf("callee's report without its MOS: %s", chunks[0x0f])
+		}
+	}
+	if len(reports) != 2 {
+		t.Errorf("HEP quality reports for %s: %v, want the caller's and the callee's", callID, reports)
+	}
+
 	resp, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -268,3 +307,26 @@ func TestWhyNoAudio(t *testing.T) {
 		}
 	}
 }
+
+// hepChunks splits a HEP v3 packet into its generic chunks (vendor 0) by
+// type; nil when it is not HEP v3.
+func hepChunks(b []byte) map[uint16][]byte {
+	if len(b) < 6 || string(b[:4]) != "HEP3" {
+		return nil
+	}
+	out := map[uint16][]byte{}
+	for i := 6; i+6 <= len(b); {
+		vendor, typ := be16(b[i:]), be16(b[i+2:])
+		n := int(be16(b[i+4:]))
+		if n < 6 || i+n > len(b) {
+			return out
+		}
+		if vendor == 0 {
+			out[typ] = b[i+6 : i+n]
+		}
+		i += n
+	}
+	return out
+}
+
+func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
