@@ -554,3 +554,11 @@ func randomKey() uint64 {
 // noBlock is the context of every request on a message reader: nothing on
 // it waits for DNS (WithoutBlocking).
 var noBlock = WithoutBlocking(context.Background())
+
+// BeginQueued and EndQueued bracket one batch of responses queued with
+// RespondQueued (the store's group commit, store.BatchHooks): the batch
+// then leaves in one send from the committer (txn.Layer.BeginQueued).
+func (c *Core) BeginQueued() { c.txn.BeginQueued() }
+
+// EndQueued: see BeginQueued.
+func (c *Core) EndQueued() { c.txn.EndQueued() }

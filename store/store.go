@@ -159,6 +159,7 @@ type Store struct {
 	wal    *os.File
 	gen    uint64
 	syncFn func(*os.File) error
+	hooks  atomic.Pointer[BatchHooks]
 
 	logBytes atomic.Int64
 
@@ -644,6 +645,18 @@ func (s *Store) Load(fn func(key, val []byte) error) error {
 	return nil
 }
 
+// BatchHooks bracket the callbacks of each group commit on the committer
+// goroutine: Begin before the first Stored, End after the last. The
+// transaction layer uses them to send a whole batch's responses in one
+// sendmmsg(2) from the committer itself, without waking a goroutine for
+// it (txn.Layer.BeginQueued). Neither may block.
+type BatchHooks struct {
+	Begin, End func()
+}
+
+// SetBatchHooks sets the hooks of every later batch.
+func (s *Store) SetBatchHooks(h BatchHooks) { s.hooks.Store(&h) }
+
 // commit is the committer goroutine: it takes everything queued, writes it
 // with one write, fsyncs once, and runs the callbacks.
 func (s *Store) commit() {
@@ -652,8 +665,9 @@ func (s *Store) commit() {
 	var spareDones []Done
 	for {
 		<-s.kick
-		if d := s.opt.SyncInterval; d > 0 {
-			// Let concurrent requests join this batch.
+		if d := s.opt.SyncInterval; d > 0 && !s.opt.NoSync {
+			// Let concurrent requests join this batch's fsync (without
+			// fsync there is nothing to share: a write is cheap).
 			time.Sleep(d)
 		}
 		s.mu.Lock()
@@ -683,8 +697,15 @@ func (s *Store) commit() {
 		if snap {
 			s.startSnapshot(frozen, err)
 		}
+		hooks := s.hooks.Load()
+		if hooks != nil && hooks.Begin != nil {
+			hooks.Begin()
+		}
 		for _, d := range dones {
 			d.Stored(err)
+		}
+		if hooks != nil && hooks.End != nil {
+			hooks.End()
 		}
 		clear(dones)
 		if cap(buf) > 4<<20 {

@@ -33,13 +33,21 @@ type queuedReply struct {
 	code int
 }
 
-// replyQueue feeds the sender goroutine, started on first use.
+// replyQueue feeds the sender goroutine, started on first use. Between
+// BeginQueued and EndQueued (the store's committer running one batch's
+// callbacks) responses wait, and EndQueued sends them itself when they
+// all leave by UDP: one sendmmsg(2) and no goroutine to wake, which is
+// what a REGISTER costs at ordinary rates. Stream writes may block (a
+// full TCP window), so a batch with any goes to the goroutine.
 type replyQueue struct {
-	l       *Layer
-	mu      sync.Mutex
-	q       []queuedReply
-	running bool
-	closed  bool
+	l        *Layer
+	mu       sync.Mutex
+	q        []queuedReply
+	batching bool
+	flushQ   []queuedReply // EndQueued's, reused
+	flushOut []transport.Outgoing
+	running  bool
+	closed   bool
 	kick    chan struct{} // capacity 1: "the queue is not empty"
 	done    chan struct{} // closed when the sender goroutine has ended
 }
@@ -52,6 +60,10 @@ func (r *replyQueue) push(q queuedReply) {
 		return
 	}
 	r.q = append(r.q, q)
+	if r.batching {
+		r.mu.Unlock() // EndQueued sends it
+		return
+	}
 	if !r.running {
 		r.running = true
 		r.kick = make(chan struct{}, 1)
@@ -62,6 +74,75 @@ func (r *replyQueue) push(q queuedReply) {
 	select {
 	case r.kick <- struct{}{}:
 	default: // already signalled: the sender will find this one too
+	}
+}
+
+// BeginQueued holds queued responses until EndQueued (store.BatchHooks).
+func (l *Layer) BeginQueued() {
+	l.replies.mu.Lock()
+	l.replies.batching = true
+	l.replies.mu.Unlock()
+}
+
+// EndQueued sends the responses queued since BeginQueued: on the calling
+// goroutine when they all go by UDP, else through the sender goroutine.
+func (l *Layer) EndQueued() {
+	r := &l.replies
+	r.mu.Lock()
+	r.batching = false
+	if len(r.q) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	if r.closed {
+		l.stats.SendErrors.Add(uint64(len(r.q))) // shutting down, as push counts them
+		clear(r.q)
+		r.q = r.q[:0]
+		r.mu.Unlock()
+		return
+	}
+	allUDP := true
+	for i := range r.q {
+		if allUDP && r.q[i].st.proto != transport.UDP {
+			allUDP = false
+		}
+	}
+	if !allUDP {
+		r.mu.Unlock()
+		r.kickSender()
+		return
+	}
+	q := r.q
+	r.q = r.flushQ[:0]
+	r.mu.Unlock()
+	out := r.flushOut[:0]
+	for i := range q {
+		q[i].st.respond(q[i].b, q[i].code, true, &out)
+	}
+	l.sendBatch(out)
+	clear(q)
+	clear(out)
+	// Only the committer calls EndQueued: the buffers are its own.
+	r.flushQ, r.flushOut = q[:0], out[:0]
+}
+
+// kickSender wakes the sender goroutine, starting it if needed.
+func (r *replyQueue) kickSender() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	if !r.running {
+		r.running = true
+		r.kick = make(chan struct{}, 1)
+		r.done = make(chan struct{})
+		go r.loop()
+	}
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -114,3 +114,50 @@ func TestRespondQueuedClose(t *testing.T) {
 		t.Error("a response queued after Close was not counted as a send error")
 	}
 }
+
+// Between BeginQueued and EndQueued (a store batch's callbacks) queued
+// responses wait and leave together from EndQueued's caller when all go
+// by UDP; a batch with a stream response goes to the sender goroutine.
+func TestQueuedBatchHooks(t *testing.T) {
+	for _, withTCP := range []bool{false, true} {
+		t.Run(fmt.Sprint("tcp=", withTCP), func(t *testing.T) {
+			br := &batchRecorder{}
+			l := New(Config{T1: testT1, T2: testT2, T4: testT4, Sender: br, Tick: 2 * time.Millisecond})
+			defer l.Close()
+			const n = 5
+			l.BeginQueued()
+			for i := range n {
+				proto := transport.UDP
+				if withTCP && i == n-1 {
+					proto = transport.TCP
+				}
+				m, v := parse(t, request("REGISTER", fmt.Sprintf("z9hG4bKh%d", i)))
+				st, _ := l.ServerFor(m, v, proto, dst)
+				st.RespondQueued(fmt.Appendf(nil, "SIP/2.0 200 OK %d\r\n", i), 200)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if got := br.count("SIP/2.0"); got != 0 {
+				t.Fatalf("%d responses sent before EndQueued", got)
+			}
+			l.EndQueued()
+			if !withTCP {
+				// Sent by EndQueued itself, before it returned, as one batch.
+				if got := br.count("SIP/2.0"); got != n {
+					t.Fatalf("%d responses after EndQueued, want %d", got, n)
+				}
+				br.bmu.Lock()
+				defer br.bmu.Unlock()
+				if len(br.batches) != 1 || br.batches[0] != n {
+					t.Fatalf("batches %v, want one of %d", br.batches, n)
+				}
+				return
+			}
+			eventually(t, "the sender goroutine sends the batch", time.Second, func() bool { return br.count("SIP/2.0") == n })
+			// Outside a batch a queued response goes at once.
+			m, v := parse(t, request("REGISTER", "z9hG4bKlate"))
+			st, _ := l.ServerFor(m, v, transport.UDP, dst)
+			st.RespondQueued([]byte("SIP/2.0 200 OK late\r\n"), 200)
+			eventually(t, "a response queued outside a batch", time.Second, func() bool { return br.count("SIP/2.0") == n+1 })
+		})
+	}
+}

@@ -148,6 +148,10 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, errStart{fmt.Errorf("store.dir %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
 	}
 	a.closer = append([]func(){func() { pst.Close() }}, a.closer...)
+	// Each group commit's 200s leave together from the committer.
+	hooks := store.BatchHooks{Begin: a.core.BeginQueued, End: a.core.EndQueued}
+	a.store.SetBatchHooks(hooks)
+	pst.SetBatchHooks(hooks)
 	gw, err := gateway.New(a.core, pst)
 	if err != nil {
 		return nil, errStart{fmt.Errorf("passive bindings in %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
