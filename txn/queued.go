@@ -48,8 +48,8 @@ type replyQueue struct {
 	flushOut []transport.Outgoing
 	running  bool
 	closed   bool
-	kick    chan struct{} // capacity 1: "the queue is not empty"
-	done    chan struct{} // closed when the sender goroutine has ended
+	kick     chan struct{} // capacity 1: "the queue is not empty"
+	done     chan struct{} // closed when the sender goroutine has ended
 }
 
 func (r *replyQueue) push(q queuedReply) {
