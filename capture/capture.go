@@ -198,28 +198,15 @@ func New(cfg Config) *Capture {
 
 // Stats are the capture's counters and levels (the metrics convention).
 type Stats struct {
-	// Messages kept.
-	Messages uint64
-	// DroppedCallFull: messages not kept because their call already had
-	// MaxMessages.
-	DroppedCallFull uint64
-	// DroppedNoMemory: messages not kept because their own call held the
-	// whole MaxBytes.
-	DroppedNoMemory uint64
-	// Truncated: messages over 65 507 bytes, kept cut.
-	Truncated uint64
-	// EvictedActive: calls in progress forgotten to make room (MaxActive
-	// or MaxBytes reached).
-	EvictedActive uint64
-	// EvictedUnconfirmed: received INVITEs forgotten before sipedge sent
-	// anything for them (an INVITE flood dropped by the guard).
-	EvictedUnconfirmed uint64
-	// Calls kept, in every state.
-	Calls int
-	// Active: calls in progress kept.
-	Active int
-	// Bytes of memory holding messages.
-	Bytes int64
+	Messages           uint64 // messages kept
+	DroppedCallFull    uint64 // messages not kept: their call had the most kept per call (200)
+	DroppedNoMemory    uint64 // messages not kept: their own call held the whole byte budget
+	Truncated          uint64 // messages over 65 507 bytes, kept cut
+	EvictedActive      uint64 // calls in progress forgotten to make room (too many, or the byte budget)
+	EvictedUnconfirmed uint64 // received INVITEs forgotten before sipedge sent anything for them (a flood the guard drops)
+	Calls              int    // calls kept
+	Active             int    // calls in progress kept
+	Bytes              int64  // bytes of memory holding messages
 }
 
 // Stats returns the counters.
