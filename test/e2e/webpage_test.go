@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,6 +113,38 @@ func TestWebPage(t *testing.T) {
 	defer cancelAlloc()
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	defer cancelCtx()
+	// The browser starts with a blank page (the context of this first
+	// run is the browser's lifetime); then the page's console is read:
+	// an exception in the page's script fails the test.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	consoleCtx, stopConsole := context.WithCancel(ctx)
+	var consoleMu sync.Mutex
+	var exceptions []string
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		for m, err := range chromedp.Console(consoleCtx) {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == chromedp.ConsoleError {
+				consoleMu.Lock()
+				exceptions = append(exceptions, m.String())
+				consoleMu.Unlock()
+			}
+		}
+	}()
+	defer func() {
+		stopConsole()
+		<-consoleDone
+		consoleMu.Lock()
+		defer consoleMu.Unlock()
+		for _, e := range exceptions {
+			t.Errorf("the page's console: %s", e)
+		}
+	}()
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+adminAddr+"/?token="+token+"#calls")); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
