@@ -379,6 +379,11 @@ func (a *app) liftBans(cfg *config.Config) {
 
 // start binds the listeners and starts serving.
 func (a *app) start() error {
+	// The calls' messages for the operations page, from the first one.
+	if a.capture != nil {
+		cancel := a.layer.Subscribe(a.capture.Tap)
+		a.closer = append([]func(){cancel}, a.closer...)
+	}
 	if err := a.layer.Start(); err != nil {
 		return errStart{err}
 	}
@@ -400,10 +405,6 @@ func (a *app) start() error {
 		a.hep = s
 		a.closer = append([]func(){func() { cancel(); s.Close() }}, a.closer...)
 		a.log.Info("HEP capture", "collector", c.Collector, "id", c.ID)
-	}
-	if a.capture != nil {
-		cancel := a.layer.Subscribe(a.capture.Tap)
-		a.closer = append([]func(){cancel}, a.closer...)
 	}
 	if a.admin != nil {
 		go a.admin.Serve()
