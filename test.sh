@@ -28,6 +28,8 @@ command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v svwar >/dev/null 2>&1 || need_pkgs+=(sipvicious)
 # The operators' ladder tool as HEP collector (test/e2e/hep_test.go).
 command -v sngrep >/dev/null 2>&1 || need_pkgs+=(sngrep)
+# The browser that drives the operations page (test/e2e/webpage_test.go).
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 
 install_pkgs() {
 	[ $# -gt 0 ] || return 0

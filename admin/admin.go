@@ -1,18 +1,25 @@
 // Package admin is sipedge's operations HTTP server: health, the bans the
-// guard holds (listed, and lifted with DELETE), behind a bearer token
+// guard holds (listed, and lifted with DELETE), registrations, calls with
+// their SIP messages, and a web page showing them, behind a bearer token
 // whenever it listens anywhere but loopback. It is built on net/http and
 // knows the rest of sipedge only through the small interfaces below,
-// which cmd/sipedge adapts.
+// which cmd/sipedge adapts (and the message capture's types, whose
+// ladder and pcap writers it serves).
 //
-// Routes (JSON, documented in docs/API.md):
+// Routes (JSON unless said, documented in docs/API.md):
 //
-//	GET    /healthz                 {"status":"ok"|"draining", ...}
-//	GET    /metrics                 Prometheus text exposition
-//	GET    /api/v1/registrations    the registrar's bindings (?aor=, ?limit=)
-//	GET    /api/v1/calls            calls in progress and the last ended
-//	GET    /api/v1/connections      open TCP/TLS connections
-//	GET    /api/v1/bans             the sources banned now
-//	DELETE /api/v1/bans/{source}    lift the ban of an address or a prefix
+//	GET    /                                 the web page (index.html, app.js, style.css; no token needed)
+//	GET    /healthz                          {"status":"ok"|"draining", ...}
+//	GET    /metrics                          Prometheus text exposition
+//	GET    /api/v1/registrations             the registrar's bindings (?aor=, ?limit=)
+//	GET    /api/v1/calls                     calls in progress and the last ended
+//	GET    /api/v1/calls/{call-id}           one call and its SIP messages
+//	GET    /api/v1/calls/{call-id}/ladder.txt  its messages as a text ladder
+//	GET    /api/v1/calls/{call-id}/pcap      its messages as a pcap file
+//	GET    /api/v1/events                    server-sent events: the call list when it changes
+//	GET    /api/v1/connections               open TCP/TLS connections
+//	GET    /api/v1/bans                      the sources banned now
+//	DELETE /api/v1/bans/{source}             lift the ban of an address or a prefix
 package admin
 
 import (
@@ -27,8 +34,11 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"sipedge/capture"
 )
 
 // Ban is one banned source as the API shows it.
@@ -69,9 +79,19 @@ type Registrations interface {
 
 // Calls is what the API reads of the call log: the calls in progress and
 // the last that ended, most recent first, at most limit of each, as
-// JSON-encodable lists (features/calllog.Record).
+// JSON-encodable lists (features/calllog.Record); and one call by its
+// Call-ID, as a JSON object.
 type Calls interface {
 	Calls(limit int) (active, recent any)
+	Call(callID string) (record any, ok bool)
+}
+
+// Messages is what the API reads of the message capture
+// (capture.Capture): a call's SIP messages, and a version that changes
+// whenever any call has a new message (what the events stream watches).
+type Messages interface {
+	Messages(callID string) (list []capture.Message, dropped int, ok bool)
+	Version() uint64
 }
 
 // Connection is one open TCP/TLS connection as the API shows it.
@@ -106,6 +126,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics serves GET /metrics (the Prometheus exposition); nil: none.
 	Metrics http.Handler
+	// Messages are the calls' SIP messages; nil: calls are shown
+	// without them.
+	Messages Messages
 }
 
 // Server is the operations HTTP server.
@@ -117,10 +140,15 @@ type Server struct {
 	regs   Registrations
 	calls  Calls
 	conns  Connections
+	msgs   Messages
 	start  time.Time
 	ln     net.Listener
 	srv    *http.Server
 	log    *slog.Logger
+	// streams counts the event streams open; quit ends them at Close.
+	streams  atomic.Int32
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 // ErrTokenRequired: the address is not loopback and no token was given.
@@ -139,21 +167,35 @@ func New(cfg Config, bans Bans, health Health, regs Registrations, calls Calls, 
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen %s: %v", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, bans: bans, health: health, regs: regs, calls: calls, conns: conns, start: time.Now(), ln: ln, log: cfg.Logger}
+	s := &Server{cfg: cfg, bans: bans, health: health, regs: regs, calls: calls, conns: conns, msgs: cfg.Messages,
+		start: time.Now(), ln: ln, log: cfg.Logger, quit: make(chan struct{})}
 	s.SetToken(cfg.Token)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/v1/bans", s.listBans)
 	mux.HandleFunc("GET /api/v1/registrations", s.listRegistrations)
 	mux.HandleFunc("GET /api/v1/calls", s.listCalls)
+	mux.HandleFunc("GET /api/v1/calls/{id}", s.callDetail)
+	mux.HandleFunc("GET /api/v1/calls/{id}/ladder.txt", s.callLadder)
+	mux.HandleFunc("GET /api/v1/calls/{id}/pcap", s.callPcap)
+	mux.HandleFunc("GET /api/v1/events", s.events)
 	mux.HandleFunc("GET /api/v1/connections", s.listConnections)
 	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
-	s.srv = &http.Server{Handler: s.auth(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	// The page's files carry no data and are served without the token:
+	// a browser cannot send a bearer token when it loads a page, so the
+	// page asks for the token and sends it with each request it makes.
+	root := http.NewServeMux()
+	root.Handle("/", s.auth(mux))
+	root.HandleFunc("GET /{$}", s.page)
+	root.HandleFunc("GET /app.js", s.page)
+	root.HandleFunc("GET /style.css", s.page)
+	s.srv = &http.Server{Handler: root, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	s.srv.RegisterOnShutdown(func() { s.quitOnce.Do(func() { close(s.quit) }) })
 	return s, nil
 }
 

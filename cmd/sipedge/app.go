@@ -14,6 +14,7 @@ import (
 	"sipedge/hep"
 
 	"sipedge/admin"
+	"sipedge/capture"
 
 	"crypto/tls"
 	"fmt"
@@ -73,6 +74,10 @@ type app struct {
 	calls  *calllog.Feature
 	guard  *guard.Guard
 	closer []func() // in the order to run them
+
+	// capture keeps calls' SIP messages for the operations page (when
+	// the operations server is on).
+	capture *capture.Capture
 }
 
 // errStart is a start-up failure that is not the configuration's fault
@@ -207,8 +212,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, errStart{err}
 	}
 	if cfg.Admin.Listen != "off" {
+		a.capture = capture.New(capture.Config{})
 		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
-			Metrics: a.metricsHandler(log)}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
+			Metrics: a.metricsHandler(log), Messages: a.capture}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -394,6 +400,11 @@ func (a *app) start() error {
 		a.closer = append([]func(){func() { cancel(); s.Close() }}, a.closer...)
 		a.log.Info("HEP capture", "collectors", strings.Join(c.Collectors, ","), "capture_id", c.CaptureID)
 	}
+	// The calls' messages for the operations page, from the first one.
+	if a.capture != nil {
+		cancel := a.layer.Subscribe(a.capture.Tap)
+		a.closer = append([]func(){cancel}, a.closer...)
+	}
 	if err := a.layer.Start(); err != nil {
 		return errStart{err}
 	}
@@ -437,6 +448,9 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		src = append(src, metrics.Source{Name: "auth", Stats: func() any { return a.auth.Stats() }})
 	}
 	src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
+	if a.capture != nil {
+		src = append(src, metrics.Source{Name: "capture", Stats: func() any { return a.capture.Stats() }})
+	}
 	if len(a.cfg.HEP.Collectors) > 0 {
 		src = append(src, metrics.Source{Name: "hep", Stats: func() any {
 			if a.hep == nil {
@@ -551,6 +565,11 @@ func (c callList) Calls(limit int) (active, recent any) {
 		r = []calllog.Record{}
 	}
 	return a, r
+}
+
+func (c callList) Call(callID string) (any, bool) {
+	r, ok := c.f.Call(callID)
+	return r, ok
 }
 
 // guardBans shows the guard's bans to the operations API.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"sipedge/capture"
 	"sipedge/features/auth"
 	"sipedge/features/calllog"
 	"sipedge/features/callmedia"
@@ -36,6 +37,7 @@ var components = map[string]any{
 	"auth":      (*auth.Feature)(nil),
 	"hep":       (*hep.Sender)(nil),
 	"calllog":   (*calllog.Feature)(nil),
+	"capture":   (*capture.Capture)(nil),
 	"callmedia": (*callmedia.Feature)(nil),
 	"dialogs":   (*dialogs.Feature)(nil),
 	"keepalive": (*keepalive.Feature)(nil),

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // A callee that answers with SDP and plays PCMU silence (sipp's
@@ -246,6 +249,8 @@ func TestWhyNoAudio(t *testing.T) {
 	}
 	check("in progress", active)
 	t.Logf("in progress: %s: %q", active.Audio, active.Diagnosis)
+	// The same verdict on the operations page, in Chromium.
+	pageShowsDiagnosis(t, "http://"+adminAddr+"/#call/"+url.PathEscape(callID), "No packets from the caller since the call was answered")
 
 	// After the BYE: the call log's line.
 	if err := caller.Wait(); err != nil {
@@ -330,3 +335,41 @@ func hepChunks(b []byte) map[uint16][]byte {
 }
 
 func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+
+// pageShowsDiagnosis opens the operations page of one call in headless
+// Chromium and waits until its "Why no audio" list holds want; a
+// screenshot is kept as a test artifact.
+func pageShowsDiagnosis(t *testing.T, page, want string) {
+	t.Helper()
+	chrome := needChromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox,
+		chromedp.WindowSize(1440, 1000), chromedp.Flag("user-data-dir", filepath.Join(t.TempDir(), "chromium")))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	defer cancelCtx()
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	expr := `(() => { const d = document.querySelector('#diagnosis'); return d && !d.hidden ? d.innerText : ''; })()`
+	var text string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := chromedp.Run(c, chromedp.Evaluate[string](expr))
+		cancel()
+		if err == nil {
+			text = v
+		}
+		if strings.Contains(text, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			shot(t, ctx, "whynoaudio-failed")
+			t.Fatalf("the page of %s shows no diagnosis with %q (shows %q)", page, want, text)
+		}
+	}
+	if !strings.Contains(text, "Why no audio") {
+		t.Errorf("diagnosis panel without its heading: %q", text)
+	}
+	shot(t, ctx, "whynoaudio")
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# What the operations features cost: the same sipedge build measured with
+# them off and on, alternating, in one run (sipp harness, call scenario).
+#
+#   off: no operations server (--admin-listen off), no call log file, no HEP
+#   on:  the operations server with a browser's page open on it (its live
+#        event stream held by a client) and /metrics scraped every second,
+#        the call log written to a file, HEP sent to a local collector
+#
+#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max]
+#
+# Each repeat measures CPU per 1 000 calls at R calls/s (default 800) on
+# each side; --max also searches each side's maximum call rate. Prints
+# every pair and the on/off ratios. sipedge listens on 127.0.0.1:5070.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repeat=3 rate=800 dur=10 max=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--repeat) repeat=$2; shift 2 ;;
+	--rate) rate=$2; shift 2 ;;
+	--duration) dur=$2; shift 2 ;;
+	--max) max=1; shift ;;
+	*) echo "opscost.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+out=$(mktemp -d /tmp/sipedge-opscost.XXXXXX)
+echo "results in $out"
+mkdir -p "$out/bin"
+go build -o "$out/bin/sipedge" ./cmd/sipedge
+
+# A HEP collector that reads and discards (its own CPU is not measured).
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 9960))
+n = 0
+while True:
+    s.recv(65536); n += 1
+' &
+sink=$!
+helpers=()
+cleanup() {
+	kill $sink "${helpers[@]}" 2>/dev/null || true
+	[ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# run SIDE NAME HARNESS-OPTIONS...: starts sipedge as SIDE, runs the
+# harness, prints its summary line.
+run() {
+	local side=$1 name=$2
+	shift 2
+	local cfg="$out/$name.yaml" args=()
+	printf 'store:\n  dir: %s/data-%s\n' "$out" "$name" >"$cfg"
+	if [ "$side" = on ]; then
+		printf 'call_log:\n  file: %s/calls-%s.jsonl\nhep:\n  collectors: [udp:127.0.0.1:9960]\n' "$out" "$name" >>"$cfg"
+		args=(--admin-listen 127.0.0.1:18080)
+	else
+		args=(--admin-listen off)
+	fi
+	"$out/bin/sipedge" --listen udp:127.0.0.1:5070 --log-level warn --config "$cfg" "${args[@]}" >"$out/$name.log" 2>&1 &
+	pid=$!
+	sleep 1
+	helpers=()
+	if [ "$side" = on ]; then
+		# The page's live stream, and a Prometheus scrape every second.
+		curl -sN http://127.0.0.1:18080/api/v1/events >/dev/null 2>&1 &
+		helpers+=($!)
+		(while sleep 1; do curl -s http://127.0.0.1:18080/metrics >/dev/null; curl -s 'http://127.0.0.1:18080/api/v1/calls?limit=100' >/dev/null; done) &
+		helpers+=($!)
+	fi
+	bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$out/$name" "$@" 127.0.0.1:5070 call >"$out/$name.txt" 2>&1 || true
+	kill "${helpers[@]}" 2>/dev/null || true
+	kill -INT $pid 2>/dev/null || true
+	wait $pid 2>/dev/null || true
+	pid=
+	grep -E '^call max_cps=' "$out/$name.txt" | head -1
+}
+field() { printf '%s' "$1" | grep -oE "$2=[0-9.]+" | head -1 | cut -d= -f2; }
+
+printf '%-5s %-28s %-28s %s\n' run "off cpu/1k (steal)" "on cpu/1k (steal)" on/off | tee "$out/summary.txt"
+for r in $(seq 1 "$repeat"); do
+	o=$(run off "off-$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur")
+	n=$(run on "on-$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur")
+	oc=$(field "$o" proxy_cpu_s_per_1k_calls) nc=$(field "$n" proxy_cpu_s_per_1k_calls)
+	printf '%-5s %-28s %-28s %s\n' "$r" "$oc ($(field "$o" steal_pct)%)" "$nc ($(field "$n" steal_pct)%)" \
+		"$(awk -v a="$nc" -v b="$oc" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
+done
+if [ "$max" = 1 ]; then
+	o=$(run off off-max --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
+	n=$(run on on-max --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
+	om=$(field "$o" max_cps) nm=$(field "$n" max_cps)
+	printf 'max calls/s: off %s (cpu/1k %s, steal %s%%), on %s (cpu/1k %s, steal %s%%), on/off %s\n' \
+		"$om" "$(field "$o" proxy_cpu_s_per_1k_calls)" "$(field "$o" steal_pct)" \
+		"$nm" "$(field "$n" proxy_cpu_s_per_1k_calls)" "$(field "$n" steal_pct)" \
+		"$(awk -v a="$nm" -v b="$om" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
+fi
