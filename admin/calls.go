@@ -133,7 +133,7 @@ func (s *Server) callPcap(w http.ResponseWriter, r *http.Request) {
 // new message (a call's media counters move without SIP); a comment every
 // eventPing keeps proxies and the client's reader from timing out.
 var (
-	eventPoll = 300 * time.Millisecond
+	eventPoll = 800 * time.Millisecond
 	eventFull = 5 * time.Second
 	eventPing = 15 * time.Second
 )

@@ -64,6 +64,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"sipedge/internal/rawio"
 )
 
 // Options tune a store. The zero value is usable.
@@ -189,7 +191,7 @@ func Open(dir string, opt Options) (*Store, error) {
 	s := &Store{dir: dir, opt: opt, log: opt.Logger, lockFile: lf,
 		live: make(map[string]string), kick: make(chan struct{}, 1), syncFn: opt.syncFile}
 	if s.syncFn == nil {
-		s.syncFn = fsync
+		s.syncFn = rawio.Fsync
 	}
 	s.room.L = &s.mu
 	if err := s.recover(); err != nil {
@@ -726,7 +728,7 @@ func (s *Store) write(buf []byte, n int) error {
 	if err != nil || len(buf) == 0 {
 		return err
 	}
-	err = writeAll(s.wal, buf)
+	err = rawio.WriteAll(s.wal, buf)
 	if err == nil && !s.opt.NoSync {
 		t := time.Now()
 		err = s.syncFn(s.wal)

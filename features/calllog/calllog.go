@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sipedge/internal/rawio"
 	"sipedge/metrics"
 	"sipedge/proxy"
 	"sipedge/sip"
@@ -166,7 +167,7 @@ func (f *Feature) Reopen() error {
 		if err != nil {
 			return fmt.Errorf("call_log.file: %v", err)
 		}
-		out = file
+		out = rawFile{file}
 	}
 	f.mu.Lock()
 	old := f.file
@@ -426,4 +427,15 @@ func (f *Feature) sweep() {
 			f.write(c)
 		}
 	}
+}
+
+// rawFile writes the call log with raw system calls (internal/rawio): one
+// write(2) per line, without waking the runtime's monitor thread.
+type rawFile struct{ f *os.File }
+
+func (r rawFile) Write(b []byte) (int, error) {
+	if err := rawio.WriteAll(r.f, b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }

@@ -1,6 +1,14 @@
 //go:build linux
 
-package store
+// Package rawio writes and flushes files with raw system calls. The os
+// package tells the Go scheduler about every system call, and a goroutine
+// parked in one wakes the runtime's monitor thread, which then polls every
+// 20 µs and hands the goroutine's P to another thread; for the short
+// writes of the store's log and the call log, and the half-millisecond
+// fsync of a group commit, that bookkeeping cost more CPU than the calls
+// themselves at ordinary rates (docs/PERFORMANCE.md). Holding the P keeps
+// the other cores' goroutines running; only the caller waits.
+package rawio
 
 import (
 	"io"
@@ -10,14 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fsync flushes f with a raw system call. The os package tells the Go
-// scheduler about every system call, and a goroutine parked in one keeps
-// the runtime's monitor thread polling every 20 µs and handing its P to
-// another thread; for the half-millisecond fsync of each group commit that
-// bookkeeping cost more CPU than the fsync itself at a few thousand
-// REGISTERs a second (docs/PERFORMANCE.md). Holding the P instead keeps
-// the other cores' goroutines running; only this one waits.
-func fsync(f *os.File) error {
+// Fsync flushes f to its device (fsync(2)).
+func Fsync(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -40,10 +42,8 @@ func fsync(f *os.File) error {
 	return serr
 }
 
-// writeAll appends b to f with raw system calls, for the reason fsync
-// gives: a write to the page cache does not sleep long enough for the
-// scheduler to need to know.
-func writeAll(f *os.File, b []byte) error {
+// WriteAll writes all of b to f (write(2), repeated after a short write).
+func WriteAll(f *os.File, b []byte) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package hep
+
+import "net"
+
+type batchWriter struct{ conn net.Conn }
+
+func newBatchWriter(c net.Conn) *batchWriter { return &batchWriter{conn: c} }
+
+func (w *batchWriter) write(batch []*packet) (int, error) { return writeEach(w.conn, batch) }

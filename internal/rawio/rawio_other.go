@@ -1,0 +1,14 @@
+//go:build !linux
+
+package rawio
+
+import "os"
+
+// Fsync flushes f (the os package elsewhere).
+func Fsync(f *os.File) error { return f.Sync() }
+
+// WriteAll writes all of b to f.
+func WriteAll(f *os.File, b []byte) error {
+	_, err := f.Write(b)
+	return err
+}
