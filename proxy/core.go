@@ -21,6 +21,7 @@ package proxy
 
 import (
 	"sipedge/metrics"
+	"strconv"
 
 	"context"
 	"crypto/rand"
@@ -128,6 +129,10 @@ type counters struct {
 	StatelessForwards, LocalResponses, Originated, Deferred, DeferredRefused     atomic.Uint64
 	Forwarded, Loops, Refused, Draining, HookErrors, SendErrors, SIPSRefused     atomic.Uint64
 	RelayDenied, Amplification, ForgedResponses                                  atomic.Uint64
+	// byMethod counts received requests by sip.Method; respIn received
+	// responses and respLocal sipedge's own, by class (index 1-6).
+	byMethod          [16]atomic.Uint64
+	respIn, respLocal [7]atomic.Uint64
 }
 
 // Stats is a snapshot of the core's counters (the metrics convention of
@@ -159,6 +164,14 @@ type Stats struct {
 	// that changed bindings, from the registrar stage to its 200 OK (the
 	// fsync included).
 	RegistrationDelay metrics.HistogramSnapshot
+	// RequestsByMethod counts received requests by method ("other":
+	// extension methods).
+	RequestsByMethod map[string]uint64 `label:"method"`
+	// ResponsesByClass counts received responses by class (1xx ... 6xx);
+	// LocalResponsesByClass the final responses sipedge generated itself
+	// (a 100 Trying is the transaction layer's, counted there).
+	ResponsesByClass      map[string]uint64 `label:"class"`
+	LocalResponsesByClass map[string]uint64 `label:"class"`
 	// Stages counts the requests each stage dealt with (ended the walk).
 	Stages map[string]uint64 `label:"stage"`
 	// BranchHooks and ReplyHooks count the messages each hook saw.
@@ -178,6 +191,20 @@ func (c *Core) Stats() Stats {
 		RelayDenied: s.RelayDenied.Load(), Amplification: s.Amplification.Load(), ForgedResponses: s.ForgedResponses.Load(),
 		SendErrors: s.SendErrors.Load(), Pending: c.Pending(), RegistrationDelay: c.rrd.Snapshot(),
 		Stages: map[string]uint64{}, BranchHooks: map[string]uint64{}, ReplyHooks: map[string]uint64{},
+	}
+	st.RequestsByMethod = make(map[string]uint64, 16)
+	for m := sip.MethodOther; m <= sip.UPDATE; m++ {
+		name := m.String()
+		if m == sip.MethodOther {
+			name = "other"
+		}
+		st.RequestsByMethod[name] = s.byMethod[m].Load()
+	}
+	st.ResponsesByClass, st.LocalResponsesByClass = make(map[string]uint64, 6), make(map[string]uint64, 6)
+	for k := 1; k <= 6; k++ {
+		class := strconv.Itoa(k) + "xx"
+		st.ResponsesByClass[class] = s.respIn[k].Load()
+		st.LocalResponsesByClass[class] = s.respLocal[k].Load()
 	}
 	p := c.pipe
 	for i := range p.stages {
@@ -487,10 +514,14 @@ func (c *Core) handle(r *Request) {
 	}
 	if !m.IsRequest() {
 		c.stats.Responses.Add(1)
+		if k := m.StatusCode() / 100; k >= 1 && k <= 6 {
+			c.stats.respIn[k].Add(1)
+		}
 		c.response(r)
 		return
 	}
 	c.stats.Requests.Add(1)
+	c.stats.byMethod[m.MethodKind()&15].Add(1)
 	r.via, _ = m.TopVia()
 	c.walk(r, 0)
 }
@@ -562,3 +593,11 @@ func (c *Core) BeginQueued() { c.txn.BeginQueued() }
 
 // EndQueued: see BeginQueued.
 func (c *Core) EndQueued() { c.txn.EndQueued() }
+
+// countLocal counts a response sipedge generated itself.
+func (c *Core) countLocal(code int) {
+	c.stats.LocalResponses.Add(1)
+	if k := code / 100; k >= 1 && k <= 6 {
+		c.stats.respLocal[k].Add(1)
+	}
+}

@@ -23,7 +23,7 @@ func (r *Request) Respond(code int, reason string, extra []byte) {
 		c.stats.Amplification.Add(1)
 		return
 	}
-	c.stats.LocalResponses.Add(1)
+	c.countLocal(code)
 	if r.capture != nil {
 		r.capture(code, append([]byte(nil), r.out...))
 		return

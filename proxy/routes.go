@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"sipedge/sip"
@@ -60,6 +62,7 @@ func (t *Table) StatelessTarget(ctx context.Context, m *sip.Message) (Target, bo
 		if len(d.Groups) == 0 || len(d.Groups[0]) == 0 {
 			return Target{}, false
 		}
+		t.hit(i)
 		return d.Groups[0][0], true
 	}
 	return Target{}, false
@@ -81,8 +84,58 @@ type Table struct {
 	// ResolveTimeout bounds one resolution (DNS is answered from the
 	// cache almost always; a miss blocks this request only).
 	ResolveTimeout time.Duration
-	outbound       sip.URI
-	stateless      bool // some route is stateless: StatelessTarget has work to do
+	// Counters, when set, counts the requests each way of routing took;
+	// it outlives the table (a reload keeps the counts).
+	Counters  *RouteCounters
+	outbound  sip.URI
+	stateless bool // some route is stateless: StatelessTarget has work to do
+	hits      []*atomic.Uint64 // by route, then location, outbound, dns
+}
+
+// RouteCounters counts routed requests by route name, plus "location"
+// (local users), "outbound_proxy" and "dns" (RFC 3263 on the
+// Request-URI): names the configuration bounds, so they make a bounded
+// metric label.
+type RouteCounters struct {
+	mu sync.Mutex
+	m  map[string]*atomic.Uint64
+}
+
+// RouteStats are the routing counters (the metrics convention).
+type RouteStats struct {
+	Routed map[string]uint64 `label:"route"` // requests routed, by static route name or location, outbound_proxy, dns
+}
+
+func (rc *RouteCounters) counter(name string) *atomic.Uint64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.m == nil {
+		rc.m = map[string]*atomic.Uint64{}
+	}
+	c := rc.m[name]
+	if c == nil {
+		c = new(atomic.Uint64)
+		rc.m[name] = c
+	}
+	return c
+}
+
+// Stats returns the counts.
+func (rc *RouteCounters) Stats() RouteStats {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	st := RouteStats{Routed: make(map[string]uint64, len(rc.m))}
+	for k, v := range rc.m {
+		st.Routed[k] = v.Load()
+	}
+	return st
+}
+
+// hit counts a request routed the i-th way (see hits).
+func (t *Table) hit(i int) {
+	if t.hits != nil {
+		t.hits[i].Add(1)
+	}
 }
 
 // Compile checks the URIs; call it once before use.
@@ -106,6 +159,15 @@ func (t *Table) Compile() error {
 	if t.ResolveTimeout == 0 {
 		t.ResolveTimeout = 4 * time.Second
 	}
+	if t.Counters != nil {
+		t.hits = t.hits[:0]
+		for i := range t.Routes {
+			t.hits = append(t.hits, t.Counters.counter(t.Routes[i].Name))
+		}
+		for _, n := range []string{"location", "outbound_proxy", "dns"} {
+			t.hits = append(t.hits, t.Counters.counter(n))
+		}
+	}
 	return nil
 }
 
@@ -124,21 +186,26 @@ func (t *Table) Route(ctx context.Context, m *sip.Message, src netip.AddrPort, p
 	for i := range t.Routes {
 		r := &t.Routes[i]
 		if r.matches(&u) {
+			t.hit(i)
 			return t.toURI(ctx, &r.to, "route "+r.Name)
 		}
 	}
+	n := len(t.Routes)
 	if u.IsSIP() && (t.Domains.local(u.Host) || t.IsSelf != nil && t.IsSelf(&u)) {
+		t.hit(n)
 		if t.Location == nil {
 			return Decision{Code: 480, Reason: "Temporarily Unavailable"}
 		}
 		return t.Location.Route(ctx, m, src, proto)
 	}
 	if t.OutboundProxy != "" {
+		t.hit(n + 1)
 		return t.toURI(ctx, &t.outbound, "outbound proxy")
 	}
 	if !u.IsSIP() || t.Resolver == nil {
 		return Decision{Code: 404, Reason: "Not Found"}
 	}
+	t.hit(n + 2)
 	return t.toURI(ctx, &u, "request-uri")
 }
 

@@ -278,7 +278,7 @@ func registrarStage(r *Request) bool {
 	}
 	ok := c.localResponse(nil, r, res.Code, res.Reason, r.extraWithServer(res.Extra))
 	st, code, began := r.st, res.Code, time.Now()
-	c.stats.LocalResponses.Add(1)
+	c.countLocal(res.Code)
 	// Then runs on the store's committer when the fsync is done: the
 	// response is queued for the transaction layer's sender, which sends
 	// the whole batch's 200s together, so the committer can start the next

@@ -71,6 +71,8 @@ type app struct {
 	auth   *auth.Feature
 	admin  *admin.Server
 	hep    *hep.Sender
+	// routes counts routed requests by route across reloads.
+	routes proxy.RouteCounters
 	calls  *calllog.Feature
 	guard  *guard.Guard
 	closer []func() // in the order to run them
@@ -308,7 +310,7 @@ func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
 	isSelf := func(u *sip.URI) bool { return a.core != nil && a.core.IsSelfURI(u) }
 	location := &proxy.LocationRouter{Registrar: a.reg, Domains: domains, Flows: flows{a}, IsSelf: isSelf}
 	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location,
-		Resolver: dnsResolver{a.res}, IsSelf: isSelf}
+		Resolver: dnsResolver{a.res}, IsSelf: isSelf, Counters: &a.routes}
 	for _, r := range cfg.Routes {
 		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To, Stateless: r.Stateless})
 	}
@@ -448,6 +450,7 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		src = append(src, metrics.Source{Name: "auth", Stats: func() any { return a.auth.Stats() }})
 	}
 	src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
+	src = append(src, metrics.Source{Name: "routing", Stats: func() any { return a.routes.Stats() }})
 	if a.capture != nil {
 		src = append(src, metrics.Source{Name: "capture", Stats: func() any { return a.capture.Stats() }})
 	}

@@ -306,7 +306,11 @@ func TestWhyNoAudio(t *testing.T) {
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, line := range []string{"sipedge_callmedia_streams_ended_total 1", "sipedge_callmedia_one_way_streams_total 1",
-		"sipedge_callmedia_zero_packet_streams_total 0", "sipedge_callmedia_stream_mos_count 1", "sipedge_callmedia_stream_loss_percent_count 1"} {
+		"sipedge_callmedia_zero_packet_streams_total 0",
+		// Per route, per method and per class.
+		`sipedge_routing_routed_total{route="callee"} 1`, `sipedge_proxy_requests_by_method_total{method="INVITE"} 1`,
+		`sipedge_proxy_requests_by_method_total{method="BYE"} 1`, `sipedge_proxy_responses_by_class_total{class="2xx"} 2`,
+		`sipedge_proxy_requests_by_method_total{method="ACK"} 1`, "sipedge_callmedia_stream_mos_count 1", "sipedge_callmedia_stream_loss_percent_count 1"} {
 		if !bytes.Contains(metrics, []byte("\n"+line+"\n")) {
 			t.Errorf("/metrics lacks %q", line)
 		}
