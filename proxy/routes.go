@@ -88,7 +88,7 @@ type Table struct {
 	// it outlives the table (a reload keeps the counts).
 	Counters  *RouteCounters
 	outbound  sip.URI
-	stateless bool // some route is stateless: StatelessTarget has work to do
+	stateless bool             // some route is stateless: StatelessTarget has work to do
 	hits      []*atomic.Uint64 // by route, then location, outbound, dns
 }
 

@@ -58,19 +58,19 @@ type app struct {
 	cfg   *config.Config // the configuration in force
 	o     options        // command-line flags, applied over every reload
 
-	store  *store.Store
-	reg    *registrar.Registrar
-	res    *resolve.Resolver
-	core   *proxy.Core
-	layer  *transport.Layer
-	relay  *media.Relay
-	media  *callmedia.Feature
-	dlg    *dialogs.Feature
-	ka     *keepalive.Feature
-	mime   *mime.Feature
-	auth   *auth.Feature
-	admin  *admin.Server
-	hep    *hep.Sender
+	store *store.Store
+	reg   *registrar.Registrar
+	res   *resolve.Resolver
+	core  *proxy.Core
+	layer *transport.Layer
+	relay *media.Relay
+	media *callmedia.Feature
+	dlg   *dialogs.Feature
+	ka    *keepalive.Feature
+	mime  *mime.Feature
+	auth  *auth.Feature
+	admin *admin.Server
+	hep   *hep.Sender
 	// routes counts routed requests by route across reloads.
 	routes proxy.RouteCounters
 	calls  *calllog.Feature
