@@ -96,10 +96,11 @@ type Feature struct {
 	recentN int // calls ever put in recent
 	// srd is the session request delay: INVITE to its first 180/183 or
 	// 2xx.
-	srd                        metrics.Histogram
-	written, untracked, errors atomic.Uint64
-	started                    atomic.Bool
-	media                      atomic.Pointer[MediaFunc]
+	srd                         metrics.Histogram
+	written, untracked, errors  atomic.Uint64
+	answered, failed, cancelled atomic.Uint64
+	started                     atomic.Bool
+	media                       atomic.Pointer[MediaFunc]
 }
 
 // MediaFunc returns the media of a call by its Call-ID, and whether there
@@ -134,6 +135,10 @@ type Stats struct {
 	Untracked uint64 // calls not logged: the table was full
 	Errors    uint64 // lines that could not be written
 	Active    int    // calls followed now
+	Early     int    // of Active: not answered yet (early dialogs)
+	Answered  uint64 // calls that ended after a 2xx
+	Failed    uint64 // calls that ended without an answer, not cancelled
+	Cancelled uint64 // calls that ended with 487 (CANCEL)
 	// SessionDelay is the session request delay: an INVITE forwarded to
 	// its first ringing (180, 183) or answer (2xx), as Homer's SRD.
 	SessionDelay metrics.HistogramSnapshot
@@ -244,9 +249,15 @@ func (f *Feature) calls0(limit int) (active, recent []Record) {
 // Stats returns the counters.
 func (f *Feature) Stats() Stats {
 	f.mu.Lock()
-	n := len(f.calls)
+	n, early := len(f.calls), 0
+	for _, c := range f.calls {
+		if c.rec.Answer == nil {
+			early++
+		}
+	}
 	f.mu.Unlock()
 	return Stats{Written: f.written.Load(), Untracked: f.untracked.Load(), Errors: f.errors.Load(), Active: n,
+		Early: early, Answered: f.answered.Load(), Failed: f.failed.Load(), Cancelled: f.cancelled.Load(),
 		SessionDelay: f.srd.Snapshot()}
 }
 
@@ -379,6 +390,14 @@ func (f *Feature) dialogEnded(callID, fromTag string) {
 func (f *Feature) endLocked(c *call, by string) {
 	delete(f.calls, c.rec.CallID+"\x00"+c.callerTag)
 	c.rec.End, c.rec.EndedBy = f.now(), by
+	switch {
+	case c.rec.Answer != nil:
+		f.answered.Add(1)
+	case c.rec.Status == 487:
+		f.cancelled.Add(1)
+	default:
+		f.failed.Add(1)
+	}
 	if c.rec.Answer != nil {
 		c.rec.Duration = c.rec.End.Sub(*c.rec.Answer).Round(time.Millisecond).Seconds()
 	}

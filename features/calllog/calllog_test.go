@@ -121,7 +121,8 @@ func TestAnsweredCall(t *testing.T) {
 				r.From != "sip:alice@example.com" || r.To != "sip:bob@example.com" || r.Source != caller.String() || r.CallID != "c1" {
 				t.Fatalf("%+v", r)
 			}
-			if st := fx.f.Stats(); st.Active != 0 || st.Written != 1 || st.SessionDelay.Count() != 1 || st.SessionDelay.Sum != 2*time.Second {
+			if st := fx.f.Stats(); st.Active != 0 || st.Written != 1 || st.SessionDelay.Count() != 1 || st.SessionDelay.Sum != 2*time.Second ||
+				st.Answered != 1 || st.Failed != 0 || st.Cancelled != 0 {
 				t.Fatalf("stats %+v", st)
 			}
 		})
@@ -135,8 +136,15 @@ func TestUnansweredCalls(t *testing.T) {
 	}{{486, "callee"}, {487, "caller"}, {408, "callee"}} {
 		fx := newFixture(t)
 		inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
+		if st := fx.f.Stats(); st.Active != 1 || st.Early != 1 {
+			t.Fatalf("ringing: %+v", st)
+		}
 		fx.now = fx.now.Add(3 * time.Second)
 		fx.f.failure(inv.TestFailure(tc.code))
+		st := fx.f.Stats()
+		if cancelled := tc.code == 487; st.Early != 0 || st.Answered != 0 || st.Cancelled != uint64(btoi(cancelled)) || st.Failed != uint64(btoi(!cancelled)) {
+			t.Fatalf("%d: stats %+v", tc.code, st)
+		}
 		recs := fx.records(t)
 		if len(recs) != 1 || recs[0].Status != tc.code || recs[0].EndedBy != tc.by || recs[0].Answer != nil || recs[0].Duration != 0 || recs[0].SetupMS != 3000 {
 			t.Fatalf("%d: %+v", tc.code, recs)
@@ -234,4 +242,11 @@ func TestMedia(t *testing.T) {
 		t.Fatalf("no MediaFunc: %+v", active)
 	}
 	fx.f.failure(inv3.TestFailure(486))
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
