@@ -7,25 +7,30 @@
 #        event stream held by a client) and /metrics scraped every second,
 #        the call log written to a file, HEP sent to a local collector
 #
-#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max]
+#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"]
+#
+# --features turns on only those of the three (default all): admin (the
+# server, the page's event stream and the scrapes), calllog (the file),
+# hep (the collector), to see what each costs.
 #
 # Each repeat measures CPU per 1 000 calls at R calls/s (default 800) on
 # each side; --max also searches each side's maximum call rate. Prints
 # every pair and the on/off ratios. sipedge listens on 127.0.0.1:5070.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repeat=3 rate=800 dur=10 max=0
+repeat=3 rate=800 dur=10 max=0 features="admin calllog hep"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--repeat) repeat=$2; shift 2 ;;
 	--rate) rate=$2; shift 2 ;;
 	--duration) dur=$2; shift 2 ;;
 	--max) max=1; shift ;;
+	--features) features=$2; shift 2 ;;
 	*) echo "opscost.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
 out=$(mktemp -d /tmp/sipedge-opscost.XXXXXX)
-echo "results in $out"
+echo "results in $out (on: $features)"
 mkdir -p "$out/bin"
 go build -o "$out/bin/sipedge" ./cmd/sipedge
 
@@ -53,17 +58,17 @@ run() {
 	shift 2
 	local cfg="$out/$name.yaml" args=()
 	printf 'store:\n  dir: %s/data-%s\n' "$out" "$name" >"$cfg"
+	args=(--admin-listen off)
 	if [ "$side" = on ]; then
-		printf 'call_log:\n  file: %s/calls-%s.jsonl\nhep:\n  collectors: [udp:127.0.0.1:9960]\n' "$out" "$name" >>"$cfg"
-		args=(--admin-listen 127.0.0.1:18080)
-	else
-		args=(--admin-listen off)
+		on calllog && printf 'call_log:\n  file: %s/calls-%s.jsonl\n' "$out" "$name" >>"$cfg"
+		on hep && printf 'hep:\n  collectors: [udp:127.0.0.1:9960]\n' >>"$cfg"
+		on admin && args=(--admin-listen 127.0.0.1:18080)
 	fi
 	"$out/bin/sipedge" --listen udp:127.0.0.1:5070 --log-level warn --config "$cfg" "${args[@]}" >"$out/$name.log" 2>&1 &
 	pid=$!
 	sleep 1
 	helpers=()
-	if [ "$side" = on ]; then
+	if [ "$side" = on ] && on admin; then
 		# The page's live stream, and a Prometheus scrape every second.
 		curl -sN http://127.0.0.1:18080/api/v1/events >/dev/null 2>&1 &
 		helpers+=($!)
@@ -77,6 +82,7 @@ run() {
 	pid=
 	grep -E '^call max_cps=' "$out/$name.txt" | head -1
 }
+on() { case " $features " in *" $1 "*) return 0 ;; esac; return 1; }
 field() { printf '%s' "$1" | grep -oE "$2=[0-9.]+" | head -1 | cut -d= -f2; }
 
 printf '%-5s %-28s %-28s %s\n' run "off cpu/1k (steal)" "on cpu/1k (steal)" on/off | tee "$out/summary.txt"
