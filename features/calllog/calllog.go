@@ -58,6 +58,22 @@ type Record struct {
 	// was at the end in the line of an ended call, as it is now for a
 	// call in progress. Absent without one.
 	Media any `json:"media,omitempty"`
+
+	// line is the record's JSON, made once when the call ended (an ended
+	// record never changes): the file and the API's lists (the page's
+	// event stream sends the last thousand calls again and again) reuse
+	// it instead of encoding it each time.
+	line []byte
+}
+
+// MarshalJSON returns the JSON made when the call ended, or encodes the
+// record of a call in progress.
+func (r Record) MarshalJSON() ([]byte, error) {
+	if r.line != nil {
+		return r.line, nil
+	}
+	type plain Record // the same fields without this method
+	return json.Marshal(plain(r))
 }
 
 // MaxDuration bounds how long a call is followed without a BYE.
@@ -86,7 +102,6 @@ type Feature struct {
 	calls map[string]*call // Call-ID "\x00" caller tag
 	out   io.Writer
 	file  *os.File
-	enc   *json.Encoder
 	now   func() time.Time
 	stop  chan struct{}
 	done  chan struct{}
@@ -176,7 +191,7 @@ func (f *Feature) Reopen() error {
 	}
 	f.mu.Lock()
 	old := f.file
-	f.out, f.file, f.enc = out, file, json.NewEncoder(out)
+	f.out, f.file = out, file
 	f.mu.Unlock()
 	if old != nil {
 		old.Close()
@@ -408,14 +423,24 @@ func (f *Feature) endLocked(c *call, by string) {
 // this one's). Lines are written whole under f.mu.
 func (f *Feature) write(c *call) {
 	c.rec.Media = f.mediaOf(c.rec.CallID)
+	line, err := json.Marshal(c.rec)
+	if err == nil {
+		c.rec.line = line
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.recent[f.recentN%recentCalls] = c.rec
 	f.recentN++
-	if f.path == "" || f.enc == nil {
+	if f.path == "" || f.out == nil {
 		return
 	}
-	if err := f.enc.Encode(&c.rec); err != nil {
+	if err == nil {
+		buf := make([]byte, len(line)+1)
+		copy(buf, line)
+		buf[len(line)] = '\n'
+		_, err = f.out.Write(buf)
+	}
+	if err != nil {
 		f.errors.Add(1)
 		return
 	}

@@ -250,3 +250,28 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// An ended call's JSON is made once: the file's line and the API's list
+// carry the same bytes; a call in progress is encoded as it is now.
+func TestRecordJSONMadeOnce(t *testing.T) {
+	fx := newFixture(t)
+	inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
+	active, _ := fx.f.Calls(10)
+	b, err := json.Marshal(active)
+	if err != nil || !strings.Contains(string(b), `"call_id":"c1"`) || !strings.Contains(string(b), `"answer":null`) {
+		t.Fatalf("call in progress: %s %v", b, err)
+	}
+	fx.f.failure(inv.TestFailure(486))
+	line, err := os.ReadFile(fx.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, recent := fx.f.Calls(10)
+	if len(recent) != 1 || recent[0].line == nil {
+		t.Fatalf("recent %+v", recent)
+	}
+	b, err = json.Marshal(recent[0])
+	if err != nil || string(b)+"\n" != string(line) {
+		t.Fatalf("API %s (%v), file %s", b, err, line)
+	}
+}
