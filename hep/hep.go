@@ -72,36 +72,7 @@ func Append(dst []byte, a *Agent, p *Packet) ([]byte, bool) {
 		return dst, false
 	}
 	start := len(dst)
-	dst = append(dst, 'H', 'E', 'P', '3', 0, 0)
-	src, dstA := p.Src.Addr().Unmap(), p.Dst.Addr().Unmap()
-	v4 := src.Is4() && dstA.Is4()
-	if v4 {
-		dst = chunk8(dst, chunkFamily, 2)
-	} else {
-		dst = chunk8(dst, chunkFamily, 10)
-	}
-	dst = chunk8(dst, chunkProto, p.Transport)
-	if v4 {
-		s, d := src.As4(), dstA.As4()
-		dst = chunkBytes(dst, chunkSrcIP4, s[:])
-		dst = chunkBytes(dst, chunkDstIP4, d[:])
-	} else {
-		s, d := src.As16(), dstA.As16()
-		dst = chunkBytes(dst, chunkSrcIP6, s[:])
-		dst = chunkBytes(dst, chunkDstIP6, d[:])
-	}
-	dst = chunk16(dst, chunkSrcPort, p.Src.Port())
-	dst = chunk16(dst, chunkDstPort, p.Dst.Port())
-	dst = chunk32(dst, chunkTimeSec, uint32(p.Time.Unix()))
-	dst = chunk32(dst, chunkTimeUsec, uint32(p.Time.Nanosecond()/1000))
-	dst = chunk8(dst, chunkProtoType, ProtoSIP)
-	dst = chunk32(dst, chunkCaptureID, a.ID)
-	if a.Password != "" {
-		dst = chunkString(dst, chunkAuthKey, a.Password)
-	}
-	if a.Node != "" {
-		dst = chunkString(dst, chunkNodeName, a.Node)
-	}
+	dst = appendHead(dst, a, p.Src.Addr().Unmap(), p.Dst.Addr().Unmap(), p.Src.Port(), p.Dst.Port(), p.Transport, ProtoSIP, p.Time)
 	dst = chunkBytes(dst, chunkPayload, p.Payload)
 	n := len(dst) - start
 	if n > MaxDatagram {
@@ -109,6 +80,44 @@ func Append(dst []byte, a *Agent, p *Packet) ([]byte, bool) {
 	}
 	binary.BigEndian.PutUint16(dst[start+4:], uint16(n))
 	return dst, true
+}
+
+// appendHead starts a HEP v3 packet at the end of dst: the packet header
+// (its length written by the caller once the packet is whole) and the
+// chunks every packet carries, address family to node name. Addresses of
+// two families are written as IPv6 (IPv4-mapped): HEP has one family
+// chunk.
+func appendHead(dst []byte, a *Agent, src, dstAddr netip.Addr, srcPort, dstPort uint16, transport, protoType uint8, at time.Time) []byte {
+	dst = append(dst, 'H', 'E', 'P', '3', 0, 0)
+	v4 := src.Is4() && dstAddr.Is4()
+	if v4 {
+		dst = chunk8(dst, chunkFamily, 2)
+	} else {
+		dst = chunk8(dst, chunkFamily, 10)
+	}
+	dst = chunk8(dst, chunkProto, transport)
+	if v4 {
+		s, d := src.As4(), dstAddr.As4()
+		dst = chunkBytes(dst, chunkSrcIP4, s[:])
+		dst = chunkBytes(dst, chunkDstIP4, d[:])
+	} else {
+		s, d := src.As16(), dstAddr.As16()
+		dst = chunkBytes(dst, chunkSrcIP6, s[:])
+		dst = chunkBytes(dst, chunkDstIP6, d[:])
+	}
+	dst = chunk16(dst, chunkSrcPort, srcPort)
+	dst = chunk16(dst, chunkDstPort, dstPort)
+	dst = chunk32(dst, chunkTimeSec, uint32(at.Unix()))
+	dst = chunk32(dst, chunkTimeUsec, uint32(at.Nanosecond()/1000))
+	dst = chunk8(dst, chunkProtoType, protoType)
+	dst = chunk32(dst, chunkCaptureID, a.ID)
+	if a.Password != "" {
+		dst = chunkString(dst, chunkAuthKey, a.Password)
+	}
+	if a.Node != "" {
+		dst = chunkString(dst, chunkNodeName, a.Node)
+	}
+	return dst
 }
 
 func header(dst []byte, typ uint16, n int) []byte {

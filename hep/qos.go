@@ -107,34 +107,7 @@ func AppendQoS(dst []byte, a *Agent, callID string, l *QoSLeg) ([]byte, bool) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	dst = append(dst, 'H', 'E', 'P', '3', 0, 0)
-	if src.Is4() {
-		dst = chunk8(dst, chunkFamily, 2)
-	} else {
-		dst = chunk8(dst, chunkFamily, 10)
-	}
-	dst = chunk8(dst, chunkProto, UDP)
-	if src.Is4() {
-		s, d := src.As4(), dstA.As4()
-		dst = chunkBytes(dst, chunkSrcIP4, s[:])
-		dst = chunkBytes(dst, chunkDstIP4, d[:])
-	} else {
-		s, d := src.As16(), dstA.As16()
-		dst = chunkBytes(dst, chunkSrcIP6, s[:])
-		dst = chunkBytes(dst, chunkDstIP6, d[:])
-	}
-	dst = chunk16(dst, chunkSrcPort, l.Src.Port())
-	dst = chunk16(dst, chunkDstPort, l.Dst.Port())
-	dst = chunk32(dst, chunkTimeSec, uint32(at.Unix()))
-	dst = chunk32(dst, chunkTimeUsec, uint32(at.Nanosecond()/1000))
-	dst = chunk8(dst, chunkProtoType, ProtoQoS)
-	dst = chunk32(dst, chunkCaptureID, a.ID)
-	if a.Password != "" {
-		dst = chunkString(dst, chunkAuthKey, a.Password)
-	}
-	if a.Node != "" {
-		dst = chunkString(dst, chunkNodeName, a.Node)
-	}
+	dst = appendHead(dst, a, src, dstA, l.Src.Port(), l.Dst.Port(), UDP, ProtoQoS, at)
 	dst = append(header(dst, chunkCorrelation, len(callID)), callID...)
 	// The payload chunk: its header first, its length once the JSON is
 	// written.

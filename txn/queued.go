@@ -64,16 +64,26 @@ func (r *replyQueue) push(q queuedReply) {
 		r.mu.Unlock() // EndQueued sends it
 		return
 	}
+	r.startLocked()
+	r.mu.Unlock()
+	r.signal()
+}
+
+// startLocked starts the sender goroutine unless it runs; r.mu held.
+func (r *replyQueue) startLocked() {
 	if !r.running {
 		r.running = true
 		r.kick = make(chan struct{}, 1)
 		r.done = make(chan struct{})
 		go r.loop()
 	}
-	r.mu.Unlock()
+}
+
+// signal tells the sender the queue is not empty.
+func (r *replyQueue) signal() {
 	select {
 	case r.kick <- struct{}{}:
-	default: // already signalled: the sender will find this one too
+	default: // already signalled: the sender will find what was queued
 	}
 }
 
@@ -101,16 +111,13 @@ func (l *Layer) EndQueued() {
 		r.mu.Unlock()
 		return
 	}
-	allUDP := true
 	for i := range r.q {
-		if allUDP && r.q[i].st.proto != transport.UDP {
-			allUDP = false
+		if r.q[i].st.proto != transport.UDP {
+			r.startLocked()
+			r.mu.Unlock()
+			r.signal()
+			return
 		}
-	}
-	if !allUDP {
-		r.mu.Unlock()
-		r.kickSender()
-		return
 	}
 	q := r.q
 	r.q = r.flushQ[:0]
@@ -124,26 +131,6 @@ func (l *Layer) EndQueued() {
 	clear(out)
 	// Only the committer calls EndQueued: the buffers are its own.
 	r.flushQ, r.flushOut = q[:0], out[:0]
-}
-
-// kickSender wakes the sender goroutine, starting it if needed.
-func (r *replyQueue) kickSender() {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
-	}
-	if !r.running {
-		r.running = true
-		r.kick = make(chan struct{}, 1)
-		r.done = make(chan struct{})
-		go r.loop()
-	}
-	r.mu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
 }
 
 // loop sends whatever is queued, each round as one batch.
@@ -178,10 +165,7 @@ func (r *replyQueue) close() {
 	if !running {
 		return
 	}
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
+	r.signal()
 	<-r.done
 }
 
