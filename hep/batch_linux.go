@@ -13,18 +13,14 @@ import (
 )
 
 // batchWriter sends packets on a connected UDP socket with one raw,
-// non-blocking sendmmsg(2) per batch: no system call per packet, and none
-// through the scheduler's entersyscall, which wakes the runtime's monitor
-// thread (the reason the transport does the same, docs/DESIGN.md).
+// non-blocking sendmmsg(2) per batch (mmsg.Op): no system call per
+// packet, and none through the scheduler's entersyscall.
 type batchWriter struct {
 	rc   syscall.RawConn
 	conn net.Conn
+	op   mmsg.Op
 	hdrs [sendBatch]mmsg.Hdr
 	iovs [sendBatch]unix.Iovec
-	n    int
-	sent int
-	err  error
-	fn   func(fd uintptr) bool
 }
 
 func newBatchWriter(c net.Conn) *batchWriter {
@@ -38,21 +34,7 @@ func newBatchWriter(c net.Conn) *batchWriter {
 		w.hdrs[i].Hdr.Iov = &w.iovs[i]
 		w.hdrs[i].Hdr.Iovlen = 1
 	}
-	w.fn = w.do
 	return w
-}
-
-func (w *batchWriter) do(fd uintptr) bool {
-	n, err := mmsg.Send(int(fd), w.hdrs[w.sent:w.n])
-	if err == unix.EAGAIN || err == unix.EINTR {
-		return false
-	}
-	if err != nil {
-		w.err = err
-		return true
-	}
-	w.sent += n
-	return w.sent >= w.n
 }
 
 // write sends batch and reports how many went out and the first error.
@@ -66,24 +48,17 @@ func (w *batchWriter) write(batch []*packet) (int, error) {
 		w.iovs[i].Base = (*byte)(unsafe.Pointer(unsafe.SliceData(pk.b)))
 		w.iovs[i].SetLen(len(pk.b))
 	}
-	w.n, w.sent = len(batch), 0
-	var first error
 	ok := 0
-	for w.sent < w.n {
-		w.err = nil
-		before := w.sent
-		if err := w.rc.Write(w.fn); err != nil {
+	var first error
+	for from := 0; from < len(batch); {
+		n, err := w.op.Send(w.rc, w.hdrs[from:len(batch)])
+		ok += n
+		from += n
+		if err != nil {
 			if first == nil {
 				first = err
 			}
-			break
-		}
-		ok += w.sent - before
-		if w.err != nil {
-			if first == nil {
-				first = w.err
-			}
-			w.sent++ // skip the refused packet
+			from++ // skip the refused packet
 		}
 	}
 	for i := range batch {

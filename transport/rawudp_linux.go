@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -41,45 +40,12 @@ func newRawUDP(uc *net.UDPConn) *rawUDP {
 	return &rawUDP{rc: rc}
 }
 
-// sendOp is one send through RawConn.Write. Its callback is bound once
-// (fn), so a send allocates nothing.
-type sendOp struct {
-	hdrs []mmsg.Hdr
-	from int // first message to send
-	n    int // messages to send: hdrs[from:n]
-	sent int
-	err  error
-	fn   func(fd uintptr) bool
-}
-
-func (op *sendOp) do(fd uintptr) bool {
-	var n int
-	var err error
-	if op.n-op.from == 1 {
-		// One message: plain sendto(2), the cheaper call.
-		h := &op.hdrs[op.from].Hdr
-		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(h.Iov.Base)), uintptr(h.Iov.Len),
-			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(h.Name)), uintptr(h.Namelen))
-		if e != 0 {
-			err = e
-		} else {
-			n = 1
-		}
-	} else {
-		n, err = mmsg.Send(int(fd), op.hdrs[op.from:op.n])
-	}
-	if err == unix.EAGAIN || err == unix.EINTR {
-		return false // wait until writable (EINTR: try again)
-	}
-	op.sent, op.err = n, err
-	return true
-}
-
 // udpBatch is the reusable state of one send: the messages, their
 // buffers and the addresses they point to, so that a send allocates
 // nothing.
 type udpBatch struct {
-	op    sendOp
+	op    mmsg.Op
+	hdrs  []mmsg.Hdr
 	iovs  []unix.Iovec
 	addrs []mmsg.Addr
 	dsts  []netip.AddrPort // hdrs[i]'s destination, for the tap
@@ -93,10 +59,9 @@ func newUDPBatch(n int) *udpBatch {
 		dsts:  make([]netip.AddrPort, n),
 		bufs:  make([][]byte, n),
 	}
-	b.op.hdrs = make([]mmsg.Hdr, n)
-	b.op.fn = b.op.do
-	for i := range b.op.hdrs {
-		h := &b.op.hdrs[i].Hdr
+	b.hdrs = make([]mmsg.Hdr, n)
+	for i := range b.hdrs {
+		h := &b.hdrs[i].Hdr
 		h.Iov = &b.iovs[i]
 		h.Iovlen = 1
 		h.Name = &b.addrs[i].B[0]
@@ -110,8 +75,7 @@ var udpSingles = sync.Pool{New: func() any { return newUDPBatch(1) }}
 // set makes message i of b: data to dst.
 func (b *udpBatch) set(i int, dst netip.AddrPort, data []byte) {
 	b.addrs[i] = mmsg.MakeAddr(dst)
-	h := &b.op.hdrs[i].Hdr
-	h.Namelen = b.addrs[i].N
+	b.hdrs[i].Hdr.Namelen = b.addrs[i].N
 	if len(data) > 0 {
 		b.iovs[i].Base = &data[0]
 	} else {
@@ -133,11 +97,7 @@ func (b *udpBatch) clear(n int) {
 // call; it returns how many went out from the first and the error that
 // stopped it (the first message's, when none went out).
 func (r *rawUDP) sendFrom(b *udpBatch, from, n int) (int, error) {
-	b.op.from, b.op.n, b.op.sent, b.op.err = from, n, 0, nil
-	if err := r.rc.Write(b.op.fn); err != nil {
-		return 0, err
-	}
-	return b.op.sent, b.op.err
+	return b.op.Send(r.rc, b.hdrs[from:n])
 }
 
 // writeTo sends one datagram.

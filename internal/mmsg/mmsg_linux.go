@@ -10,6 +10,7 @@ package mmsg
 import (
 	"encoding/binary"
 	"net/netip"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -106,4 +107,57 @@ func Send(fd int, msgs []Hdr) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// Op is one send on a socket of the Go runtime's (a net.UDPConn), through
+// its syscall.RawConn: a raw, non-blocking sendto(2) for one message or
+// sendmmsg(2) for several, waiting in the netpoller only while the socket
+// has no room (EAGAIN). The scheduler is not told of the call: it never
+// sleeps, and telling it (entersyscall) wakes the runtime's monitor
+// thread at ordinary rates (docs/PERFORMANCE.md). The callback is bound
+// once, so a send allocates nothing; an Op serves one sender at a time.
+type Op struct {
+	hdrs []Hdr
+	sent int
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+// Send sends hdrs in one system call and returns how many went out from
+// the first, and the error that stopped it: the first message's when
+// none went out, or the RawConn's (the socket closed).
+func (o *Op) Send(rc syscall.RawConn, hdrs []Hdr) (int, error) {
+	if o.fn == nil {
+		o.fn = o.do
+	}
+	o.hdrs, o.sent, o.err = hdrs, 0, nil
+	err := rc.Write(o.fn)
+	o.hdrs = nil
+	if err != nil {
+		return 0, err
+	}
+	return o.sent, o.err
+}
+
+func (o *Op) do(fd uintptr) bool {
+	var n int
+	var err error
+	if len(o.hdrs) == 1 {
+		// One message: plain sendto(2), the cheaper call.
+		h := &o.hdrs[0].Hdr
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(h.Iov.Base)), uintptr(h.Iov.Len),
+			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(h.Name)), uintptr(h.Namelen))
+		if e != 0 {
+			err = e
+		} else {
+			n = 1
+		}
+	} else {
+		n, err = Send(int(fd), o.hdrs)
+	}
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return false // wait until writable (EINTR: try again)
+	}
+	o.sent, o.err = n, err
+	return true
 }
