@@ -121,6 +121,17 @@ type Config struct {
 	// business.
 	Firewall Firewall
 
+	// Kernel hands each direction of a stream to nftables once it has
+	// latched and its SSRC has held still (kernel_linux.go): Linux, root
+	// or CAP_NET_ADMIN, and IPv4 forwarding on. When any of it is
+	// missing the relay stays in userspace and Relay.Kernel says why.
+	Kernel bool
+	// KernelForward, "FAMILY TABLE CHAIN" like the pinhole chain, names
+	// the firewall table whose forward chains get a rule accepting the
+	// packets the kernel path rewrote (they are untracked, so a forward
+	// policy that accepts established flows only would drop them).
+	KernelForward string
+
 	// Tick is how long a relay thread sleeps when a poll found nothing
 	// more to do. Default 1ms. It bounds the latency the relay adds and
 	// trades it for wake-ups, which cost about 60 µs of CPU each on a

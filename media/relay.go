@@ -18,6 +18,8 @@ import (
 type Relay struct {
 	cfg     Config
 	workers []*worker
+	kern    *kernel // nil: no in-kernel path (kernelWhy says why)
+	kernWhy string
 	wg      sync.WaitGroup // worker threads and the janitor
 	done    chan struct{}  // closed by Close: stops the janitor
 
@@ -50,6 +52,18 @@ func New(cfg Config) (*Relay, error) {
 			return nil, fmt.Errorf("media: worker: %w", err)
 		}
 		r.workers = append(r.workers, w)
+	}
+	if cfg.Kernel {
+		if k, err := openKernel(cfg.KernelForward); err != nil {
+			r.kernWhy = err.Error()
+		} else {
+			r.kern = k
+			for _, w := range r.workers {
+				w.kern = k
+			}
+		}
+	} else {
+		r.kernWhy = "off in the configuration"
 	}
 	r.wg.Add(len(r.workers))
 	for _, w := range r.workers {
@@ -89,6 +103,11 @@ func (r *Relay) Close() error {
 	}
 	r.mu.Unlock()
 	close(r.done)
+	if r.kern != nil {
+		// After the calls: their withdrawals run first, then the table
+		// goes.
+		r.kern.close()
+	}
 	for _, w := range r.workers {
 		w.stop.Store(true)
 		w.wake()
@@ -132,8 +151,15 @@ func (r *Relay) pool(a netip.Addr) *pool {
 // not yet a dialog), so that BYE, CANCEL, a failure or a timeout frees
 // them with one Close.
 type Call struct {
-	r        *Relay
-	id       string
+	r  *Relay
+	id string
+
+	// Kernel-forwarded directions still being withdrawn after Close, and
+	// what waits for them (AfterRelease).
+	amu      sync.Mutex
+	kpending int
+	after    []func()
+
 	closed   atomic.Bool     // written under r.mu
 	streams  map[int]*Stream // guarded by r.mu
 	reported int64           // last activity when OnInactive was called; r.mu
@@ -272,6 +298,45 @@ func (c *Call) closeLocked() {
 	delete(r.calls, c.id)
 }
 
+// AfterRelease runs fn once the call is closed and every packet count of
+// its streams is final: at once when no stream was forwarded by the
+// kernel, else when the kernel's exact counters have been read (a netlink
+// round trip later, on the relay's own goroutine). fn must not block.
+func (c *Call) AfterRelease(fn func()) {
+	c.amu.Lock()
+	if c.kpending > 0 {
+		c.after = append(c.after, fn)
+		c.amu.Unlock()
+		return
+	}
+	c.amu.Unlock()
+	fn()
+}
+
+// withdrawn is told that one awaited withdrawal ended.
+func (c *Call) withdrawn() {
+	c.amu.Lock()
+	c.kpending--
+	var fns []func()
+	if c.kpending == 0 {
+		fns, c.after = c.after, nil
+	}
+	c.amu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// kwithdraw takes the direction from side back from the kernel, if it is
+// there or on its way; w.mu is held.
+func (s *Stream) kwithdraw(side Side) {
+	d := &s.dir[side]
+	if d.k == kPending || d.k == kActive {
+		d.k = kWithdrawing
+		s.w.kern.enqueue(kreq{st: s, side: side})
+	}
+}
+
 // Stream is one relayed media section: a port pair per side.
 type Stream struct {
 	c       *Call
@@ -299,6 +364,15 @@ func (s *Stream) release() {
 	for side := range s.socks {
 		for _, x := range s.socks[side] {
 			w.remove(x)
+		}
+		if w.kern != nil {
+			s.kwithdraw(Side(side))
+			if d := &s.dir[side]; d.k == kWithdrawing && !d.kclose {
+				d.kclose = true
+				s.c.amu.Lock()
+				s.c.kpending++
+				s.c.amu.Unlock()
+			}
 		}
 	}
 	w.mu.Unlock()
@@ -342,7 +416,12 @@ func (s *Stream) SetPeer(side Side, rtp, rtcp netip.AddrPort) error {
 		rr, rc = mmsg.MakeAddr(rtp), mmsg.MakeAddr(rtcp)
 	}
 	s.w.mu.Lock()
-	s.socks[side][0].setSDP(rr)
+	if s.socks[side][0].setSDP(rr) && s.w.kern != nil {
+		// The side moved (re-INVITE, hold): its source and the other
+		// direction's destination are no longer what the kernel has.
+		s.kwithdraw(side)
+		s.kwithdraw(side.other())
+	}
 	s.socks[side][1].setSDP(rc)
 	s.w.mu.Unlock()
 	return nil
@@ -382,13 +461,20 @@ func (s *Stream) Stats() StreamStats {
 func (s *Stream) dirStats(side Side) DirStats {
 	d := &s.dir[side]
 	rtp := s.socks[side][0]
+	kp := d.kPackets + d.kLive
 	ds := DirStats{
-		Packets: d.packets, Bytes: d.bytes, RTCPPackets: d.rtcp, OtherPackets: d.other,
-		Forwarded: d.forwarded, Dropped: d.dropped,
+		Packets: d.packets + kp, Bytes: d.bytes + d.kBytes + d.kLiveBytes, RTCPPackets: d.rtcp, OtherPackets: d.other,
+		Forwarded: d.forwarded + kp, Dropped: d.dropped,
 		Lost: d.rtp.lost(), JitterUnits: d.rtp.jitterUnits(), SSRC: d.rtp.ssrc,
+		Kernel: kp, InKernel: d.k == kActive || d.k == kWithdrawing,
 		Source: rtp.src.AddrPort(), RTCPSource: s.socks[side][1].src.AddrPort(),
 		SDP: rtp.sdp.AddrPort(), Latched: rtp.latched, RTP: d.rtpPackets, PayloadType: d.pt,
 		Foreign: d.foreign, ForeignSource: d.foreignSrc.AddrPort(), NoPeer: d.noPeer, SendErrors: d.sendErr,
+	}
+	if ds.InKernel {
+		// Only the samples reach userspace: the loss is known again
+		// when the kernel's exact count is read.
+		ds.Lost = d.kLost0
 	}
 	if d.first != 0 {
 		ds.First = epoch.Add(time.Duration(d.first))
@@ -418,9 +504,18 @@ func (r *Relay) Stats() RelayStats {
 		w.mu.Unlock()
 	}
 	st.Received, st.Relayed, st.Relatched = c.received, c.relayed, c.relatched
+	st.Kernel = r.Kernel()
 	st.Drops = Drops{NoPeer: c.noPeer, Foreign: c.foreign, SendError: c.sendErr,
 		Truncated: c.truncated, RecvError: c.recvErr}
 	return st
+}
+
+// Kernel says whether the in-kernel path is in use, and if not, why.
+func (r *Relay) Kernel() KernelStatus {
+	if r.kern == nil {
+		return KernelStatus{Reason: r.kernWhy}
+	}
+	return r.kern.status()
 }
 
 // janitor reports calls whose streams have all been silent for

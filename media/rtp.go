@@ -175,6 +175,19 @@ func (s *rtpRecv) ownLost() int64 {
 	return expected - int64(s.received)
 }
 
+// extSeq is the highest extended sequence number seen.
+func (s *rtpRecv) extSeq() uint64 { return uint64(s.cycles) + uint64(s.maxSeq) }
+
+// advanceTo moves the highest sequence number seen up to ext, if it is
+// below: packets that were forwarded without being looked at (the
+// in-kernel path) and came after the last one seen.
+func (s *rtpRecv) advanceTo(ext uint64) {
+	if ext > s.extSeq() {
+		s.cycles = uint32(ext &^ (seqMod - 1))
+		s.maxSeq = uint16(ext)
+	}
+}
+
 // lost is the loss over every SSRC seen.
 func (s *rtpRecv) lost() int64 { return s.lostPrior + s.ownLost() }
 

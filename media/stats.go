@@ -49,6 +49,14 @@ type DirStats struct {
 	ForeignSource netip.AddrPort
 	NoPeer        uint64
 	SendErrors    uint64
+
+	// Kernel counts the packets of Packets (and Forwarded) that the
+	// in-kernel path forwarded (Config.Kernel); InKernel says it
+	// forwards this direction now. Loss and jitter then come from the
+	// one packet in 50 that still passes through the relay thread, and
+	// Lost stays where it was when the hand-over began until it ends.
+	Kernel   uint64
+	InKernel bool
 }
 
 // StreamStats is per direction: AtoB counts what side A sent.
@@ -75,4 +83,19 @@ type RelayStats struct {
 	Relayed    uint64 `json:"relayed"`      // packets forwarded
 	Relatched  uint64 `json:"relatched"`    // LatchSSRC moves to a new source
 	Drops      Drops  `json:"drops"`
+	// Kernel is the in-kernel path's state (Config.Kernel).
+	Kernel KernelStatus `json:"kernel"`
+}
+
+// KernelStatus says whether the in-kernel path is in use and, if not, why.
+type KernelStatus struct {
+	Active bool   `json:"active"`
+	Reason string `json:"reason,omitempty"` // why not, for the one log line
+	// Streams directions forwarded by the kernel now; Added and Removed
+	// count hand-overs; Failed counts directions the kernel refused.
+	Directions int    `json:"directions"`
+	Added      uint64 `json:"added"`
+	Removed    uint64 `json:"removed"`
+	Failed     uint64 `json:"failed"`
+	LastError  string `json:"last_error,omitempty"`
 }

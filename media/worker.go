@@ -68,7 +68,7 @@ func (s *sock) dest() *mmsg.Addr {
 // setSDP records a new SDP address. A different address means the peer
 // moved (re-INVITE), so the latch is released and the next packet latches
 // again; the same address (a session refresh) keeps it.
-func (s *sock) setSDP(r mmsg.Addr) {
+func (s *sock) setSDP(r mmsg.Addr) (changed bool) {
 	if r != s.sdp {
 		s.sdp = r
 		s.latched, s.haveSSRC = false, false
@@ -76,7 +76,9 @@ func (s *sock) setSDP(r mmsg.Addr) {
 			disconnect(s.fd)
 			s.conn = false
 		}
+		return true
 	}
+	return false
 }
 
 // counters are a worker's relay-wide counts, guarded by its mutex.
@@ -108,6 +110,7 @@ func (c *counters) add(o *counters) {
 // Holding it across the round keeps a socket from being closed, and its
 // fd number reused, while the thread is using it.
 type worker struct {
+	kern  *kernel // nil: no in-kernel path
 	latch LatchMode
 	tick  time.Duration
 	epfd  int
@@ -335,6 +338,7 @@ func (w *worker) drain(s *sock) int {
 		w.ctr.received += uint64(n)
 		dst := out.dest()
 		ns, accepted := 0, 0
+		moved := false // the SSRC left what the kernel forwards
 		for i := 0; i < n; i++ {
 			m := &w.rm[i]
 			if m.Hdr.Flags&unix.MSG_TRUNC != 0 {
@@ -353,6 +357,21 @@ func (w *worker) drain(s *sock) int {
 			}
 			accepted++
 			d.account(h, len(pkt), now, st, s.rtcp)
+			if w.kern != nil && !s.rtcp && h.kind == kindRTP {
+				if h.ssrc == d.kssrc {
+					d.kseen++
+				} else {
+					d.kssrc, d.kseen = h.ssrc, 1
+				}
+				// Samples and packets queued before the hand-over carry
+				// the SSRC the kernel forwards; another one means the
+				// sender restarted (RFC 3550 §8.2).
+				moved = moved || (d.k == kPending || d.k == kActive) && h.ssrc != d.kon
+				if d.k == kActive && h.ssrc == d.kon {
+					d.ksamples++
+					d.klastExt = d.rtp.extSeq()
+				}
+			}
 			if dst == nil {
 				w.ctr.noPeer++ // before SDP or latching told us the peer
 				d.dropped++
@@ -372,6 +391,13 @@ func (w *worker) drain(s *sock) int {
 		}
 		if ns > 0 {
 			w.send(out.fd, dst, out.conn && dst == &out.src, ns, d)
+		}
+		if w.kern != nil && !s.rtcp {
+			if moved {
+				st.kwithdraw(s.side)
+			} else if d.k == kUser && d.kseen >= kernelAfter && dst != nil {
+				w.offload(st, s, out, dst)
+			}
 		}
 		if n < len(w.rm) {
 			return total
@@ -407,12 +433,39 @@ func (w *worker) accept(s *sock, name *[unix.SizeofSockaddrInet6]byte, n uint32,
 		return true
 	case w.latch == LatchSSRC && h.kind != kindOther && s.haveSSRC && h.ssrc == s.ssrc:
 		// Same SSRC from a new address: the endpoint's NAT binding
-		// changed. Follow it.
+		// changed. Follow it, in userspace: the kernel's rules name the
+		// old address as this side's source and the other side's
+		// destination.
 		s.src.Set(name, n)
 		w.ctr.relatched++
+		if w.kern != nil && !s.rtcp {
+			s.st.kwithdraw(s.side)
+			s.st.kwithdraw(s.side.other())
+		}
 		return true
 	}
 	return false
+}
+
+// offload hands the direction of s to the kernel once both ends are
+// settled: this side latched (its source is the key) and the other side
+// latched too (its latched source is where packets go), or latching off.
+// w.mu is held; the request is only queued.
+func (w *worker) offload(st *Stream, s, out *sock, dst *mmsg.Addr) {
+	d := &st.dir[s.side]
+	if w.latch != LatchOff && (!s.latched || !out.latched) {
+		return
+	}
+	if s.src.N == 0 {
+		return
+	}
+	e, ok := kernelEntry(st, s, out, dst.AddrPort(), d.kssrc)
+	if !ok {
+		d.k = kOff // IPv6 stays in userspace
+		return
+	}
+	d.k, d.kon, d.ksamples = kPending, d.kssrc, 0
+	w.kern.enqueue(kreq{add: true, st: st, side: s.side, e: e})
 }
 
 // send forwards ns queued packets out of fd to dst. sendmmsg stops at the
@@ -456,6 +509,21 @@ type dirState struct {
 	rtp                                             rtpRecv
 	first, last                                     int64 // nanotime; 0: never
 	pt                                              uint8 // last RTP payload type
+
+	// The in-kernel path (kernel_linux.go). k says where the direction is
+	// forwarded; kssrc and kseen count RTP packets in a row with one SSRC
+	// (the key the kernel matches). kPackets and kBytes are what the
+	// kernel forwarded in earlier hand-overs (exact, folded in when each
+	// ended); kLive and kLiveBytes the current one's, as last polled.
+	// kLost0 is the loss when the current hand-over began: while the
+	// kernel forwards, loss is known again only when it ends.
+	k                                   kstate
+	kclose                              bool   // Call.Close waits for this withdrawal
+	kssrc, kseen, kon                   uint32 // kon: the SSRC handed over
+	kPackets, kBytes, kLive, kLiveBytes uint64
+	kLost0, kOwn0                       int64
+	ksamples                            uint64 // samples seen in the current hand-over
+	klastExt                            uint64 // highest extended sequence number at the last sample
 }
 
 // account counts an accepted packet. RTP statistics come only from the RTP

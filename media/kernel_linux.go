@@ -1,0 +1,715 @@
+//go:build linux
+
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// The in-kernel fast path (Config.Kernel). Once a direction of a stream
+// has latched and its SSRC has held still for kernelAfter packets, its
+// packets are rewritten and forwarded by nftables, statelessly, without
+// reaching the relay thread:
+//
+//	table ip sipedge_media
+//	  map streams  { ip saddr . udp sport . udp dport . RTP SSRC : verdict }   (per-element counter)
+//	  map out      { meta mark : verdict }
+//	  chain pre    hook prerouting, priority raw (-300):
+//	                 meta l4proto udp  <key> vmap @streams
+//	  chain s<ID>  numgen inc mod kernelSample == kernelSample-1  return   (a sample goes on to the relay thread)
+//	               counter  ip daddr set PEER  udp dport set PEERPORT  meta mark set TAG|ID  notrack
+//	  chain post   hook postrouting: meta mark vmap @out
+//	  chain in     hook input:       meta mark vmap @out   (a peer on this host)
+//	  chain o<ID>  ip saddr set LOCAL  udp sport set LOCALPORT  meta mark set 0
+//
+// Why this shape (docs/DESIGN.md, "In-kernel media path"):
+//
+//   - Stateless rewriting with notrack, not conntrack DNAT/SNAT: rules take
+//     effect at once in both directions (a NAT rule only applies to the
+//     first packet of a conntrack flow, and the userspace phase has already
+//     made that flow), removing a rule stops forwarding at once, and there is
+//     no conntrack table to fill or flush.
+//   - The destination is rewritten before routing (prerouting), the source
+//     after it (postrouting, or input for a peer on this host): rewriting the
+//     source to one of our own addresses before routing makes the kernel
+//     drop the packet as a martian.
+//   - The key includes the SSRC and the latched source: a packet from any
+//     other source or with a new SSRC does not match and reaches the relay
+//     thread as before, which forwards it and hands the direction back to
+//     userspace (re-latch, SSRC change). Nothing is lost while that happens.
+//   - One packet in kernelSample skips the rewrite and reaches the relay
+//     thread, which forwards it and measures it: jitter keeps being
+//     estimated from those samples, loss from the sequence numbers they carry
+//     against the exact count of everything forwarded, and the call's
+//     inactivity timer keeps seeing packets.
+//   - The rule counter of s<ID> is exact; it is read after the map element
+//     is removed, when nothing can add to it any more, so per-stream
+//     counters stay exact across every hand-over.
+//   - Every change goes through one goroutine (kernel.run) in batches: the
+//     relay threads only queue requests and never wait for netlink.
+const (
+	kernelTableName = "sipedge_media"
+	// kernelTag marks the packets the fast path rewrote, in the high byte
+	// of the packet mark; the low 24 bits carry the direction's ID.
+	kernelTag  = 0x5e000000
+	kernelMask = 0xff000000
+	kernelIDs  = 1 << 24
+	// kernelAfter is how many RTP packets in a row, from the latched
+	// source with one SSRC, a direction must show before it is handed to
+	// the kernel: about a second of 20 ms audio, long enough that a
+	// phone's first packets (comfort noise, SSRC restarts, NAT rebinding)
+	// have settled.
+	kernelAfter = 50
+	// kernelSample: one packet in this many goes through the relay thread
+	// while a direction is kernel-forwarded (one a second at 20 ms).
+	kernelSample = 50
+	// kernelPoll is how often the live counters are read for Stats.
+	kernelPoll = 2 * time.Second
+	// kernelUserData tags the accept rule added to the firewall's forward
+	// chains, so it can be found and removed.
+	kernelUserData = "sipedge media kernel path"
+)
+
+// kstate is where a direction of a stream is forwarded.
+type kstate uint8
+
+const (
+	kUser        kstate = iota // by the relay thread; may be handed to the kernel
+	kPending                   // handed over, not in the kernel yet
+	kActive                    // forwarded by the kernel
+	kWithdrawing               // being taken back
+	kOff                       // never again (stream closed, or the kernel refused it)
+)
+
+// kreq is a request to the kernel goroutine.
+type kreq struct {
+	add  bool
+	st   *Stream
+	side Side // the direction: packets from side
+	e    kentry
+}
+
+// kentry is one direction in the kernel.
+type kentry struct {
+	id           uint32
+	key          [16]byte // saddr . sport . dport . ssrc, as the map's key
+	daddr, saddr [4]byte
+	dport, sport uint16
+	st           *Stream
+	side         Side
+	samples0     uint64 // the direction's packet count when it was added
+}
+
+// kernel owns the nftables table of the fast path.
+type kernel struct {
+	conn    *nftables.Conn
+	table   *nftables.Table
+	streams *nftables.Set
+	out     *nftables.Set
+	accepts []*nftables.Rule // in the firewall's forward chains
+
+	mu    sync.Mutex // guards queue; taken under a worker's mu, never the reverse
+	queue []kreq
+	kick  chan struct{}
+	done  chan struct{}
+	wg    sync.WaitGroup
+
+	// Owned by run.
+	entries map[*dirState]*kentry
+	free    []uint32
+	next    uint32
+
+	// Counts, read by Relay.Stats under mu.
+	added, removed, failed uint64
+	lastErr                string
+}
+
+// openKernel sets the fast path up: a fresh table (a table left by a
+// sipedge that was killed is deleted first, so nothing stale stays), and
+// the accept rule in the forward chains of the firewall's table when
+// firewall names one. It fails with the reason when nftables or
+// CAP_NET_ADMIN is missing or IPv4 forwarding is off.
+func openKernel(firewall string) (*kernel, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
+		return nil, fmt.Errorf("nftables not usable (sipedge needs CAP_NET_ADMIN): %w", err)
+	}
+	removeKernelTable(conn)
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/forwarding"); err != nil || strings.TrimSpace(string(b)) != "1" {
+		return nil, errors.New("IPv4 forwarding is off (sysctl net.ipv4.ip_forward=1 turns it on)")
+	}
+	k := &kernel{
+		conn:    conn,
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		entries: make(map[*dirState]*kentry),
+	}
+	if err := k.build(); err != nil {
+		removeKernelTable(conn)
+		return nil, err
+	}
+	if firewall != "" {
+		if err := k.acceptForward(firewall); err != nil {
+			k.remove()
+			return nil, err
+		}
+	}
+	k.wg.Add(1)
+	go k.run()
+	return k, nil
+}
+
+// removeKernelTable deletes the fast path's table if it exists.
+func removeKernelTable(conn *nftables.Conn) {
+	if t, err := conn.ListTableOfFamily(kernelTableName, nftables.TableFamilyIPv4); err == nil && t != nil {
+		conn.DelTable(t)
+		_ = conn.Flush()
+	}
+}
+
+var (
+	keyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService,
+		nftables.TypeInetService, nftables.TypeMark)
+)
+
+// Registers: NFT_REG32_00 and up hold the four parts of the key.
+const reg32 = 8
+
+func (k *kernel) build() error {
+	c := k.conn
+	k.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: kernelTableName})
+	k.streams = &nftables.Set{Table: k.table, Name: "streams", IsMap: true, Concatenation: true,
+		KeyType: keyType, DataType: nftables.TypeVerdict, Counter: true}
+	if err := c.AddSet(k.streams, nil); err != nil {
+		return err
+	}
+	k.out = &nftables.Set{Table: k.table, Name: "out", IsMap: true,
+		KeyType: nftables.TypeMark, DataType: nftables.TypeVerdict}
+	if err := c.AddSet(k.out, nil); err != nil {
+		return err
+	}
+	accept := nftables.ChainPolicyAccept
+	pre := c.AddChain(&nftables.Chain{Table: k.table, Name: "pre", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept})
+	c.AddRule(&nftables.Rule{Table: k.table, Chain: pre, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Payload{DestRegister: reg32, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Payload{DestRegister: reg32 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+		&expr.Payload{DestRegister: reg32 + 2, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		// The SSRC: UDP header (8) + RTP bytes 8-11. A shorter packet
+		// fails the load and so the rule.
+		&expr.Payload{DestRegister: reg32 + 3, Base: expr.PayloadBaseTransportHeader, Offset: 16, Len: 4},
+		&expr.Lookup{SourceRegister: reg32, SetName: k.streams.Name, SetID: k.streams.ID, DestRegister: 0, IsDestRegSet: true},
+	}})
+	markVmap := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: k.out.Name, SetID: k.out.ID, DestRegister: 0, IsDestRegSet: true},
+	}
+	srcnat := *nftables.ChainPriorityNATSource
+	post := c.AddChain(&nftables.Chain{Table: k.table, Name: "post", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPostrouting, Priority: &srcnat, Policy: &accept})
+	c.AddRule(&nftables.Rule{Table: k.table, Chain: post, Exprs: markVmap})
+	in := c.AddChain(&nftables.Chain{Table: k.table, Name: "in", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
+	c.AddRule(&nftables.Rule{Table: k.table, Chain: in, Exprs: markVmap})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: creating table ip %s: %w", kernelTableName, err)
+	}
+	return nil
+}
+
+// acceptForward inserts, at the top of every forward-hook base chain of
+// the firewall's table, a rule accepting the packets the fast path
+// rewrote: they are untracked, so a firewall that accepts only
+// established flows would otherwise drop them.
+func (k *kernel) acceptForward(spec string) error {
+	f := strings.Fields(spec)
+	if len(f) != 3 {
+		return fmt.Errorf("%q: want \"family table chain\"", spec)
+	}
+	chains, err := k.conn.ListChains()
+	if err != nil {
+		return fmt.Errorf("nftables: listing chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != f[1] || familyName(ch.Table.Family) != f[0] || ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward {
+			continue
+		}
+		var tag, mask [4]byte
+		binary.NativeEndian.PutUint32(tag[:], kernelTag)
+		binary.NativeEndian.PutUint32(mask[:], kernelMask)
+		r := k.conn.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: []byte(kernelUserData), Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask[:], Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tag[:]},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}})
+		k.accepts = append(k.accepts, r)
+	}
+	if err := k.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables: accept rule in %s %s forward chains: %w", f[0], f[1], err)
+	}
+	return nil
+}
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	}
+	return strconv.Itoa(int(f))
+}
+
+// close stops the goroutine and removes everything the fast path added.
+// The relay's streams are closed first, so their withdrawals have run.
+func (k *kernel) close() {
+	close(k.done)
+	k.wg.Wait()
+	k.remove()
+}
+
+func (k *kernel) remove() {
+	for _, r := range k.accepts {
+		rules, err := k.conn.GetRules(r.Table, r.Chain)
+		if err != nil {
+			continue
+		}
+		for _, x := range rules {
+			if string(x.UserData) == kernelUserData {
+				_ = k.conn.DelRule(x)
+			}
+		}
+	}
+	k.accepts = nil
+	_ = k.conn.Flush()
+	removeKernelTable(k.conn)
+}
+
+// enqueue queues a request; it never blocks (the caller holds a worker's
+// mutex).
+func (k *kernel) enqueue(r kreq) {
+	k.mu.Lock()
+	k.queue = append(k.queue, r)
+	k.mu.Unlock()
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run applies queued requests in batches and refreshes the live counters.
+func (k *kernel) run() {
+	defer k.wg.Done()
+	t := time.NewTicker(kernelPoll)
+	defer t.Stop()
+	var batch []kreq
+	for {
+		select {
+		case <-k.done:
+			k.mu.Lock()
+			batch = append(batch[:0], k.queue...)
+			k.queue = nil
+			k.mu.Unlock()
+			k.apply(batch)
+			return
+		case <-k.kick:
+		case <-t.C:
+			k.poll()
+			continue
+		}
+		k.mu.Lock()
+		batch = append(batch[:0], k.queue...)
+		k.queue = k.queue[:0]
+		k.mu.Unlock()
+		k.apply(batch)
+	}
+}
+
+// apply runs one batch: the adds in one transaction, then the removals.
+// Requests for one direction keep their order (an add, then its removal).
+func (k *kernel) apply(batch []kreq) {
+	var adds []*kentry
+	var dels []kreq
+	for _, r := range batch {
+		if r.add {
+			e := r.e
+			e.st, e.side = r.st, r.side
+			adds = append(adds, &e)
+			continue
+		}
+		// A removal whose add is in this batch: the add is dropped.
+		dropped := false
+		for i, e := range adds {
+			if e != nil && e.st == r.st && e.side == r.side {
+				adds[i] = nil
+				dropped = true
+			}
+		}
+		if dropped {
+			k.done1(r.st, r.side, 0, 0, 0)
+			continue
+		}
+		dels = append(dels, r)
+	}
+	k.add(adds)
+	k.del(dels)
+}
+
+// add puts entries into the kernel, in one transaction; if it fails, one
+// by one, so one bad entry does not keep the others in userspace.
+func (k *kernel) add(adds []*kentry) {
+	var ok []*kentry
+	for _, e := range adds {
+		if e == nil {
+			continue
+		}
+		if e.id = k.alloc(); e.id == 0 {
+			k.refuse(e, errors.New("no free IDs"))
+			continue
+		}
+		k.stage(e)
+		ok = append(ok, e)
+	}
+	if len(ok) == 0 {
+		return
+	}
+	if err := k.conn.Flush(); err != nil {
+		if len(ok) == 1 {
+			k.free = append(k.free, ok[0].id)
+			k.refuse(ok[0], err)
+			return
+		}
+		for _, e := range ok {
+			k.stage(e)
+			if err := k.conn.Flush(); err != nil {
+				k.free = append(k.free, e.id)
+				k.refuse(e, err)
+				continue
+			}
+			k.activate(e)
+		}
+		return
+	}
+	for _, e := range ok {
+		k.activate(e)
+	}
+}
+
+func (k *kernel) alloc() uint32 {
+	if n := len(k.free); n > 0 {
+		id := k.free[n-1]
+		k.free = k.free[:n-1]
+		return id
+	}
+	if k.next+1 >= kernelIDs {
+		return 0
+	}
+	k.next++
+	return k.next
+}
+
+func (k *kernel) chains(id uint32) (s, o *nftables.Chain) {
+	n := strconv.FormatUint(uint64(id), 10)
+	return &nftables.Chain{Table: k.table, Name: "s" + n}, &nftables.Chain{Table: k.table, Name: "o" + n}
+}
+
+// stage adds e's chains, rules and map elements to the pending batch.
+func (k *kernel) stage(e *kentry) {
+	c := k.conn
+	s, o := k.chains(e.id)
+	c.AddChain(s)
+	c.AddChain(o)
+	var mark, port [4]byte
+	binary.NativeEndian.PutUint32(mark[:], kernelTag|e.id)
+	binary.BigEndian.PutUint16(port[:], e.dport)
+	// The last of every kernelSample packets is the sample: the first
+	// ones of a hand-over may reach the relay thread before it knows the
+	// hand-over is done, and must not be taken for samples.
+	var last [4]byte
+	binary.NativeEndian.PutUint32(last[:], kernelSample-1)
+	c.AddRule(&nftables.Rule{Table: k.table, Chain: s, Exprs: []expr.Any{
+		&expr.Numgen{Register: 1, Modulus: kernelSample, Type: unix.NFT_NG_INCREMENTAL},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: last[:]},
+		&expr.Verdict{Kind: expr.VerdictReturn},
+	}})
+	c.AddRule(&nftables.Rule{Table: k.table, Chain: s, Exprs: []expr.Any{
+		&expr.Counter{},
+		&expr.Immediate{Register: 1, Data: e.daddr[:]},
+		ipWrite(16),
+		&expr.Immediate{Register: 1, Data: port[:2]},
+		udpWrite(2),
+		&expr.Immediate{Register: 1, Data: mark[:]},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		&expr.Notrack{},
+	}})
+	binary.BigEndian.PutUint16(port[:], e.sport)
+	c.AddRule(&nftables.Rule{Table: k.table, Chain: o, Exprs: []expr.Any{
+		&expr.Immediate{Register: 1, Data: e.saddr[:]},
+		ipWrite(12),
+		&expr.Immediate{Register: 1, Data: port[:2]},
+		udpWrite(0),
+		&expr.Immediate{Register: 1, Data: []byte{0, 0, 0, 0}},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+	}})
+	_ = c.SetAddElements(k.out, []nftables.SetElement{{Key: mark[:], VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: o.Name}}})
+	_ = c.SetAddElements(k.streams, []nftables.SetElement{{Key: e.key[:], VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: s.Name}}})
+}
+
+// ipWrite rewrites the IPv4 address at offset (12 source, 16
+// destination) from register 1, fixing the IP header checksum and the
+// UDP checksum's pseudo-header.
+func ipWrite(offset uint32) *expr.Payload {
+	return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader,
+		Offset: offset, Len: 4, CsumType: expr.CsumTypeInet, CsumOffset: 10, CsumFlags: unix.NFT_PAYLOAD_L4CSUM_PSEUDOHDR}
+}
+
+// udpWrite rewrites the UDP port at offset (0 source, 2 destination),
+// fixing the UDP checksum.
+func udpWrite(offset uint32) *expr.Payload {
+	return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseTransportHeader,
+		Offset: offset, Len: 2, CsumType: expr.CsumTypeInet, CsumOffset: 6}
+}
+
+// activate records an entry the kernel accepted and tells its direction.
+func (k *kernel) activate(e *kentry) {
+	d := &e.st.dir[e.side]
+	k.entries[d] = e
+	k.mu.Lock()
+	k.added++
+	k.mu.Unlock()
+	w := e.st.w
+	w.mu.Lock()
+	e.samples0 = d.packets
+	d.kLost0 = d.rtp.lost()
+	d.kOwn0 = d.rtp.ownLost()
+	d.klastExt = d.rtp.extSeq()
+	if d.k == kPending {
+		d.k = kActive
+	}
+	w.mu.Unlock()
+}
+
+// refuse gives a direction back to userspace for good after the kernel
+// refused it.
+func (k *kernel) refuse(e *kentry, err error) {
+	k.mu.Lock()
+	k.failed++
+	k.lastErr = err.Error()
+	k.mu.Unlock()
+	w := e.st.w
+	w.mu.Lock()
+	d := &e.st.dir[e.side]
+	if d.k == kPending || d.k == kWithdrawing {
+		d.k = kOff
+	}
+	w.mu.Unlock()
+}
+
+// del takes directions out of the kernel: first their map elements (no
+// packet takes the path afterwards), then their exact counters, then the
+// chains.
+func (k *kernel) del(dels []kreq) {
+	var es []*kentry
+	for _, r := range dels {
+		e := k.entries[&r.st.dir[r.side]]
+		if e == nil {
+			// Refused, or removed already: just give it back.
+			k.done1(r.st, r.side, 0, 0, 0)
+			continue
+		}
+		es = append(es, e)
+		_ = k.conn.SetDeleteElements(k.streams, []nftables.SetElement{{Key: e.key[:]}})
+	}
+	if len(es) == 0 {
+		return
+	}
+	if err := k.conn.Flush(); err != nil {
+		k.setErr(err)
+	}
+	counts := make([][2]uint64, len(es))
+	for i, e := range es {
+		s, o := k.chains(e.id)
+		var pk, by uint64
+		if rules, err := k.conn.GetRules(k.table, s); err == nil {
+			for _, r := range rules {
+				for _, x := range r.Exprs {
+					if c, ok := x.(*expr.Counter); ok {
+						pk, by = c.Packets, c.Bytes
+					}
+				}
+			}
+		} else {
+			k.setErr(err)
+		}
+		counts[i] = [2]uint64{pk, by}
+		var mark [4]byte
+		binary.NativeEndian.PutUint32(mark[:], kernelTag|e.id)
+		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: mark[:]}})
+		k.conn.FlushChain(s)
+		k.conn.FlushChain(o)
+		k.conn.DelChain(s)
+		k.conn.DelChain(o)
+		delete(k.entries, &e.st.dir[e.side])
+		k.free = append(k.free, e.id)
+	}
+	if err := k.conn.Flush(); err != nil {
+		k.setErr(err)
+	}
+	k.mu.Lock()
+	k.removed += uint64(len(es))
+	k.mu.Unlock()
+	for i, e := range es {
+		k.done1(e.st, e.side, binary.BigEndian.Uint32(e.key[12:16]), counts[i][0], counts[i][1])
+	}
+}
+
+func (k *kernel) setErr(err error) {
+	k.mu.Lock()
+	k.lastErr = err.Error()
+	k.mu.Unlock()
+}
+
+// done1 folds a direction's kernel counters into its own and makes it
+// eligible again (or off for good if its stream is closed). IP and UDP
+// headers are taken off the kernel's byte count (IPv4 without options),
+// since the relay counts UDP payload bytes.
+func (k *kernel) done1(st *Stream, side Side, ssrc uint32, pk, by uint64) {
+	w := st.w
+	d := &st.dir[side]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d.kPackets += pk
+	if by >= pk*28 {
+		d.kBytes += by - pk*28
+	}
+	d.kLive, d.kLiveBytes = 0, 0
+	// Loss (RFC 3550 A.3: expected - received). The kernel forwarded pk
+	// packets of SSRC ssrc: they count as received. The relay thread saw
+	// the samples, one in every kernelSample packets that matched (the
+	// rule's counter is exact, so the spacing is too): the tail after the
+	// last sample, whose sequence numbers it never saw, is the pk
+	// packets less the kernelSample-1 before each sample, and is taken
+	// as lossless.
+	tail := pk - min(pk, (kernelSample-1)*d.ksamples)
+	if d.rtp.ssrc == ssrc && d.rtp.valid {
+		// Packets the relay thread has read since the withdrawal may
+		// already have moved the highest sequence number past the tail.
+		d.rtp.received += pk
+		d.rtp.advanceTo(d.klastExt + tail)
+		// Never below the loss when the hand-over began: a packet read
+		// just after the hand-over but sent before it is no sample.
+		if own := d.rtp.ownLost(); own < d.kOwn0 {
+			d.rtp.advanceTo(d.rtp.extSeq() + uint64(d.kOwn0-own))
+		}
+	} else if pk > 0 {
+		// The sender moved on to a new SSRC meanwhile: the old one's loss
+		// was taken with the kernel's packets up to its last sample
+		// missing.
+		d.rtp.lostPrior -= int64(pk - tail)
+	}
+	d.ksamples = 0
+	if st.closed.Load() {
+		d.k = kOff
+	} else {
+		d.k = kUser
+	}
+	if d.kclose {
+		d.kclose = false
+		// Not under w.mu: AfterRelease's functions may read stats.
+		defer st.c.withdrawn()
+	}
+}
+
+// poll refreshes the live counters of kernel-forwarded directions from
+// the map's element counters (every packet that matched the key: the
+// kernel-forwarded ones and the samples).
+func (k *kernel) poll() {
+	if len(k.entries) == 0 {
+		return
+	}
+	els, err := k.conn.GetSetElements(k.streams)
+	if err != nil {
+		return
+	}
+	byKey := make(map[[16]byte]*kentry, len(k.entries))
+	for _, e := range k.entries {
+		byKey[e.key] = e
+	}
+	for _, el := range els {
+		if len(el.Key) < 16 || el.Counter == nil {
+			continue
+		}
+		e := byKey[[16]byte(el.Key[:16])]
+		if e == nil {
+			continue
+		}
+		w := e.st.w
+		d := &e.st.dir[e.side]
+		w.mu.Lock()
+		if d.k == kActive {
+			samples := d.packets - e.samples0
+			if el.Counter.Packets > samples {
+				d.kLive = el.Counter.Packets - samples
+				d.kLiveBytes = 0
+				if el.Counter.Bytes > el.Counter.Packets*28 {
+					// Average size: the samples are the same kind of packet.
+					d.kLiveBytes = (el.Counter.Bytes - el.Counter.Packets*28) / el.Counter.Packets * d.kLive
+				}
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// status reports the fast path's state.
+func (k *kernel) status() KernelStatus {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return KernelStatus{Active: true, Added: k.added, Removed: k.removed, Failed: k.failed, LastError: k.lastErr,
+		Directions: int(k.added - k.removed)}
+}
+
+// kernelEntry builds the request that hands packets from side of st,
+// arriving on s from its latched source, to the kernel: they go to dst out
+// of the other side's RTP port. It reports false when the addresses are
+// not all IPv4 (IPv6 stays in userspace).
+func kernelEntry(st *Stream, s *sock, out *sock, dst netip.AddrPort, ssrc uint32) (kentry, bool) {
+	var e kentry
+	src := s.src.AddrPort()
+	local := st.pairs[s.side].rtpPort
+	egress := st.pairs[out.side].rtpPort
+	if !src.Addr().Unmap().Is4() || !dst.Addr().Unmap().Is4() || !local.Addr().Is4() || !egress.Addr().Is4() {
+		return e, false
+	}
+	a := src.Addr().Unmap().As4()
+	copy(e.key[0:4], a[:])
+	binary.BigEndian.PutUint16(e.key[4:6], src.Port())
+	binary.BigEndian.PutUint16(e.key[8:10], local.Port())
+	binary.BigEndian.PutUint32(e.key[12:16], ssrc)
+	e.daddr = dst.Addr().Unmap().As4()
+	e.dport = dst.Port()
+	e.saddr = egress.Addr().As4()
+	e.sport = egress.Port()
+	return e, true
+}

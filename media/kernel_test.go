@@ -1,0 +1,242 @@
+//go:build linux
+
+package media
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// The in-kernel path changes the host's nftables ruleset, so its tests run
+// in a network namespace of their own: TestKernelPathInNetns creates one
+// and runs this test binary inside it, where the tests named
+// TestKernelPath* do the work. They need root (CAP_NET_ADMIN) and ip(8).
+const kernelNSEnv = "SIPEDGE_MEDIA_KERNEL_NETNS"
+
+func TestKernelPathInNetns(t *testing.T) {
+	if os.Getenv(kernelNSEnv) != "" {
+		t.Skip("inside the namespace")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace and nftables")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip(8)")
+	}
+	ns := "sipedge-media-" + strconv.Itoa(os.Getpid())
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run("ip", "-n", ns, "link", "set", "lo", "up")
+	run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestKernelPath", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), kernelNSEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestKernelPathForwards") {
+		t.Fatalf("in namespace %s: %v\n%s", ns, err, out)
+	}
+	t.Logf("in namespace %s:\n%s", ns, out)
+}
+
+func inKernelNS(t *testing.T) {
+	if os.Getenv(kernelNSEnv) == "" {
+		t.Skip("runs inside the namespace TestKernelPathInNetns makes")
+	}
+}
+
+// kernelTable returns the fast path's table, or nil.
+func kernelTable(t *testing.T) (*nftables.Conn, *nftables.Table) {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := c.ListTableOfFamily(kernelTableName, nftables.TableFamilyIPv4)
+	if err != nil {
+		return c, nil
+	}
+	return c, tb
+}
+
+// kernelChains lists the per-direction chains (s<ID>, o<ID>) in the table.
+func kernelChains(t *testing.T) []string {
+	t.Helper()
+	c, tb := kernelTable(t)
+	if tb == nil {
+		return nil
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, ch := range chains {
+		if ch.Table.Name == kernelTableName && ch.Name != "pre" && ch.Name != "post" && ch.Name != "in" {
+			out = append(out, ch.Name)
+		}
+	}
+	return out
+}
+
+// exchange sends n RTP packets each way, in turns, each checked on arrival
+// (content and source: the relay's port of the other side), and returns
+// the next sequence number.
+func exchange(t *testing.T, x *setup, a, b *endpoint, seq uint16, n int, ssrcA, ssrcB uint32) uint16 {
+	t.Helper()
+	aRTP, _ := x.local(SideA)
+	bRTP, _ := x.local(SideB)
+	for i := 0; i < n; i++ {
+		p := rtpPacket(0, seq, uint32(seq)*160, ssrcA, 160)
+		a.send(aRTP, p)
+		b.expect(p, bRTP)
+		q := rtpPacket(0, seq, uint32(seq)*160, ssrcB, 160)
+		b.send(bRTP, q)
+		a.expect(q, aRTP)
+		seq++
+	}
+	return seq
+}
+
+func TestKernelPathForwards(t *testing.T) {
+	inKernelNS(t)
+	// A table left by a sipedge that was killed is replaced.
+	c, _ := kernelTable(t)
+	stale := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: kernelTableName})
+	c.AddChain(&nftables.Chain{Table: stale, Name: "s999"})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	x := newSetup(t, Config{Kernel: true})
+	if ks := x.r.Kernel(); !ks.Active {
+		t.Fatalf("kernel path not active: %s", ks.Reason)
+	}
+	if ch := kernelChains(t); len(ch) != 0 {
+		t.Fatalf("stale chains left: %v", ch)
+	}
+
+	// Both directions latch and settle, then move to the kernel.
+	var sentA, sentB int
+	seq := uint16(1)
+	// until exchanges packets until cond holds (a hand-over is
+	// asynchronous, and the relay thread acts on the next packet).
+	until := func(what string, a *endpoint, ssrcA uint32, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; kernel %+v", what, x.r.Kernel())
+			}
+			seq = exchange(t, x, a, x.b, seq, 1, ssrcA, 0xb)
+			sentA++
+			sentB++
+			time.Sleep(time.Millisecond)
+		}
+	}
+	more := func(a *endpoint, ssrcA uint32, n int) {
+		t.Helper()
+		seq = exchange(t, x, a, x.b, seq, n, ssrcA, 0xb)
+		sentA += n
+		sentB += n
+	}
+	until("both directions in the kernel", x.a, 0xa, func() bool { return x.r.Kernel().Directions == 2 })
+	more(x.a, 0xa, 300)
+	st := x.s.Stats()
+	if !st.AtoB.InKernel || !st.BtoA.InKernel {
+		t.Fatalf("stats: in kernel A→B %v B→A %v", st.AtoB.InKernel, st.BtoA.InKernel)
+	}
+	if ch := kernelChains(t); len(ch) != 4 {
+		t.Fatalf("chains %v: want s and o for each of 2 directions", ch)
+	}
+
+	// A new SSRC from A: it reaches B at once (through the relay thread),
+	// the direction comes back from the kernel and goes again once the
+	// new SSRC has settled.
+	added := x.r.Kernel().Added
+	until("A→B back in the kernel with the new SSRC", x.a, 0xc, func() bool {
+		k := x.r.Kernel()
+		return k.Added > added && k.Directions == 2
+	})
+	more(x.a, 0xc, 100)
+
+	// A re-INVITE moves A to a new address: B's packets go there at once.
+	a2 := newEndpoint(t, "udp4", lo4)
+	if err := x.s.SetPeer(SideA, a2.addr, netip.AddrPort{}); err != nil {
+		t.Fatal(err)
+	}
+	removed := x.r.Kernel().Removed
+	until("both directions in the kernel after the move", a2, 0xd, func() bool {
+		k := x.r.Kernel()
+		return k.Removed >= removed+2 && k.Directions == 2
+	})
+	more(a2, 0xd, 100)
+
+	// The call ends: counters are exact once the kernel's are read, and
+	// nothing of the stream stays in the ruleset.
+	done := make(chan struct{})
+	x.c.Close()
+	x.c.AfterRelease(func() { close(done) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("AfterRelease never ran")
+	}
+	st = x.s.Stats()
+	if int(st.AtoB.Packets) != sentA || int(st.AtoB.Forwarded) != sentA || int(st.BtoA.Packets) != sentB || int(st.BtoA.Forwarded) != sentB {
+		t.Fatalf("after close: A→B %d/%d B→A %d/%d packets/forwarded, want %d and %d", st.AtoB.Packets, st.AtoB.Forwarded,
+			st.BtoA.Packets, st.BtoA.Forwarded, sentA, sentB)
+	}
+	if st.AtoB.Kernel == 0 || st.BtoA.Kernel == 0 || st.AtoB.InKernel || st.BtoA.InKernel {
+		t.Fatalf("after close: kernel counts %d/%d, in kernel %v/%v", st.AtoB.Kernel, st.BtoA.Kernel, st.AtoB.InKernel, st.BtoA.InKernel)
+	}
+	if st.AtoB.Bytes != uint64(sentA*172) || st.BtoA.Bytes != uint64(sentB*172) {
+		t.Fatalf("after close: bytes %d/%d, want %d/%d", st.AtoB.Bytes, st.BtoA.Bytes, sentA*172, sentB*172)
+	}
+	if st.AtoB.Lost != 0 || st.BtoA.Lost != 0 {
+		t.Fatalf("after close: lost %d/%d, want 0", st.AtoB.Lost, st.BtoA.Lost)
+	}
+	if ch := kernelChains(t); len(ch) != 0 {
+		t.Fatalf("chains left after the call: %v", ch)
+	}
+	k := x.r.Kernel()
+	if k.Directions != 0 || k.Added != k.Removed || k.Failed != 0 {
+		t.Fatalf("kernel status after the call: %+v", k)
+	}
+	t.Logf("kernel: %+v; A→B %d packets, %d by the kernel; B→A %d, %d by the kernel", k,
+		st.AtoB.Packets, st.AtoB.Kernel, st.BtoA.Packets, st.BtoA.Kernel)
+
+	x.r.Close()
+	if _, tb := kernelTable(t); tb != nil {
+		t.Fatal("table left after Close")
+	}
+}
+
+// Without forwarding the relay stays in userspace and says why.
+func TestKernelPathNeedsForwarding(t *testing.T) {
+	inKernelNS(t)
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	x := newSetup(t, Config{Kernel: true})
+	ks := x.r.Kernel()
+	if ks.Active || !strings.Contains(ks.Reason, "forwarding") {
+		t.Fatalf("kernel status %+v: want inactive, naming forwarding", ks)
+	}
+	exchange(t, x, x.a, x.b, 1, kernelAfter+20, 0xa, 0xb)
+	if st := x.s.Stats(); st.AtoB.InKernel || st.AtoB.Kernel != 0 {
+		t.Fatalf("stats %+v: want userspace only", st.AtoB)
+	}
+}
