@@ -486,6 +486,10 @@ type Media struct {
 	// sipedge opens each relayed stream's ports for the call's lifetime
 	// (a set and one rule of its own). Empty: none.
 	Firewall string `yaml:"firewall"`
+	// Kernel: auto (hand latched streams to nftables when sipedge may:
+	// Linux, CAP_NET_ADMIN, IPv4 forwarding on; else userspace, said once
+	// in the log), on (the same, but not starting without it), or off.
+	Kernel string `yaml:"kernel"`
 }
 
 // PortRange parses Media.Ports.
@@ -602,7 +606,7 @@ func Default() *Config {
 		SymmetricResponses: &t,
 		Sessions:           Sessions{MinSE: Duration{90 * time.Second}},
 		NAT:                NAT{Keepalive: "options", KeepaliveInterval: Duration{15 * time.Second}, KeepaliveFailures: 3},
-		Media:              Media{Relay: "auto", Ports: "10000-29999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8},
+		Media:              Media{Relay: "auto", Ports: "10000-29999", Latch: "first", Inactivity: Duration{60 * time.Second}, MaxStreamsPerCall: 8, Kernel: "auto"},
 		Shutdown:           Shutdown{Drain: Duration{30 * time.Second}},
 		MIME:               MIME{Inbound: DefaultMIME(), Outbound: DefaultMIME()},
 		ServerHeader:       "sipedge",
@@ -995,6 +999,11 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if _, _, err := c.Media.PortRange(); err != nil {
 		return bad("media.ports", err.Error())
+	}
+	switch c.Media.Kernel {
+	case "auto", "on", "off":
+	default:
+		return bad("media.kernel", fmt.Sprintf("%q: use auto, on or off", c.Media.Kernel))
 	}
 	switch c.Media.Latch {
 	case "first", "ssrc":

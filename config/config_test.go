@@ -117,6 +117,7 @@ func TestErrors(t *testing.T) {
 		{"media:\n  relay: sometimes\n", "config:2: media.relay: \"sometimes\": use auto, always or never"},
 		{"media:\n  ports: 30001-30099\n", "config:2: media.ports: \"30001-30099\": want an even first port"},
 		{"media:\n  latch: last\n", "config:2: media.latch: \"last\": use first or ssrc"},
+		{"media:\n  kernel: yes\n", "config:2: media.kernel: \"yes\": use auto, on or off"},
 		{"media:\n  inactivity: soon\n", "config:2: media.inactivity: \"soon\" is not a duration"},
 		{"listen: [\n", "config:1: not valid YAML: did not find expected node content"},
 		{"log:\n  level: info\n   format: json\n", "config:3: not valid YAML: mapping values are not allowed"},

@@ -59,6 +59,7 @@ var keyClass = map[string]reloadClass{
 	"routes":                               reloadable,
 	"media.relay":                          restart, // whether the relay exists at all
 	"media.ports":                          restart, // the relay's port pool
+	"media.kernel":                         restart, // the nftables table of the in-kernel path
 	"media.latch":                          restart, // the relay threads' mode; running streams would change behaviour mid-call
 	"media.inactivity":                     reloadable,
 	"media.max_calls":                      reloadable,

@@ -23,15 +23,15 @@ import (
 // packets are rewritten and forwarded by nftables, statelessly, without
 // reaching the relay thread:
 //
-//	table ip sipedge_media
+//	table ip sipedge_media_PORTMIN_PORTMAX
 //	  map streams  { ip saddr . udp sport . udp dport . RTP SSRC : verdict }   (per-element counter)
-//	  map out      { meta mark : verdict }
+//	  map out      { meta mark . ip daddr . udp dport : verdict }
 //	  chain pre    hook prerouting, priority raw (-300):
 //	                 meta l4proto udp  <key> vmap @streams
 //	  chain s<ID>  numgen inc mod kernelSample == kernelSample-1  return   (a sample goes on to the relay thread)
 //	               counter  ip daddr set PEER  udp dport set PEERPORT  meta mark set TAG|ID  notrack
-//	  chain post   hook postrouting: meta mark vmap @out
-//	  chain in     hook input:       meta mark vmap @out   (a peer on this host)
+//	  chain post   hook postrouting: meta mark . ip daddr . udp dport vmap @out
+//	  chain in     hook input:       the same, for a peer on this host
 //	  chain o<ID>  ip saddr set LOCAL  udp sport set LOCALPORT  meta mark set 0
 //
 // Why this shape (docs/DESIGN.md, "In-kernel media path"):
@@ -60,7 +60,11 @@ import (
 //   - Every change goes through one goroutine (kernel.run) in batches: the
 //     relay threads only queue requests and never wait for netlink.
 const (
-	kernelTableName = "sipedge_media"
+	// kernelTablePrefix: the table is named after the relay's port
+	// range, so that sipedge instances sharing a host (on different
+	// ranges) keep their own, and a restart finds the table its killed
+	// predecessor left.
+	kernelTablePrefix = "sipedge_media_"
 	// kernelTag marks the packets the fast path rewrote, in the high byte
 	// of the packet mark; the low 24 bits carry the direction's ID.
 	kernelTag  = 0x5e000000
@@ -77,9 +81,6 @@ const (
 	kernelSample = 50
 	// kernelPoll is how often the live counters are read for Stats.
 	kernelPoll = 2 * time.Second
-	// kernelUserData tags the accept rule added to the firewall's forward
-	// chains, so it can be found and removed.
-	kernelUserData = "sipedge media kernel path"
 )
 
 // kstate is where a direction of a stream is forwarded.
@@ -114,6 +115,7 @@ type kentry struct {
 
 // kernel owns the nftables table of the fast path.
 type kernel struct {
+	name    string // of the table; also the accept rules' user data
 	conn    *nftables.Conn
 	table   *nftables.Table
 	streams *nftables.Set
@@ -141,7 +143,8 @@ type kernel struct {
 // the accept rule in the forward chains of the firewall's table when
 // firewall names one. It fails with the reason when nftables or
 // CAP_NET_ADMIN is missing or IPv4 forwarding is off.
-func openKernel(firewall string) (*kernel, error) {
+func openKernel(portMin, portMax int, firewall string) (*kernel, error) {
+	name := kernelTablePrefix + strconv.Itoa(portMin) + "_" + strconv.Itoa(portMax)
 	conn, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -149,18 +152,19 @@ func openKernel(firewall string) (*kernel, error) {
 	if _, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
 		return nil, fmt.Errorf("nftables not usable (sipedge needs CAP_NET_ADMIN): %w", err)
 	}
-	removeKernelTable(conn)
+	removeKernelTable(conn, name)
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/forwarding"); err != nil || strings.TrimSpace(string(b)) != "1" {
 		return nil, errors.New("IPv4 forwarding is off (sysctl net.ipv4.ip_forward=1 turns it on)")
 	}
 	k := &kernel{
+		name:    name,
 		conn:    conn,
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		entries: make(map[*dirState]*kentry),
 	}
 	if err := k.build(); err != nil {
-		removeKernelTable(conn)
+		removeKernelTable(conn, name)
 		return nil, err
 	}
 	if firewall != "" {
@@ -175,8 +179,8 @@ func openKernel(firewall string) (*kernel, error) {
 }
 
 // removeKernelTable deletes the fast path's table if it exists.
-func removeKernelTable(conn *nftables.Conn) {
-	if t, err := conn.ListTableOfFamily(kernelTableName, nftables.TableFamilyIPv4); err == nil && t != nil {
+func removeKernelTable(conn *nftables.Conn, name string) {
+	if t, err := conn.ListTableOfFamily(name, nftables.TableFamilyIPv4); err == nil && t != nil {
 		conn.DelTable(t)
 		_ = conn.Flush()
 	}
@@ -185,21 +189,33 @@ func removeKernelTable(conn *nftables.Conn) {
 var (
 	keyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService,
 		nftables.TypeInetService, nftables.TypeMark)
+	outKeyType = nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeIPAddr, nftables.TypeInetService)
 )
+
+// outKey is the out map's key: mark . daddr . dport (padded to 4).
+func outKey(mark [4]byte, daddr [4]byte, dport uint16) []byte {
+	k := make([]byte, 12)
+	copy(k, mark[:])
+	copy(k[4:], daddr[:])
+	binary.BigEndian.PutUint16(k[8:], dport)
+	return k
+}
 
 // Registers: NFT_REG32_00 and up hold the four parts of the key.
 const reg32 = 8
 
 func (k *kernel) build() error {
 	c := k.conn
-	k.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: kernelTableName})
+	k.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: k.name})
 	k.streams = &nftables.Set{Table: k.table, Name: "streams", IsMap: true, Concatenation: true,
 		KeyType: keyType, DataType: nftables.TypeVerdict, Counter: true}
 	if err := c.AddSet(k.streams, nil); err != nil {
 		return err
 	}
-	k.out = &nftables.Set{Table: k.table, Name: "out", IsMap: true,
-		KeyType: nftables.TypeMark, DataType: nftables.TypeVerdict}
+	// The out map's key is the mark and the rewritten destination: the
+	// mark alone could be another instance's (same tag, same ID).
+	k.out = &nftables.Set{Table: k.table, Name: "out", IsMap: true, Concatenation: true,
+		KeyType: outKeyType, DataType: nftables.TypeVerdict}
 	if err := c.AddSet(k.out, nil); err != nil {
 		return err
 	}
@@ -218,8 +234,12 @@ func (k *kernel) build() error {
 		&expr.Lookup{SourceRegister: reg32, SetName: k.streams.Name, SetID: k.streams.ID, DestRegister: 0, IsDestRegSet: true},
 	}})
 	markVmap := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-		&expr.Lookup{SourceRegister: 1, SetName: k.out.Name, SetID: k.out.ID, DestRegister: 0, IsDestRegSet: true},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg32},
+		&expr.Payload{DestRegister: reg32 + 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: reg32 + 2, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: reg32, SetName: k.out.Name, SetID: k.out.ID, DestRegister: 0, IsDestRegSet: true},
 	}
 	srcnat := *nftables.ChainPriorityNATSource
 	post := c.AddChain(&nftables.Chain{Table: k.table, Name: "post", Type: nftables.ChainTypeFilter,
@@ -229,7 +249,7 @@ func (k *kernel) build() error {
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
 	c.AddRule(&nftables.Rule{Table: k.table, Chain: in, Exprs: markVmap})
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: creating table ip %s: %w", kernelTableName, err)
+		return fmt.Errorf("nftables: creating table ip %s: %w", k.name, err)
 	}
 	return nil
 }
@@ -254,7 +274,7 @@ func (k *kernel) acceptForward(spec string) error {
 		var tag, mask [4]byte
 		binary.NativeEndian.PutUint32(tag[:], kernelTag)
 		binary.NativeEndian.PutUint32(mask[:], kernelMask)
-		r := k.conn.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: []byte(kernelUserData), Exprs: []expr.Any{
+		r := k.conn.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: []byte(k.name), Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask[:], Xor: []byte{0, 0, 0, 0}},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tag[:]},
@@ -296,14 +316,14 @@ func (k *kernel) remove() {
 			continue
 		}
 		for _, x := range rules {
-			if string(x.UserData) == kernelUserData {
+			if string(x.UserData) == k.name {
 				_ = k.conn.DelRule(x)
 			}
 		}
 	}
 	k.accepts = nil
 	_ = k.conn.Flush()
-	removeKernelTable(k.conn)
+	removeKernelTable(k.conn, k.name)
 }
 
 // enqueue queues a request; it never blocks (the caller holds a worker's
@@ -472,7 +492,7 @@ func (k *kernel) stage(e *kentry) {
 		&expr.Immediate{Register: 1, Data: []byte{0, 0, 0, 0}},
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 	}})
-	_ = c.SetAddElements(k.out, []nftables.SetElement{{Key: mark[:], VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: o.Name}}})
+	_ = c.SetAddElements(k.out, []nftables.SetElement{{Key: outKey(mark, e.daddr, e.dport), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: o.Name}}})
 	_ = c.SetAddElements(k.streams, []nftables.SetElement{{Key: e.key[:], VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: s.Name}}})
 }
 
@@ -565,7 +585,7 @@ func (k *kernel) del(dels []kreq) {
 		counts[i] = [2]uint64{pk, by}
 		var mark [4]byte
 		binary.NativeEndian.PutUint32(mark[:], kernelTag|e.id)
-		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: mark[:]}})
+		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: outKey(mark, e.daddr, e.dport)}})
 		k.conn.FlushChain(s)
 		k.conn.FlushChain(o)
 		k.conn.DelChain(s)

@@ -63,7 +63,7 @@ func kernelTable(t *testing.T) (*nftables.Conn, *nftables.Table) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := c.ListTableOfFamily(kernelTableName, nftables.TableFamilyIPv4)
+	tb, err := c.ListTableOfFamily(kernelTablePrefix+"41000_41999", nftables.TableFamilyIPv4)
 	if err != nil {
 		return c, nil
 	}
@@ -83,7 +83,7 @@ func kernelChains(t *testing.T) []string {
 	}
 	var out []string
 	for _, ch := range chains {
-		if ch.Table.Name == kernelTableName && ch.Name != "pre" && ch.Name != "post" && ch.Name != "in" {
+		if ch.Table.Name == kernelTablePrefix+"41000_41999" && ch.Name != "pre" && ch.Name != "post" && ch.Name != "in" {
 			out = append(out, ch.Name)
 		}
 	}
@@ -113,7 +113,7 @@ func TestKernelPathForwards(t *testing.T) {
 	inKernelNS(t)
 	// A table left by a sipedge that was killed is replaced.
 	c, _ := kernelTable(t)
-	stale := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: kernelTableName})
+	stale := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: kernelTablePrefix + "41000_41999"})
 	c.AddChain(&nftables.Chain{Table: stale, Name: "s999"})
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)

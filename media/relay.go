@@ -54,7 +54,7 @@ func New(cfg Config) (*Relay, error) {
 		r.workers = append(r.workers, w)
 	}
 	if cfg.Kernel {
-		if k, err := openKernel(cfg.KernelForward); err != nil {
+		if k, err := openKernel(cfg.PortMin, cfg.PortMax, cfg.KernelForward); err != nil {
 			r.kernWhy = err.Error()
 		} else {
 			r.kern = k

@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -287,7 +288,8 @@ func (a *app) startRelay(cfg *config.Config, mode callmedia.Mode) error {
 	}
 	relay, err := media.New(media.Config{
 		Firewall: fw,
-		PortMin:  lo, PortMax: hi, Latch: latch, Inactivity: cfg.Media.Inactivity.Duration,
+		Kernel:   cfg.Media.Kernel != "off", KernelForward: cfg.Media.Firewall,
+		PortMin: lo, PortMax: hi, Latch: latch, Inactivity: cfg.Media.Inactivity.Duration,
 		MaxCalls: cfg.Media.MaxCalls, MaxStreamsPerCall: cfg.Media.MaxStreamsPerCall,
 		OnInactive: func(id string) {
 			a.log.Info("media stopped in both directions; relay ports freed", "call_id", strings.ReplaceAll(id, "\x00", " "))
@@ -299,6 +301,14 @@ func (a *app) startRelay(cfg *config.Config, mode callmedia.Mode) error {
 	}
 	a.relay = relay
 	a.closer = append([]func(){func() { relay.Close() }}, a.closer...)
+	switch ks := relay.Kernel(); {
+	case ks.Active:
+		a.log.Info("media: in-kernel path on: latched streams are forwarded by nftables", "table", "ip sipedge_media_"+strconv.Itoa(lo)+"_"+strconv.Itoa(hi))
+	case cfg.Media.Kernel == "on":
+		return errStart{fmt.Errorf("media.kernel: on, but the in-kernel path is not available: %s (use auto to relay in userspace instead)", ks.Reason)}
+	case cfg.Media.Kernel == "auto":
+		a.log.Info("media: in-kernel path off, relaying in userspace", "reason", ks.Reason)
+	}
 	a.media = callmedia.New(a.core, relay, callmedia.Config{Mode: mode, MaxCallsPerUser: cfg.Media.MaxCallsPerUser})
 	return nil
 }

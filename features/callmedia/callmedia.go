@@ -246,19 +246,25 @@ func (f *Feature) remove(key string) *call {
 func (f *Feature) End(key string) {
 	if c := f.remove(key); c != nil {
 		c.rc.Close()
-		m := f.finish(c, time.Now())
-		// The call leaves ids only now, so that CallMedia finds it
-		// either in progress or ended.
-		f.mu.Lock()
-		id := c.callID()
-		f.ended.put(id, m)
-		if f.ids[id] == c {
-			delete(f.ids, id)
-		}
-		f.mu.Unlock()
-		if fn := f.onEnd.Load(); fn != nil {
-			(*fn)(id, m)
-		}
+		end := time.Now()
+		// Streams the kernel forwarded have their exact counts a netlink
+		// round trip later; until then CallMedia shows the call in
+		// progress, with the counts last polled.
+		c.rc.AfterRelease(func() {
+			m := f.finish(c, end)
+			// The call leaves ids only now, so that CallMedia finds it
+			// either in progress or ended.
+			f.mu.Lock()
+			id := c.callID()
+			f.ended.put(id, m)
+			if f.ids[id] == c {
+				delete(f.ids, id)
+			}
+			f.mu.Unlock()
+			if fn := f.onEnd.Load(); fn != nil {
+				(*fn)(id, m)
+			}
+		})
 	}
 }
 

@@ -43,12 +43,17 @@ type Leg struct {
 	Source     netip.AddrPort `json:"source"` // where its packets come from (the latched source)
 	Latched    bool           `json:"latched"`
 
-	Packets       uint64         `json:"packets"` // accepted (RTP, RTCP, others)
-	Bytes         uint64         `json:"bytes"`
-	RTCPPackets   uint64         `json:"rtcp_packets"`
-	Forwarded     uint64         `json:"forwarded"` // sent on to the other side
-	Dropped       uint64         `json:"dropped"`   // every reason
-	Foreign       uint64         `json:"foreign"`   // refused: not from the latched source
+	Packets     uint64 `json:"packets"` // accepted (RTP, RTCP, others)
+	Bytes       uint64 `json:"bytes"`
+	RTCPPackets uint64 `json:"rtcp_packets"`
+	Forwarded   uint64 `json:"forwarded"` // sent on to the other side
+	// Kernel is how many of Packets the in-kernel path forwarded
+	// (media.kernel); loss and jitter then come from the one packet in 50
+	// the relay thread still sees.
+	Kernel        uint64         `json:"kernel_packets"`
+	InKernel      bool           `json:"in_kernel"`
+	Dropped       uint64         `json:"dropped"` // every reason
+	Foreign       uint64         `json:"foreign"` // refused: not from the latched source
 	ForeignSource netip.AddrPort `json:"foreign_source"`
 	Lost          int64          `json:"lost"`
 	LossPct       float64        `json:"loss_pct"`

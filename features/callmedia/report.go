@@ -293,7 +293,7 @@ func leg(side media.Side, sig, relay netip.AddrPort, ds *media.DirStats, codec s
 		Relay: relay, Source: ds.Source, Latched: ds.Latched,
 		Packets: ds.Packets, Bytes: ds.Bytes, RTCPPackets: ds.RTCPPackets, Forwarded: ds.Forwarded, Dropped: ds.Dropped,
 		Foreign: ds.Foreign, ForeignSource: ds.ForeignSource, Lost: ds.Lost, Codec: codec,
-		NoPeer: ds.NoPeer, SendErrors: ds.SendErrors}
+		NoPeer: ds.NoPeer, SendErrors: ds.SendErrors, Kernel: ds.Kernel, InKernel: ds.InKernel}
 	if side == media.SideB {
 		l.Side = "callee"
 	}
