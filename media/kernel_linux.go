@@ -618,7 +618,6 @@ func (k *kernel) done1(st *Stream, side Side, ssrc uint32, pk, by uint64) {
 	w := st.w
 	d := &st.dir[side]
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	d.kPackets += pk
 	if by >= pk*28 {
 		d.kBytes += by - pk*28
@@ -654,10 +653,12 @@ func (k *kernel) done1(st *Stream, side Side, ssrc uint32, pk, by uint64) {
 	} else {
 		d.k = kUser
 	}
-	if d.kclose {
-		d.kclose = false
-		// Not under w.mu: AfterRelease's functions may read stats.
-		defer st.c.withdrawn()
+	closing := d.kclose
+	d.kclose = false
+	w.mu.Unlock()
+	if closing {
+		// Not under w.mu: AfterRelease's functions read stats.
+		st.c.withdrawn()
 	}
 }
 

@@ -199,6 +199,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	// Each call of the call log shows what the relay saw of its media.
 	a.calls.SetMedia(a.callMedia)
 	if a.media != nil {
+		a.calls.SetMediaWait(a.media.WhenFinal)
+	}
+	if a.media != nil {
 		a.media.OnEnd(a.mediaQoS)
 	}
 	// Always built (it sleeps while off): a reload may turn it on.

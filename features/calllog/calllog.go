@@ -116,6 +116,7 @@ type Feature struct {
 	answered, failed, cancelled atomic.Uint64
 	started                     atomic.Bool
 	media                       atomic.Pointer[MediaFunc]
+	mediaWait                   atomic.Pointer[WaitFunc]
 }
 
 // MediaFunc returns the media of a call by its Call-ID, and whether there
@@ -123,6 +124,21 @@ type Feature struct {
 // must stay answerable for a call whose media ended just before its
 // signalling did.
 type MediaFunc func(callID string) (any, bool)
+
+// WaitFunc runs then once the media of a call is final (the relay may
+// still be reading exact counters just after the call ended), possibly
+// later and on another goroutine.
+type WaitFunc func(callID string, then func())
+
+// SetMediaWait sets how the call log waits for a call's media to be final
+// before it writes the call's line; nil: it does not wait.
+func (f *Feature) SetMediaWait(fn WaitFunc) {
+	if fn == nil {
+		f.mediaWait.Store(nil)
+		return
+	}
+	f.mediaWait.Store(&fn)
+}
 
 // SetMedia sets where the media of a call comes from (the media relay
 // feature, which the call log does not import); nil: no media.
@@ -422,6 +438,14 @@ func (f *Feature) endLocked(c *call, by string) {
 // the media comes from another feature, whose locks are not taken under
 // this one's). Lines are written whole under f.mu.
 func (f *Feature) write(c *call) {
+	if w := f.mediaWait.Load(); w != nil {
+		(*w)(c.rec.CallID, func() { f.writeNow(c) })
+		return
+	}
+	f.writeNow(c)
+}
+
+func (f *Feature) writeNow(c *call) {
 	c.rec.Media = f.mediaOf(c.rec.CallID)
 	line, err := json.Marshal(c.rec)
 	if err == nil {

@@ -90,6 +90,9 @@ type Feature struct {
 	calls map[string]*call
 	users map[string]int   // relayed calls per caller (user@host of From)
 	ids   map[string]*call // the calls by Call-ID alone, for CallMedia
+	// settling: calls ended whose media is not final yet (the kernel's
+	// counters are being read), with what waits for it (WhenFinal).
+	settling map[string][]func()
 	ended endedCalls       // the media of the last calls that ended
 	// onEnd, when set, gets each relayed call's media once it ended
 	// (the HEP quality report); it runs on the goroutine that ended the
@@ -155,7 +158,8 @@ type reqMedia struct {
 // New returns the feature for core, relaying through relay.
 func New(core *proxy.Core, relay *media.Relay, cfg Config) *Feature {
 	f := &Feature{core: core, relay: relay, log: core.Logger(), note: core.NewNote(),
-		calls: map[string]*call{}, users: map[string]int{}, ids: map[string]*call{}, ended: newEndedCalls()}
+		calls: map[string]*call{}, users: map[string]int{}, ids: map[string]*call{}, ended: newEndedCalls(),
+		settling: map[string][]func(){}}
 	f.stats.loss = metrics.NewDistribution(lossBuckets[:]...)
 	f.stats.mos = metrics.NewDistribution(mosBuckets[:]...)
 	f.cfg.Store(&cfg)
@@ -247,6 +251,12 @@ func (f *Feature) End(key string) {
 	if c := f.remove(key); c != nil {
 		c.rc.Close()
 		end := time.Now()
+		id := c.callID()
+		f.mu.Lock()
+		if _, ok := f.settling[id]; !ok {
+			f.settling[id] = nil
+		}
+		f.mu.Unlock()
 		// Streams the kernel forwarded have their exact counts a netlink
 		// round trip later; until then CallMedia shows the call in
 		// progress, with the counts last polled.
@@ -255,18 +265,62 @@ func (f *Feature) End(key string) {
 			// The call leaves ids only now, so that CallMedia finds it
 			// either in progress or ended.
 			f.mu.Lock()
-			id := c.callID()
 			f.ended.put(id, m)
 			if f.ids[id] == c {
 				delete(f.ids, id)
 			}
+			waiting := f.settling[id]
+			delete(f.settling, id)
 			f.mu.Unlock()
 			if fn := f.onEnd.Load(); fn != nil {
 				(*fn)(id, m)
 			}
+			for _, fn := range waiting {
+				fn()
+			}
 		})
 	}
 }
+
+// WhenFinal runs fn once the media of call callID is final: at once,
+// unless the call has ended and the relay is still reading the kernel's
+// exact counters of its streams (media.kernel), then on the relay's
+// goroutine when it has (a netlink round trip later). fn must not block
+// for long.
+//
+// A call still in progress here (its dialog ended, but the hook that ends
+// its media has not run yet) is waited for too, at most finalWait.
+func (f *Feature) WhenFinal(callID string, fn func()) {
+	f.mu.Lock()
+	if w, ok := f.settling[callID]; ok {
+		f.settling[callID] = append(w, fn)
+		f.mu.Unlock()
+		return
+	}
+	if _, live := f.ids[callID]; live {
+		f.settling[callID] = []func(){fn}
+		f.mu.Unlock()
+		time.AfterFunc(finalWait, func() {
+			f.mu.Lock()
+			// Still waiting: the media never ended; give up.
+			w, ok := f.settling[callID]
+			delete(f.settling, callID)
+			f.mu.Unlock()
+			if ok {
+				for _, fn := range w {
+					fn()
+				}
+			}
+		})
+		return
+	}
+	f.mu.Unlock()
+	fn()
+}
+
+// finalWait bounds how long WhenFinal waits for a call whose media has not
+// ended yet.
+const finalWait = 2 * time.Second
 
 // OnEnd sets fn to get each relayed call's media when the call ends (for
 // a per-call quality report). fn must not block.

@@ -1,0 +1,178 @@
+package netlab
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestKernelPath: sipedge on the gateway with media.kernel: on. A call
+// from the provider side (sipp with RTP) to alice on the LAN (baresip)
+// moves to nftables once both sides have latched: the gateway's ruleset
+// holds one chain pair per direction during the call, RTP flows both ways
+// through the firewall (whose forward chain accepts only established flows
+// and sipedge's rule), the call log's per-leg packet counts equal what each
+// phone sent as the captures saw it, and nothing of the call is left in
+// the ruleset after BYE. Then sipedge is killed (kill -9) during a second
+// kernel-forwarded call and restarted: the new sipedge starts with a clean
+// table.
+func TestKernelPath(t *testing.T) {
+	t.Parallel()
+	l := startLab(t, "gateway")
+	l.kamailio()
+	callLog := filepath.Join(l.tmp, "calls.jsonl")
+	cfg := gatewayConfig + "  firewall: inet netlab input\n  kernel: on\ncall_log:\n  file: " + callLog + "\n"
+	l.sipedge("gw", cfg)
+	if !strings.Contains(l.logFile("sipedge"), "in-kernel path on") {
+		t.Fatalf("the in-kernel path did not start:\n%s", l.logFile("sipedge"))
+	}
+	l.baresip("alice", "--ns", l.ns("lan"), "--ip", "10.77.0.10", "--user", "alice",
+		"--outbound", "sip:10.77.0.1:5060", "--source", "sine:660")
+	sip := filepath.Join(l.dir, "sip")
+
+	call := func(ctx context.Context, hold string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			done <- runIn(ctx, l, "wan", "sipp", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+				"-key", "dom", "203.0.113.10", "-key", "me", "carol", "-i", "203.0.113.12", "-p", "5060",
+				"-mi", "203.0.113.12", "-mp", "30000", "-m", "1", "-d", hold, "-nostdin", "-timeout", "30s")
+		}()
+		return done
+	}
+	waitChains := func(want int) int {
+		t.Helper()
+		n := 0
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if n = len(l.kernelChains()); n >= want {
+				return n
+			}
+		}
+		return n
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	capLAN := l.capture("lan", "udp portrange 10000-11099")
+	capWAN := l.captureOn("wan", "br0", "udp port 30000 or udp port 30001 or udp portrange 10000-10999")
+	done := call(ctx, "6000")
+	// Two directions, a chain pair each.
+	if n := waitChains(4); n != 4 {
+		t.Fatalf("per-direction chains during the call: %d, want 4\n%s", n, l.kernelRuleset())
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	capLAN.stop()
+	capWAN.stop()
+	checkFlow(t, capLAN.file, "10.77.0.1:", "10.77.0.10", 250)
+	checkFlow(t, capWAN.file, "203.0.113.1:", "203.0.113.12", 250)
+	time.Sleep(500 * time.Millisecond)
+	if ch := l.kernelChains(); len(ch) != 0 {
+		t.Fatalf("chains left after BYE: %v", ch)
+	}
+
+	// What each phone sent to the relay, as captured, against the call
+	// log's legs (RTP packets: Packets less RTCP).
+	_, fromCarol := flowToHost(t, rtpFlows(t, capWAN.file), "203.0.113.1:10")
+	_, fromAlice := flowToHost(t, rtpFlows(t, capLAN.file), "10.77.0.1:10")
+	legs := lastCallLegs(t, callLog)
+	caller, callee := legs["caller"], legs["callee"]
+	if caller.Kernel == 0 || callee.Kernel == 0 {
+		t.Fatalf("call log: kernel-forwarded packets %d/%d, want both > 0", caller.Kernel, callee.Kernel)
+	}
+	if got := caller.Packets - caller.RTCP; got != uint64(fromCarol.packets) {
+		t.Errorf("caller leg: %d RTP packets in the call log, carol sent %d", got, fromCarol.packets)
+	}
+	if got := callee.Packets - callee.RTCP; got != uint64(fromAlice.packets) {
+		t.Errorf("callee leg: %d RTP packets in the call log, alice sent %d", got, fromAlice.packets)
+	}
+	t.Logf("caller %d packets (%d by the kernel), callee %d (%d by the kernel); captured from carol %d, from alice %d",
+		caller.Packets, caller.Kernel, callee.Packets, callee.Kernel, fromCarol.packets, fromAlice.packets)
+
+	// kill -9 during a kernel-forwarded call leaves the table; a restart
+	// replaces it.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel2()
+	done = call(ctx2, "20000")
+	if n := waitChains(4); n != 4 {
+		t.Fatalf("per-direction chains during the second call: %d, want 4", n)
+	}
+	l.se.Process.Kill()
+	l.se.Wait()
+	if n := len(l.kernelChains()); n == 0 {
+		t.Fatal("the killed sipedge's chains vanished by themselves: the restart check proves nothing")
+	}
+	l.sipedge("gw", cfg)
+	if ch := l.kernelChains(); len(ch) != 0 {
+		t.Fatalf("chains after the restart: %v, want none", ch)
+	}
+	cancel2()
+	<-done
+}
+
+var kernelChainRE = regexp.MustCompile(`(?m)^\s*chain ([so]\d+) \{`)
+
+// kernelChains lists the per-direction chains of the in-kernel path's
+// table on the gateway.
+func (l *lab) kernelChains() []string {
+	var out []string
+	for _, m := range kernelChainRE.FindAllStringSubmatch(l.kernelRuleset(), -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+func (l *lab) kernelRuleset() string {
+	b, _ := l.cmd("gw", "nft", "list", "table", "ip", "sipedge_media_10000_10999").CombinedOutput()
+	return string(b)
+}
+
+type logLeg struct {
+	Packets uint64 `json:"packets"`
+	RTCP    uint64 `json:"rtcp_packets"`
+	Kernel  uint64 `json:"kernel_packets"`
+}
+
+// lastCallLegs reads the last call log line's first stream's legs by side.
+func lastCallLegs(t *testing.T, file string) map[string]logLeg {
+	t.Helper()
+	var line string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		f, err := os.Open(file)
+		if err == nil {
+			sc := bufio.NewScanner(f)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				line = sc.Text()
+			}
+			f.Close()
+		}
+		if line != "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	var rec struct {
+		Media struct {
+			Streams []struct {
+				Legs []struct {
+					Side string `json:"side"`
+					logLeg
+				} `json:"legs"`
+			} `json:"streams"`
+		} `json:"media"`
+	}
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || len(rec.Media.Streams) == 0 {
+		t.Fatalf("call log line %q: %v", line, err)
+	}
+	out := map[string]logLeg{}
+	for _, l := range rec.Media.Streams[0].Legs {
+		out[l.Side] = l.logLeg
+	}
+	return out
+}
