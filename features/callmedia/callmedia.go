@@ -93,7 +93,7 @@ type Feature struct {
 	// settling: calls ended whose media is not final yet (the kernel's
 	// counters are being read), with what waits for it (WhenFinal).
 	settling map[string][]func()
-	ended endedCalls       // the media of the last calls that ended
+	ended    endedCalls // the media of the last calls that ended
 	// onEnd, when set, gets each relayed call's media once it ended
 	// (the HEP quality report); it runs on the goroutine that ended the
 	// call, outside mu.
