@@ -969,12 +969,9 @@ func TestForks(t *testing.T) {
 
 // A fork closes on its own (its branch failed) or with its call; Keep("")
 // keeps the call's own streams; early media on a fork keeps the call from
-// being reported inactive.
+// counting as silent.
 func TestForkLifecycle(t *testing.T) {
-	var mu sync.Mutex
-	var silent []string
-	r := newRelay(t, Config{PortMin: 47000, PortMax: 47999, Inactivity: 150 * time.Millisecond,
-		OnInactive: func(id string) { mu.Lock(); silent = append(silent, id); mu.Unlock() }})
+	r := newRelay(t, Config{PortMin: 47000, PortMax: 47999})
 	c, _ := r.Call("lc")
 	own, _ := c.Stream(0, lo4, lo4)
 	f1, _ := c.Fork("1")
@@ -993,20 +990,16 @@ func TestForkLifecycle(t *testing.T) {
 	if again, _ := c.Fork("2"); again == f2 {
 		t.Error("a closed fork came back")
 	}
-	// Early media on fork 1 only, for longer than the inactivity limit.
-	e := newEndpoint(t, "udp4", lo4)
-	s1.SetPeer(SideB, e.addr, netip.AddrPort{})
-	aRTP, _ := s1.Local(SideA)
-	stop := time.Now().Add(400 * time.Millisecond)
-	for seq := uint16(1); time.Now().Before(stop); seq++ {
-		e.send(aRTP, rtpPacket(0, seq, 0, 1, 20))
-		time.Sleep(20 * time.Millisecond)
-	}
-	mu.Lock()
-	n := len(silent)
-	mu.Unlock()
-	if n != 0 {
-		t.Errorf("call with early media on a fork reported inactive: %v", silent)
+	// Judged 10 s on with a 5 s limit: silent, unless fork 1 had a
+	// packet a second ago.
+	now, limit := nanotime()+int64(10*time.Second), int64(5*time.Second)
+	r.mu.Lock()
+	_, quiet := c.quiet(now, limit)
+	s1.last.Store(now - int64(time.Second))
+	_, quietFork := c.quiet(now, limit)
+	r.mu.Unlock()
+	if !quiet || quietFork {
+		t.Errorf("quiet %v without media, %v with early media on a fork", quiet, quietFork)
 	}
 	c.Keep("")
 	if got := c.Streams(); len(got) != 1 || got[0] != own {
