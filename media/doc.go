@@ -41,9 +41,16 @@
 // A packet that arrives on side X's RTP (RTCP) port leaves through side Y's
 // RTP (RTCP) port, to Y's peer: the address Y's packets come from once
 // latched (symmetric RTP, RFC 4961), else Y's SDP address (SetPeer). With
-// rtcp-mux (RFC 5761) RTCP arrives on the RTP port and follows the same
-// rule; it is told apart from RTP (by RFC 5761 §4's 192-223 rule) only for
-// counting. Packets that are neither RTP nor RTCP (STUN, DTLS, ZRTP) are
+// rtcp-mux (RFC 5761) on both sides RTCP arrives on the RTP port and
+// follows the same rule; it is told apart from RTP (by RFC 5761 §4's
+// 192-223 rule) only for counting. When only one side muxes (its SetPeer
+// gave rtcp = rtp, the other's a separate address), the relay translates
+// (RFC 5761 §5.1.3): RTCP that arrives on the muxing side's RTP port
+// leaves through the other side's RTCP port to its RTCP peer, and what
+// arrives on the other side's RTCP port leaves through the muxing side's
+// RTP port. A batch read from one socket then goes out in at most two
+// sendmmsg calls, one per destination socket; RTP alone still takes one.
+// Packets that are neither RTP nor RTCP (STUN, DTLS, ZRTP) are
 // forwarded the same way and counted apart: dropping them would break
 // DTLS-SRTP key exchange through the relay, and forwarding them is what a
 // relay that cannot tell them from media would do anyway. ICE is not
@@ -63,6 +70,18 @@
 //
 // Packets that arrive before the other side's address is known are counted
 // (Drops.NoPeer) and dropped.
+//
+// # Forked calls
+//
+// An INVITE that forks may get early media from several callees at once
+// (RFC 3960 §3), each in its own early dialog. Call.Fork gives each branch
+// a set of streams of its own, with its own ports on both sides: the
+// caller hears each callee from the A port that callee's provisional
+// answer advertised, and what it sends to that port reaches that callee
+// only. Call.Keep settles the call on the fork whose 2xx came: its streams
+// become the call's own (re-INVITEs, stats, the inactivity check) and the
+// others' ports and pinholes are freed at once. A call that never forks
+// never creates a fork and keeps its ports from the first offer on.
 //
 // # What a stream tells about each side
 //

@@ -242,3 +242,67 @@ func TestKernelPathNeedsForwarding(t *testing.T) {
 		t.Fatalf("stats %+v: want userspace only", st.AtoB)
 	}
 }
+
+// A forked call with both forks' media in the kernel: Keep withdraws the
+// released fork's directions and leaves the kept one's in place; RTCP
+// that one side muxes still reaches the other side's RTCP port (it stays
+// with the relay thread: the kernel's key is an RTP SSRC).
+func TestKernelPathForks(t *testing.T) {
+	inKernelNS(t)
+	x := newSetup(t, Config{Kernel: true})
+	if ks := x.r.Kernel(); !ks.Active {
+		t.Fatalf("kernel path not active: %s", ks.Reason)
+	}
+	fc, err := x.c.Fork("f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := fc.Stream(0, lo4, lo4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := &setup{r: x.r, c: fc, s: fs, a: x.a, b: newEndpoint(t, "udp4", lo4), aRTCP: x.aRTCP, bRTCP: newEndpoint(t, "udp4", lo4)}
+	// The caller muxes on both forks; the callees do not.
+	for _, z := range []*setup{x, y} {
+		z.s.SetPeer(SideA, z.a.addr, z.a.addr)
+		z.s.SetPeer(SideB, z.b.addr, z.bRTCP.addr)
+	}
+	seq := uint16(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for x.r.Kernel().Directions != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for both forks in the kernel; %+v", x.r.Kernel())
+		}
+		exchange(t, x, x.a, x.b, seq, 1, 0xa, 0xb)
+		exchange(t, y, y.a, y.b, seq, 1, 0xc, 0xd)
+		seq++
+		time.Sleep(time.Millisecond)
+	}
+	_, bRTCP := fs.Local(SideB)
+	aRTP, _ := fs.Local(SideA)
+	sr := rtcpPacket(200, 0xc)
+	y.a.send(aRTP, sr)
+	y.bRTCP.expect(sr, bRTCP)
+
+	removed := x.r.Kernel().Removed
+	x.c.Keep("f")
+	for k := x.r.Kernel(); k.Directions != 2 || k.Removed < removed+2; k = x.r.Kernel() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the released fork stays in the kernel: %+v", k)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if ch := kernelChains(t); len(ch) != 4 {
+		t.Fatalf("chains %v after Keep: want the kept fork's 2 directions", ch)
+	}
+	seq = exchange(t, y, y.a, y.b, seq, 50, 0xc, 0xd)
+	y.a.send(aRTP, sr)
+	y.bRTCP.expect(sr, bRTCP)
+	x.c.Close()
+	for len(kernelChains(t)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("chains left after Close: %v", kernelChains(t))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

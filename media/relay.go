@@ -163,10 +163,87 @@ type Call struct {
 	closed   atomic.Bool     // written under r.mu
 	streams  map[int]*Stream // guarded by r.mu
 	reported int64           // last activity when OnInactive was called; r.mu
+
+	// Forks (see Fork), guarded by r.mu: a call's forks by key; a
+	// fork's call and key. A fork shares the call's ID, is not in
+	// Relay.calls and has no forks itself.
+	forks  map[string]*Call
+	parent *Call
+	key    string
 }
 
 // ID returns the call's ID.
 func (c *Call) ID() string { return c.id }
+
+// Fork returns the fork of the call named key, creating it on first use:
+// a set of streams of its own (Stream allocates them as for the call,
+// each with its own ports on both sides), for one branch of a forked
+// INVITE while the callees' early media may flow at once (RFC 3261
+// §16.7 passes every early dialog upstream; RFC 3960 §3 lets each carry
+// media). The key "" is the call itself. A fork's streams count against
+// the relay's ports but not against MaxCalls, and close with the call.
+// Keep makes one fork the call's own; Close on a fork releases just it.
+func (c *Call) Fork(key string) (*Call, error) {
+	if key == "" {
+		return c, nil
+	}
+	r := c.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if c.parent != nil {
+		return nil, fmt.Errorf("media: call %q: a fork has no forks", c.id)
+	}
+	if f := c.forks[key]; f != nil {
+		return f, nil
+	}
+	if c.forks == nil {
+		c.forks = make(map[string]*Call)
+	}
+	f := &Call{r: r, id: c.id, streams: make(map[int]*Stream), parent: c, key: key}
+	c.forks[key] = f
+	return f, nil
+}
+
+// Keep settles a forked call on fork key (the branch that answered with
+// a 2xx): that fork's streams become the call's own, for Stream, Streams
+// and the inactivity check, and every other fork's streams are released,
+// the call's former own ones included (ports freed, pinholes closed).
+// Keep("") keeps the call's own streams and releases the forks. An
+// unknown key releases the forks too. The handle Fork returned for key
+// must not be used afterwards.
+func (c *Call) Keep(key string) {
+	r := c.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.closed.Load() || c.parent != nil {
+		return
+	}
+	kept := c.forks[key]
+	for k, f := range c.forks {
+		if f != kept {
+			f.closeLocked()
+		}
+		delete(c.forks, k)
+	}
+	if kept == nil {
+		return
+	}
+	for i, s := range c.streams {
+		s.release()
+		s.w.nstreams--
+		r.streams--
+		delete(c.streams, i)
+	}
+	for i, s := range kept.streams {
+		s.c = c
+		c.streams[i] = s
+	}
+	kept.streams = nil
+	kept.closed.Store(true)
+}
 
 // Stream returns media stream index of the call (the SDP media section
 // number), allocating it on first use: a port pair on local address a
@@ -294,6 +371,15 @@ func (c *Call) closeLocked() {
 		s.release()
 		s.w.nstreams--
 		r.streams--
+	}
+	for _, f := range c.forks {
+		f.closeLocked()
+	}
+	if c.parent != nil {
+		if c.parent.forks[c.key] == c {
+			delete(c.parent.forks, c.key)
+		}
+		return
 	}
 	delete(r.calls, c.id)
 }
@@ -567,8 +653,16 @@ func (r *Relay) janitor() {
 // time of the call's latest activity. A call without streams is never
 // quiet: there is no media to judge. r.mu is held.
 func (c *Call) quiet(now, limit int64) (last int64, quiet bool) {
+	n := len(c.streams)
 	for _, s := range c.streams {
 		last = max(last, s.last.Load(), s.created)
 	}
-	return last, len(c.streams) > 0 && now-last >= limit
+	// Early media of any fork keeps the call alive.
+	for _, f := range c.forks {
+		n += len(f.streams)
+		for _, s := range f.streams {
+			last = max(last, s.last.Load(), s.created)
+		}
+	}
+	return last, n > 0 && now-last >= limit
 }

@@ -104,6 +104,9 @@ func TestRTCPMux(t *testing.T) {
 	x := newSetup(t, Config{})
 	aRTP, _ := x.local(SideA)
 	bRTP, _ := x.local(SideB)
+	// Both SDPs said a=rtcp-mux: RTCP goes to the RTP address.
+	x.s.SetPeer(SideA, x.a.addr, x.a.addr)
+	x.s.SetPeer(SideB, x.b.addr, x.b.addr)
 	seq := []([]byte){rtpPacket(0, 1, 0, 5, 160), rtcpPacket(200, 5), rtcpPacket(206, 5), rtpPacket(0, 2, 160, 5, 160)}
 	for _, p := range seq {
 		x.a.send(aRTP, p)
@@ -771,5 +774,266 @@ func TestSideDiagnostics(t *testing.T) {
 	x.b.recv()
 	if st := x.s.Stats().AtoB; st.Latched || st.Source != x.a.addr {
 		t.Errorf("LatchOff: %+v", st)
+	}
+}
+
+// Only A muxes (RFC 5761 §5.1.3, a relay between a muxing and a
+// non-muxing endpoint): A's RTCP, sent to A's RTP port, leaves through
+// B's RTCP port to B's RTCP address, while RTP in the same batches keeps
+// to the RTP ports; B's RTCP, sent to B's RTCP port, leaves through A's
+// RTP port to A's RTP address.
+func TestRTCPMuxTranslated(t *testing.T) {
+	for _, latch := range []LatchMode{LatchFirst, LatchOff} {
+		t.Run(latch.String(), func(t *testing.T) {
+			x := newSetup(t, Config{Latch: latch})
+			aRTP, _ := x.local(SideA)
+			bRTP, bRTCP := x.local(SideB)
+			x.s.SetPeer(SideA, x.a.addr, x.a.addr) // a=rtcp-mux
+			// B keeps its own RTCP address (newSetup).
+
+			// Interleaved, so that one recvmmsg batch holds both kinds.
+			seq := [][]byte{rtpPacket(0, 1, 0, 5, 160), rtcpPacket(200, 5), rtpPacket(0, 2, 160, 5, 160),
+				rtcpPacket(206, 5), rtpPacket(0, 3, 320, 5, 160)}
+			for _, p := range seq {
+				x.a.send(aRTP, p)
+			}
+			for _, p := range seq {
+				if p[1] >= 192 && p[1] <= 223 {
+					x.bRTCP.expect(p, bRTCP)
+				} else {
+					x.b.expect(p, bRTP)
+				}
+			}
+			if !x.b.quiet(50*time.Millisecond) || !x.bRTCP.quiet(time.Millisecond) {
+				t.Error("a packet went to the wrong B port")
+			}
+
+			rr := rtcpPacket(201, 6)
+			x.bRTCP.send(bRTCP, rr)
+			x.a.expect(rr, aRTP) // A has no RTCP port of its own
+			q := rtpPacket(0, 1, 0, 6, 160)
+			x.b.send(bRTP, q)
+			x.a.expect(q, aRTP)
+			if !x.aRTCP.quiet(50 * time.Millisecond) {
+				t.Error("RTCP went to A's unused RTCP address")
+			}
+
+			st := x.s.Stats()
+			if st.AtoB.Packets != 5 || st.AtoB.RTCPPackets != 2 || st.AtoB.Forwarded != 5 || st.AtoB.Lost != 0 ||
+				st.BtoA.Packets != 2 || st.BtoA.RTCPPackets != 1 || st.BtoA.Forwarded != 2 {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// Before B's SDP is known, A's muxed RTCP has nowhere to go and is
+// dropped as having no peer; once B's SDP names a separate RTCP address,
+// it goes there.
+func TestRTCPMuxTranslatedNoPeer(t *testing.T) {
+	r := newRelay(t, Config{})
+	c, _ := r.Call("mux")
+	s, err := c.Stream(0, lo4, lo4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, bc := newEndpoint(t, "udp4", lo4), newEndpoint(t, "udp4", lo4), newEndpoint(t, "udp4", lo4)
+	s.SetPeer(SideA, a.addr, a.addr)
+	aRTP, _ := s.Local(SideA)
+	a.send(aRTP, rtcpPacket(200, 1))
+	waitFor(t, "drop", func() bool { return s.Stats().AtoB.NoPeer == 1 })
+	s.SetPeer(SideB, b.addr, bc.addr)
+	p := rtcpPacket(200, 1)
+	a.send(aRTP, p)
+	_, bRTCP := s.Local(SideB)
+	bc.expect(p, bRTCP)
+}
+
+// A forked INVITE: each fork has its own ports on both sides, so two
+// callees' early media reach the caller at once, each from the A port of
+// its own fork, and the caller's media to a fork's A port reaches that
+// fork's callee only. Keep settles the call on one fork and frees the
+// others' ports and pinholes.
+func TestForks(t *testing.T) {
+	fw := &recordFW{open: map[netip.AddrPort]bool{}}
+	r := newRelay(t, Config{PortMin: 46000, PortMax: 46999, Firewall: fw})
+	c, err := r.Call("forked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := c.Fork(""); f != c {
+		t.Fatal(`Fork("") is not the call itself`)
+	}
+	caller := newEndpoint(t, "udp4", lo4)
+	callees := []*endpoint{newEndpoint(t, "udp4", lo4), newEndpoint(t, "udp4", lo4), newEndpoint(t, "udp4", lo4)}
+	forks := []*Call{c}
+	for _, k := range []string{"b1", "b2"} {
+		f, err := c.Fork(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := c.Fork(k); again != f {
+			t.Fatal("Fork twice gave two forks")
+		}
+		if _, err := f.Fork("x"); err == nil {
+			t.Error("a fork of a fork")
+		}
+		forks = append(forks, f)
+	}
+	var streams []*Stream
+	seen := map[netip.AddrPort]bool{}
+	for i, f := range forks {
+		s, err := f.Stream(0, lo4, lo4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range s.ports() {
+			if seen[p] {
+				t.Fatalf("fork %d reuses port %v", i, p)
+			}
+			seen[p] = true
+		}
+		// The caller's offer applies to every fork's side A; each
+		// callee's answer to its own fork's side B.
+		s.SetPeer(SideA, caller.addr, netip.AddrPort{})
+		s.SetPeer(SideB, callees[i].addr, netip.AddrPort{})
+		streams = append(streams, s)
+	}
+	if rs := r.Stats(); rs.Calls != 1 || rs.Streams != 3 || rs.PortsInUse != 12 || len(fw.open) != 12 {
+		t.Fatalf("relay stats %+v, %d pinholes", rs, len(fw.open))
+	}
+	// Early media from every callee at once.
+	for i, s := range streams {
+		bRTP, _ := s.Local(SideB)
+		aRTP, _ := s.Local(SideA)
+		p := rtpPacket(0, 1, 0, uint32(10+i), 160)
+		callees[i].send(bRTP, p)
+		caller.expect(p, aRTP)
+	}
+	// The caller answers each fork; only that fork's callee hears it.
+	for i, s := range streams {
+		aRTP, _ := s.Local(SideA)
+		bRTP, _ := s.Local(SideB)
+		p := rtpPacket(0, 1, 0, uint32(20+i), 160)
+		caller.send(aRTP, p)
+		callees[i].expect(p, bRTP)
+	}
+	for i, e := range callees {
+		if !e.quiet(20 * time.Millisecond) {
+			t.Errorf("callee %d heard another fork", i)
+		}
+	}
+	if got := c.Streams(); len(got) != 1 || got[0] != streams[0] {
+		t.Errorf("Streams before Keep: %v", got)
+	}
+
+	// The 2xx came from fork b1.
+	c.Keep("b1")
+	if rs := r.Stats(); rs.Calls != 1 || rs.Streams != 1 || rs.PortsInUse != 4 || len(fw.open) != 4 {
+		t.Errorf("after Keep: relay stats %+v, %d pinholes", rs, len(fw.open))
+	}
+	for _, p := range streams[1].ports() {
+		if !fw.open[p] {
+			t.Errorf("kept fork's pinhole %v closed", p)
+		}
+	}
+	if got := c.Streams(); len(got) != 1 || got[0] != streams[1] {
+		t.Errorf("Streams after Keep: %v", got)
+	}
+	// A re-INVITE finds the kept fork's stream.
+	if s, err := c.Stream(0, lo4, lo4); err != nil || s != streams[1] {
+		t.Errorf("Stream after Keep: %v, %v", s, err)
+	}
+	if _, err := forks[1].Stream(1, lo4, lo4); !errors.Is(err, ErrClosed) {
+		t.Errorf("the kept fork's handle still allocates: %v", err)
+	}
+	for _, i := range []int{0, 2} {
+		if err := streams[i].SetPeer(SideA, caller.addr, netip.AddrPort{}); !errors.Is(err, ErrClosed) {
+			t.Errorf("released fork %d: SetPeer %v", i, err)
+		}
+	}
+	aRTP, _ := streams[1].Local(SideA)
+	bRTP, _ := streams[1].Local(SideB)
+	p := rtpPacket(0, 2, 160, 21, 160)
+	caller.send(aRTP, p)
+	callees[1].expect(p, bRTP)
+
+	c.Close()
+	if rs := r.Stats(); rs.Calls != 0 || rs.Streams != 0 || rs.PortsInUse != 0 || len(fw.open) != 0 {
+		t.Errorf("after Close: relay stats %+v, %d pinholes", rs, len(fw.open))
+	}
+	if _, err := c.Fork("b3"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Fork of a closed call: %v", err)
+	}
+}
+
+// A fork closes on its own (its branch failed) or with its call; Keep("")
+// keeps the call's own streams; early media on a fork keeps the call from
+// counting as silent.
+func TestForkLifecycle(t *testing.T) {
+	r := newRelay(t, Config{PortMin: 47000, PortMax: 47999})
+	c, _ := r.Call("lc")
+	own, _ := c.Stream(0, lo4, lo4)
+	f1, _ := c.Fork("1")
+	f2, _ := c.Fork("2")
+	s1, _ := f1.Stream(0, lo4, lo4)
+	if _, err := f2.Stream(0, lo4, lo4); err != nil {
+		t.Fatal(err)
+	}
+	if f1.ID() != "lc" {
+		t.Errorf("fork ID %q", f1.ID())
+	}
+	f2.Close()
+	if rs := r.Stats(); rs.Streams != 2 || rs.Calls != 1 {
+		t.Errorf("after a fork's Close: %+v", rs)
+	}
+	if again, _ := c.Fork("2"); again == f2 {
+		t.Error("a closed fork came back")
+	}
+	// Judged 10 s on with a 5 s limit: silent, unless fork 1 had a
+	// packet a second ago.
+	now, limit := nanotime()+int64(10*time.Second), int64(5*time.Second)
+	r.mu.Lock()
+	_, quiet := c.quiet(now, limit)
+	s1.last.Store(now - int64(time.Second))
+	_, quietFork := c.quiet(now, limit)
+	r.mu.Unlock()
+	if !quiet || quietFork {
+		t.Errorf("quiet %v without media, %v with early media on a fork", quiet, quietFork)
+	}
+	c.Keep("")
+	if got := c.Streams(); len(got) != 1 || got[0] != own {
+		t.Errorf("Keep(\"\"): %v", got)
+	}
+	if rs := r.Stats(); rs.Streams != 1 {
+		t.Errorf("after Keep(\"\"): %+v", rs)
+	}
+	c.Fork("3")
+	c.Close()
+	if rs := r.Stats(); rs.Streams != 0 || rs.Calls != 0 || rs.PortsInUse != 0 {
+		t.Errorf("after Close: %+v", rs)
+	}
+}
+
+// recordFW is a Firewall that remembers the open pinholes.
+type recordFW struct {
+	mu   sync.Mutex
+	open map[netip.AddrPort]bool
+}
+
+func (f *recordFW) Open(ports []netip.AddrPort) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range ports {
+		f.open[p] = true
+	}
+	return nil
+}
+
+func (f *recordFW) Close(ports []netip.AddrPort) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range ports {
+		delete(f.open, p)
 	}
 }

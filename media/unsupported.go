@@ -34,6 +34,8 @@ func (r *Relay) SetLimits(maxCalls, maxStreams int, inactivity time.Duration) {}
 func (c *Call) ID() string                                                    { return "" }
 func (c *Call) Stream(index int, a, b netip.Addr) (*Stream, error)            { return nil, ErrUnsupported }
 func (c *Call) Close()                                                        {}
+func (c *Call) Fork(key string) (*Call, error)                                { return nil, ErrUnsupported }
+func (c *Call) Keep(key string)                                               {}
 func (c *Call) Streams() []*Stream                                            { return nil }
 func (s *Stream) Index() int                                                  { return 0 }
 func (s *Stream) Local(side Side) (rtp, rtcp netip.AddrPort)                  { return }

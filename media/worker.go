@@ -5,6 +5,7 @@ package media
 import (
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -302,8 +303,9 @@ func (w *worker) handle(evs []unix.EpollEvent) int {
 
 // drain reads s until a short batch and forwards what it may: packets from
 // side X's RTP (RTCP) port go out of side Y's RTP (RTCP) port to Y's peer.
-// RTCP multiplexed on the RTP port (RFC 5761) thus follows RTP without
-// being told apart. Payloads are never looked at past the header.
+// RTCP multiplexed on the RTP port (RFC 5761) thus follows RTP, unless
+// only one side muxes (see muxes). Payloads are never looked at past the
+// header.
 func (w *worker) drain(s *sock) int {
 	st := s.st
 	d := &st.dir[s.side]
@@ -312,6 +314,16 @@ func (w *worker) drain(s *sock) int {
 		kind = 1
 	}
 	out := st.socks[s.side.other()][kind]
+	// RFC 5761 §5.1.3 between a side that muxes and one that does not:
+	// RTCP that came on X's RTP port leaves through Y's RTCP port when Y
+	// does not mux (alt), and whatever came on X's RTCP port leaves
+	// through Y's RTP port when Y does (Y has no other).
+	var alt *sock
+	if y := &st.socks[s.side.other()]; s.rtcp && muxes(y) {
+		out = y[0]
+	} else if !s.rtcp && splits(y) {
+		alt = y[1]
+	}
 	total := 0
 	for {
 		for i := range w.rm {
@@ -337,7 +349,13 @@ func (w *worker) drain(s *sock) int {
 		total += n
 		w.ctr.received += uint64(n)
 		dst := out.dest()
-		ns, accepted := 0, 0
+		var adst *mmsg.Addr
+		if alt != nil {
+			adst = alt.dest()
+		}
+		// Packets for out fill w.sm from the front, RTCP for alt from
+		// the back: one sendmmsg per destination socket, no allocation.
+		ns, na, accepted := 0, 0, 0
 		moved := false // the SSRC left what the kernel forwards
 		for i := 0; i < n; i++ {
 			m := &w.rm[i]
@@ -372,6 +390,18 @@ func (w *worker) drain(s *sock) int {
 					d.klastExt = d.rtp.extSeq()
 				}
 			}
+			if alt != nil && h.kind == kindRTCP {
+				if adst == nil {
+					w.ctr.noPeer++
+					d.dropped++
+					d.noPeer++
+					continue
+				}
+				na++
+				w.siov[vlen-na].Base = &w.bufs[i][0]
+				w.siov[vlen-na].SetLen(len(pkt))
+				continue
+			}
 			if dst == nil {
 				w.ctr.noPeer++ // before SDP or latching told us the peer
 				d.dropped++
@@ -390,7 +420,12 @@ func (w *worker) drain(s *sock) int {
 			st.last.Store(now)
 		}
 		if ns > 0 {
-			w.send(out.fd, dst, out.conn && dst == &out.src, ns, d)
+			w.send(out.fd, dst, out.conn && dst == &out.src, w.sm[:ns], d)
+		}
+		if na > 0 {
+			// Filled backwards: put them back in arrival order.
+			slices.Reverse(w.siov[vlen-na:])
+			w.send(alt.fd, adst, alt.conn && adst == &alt.src, w.sm[vlen-na:], d)
 		}
 		if w.kern != nil && !s.rtcp {
 			if moved {
@@ -404,6 +439,14 @@ func (w *worker) drain(s *sock) int {
 		}
 	}
 }
+
+// muxes reports whether a side's SDP asked for rtcp-mux (RFC 5761): one
+// address for RTP and RTCP (callmedia passes rtcp = rtp for a=rtcp-mux).
+func muxes(y *[2]*sock) bool { return y[0].sdp.N != 0 && y[0].sdp == y[1].sdp }
+
+// splits reports whether a side's SDP named an RTCP address apart from
+// its RTP address: it does not mux and expects RTCP on its RTCP port.
+func splits(y *[2]*sock) bool { return y[1].sdp.N != 0 && y[0].sdp != y[1].sdp }
 
 // accept applies the latch mode to a packet from name on s and reports
 // whether it may pass. It latches s on the first packet.
@@ -468,20 +511,21 @@ func (w *worker) offload(st *Stream, s, out *sock, dst *mmsg.Addr) {
 	w.kern.enqueue(kreq{add: true, st: st, side: s.side, e: e})
 }
 
-// send forwards ns queued packets out of fd to dst. sendmmsg stops at the
-// first packet that fails; that one is counted as dropped and the rest are
-// sent.
-func (w *worker) send(fd int, dst *mmsg.Addr, conn bool, ns int, d *dirState) {
+// send forwards the queued packets of sm (a part of w.sm) out of fd to
+// dst. sendmmsg stops at the first packet that fails; that one is counted
+// as dropped and the rest are sent.
+func (w *worker) send(fd int, dst *mmsg.Addr, conn bool, sm []mmsg.Hdr, d *dirState) {
 	name, namelen := &dst.B[0], dst.N
 	if conn {
 		name, namelen = nil, 0
 	}
+	ns := len(sm)
 	for k := 0; k < ns; k++ {
-		w.sm[k].Hdr.Name = name
-		w.sm[k].Hdr.Namelen = namelen
+		sm[k].Hdr.Name = name
+		sm[k].Hdr.Namelen = namelen
 	}
 	for i := 0; i < ns; {
-		k, err := mmsg.Send(fd, w.sm[i:ns])
+		k, err := mmsg.Send(fd, sm[i:ns])
 		if err != nil {
 			if err == unix.EINTR {
 				continue

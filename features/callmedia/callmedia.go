@@ -12,8 +12,20 @@
 // fails (any final non-2xx, CANCEL included), when the dialog feature ends
 // the dialog, and on relay inactivity.
 //
-// Forked calls share one media call: the streams latch to whichever callee
-// sends, and the last answer's address wins until then.
+// A forked INVITE (several branches at once, or one after the other) gets
+// relay streams per branch (media.Call.Fork): the first branch uses the
+// call's own streams, every further one a fork with ports of its own on
+// both sides, offered in that branch's copy of the INVITE. Each callee's
+// early media thus reaches the caller from the relay ports its own
+// provisional answer advertised, and the caller's media to those ports
+// reaches that callee only (RFC 3960 §3). The first 2xx settles the call
+// on its branch's streams (media.Call.Keep) and frees the others; a branch
+// that fails frees its fork at once. The To tag of each early dialog names
+// its fork, so an offer inside one (UPDATE, PRACK) reaches its streams. A
+// call that does not fork keeps exactly one set of streams. Forks beyond
+// sipedge (a downstream proxy forking one branch) cannot be told apart by
+// port: they share their branch's streams, which latch to whichever callee
+// sends first.
 //
 // CallMedia tells what the relay saw of a call, per stream and per leg,
 // and why audio does not flow (Diagnose), for calls in progress and the
@@ -145,14 +157,36 @@ type call struct {
 	sig      [2]netip.AddrPort // where each side's signalling came from
 	answered time.Time         // the first 2xx to the INVITE
 	streams  map[int]*streamInfo
+	forks    *forks // nil until the INVITE goes out on a branch
 }
+
+// forks is what a call knows of the branches of its INVITE until the
+// first 2xx settles it. Fork key "" is the call's own streams (rc).
+type forks struct {
+	byTarget map[branchKey]string   // a branch's target → its fork
+	byTag    map[string]string      // the To tag of an early dialog → its fork
+	rcs      map[string]*media.Call // the forks' handles, by key
+	n        int                    // forks made
+	settled  bool                   // a 2xx came: only kept remains
+	kept     string                 // the fork of the 2xx
+}
+
+// branchKey names a branch by what both its branch hook and its replies
+// see of its target (the reply's may have moved to TCP, §18.1.1).
+type branchKey struct {
+	addr netip.AddrPort
+	uri  string
+}
+
+func keyOf(t *proxy.Target) branchKey { return branchKey{t.Addr, string(t.URI)} }
 
 // reqMedia is what the stages leave for the hooks of one request.
 type reqMedia struct {
 	call    *call
-	side    media.Side // who sent the request
-	created bool       // this INVITE created the call: a failure ends it
-	body    []byte     // the rewritten SDP to forward, nil: unchanged
+	side    media.Side  // who sent the request
+	created bool        // this INVITE created the call: a failure ends it
+	body    []byte      // the rewritten SDP to forward, nil: unchanged
+	rc      *media.Call // the fork the request's SDP went to; nil: call.rc
 }
 
 // New returns the feature for core, relaying through relay.
@@ -436,7 +470,19 @@ func (f *Feature) stage(r *proxy.Request) bool {
 		r.WantDialog() // sipedge must be able to end a relayed call
 	}
 	if hasSDP(m) {
-		body, err := f.rewrite(c, rm.side, m.Body())
+		rc := c.rc
+		if !rm.created {
+			// An offer in an early dialog (UPDATE, PRACK) goes to
+			// that dialog's fork.
+			tag := toTag
+			if side == media.SideB {
+				tag = fromTag
+			}
+			if fc := c.forkOfTag(tag); fc != nil {
+				rc, rm.rc = fc, fc
+			}
+		}
+		body, err := f.rewrite(c, rc, rm.side, m.Body())
 		if err != nil {
 			if rm.created {
 				f.End(c.key)
@@ -471,7 +517,7 @@ func (f *Feature) ackStage(r *proxy.Request) bool {
 	if c == nil {
 		return false
 	}
-	body, err := f.rewrite(c, side, m.Body())
+	body, err := f.rewrite(c, c.rc, side, m.Body())
 	if err != nil {
 		f.stats.NotRewritten.Add(1)
 		f.log.Info("SDP of an ACK not relayed", "call_id", string(callID), "err", err)
@@ -504,20 +550,66 @@ func (f *Feature) wantRelay(r *proxy.Request, cfg *Config) bool {
 	return false
 }
 
-// branch puts the relay's SDP into each forwarded copy.
+// branch puts the relay's SDP into each forwarded copy: for a new call's
+// INVITE, the first branch gets the call's own streams and every further
+// one the streams of a fork of its own.
 func (f *Feature) branch(b *proxy.Branch) error {
 	rm, _ := b.Note(f.note).(*reqMedia)
 	if rm == nil || rm.body == nil {
 		return nil
 	}
+	if rm.created && b.Msg.MethodKind() == sip.INVITE && b.Target != nil {
+		c := rm.call
+		if key := c.branchFork(keyOf(b.Target)); key != "" {
+			rc, err := c.rc.Fork(key)
+			var body []byte
+			if err == nil {
+				// b.Msg.Body() is still the caller's offer: edits
+				// are only scheduled.
+				body, err = f.rewrite(c, rc, media.SideA, b.Msg.Body())
+			}
+			if err == nil {
+				c.forkMade(key, rc)
+				return editBody(b.Msg, body)
+			}
+			// No room for a fork: this branch shares the call's own
+			// streams, as an unforked call would.
+			if rc != nil {
+				rc.Close()
+			}
+			c.forkFailed(keyOf(b.Target))
+			f.log.Info("forked branch shares the call's media streams", "call_id", c.callID(), "err", err)
+		}
+	}
 	return editBody(b.Msg, rm.body)
 }
 
 // reply rewrites the SDP of a response from the side opposite to the
-// request's sender.
+// request's sender. For a new call's INVITE, a response goes to its
+// branch's fork; the first 2xx keeps that fork and frees the others, a
+// branch's failure frees its own.
 func (f *Feature) reply(rp *proxy.Reply) error {
 	rm, _ := rp.Note(f.note).(*reqMedia)
-	if rm == nil || rm.call == nil || rp.Code >= 300 {
+	if rm == nil || rm.call == nil {
+		return nil
+	}
+	rc := rm.call.rc
+	if rm.rc != nil {
+		rc = rm.rc
+	}
+	if rm.created && rm.side == media.SideA && rp.Req.MethodKind() == sip.INVITE && rp.Target != nil {
+		var ok bool
+		if rc, ok = f.replyFork(rm.call, rp); !ok {
+			if rp.Code < 300 && hasSDP(rp.Resp) {
+				// A 2xx of a branch whose fork another 2xx already
+				// freed (§16.7 step 5 forwards every 2xx): the caller
+				// will end that dialog; its media has no streams.
+				f.stats.NotRewritten.Add(1)
+			}
+			return nil
+		}
+	}
+	if rp.Code >= 300 {
 		return nil
 	}
 	if rm.side == media.SideA && rp.Req.MethodKind() == sip.INVITE && rp.Target != nil {
@@ -530,7 +622,7 @@ func (f *Feature) reply(rp *proxy.Reply) error {
 	if rm.side == media.SideB {
 		from = media.SideA
 	}
-	body, err := f.rewrite(rm.call, from, rp.Resp.Body())
+	body, err := f.rewrite(rm.call, rc, from, rp.Resp.Body())
 	if err != nil {
 		f.stats.NotRewritten.Add(1)
 		f.log.Info("SDP of a response not relayed", "call_id", string(rp.Resp.CallID()), "err", err)
@@ -567,10 +659,11 @@ func sdpConn(body []byte) netip.Addr {
 }
 
 // rewrite reads an SDP body sent by side from, points each relayed stream
-// of that side at the addresses the body names, and returns the body
-// rewritten to the relay's ports on the other side (decision as data,
-// sdp.Plan, then the pure AppendRewrite).
-func (f *Feature) rewrite(c *call, from media.Side, body []byte) ([]byte, error) {
+// of rc (the call's media, or one fork of it) on that side at the
+// addresses the body names, and returns the body rewritten to the relay's
+// ports on the other side (decision as data, sdp.Plan, then the pure
+// AppendRewrite).
+func (f *Feature) rewrite(c *call, rc *media.Call, from media.Side, body []byte) ([]byte, error) {
 	s := sdpPool.Get().(*sdp.Session)
 	defer sdpPool.Put(s)
 	if err := s.Parse(body); err != nil {
@@ -591,7 +684,7 @@ func (f *Feature) rewrite(c *call, from media.Side, body []byte) ([]byte, error)
 		if md.Rejected() || !md.Transport.Relayable() {
 			continue
 		}
-		st, err := c.rc.Stream(i, c.local[media.SideA], c.local[media.SideB])
+		st, err := rc.Stream(i, c.local[media.SideA], c.local[media.SideB])
 		if err != nil {
 			if errors.Is(err, media.ErrNoPorts) || errors.Is(err, media.ErrTooManyStreams) {
 				return nil, &refusal{503, "Media Relay Busy"}
@@ -664,4 +757,99 @@ func editBody(m *sip.Message, body []byte) error {
 		return m.SetHeaderValue(i, cl)
 	}
 	return m.InsertHeader(m.NumHeaders(), "Content-Length", cl)
+}
+
+// replyFork returns the media a response to the call's INVITE belongs to:
+// its branch's fork, or after the first 2xx the call's (kept) streams.
+// ok is false for a response of a branch whose fork is gone. A 2xx
+// settles the call on its fork (media.Call.Keep); a failure frees the
+// branch's fork. Unforked calls take the call's own streams, as always.
+func (f *Feature) replyFork(c *call, rp *proxy.Reply) (rc *media.Call, ok bool) {
+	c.mu.Lock()
+	fk := c.forks
+	if fk == nil || fk.n == 0 {
+		c.mu.Unlock()
+		return c.rc, true
+	}
+	key := fk.byTarget[keyOf(rp.Target)]
+	if fk.settled {
+		c.mu.Unlock()
+		return c.rc, key == fk.kept
+	}
+	if to, err := rp.Resp.To(); err == nil && len(to.Tag) > 0 && rp.Code < 300 {
+		fk.byTag[string(to.Tag)] = key
+	}
+	rc = c.rc
+	if key != "" {
+		rc = fk.rcs[key]
+	}
+	var drop *media.Call
+	switch {
+	case rp.Code >= 200 && rp.Code < 300:
+		fk.settled, fk.kept = true, key
+		clear(fk.byTag)
+	case rp.Code >= 300 && key != "":
+		drop = rc
+		delete(fk.rcs, key)
+	}
+	c.mu.Unlock()
+	// The relay's lock is not taken under c.mu (feature locks are leaves).
+	switch {
+	case rp.Code >= 200 && rp.Code < 300:
+		c.rc.Keep(key)
+		rc = c.rc
+	case drop != nil:
+		drop.Close()
+	}
+	return rc, rc != nil
+}
+
+// branchFork names the fork a branch of the INVITE gets: "" (the call's
+// own streams) for the first, a new fork for each further one.
+func (c *call) branchFork(b branchKey) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fk := c.forks
+	if fk == nil {
+		fk = &forks{byTarget: map[branchKey]string{}}
+		c.forks = fk
+	}
+	if key, ok := fk.byTarget[b]; ok {
+		return key // the same target twice: replies cannot tell them apart
+	}
+	key := ""
+	if len(fk.byTarget) > 0 && !fk.settled {
+		if fk.n == 0 {
+			fk.byTag, fk.rcs = map[string]string{}, map[string]*media.Call{}
+		}
+		fk.n++
+		key = strconv.Itoa(fk.n)
+	}
+	fk.byTarget[b] = key
+	return key
+}
+
+// forkMade records the handle of fork key.
+func (c *call) forkMade(key string, rc *media.Call) {
+	c.mu.Lock()
+	c.forks.rcs[key] = rc
+	c.mu.Unlock()
+}
+
+// forkFailed lets branch b share the call's own streams.
+func (c *call) forkFailed(b branchKey) {
+	c.mu.Lock()
+	c.forks.byTarget[b] = ""
+	c.mu.Unlock()
+}
+
+// forkOfTag returns the fork of the early dialog with this tag; nil for
+// the call's own streams (no fork, an unknown tag, or a settled call).
+func (c *call) forkOfTag(tag []byte) *media.Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.forks == nil || c.forks.settled || len(tag) == 0 {
+		return nil
+	}
+	return c.forks.rcs[c.forks.byTag[string(tag)]]
 }

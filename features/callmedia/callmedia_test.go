@@ -14,6 +14,7 @@ import (
 	"sipedge/proxy"
 	"sipedge/proxy/proxytest"
 	"sipedge/sip"
+	"sipedge/transport"
 )
 
 // startMedia runs a core with the media feature relaying through a relay
@@ -188,4 +189,113 @@ func TestMediaRelayLimits(t *testing.T) {
 	uac.Send(px, proxytest.WithBody(proxytest.Invite(uac, px, "l5", "z9hG4bKl5"), proxytest.OfferSDP(aAddr)))
 	uac.ExpectFor(100, "l5")
 	uas.ExpectRequestFor("INVITE", "l5")
+}
+
+// TestMediaRelayForked: an INVITE forked to three callees gets streams
+// per branch. Each callee is offered relay ports of its own; the two that
+// send early media (183 with SDP) reach the caller at once, each from the
+// relay port its own 183 named, and the caller's media to either port
+// reaches that callee only. The branch that fails frees its ports at once;
+// the 2xx keeps its branch's streams and frees the rest.
+func TestMediaRelayForked(t *testing.T) {
+	uac := proxytest.NewPeer(t)
+	uas := []*proxytest.Peer{proxytest.NewPeer(t), proxytest.NewPeer(t), proxytest.NewPeer(t)}
+	var group []proxy.Target
+	for _, p := range uas {
+		group = append(group, proxy.Target{Proto: transport.UDP, Addr: p.Addr})
+	}
+	mc, relay, px := startMedia(t, proxytest.Static{Groups: [][]proxy.Target{group}}, callmedia.Config{Mode: callmedia.Always})
+	rtpA := proxytest.UDPSocket(t)
+	rtpB := []*net.UDPConn{proxytest.UDPSocket(t), proxytest.UDPSocket(t), proxytest.UDPSocket(t)}
+
+	uac.Send(px, proxytest.WithBody(proxytest.Invite(uac, px, "fk1", "z9hG4bKfk1"), proxytest.OfferSDP(addrOf(rtpA))))
+	uac.Expect(100)
+	invs := make([]*sip.Message, 3)
+	relayB := make([]netip.AddrPort, 3)
+	seen := map[netip.AddrPort]bool{}
+	for i, p := range uas {
+		invs[i] = p.ExpectRequest("INVITE")
+		relayB[i] = proxytest.RelayPort(t, invs[i])
+		if relayB[i].Port() < 41000 || relayB[i].Port() > 41099 || seen[relayB[i]] {
+			t.Fatalf("branch %d offered %v (others %v)", i, relayB[i], relayB[:i])
+		}
+		seen[relayB[i]] = true
+	}
+	if st := relay.Stats(); st.Calls != 1 || st.Streams != 3 {
+		t.Fatalf("relay %+v, want one call with a stream per branch", st)
+	}
+	// Callee 3 is busy: its branch's ports go at once.
+	uas[2].Send(px, uas[2].Answer(invs[2], 486, "t3"))
+	uas[2].ExpectRequest("ACK")
+	waitStreams(t, relay, 2)
+
+	// Early media from callees 1 and 2.
+	relayA := make([]netip.AddrPort, 2)
+	for i := range relayA {
+		uas[i].Send(px, proxytest.WithBody(uas[i].Answer(invs[i], 183, fmt.Sprintf("t%d", i+1)), proxytest.OfferSDP(addrOf(rtpB[i]))))
+		relayA[i] = proxytest.RelayPort(t, uac.Expect(183))
+	}
+	if relayA[0] == relayA[1] || seen[relayA[0]] || seen[relayA[1]] {
+		t.Fatalf("the 183s name %v, the offers %v: want a caller port per fork", relayA, relayB)
+	}
+	for i := range relayA {
+		rtpB[i].WriteToUDPAddrPort(proxytest.RTPPacket(uint16(i+1)), relayB[i])
+		proxytest.ExpectRTP(t, rtpA, relayA[i])
+	}
+	for i := range relayA {
+		rtpA.WriteToUDPAddrPort(proxytest.RTPPacket(uint16(10+i)), relayA[i])
+		proxytest.ExpectRTP(t, rtpB[i], relayB[i])
+	}
+
+	// Callee 2 answers: the call keeps fork 2, callee 1's branch is
+	// cancelled and its streams freed.
+	uas[1].Send(px, proxytest.WithBody(uas[1].Answer(invs[1], 200, "t2"), proxytest.OfferSDP(addrOf(rtpB[1]))))
+	r200 := uac.Expect(200)
+	if got := proxytest.RelayPort(t, r200); got != relayA[1] {
+		t.Fatalf("200 names %v, its 183 named %v", got, relayA[1])
+	}
+	cancel := uas[0].ExpectRequest("CANCEL")
+	uas[0].Send(px, uas[0].Answer(cancel, 200, "t1"))
+	uas[0].Send(px, uas[0].Answer(invs[0], 487, "t1"))
+	waitStreams(t, relay, 1)
+	if st := relay.Stats(); st.PortsInUse != 4 {
+		t.Errorf("relay %+v after the 2xx", st)
+	}
+	rtpA.WriteToUDPAddrPort(proxytest.RTPPacket(20), relayA[1])
+	proxytest.ExpectRTP(t, rtpB[1], relayB[1])
+	rtpB[1].WriteToUDPAddrPort(proxytest.RTPPacket(21), relayB[1])
+	proxytest.ExpectRTP(t, rtpA, relayA[1])
+
+	// The call's media is the answered fork's.
+	m, ok := mc.CallMedia("fk1")
+	if !ok || len(m.Streams) != 1 {
+		t.Fatalf("CallMedia %+v, %v", m, ok)
+	}
+	if l := m.Streams[0].Legs; l[0].Relay != relayA[1] || l[1].Relay != relayB[1] || l[1].Source != addrOf(rtpB[1]) {
+		t.Errorf("legs %+v, want the answered fork's ports", l)
+	}
+
+	rr := string(r200.Get(sip.KindRecordRoute))
+	bye := fmt.Sprintf("BYE sip:uas@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKfk2;rport\r\nRoute: %s\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>;tag=t2\r\n"+
+		"Call-ID: fk1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n", uas[1].Addr, uac.Addr, rr)
+	uac.Send(px, bye)
+	b := uas[1].ExpectRequest("BYE")
+	uas[1].Send(px, uas[1].Answer(b, 200, "t2"))
+	uac.Expect(200)
+	if mc.Calls() != 0 || relay.Stats().Calls != 0 || relay.Stats().PortsInUse != 0 {
+		t.Fatalf("after BYE: proxy %d calls, relay %+v", mc.Calls(), relay.Stats())
+	}
+}
+
+// waitStreams waits until the relay has n streams.
+func waitStreams(t *testing.T, relay *media.Relay, n int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for relay.Stats().Streams != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("relay %+v, want %d streams", relay.Stats(), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }

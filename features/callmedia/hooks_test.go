@@ -320,3 +320,74 @@ func TestDialogEnded(t *testing.T) {
 		t.Fatalf("after Inactive: %d calls, relay %+v", f.Calls(), relay.Stats())
 	}
 }
+
+// An offer inside an early dialog of a forked call (UPDATE, RFC 3311)
+// goes to that dialog's fork, found by its To tag; after the 2xx every
+// in-dialog offer goes to the call's kept streams.
+func TestEarlyDialogOfferReachesItsFork(t *testing.T) {
+	f, core, relay := harness(t, Config{Mode: Always})
+	other := proxy.Target{Proto: transport.UDP, Addr: netip.MustParseAddrPort("127.0.0.1:5090")}
+	r, _, _ := offer(t, f, core, request("INVITE", "e1", "alice", "", proxytest.OfferSDP(rtpA)))
+	var offered [2]netip.AddrPort
+	for i, tg := range []*proxy.Target{&callee, &other} {
+		b := r.TestBranch(tg, local)
+		if err := f.branch(b); err != nil {
+			t.Fatal(err)
+		}
+		offered[i] = sdpAddr(t, proxytest.Edited(t, b.Msg))
+	}
+	if offered[0] == offered[1] || relay.Stats().Streams != 2 {
+		t.Fatalf("branches offered %v; relay %+v", offered, relay.Stats())
+	}
+	// The second branch's callee answers 183 with tag b2.
+	p183 := proxytest.Parse(t, strings.Replace(response(183, "e1", proxytest.OfferSDP(rtpB)), "tag=b1", "tag=b2", 1))
+	if err := f.reply(r.TestReply(p183, &other, false)); err != nil {
+		t.Fatal(err)
+	}
+	early := sdpAddr(t, proxytest.Edited(t, p183))
+	// The caller's UPDATE in that early dialog: rewritten to the second
+	// branch's callee-side ports.
+	up, _ := proxytest.Request(t, core, request("UPDATE", "e1", "alice", "b2", proxytest.OfferSDP(rtpA)), caller)
+	up.Decide(proxy.Decision{Groups: [][]proxy.Target{{other}}})
+	if f.stage(up) {
+		t.Fatal("UPDATE answered")
+	}
+	b := up.TestBranch(&other, local)
+	if err := f.branch(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := sdpAddr(t, proxytest.Edited(t, b.Msg)); got != offered[1] {
+		t.Errorf("UPDATE names %v, its fork's callee side is %v", got, offered[1])
+	}
+	// Its answer comes back from the same fork's caller side.
+	a := proxytest.Parse(t, strings.Replace(strings.Replace(response(200, "e1", proxytest.OfferSDP(rtpB)), "tag=b1", "tag=b2", 1), "1 INVITE", "1 UPDATE", 1))
+	if err := f.reply(up.TestReply(a, &other, false)); err != nil {
+		t.Fatal(err)
+	}
+	if got := sdpAddr(t, proxytest.Edited(t, a)); got != early {
+		t.Errorf("UPDATE's answer names %v, the early dialog's 183 %v", got, early)
+	}
+	// The first branch's callee answers 200: its streams are kept.
+	p200 := proxytest.Parse(t, response(200, "e1", proxytest.OfferSDP(rtpB)))
+	if err := f.reply(r.TestReply(p200, &callee, true)); err != nil {
+		t.Fatal(err)
+	}
+	if relay.Stats().Streams != 1 {
+		t.Errorf("after the 2xx: relay %+v", relay.Stats())
+	}
+	// A late 183 of the cancelled branch is left alone.
+	late := proxytest.Parse(t, strings.Replace(response(183, "e1", proxytest.OfferSDP(rtpB)), "tag=b1", "tag=b2", 1))
+	if err := f.reply(r.TestReply(late, &other, false)); err != nil || late.Edited() {
+		t.Errorf("late 183 of a freed fork: edited %v, err %v", late.Edited(), err)
+	}
+	re, _ := proxytest.Request(t, core, request("INVITE", "e1", "alice", "b1", proxytest.OfferSDP(rtpA)), caller)
+	re.Decide(proxy.Decision{Groups: [][]proxy.Target{{callee}}})
+	f.stage(re)
+	rb := re.TestBranch(&callee, local)
+	if err := f.branch(rb); err != nil {
+		t.Fatal(err)
+	}
+	if got := sdpAddr(t, proxytest.Edited(t, rb.Msg)); got != offered[0] {
+		t.Errorf("re-INVITE names %v, the kept branch's %v", got, offered[0])
+	}
+}
