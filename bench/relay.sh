@@ -22,8 +22,9 @@
 # 40000, ng control on the first free port from 2223; RTPENGINE_FLAGS adds
 # options. --target both runs sipedge and then rtpengine with the same
 # generator flags and ends with a comparison line: relay CPU per relayed
-# packet (relay cores / received packets per second), loss, p99 and steal
-# of each, and the ratio sipedge/rtpengine.
+# packet (relay cores / received packets per second), loss, p99, the
+# generator's lag (above a few ms the machine was saturated and the run
+# says little) and steal of each, and the ratio sipedge/rtpengine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: bench/relay.sh [--target sipedge|rtpengine|both] CALLS [DURATION_SECONDS]"
@@ -160,9 +161,10 @@ field() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" "$2"; }
 summary() {
 	local f=$out/$1.json
 	awk -v n="$1" -v c="$(field relay_cores "$f")" -v r="$(field recv_pps "$f")" \
-		-v l="$(field loss_pct "$f")" -v p="$(field p99_ms "$f")" -v s="$(field steal_pct "$f")" -v rs="$2" \
+		-v l="$(field loss_pct "$f")" -v p="$(field p99_ms "$f")" -v g="$(field gen_lag_ms "$f")" \
+		-v s="$(field steal_pct "$f")" -v rs="$2" \
 		'BEGIN { u = r > 0 ? 1e6 * c / r : 0
-			printf "%s %.2f us/pkt (relay %s cores at %s pkt/s, loss %s %%, p99 %s ms, steal %s %% window / %s %% run)", n, u, c, r, l, p, s, rs }'
+			printf "%s %.2f us/pkt (relay %s cores at %s pkt/s, loss %s %%, p99 %s ms, generator lag %s ms, steal %s %% window / %s %% run)", n, u, c, r, l, p, g, s, rs }'
 }
 
 us_per_pkt() {
