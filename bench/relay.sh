@@ -3,7 +3,7 @@
 # what it carried, the way docs/relay-limits.md (shared docs) measured:
 # the relay in one process, the generator in another, on this host.
 #
-#   bench/relay.sh CALLS [DURATION_SECONDS]
+#   bench/relay.sh [--target sipedge|rtpengine|both] CALLS [DURATION_SECONDS]
 #
 # A call is one media section relayed both ways: 2 streams, 100 packets/s.
 # Warm-up 3 s, measured window DURATION (default 20 s), drain 0.5 s. Prints
@@ -12,43 +12,177 @@
 # GEN_FLAGS="-sw 2 -rw 2 -socks 2"; CPUPROFILE=file profiles the relay.
 # Everything stays on 127.0.0.1: relay ports from 20000, generator
 # endpoints 19000 (side A) and 19002 (side B).
+#
+# --target rtpengine loads rtpengine (Debian's rtpengine-daemon, installed
+# when missing) instead, in userspace: the script starts it in the
+# foreground with no configuration file, sets the same calls up over its
+# ng control protocol (rtpload -mode rtpengine) and runs the same
+# generator. rtpengine gets 2 worker threads (--num-threads), as many as
+# the relay's workers on this 2-vCPU machine (GOMAXPROCS), its ports from
+# 40000, ng control on the first free port from 2223; RTPENGINE_FLAGS adds
+# options. --target both runs sipedge and then rtpengine with the same
+# generator flags and ends with a comparison line: relay CPU per relayed
+# packet (relay cores / received packets per second), loss, p99, the
+# generator's lag (above a few ms the machine was saturated and the run
+# says little) and steal of each, and the ratio sipedge/rtpengine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-calls=${1:?usage: bench/relay.sh CALLS [DURATION_SECONDS]}
-dur=${2:-20}
+usage="usage: bench/relay.sh [--target sipedge|rtpengine|both] CALLS [DURATION_SECONDS]"
+target=sipedge
+args=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--target) target=${2:?$usage}; shift 2 ;;
+	--target=*) target=${1#*=}; shift ;;
+	-h | --help) echo "$usage"; exit 0 ;;
+	-*) echo "$usage" >&2; exit 2 ;;
+	*) args+=("$1"); shift ;;
+	esac
+done
+case $target in sipedge | rtpengine | both) ;; *) echo "$usage" >&2; exit 2 ;; esac
+calls=${args[0]:?$usage}
+dur=${args[1]:-20}
 warm=3
 
 out=$(mktemp -d /tmp/sipedge-relay.XXXXXX)
 go build -o "$out/rtpload" ./bench/rtpload
 
-steal() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
-read -r st0 tot0 < <(steal)
-
-prof=()
-[ -n "${CPUPROFILE:-}" ] && prof=(-cpuprofile "$CPUPROFILE")
-# shellcheck disable=SC2086
-timeout -s TERM $((warm + dur + 40)) "$out/rtpload" -mode relay -calls "$calls" \
-	-ready "$out/ready.json" "${prof[@]}" ${RELAY_FLAGS:-} >"$out/relay.json" 2>"$out/relay.log" &
-tpid=$!
-for _ in $(seq 300); do
-	[ -s "$out/ready.json" ] && break
-	if ! kill -0 "$tpid" 2>/dev/null; then
-		echo "relay failed:" >&2; cat "$out/relay.log" >&2; exit 1
-	fi
-	sleep 0.1
-done
-rpid=$(sed 's/.*"pid":\([0-9]*\).*/\1/' "$out/ready.json")
-
-# shellcheck disable=SC2086
-timeout -s TERM $((warm + dur + 20)) "$out/rtpload" -mode gen -ready "$out/ready.json" \
-	-warm "${warm}s" -dur "${dur}s" -drain 500ms ${GEN_FLAGS:-} >"$out/gen.json" 2>"$out/gen.log" || {
-	echo "generator failed:" >&2; cat "$out/gen.log" >&2; kill -TERM "$rpid" 2>/dev/null || true; exit 1
+# Every process started here is ended on the way out, whatever happens.
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$out"
 }
-kill -TERM "$rpid" 2>/dev/null || true
-wait "$tpid" || true
+trap cleanup EXIT
 
-read -r st1 tot1 < <(steal)
-cat "$out/gen.json"
-echo "relay: $(cat "$out/relay.json")"
-awk -v s=$((st1 - st0)) -v t=$((tot1 - tot0)) 'BEGIN { if (t == 0) t = 1; printf "run_steal_pct=%.1f (whole run, all CPUs)\n", 100 * s / t }'
-rm -rf "$out"
+steal() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+
+# wait_ready PID LOG: waits for the ready file while PID runs.
+wait_ready() {
+	for _ in $(seq 300); do
+		[ -s "$out/ready.json" ] && return 0
+		if ! kill -0 "$1" 2>/dev/null; then
+			echo "relay failed:" >&2; cat "$2" >&2; exit 1
+		fi
+		sleep 0.1
+	done
+	echo "relay not ready after 30 s:" >&2; cat "$2" >&2; exit 1
+}
+
+# gen NAME: runs the generator against the ready file into $out/NAME.json.
+gen() {
+	# shellcheck disable=SC2086
+	timeout -s TERM $((warm + dur + 20)) "$out/rtpload" -mode gen -ready "$out/ready.json" \
+		-warm "${warm}s" -dur "${dur}s" -drain 500ms ${GEN_FLAGS:-} >"$out/$1.json" 2>"$out/$1.log" || {
+		echo "generator failed:" >&2; cat "$out/$1.log" >&2; exit 1
+	}
+}
+
+run_steal() {
+	awk -v s=$(($3 - $1)) -v t=$(($4 - $2)) 'BEGIN { if (t == 0) t = 1; printf "%.1f", 100 * s / t }'
+}
+
+run_sipedge() {
+	rm -f "$out/ready.json"
+	read -r st0 tot0 < <(steal)
+	prof=()
+	[ -n "${CPUPROFILE:-}" ] && prof=(-cpuprofile "$CPUPROFILE")
+	# shellcheck disable=SC2086
+	timeout -s TERM $((warm + dur + 40)) "$out/rtpload" -mode relay -calls "$calls" \
+		-ready "$out/ready.json" "${prof[@]}" ${RELAY_FLAGS:-} >"$out/relay.json" 2>"$out/relay.log" &
+	local tpid=$!
+	pids+=("$tpid")
+	wait_ready "$tpid" "$out/relay.log"
+	gen sipedge
+	kill -TERM "$tpid" 2>/dev/null || true
+	wait "$tpid" || true
+
+	read -r st1 tot1 < <(steal)
+	sipedge_steal=$(run_steal "$st0" "$tot0" "$st1" "$tot1")
+	cat "$out/sipedge.json"
+	echo "relay: $(cat "$out/relay.json")"
+	echo "run_steal_pct=$sipedge_steal (whole run, all CPUs)"
+}
+
+run_rtpengine() {
+	if ! command -v rtpengine >/dev/null; then
+		echo "installing rtpengine-daemon" >&2
+		apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rtpengine-daemon >&2
+	fi
+	local ng=2223
+	while ss -Hlun "sport = :$ng" | grep -q .; do ng=$((ng + 1)); done
+	local pmin=40000 pmax=$((40000 + 4 * calls + 2000))
+	if [ "$pmax" -gt 65535 ]; then pmax=65535; fi
+	rm -f "$out/ready.json" "$out/rtpengine.pid"
+	read -r st0 tot0 < <(steal)
+	# Userspace only (--table=-1: no kernel forwarding table), no
+	# configuration file, warnings and errors only, the media timeout and
+	# the delete delay out of the way of the run.
+	# shellcheck disable=SC2086
+	timeout -s TERM $((warm + dur + 120)) rtpengine --config-file=none --foreground --log-stderr \
+		--log-level=4 --table=-1 --interface=127.0.0.1 --listen-ng="127.0.0.1:$ng" \
+		--port-min="$pmin" --port-max="$pmax" --num-threads=2 --timeout=3600 --delete-delay=0 \
+		--pidfile="$out/rtpengine.pid" ${RTPENGINE_FLAGS:-} >"$out/rtpengine.log" 2>&1 &
+	local dpid=$!
+	pids+=("$dpid")
+	for _ in $(seq 100); do
+		[ -s "$out/rtpengine.pid" ] && break
+		if ! kill -0 "$dpid" 2>/dev/null; then
+			echo "rtpengine failed:" >&2; cat "$out/rtpengine.log" >&2; exit 1
+		fi
+		sleep 0.1
+	done
+	local rpid
+	rpid=$(cat "$out/rtpengine.pid")
+	timeout -s TERM $((warm + dur + 100)) "$out/rtpload" -mode rtpengine -calls "$calls" \
+		-ng "127.0.0.1:$ng" -ng-pid "$rpid" -ready "$out/ready.json" >"$out/ng.json" 2>"$out/ng.log" &
+	local tpid=$!
+	pids+=("$tpid")
+	wait_ready "$tpid" "$out/ng.log"
+	gen rtpengine
+	kill -TERM "$tpid" 2>/dev/null || true
+	wait "$tpid" || true
+	kill -TERM "$dpid" 2>/dev/null || true
+	wait "$dpid" || true
+
+	read -r st1 tot1 < <(steal)
+	rtpengine_steal=$(run_steal "$st0" "$tot0" "$st1" "$tot1")
+	cat "$out/rtpengine.json"
+	echo "rtpengine: $(cat "$out/ng.json")"
+	echo "run_steal_pct=$rtpengine_steal (whole run, all CPUs)"
+}
+
+# field NAME FILE: a number from the generator's JSON line.
+field() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" "$2"; }
+
+# summary NAME STEAL: one target's part of the comparison line.
+summary() {
+	local f=$out/$1.json
+	awk -v n="$1" -v c="$(field relay_cores "$f")" -v r="$(field recv_pps "$f")" \
+		-v l="$(field loss_pct "$f")" -v p="$(field p99_ms "$f")" -v g="$(field gen_lag_ms "$f")" \
+		-v s="$(field steal_pct "$f")" -v rs="$2" \
+		'BEGIN { u = r > 0 ? 1e6 * c / r : 0
+			printf "%s %.2f us/pkt (relay %s cores at %s pkt/s, loss %s %%, p99 %s ms, generator lag %s ms, steal %s %% window / %s %% run)", n, u, c, r, l, p, g, s, rs }'
+}
+
+us_per_pkt() {
+	awk -v c="$(field relay_cores "$out/$1.json")" -v r="$(field recv_pps "$out/$1.json")" \
+		'BEGIN { u = r > 0 ? 1e6 * c / r : 0; printf "%.4f", u }'
+}
+
+case $target in
+sipedge) run_sipedge ;;
+rtpengine) run_rtpengine ;;
+both)
+	echo "== sipedge"
+	run_sipedge
+	echo "== rtpengine (userspace)"
+	run_rtpengine
+	a=$(us_per_pkt sipedge)
+	b=$(us_per_pkt rtpengine)
+	echo "compare: calls=$calls window=${dur}s | $(summary sipedge "$sipedge_steal") | $(summary rtpengine "$rtpengine_steal") |" \
+		"$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "sipedge/rtpengine CPU per packet %.2f", a / b; else print "sipedge/rtpengine n/a" }')"
+	;;
+esac

@@ -8,6 +8,8 @@
 //
 //	rtpload -mode relay -calls N -ready FILE    # runs until SIGTERM, then prints its stats as JSON
 //	rtpload -mode gen -ready FILE               # prints one JSON line
+//	rtpload -mode rtpengine -ng ADDR -ng-pid PID -calls N -ready FILE
+//	                                            # the same calls in a running rtpengine
 //
 // bench/relay.sh runs the pair. A call is one relayed media section with
 // G.711 both ways: 2 streams, 100 packets/s through the relay.
@@ -21,7 +23,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "", "relay or gen")
+	mode := flag.String("mode", "", "relay, gen or rtpengine")
 	ready := flag.String("ready", "rtpload-ready.json", "relay: file written once the ports are bound; gen: file to read them from")
 	calls := flag.Int("calls", 1000, "relay: calls to set up (each one media section, two streams)")
 	portMin := flag.Int("portmin", 20000, "relay: lowest port of the relay range")
@@ -45,6 +47,9 @@ func main() {
 	socks := flag.Int("socks", 1, "gen: SO_REUSEPORT sockets per side")
 	batch := flag.Int("batch", 64, "gen: sendmmsg/recvmmsg batch")
 	label := flag.String("label", "", "gen: label to put in the JSON line")
+
+	ng := flag.String("ng", "127.0.0.1:2223", "rtpengine: the ng control address of the rtpengine to load")
+	ngPID := flag.Int("ng-pid", 0, "rtpengine: pid of that rtpengine (the generator measures its CPU)")
 	flag.Parse()
 
 	var err error
@@ -60,8 +65,12 @@ func main() {
 			ready: *ready, warm: *warm, dur: *dur, drain: *drain, pps: *pps, size: *size,
 			senders: *senders, receivers: *receivers, socks: *socks, batch: *batch, label: *label,
 		})
+	case "rtpengine":
+		err = runRtpengine(rtpengineOpts{
+			calls: *calls, ng: *ng, pid: *ngPID, peerA: *peerA, peerB: *peerB, ready: *ready,
+		})
 	default:
-		err = fmt.Errorf("-mode must be relay or gen")
+		err = fmt.Errorf("-mode must be relay, gen or rtpengine")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rtpload:", err)
