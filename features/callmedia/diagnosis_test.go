@@ -242,11 +242,11 @@ func TestMediaJSON(t *testing.T) {
 	}
 	want := `{"audio":"one-way","diagnosis":[],"streams":[{"index":0,"type":"audio","legs":[` +
 		`{"side":"caller","signalling":"192.0.2.10:5060","sdp":"10.0.0.5:4000","sdp_private":true,"relay":"203.0.113.1:30000",` +
-		`"source":"10.0.0.5:4000","latched":true,"packets":123,"bytes":21156,"rtcp_packets":0,"forwarded":123,"dropped":0,` +
+		`"source":"10.0.0.5:4000","latched":true,"packets":123,"bytes":21156,"rtcp_packets":0,"forwarded":123,"kernel_packets":0,"in_kernel":false,"dropped":0,` +
 		`"foreign":0,"foreign_source":"","lost":0,"loss_pct":0,"jitter_ms":0,"mos":4.4,"codec":"PCMU",` +
 		`"first":"2024-05-06T12:03:00Z","last":"2024-05-06T12:03:02Z"},` +
 		`{"side":"callee","signalling":"","sdp":"","sdp_private":false,"relay":"203.0.113.1:30002","source":"","latched":false,` +
-		`"packets":0,"bytes":0,"rtcp_packets":0,"forwarded":0,"dropped":0,"foreign":0,"foreign_source":"","lost":0,"loss_pct":0,` +
+		`"packets":0,"bytes":0,"rtcp_packets":0,"forwarded":0,"kernel_packets":0,"in_kernel":false,"dropped":0,"foreign":0,"foreign_source":"","lost":0,"loss_pct":0,` +
 		`"jitter_ms":0,"mos":null,"codec":"PCMU","first":null,"last":null}]}]}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
