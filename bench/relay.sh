@@ -3,7 +3,7 @@
 # what it carried, the way docs/relay-limits.md (shared docs) measured:
 # the relay in one process, the generator in another, on this host.
 #
-#   bench/relay.sh [--target sipedge|rtpengine|both] CALLS [DURATION_SECONDS]
+#   bench/relay.sh [--target sipedge|kernel|rtpengine|both|all] CALLS [DURATION_SECONDS]
 #
 # A call is one media section relayed both ways: 2 streams, 100 packets/s.
 # Warm-up 3 s, measured window DURATION (default 20 s), drain 0.5 s. Prints
@@ -25,9 +25,17 @@
 # packet (relay cores / received packets per second), loss, p99, the
 # generator's lag (above a few ms the machine was saturated and the run
 # says little) and steal of each, and the ratio sipedge/rtpengine.
+#
+# --target kernel runs sipedge's relay with the in-kernel path
+# (media.kernel): relay and generator run in a network namespace of their
+# own (created and deleted here, IPv4 forwarding on), so the nftables table
+# never touches the host's. The kernel forwards in the sending process's
+# system call, so its cost shows in the generator's cores and the box's
+# busy cores, not in the relay's: compare busy cores. --target all runs
+# sipedge, kernel and rtpengine with the same generator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: bench/relay.sh [--target sipedge|rtpengine|both] CALLS [DURATION_SECONDS]"
+usage="usage: bench/relay.sh [--target sipedge|kernel|rtpengine|both|all] CALLS [DURATION_SECONDS]"
 target=sipedge
 args=()
 while [ $# -gt 0 ]; do
@@ -39,7 +47,7 @@ while [ $# -gt 0 ]; do
 	*) args+=("$1"); shift ;;
 	esac
 done
-case $target in sipedge | rtpengine | both) ;; *) echo "$usage" >&2; exit 2 ;; esac
+case $target in sipedge | kernel | rtpengine | both | all) ;; *) echo "$usage" >&2; exit 2 ;; esac
 calls=${args[0]:?$usage}
 dur=${args[1]:-20}
 warm=3
@@ -52,6 +60,7 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	[ -n "${kns:-}" ] && ip netns del "$kns" 2>/dev/null
 	rm -rf "$out"
 }
 trap cleanup EXIT
@@ -70,10 +79,14 @@ wait_ready() {
 	echo "relay not ready after 30 s:" >&2; cat "$2" >&2; exit 1
 }
 
+# in: the command prefix that runs a process where the relay runs (the
+# kernel target's namespace), empty otherwise.
+in=()
+
 # gen NAME: runs the generator against the ready file into $out/NAME.json.
 gen() {
 	# shellcheck disable=SC2086
-	timeout -s TERM $((warm + dur + 20)) "$out/rtpload" -mode gen -ready "$out/ready.json" \
+	"${in[@]}" timeout -s TERM $((warm + dur + 20)) "$out/rtpload" -mode gen -ready "$out/ready.json" \
 		-warm "${warm}s" -dur "${dur}s" -drain 500ms ${GEN_FLAGS:-} >"$out/$1.json" 2>"$out/$1.log" || {
 		echo "generator failed:" >&2; cat "$out/$1.log" >&2; exit 1
 	}
@@ -83,26 +96,47 @@ run_steal() {
 	awk -v s=$(($3 - $1)) -v t=$(($4 - $2)) 'BEGIN { if (t == 0) t = 1; printf "%.1f", 100 * s / t }'
 }
 
+# run_sipedge [kernel]: sipedge's relay, in userspace or with the
+# in-kernel path.
 run_sipedge() {
+	local name=sipedge kflag=()
+	if [ "${1:-}" = kernel ]; then
+		name=kernel kflag=(-kernel)
+		kns=sipedge-relay-bench-$$
+		ip netns add "$kns"
+		ip -n "$kns" link set lo up
+		ip netns exec "$kns" sysctl -qw net.ipv4.ip_forward=1
+		in=(ip netns exec "$kns")
+	fi
 	rm -f "$out/ready.json"
 	read -r st0 tot0 < <(steal)
 	prof=()
 	[ -n "${CPUPROFILE:-}" ] && prof=(-cpuprofile "$CPUPROFILE")
 	# shellcheck disable=SC2086
-	timeout -s TERM $((warm + dur + 40)) "$out/rtpload" -mode relay -calls "$calls" \
-		-ready "$out/ready.json" "${prof[@]}" ${RELAY_FLAGS:-} >"$out/relay.json" 2>"$out/relay.log" &
+	"${in[@]}" timeout -s TERM $((warm + dur + 40)) "$out/rtpload" -mode relay -calls "$calls" \
+		-ready "$out/ready.json" "${kflag[@]}" "${prof[@]}" ${RELAY_FLAGS:-} >"$out/relay.json" 2>"$out/relay.log" &
 	local tpid=$!
 	pids+=("$tpid")
 	wait_ready "$tpid" "$out/relay.log"
-	gen sipedge
-	kill -TERM "$tpid" 2>/dev/null || true
+	# ip netns exec runs the relay as a child: signal the relay itself.
+	local rpid
+	rpid=$(sed 's/.*"pid":\([0-9]*\).*/\1/' "$out/ready.json")
+	gen "$name"
+	kill -TERM "$rpid" 2>/dev/null || true
 	wait "$tpid" || true
 
 	read -r st1 tot1 < <(steal)
-	sipedge_steal=$(run_steal "$st0" "$tot0" "$st1" "$tot1")
-	cat "$out/sipedge.json"
+	local rs
+	rs=$(run_steal "$st0" "$tot0" "$st1" "$tot1")
+	eval "${name}_steal=$rs"
+	cat "$out/$name.json"
 	echo "relay: $(cat "$out/relay.json")"
-	echo "run_steal_pct=$sipedge_steal (whole run, all CPUs)"
+	echo "run_steal_pct=$rs (whole run, all CPUs)"
+	if [ "$name" = kernel ]; then
+		in=()
+		ip netns del "$kns"
+		kns=
+	fi
 }
 
 run_rtpengine() {
@@ -174,7 +208,19 @@ us_per_pkt() {
 
 case $target in
 sipedge) run_sipedge ;;
+kernel) run_sipedge kernel ;;
 rtpengine) run_rtpengine ;;
+all)
+	echo "== sipedge (userspace)"
+	run_sipedge
+	echo "== sipedge (in-kernel path)"
+	run_sipedge kernel
+	echo "== rtpengine (userspace)"
+	run_rtpengine
+	for n in sipedge kernel rtpengine; do
+		echo "compare: calls=$calls window=${dur}s | $(summary "$n" "$(eval echo "\$${n}_steal")") | gen $(field gen_cores "$out/$n.json") cores, busy $(field busy_cores "$out/$n.json") cores"
+	done
+	;;
 both)
 	echo "== sipedge"
 	run_sipedge

@@ -131,6 +131,10 @@ type Config struct {
 	// packets the kernel path rewrote (they are untracked, so a forward
 	// policy that accepts established flows only would drop them).
 	KernelForward string
+	// KernelForce uses the in-kernel path even where a forward chain of
+	// another table drops by default (the admin has made it accept the
+	// rewritten packets). Without it the relay then stays in userspace.
+	KernelForce bool
 
 	// Tick is how long a relay thread sleeps when a poll found nothing
 	// more to do. Default 1ms. It bounds the latency the relay adds and

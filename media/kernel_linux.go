@@ -143,7 +143,7 @@ type kernel struct {
 // the accept rule in the forward chains of the firewall's table when
 // firewall names one. It fails with the reason when nftables or
 // CAP_NET_ADMIN is missing or IPv4 forwarding is off.
-func openKernel(portMin, portMax int, firewall string) (*kernel, error) {
+func openKernel(portMin, portMax int, firewall string, force bool) (*kernel, error) {
 	name := kernelTablePrefix + strconv.Itoa(portMin) + "_" + strconv.Itoa(portMax)
 	conn, err := nftables.New()
 	if err != nil {
@@ -155,6 +155,11 @@ func openKernel(portMin, portMax int, firewall string) (*kernel, error) {
 	removeKernelTable(conn, name)
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/forwarding"); err != nil || strings.TrimSpace(string(b)) != "1" {
 		return nil, errors.New("IPv4 forwarding is off (sysctl net.ipv4.ip_forward=1 turns it on)")
+	}
+	if !force {
+		if err := forwardDrops(conn, firewall); err != nil {
+			return nil, err
+		}
 	}
 	k := &kernel{
 		name:    name,
@@ -176,6 +181,35 @@ func openKernel(portMin, portMax int, firewall string) (*kernel, error) {
 	k.wg.Add(1)
 	go k.run()
 	return k, nil
+}
+
+// forwardDrops refuses the fast path when a forward chain drops by default
+// in a table other than the firewall's (where sipedge adds its accept
+// rule): the rewritten packets are untracked, so such a firewall, which
+// lets through only the flows it knows, would drop them and the media
+// would stop as soon as it left userspace.
+func forwardDrops(conn *nftables.Conn, firewall string) error {
+	chains, err := conn.ListChains()
+	if err != nil {
+		return fmt.Errorf("nftables: listing chains: %w", err)
+	}
+	fw := strings.Fields(firewall)
+	for _, ch := range chains {
+		if ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward || ch.Policy == nil || *ch.Policy != nftables.ChainPolicyDrop {
+			continue
+		}
+		if ch.Table.Family != nftables.TableFamilyINet && ch.Table.Family != nftables.TableFamilyIPv4 {
+			continue
+		}
+		if len(fw) == 3 && fw[0] == familyName(ch.Table.Family) && fw[1] == ch.Table.Name {
+			continue
+		}
+		return fmt.Errorf("the forward chain %s of table %s %s drops by default, and kernel-forwarded media is untracked: "+
+			"set media.firewall to a chain of that table (e.g. \"%s %s input\") so sipedge accepts its packets there, "+
+			"or media.kernel: on if the firewall accepts them already", ch.Name, familyName(ch.Table.Family), ch.Table.Name,
+			familyName(ch.Table.Family), ch.Table.Name)
+	}
+	return nil
 }
 
 // removeKernelTable deletes the fast path's table if it exists.

@@ -44,7 +44,7 @@ func TestKernelPathInNetns(t *testing.T) {
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestKernelPath", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), kernelNSEnv+"=1")
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestKernelPathForwards") {
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestKernelPathForwards") || !strings.Contains(string(out), "--- PASS: TestKernelPathForwardPolicy") {
 		t.Fatalf("in namespace %s: %v\n%s", ns, err, out)
 	}
 	t.Logf("in namespace %s:\n%s", ns, out)
@@ -304,5 +304,48 @@ func TestKernelPathForks(t *testing.T) {
 			t.Fatalf("chains left after Close: %v", kernelChains(t))
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A forward chain that drops by default would drop the untracked packets
+// the kernel path rewrites: in a table named by KernelForward sipedge adds
+// its accept rule (and removes it at Close); in another table the relay
+// stays in userspace and says why, unless KernelForce.
+func TestKernelPathForwardPolicy(t *testing.T) {
+	inKernelNS(t)
+	c, _ := kernelTable(t)
+	fw := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "fw"})
+	drop := nftables.ChainPolicyDrop
+	fwd := c.AddChain(&nftables.Chain{Table: fw, Name: "forward", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+	c.AddChain(&nftables.Chain{Table: fw, Name: "input", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.DelTable(fw); c.Flush() }()
+
+	r := newRelay(t, Config{Kernel: true})
+	if ks := r.Kernel(); ks.Active || !strings.Contains(ks.Reason, "forward chain forward of table inet fw drops by default") {
+		t.Fatalf("with a dropping forward chain: %+v", ks)
+	}
+	r.Close()
+
+	r = newRelay(t, Config{Kernel: true, KernelForward: "inet fw input"})
+	if ks := r.Kernel(); !ks.Active {
+		t.Fatalf("with the firewall's table named: %+v", ks)
+	}
+	rules, err := c.GetRules(fw, fwd)
+	if err != nil || len(rules) != 1 || string(rules[0].UserData) != kernelTablePrefix+"41000_41999" {
+		t.Fatalf("forward chain rules %v (%v): want sipedge's accept rule", rules, err)
+	}
+	r.Close()
+	if rules, _ := c.GetRules(fw, fwd); len(rules) != 0 {
+		t.Fatalf("accept rule left after Close: %v", rules)
+	}
+
+	r = newRelay(t, Config{Kernel: true, KernelForce: true})
+	if ks := r.Kernel(); !ks.Active {
+		t.Fatalf("forced: %+v", ks)
 	}
 }

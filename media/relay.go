@@ -54,7 +54,7 @@ func New(cfg Config) (*Relay, error) {
 		r.workers = append(r.workers, w)
 	}
 	if cfg.Kernel {
-		if k, err := openKernel(cfg.PortMin, cfg.PortMax, cfg.KernelForward); err != nil {
+		if k, err := openKernel(cfg.PortMin, cfg.PortMax, cfg.KernelForward, cfg.KernelForce); err != nil {
 			r.kernWhy = err.Error()
 		} else {
 			r.kern = k
@@ -590,7 +590,9 @@ func (r *Relay) Stats() RelayStats {
 		w.mu.Unlock()
 	}
 	st.Received, st.Relayed, st.Relatched = c.received, c.relayed, c.relatched
-	st.Kernel = r.Kernel()
+	if k := r.Kernel(); k.Active {
+		st.Kernel = KernelCounts{Active: 1, Directions: k.Directions, Handovers: k.Added, Returns: k.Removed, Refused: k.Failed}
+	}
 	st.Drops = Drops{NoPeer: c.noPeer, Foreign: c.foreign, SendError: c.sendErr,
 		Truncated: c.truncated, RecvError: c.recvErr}
 	return st

@@ -75,16 +75,24 @@ type Drops struct {
 
 // RelayStats is the relay as a whole.
 type RelayStats struct {
-	Calls      int    `json:"calls"`
-	Streams    int    `json:"streams"`      // Stream objects: media sections, each relayed both ways
-	PortsInUse int    `json:"ports_in_use"` // over every local address
-	PortsFree  int    `json:"ports_free"`   // over every local address used so far
-	Received   uint64 `json:"received"`     // packets read
-	Relayed    uint64 `json:"relayed"`      // packets forwarded
-	Relatched  uint64 `json:"relatched"`    // LatchSSRC moves to a new source
-	Drops      Drops  `json:"drops"`
-	// Kernel is the in-kernel path's state (Config.Kernel).
-	Kernel KernelStatus `json:"kernel"`
+	Calls      int          `json:"calls"`
+	Streams    int          `json:"streams"`      // Stream objects: media sections, each relayed both ways
+	PortsInUse int          `json:"ports_in_use"` // over every local address
+	PortsFree  int          `json:"ports_free"`   // over every local address used so far
+	Received   uint64       `json:"received"`     // packets read
+	Relayed    uint64       `json:"relayed"`      // packets forwarded
+	Relatched  uint64       `json:"relatched"`    // LatchSSRC moves to a new source
+	Drops      Drops        `json:"drops"`
+	Kernel     KernelCounts `json:"kernel"` // the in-kernel path (Config.Kernel)
+}
+
+// KernelCounts is the in-kernel path in numbers.
+type KernelCounts struct {
+	Active     int    `json:"active"`     // 1 when latched streams are handed to nftables, 0 when the relay is userspace only
+	Directions int    `json:"directions"` // stream directions the kernel forwards now
+	Handovers  uint64 `json:"handovers"`  // directions handed to the kernel
+	Returns    uint64 `json:"returns"`    // directions taken back (new SSRC, re-latch, re-INVITE, end of call)
+	Refused    uint64 `json:"refused"`    // directions the kernel refused: they stay in userspace
 }
 
 // KernelStatus says whether the in-kernel path is in use and, if not, why.

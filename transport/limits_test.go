@@ -287,7 +287,13 @@ func TestConnections(t *testing.T) {
 	c := dialFrom(t, "127.0.0.3", srv)
 	writeAll(t, c, optionsMsg)
 	readExactly(t, c, len(optionsMsg))
+	// The writer stamps LastWrite once its write returned, which may be
+	// after the client has read the reply.
 	list, total := l.Connections(10)
+	for deadline := time.Now().Add(5 * time.Second); len(list) == 1 && list[0].LastWrite.IsZero() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		list, total = l.Connections(10)
+	}
 	if total != 1 || len(list) != 1 {
 		t.Fatalf("%d of %d: %+v", len(list), total, list)
 	}

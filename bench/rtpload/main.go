@@ -35,6 +35,7 @@ func main() {
 	peerA := flag.String("peer-a", "127.0.0.1:19000", "address of the generator's A endpoints (the SDP address of side A)")
 	peerB := flag.String("peer-b", "127.0.0.1:19002", "address of the generator's B endpoints")
 	noSDP := flag.Bool("nosdp", false, "relay: do not set SDP peers, learn them by latching only")
+	kernel := flag.Bool("kernel", false, "relay: hand latched streams to the in-kernel path (needs CAP_NET_ADMIN and IPv4 forwarding)")
 	cpuprofile := flag.String("cpuprofile", "", "relay: write a CPU profile of the measured run here")
 
 	warm := flag.Duration("warm", 3*time.Second, "gen: warm-up before the window")
@@ -58,7 +59,7 @@ func main() {
 		err = runRelay(relayOpts{
 			calls: *calls, portMin: *portMin, workers: *workers, latch: *latch, tick: *tick,
 			addrA: *addrA, addrB: *addrB, peerA: *peerA, peerB: *peerB, noSDP: *noSDP,
-			ready: *ready, cpuprofile: *cpuprofile,
+			ready: *ready, cpuprofile: *cpuprofile, kernel: *kernel,
 		})
 	case "gen":
 		err = runGen(genOpts{

@@ -23,6 +23,7 @@ type relayOpts struct {
 	addrA, addrB            string
 	peerA, peerB            string
 	noSDP                   bool
+	kernel                  bool
 	ready, cpuprofile       string
 }
 
@@ -66,12 +67,16 @@ func runRelay(o relayOpts) error {
 	portMax := min(o.portMin+need+2000-1, 65535)
 	r, err := media.New(media.Config{
 		PortMin: o.portMin, PortMax: portMax, Workers: o.workers, Latch: mode, Tick: o.tick,
-		Inactivity: -1, MaxStreamsPerCall: 1,
+		Inactivity: -1, MaxStreamsPerCall: 1, Kernel: o.kernel,
 	})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	if ks := r.Kernel(); o.kernel && !ks.Active {
+		return fmt.Errorf("-kernel: the in-kernel path is not available: %s", ks.Reason)
+	}
+	var streams []*media.Stream
 	l := layout{PID: os.Getpid(), Calls: o.calls, PeerA: pa.String(), PeerB: pb.String()}
 	for i := 0; i < o.calls; i++ {
 		c, err := r.Call(strconv.Itoa(i))
@@ -90,6 +95,7 @@ func runRelay(o relayOpts) error {
 				return err
 			}
 		}
+		streams = append(streams, s)
 		ra, _ := s.Local(media.SideA)
 		rb, _ := s.Local(media.SideB)
 		l.A = append(l.A, ra.String())
@@ -114,7 +120,19 @@ func runRelay(o relayOpts) error {
 	}
 	<-sig
 	pprof.StopCPUProfile()
-	out, _ := json.Marshal(r.Stats())
+	// With the in-kernel path the relay thread sees only samples: the
+	// streams' counters (kernel counts as last polled) say what crossed.
+	var kern, total uint64
+	for _, s := range streams {
+		st := s.Stats()
+		kern += st.AtoB.Kernel + st.BtoA.Kernel
+		total += st.AtoB.Forwarded + st.BtoA.Forwarded
+	}
+	out, _ := json.Marshal(struct {
+		media.RelayStats
+		StreamsForwarded uint64 `json:"streams_forwarded"`
+		KernelForwarded  uint64 `json:"kernel_forwarded"`
+	}{r.Stats(), total, kern})
 	fmt.Println(string(out))
 	return nil
 }

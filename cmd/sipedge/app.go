@@ -291,7 +291,7 @@ func (a *app) startRelay(cfg *config.Config, mode callmedia.Mode) error {
 	}
 	relay, err := media.New(media.Config{
 		Firewall: fw,
-		Kernel:   cfg.Media.Kernel != "off", KernelForward: cfg.Media.Firewall,
+		Kernel:   cfg.Media.Kernel != "off", KernelForward: cfg.Media.Firewall, KernelForce: cfg.Media.Kernel == "on",
 		PortMin: lo, PortMax: hi, Latch: latch, Inactivity: cfg.Media.Inactivity.Duration,
 		MaxCalls: cfg.Media.MaxCalls, MaxStreamsPerCall: cfg.Media.MaxStreamsPerCall,
 		OnInactive: func(id string) {

@@ -176,3 +176,89 @@ func lastCallLegs(t *testing.T, file string) map[string]logLeg {
 	}
 	return out
 }
+
+// TestKernelPathFarEnd: sipedge as the public server (far-end deployment),
+// two phones behind two NATs calling each other through the relay with
+// media.kernel: on. The server forwards between two peers on its one
+// interface (IPv4 forwarding turned on in its namespace, as the in-kernel
+// path needs). Both directions go to the kernel, the media arrives at
+// each phone from the relay with no gap, the call log's counts equal what
+// each phone sent, and nothing is left in the ruleset after BYE.
+func TestKernelPathFarEnd(t *testing.T) {
+	t.Parallel()
+	l := startLab(t, "farend")
+	if out, err := l.cmd("wan", "sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
+		t.Fatalf("ip_forward: %v %s", err, out)
+	}
+	callLog := filepath.Join(l.tmp, "calls.jsonl")
+	l.sipedge("wan", strings.Replace(farEndConfig, "  ports: 30000-30999\n", "  ports: 10000-10999\n  kernel: on\n", 1)+
+		"call_log:\n  file: "+callLog+"\n")
+	if !strings.Contains(l.logFile("sipedge"), "in-kernel path on") {
+		t.Fatalf("the in-kernel path did not start:\n%s", l.logFile("sipedge"))
+	}
+	sip := filepath.Join(l.dir, "sip")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l.registerSipp(ctx, "alice", "lan", "10.77.0.10")
+	l.registerSipp(ctx, "bob", "lan2", "10.78.0.10")
+
+	capA := l.capture("lan", "udp port 20000")
+	capB := l.capture("lan2", "udp port 30000")
+	uas := make(chan error, 1)
+	go func() {
+		uas <- runIn(ctx, l, "lan", "sipp", "-sf", filepath.Join(sip, "uas_rtp.xml"), "-i", "10.77.0.10", "-p", "5060",
+			"-key", "me", "alice", "-mi", "10.77.0.10", "-mp", "20000", "-m", "1", "-nostdin", "-timeout", "30s")
+	}()
+	time.Sleep(500 * time.Millisecond)
+	uac := make(chan error, 1)
+	go func() {
+		uac <- runIn(ctx, l, "lan2", "sipp", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+			"-key", "dom", "203.0.113.10", "-key", "me", "bob", "-i", "10.78.0.10", "-p", "5060",
+			"-mi", "10.78.0.10", "-mp", "30000", "-m", "1", "-d", "6000", "-nostdin", "-timeout", "30s")
+	}()
+	n := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && n < 4; time.Sleep(100 * time.Millisecond) {
+		b, _ := l.cmd("wan", "nft", "list", "table", "ip", "sipedge_media_10000_10999").CombinedOutput()
+		n = len(kernelChainRE.FindAllString(string(b), -1))
+	}
+	if n != 4 {
+		t.Fatalf("per-direction chains during the call: %d, want 4", n)
+	}
+	if err := <-uac; err != nil {
+		t.Fatalf("bob (sipp UAC): %v", err)
+	}
+	if err := <-uas; err != nil {
+		t.Fatalf("alice (sipp UAS): %v", err)
+	}
+	capA.stop()
+	capB.stop()
+	checkRTP(t, capA.file, "10.77.0.10:20000", 250)
+	checkRTP(t, capB.file, "10.78.0.10:30000", 250)
+	time.Sleep(500 * time.Millisecond)
+	b, _ := l.cmd("wan", "nft", "list", "table", "ip", "sipedge_media_10000_10999").CombinedOutput()
+	if ch := kernelChainRE.FindAllString(string(b), -1); len(ch) != 0 {
+		t.Fatalf("chains left after BYE: %v", ch)
+	}
+	flowsA, flowsB := rtpFlows(t, capA.file), rtpFlows(t, capB.file)
+	sent := func(flows map[string]*rtpFlow, from string) int {
+		for k, f := range flows {
+			if strings.HasPrefix(k, from+">") {
+				return f.packets
+			}
+		}
+		t.Fatalf("no RTP from %s (flows %v)", from, keys(flows))
+		return 0
+	}
+	legs := lastCallLegs(t, callLog)
+	caller, callee := legs["caller"], legs["callee"]
+	if caller.Kernel == 0 || callee.Kernel == 0 {
+		t.Fatalf("call log: kernel-forwarded packets %d/%d, want both > 0", caller.Kernel, callee.Kernel)
+	}
+	if got, want := caller.Packets-caller.RTCP, sent(flowsB, "10.78.0.10:30000"); got != uint64(want) {
+		t.Errorf("caller leg (bob): %d RTP packets in the call log, bob sent %d", got, want)
+	}
+	if got, want := callee.Packets-callee.RTCP, sent(flowsA, "10.77.0.10:20000"); got != uint64(want) {
+		t.Errorf("callee leg (alice): %d RTP packets in the call log, alice sent %d", got, want)
+	}
+	t.Logf("caller %d packets (%d by the kernel), callee %d (%d by the kernel)", caller.Packets, caller.Kernel, callee.Packets, callee.Kernel)
+}
