@@ -50,8 +50,10 @@
 // arrives on the other side's RTCP port leaves through the muxing side's
 // RTP port. A batch read from one socket then goes out in at most two
 // sendmmsg calls, one per destination socket; RTP alone still takes one.
-// RTCP never matches the in-kernel path's key (an RTP SSRC), so it is
-// translated by the relay thread even while the kernel forwards the RTP.
+// Where the in-kernel path's key looks for the sender's RTP SSRC (payload
+// offset 8), RTCP carries an NTP timestamp or the SSRC of the source it
+// reports on, so it stays with the relay thread and is translated there
+// even while the kernel forwards the RTP.
 // Packets that are neither RTP nor RTCP (STUN, DTLS, ZRTP) are
 // forwarded the same way and counted apart: dropping them would break
 // DTLS-SRTP key exchange through the relay, and forwarding them is what a
