@@ -50,6 +50,10 @@
 // arrives on the other side's RTCP port leaves through the muxing side's
 // RTP port. A batch read from one socket then goes out in at most two
 // sendmmsg calls, one per destination socket; RTP alone still takes one.
+// Where the in-kernel path's key looks for the sender's RTP SSRC (payload
+// offset 8), RTCP carries an NTP timestamp or the SSRC of the source it
+// reports on, so it stays with the relay thread and is translated there
+// even while the kernel forwards the RTP.
 // Packets that are neither RTP nor RTCP (STUN, DTLS, ZRTP) are
 // forwarded the same way and counted apart: dropping them would break
 // DTLS-SRTP key exchange through the relay, and forwarding them is what a
@@ -80,8 +84,9 @@
 // answer advertised, and what it sends to that port reaches that callee
 // only. Call.Keep settles the call on the fork whose 2xx came: its streams
 // become the call's own (re-INVITEs, stats, the inactivity check) and the
-// others' ports and pinholes are freed at once. A call that never forks
-// never creates a fork and keeps its ports from the first offer on.
+// others' ports and pinholes are freed at once, kernel-forwarded
+// directions withdrawn. A call that never forks never creates a fork and
+// keeps its ports from the first offer on.
 //
 // # What a stream tells about each side
 //
