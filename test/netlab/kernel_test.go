@@ -86,12 +86,8 @@ func TestKernelPath(t *testing.T) {
 	if caller.Kernel == 0 || callee.Kernel == 0 {
 		t.Fatalf("call log: kernel-forwarded packets %d/%d, want both > 0", caller.Kernel, callee.Kernel)
 	}
-	if got := caller.Packets - caller.RTCP; got != uint64(fromCarol.packets) {
-		t.Errorf("caller leg: %d RTP packets in the call log, carol sent %d", got, fromCarol.packets)
-	}
-	if got := callee.Packets - callee.RTCP; got != uint64(fromAlice.packets) {
-		t.Errorf("callee leg: %d RTP packets in the call log, alice sent %d", got, fromAlice.packets)
-	}
+	matchSent(t, "caller leg (carol)", caller, fromCarol.packets)
+	matchSent(t, "callee leg (alice)", callee, fromAlice.packets)
 	t.Logf("caller %d packets (%d by the kernel), callee %d (%d by the kernel); captured from carol %d, from alice %d",
 		caller.Packets, caller.Kernel, callee.Packets, callee.Kernel, fromCarol.packets, fromAlice.packets)
 
@@ -114,6 +110,19 @@ func TestKernelPath(t *testing.T) {
 	}
 	cancel2()
 	<-done
+}
+
+// matchSent compares a leg's RTP count in the call log with what the phone
+// sent as captured. A phone may send a last packet or two after the BYE,
+// when the relay's ports are closed: those are captured but never reach
+// sipedge. Everything else must be counted exactly, whichever path
+// forwarded it.
+func matchSent(t *testing.T, what string, leg logLeg, sent int) {
+	t.Helper()
+	got := int(leg.Packets - leg.RTCP)
+	if got > sent || sent-got > 2 {
+		t.Errorf("%s: %d RTP packets in the call log, the phone sent %d", what, got, sent)
+	}
 }
 
 var kernelChainRE = regexp.MustCompile(`(?m)^\s*chain ([so]\d+) \{`)
@@ -254,11 +263,7 @@ func TestKernelPathFarEnd(t *testing.T) {
 	if caller.Kernel == 0 || callee.Kernel == 0 {
 		t.Fatalf("call log: kernel-forwarded packets %d/%d, want both > 0", caller.Kernel, callee.Kernel)
 	}
-	if got, want := caller.Packets-caller.RTCP, sent(flowsB, "10.78.0.10:30000"); got != uint64(want) {
-		t.Errorf("caller leg (bob): %d RTP packets in the call log, bob sent %d", got, want)
-	}
-	if got, want := callee.Packets-callee.RTCP, sent(flowsA, "10.77.0.10:20000"); got != uint64(want) {
-		t.Errorf("callee leg (alice): %d RTP packets in the call log, alice sent %d", got, want)
-	}
+	matchSent(t, "caller leg (bob)", caller, sent(flowsB, "10.78.0.10:30000"))
+	matchSent(t, "callee leg (alice)", callee, sent(flowsA, "10.77.0.10:20000"))
 	t.Logf("caller %d packets (%d by the kernel), callee %d (%d by the kernel)", caller.Packets, caller.Kernel, callee.Packets, callee.Kernel)
 }
