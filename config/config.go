@@ -22,6 +22,7 @@ import (
 	"sipedge/admin"
 	"sipedge/hep"
 	"sipedge/nat"
+	"sipedge/proxy"
 	"sipedge/sip"
 	"sipedge/transport"
 	"sipedge/txn"
@@ -968,8 +969,8 @@ func (c *Config) validate(root *yaml.Node) error {
 		if rt.Name == "" {
 			return &Error{Line: lineOf(root, "routes"), Key: key + ".name", Msg: "every route needs a name (it appears in logs)"}
 		}
-		if !isSIPURI(rt.To) {
-			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060", rt.To)}
+		if _, _, named := proxy.NamedDestination(rt.To); !named && !isSIPURI(rt.To) {
+			return &Error{Line: lineOf(root, "routes"), Key: key + ".to", Msg: fmt.Sprintf("%q: needs a SIP URI, e.g. sip:gw.example.net:5060, or a named destination such as pool:NAME", rt.To)}
 		}
 	}
 	if err := c.validateTopologyHiding(root); err != nil {

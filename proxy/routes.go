@@ -29,6 +29,7 @@ type StaticRoute struct {
 	// Stateless: forward without transactions (RFC 3261 §16.11).
 	Stateless bool
 	to        sip.URI
+	named     Router // To names a destination a feature owns (Table.Named)
 }
 
 // StatelessRouter is an optional capability of a Router: it names the
@@ -86,7 +87,14 @@ type Table struct {
 	ResolveTimeout time.Duration
 	// Counters, when set, counts the requests each way of routing took;
 	// it outlives the table (a reload keeps the counts).
-	Counters  *RouteCounters
+	Counters *RouteCounters
+	// Named are the destinations features own, by "KIND:NAME" (a pool of
+	// upstreams "pool:pbx", a registered trunk "trunk:provider"): a route
+	// whose To is such a name hands the request to that Router, which
+	// decides the targets (and keeps whatever state that takes: health,
+	// load, credentials). Features do not import each other: the
+	// application fills this map from them.
+	Named     map[string]Router
 	outbound  sip.URI
 	stateless bool             // some route is stateless: StatelessTarget has work to do
 	hits      []*atomic.Uint64 // by route, then location, outbound, dns
@@ -142,6 +150,17 @@ func (t *Table) hit(i int) {
 func (t *Table) Compile() error {
 	for i := range t.Routes {
 		r := &t.Routes[i]
+		if kind, name, ok := NamedDestination(r.To); ok {
+			d, found := t.Named[r.To]
+			if !found {
+				return &namedError{r.Name, kind, name}
+			}
+			if r.Stateless {
+				return &routeError{r.Name, r.To + " (a " + kind + " keeps state: the route cannot be stateless)"}
+			}
+			r.named = d
+			continue
+		}
 		u, err := sip.ParseURI([]byte(r.To))
 		if err != nil || !u.IsSIP() {
 			return &routeError{r.Name, r.To}
@@ -171,6 +190,33 @@ func (t *Table) Compile() error {
 	return nil
 }
 
+// NamedDestination splits a route's To of the form "KIND:NAME" (pool:pbx,
+// trunk:provider): a lower-case kind other than sip, sips and tel, and a
+// name of letters, digits, '-', '_' and '.'.
+func NamedDestination(to string) (kind, name string, ok bool) {
+	kind, name, ok = strings.Cut(to, ":")
+	if !ok || kind == "" || name == "" || kind == "sip" || kind == "sips" || kind == "tel" {
+		return "", "", false
+	}
+	for _, c := range kind {
+		if c < 'a' || c > 'z' {
+			return "", "", false
+		}
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return "", "", false
+		}
+	}
+	return kind, name, true
+}
+
+type namedError struct{ route, kind, name string }
+
+func (e *namedError) Error() string {
+	return "route " + e.route + ": to " + e.kind + ":" + e.name + ": no " + e.kind + " named " + e.name + " is configured"
+}
+
 type routeError struct{ name, uri string }
 
 func (e *routeError) Error() string {
@@ -187,6 +233,9 @@ func (t *Table) Route(ctx context.Context, m *sip.Message, src netip.AddrPort, p
 		r := &t.Routes[i]
 		if r.matches(&u) {
 			t.hit(i)
+			if r.named != nil {
+				return r.named.Route(ctx, m, src, proto)
+			}
 			return t.toURI(ctx, &r.to, "route "+r.Name)
 		}
 	}

@@ -156,3 +156,51 @@ func TestStatelessRoute(t *testing.T) {
 		t.Errorf("transactions: %d server, %d client; a stateless route keeps none", tx.Servers, tx.Clients)
 	}
 }
+
+// namedRouter is a feature's destination in tests.
+type namedRouter struct{ d proxy.Decision }
+
+func (n namedRouter) Route(context.Context, *sip.Message, netip.AddrPort, transport.Proto) proxy.Decision {
+	return n.d
+}
+
+// A route to a named destination hands the request to the feature's
+// Router; an unknown name or a stateless route to one is a configuration
+// error naming the route.
+func TestNamedDestinations(t *testing.T) {
+	for _, c := range []struct {
+		to         string
+		kind, name string
+		ok         bool
+	}{
+		{"pool:pbx", "pool", "pbx", true},
+		{"trunk:provider-1.eu", "trunk", "provider-1.eu", true},
+		{"sip:gw.example.net", "", "", false},
+		{"sips:gw.example.net", "", "", false},
+		{"tel:+4930", "", "", false},
+		{"Pool:pbx", "", "", false},
+		{"pool:", "", "", false},
+		{"pool:a b", "", "", false},
+	} {
+		kind, name, ok := proxy.NamedDestination(c.to)
+		if kind != c.kind || name != c.name || ok != c.ok {
+			t.Errorf("NamedDestination(%q) = %q, %q, %v", c.to, kind, name, ok)
+		}
+	}
+	want := proxy.Decision{Groups: [][]proxy.Target{{{Addr: netip.MustParseAddrPort("192.0.2.7:5060"), Proto: transport.UDP}}}}
+	tb := &proxy.Table{Routes: []proxy.StaticRoute{{Name: "to-pbx", Prefix: "1", To: "pool:pbx"}},
+		Named: map[string]proxy.Router{"pool:pbx": namedRouter{want}}}
+	if err := tb.Compile(); err != nil {
+		t.Fatal(err)
+	}
+	m := parseReq(t, "sip:100@example.net")
+	if d := tb.Route(context.Background(), m, netip.MustParseAddrPort("192.0.2.1:5060"), transport.UDP); len(d.Groups) != 1 || d.Groups[0][0].Addr != want.Groups[0][0].Addr {
+		t.Fatalf("decision %+v, want the pool's", d)
+	}
+	if err := (&proxy.Table{Routes: []proxy.StaticRoute{{Name: "r", To: "pool:nope"}}}).Compile(); err == nil || err.Error() != "route r: to pool:nope: no pool named nope is configured" {
+		t.Fatalf("unknown pool: %v", err)
+	}
+	if err := (&proxy.Table{Routes: []proxy.StaticRoute{{Name: "r", To: "pool:pbx", Stateless: true}}, Named: tb.Named}).Compile(); err == nil {
+		t.Fatal("a stateless route to a pool compiled")
+	}
+}

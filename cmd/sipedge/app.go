@@ -323,7 +323,7 @@ func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
 	isSelf := func(u *sip.URI) bool { return a.core != nil && a.core.IsSelfURI(u) }
 	location := &proxy.LocationRouter{Registrar: a.reg, Domains: domains, Flows: flows{a}, IsSelf: isSelf}
 	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location,
-		Resolver: dnsResolver{a.res}, IsSelf: isSelf, Counters: &a.routes}
+		Resolver: dnsResolver{a.res}, IsSelf: isSelf, Counters: &a.routes, Named: a.named()}
 	for _, r := range cfg.Routes {
 		table.Routes = append(table.Routes, proxy.StaticRoute{Name: r.Name, Domain: r.Domain, Prefix: r.Prefix, To: r.To, Stateless: r.Stateless})
 	}
@@ -333,6 +333,14 @@ func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
 	limits := &sip.Limits{MaxMessageSize: cfg.Limits.MaxMessageSize, MaxHeaders: cfg.Limits.MaxHeaders, MaxVias: cfg.Limits.MaxVias}
 	return proxy.Policy{Limits: limits, AllowSources: cfg.Trusted(), Router: table, Domains: domains,
 		SymmetricResponses: cfg.SymmetricResponses == nil || *cfg.SymmetricResponses}, nil
+}
+
+// named collects the destinations features own, by "KIND:NAME" (routes
+// may send to them: proxy.Table.Named). Each feature that owns some adds
+// them here.
+func (a *app) named() map[string]proxy.Router {
+	m := map[string]proxy.Router{}
+	return m
 }
 
 // flows lets the location service ask the transport (built after it)
