@@ -36,7 +36,9 @@
 #   bench/compare.sh fixed [--repeat N] [--reg "400 4000"] [--call "100 800"] [--duration S]
 #
 # sipedge listens on 127.0.0.1:5070, Kamailio on 127.0.0.1:5080. Needs sipp
-# (Debian sip-tester) and kamailio; run as root or with both installed.
+# (Debian sip-tester) and kamailio; run as root or with both installed. media
+# also needs rtpengine (Debian rtpengine-daemon), which the harness installs
+# when it runs as root and finds it missing.
 # Results and every sipp log go to a new directory under /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -138,7 +140,7 @@ scens=$scen
 if [ "$scen" = media ]; then
 	scens=call-media
 	# a default ladder that starts below the plain calls' one (a relayed
-	# call costs Kamailio + rtpengine about 4 times a plain call's CPU) and
+	# call costs Kamailio + rtpengine about 3 times a plain call's CPU) and
 	# stops below the port pool's ceiling. Kamailio gets 8 workers instead
 	# of 4: each one waits for rtpengine's answer to every offer, answer
 	# and delete, and with 4 it failed 750 calls/s that it passes with 8
