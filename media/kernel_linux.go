@@ -421,7 +421,7 @@ func (k *kernel) apply(batch []kreq) {
 			}
 		}
 		if dropped {
-			k.done1(r.st, r.side, 0, 0, 0)
+			k.finish([]kdone{{st: r.st, side: r.side}})
 			continue
 		}
 		dels = append(dels, r)
@@ -454,6 +454,7 @@ func (k *kernel) add(adds []*kentry) {
 			k.refuse(ok[0], err)
 			return
 		}
+		var good []*kentry
 		for _, e := range ok {
 			k.stage(e)
 			if err := k.conn.Flush(); err != nil {
@@ -461,14 +462,37 @@ func (k *kernel) add(adds []*kentry) {
 				k.refuse(e, err)
 				continue
 			}
-			k.activate(e)
+			good = append(good, e)
 		}
+		k.activate(good)
 		return
 	}
-	for _, e := range ok {
-		k.activate(e)
+	k.activate(ok)
+}
+
+// byWorker calls fn for each item under the lock of its stream's relay
+// thread, taking each thread's lock once: a thread holds its lock for a
+// whole round, so locking once per item would wait a round each time.
+func byWorker[T any](items []T, stream func(T) *Stream, fn func(T)) {
+	var ws []*worker
+	groups := make(map[*worker][]T, 2)
+	for _, it := range items {
+		w := stream(it).w
+		if _, ok := groups[w]; !ok {
+			ws = append(ws, w)
+		}
+		groups[w] = append(groups[w], it)
+	}
+	for _, w := range ws {
+		w.mu.Lock()
+		for _, it := range groups[w] {
+			fn(it)
+		}
+		w.mu.Unlock()
 	}
 }
+
+func entryStream(e *kentry) *Stream { return e.st }
 
 func (k *kernel) alloc() uint32 {
 	if n := len(k.free); n > 0 {
@@ -545,23 +569,25 @@ func udpWrite(offset uint32) *expr.Payload {
 		Offset: offset, Len: 2, CsumType: expr.CsumTypeInet, CsumOffset: 6}
 }
 
-// activate records an entry the kernel accepted and tells its direction.
-func (k *kernel) activate(e *kentry) {
-	d := &e.st.dir[e.side]
-	k.entries[d] = e
-	k.mu.Lock()
-	k.added++
-	k.mu.Unlock()
-	w := e.st.w
-	w.mu.Lock()
-	e.samples0 = d.packets
-	d.kLost0 = d.rtp.lost()
-	d.kOwn0 = d.rtp.ownLost()
-	d.klastExt = d.rtp.extSeq()
-	if d.k == kPending {
-		d.k = kActive
+// activate records entries the kernel accepted and tells their
+// directions.
+func (k *kernel) activate(es []*kentry) {
+	for _, e := range es {
+		k.entries[&e.st.dir[e.side]] = e
 	}
-	w.mu.Unlock()
+	k.mu.Lock()
+	k.added += uint64(len(es))
+	k.mu.Unlock()
+	byWorker(es, entryStream, func(e *kentry) {
+		d := &e.st.dir[e.side]
+		e.samples0 = d.packets
+		d.kLost0 = d.rtp.lost()
+		d.kOwn0 = d.rtp.ownLost()
+		d.klastExt = d.rtp.extSeq()
+		if d.k == kPending {
+			d.k = kActive
+		}
+	})
 }
 
 // refuse gives a direction back to userspace for good after the kernel
@@ -577,7 +603,12 @@ func (k *kernel) refuse(e *kentry, err error) {
 	if d.k == kPending || d.k == kWithdrawing {
 		d.k = kOff
 	}
+	closing := d.kclose
+	d.kclose = false
 	w.mu.Unlock()
+	if closing {
+		e.st.c.withdrawn()
+	}
 }
 
 // del takes directions out of the kernel: first their map elements (no
@@ -585,16 +616,18 @@ func (k *kernel) refuse(e *kentry, err error) {
 // chains.
 func (k *kernel) del(dels []kreq) {
 	var es []*kentry
+	var back []kdone
 	for _, r := range dels {
 		e := k.entries[&r.st.dir[r.side]]
 		if e == nil {
 			// Refused, or removed already: just give it back.
-			k.done1(r.st, r.side, 0, 0, 0)
+			back = append(back, kdone{st: r.st, side: r.side})
 			continue
 		}
 		es = append(es, e)
 		_ = k.conn.SetDeleteElements(k.streams, []nftables.SetElement{{Key: e.key[:]}})
 	}
+	k.finish(back)
 	if len(es) == 0 {
 		return
 	}
@@ -633,8 +666,40 @@ func (k *kernel) del(dels []kreq) {
 	k.mu.Lock()
 	k.removed += uint64(len(es))
 	k.mu.Unlock()
+	ds := make([]kdone, len(es))
 	for i, e := range es {
-		k.done1(e.st, e.side, binary.BigEndian.Uint32(e.key[12:16]), counts[i][0], counts[i][1])
+		ds[i] = kdone{st: e.st, side: e.side, ssrc: binary.BigEndian.Uint32(e.key[12:16]), pk: counts[i][0], by: counts[i][1]}
+	}
+	k.finish(ds)
+}
+
+// kdone is a direction back from the kernel with what it forwarded.
+type kdone struct {
+	st      *Stream
+	side    Side
+	ssrc    uint32
+	pk, by  uint64
+	closing bool
+}
+
+// finish folds the directions' kernel counters in, under their threads'
+// locks, then tells the calls that wait for them (outside the locks:
+// AfterRelease's functions read stats).
+func (k *kernel) finish(ds []kdone) {
+	if len(ds) == 0 {
+		return
+	}
+	ptrs := make([]*kdone, len(ds))
+	for i := range ds {
+		ptrs[i] = &ds[i]
+	}
+	byWorker(ptrs, func(d *kdone) *Stream { return d.st }, func(x *kdone) {
+		x.closing = doneLocked(x.st, x.side, x.ssrc, x.pk, x.by)
+	})
+	for _, x := range ds {
+		if x.closing {
+			x.st.c.withdrawn()
+		}
 	}
 }
 
@@ -644,14 +709,13 @@ func (k *kernel) setErr(err error) {
 	k.mu.Unlock()
 }
 
-// done1 folds a direction's kernel counters into its own and makes it
-// eligible again (or off for good if its stream is closed). IP and UDP
-// headers are taken off the kernel's byte count (IPv4 without options),
-// since the relay counts UDP payload bytes.
-func (k *kernel) done1(st *Stream, side Side, ssrc uint32, pk, by uint64) {
-	w := st.w
+// doneLocked folds a direction's kernel counters into its own and makes
+// it eligible again (or off for good if its stream is closed); the
+// thread's lock is held. IP and UDP headers are taken off the kernel's
+// byte count (IPv4 without options), since the relay counts UDP payload
+// bytes. It reports whether Call.Close waits for this direction.
+func doneLocked(st *Stream, side Side, ssrc uint32, pk, by uint64) (closing bool) {
 	d := &st.dir[side]
-	w.mu.Lock()
 	d.kPackets += pk
 	if by >= pk*28 {
 		d.kBytes += by - pk*28
@@ -687,13 +751,9 @@ func (k *kernel) done1(st *Stream, side Side, ssrc uint32, pk, by uint64) {
 	} else {
 		d.k = kUser
 	}
-	closing := d.kclose
+	closing = d.kclose
 	d.kclose = false
-	w.mu.Unlock()
-	if closing {
-		// Not under w.mu: AfterRelease's functions read stats.
-		st.c.withdrawn()
-	}
+	return closing
 }
 
 // poll refreshes the live counters of kernel-forwarded directions from
@@ -711,30 +771,33 @@ func (k *kernel) poll() {
 	for _, e := range k.entries {
 		byKey[e.key] = e
 	}
+	type live struct {
+		e     *kentry
+		pk, b uint64
+	}
+	var lives []live
 	for _, el := range els {
 		if len(el.Key) < 16 || el.Counter == nil {
 			continue
 		}
-		e := byKey[[16]byte(el.Key[:16])]
-		if e == nil {
-			continue
+		if e := byKey[[16]byte(el.Key[:16])]; e != nil {
+			lives = append(lives, live{e, el.Counter.Packets, el.Counter.Bytes})
 		}
-		w := e.st.w
-		d := &e.st.dir[e.side]
-		w.mu.Lock()
+	}
+	byWorker(lives, func(l live) *Stream { return l.e.st }, func(l live) {
+		e, d := l.e, &l.e.st.dir[l.e.side]
 		if d.k == kActive {
 			samples := d.packets - e.samples0
-			if el.Counter.Packets > samples {
-				d.kLive = el.Counter.Packets - samples
+			if l.pk > samples {
+				d.kLive = l.pk - samples
 				d.kLiveBytes = 0
-				if el.Counter.Bytes > el.Counter.Packets*28 {
+				if l.b > l.pk*28 {
 					// Average size: the samples are the same kind of packet.
-					d.kLiveBytes = (el.Counter.Bytes - el.Counter.Packets*28) / el.Counter.Packets * d.kLive
+					d.kLiveBytes = (l.b - l.pk*28) / l.pk * d.kLive
 				}
 			}
 		}
-		w.mu.Unlock()
-	}
+	})
 }
 
 // status reports the fast path's state.
