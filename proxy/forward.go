@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"sipedge/nat"
 	"sipedge/sip"
@@ -33,6 +34,31 @@ type Target struct {
 	// Ignored for stateless routes, whose responses carry no state to
 	// restore them from.
 	HideVias bool
+	// NoAnswer, when set, is how long the target has to answer anything
+	// (a 100 Trying will do) before the branch counts as timed out (408)
+	// and the next failover group is tried, instead of waiting for Timer
+	// B or F (64·T1, 32 s): a PBX that is down over UDP answers nothing,
+	// and a caller does not wait half a minute for the next one. A late
+	// provisional response gets the branch cancelled (RFC 3261 §9.1); a
+	// late 2xx is still relayed (§16.7 step 5).
+	NoAnswer time.Duration
+	// Observer, when set, is told when a branch to the target starts and
+	// how it ends: the owner of a destination (a pool) keeps load and
+	// health from it without a hook on every request.
+	Observer BranchObserver
+}
+
+// BranchObserver follows the branches sent to the targets that name it
+// (Target.Observer). Its methods run under the response context's lock:
+// they take only a lock of their own, briefly, and send nothing.
+type BranchObserver interface {
+	// BranchStarted: a copy of req is about to be sent to t.
+	BranchStarted(t *Target, req *sip.Message)
+	// BranchEnded: the branch ended with code: the status of its final
+	// response, 408 when the target answered nothing in time (NoAnswer,
+	// Timer B or F), 503 after a transport error. Called once per
+	// started branch.
+	BranchEnded(t *Target, req *sip.Message, code int)
 }
 
 // Decision is what a Router answers: either a local response, or groups of

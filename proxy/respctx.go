@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/netip"
 	"sync"
+	"time"
 
 	"sipedge/sip"
 	"sipedge/transport"
@@ -105,6 +106,43 @@ type branch struct {
 	done         bool // final response, timeout or transport error
 	cancelOnProv bool // CANCEL once a provisional arrives (§9.1)
 	canceled     bool
+	answered     bool        // some response came (NoAnswer is met)
+	abandoned    bool        // counted as timed out by NoAnswer while its transaction goes on
+	ended        bool        // Observer told how it ended
+	noAnswer     *time.Timer // Target.NoAnswer
+}
+
+// end tells the target's observer how the branch ended, once.
+func (b *branch) end(code int) {
+	if b.noAnswer != nil {
+		b.noAnswer.Stop()
+	}
+	if b.ended || b.target.Observer == nil {
+		return
+	}
+	b.ended = true
+	b.target.Observer.BranchEnded(&b.target, &b.ctx.msg, code)
+}
+
+// onNoAnswer: the target answered nothing within Target.NoAnswer. The
+// branch counts as timed out (408), so a failover context goes on with
+// its next group now; its client transaction keeps running, and a late
+// answer is dealt with in OnResponse.
+func (b *branch) onNoAnswer() {
+	ctx := b.ctx
+	ctx.mu.Lock()
+	defer ctx.mu.Unlock()
+	if b.answered || b.done {
+		return
+	}
+	b.done, b.abandoned = true, true
+	ctx.core.log.Info("no answer from target", "dst", b.target.Addr, "proto", b.target.Proto, "after", b.target.NoAnswer)
+	if ctx.invite {
+		b.cancelOnProv = true
+	}
+	b.end(408)
+	ctx.consider(nil, 408)
+	ctx.settle()
 }
 
 // start forwards to the next group of targets. Called with ctx.mu held.
@@ -170,6 +208,9 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 	b := &branch{ctx: ctx, target: *t}
 	ctx.branches = append(ctx.branches, b)
 	c.stats.Forwarded.Add(1)
+	if t.Observer != nil {
+		t.Observer.BranchStarted(&b.target, &ctx.msg)
+	}
 	// NewClient may call OnTransportError synchronously; that path takes
 	// ctx.mu, so release it around the call.
 	ctx.mu.Unlock()
@@ -178,9 +219,13 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 	ctx.mu.Lock()
 	if err != nil {
 		b.done = true
+		b.end(503)
 		return false
 	}
 	b.client = cl
+	if t.NoAnswer > 0 && !b.answered && !b.done {
+		b.noAnswer = time.AfterFunc(t.NoAnswer, b.onNoAnswer)
+	}
 	if ctx.canceled && !b.done && !b.canceled && ctx.invite {
 		// A CANCEL (or a 2xx/6xx of another branch) came while the
 		// lock was released: cancelPending skipped this branch, which
@@ -204,6 +249,20 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	defer ctx.mu.Unlock()
 	if b.client == nil {
 		b.client = cl // the response overtook startBranch's bookkeeping
+	}
+	b.answered = true
+	if b.noAnswer != nil {
+		b.noAnswer.Stop()
+	}
+	if b.abandoned && (code < 200 || code >= 300) {
+		// Too late: the branch counted as timed out and the context went
+		// on. A provisional response gets it cancelled (§9.1); a
+		// failure has been accounted for. Only a 2xx goes on (§16.7
+		// step 5).
+		if b.cancelOnProv && !b.canceled {
+			b.sendCancel()
+		}
+		return
 	}
 	// The reply hooks schedule their edits (Contact alias, relayed SDP,
 	// passive registrar contacts) and learn from the response (dialogs,
@@ -243,6 +302,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		return
 	case code < 300:
 		b.done = true
+		b.end(code)
 		// Every 2xx is forwarded at once (step 5), and the other branches
 		// of an INVITE are cancelled (§16.7 step 10).
 		if !ctx.final {
@@ -255,6 +315,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 	default:
 		b.done = true
+		b.end(code)
 		ctx.consider(resp, code)
 		if code >= 600 {
 			ctx.got6xx = true
@@ -275,7 +336,11 @@ func (b *branch) OnTimeout(cl *txn.Client, timerC bool) {
 		b.sendCancel()
 		return
 	}
+	if b.abandoned {
+		return // already counted when NoAnswer ran out
+	}
 	b.done = true
+	b.end(408)
 	ctx.consider(nil, 408)
 	ctx.settle()
 }
@@ -287,7 +352,11 @@ func (b *branch) OnTransportError(cl *txn.Client, err error) {
 	ctx.core.log.Info("forwarding failed", "dst", b.target.Addr, "proto", b.target.Proto, "err", err)
 	ctx.mu.Lock()
 	defer ctx.mu.Unlock()
+	if b.abandoned {
+		return
+	}
 	b.done = true
+	b.end(503)
 	ctx.consider(nil, 503)
 	ctx.settle()
 }
