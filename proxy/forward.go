@@ -54,11 +54,11 @@ type Target struct {
 type BranchObserver interface {
 	// BranchStarted: a copy of req is about to be sent to t.
 	BranchStarted(t *Target, req *sip.Message)
-	// BranchEnded: the branch ended with code: the status of its final
-	// response, 408 when the target answered nothing in time (NoAnswer,
-	// Timer B or F), 503 after a transport error. Called once per
-	// started branch.
-	BranchEnded(t *Target, req *sip.Message, code int)
+	// BranchEnded: the branch ended with code: the status of the
+	// target's final response, or (local) 408 when the target answered
+	// nothing in time (NoAnswer, Timer B or F), 503 after a transport
+	// error. Called once per started branch.
+	BranchEnded(t *Target, req *sip.Message, code int, local bool)
 }
 
 // Decision is what a Router answers: either a local response, or groups of

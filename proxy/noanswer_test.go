@@ -26,7 +26,7 @@ func (o *observer) BranchStarted(t *proxy.Target, req *sip.Message) {
 	o.started = append(o.started, t.Addr.String())
 }
 
-func (o *observer) BranchEnded(t *proxy.Target, req *sip.Message, code int) {
+func (o *observer) BranchEnded(t *proxy.Target, req *sip.Message, code int, local bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if _, dup := o.ended[t.Addr.String()]; dup {

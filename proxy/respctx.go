@@ -113,7 +113,7 @@ type branch struct {
 }
 
 // end tells the target's observer how the branch ended, once.
-func (b *branch) end(code int) {
+func (b *branch) end(code int, local bool) {
 	if b.noAnswer != nil {
 		b.noAnswer.Stop()
 	}
@@ -121,7 +121,7 @@ func (b *branch) end(code int) {
 		return
 	}
 	b.ended = true
-	b.target.Observer.BranchEnded(&b.target, &b.ctx.msg, code)
+	b.target.Observer.BranchEnded(&b.target, &b.ctx.msg, code, local)
 }
 
 // onNoAnswer: the target answered nothing within Target.NoAnswer. The
@@ -140,7 +140,7 @@ func (b *branch) onNoAnswer() {
 	if ctx.invite {
 		b.cancelOnProv = true
 	}
-	b.end(408)
+	b.end(408, true)
 	ctx.consider(nil, 408)
 	ctx.settle()
 }
@@ -219,7 +219,7 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 	ctx.mu.Lock()
 	if err != nil {
 		b.done = true
-		b.end(503)
+		b.end(503, true)
 		return false
 	}
 	b.client = cl
@@ -302,7 +302,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		return
 	case code < 300:
 		b.done = true
-		b.end(code)
+		b.end(code, false)
 		// Every 2xx is forwarded at once (step 5), and the other branches
 		// of an INVITE are cancelled (§16.7 step 10).
 		if !ctx.final {
@@ -315,7 +315,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 	default:
 		b.done = true
-		b.end(code)
+		b.end(code, false)
 		ctx.consider(resp, code)
 		if code >= 600 {
 			ctx.got6xx = true
@@ -340,7 +340,7 @@ func (b *branch) OnTimeout(cl *txn.Client, timerC bool) {
 		return // already counted when NoAnswer ran out
 	}
 	b.done = true
-	b.end(408)
+	b.end(408, true)
 	ctx.consider(nil, 408)
 	ctx.settle()
 }
@@ -356,7 +356,7 @@ func (b *branch) OnTransportError(cl *txn.Client, err error) {
 		return
 	}
 	b.done = true
-	b.end(503)
+	b.end(503, true)
 	ctx.consider(nil, 503)
 	ctx.settle()
 }
