@@ -43,6 +43,7 @@ var stageOrder = []string{
 	"stateless",       // ACK of a 2xx: forwarded without a transaction
 	"transaction",     // retransmissions absorbed; server transaction; 100 Trying
 	"cancel",          // §16.10
+	"pool-calls",      // (f) a BYE ends a call counted on a pool target (least active calls)
 	"drain",           // graceful shutdown: 503 to new dialogs
 	"passive",         // (f) calls for phones registered elsewhere through sipedge
 	"registrar",       // REGISTER for a local domain (§10.3)
