@@ -87,6 +87,9 @@ type Config struct {
 	// TopologyHiding hides the inside network from the next hops listed
 	// in its peers (features/topohide). Off while peers is empty.
 	TopologyHiding TopologyHiding `yaml:"topology_hiding"`
+	// Pools are named groups of upstreams (PBXs, a provider's proxies)
+	// that routes send to with to: pool:NAME (features/pool).
+	Pools []Pool `yaml:"pools"`
 }
 
 // MIME holds the allow-lists of request body media types
@@ -1025,6 +1028,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.OutboundProxy != "" && !isSIPURI(c.OutboundProxy) {
 		return bad("outbound_proxy", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:proxy.example.net", c.OutboundProxy))
 	}
+	if err := c.validatePools(root); err != nil {
+		return err
+	}
 	return c.Security.validate(bad)
 }
 
@@ -1274,3 +1280,153 @@ func routeAddr(to string) (netip.Addr, bool) {
 }
 
 func boolPtr(v bool) *bool { return &v }
+
+// Pool is a named group of upstreams (features/pool). Zero values take
+// the defaults of docs/CONFIG.md.
+type Pool struct {
+	Name string `yaml:"name"`
+	// Algorithm: weighted (default), hash (by Call-ID), priority or
+	// least-calls.
+	Algorithm string       `yaml:"algorithm"`
+	Targets   []PoolTarget `yaml:"targets"`
+	Probe     PoolProbe    `yaml:"probe"`
+	// AnswerTimeout is how long a target has to answer a request (a 100
+	// Trying will do) before the next target is tried. Default 2s.
+	AnswerTimeout Duration `yaml:"answer_timeout"`
+}
+
+// PoolTarget is one upstream of a pool.
+type PoolTarget struct {
+	URI      string `yaml:"uri"`      // sip:IP[:port][;transport=tcp|tls]
+	Weight   int    `yaml:"weight"`   // share of new calls; default 1
+	Priority int    `yaml:"priority"` // algorithm priority: lower first
+}
+
+// PoolProbe configures the OPTIONS health probes of a pool's targets.
+type PoolProbe struct {
+	Interval  Duration `yaml:"interval"`   // default 10s
+	Timeout   Duration `yaml:"timeout"`    // default 2s (at most interval)
+	DownAfter int      `yaml:"down_after"` // failures in a row; default 3
+	UpAfter   int      `yaml:"up_after"`   // answered probes in a row; default 2
+}
+
+var poolNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// validatePools checks the pools and the routes that name them.
+func (c *Config) validatePools(root *yaml.Node) error {
+	names := map[string]bool{}
+	for i, p := range c.Pools {
+		key := fmt.Sprintf("pools[%d]", i)
+		bad := func(k, msg string) error {
+			return &Error{Line: seqItemLine(root, "pools", i, k), Key: key + "." + k, Msg: msg}
+		}
+		if !poolNameRE.MatchString(p.Name) {
+			return bad("name", fmt.Sprintf("%q: every pool needs a name of letters, digits, '.', '-' and '_' (routes send to it as pool:NAME)", p.Name))
+		}
+		if names[p.Name] {
+			return bad("name", fmt.Sprintf("%q: two pools have this name; rename one", p.Name))
+		}
+		names[p.Name] = true
+		switch p.Algorithm {
+		case "", "weighted", "hash", "priority", "least-calls":
+		default:
+			return bad("algorithm", fmt.Sprintf("%q: use weighted (the default), hash, priority or least-calls", p.Algorithm))
+		}
+		if len(p.Targets) == 0 {
+			return bad("targets", "a pool needs at least one target, e.g. targets: [{uri: \"sip:192.0.2.10:5060\"}]")
+		}
+		seen := map[string]bool{}
+		for j, t := range p.Targets {
+			tk := fmt.Sprintf("targets[%d]", j)
+			if a, ok := routeAddr(t.URI); !ok || !isSIPURI(t.URI) || !a.IsValid() || strings.Contains(t.URI, "@") {
+				return bad(tk+".uri", fmt.Sprintf("%q: want sip:IP[:port], e.g. sip:192.0.2.10:5060 or sip:[2001:db8::10]:5060;transport=tcp (host names are not resolved for pools)", t.URI))
+			}
+			if seen[t.URI] {
+				return bad(tk+".uri", fmt.Sprintf("%q is listed twice in this pool", t.URI))
+			}
+			seen[t.URI] = true
+			if t.Weight < 0 || t.Weight > 1000 {
+				return bad(tk+".weight", fmt.Sprintf("%d: use 1 to 1000 (0 or none: 1)", t.Weight))
+			}
+			if t.Priority < 0 {
+				return bad(tk+".priority", fmt.Sprintf("%d: use 0 or more (lower is tried first)", t.Priority))
+			}
+		}
+		pr := p.Probe
+		interval := pr.Interval.Duration
+		if interval == 0 {
+			interval = 10 * time.Second
+		}
+		if interval < 100*time.Millisecond || interval > time.Hour {
+			return bad("probe.interval", fmt.Sprintf("%s: use 100ms to 1h (default 10s)", pr.Interval))
+		}
+		if pr.Timeout.Duration > interval {
+			return bad("probe.timeout", fmt.Sprintf("%s is longer than the interval %s; use at most the interval (default 2s)", pr.Timeout, Duration{interval}))
+		}
+		if pr.DownAfter < 0 || pr.DownAfter > 100 {
+			return bad("probe.down_after", fmt.Sprintf("%d: use 1 to 100 failures in a row (default 3)", pr.DownAfter))
+		}
+		if pr.UpAfter < 0 || pr.UpAfter > 100 {
+			return bad("probe.up_after", fmt.Sprintf("%d: use 1 to 100 answered probes in a row (default 2)", pr.UpAfter))
+		}
+		if d := p.AnswerTimeout.Duration; d != 0 && (d < 50*time.Millisecond || d > 32*time.Second) {
+			return bad("answer_timeout", fmt.Sprintf("%s: use 50ms to 32s (default 2s)", p.AnswerTimeout))
+		}
+	}
+	for i, rt := range c.Routes {
+		if kind, name, ok := proxy.NamedDestination(rt.To); ok && kind == "pool" && !names[name] {
+			return &Error{Line: lineOf(root, "routes"), Key: fmt.Sprintf("routes[%d].to", i),
+				Msg: fmt.Sprintf("%q: no pool named %s; add it under pools, or correct the name", rt.To, name)}
+		}
+	}
+	return nil
+}
+
+// seqItemLine is the line of key (a dotted path) in the i-th item of the
+// sequence under top-level key seq: of the item itself when key is not
+// written there, of seq when the item is not found.
+func seqItemLine(root *yaml.Node, seq string, i int, key string) int {
+	line := lineOf(root, seq)
+	if root == nil || root.Kind != yaml.MappingNode {
+		return line
+	}
+	for k := 0; k+1 < len(root.Content); k += 2 {
+		if root.Content[k].Value != seq {
+			continue
+		}
+		s := root.Content[k+1]
+		if s.Kind != yaml.SequenceNode || i >= len(s.Content) {
+			return line
+		}
+		item := s.Content[i]
+		n, l := item, item.Line
+		for _, part := range strings.Split(key, ".") {
+			name, idx := part, -1
+			if b := strings.IndexByte(part, '['); b > 0 && strings.HasSuffix(part, "]") {
+				name = part[:b]
+				idx, _ = strconv.Atoi(part[b+1 : len(part)-1])
+			}
+			var next *yaml.Node
+			if n.Kind == yaml.MappingNode {
+				for j := 0; j+1 < len(n.Content); j += 2 {
+					if n.Content[j].Value == name {
+						l, next = n.Content[j].Line, n.Content[j+1]
+					}
+				}
+			}
+			if next != nil && idx >= 0 {
+				if next.Kind != yaml.SequenceNode || idx >= len(next.Content) {
+					return l
+				}
+				next = next.Content[idx]
+				l = next.Line
+			}
+			if next == nil {
+				return l
+			}
+			n = next
+		}
+		return l
+	}
+	return line
+}

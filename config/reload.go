@@ -103,6 +103,7 @@ var keyClass = map[string]reloadClass{
 	"topology_hiding.contact":              restart,
 	"topology_hiding.record_route":         restart,
 	"topology_hiding.call_id":              restart,
+	"pools":                                reloadable, // replaced whole; targets that stay keep their health
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")
