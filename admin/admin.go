@@ -18,6 +18,7 @@
 //	GET    /api/v1/calls/{call-id}/pcap      its messages as a pcap file
 //	GET    /api/v1/events                    server-sent events: the call list when it changes
 //	GET    /api/v1/connections               open TCP/TLS connections
+//	GET    /api/v1/pools                     pools of upstreams and their targets' health
 //	GET    /api/v1/bans                      the sources banned now
 //	DELETE /api/v1/bans/{source}             lift the ban of an address or a prefix
 package admin
@@ -129,6 +130,14 @@ type Config struct {
 	// Messages are the calls' SIP messages; nil: calls are shown
 	// without them.
 	Messages Messages
+	// Pools are the pools of upstreams; nil: none.
+	Pools Pools
+}
+
+// Pools is what the API reads of the pools of upstreams: a
+// JSON-encodable list (features/pool.PoolView).
+type Pools interface {
+	View() any
 }
 
 // Server is the operations HTTP server.
@@ -180,6 +189,7 @@ func New(cfg Config, bans Bans, health Health, regs Registrations, calls Calls, 
 	mux.HandleFunc("GET /api/v1/calls/{id}/pcap", s.callPcap)
 	mux.HandleFunc("GET /api/v1/events", s.events)
 	mux.HandleFunc("GET /api/v1/connections", s.listConnections)
+	mux.HandleFunc("GET /api/v1/pools", s.listPools)
 	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
@@ -361,4 +371,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// listPools: every pool, its settings and each target's state.
+func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
+	var pools any = []any{}
+	if s.cfg.Pools != nil {
+		pools = s.cfg.Pools.View()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pools": pools})
 }

@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/netip"
 	"path/filepath"
@@ -38,6 +39,7 @@ import (
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
 	"sipedge/features/natalias"
+	"sipedge/features/pool"
 	"sipedge/features/topohide"
 	"sipedge/media"
 	"sipedge/proxy"
@@ -81,6 +83,12 @@ type app struct {
 	// capture keeps calls' SIP messages for the operations page (when
 	// the operations server is on).
 	capture *capture.Capture
+
+	// pools are the pools of upstreams (features/pool); poolSet the
+	// pools of the configuration being loaded, whose routers the
+	// routing table gets (named).
+	pools   *pool.Feature
+	poolSet *pool.Set
 }
 
 // errStart is a start-up failure that is not the configuration's fault
@@ -122,6 +130,12 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	a.closer = append([]func(){func() { a.reg.Close() }}, a.closer...)
 	if a.res, err = resolve.New(resolve.Config{Servers: cfg.DNS.Servers, Logger: log}); err != nil {
 		return nil, fmt.Errorf("dns: %v", err)
+	}
+	// Pools are routes' named destinations: built before the routing
+	// table that names them; they probe once the core is attached.
+	a.pools = pool.New(originator{a}, log)
+	if a.poolSet, err = a.pools.Prepare(poolConfigs(cfg)); err != nil {
+		return nil, fmt.Errorf("config: %v", err)
 	}
 	pol, err := a.policy(cfg)
 	if err != nil {
@@ -207,6 +221,10 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	// Always built (it sleeps while off): a reload may turn it on.
 	a.ka = keepalive.New(a.core, a.reg, keepaliveConfig(cfg))
 	features = append(features, a.ka)
+	// Always in the pipeline (its stage costs a method check): a reload
+	// may add pools.
+	a.pools.Use(a.poolSet)
+	features = append(features, a.pools)
 	if th := cfg.TopologyHiding; th.On() {
 		f, err := topoHiding(a.core, cfg)
 		if err != nil {
@@ -220,7 +238,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if cfg.Admin.Listen != "off" {
 		a.capture = capture.New(capture.Config{})
 		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
-			Metrics: a.metricsHandler(log), Messages: a.capture}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
+			Metrics: a.metricsHandler(log), Messages: a.capture, Pools: poolView{a.pools}}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -340,6 +358,9 @@ func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
 // them here.
 func (a *app) named() map[string]proxy.Router {
 	m := map[string]proxy.Router{}
+	if a.poolSet != nil {
+		maps.Copy(m, a.poolSet.Routers())
+	}
 	return m
 }
 
@@ -462,6 +483,7 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		{Name: "keepalive", Stats: func() any { return a.ka.Stats() }},
 		{Name: "mime", Stats: func() any { return a.mime.Stats() }},
 		{Name: "guard", Stats: func() any { return a.guard.Stats() }},
+		{Name: "pool", Stats: func() any { return a.pools.Stats() }},
 	}
 	if a.relay != nil {
 		src = append(src, metrics.Source{Name: "media", Stats: func() any { return a.relay.Stats() }},
@@ -633,6 +655,11 @@ func (a *app) reload() error {
 	if err := lv.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return fmt.Errorf("log.level %q: use debug, info, warn or error", cfg.Log.Level)
 	}
+	set, err := a.pools.Prepare(poolConfigs(cfg))
+	if err != nil {
+		return fmt.Errorf("config: %v", err)
+	}
+	a.poolSet = set
 	pol, err := a.policy(cfg)
 	if err != nil {
 		return err
@@ -671,6 +698,7 @@ func (a *app) reload() error {
 		}
 	}
 	a.core.SetPolicy(pol)
+	a.pools.Use(set)
 	if a.calls != nil {
 		if err := a.calls.Reopen(); err != nil {
 			a.log.Warn("call log not reopened; writing on to the old file", "err", err)
@@ -769,3 +797,30 @@ func topoHiding(core *proxy.Core, cfg *config.Config) (*topohide.Feature, error)
 	return topohide.New(core, topohide.Config{Peers: peers, Via: on(th.Via), Contact: on(th.Contact),
 		RecordRoute: on(th.RecordRoute), CallID: on(th.CallID)}, key)
 }
+
+// poolConfigs converts the configuration's pools (validated by config).
+func poolConfigs(cfg *config.Config) []pool.Config {
+	var out []pool.Config
+	for _, p := range cfg.Pools {
+		alg, _ := pool.ParseAlgorithm(p.Algorithm)
+		pc := pool.Config{Name: p.Name, Algorithm: alg, AnswerTimeout: p.AnswerTimeout.Duration,
+			Probe: pool.Probe{Interval: p.Probe.Interval.Duration, Timeout: p.Probe.Timeout.Duration, DownAfter: p.Probe.DownAfter, UpAfter: p.Probe.UpAfter}}
+		for _, t := range p.Targets {
+			pc.Targets = append(pc.Targets, pool.TargetConfig{URI: t.URI, Weight: t.Weight, Priority: t.Priority})
+		}
+		out = append(out, pc)
+	}
+	return out
+}
+
+// originator sends the pools' probes through the core, built after them.
+type originator struct{ a *app }
+
+func (o originator) Originate(r *proxy.Originate, h txn.ClientHandler) error {
+	return o.a.core.Originate(r, h)
+}
+
+// poolView shows the pools to the operations API.
+type poolView struct{ f *pool.Feature }
+
+func (v poolView) View() any { return v.f.View() }

@@ -129,21 +129,16 @@ type counters struct {
 // convention). Target labels are "POOL/URI": names the configuration
 // bounds.
 type Stats struct {
-	Probes          uint64 // OPTIONS probes sent to pool targets
-	ProbeFailures   uint64 // probes unanswered within the timeout, answered 5xx, or not sent
-	PassiveFailures uint64 // forwarded requests a target did not answer in time, or answered 503
-	Unavailable     uint64 // requests answered 503 because no target of their pool was up
-	StateChanges    uint64 // targets that went down or came back up
-	// TargetsUp: targets up now, per pool.
-	TargetsUp map[string]int64 `label:"pool"`
-	// Up: 1 while the target is up, 0 while it is down.
-	Up map[string]int64 `label:"target"`
-	// ActiveCalls: INVITEs in progress and answered calls not yet ended, per target.
-	ActiveCalls map[string]int64 `label:"target"`
-	// Latency: smoothed OPTIONS round-trip time, per target.
-	Latency map[string]time.Duration `label:"target"`
-	// Calls: INVITEs sent to the target.
-	Calls map[string]uint64 `label:"target"`
+	Probes          uint64                   // OPTIONS probes sent to pool targets
+	ProbeFailures   uint64                   // probes unanswered within the timeout, answered 5xx, or not sent
+	PassiveFailures uint64                   // forwarded requests a target did not answer in time, or answered 503
+	Unavailable     uint64                   // requests answered 503 because no target of their pool was up
+	StateChanges    uint64                   // targets that went down or came back up
+	TargetsUp       map[string]int64         `label:"pool"`   // targets up now, per pool
+	Up              map[string]int64         `label:"target"` // 1 while the target is up, 0 while it is down
+	ActiveCalls     map[string]int64         `label:"target"` // INVITEs in progress and answered calls not yet ended
+	Latency         map[string]time.Duration `label:"target"` // smoothed OPTIONS round-trip time
+	Calls           map[string]uint64        `label:"target"` // INVITEs sent to the target
 }
 
 // New returns the pools' owner; Prepare and Use give it pools.
