@@ -283,6 +283,17 @@ routes:
 		t.Fatalf("the instance took %d of 40 calls after it came back, want about 30", n)
 	}
 
+	// 4. A reload that changes the pool keeps the state of the targets
+	// that stay; a pool a route names must exist.
+	sinceA := poolTargets(t, adminAddr)[ua].Since
+	reloaded := strings.Replace(cfg, "weight: 3", "weight: 1", 1)
+	reloaded = strings.Replace(reloaded, "answer_timeout: 300ms", "answer_timeout: 300ms\n    algorithm: hash", 1)
+	s.reload(t, cfgFile, reloaded, "configuration reloaded")
+	if st := poolTargets(t, adminAddr)[ua]; st.State != "up" || !st.Since.Equal(sinceA) {
+		t.Fatalf("after the reload: %+v, want up since %v", st, sinceA)
+	}
+	s.reload(t, cfgFile, strings.Replace(reloaded, "to: pool:pbx", "to: pool:pbz", 1), "no pool named pbz")
+
 	// The metrics say the same.
 	resp, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
