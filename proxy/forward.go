@@ -36,11 +36,13 @@ type Target struct {
 	HideVias bool
 	// NoAnswer, when set, is how long the target has to answer anything
 	// (a 100 Trying will do) before the branch counts as timed out (408)
-	// and the next failover group is tried, instead of waiting for Timer
-	// B or F (64·T1, 32 s): a PBX that is down over UDP answers nothing,
-	// and a caller does not wait half a minute for the next one. A late
-	// provisional response gets the branch cancelled (RFC 3261 §9.1); a
-	// late 2xx is still relayed (§16.7 step 5).
+	// and the next group is tried, instead of waiting for Timer B or F
+	// (64·T1, 32 s): a PBX that is down over UDP answers nothing, and a
+	// caller does not wait half a minute for the next one. It applies
+	// only while a later group is left to try: the last target gets the
+	// transaction's whole time. A late provisional response gets the
+	// branch cancelled (RFC 3261 §9.1); a late 2xx is still relayed
+	// (§16.7 step 5).
 	NoAnswer time.Duration
 	// Observer, when set, is told when a branch to the target starts and
 	// how it ends: the owner of a destination (a pool) keeps load and

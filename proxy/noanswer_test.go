@@ -102,3 +102,20 @@ func TestNoAnswerFailsOver(t *testing.T) {
 		t.Fatalf("%d branches started, want 2", n)
 	}
 }
+
+// TestNoAnswerLastGroupWaits: the last target left is not given up on
+// after NoAnswer: with nothing else to try, it has the transaction's
+// whole time, and a slow answer still makes the call.
+func TestNoAnswerLastGroupWaits(t *testing.T) {
+	slow, caller := proxytest.NewPeer(t), proxytest.NewPeer(t)
+	obs := &observer{ended: map[string]int{}}
+	_, px := proxytest.Start(t, failover{{{Proto: transport.UDP, Addr: slow.Addr, NoAnswer: 100 * time.Millisecond, Observer: obs}}}, nil)
+	caller.Send(px, proxytest.Invite(caller, px, "noanswer-2", "z9hG4bKna2"))
+	req := slow.ExpectRequest("INVITE")
+	time.Sleep(400 * time.Millisecond)
+	slow.Send(px, slow.Answer(req, 200, "slow"))
+	caller.ExpectFor(200, "noanswer-2")
+	if c, ok := obs.get(slow.Addr.String()); !ok || c != 200 {
+		t.Fatalf("ended with %d (%v), want 200", c, ok)
+	}
+}

@@ -223,7 +223,7 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 		return false
 	}
 	b.client = cl
-	if t.NoAnswer > 0 && !b.answered && !b.done {
+	if t.NoAnswer > 0 && !b.answered && !b.done && ctx.next < len(ctx.groups) {
 		b.noAnswer = time.AfterFunc(t.NoAnswer, b.onNoAnswer)
 	}
 	if ctx.canceled && !b.done && !b.canceled && ctx.invite {
