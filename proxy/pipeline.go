@@ -45,6 +45,7 @@ var stageOrder = []string{
 	"cancel",          // §16.10
 	"drain",           // graceful shutdown: 503 to new dialogs
 	"passive",         // (f) calls for phones registered elsewhere through sipedge
+	"trunk-in",        // (f) calls on a trunk's registered contact: routed by the trunk's inbound rule
 	"registrar",       // REGISTER for a local domain (§10.3)
 	"self",            // requests for sipedge itself (no user part)
 	"session-min",     // (f) RFC 4028 §8.1: 422 below Min-SE
