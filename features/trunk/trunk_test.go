@@ -136,7 +136,10 @@ func TestRegistration(t *testing.T) {
 	n4, _ := r4.CSeq()
 	r5 := nextRegister(t, reg, n4, 2*time.Second)
 	reg.Send(px, answer(r5, 200, "Expires: 3"))
-	waitFor(t, func() bool { st := state(f); return st.Failures == 0 && st.Expires.After(time.Now().Add(2*time.Second)) })
+	waitFor(t, func() bool {
+		st := state(f)
+		return st.Failures == 0 && st.Expires.After(time.Now().Add(2*time.Second))
+	})
 	if s := f.Stats(); s.Registrations["prov"] != 2 || s.Failures["prov"] != 1 || s.Registered != 1 {
 		t.Fatalf("stats %+v", s)
 	}
