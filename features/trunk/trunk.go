@@ -305,11 +305,11 @@ func (f *Feature) States() []State {
 // package metrics).
 type Stats struct {
 	Registered    int               // trunks registered now
-	Registrations map[string]uint64 `label:"trunk"` // REGISTERs that got a 2xx, by trunk
-	Failures      map[string]uint64 `label:"trunk"` // registration attempts that failed, by trunk
-	Inbound       map[string]uint64 `label:"trunk"` // calls and other requests from the provider routed by the inbound rule, by trunk
-	Outbound      map[string]uint64 `label:"trunk"` // requests routed to the provider, by trunk
-	Challenges    map[string]uint64 `label:"trunk"` // provider challenges answered with the trunk's credentials, by trunk
+	Registrations map[string]uint64 `label:"trunk"` // REGISTERs that got a 2xx
+	Failures      map[string]uint64 `label:"trunk"` // registration attempts that failed
+	Inbound       map[string]uint64 `label:"trunk"` // calls and other requests from the provider routed by the inbound rule
+	Outbound      map[string]uint64 `label:"trunk"` // requests routed to the provider
+	Challenges    map[string]uint64 `label:"trunk"` // provider challenges answered with the trunk's credentials
 }
 
 // Stats returns a snapshot of the counters.
