@@ -20,7 +20,7 @@
 //	GET    /api/v1/connections               open TCP/TLS connections
 //	GET    /api/v1/bans                      the sources banned now
 //	DELETE /api/v1/bans/{source}             lift the ban of an address or a prefix
-//	GET    /api/v1/trunks                    the providers sipedge registers to
+//	GET    /api/v1/trunks                    the providers sipedge registers to (state, last error, next attempt)
 package admin
 
 import (
