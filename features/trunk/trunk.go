@@ -14,7 +14,8 @@
 // uac_reg disables a registration for good after some failures, and only
 // an operator brings it back).
 //
-// Hooks: stage "trunk-in"; the destinations through Routers; a sender per
+// Hooks: stage "trunk-in"; branch and reply hooks "trunk-cseq" and failure
+// hook "trunk" (cseq.go); the destinations through Routers; a sender per
 // trunk with a lifecycle (proxy.Starter, proxy.Closer).
 package trunk
 
@@ -104,6 +105,7 @@ type Feature struct {
 	byUser map[string]*trunk // contact user → trunk
 	stop   chan struct{}
 	wg     sync.WaitGroup
+	shifts shifts // dialogs whose INVITE went out with the next CSeq (cseq.go)
 }
 
 // New checks the trunks and builds the feature; Use gives it the core
@@ -146,7 +148,13 @@ func (f *Feature) Hooks() proxy.Hooks {
 	if len(f.trunks) == 0 {
 		return proxy.Hooks{}
 	}
-	return proxy.Hooks{Stages: []proxy.Stage{{Name: "trunk-in", Run: f.inbound}}}
+	return proxy.Hooks{
+		Stages:      []proxy.Stage{{Name: "trunk-in", Run: f.inbound}},
+		Branch:      []proxy.BranchHook{{Name: "trunk-cseq", Run: f.branch}},
+		Reply:       []proxy.ReplyHook{{Name: "trunk-cseq", Run: f.reply}},
+		Failure:     []proxy.FailureHook{{Name: "trunk", Run: f.failed}},
+		DialogEnded: []func(callID, fromTag string){f.ended},
+	}
 }
 
 // Start starts the registration of every trunk (proxy.Starter).
@@ -401,6 +409,9 @@ func (t *trunk) Authorize(method, uri []byte, resp *sip.Message) (string, []byte
 		return "", nil, false
 	}
 	t.stats.Challenges.Add(1)
+	if string(method) == "INVITE" {
+		t.f.shifts.add(resp)
+	}
 	name := "Authorization"
 	if resp.StatusCode() == 407 {
 		name = "Proxy-Authorization"

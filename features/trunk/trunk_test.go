@@ -319,3 +319,85 @@ func TestInbound(t *testing.T) {
 	uac.Send(px, inv("sip:acme@"+px.String(), "sip:a%40b@prov.example"))
 	uac.Expect(404)
 }
+
+// TestDialogCSeq: after sipedge answered the provider's 407 to an INVITE
+// (sent again with CSeq 2), the caller's ACK of the 2xx reaches the
+// provider with the INVITE's number (RFC 3261 §13.2.2.4) and its BYE one
+// above it, while the caller sees its own numbers in every response.
+func TestDialogCSeq(t *testing.T) {
+	uac, prov := proxytest.NewPeer(t), proxytest.NewPeer(t)
+	f, err := New([]Trunk{{Name: "prov", Registrar: "sip:" + prov.Addr.String(), Username: "acme", Password: "pw", NoRegister: true}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, px := proxytest.Start(t, f.Routers()["trunk:prov"], func(c *proxy.Core) []proxy.Feature {
+		f.Use(c)
+		return []proxy.Feature{f}
+	})
+	uac.Send(px, proxytest.Invite(uac, px, "cseq1", "z9hG4bKc1"))
+	uac.Expect(100)
+	inv := prov.ExpectRequest("INVITE")
+	ch := digest.AppendChallenge(nil, digest.MD5, "prov", []byte("n1"), false)
+	prov.Send(px, strings.Replace(prov.Answer(inv, 407, "p1"), "Content-Length: 0", "Proxy-Authenticate: "+string(ch)+"\r\nContent-Length: 0", 1))
+	prov.ExpectRequest("ACK")
+	inv2 := prov.ExpectRequest("INVITE")
+	if n, _ := inv2.CSeq(); n != 2 || inv2.Get(sip.KindProxyAuthorization) == nil {
+		t.Fatalf("retried INVITE: CSeq %d, credentials %q", n, inv2.Get(sip.KindProxyAuthorization))
+	}
+	prov.Send(px, prov.Answer(inv2, 200, "p1"))
+	ok := uac.Expect(200)
+	if n, _ := ok.CSeq(); n != 1 {
+		t.Fatalf("200 upstream: CSeq %d", n)
+	}
+	rr := string(ok.Get(sip.KindRecordRoute))
+	inDialog := func(method string, cseq int, branch string) string {
+		return fmt.Sprintf("%s sip:uas@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s;rport\r\nRoute: %s\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>;tag=p1\r\n"+
+			"Call-ID: cseq1\r\nCSeq: %d %s\r\nContent-Length: 0\r\n\r\n", method, prov.Addr, uac.Addr, branch, rr, cseq, method)
+	}
+	uac.Send(px, inDialog("ACK", 1, "z9hG4bKc2"))
+	if n, _ := prov.ExpectRequestWithin("ACK", 2*time.Second).CSeq(); n != 2 {
+		t.Fatalf("ACK of the 2xx reached the provider with CSeq %d, want 2", n)
+	}
+	uac.Send(px, inDialog("BYE", 2, "z9hG4bKc3"))
+	bye := prov.ExpectRequestWithin("BYE", 2*time.Second)
+	if n, _ := bye.CSeq(); n != 3 {
+		t.Fatalf("BYE reached the provider with CSeq %d, want 3", n)
+	}
+	prov.Send(px, prov.Answer(bye, 200, "p1"))
+	r := uac.Expect(200)
+	if n, m := r.CSeq(); n != 2 || string(m) != "BYE" {
+		t.Fatalf("200 to the BYE upstream: CSeq %d %s", n, m)
+	}
+	if f.shifts.n.Load() != 0 {
+		t.Fatal("the dialog's entry outlived its BYE")
+	}
+}
+
+// TestDialogCSeqFailed: an authenticated INVITE that fails leaves no entry.
+func TestDialogCSeqFailed(t *testing.T) {
+	uac, prov := proxytest.NewPeer(t), proxytest.NewPeer(t)
+	f, err := New([]Trunk{{Name: "prov", Registrar: "sip:" + prov.Addr.String(), Username: "acme", Password: "pw", NoRegister: true}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, px := proxytest.Start(t, f.Routers()["trunk:prov"], func(c *proxy.Core) []proxy.Feature {
+		f.Use(c)
+		return []proxy.Feature{f}
+	})
+	uac.Send(px, proxytest.Invite(uac, px, "cseq2", "z9hG4bKd1"))
+	uac.Expect(100)
+	inv := prov.ExpectRequest("INVITE")
+	ch := digest.AppendChallenge(nil, digest.MD5, "prov", []byte("n1"), false)
+	prov.Send(px, strings.Replace(prov.Answer(inv, 407, "p1"), "Content-Length: 0", "Proxy-Authenticate: "+string(ch)+"\r\nContent-Length: 0", 1))
+	prov.ExpectRequest("ACK")
+	inv2 := prov.ExpectRequest("INVITE")
+	if f.shifts.n.Load() != 1 {
+		t.Fatal("no entry for the authenticated INVITE")
+	}
+	prov.Send(px, prov.Answer(inv2, 486, "p1"))
+	if n, _ := uac.Expect(486).CSeq(); n != 1 {
+		t.Fatalf("486 upstream: CSeq %d", n)
+	}
+	waitFor(t, func() bool { return f.shifts.n.Load() == 0 })
+}
