@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 
 	"sipedge/proxy"
@@ -13,11 +14,14 @@ import (
 // fixedAuth answers every challenge with the same credentials and
 // remembers what it was asked.
 type fixedAuth struct {
+	mu          sync.Mutex
 	method, uri string
 	calls       int
 }
 
 func (a *fixedAuth) Authorize(method, uri []byte, resp *sip.Message) (string, []byte, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.calls++
 	a.method, a.uri = string(method), string(uri)
 	name := "Authorization"
@@ -55,8 +59,11 @@ func TestAuthRetry(t *testing.T) {
 	if string(v1.Branch) == string(v2.Branch) {
 		t.Fatal("retried INVITE reuses the branch")
 	}
-	if auth.method != "INVITE" || auth.uri != "sip:bob@example.com" {
-		t.Fatalf("asked for %s %s", auth.method, auth.uri)
+	auth.mu.Lock()
+	method, uri := auth.method, auth.uri
+	auth.mu.Unlock()
+	if method != "INVITE" || uri != "sip:bob@example.com" {
+		t.Fatalf("asked for %s %s", method, uri)
 	}
 	uas.Send(px, uas.Answer(inv2, 180, "p1"))
 	r180 := uac.Expect(180)
@@ -92,6 +99,8 @@ func TestAuthRetryOnce(t *testing.T) {
 	if n, _ := r.CSeq(); n != 1 {
 		t.Fatalf("401 upstream has CSeq %d", n)
 	}
+	auth.mu.Lock()
+	defer auth.mu.Unlock()
 	if auth.calls != 1 {
 		t.Fatalf("Authorize called %d times", auth.calls)
 	}
