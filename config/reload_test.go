@@ -133,6 +133,8 @@ func change(t *testing.T, path string, v reflect.Value) {
 		v.Set(reflect.ValueOf(map[string][]string{"x": {"y"}}))
 	case []Route:
 		v.Set(reflect.ValueOf([]Route{{Name: "x", To: "sip:192.0.2.1"}}))
+	case []Trunk:
+		v.Set(reflect.ValueOf([]Trunk{{Name: "x", Registrar: "sip:192.0.2.1", Username: "u", Password: "p"}}))
 	default:
 		t.Fatalf("%s: the test does not know how to change a %s", path, v.Type())
 	}

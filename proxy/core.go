@@ -129,6 +129,7 @@ type counters struct {
 	StatelessForwards, LocalResponses, Originated, Deferred, DeferredRefused     atomic.Uint64
 	Forwarded, Loops, Refused, Draining, HookErrors, SendErrors, SIPSRefused     atomic.Uint64
 	RelayDenied, Amplification, ForgedResponses                                  atomic.Uint64
+	AuthRetries                                                                  atomic.Uint64
 	// byMethod counts received requests by sip.Method; respIn received
 	// responses and respLocal sipedge's own, by class (index 1-6).
 	byMethod          [16]atomic.Uint64
@@ -159,7 +160,8 @@ type Stats struct {
 	Draining          uint64 // new dialogs answered 503 while draining
 	HookErrors        uint64 // branches dropped, responses relayed without an edit: a hook's edit failed
 	SendErrors        uint64
-	Pending           int // forwarded requests waiting for their final response
+	AuthRetries       uint64 // requests sent again with sipedge's credentials after a next hop's 401/407
+	Pending           int    // forwarded requests waiting for their final response
 	// RegistrationDelay is the registration request delay: a REGISTER
 	// that changed bindings, from the registrar stage to its 200 OK (the
 	// fsync included).
@@ -189,7 +191,7 @@ func (c *Core) Stats() Stats {
 		Deferred: s.Deferred.Load(), DeferredRefused: s.DeferredRefused.Load(), Forwarded: s.Forwarded.Load(),
 		Loops: s.Loops.Load(), Refused: s.Refused.Load(), SIPSRefused: s.SIPSRefused.Load(), Draining: s.Draining.Load(), HookErrors: s.HookErrors.Load(),
 		RelayDenied: s.RelayDenied.Load(), Amplification: s.Amplification.Load(), ForgedResponses: s.ForgedResponses.Load(),
-		SendErrors: s.SendErrors.Load(), Pending: c.Pending(), RegistrationDelay: c.rrd.Snapshot(),
+		SendErrors: s.SendErrors.Load(), AuthRetries: s.AuthRetries.Load(), Pending: c.Pending(), RegistrationDelay: c.rrd.Snapshot(),
 		Stages: map[string]uint64{}, BranchHooks: map[string]uint64{}, ReplyHooks: map[string]uint64{},
 	}
 	st.RequestsByMethod = make(map[string]uint64, 16)

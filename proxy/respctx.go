@@ -205,6 +205,9 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	if b.client == nil {
 		b.client = cl // the response overtook startBranch's bookkeeping
 	}
+	if (code == 401 || code == 407) && b.target.Auth != nil && b.target.authName == "" && ctx.retryAuth(b, m) {
+		return
+	}
 	// The reply hooks schedule their edits (Contact alias, relayed SDP,
 	// passive registrar contacts) and learn from the response (dialogs,
 	// bindings); then our Via goes (§16.7 step 3).
@@ -222,6 +225,13 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 		*rp = Reply{}
 		replyPool.Put(rp)
+	}
+	if b.target.cseq != 0 {
+		// A retried branch: upstream gets its own CSeq number back.
+		n, _ := ctx.msg.CSeq()
+		if err := setCSeq(m, n); err != nil {
+			c.stats.HookErrors.Add(1)
+		}
 	}
 	var resp []byte
 	if b.target.HideVias {
@@ -262,6 +272,44 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 	}
 	ctx.settle()
+}
+
+// retryAuth answers a 401/407 of a next hop whose credentials sipedge
+// holds (Target.Auth; RFC 3261 §22.2): the challenged branch ends, its
+// response is neither relayed nor considered, and a new branch goes to the
+// same target with the credentials and the CSeq number plus one. Only the
+// first challenge of a branch is answered (a second one, a wrong password,
+// is relayed); ACK and CANCEL are never challenged (§22.1), and a context
+// that is final or cancelled does not start branches. It reports whether
+// the response was absorbed. Called with ctx.mu held.
+func (ctx *respCtx) retryAuth(b *branch, m *sip.Message) bool {
+	k := ctx.msg.MethodKind()
+	if k == sip.ACK || k == sip.CANCEL || ctx.final || ctx.canceled {
+		return false
+	}
+	uri := b.target.URI
+	if uri == nil {
+		uri = ctx.msg.RequestURIBytes()
+	}
+	name, value, ok := b.target.Auth.Authorize(ctx.msg.Method(), uri, m)
+	if !ok {
+		return false
+	}
+	t := b.target
+	t.authName, t.authValue = name, value
+	n, _ := ctx.msg.CSeq()
+	t.cseq = n + 1
+	// b stays pending while the new branch starts (startBranch releases
+	// the lock), so the context cannot finish in between.
+	before := len(ctx.branches)
+	ctx.startBranch(&t)
+	if len(ctx.branches) == before {
+		return false // not built: the challenge goes on like any response
+	}
+	b.done = true
+	ctx.core.stats.AuthRetries.Add(1)
+	ctx.settle()
+	return true
 }
 
 // OnTimeout implements txn.ClientHandler: Timer B/F count as 408 (§16.7

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -39,6 +40,7 @@ import (
 	"sipedge/features/mime"
 	"sipedge/features/natalias"
 	"sipedge/features/topohide"
+	"sipedge/features/trunk"
 	"sipedge/media"
 	"sipedge/proxy"
 	"sipedge/registrar"
@@ -76,7 +78,8 @@ type app struct {
 	routes proxy.RouteCounters
 	calls  *calllog.Feature
 	guard  *guard.Guard
-	closer []func() // in the order to run them
+	trunks *trunk.Feature // nil without trunks
+	closer []func()       // in the order to run them
 
 	// capture keeps calls' SIP messages for the operations page (when
 	// the operations server is on).
@@ -122,6 +125,16 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	a.closer = append([]func(){func() { a.reg.Close() }}, a.closer...)
 	if a.res, err = resolve.New(resolve.Config{Servers: cfg.DNS.Servers, Logger: log}); err != nil {
 		return nil, fmt.Errorf("dns: %v", err)
+	}
+	if len(cfg.Trunks) > 0 {
+		// Before the routing table, which names them (trunk:NAME).
+		tcs, err := trunkConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if a.trunks, err = trunk.New(tcs, dnsResolver{a.res}, log); err != nil {
+			return nil, fmt.Errorf("trunks: %v", err)
+		}
 	}
 	pol, err := a.policy(cfg)
 	if err != nil {
@@ -214,13 +227,17 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		}
 		features = append(features, f)
 	}
+	if a.trunks != nil {
+		a.trunks.Use(a.core)
+		features = append(features, a.trunks)
+	}
 	if err := a.core.Use(features...); err != nil {
 		return nil, errStart{err}
 	}
 	if cfg.Admin.Listen != "off" {
 		a.capture = capture.New(capture.Config{})
 		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
-			Metrics: a.metricsHandler(log), Messages: a.capture}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
+			Metrics: a.metricsHandler(log), Messages: a.capture, Trunks: a.trunkList()}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -340,7 +357,63 @@ func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
 // them here.
 func (a *app) named() map[string]proxy.Router {
 	m := map[string]proxy.Router{}
+	if a.trunks != nil {
+		for k, r := range a.trunks.Routers() {
+			m[k] = r
+		}
+	}
 	return m
+}
+
+// trunkConfig reads trunks, with each password_file.
+func trunkConfig(cfg *config.Config) ([]trunk.Trunk, error) {
+	var out []trunk.Trunk
+	for i, t := range cfg.Trunks {
+		pw := t.Password
+		if t.PasswordFile != "" {
+			b, err := os.ReadFile(t.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("trunks[%d].password_file: %v", i, err)
+			}
+			pw = strings.TrimRight(string(b), "\r\n")
+		}
+		out = append(out, trunk.Trunk{Name: t.Name, Registrar: t.RegistrarURI(), Proxy: t.Proxy, Domain: t.Domain,
+			Username: t.Username, Password: pw, Realm: t.Realm, Expires: t.Expires.Duration, ContactUser: t.ContactUser,
+			NoRegister: t.Register != nil && !*t.Register, Inbound: t.Inbound, RetryMin: t.RetryMin.Duration, RetryMax: t.RetryMax.Duration})
+	}
+	return out, nil
+}
+
+// trunkList shows the trunks to the operations API; nil without trunks.
+func (a *app) trunkList() admin.Trunks {
+	if a.trunks == nil {
+		return nil
+	}
+	return trunkStates{a.trunks}
+}
+
+type trunkStates struct{ f *trunk.Feature }
+
+func (x trunkStates) Trunks() []admin.Trunk {
+	var out []admin.Trunk
+	now := time.Now()
+	for _, s := range x.f.States() {
+		t := admin.Trunk{Name: s.Name, Registrar: s.Registrar, State: string(s.Status), Registered: s.Status == trunk.StatusRegistered,
+			Since: s.Since, Contact: s.Contact, LastError: s.LastError, Failures: s.Failures}
+		if t.Registered && s.Expires.After(now) {
+			t.ExpiresIn = int64(s.Expires.Sub(now).Round(time.Second) / time.Second)
+		}
+		if !s.LastErrorAt.IsZero() {
+			at := s.LastErrorAt
+			t.LastErrAt = &at
+		}
+		if !s.NextAttempt.IsZero() {
+			at := s.NextAttempt
+			t.NextAt = &at
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // flows lets the location service ask the transport (built after it)
@@ -472,6 +545,9 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 	}
 	src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
 	src = append(src, metrics.Source{Name: "routing", Stats: func() any { return a.routes.Stats() }})
+	if a.trunks != nil {
+		src = append(src, metrics.Source{Name: "trunk", Stats: func() any { return a.trunks.Stats() }})
+	}
 	if a.capture != nil {
 		src = append(src, metrics.Source{Name: "capture", Stats: func() any { return a.capture.Stats() }})
 	}

@@ -13,6 +13,7 @@ import (
 	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
+	"sipedge/features/trunk"
 	"sipedge/hep"
 	"sipedge/media"
 	"sipedge/metrics"
@@ -43,6 +44,7 @@ var components = map[string]any{
 	"keepalive": (*keepalive.Feature)(nil),
 	"mime":      (*mime.Feature)(nil),
 	"guard":     (*guard.Guard)(nil),
+	"trunk":     (*trunk.Feature)(nil),
 }
 
 // TestStatsConvention: every component's Stats() returns a snapshot that
