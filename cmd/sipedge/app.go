@@ -95,10 +95,13 @@ func (e errStart) Unwrap() error { return e.err }
 
 // newApp builds every component from cfg; nothing listens yet.
 func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVar) (a *app, err error) {
-	a = &app{log: log, level: level, cfg: cfg, o: o}
+	built := &app{log: log, level: level, cfg: cfg, o: o}
+	a = built
 	defer func() {
+		// A failed start returns a nil app: close what was built (the
+		// named result is nil by then).
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	specs, err := listenSpecs(cfg.Listen)
