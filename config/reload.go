@@ -103,6 +103,7 @@ var keyClass = map[string]reloadClass{
 	"topology_hiding.contact":              restart,
 	"topology_hiding.record_route":         restart,
 	"topology_hiding.call_id":              restart,
+	"dial_plan":                            reloadable, // the next request outside a dialog uses the new rules
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")

@@ -42,12 +42,12 @@ type Feature struct {
 
 // Stats are the dial plan's counters (the metrics convention).
 type Stats struct {
-	Matched         map[string]uint64 `label:"rule"` // requests a rule matched, by rule name
-	Rewritten       uint64            // Request-URIs rewritten
-	CodecsFiltered  uint64            // SDP offers sent on with formats removed
-	Answered        uint64            // requests answered by the dial plan: 484 (number left empty), 488 (no codec left), 500
-	RouteFailed     uint64            // requests whose rule's destination had no target (answered as the destination said)
-	HeaderEditsSkip uint64            // header edits skipped: another hook edits that header field
+	Matched            map[string]uint64 `label:"rule"` // requests a rule matched, by rule name
+	Rewritten          uint64            // Request-URIs rewritten
+	CodecsFiltered     uint64            // SDP offers sent on with formats removed
+	Answered           uint64            // requests answered by the dial plan: 484 (number left empty), 488 (no codec left), 500
+	RouteFailed        uint64            // requests whose rule's destination had no target (answered as the destination said)
+	HeaderEditsSkipped uint64            // header edits skipped: another hook edits that header field
 }
 
 var sdpPool = sync.Pool{New: func() any { return new(sdp.Session) }}
@@ -62,13 +62,34 @@ func New(core *proxy.Core, rules []Rule, env Env) (*Feature, error) {
 	return f, nil
 }
 
-// SetRules replaces the rules (a reload): requests already past the stage
-// finish with the rules they matched.
-func (f *Feature) SetRules(rules []Rule, env Env) error {
+// Rules are compiled rules, ready for Use.
+type Rules struct{ c []*compiled }
+
+// Compile checks and compiles rules against env: regular expressions,
+// header edits, destinations (a named one must be in env.Named). An error
+// is a *RuleError.
+func Compile(rules []Rule, env Env) (*Rules, error) {
 	c, err := compile(rules, env, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Rules{c}, nil
+}
+
+// SetRules compiles and uses rules.
+func (f *Feature) SetRules(rules []Rule, env Env) error {
+	rs, err := Compile(rules, env)
 	if err != nil {
 		return err
 	}
+	f.Use(rs)
+	return nil
+}
+
+// Use replaces the rules (a reload): requests already past the stage
+// finish with the rule they matched.
+func (f *Feature) Use(rs *Rules) {
+	c := rs.c
 	f.mu.Lock()
 	for _, r := range c {
 		if f.matched[r.name] == nil {
@@ -78,7 +99,6 @@ func (f *Feature) SetRules(rules []Rule, env Env) error {
 	}
 	f.mu.Unlock()
 	f.rules.Store(&c)
-	return nil
 }
 
 // Hooks implements proxy.Feature.
@@ -98,7 +118,7 @@ func (f *Feature) Stats() Stats {
 	}
 	f.mu.Unlock()
 	return Stats{Matched: m, Rewritten: f.rewritten.Load(), CodecsFiltered: f.filtered.Load(),
-		Answered: f.answered.Load(), RouteFailed: f.routeFailed.Load(), HeaderEditsSkip: f.skipped.Load()}
+		Answered: f.answered.Load(), RouteFailed: f.routeFailed.Load(), HeaderEditsSkipped: f.skipped.Load()}
 }
 
 // stage decides and applies the plan of a request outside a dialog.

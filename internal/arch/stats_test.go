@@ -10,6 +10,7 @@ import (
 	"sipedge/features/calllog"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
+	"sipedge/features/dialplan"
 	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
@@ -43,6 +44,7 @@ var components = map[string]any{
 	"keepalive": (*keepalive.Feature)(nil),
 	"mime":      (*mime.Feature)(nil),
 	"guard":     (*guard.Guard)(nil),
+	"dialplan":  (*dialplan.Feature)(nil),
 }
 
 // TestStatsConvention: every component's Stats() returns a snapshot that
