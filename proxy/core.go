@@ -531,9 +531,10 @@ func (c *Core) handle(r *Request) {
 func (c *Core) walk(r *Request, from int) {
 	stages := c.pipe.stages
 	for i := from; i < len(stages); i++ {
-		if r.decided && i < c.pipe.locateIdx {
+		if r.decided && i <= c.pipe.locateIdx {
 			// A stage made the routing decision (the passive
-			// registrar): go on with the stages after "locate".
+			// registrar, the dial plan): go on with the stages after
+			// "locate", which must not route the request again.
 			i = c.pipe.locateIdx
 			continue
 		}

@@ -143,3 +143,22 @@ type routerFunc func(m *sip.Message) proxy.Decision
 func (f routerFunc) Route(_ context.Context, m *sip.Message, _ netip.AddrPort, _ transport.Proto) proxy.Decision {
 	return f(m)
 }
+
+// A stage right before "locate" that decides (Request.Decide) is not
+// overruled by it.
+func TestDecideBeforeLocate(t *testing.T) {
+	uac, a, b := proxytest.NewPeer(t), proxytest.NewPeer(t), proxytest.NewPeer(t)
+	_, px := proxytest.Start(t, proxytest.To(a.Addr), func(*proxy.Core) []proxy.Feature {
+		return []proxy.Feature{stageFeature(func(r *proxy.Request) bool {
+			r.Decide(proxytest.To(b.Addr).Route(context.Background(), r.Msg(), r.Src(), r.Proto()))
+			return false
+		})}
+	})
+	uac.Send(px, proxytest.Invite(uac, px, "decide", "z9hG4bKd5"))
+	ib := b.ExpectRequest("INVITE")
+	b.Send(px, b.Answer(ib, 200, "t1"))
+	uac.Expect(200)
+	if m := a.Recv(100 * time.Millisecond); m != nil {
+		t.Fatalf("locate routed the request again: %s", proxytest.FirstLine(m))
+	}
+}
