@@ -1,5 +1,6 @@
 // Package dialplan applies dial-plan and header rules from the
-// configuration: a request outside a dialog whose Request-URI user
+// configuration: a request outside a dialog, from a trusted or
+// authenticated source, whose Request-URI user
 // matches a rule (by prefix or RE2 regular expression) gets its number
 // rewritten (replace, strip, add a prefix), its SDP offer filtered of the
 // codecs the rule removes, and goes to the rule's destination — a SIP URI,
@@ -130,6 +131,13 @@ func (f *Feature) stage(r *proxy.Request) bool {
 	}
 	rules := f.rules.Load()
 	if rules == nil || len(*rules) == 0 || r.InDialog() || r.HasFurtherRoute() {
+		return false
+	}
+	if !r.Trusted() && !r.Authenticated() {
+		// A stranger let on only because it calls a local user
+		// (allow_unauthenticated_to_local): a rule could send it to a
+		// provider, which the "relay" stage allowed for none but local
+		// destinations (no toll fraud through the dial plan).
 		return false
 	}
 	s := sdpPool.Get().(*sdp.Session)

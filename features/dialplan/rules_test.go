@@ -3,6 +3,7 @@ package dialplan
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -234,4 +235,27 @@ func invite(ruri, body string) string {
 	return fmt.Sprintf("INVITE %s SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bKt1\r\nMax-Forwards: 70\r\n"+
 		"From: <sip:alice@example.com>;tag=a1\r\nTo: <%s>\r\nCall-ID: t1\r\nCSeq: 1 INVITE\r\n%sContent-Length: %d\r\n\r\n%s",
 		ruri, ruri, ct, len(body), body)
+}
+
+// TestStrangersNotDialPlanned: a request from outside the trusted networks
+// that did not authenticate is routed as it came: a rule must not turn a
+// call a stranger may make to a local user into one to a provider.
+func TestStrangersNotDialPlanned(t *testing.T) {
+	var f *Feature
+	core := proxytest.Harness(t, proxy.Config{Policy: proxy.Policy{AllowSources: []netip.Prefix{}}}, func(c *proxy.Core) []proxy.Feature {
+		var err error
+		if f, err = New(c, []Rule{{Name: "out", Prefix: "0", AddPrefix: "+49", To: "trunk:provider"}}, testEnv); err != nil {
+			t.Fatal(err)
+		}
+		return []proxy.Feature{f}
+	})
+	r, _ := proxytest.Request(t, core, invite("sip:0301@example.com", ""), caller)
+	if f.stage(r) || len(r.Decision().Groups) > 0 || string(r.Msg().RequestURIBytes()) != "sip:0301@example.com" {
+		t.Fatal("a stranger's request was dial-planned")
+	}
+	r, _ = proxytest.Request(t, core, invite("sip:0301@example.com", ""), caller)
+	r.Authenticate()
+	if f.stage(r); string(r.Msg().RequestURIBytes()) != "sip:+490301@example.com" {
+		t.Fatal("an authenticated request was not dial-planned")
+	}
 }
