@@ -160,3 +160,39 @@ dial_plan:
 		t.Errorf("moved: P-Asserted-Identity %v (the rule does not remove it)", v)
 	}
 }
+
+// TestDialPlanReload: SIGHUP takes new dial-plan rules for the next call;
+// a file with a rule that edits a header the core owns is refused with
+// the rule's key, and the rules in force keep routing.
+func TestDialPlanReload(t *testing.T) {
+	a, b, caller := newSIPPeer(t), newSIPPeer(t), newSIPPeer(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sipedge.yaml")
+	rule := func(prefix string, p *sipPeer, extra string) string {
+		return "dns:\n  servers: [\"127.0.0.1:9\"]\nstore:\n  dir: " + filepath.Join(dir, "data") +
+			"\ndial_plan:\n  - name: national\n    prefix: \"0\"\n    strip: 1\n    add_prefix: \"" + prefix +
+			"\"\n    to: sip:" + p.addr() + "\n" + extra
+	}
+	os.WriteFile(file, []byte(rule("+49", a, "")), 0o644)
+	s := start(t, "--config", file)
+	call := func(callee *sipPeer, callID, want string) {
+		t.Helper()
+		caller.send(s.addr(), "INVITE sip:0301@pbx.example.com SIP/2.0\r\nVia: SIP/2.0/UDP "+caller.addr()+";branch=z9hG4bK"+callID+";rport\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:caller@example.com>;tag=c\r\nTo: <sip:0301@pbx.example.com>\r\nCall-ID: "+callID+"\r\n"+
+			"CSeq: 1 INVITE\r\nContact: <sip:caller@"+caller.addr()+">\r\nContent-Length: 0\r\n\r\n")
+		req, from := callee.expect("INVITE ", callID)
+		if !strings.HasPrefix(req, "INVITE "+want+" SIP/2.0") {
+			t.Fatalf("callee got:\n%s\nwant Request-URI %s", req, want)
+		}
+		callee.send(from, reply(req, 486, callee.addr()))
+		caller.expect("SIP/2.0 486", callID)
+	}
+	call(a, "dpr1", "sip:+49301@pbx.example.com")
+	s.reload(t, file, rule("+43", b, ""), "configuration reloaded")
+	call(b, "dpr2", "sip:+43301@pbx.example.com")
+	s.reload(t, file, rule("+41", a, "    headers:\n      set: [\"Via: SIP/2.0/UDP 192.0.2.1\"]\n"), "configuration not reloaded")
+	if line := lastLine(s.logs(), "configuration not reloaded"); !strings.Contains(line, "dial_plan[0].headers.set[0]: Via cannot be edited") {
+		t.Fatalf("refusal does not name the rule's key: %s", line)
+	}
+	call(b, "dpr3", "sip:+43301@pbx.example.com")
+}
