@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"sipedge/admin"
+	"sipedge/features/dialplan"
 	"sipedge/hep"
 	"sipedge/nat"
 	"sipedge/proxy"
@@ -90,6 +91,9 @@ type Config struct {
 	// Trunks are SIP providers sipedge registers itself to; each is the
 	// destination trunk:NAME of routes (features/trunk).
 	Trunks []Trunk `yaml:"trunks"`
+	// DialPlan rewrites, routes and edits requests by their Request-URI
+	// user (features/dialplan): the first matching rule applies.
+	DialPlan []dialplan.Rule `yaml:"dial_plan"`
 }
 
 // MIME holds the allow-lists of request body media types
@@ -982,6 +986,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	if err := c.validateTrunks(root); err != nil {
 		return err
 	}
+	if err := c.validateDialPlan(root); err != nil {
+		return err
+	}
 	if i := c.Sessions.Interval; i.Duration != 0 && i.Duration < c.Sessions.MinSE.Duration {
 		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
 	}
@@ -1398,4 +1405,60 @@ func (c *Config) validateTrunks(root *yaml.Node) error {
 		}
 	}
 	return nil
+}
+
+// validateDialPlan checks the dial_plan rules with the feature's own
+// compiler (regular expressions, header names and the headers the core
+// owns, codecs); the error names the rule's key and its line. Named
+// destinations are checked when sipedge starts, against the features
+// that own them.
+func (c *Config) validateDialPlan(root *yaml.Node) error {
+	err := dialplan.Check(c.DialPlan)
+	var re *dialplan.RuleError
+	if !errors.As(err, &re) {
+		return err
+	}
+	key := fmt.Sprintf("dial_plan[%d].%s", re.Index, re.Key)
+	return &Error{Line: ruleLine(root, re.Index, re.Key), Key: key, Msg: re.Msg}
+}
+
+// ruleLine is the line of key ("headers.set[1]") in the i-th dial_plan
+// rule: of the list item when it names one, else of the nearest key
+// written.
+func ruleLine(root *yaml.Node, i int, key string) int {
+	line := lineOf(root, "dial_plan")
+	var n *yaml.Node
+	if root != nil && root.Kind == yaml.MappingNode {
+		for k := 0; k+1 < len(root.Content); k += 2 {
+			if root.Content[k].Value == "dial_plan" {
+				n = root.Content[k+1]
+			}
+		}
+	}
+	if n == nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+		return line
+	}
+	n = n.Content[i]
+	line = n.Line
+	for _, part := range strings.Split(key, ".") {
+		name, idx, hasIdx := strings.Cut(strings.TrimSuffix(part, "]"), "[")
+		if n == nil || n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for k := 0; k+1 < len(n.Content); k += 2 {
+			if n.Content[k].Value == name {
+				line, next = n.Content[k].Line, n.Content[k+1]
+			}
+		}
+		n = next
+		if hasIdx && n != nil && n.Kind == yaml.SequenceNode {
+			j, err := strconv.Atoi(idx)
+			if err == nil && j < len(n.Content) {
+				n = n.Content[j]
+				line = n.Line
+			}
+		}
+	}
+	return line
 }

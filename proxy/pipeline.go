@@ -50,6 +50,7 @@ var stageOrder = []string{
 	"self",            // requests for sipedge itself (no user part)
 	"session-min",     // (f) RFC 4028 §8.1: 422 below Min-SE
 	"topo-route",      // (f) a Route set hidden from a peer comes back: its first entry is the next hop
+	"dialplan",        // (f) dial-plan rules: Request-URI rewritten, codecs filtered, destination decided, 3xx followed
 	"locate",          // §16.5: targets (Route set, location service, routes, DNS)
 	"sips",            // RFC 3261 §26.2.2: a SIPS request goes on over TLS only; else 480
 	"calllog-end",     // (f) the call log: a BYE ends a call (before "dialog" reports it ended)
@@ -70,6 +71,7 @@ var branchOrder = []string{
 	"media-sdp",       // (f) the relay's SDP instead of the UA's
 	"topo-hide",       // (f) towards a peer: Vias, inside Contact, Record-Route, Call-ID hidden; back from one: restored
 	"trunk-cseq",      // (f) a caller's request in a dialog whose INVITE sipedge authenticated to a trunk: CSeq + 1
+	"dialplan",        // (f) the header rules of the dial-plan rule that matched: add, remove, set, rewrite
 }
 
 // replyOrder is the order of the hooks a response of a branch passes

@@ -34,6 +34,7 @@ import (
 	"sipedge/features/calllog"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
+	"sipedge/features/dialplan"
 	"sipedge/features/gateway"
 	"sipedge/features/guard"
 	"sipedge/features/keepalive"
@@ -79,7 +80,8 @@ type app struct {
 	calls  *calllog.Feature
 	guard  *guard.Guard
 	trunks *trunk.Feature // nil without trunks
-	closer []func()       // in the order to run them
+	dial   *dialplan.Feature
+	closer []func() // in the order to run them
 
 	// capture keeps calls' SIP messages for the operations page (when
 	// the operations server is on).
@@ -234,6 +236,12 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		a.trunks.Use(a.core)
 		features = append(features, a.trunks)
 	}
+	// Always built (without rules it costs one atomic load per request):
+	// a reload may add rules.
+	if a.dial, err = dialplan.New(a.core, cfg.DialPlan, a.dialEnv()); err != nil {
+		return nil, fmt.Errorf("config: %v", err)
+	}
+	features = append(features, a.dial)
 	if err := a.core.Use(features...); err != nil {
 		return nil, errStart{err}
 	}
@@ -419,6 +427,12 @@ func (x trunkStates) Trunks() []admin.Trunk {
 	return out
 }
 
+// dialEnv is what dial-plan rules route to: the same named destinations
+// as the routes, and the resolver for next hops given by host name.
+func (a *app) dialEnv() dialplan.Env {
+	return dialplan.Env{Named: a.named(), Resolver: dnsResolver{a.res}}
+}
+
 // flows lets the location service ask the transport (built after it)
 // whether a registration's connection is still open.
 type flows struct{ a *app }
@@ -537,6 +551,7 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		{Name: "dialogs", Stats: func() any { return a.dlg.Stats() }},
 		{Name: "keepalive", Stats: func() any { return a.ka.Stats() }},
 		{Name: "mime", Stats: func() any { return a.mime.Stats() }},
+		{Name: "dialplan", Stats: func() any { return a.dial.Stats() }},
 		{Name: "guard", Stats: func() any { return a.guard.Stats() }},
 	}
 	if a.relay != nil {
@@ -739,6 +754,10 @@ func (a *app) reload() error {
 	if !cfg.TLS.VerifyServer && a.cfg.TLS.VerifyServer {
 		a.log.Warn("tls.verify_server is now false: the certificates of TLS next hops are not verified (for labs only)")
 	}
+	dial, err := dialplan.Compile(cfg.DialPlan, a.dialEnv())
+	if err != nil {
+		return fmt.Errorf("config: %v", err)
+	}
 	if err := a.reg.SetLimits(registrar.Limits{MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
 		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts}); err != nil {
 		return fmt.Errorf("registrar: %v", err)
@@ -750,6 +769,7 @@ func (a *app) reload() error {
 		}
 	}
 	a.core.SetPolicy(pol)
+	a.dial.Use(dial)
 	if a.calls != nil {
 		if err := a.calls.Reopen(); err != nil {
 			a.log.Warn("call log not reopened; writing on to the old file", "err", err)

@@ -10,6 +10,7 @@ import (
 	"sipedge/features/calllog"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
+	"sipedge/features/dialplan"
 	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
@@ -45,6 +46,7 @@ var components = map[string]any{
 	"mime":      (*mime.Feature)(nil),
 	"guard":     (*guard.Guard)(nil),
 	"trunk":     (*trunk.Feature)(nil),
+	"dialplan":  (*dialplan.Feature)(nil),
 }
 
 // TestStatsConvention: every component's Stats() returns a snapshot that
