@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"sipedge/admin"
+	"sipedge/features/dialplan"
 	"sipedge/hep"
 	"sipedge/nat"
 	"sipedge/proxy"
@@ -90,6 +91,12 @@ type Config struct {
 	// Pools are named groups of upstreams (PBXs, a provider's proxies)
 	// that routes send to with to: pool:NAME (features/pool).
 	Pools []Pool `yaml:"pools"`
+	// Trunks are SIP providers sipedge registers itself to; each is the
+	// destination trunk:NAME of routes (features/trunk).
+	Trunks []Trunk `yaml:"trunks"`
+	// DialPlan rewrites, routes and edits requests by their Request-URI
+	// user (features/dialplan): the first matching rule applies.
+	DialPlan []dialplan.Rule `yaml:"dial_plan"`
 }
 
 // MIME holds the allow-lists of request body media types
@@ -979,6 +986,12 @@ func (c *Config) validate(root *yaml.Node) error {
 	if err := c.validateTopologyHiding(root); err != nil {
 		return err
 	}
+	if err := c.validateTrunks(root); err != nil {
+		return err
+	}
+	if err := c.validateDialPlan(root); err != nil {
+		return err
+	}
 	if i := c.Sessions.Interval; i.Duration != 0 && i.Duration < c.Sessions.MinSE.Duration {
 		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
 	}
@@ -1281,6 +1294,125 @@ func routeAddr(to string) (netip.Addr, bool) {
 
 func boolPtr(v bool) *bool { return &v }
 
+// Trunk is one SIP provider sipedge registers itself to (trunks).
+type Trunk struct {
+	// Name makes the trunk the destination trunk:NAME of routes.
+	Name string `yaml:"name"`
+	// Registrar is the provider's registrar (SIP URI): the REGISTER's
+	// Request-URI, and where it and calls go unless proxy is set.
+	Registrar string `yaml:"registrar"`
+	// Proxy is the provider's outbound proxy (SIP URI); empty: registrar.
+	Proxy string `yaml:"proxy"`
+	// Domain is the host of the trunk's address of record and of the
+	// Request-URI of calls to the provider; empty: the registrar's.
+	Domain   string `yaml:"domain"`
+	Username string `yaml:"username"`
+	// Password, or PasswordFile: a file holding it (one line), so the
+	// configuration can be shown without it.
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// Realm: only challenges of this realm are answered; empty: any.
+	Realm string `yaml:"realm"`
+	// Expires is the registration interval asked for (default 600s).
+	Expires Duration `yaml:"expires"`
+	// ContactUser is the user part of the contact registered (default:
+	// username); the provider's calls arrive with it.
+	ContactUser string `yaml:"contact_user"`
+	// Transport to the provider when the registrar URI names none: udp,
+	// tcp or tls.
+	Transport string `yaml:"transport"`
+	// Register: false for a provider that knows sipedge by its address.
+	Register *bool `yaml:"register"`
+	// Inbound is where calls arriving on the contact go (a SIP URI,
+	// routed like a Request-URI); "{to}" stands for the user of their To
+	// URI (the number dialled at the provider).
+	Inbound string `yaml:"inbound"`
+	// RetryMin and RetryMax bound the delay after a failed registration
+	// (default 5s, doubling up to 5m).
+	RetryMin Duration `yaml:"retry_min"`
+	RetryMax Duration `yaml:"retry_max"`
+}
+
+// RegistrarURI is the registrar with transport applied: the URI the
+// REGISTERs and calls go to.
+func (t *Trunk) RegistrarURI() string {
+	if t.Transport == "" || strings.Contains(strings.ToLower(t.Registrar), ";transport=") {
+		return t.Registrar
+	}
+	return t.Registrar + ";transport=" + strings.ToLower(t.Transport)
+}
+
+// validateTrunks checks trunks: each error names trunks[i].key, the line
+// of the trunk and what to write instead.
+func (c *Config) validateTrunks(root *yaml.Node) error {
+	line := func(i int) int {
+		n := root
+		if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+			n = n.Content[0]
+		}
+		if n != nil && n.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == "trunks" && n.Content[j+1].Kind == yaml.SequenceNode && i < len(n.Content[j+1].Content) {
+					return n.Content[j+1].Content[i].Line
+				}
+			}
+		}
+		return lineOf(root, "trunks")
+	}
+	names, users := map[string]bool{}, map[string]string{}
+	for i := range c.Trunks {
+		t := &c.Trunks[i]
+		bad := func(key, msg string) error {
+			return &Error{Line: line(i), Key: fmt.Sprintf("trunks[%d].%s", i, key), Msg: msg}
+		}
+		if _, _, ok := proxy.NamedDestination("trunk:" + t.Name); !ok {
+			return bad("name", fmt.Sprintf("%q: a name of letters, digits, '-', '_' and '.' (routes send to it as trunk:NAME)", t.Name))
+		}
+		if names[t.Name] {
+			return bad("name", fmt.Sprintf("%q is the name of an earlier trunk too", t.Name))
+		}
+		names[t.Name] = true
+		switch strings.ToLower(t.Transport) {
+		case "", "udp", "tcp", "tls":
+		default:
+			return bad("transport", fmt.Sprintf("%q: use udp, tcp or tls", t.Transport))
+		}
+		if !isSIPURI(t.RegistrarURI()) {
+			return bad("registrar", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:sip.provider.example", t.Registrar))
+		}
+		if t.Proxy != "" && !isSIPURI(t.Proxy) {
+			return bad("proxy", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:proxy.provider.example;transport=tcp", t.Proxy))
+		}
+		if t.Username == "" || strings.ContainsAny(t.Username, "@:;<>\" \t\r\n") {
+			return bad("username", fmt.Sprintf("%q: the user name the provider gave (no '@', ':', ';', blanks)", t.Username))
+		}
+		if (t.Password == "") == (t.PasswordFile == "") {
+			return bad("password", "write one of password and password_file (a file holding the password)")
+		}
+		if t.ContactUser != "" && strings.ContainsAny(t.ContactUser, "@:;<>\" \t\r\n") {
+			return bad("contact_user", fmt.Sprintf("%q: letters, digits and '-', '_', '.', '+'", t.ContactUser))
+		}
+		cu := t.ContactUser
+		if cu == "" {
+			cu = t.Username
+		}
+		if o, dup := users[cu]; dup {
+			return bad("contact_user", fmt.Sprintf("%q is registered by trunk %s too: give this trunk a contact_user of its own", cu, o))
+		}
+		users[cu] = t.Name
+		if d := t.Expires.Duration; d != 0 && (d < time.Second || d > 24*time.Hour) {
+			return bad("expires", fmt.Sprintf("%s: from 1s to 24h (default 600s)", t.Expires))
+		}
+		if t.RetryMin.Duration < 0 || t.RetryMax.Duration < 0 || t.RetryMax.Duration != 0 && t.RetryMax.Duration < t.RetryMin.Duration {
+			return bad("retry_max", "retry_min and retry_max are durations, retry_max not below retry_min (defaults 5s and 5m)")
+		}
+		if t.Inbound != "" && !isSIPURI(strings.ReplaceAll(t.Inbound, "{to}", "x")) {
+			return bad("inbound", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:alice@example.com or sip:{to}@pbx.example.com", t.Inbound))
+		}
+	}
+	return nil
+}
+
 // Pool is a named group of upstreams (features/pool). Zero values take
 // the defaults of docs/CONFIG.md.
 type Pool struct {
@@ -1380,6 +1512,62 @@ func (c *Config) validatePools(root *yaml.Node) error {
 		}
 	}
 	return nil
+}
+
+// validateDialPlan checks the dial_plan rules with the feature's own
+// compiler (regular expressions, header names and the headers the core
+// owns, codecs); the error names the rule's key and its line. Named
+// destinations are checked when sipedge starts, against the features
+// that own them.
+func (c *Config) validateDialPlan(root *yaml.Node) error {
+	err := dialplan.Check(c.DialPlan)
+	var re *dialplan.RuleError
+	if !errors.As(err, &re) {
+		return err
+	}
+	key := fmt.Sprintf("dial_plan[%d].%s", re.Index, re.Key)
+	return &Error{Line: ruleLine(root, re.Index, re.Key), Key: key, Msg: re.Msg}
+}
+
+// ruleLine is the line of key ("headers.set[1]") in the i-th dial_plan
+// rule: of the list item when it names one, else of the nearest key
+// written.
+func ruleLine(root *yaml.Node, i int, key string) int {
+	line := lineOf(root, "dial_plan")
+	var n *yaml.Node
+	if root != nil && root.Kind == yaml.MappingNode {
+		for k := 0; k+1 < len(root.Content); k += 2 {
+			if root.Content[k].Value == "dial_plan" {
+				n = root.Content[k+1]
+			}
+		}
+	}
+	if n == nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+		return line
+	}
+	n = n.Content[i]
+	line = n.Line
+	for _, part := range strings.Split(key, ".") {
+		name, idx, hasIdx := strings.Cut(strings.TrimSuffix(part, "]"), "[")
+		if n == nil || n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for k := 0; k+1 < len(n.Content); k += 2 {
+			if n.Content[k].Value == name {
+				line, next = n.Content[k].Line, n.Content[k+1]
+			}
+		}
+		n = next
+		if hasIdx && n != nil && n.Kind == yaml.SequenceNode {
+			j, err := strconv.Atoi(idx)
+			if err == nil && j < len(n.Content) {
+				n = n.Content[j]
+				line = n.Line
+			}
+		}
+	}
+	return line
 }
 
 // seqItemLine is the line of key (a dotted path) in the i-th item of the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -145,7 +146,19 @@ type kernel struct {
 // CAP_NET_ADMIN is missing or IPv4 forwarding is off.
 func openKernel(portMin, portMax int, firewall string, force bool) (*kernel, error) {
 	name := kernelTablePrefix + strconv.Itoa(portMin) + "_" + strconv.Itoa(portMax)
-	conn, err := nftables.New()
+	// One lasting socket, with room for a transaction's acknowledgements:
+	// each of the ~7 messages per direction is acknowledged, and a
+	// default-sized buffer overflows (ENOBUFS) at a few dozen directions.
+	conn, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		_ = c.SetOption(netlink.CapAcknowledge, true) // acknowledgements without the request echoed
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		return rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+		})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
@@ -358,6 +371,7 @@ func (k *kernel) remove() {
 	k.accepts = nil
 	_ = k.conn.Flush()
 	removeKernelTable(k.conn, k.name)
+	_ = k.conn.CloseLasting()
 }
 
 // enqueue queues a request; it never blocks (the caller holds a worker's
@@ -426,9 +440,25 @@ func (k *kernel) apply(batch []kreq) {
 		}
 		dels = append(dels, r)
 	}
-	k.add(adds)
-	k.del(dels)
+	// In transactions of at most kernelChunk directions: every message of
+	// a transaction is acknowledged, and thousands of acknowledgements at
+	// once overflow the netlink socket's buffer (the transaction then
+	// waits for answers that were dropped).
+	for len(adds) > 0 {
+		n := min(len(adds), kernelChunk)
+		k.add(adds[:n])
+		adds = adds[n:]
+	}
+	for len(dels) > 0 {
+		n := min(len(dels), kernelChunk)
+		k.del(dels[:n])
+		dels = dels[n:]
+	}
 }
+
+// kernelChunk is the most directions one netlink transaction adds or
+// removes (about 7 messages each).
+const kernelChunk = 256
 
 // add puts entries into the kernel, in one transaction; if it fails, one
 // by one, so one bad entry does not keep the others in userspace.
@@ -470,10 +500,12 @@ func (k *kernel) add(adds []*kentry) {
 	k.activate(ok)
 }
 
-// byWorker calls fn for each item under the lock of its stream's relay
-// thread, taking each thread's lock once: a thread holds its lock for a
-// whole round, so locking once per item would wait a round each time.
-func byWorker[T any](items []T, stream func(T) *Stream, fn func(T)) {
+// byWorker has each item's relay thread run fn on it under its own lock,
+// at the start of its next round, and then after (unless nil) once that
+// lock is released. It does not wait: a thread under load holds its lock
+// for whole rounds, back to back, and the kernel goroutine must not queue
+// behind them.
+func byWorker[T any](items []T, stream func(T) *Stream, fn func(T), after func(T)) {
 	var ws []*worker
 	groups := make(map[*worker][]T, 2)
 	for _, it := range items {
@@ -484,11 +516,20 @@ func byWorker[T any](items []T, stream func(T) *Stream, fn func(T)) {
 		groups[w] = append(groups[w], it)
 	}
 	for _, w := range ws {
-		w.mu.Lock()
-		for _, it := range groups[w] {
-			fn(it)
-		}
-		w.mu.Unlock()
+		its := groups[w]
+		w.post(func() func() {
+			for _, it := range its {
+				fn(it)
+			}
+			if after == nil {
+				return nil
+			}
+			return func() {
+				for _, it := range its {
+					after(it)
+				}
+			}
+		})
 	}
 }
 
@@ -587,7 +628,7 @@ func (k *kernel) activate(es []*kentry) {
 		if d.k == kPending {
 			d.k = kActive
 		}
-	})
+	}, nil)
 }
 
 // refuse gives a direction back to userspace for good after the kernel
@@ -597,18 +638,18 @@ func (k *kernel) refuse(e *kentry, err error) {
 	k.failed++
 	k.lastErr = err.Error()
 	k.mu.Unlock()
-	w := e.st.w
-	w.mu.Lock()
-	d := &e.st.dir[e.side]
-	if d.k == kPending || d.k == kWithdrawing {
-		d.k = kOff
-	}
-	closing := d.kclose
-	d.kclose = false
-	w.mu.Unlock()
-	if closing {
-		e.st.c.withdrawn()
-	}
+	var closing bool
+	byWorker([]*kentry{e}, entryStream, func(e *kentry) {
+		d := &e.st.dir[e.side]
+		if d.k == kPending || d.k == kWithdrawing {
+			d.k = kOff
+		}
+		closing, d.kclose = d.kclose, false
+	}, func(e *kentry) {
+		if closing {
+			e.st.c.withdrawn()
+		}
+	})
 }
 
 // del takes directions out of the kernel: first their map elements (no
@@ -682,8 +723,8 @@ type kdone struct {
 	closing bool
 }
 
-// finish folds the directions' kernel counters in, under their threads'
-// locks, then tells the calls that wait for them (outside the locks:
+// finish has the directions' threads fold their kernel counters in, then
+// tells the calls that wait for them (outside the threads' locks:
 // AfterRelease's functions read stats).
 func (k *kernel) finish(ds []kdone) {
 	if len(ds) == 0 {
@@ -695,12 +736,11 @@ func (k *kernel) finish(ds []kdone) {
 	}
 	byWorker(ptrs, func(d *kdone) *Stream { return d.st }, func(x *kdone) {
 		x.closing = doneLocked(x.st, x.side, x.ssrc, x.pk, x.by)
-	})
-	for _, x := range ds {
+	}, func(x *kdone) {
 		if x.closing {
 			x.st.c.withdrawn()
 		}
-	}
+	})
 }
 
 func (k *kernel) setErr(err error) {
@@ -797,7 +837,7 @@ func (k *kernel) poll() {
 				}
 			}
 		}
-	})
+	}, nil)
 }
 
 // status reports the fast path's state.
