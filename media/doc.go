@@ -26,15 +26,19 @@
 //     (about 10 % less relay CPU and lower p99 latency at 2000 calls).
 //   - Control operations (Stream, SetPeer, Close, Stats) take the thread's
 //     mutex, which the thread releases only while it sleeps: they wait at
-//     most one round, and no socket is closed while the thread uses it.
+//     most one round, and no socket is closed while the thread uses it. A
+//     round is bounded (8 full epoll batches), so under overload they still
+//     get in; the in-kernel path's goroutine does not wait at all: it posts
+//     its updates, which the thread runs at the start of its next round.
 //
 // Measured with bench/relay.sh on the project's 2-vCPU host, generator on
 // the same host: 3.3-4.9 µs of relay CPU per relayed packet at 200k
 // packets/s (2000 calls), 5.4-6.4 µs at 50k, about 90 % of it in the
 // kernel's UDP paths (recvmmsg, sendmmsg with loopback delivery, epoll);
-// 2000 calls ran without loss at 0.66-0.97 relay cores. The only large
-// step beyond is an in-kernel fast path after latching (nftables
-// DNAT+SNAT: 1-2 µs per packet, relay-limits.md §2c).
+// 2000 calls ran without loss at 0.66-0.97 relay cores. The step beyond
+// is the in-kernel path (Config.Kernel, kernel_linux.go): once a direction
+// has latched, nftables rewrites and forwards its packets without waking
+// the relay thread (1-2 µs per packet, relay-limits.md §2c).
 //
 // # Forwarding and latching
 //
