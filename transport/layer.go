@@ -205,13 +205,10 @@ type Stats struct {
 	ConnsRejectedPerSource uint64
 	// ConnsRefusedBanned counts accepts closed because Config.Refuse said
 	// so (banned sources).
-	ConnsRefusedBanned uint64
-	ConnsClosed        uint64
-	ConnsTimedOut      uint64 // closed by the idle timeout or MessageTimeout
-	// WSHandshakesRefused counts WebSocket handshakes refused: without
-	// the sip subprotocol (RFC 7118 §4.1), from an origin not allowed, or
-	// not a valid WebSocket handshake at all.
-	WSHandshakesRefused uint64
+	ConnsRefusedBanned  uint64
+	ConnsClosed         uint64
+	ConnsTimedOut       uint64 // closed by the idle timeout or MessageTimeout
+	WSHandshakesRefused uint64 // WebSocket handshakes refused: no sip subprotocol (RFC 7118 §4.1), origin not allowed, or invalid
 	// MessageTimeouts counts the ConnsTimedOut closed by MessageTimeout: a
 	// message, a first message or a TLS handshake not complete in time.
 	MessageTimeouts uint64

@@ -63,7 +63,7 @@ func ParseProto(s string) (Proto, error) {
 // decides, among other things, whether transactions retransmit (Timer A and
 // Timer E only run over unreliable transports, RFC 3261 §17.1.1.2) and
 // whether responses go back on the connection the request came on
-// (§18.2.2). WebSocket is reliable too (RFC 7118 §5: no retransmissions),
+// (§18.2.2). WebSocket is reliable too (RFC 7118: no retransmissions),
 // but each WebSocket message holds one SIP message, so nothing there is
 // framed by Content-Length.
 func (p Proto) Reliable() bool { return p == TCP || p == TLS || p == WS || p == WSS }
@@ -72,8 +72,25 @@ func (p Proto) Reliable() bool { return p == TCP || p == TLS || p == WS || p == 
 func (p Proto) WebSocket() bool { return p == WS || p == WSS }
 
 // Secure reports whether p runs over TLS (TLS, WSS): what a SIPS URI asks
-// of each hop (RFC 3261 §26.2.2, RFC 7118 §5.3 for WSS).
+// of each hop (RFC 3261 §26.2.2; RFC 7118 for WSS).
 func (p Proto) Secure() bool { return p == TLS || p == WSS }
+
+// Param is p's value of a SIP URI's transport parameter (RFC 3261
+// §19.1.1; RFC 7118 for ws and wss), "" for UDP: the default a URI
+// without the parameter means.
+func (p Proto) Param() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case TLS:
+		return "tls"
+	case WS:
+		return "ws"
+	case WSS:
+		return "wss"
+	}
+	return ""
+}
 
 // valid reports whether p is one of the defined transports.
 func (p Proto) valid() bool { return p >= UDP && p <= WSS }

@@ -176,7 +176,7 @@ func (c *Conn) Closed() bool { return c.closed.Load() }
 func (c *Conn) key() connKey { return connKey{c.proto, c.remote, c.name} }
 
 // Send writes b, which must be one or more whole messages (over WS and
-// WSS exactly one: it becomes one WebSocket message, RFC 7118 §5), under
+// WSS exactly one: it becomes one WebSocket message, RFC 7118), under
 // the connection's write lock and deadline. A failed write may have sent
 // part of a message, after which the peer can no longer frame the stream
 // (RFC 3261 §18.3): the connection is closed.

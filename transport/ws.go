@@ -30,7 +30,7 @@ import (
 // requests to a client registered over it go back on it, and it has the
 // same limits, message timeout, idle timeout and tap. Framing is the
 // WebSocket's: one SIP message per WebSocket message, text or binary
-// (RFC 7118 §5), parsed like a datagram (a Content-Length, if present,
+// (RFC 7118), parsed like a datagram (a Content-Length, if present,
 // cuts the body; RFC 3261 §18.3).
 
 // wsSubprotocol is the WebSocket subprotocol of SIP (RFC 7118 §4.1, IANA
@@ -490,7 +490,7 @@ func (c *Conn) keepAlive() {
 }
 
 // wsWrite sends b as one WebSocket message: text when it is UTF-8, as SIP
-// messages almost always are, else binary (RFC 7118 §5.1: a text message
+// messages almost always are, else binary (RFC 7118; RFC 6455 §5.6: a text message
 // must be valid UTF-8; a body may not be).
 func (c *Conn) wsWrite(b []byte) error {
 	typ := websocket.MessageText
@@ -503,7 +503,7 @@ func (c *Conn) wsWrite(b []byte) error {
 }
 
 // wsDial is why Send cannot open a WebSocket connection: only clients
-// open them (RFC 7118 §5: the SIP WebSocket server answers on the
+// open them (RFC 7118: the SIP WebSocket server answers on the
 // connection the client opened).
 func wsDial(k connKey) error {
 	return fmt.Errorf("transport: send %s %s: no open WebSocket connection (a WebSocket client must connect first)", k.proto, k.addr)

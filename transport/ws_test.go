@@ -80,7 +80,7 @@ func TestWebSocketMessages(t *testing.T) {
 		if got := c.Subprotocol(); got != "sip" || resp.Header.Get("Sec-WebSocket-Protocol") != "sip" {
 			t.Fatalf("subprotocol %q, want sip", got)
 		}
-		// No Content-Length: the WebSocket message frames it (RFC 7118 §5).
+		// No Content-Length: the WebSocket message frames it (RFC 7118).
 		msg := "MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/" + proto.String() + " x.invalid;branch=z9hG4bK1\r\n\r\nhello"
 		wsSend(t, c, websocket.MessageText, msg)
 		g := rec.next(t)
