@@ -242,7 +242,8 @@ func TestWebSocketCall(t *testing.T) {
 
 			dir := t.TempDir()
 			os.WriteFile(filepath.Join(dir, "caller.csv"), []byte("SEQUENTIAL\ncaller;x\n"), 0o644)
-			uac := exec.Command(sipp, "-sf", filepath.Join(td, "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1",
+			mediaPort := strconv.Itoa(freePort(t))
+			uac := exec.Command(sipp, "-sf", filepath.Join(td, "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1", "-mp", mediaPort,
 				"-p", strconv.Itoa(freePort(t)), "-inf", filepath.Join(dir, "caller.csv"), "-s", user, "-m", "1", "-d", "200",
 				"-nostdin", "-timeout", "20s", "-trace_stat", "-stf", filepath.Join(dir, "uac.csv"), e.udp)
 			uac.Dir = dir
@@ -264,7 +265,7 @@ func TestWebSocketCall(t *testing.T) {
 			if !strings.HasPrefix(rr, "<sip:"+addr+";transport="+tp+";") || !strings.Contains(rr, "<sip:"+e.udp+";") {
 				t.Errorf("Record-Route %q: want the %s side (first) and the UDP side", rr, proto)
 			}
-			if !strings.Contains(inv.body, "o=user1 53655765 2353687637 IN IP4 127.0.0.1") || !strings.Contains(inv.body, "m=audio 6000 ") {
+			if !strings.Contains(inv.body, "o=user1 53655765 2353687637 IN IP4 127.0.0.1") || !strings.Contains(inv.body, "m=audio "+mediaPort+" ") {
 				t.Errorf("the caller's SDP was changed:\n%s", inv.body)
 			}
 			callID := inv.get("Call-ID")
@@ -293,6 +294,9 @@ func TestWebSocketCall(t *testing.T) {
 			}
 			expectCalls(t, "UAC", filepath.Join(dir, "uac.csv"), 1)
 
+			// And it calls a UDP phone (sipp) registered with sipedge.
+			wsCallsOut(t, sipp, e, ph, proto, i)
+
 			if conns := e.get(t, "/api/v1/connections"); !strings.Contains(conns, `"transport": "`+proto+`"`) {
 				t.Errorf("connections: %s", conns)
 			}
@@ -309,10 +313,92 @@ func TestWebSocketCall(t *testing.T) {
 		})
 	}
 	m := e.get(t, "/metrics")
-	for _, want := range []string{"sipedge_callmedia_ws_calls_total 2", "sipedge_callmedia_calls_total 0"} {
+	for _, want := range []string{"sipedge_callmedia_ws_calls_total 4", "sipedge_callmedia_calls_total 0"} {
 		if !strings.Contains(m, want+"\n") {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// wsCallsOut: the WebSocket phone ph calls a UDP phone (sipp) registered
+// with sipedge: sipedge adds received and rport to its Via (its sent-by
+// is a .invalid name), the 200 comes back on its connection with the
+// double Record-Route, and the ACK and BYE it sends along that route set
+// reach the phone.
+func wsCallsOut(t *testing.T, sipp string, e *wsEdge, ph *wsPhone, proto string, i int) {
+	t.Helper()
+	td := mustAbs(t, "testdata")
+	dir := t.TempDir()
+	desk := "desk" + strconv.Itoa(i)
+	os.WriteFile(filepath.Join(dir, "callee.csv"), []byte("SEQUENTIAL\n"+desk+";x\n"), 0o644)
+	uasPort := strconv.Itoa(freePort(t))
+	uas := exec.Command(sipp, "-sf", filepath.Join(td, "call-uas.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-p", uasPort, "-m", "1", "-nostdin", "-timeout", "20s")
+	uas.Dir = dir
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer uas.Process.Kill()
+	reg := exec.Command(sipp, "-sf", filepath.Join(td, "register.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-p", strconv.Itoa(freePort(t)), "-inf", filepath.Join(dir, "callee.csv"), "-key", "cport", uasPort, "-m", "1",
+		"-nostdin", "-timeout", "10s", e.udp)
+	reg.Dir = dir
+	if out, err := reg.CombinedOutput(); err != nil {
+		t.Fatalf("register: %v\n%s", err, tail(out))
+	}
+
+	const host = "k3j2h1g0.invalid"
+	user := "webrtc" + strconv.Itoa(i)
+	callID := "out-" + user
+	from := "From: <sip:" + user + "@127.0.0.1>;tag=wsout\nTo: <sip:" + desk + "@127.0.0.1>"
+	sdp := "v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	ph.send("INVITE sip:" + desk + "@127.0.0.1 SIP/2.0\n" +
+		"Via: SIP/2.0/" + proto + " " + host + ";branch=z9hG4bK-inv" + user + ";rport\n" +
+		"Max-Forwards: 70\n" + from + "\nCall-ID: " + callID + "\nCSeq: 1 INVITE\n" +
+		"Contact: <sip:" + user + "@" + host + ";transport=" + strings.ToLower(proto) + ";ob>\n" +
+		"Content-Type: application/sdp\n" + fmt.Sprintf("Content-Length: %d\n\n", len(sdp)) + sdp)
+	var ok *sipMsg
+	for ok == nil {
+		r := ph.recv("SIP/2.0 ")
+		if via := r.get("Via"); !strings.Contains(via, ";received=127.0.0.1") || !strings.Contains(via, ";rport=") {
+			t.Errorf("%s: Via %q lacks received and rport", r.start, via)
+		}
+		switch {
+		case strings.HasPrefix(r.start, "SIP/2.0 200"):
+			ok = r
+		case !strings.HasPrefix(r.start, "SIP/2.0 1"):
+			t.Fatalf("INVITE: %s", r.start)
+		}
+	}
+	var rr []string
+	for _, v := range ok.all("Record-Route") {
+		for _, e := range strings.Split(v, ">,") {
+			rr = append(rr, strings.TrimSpace(strings.TrimSuffix(e, ">"))+">")
+		}
+	}
+	if len(rr) != 2 || !strings.Contains(rr[1], ";transport="+strings.ToLower(proto)+";") {
+		t.Fatalf("Record-Route %q: want the UDP side, then the %s side", rr, proto)
+	}
+	contact := strings.Trim(ok.get("Contact"), "<>")
+	// The route set is the Record-Route reversed (RFC 3261 §12.1.2).
+	route := "Route: " + rr[1] + "\nRoute: " + rr[0] + "\n"
+	ph.send("ACK " + contact + " SIP/2.0\nVia: SIP/2.0/" + proto + " " + host + ";branch=z9hG4bK-ack" + user + "\n" + route +
+		"Max-Forwards: 70\n" + from + ";tag=" + strings.SplitN(ok.get("To"), ";tag=", 2)[1] + "\nCall-ID: " + callID + "\nCSeq: 1 ACK\nContent-Length: 0\n\n")
+	time.Sleep(100 * time.Millisecond)
+	ph.send("BYE " + contact + " SIP/2.0\nVia: SIP/2.0/" + proto + " " + host + ";branch=z9hG4bK-bye" + user + "\n" + route +
+		"Max-Forwards: 70\n" + from + ";tag=" + strings.SplitN(ok.get("To"), ";tag=", 2)[1] + "\nCall-ID: " + callID + "\nCSeq: 2 BYE\nContent-Length: 0\n\n")
+	if r := ph.recv("SIP/2.0 "); !strings.HasPrefix(r.start, "SIP/2.0 200") || !strings.Contains(r.get("CSeq"), "BYE") {
+		t.Fatalf("BYE: %s %s", r.start, r.get("CSeq"))
+	}
+	done := make(chan error, 1)
+	go func() { done <- uas.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sipp UAS: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sipp UAS did not finish its call")
 	}
 }
 
