@@ -325,7 +325,7 @@ type Shutdown struct {
 	Drain Duration `yaml:"drain"`
 }
 
-// TLS names the certificate and key for tls listeners, and how TLS peers
+// TLS names the certificate and key for tls and wss listeners, and how TLS peers
 // are verified.
 type TLS struct {
 	Cert string `yaml:"cert"`
