@@ -142,7 +142,7 @@ var help = map[string]string{
 	"transport_conns_rejected_per_source_total": "transport: ConnsRejectedPerSource counts accepts refused over MaxConnsPerSource.",
 	"transport_conns_rejected_total":            "transport: accepts refused over MaxConns",
 	"transport_conns_timed_out_total":           "transport: closed by the idle timeout or MessageTimeout",
-	"transport_datagrams_dropped_total":         "transport: keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams",
+	"transport_datagrams_dropped_total":         "transport: keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams and WebSocket messages",
 	"transport_datagrams_too_large_total":       "transport: datagrams over Limits.MaxMessageSize (handed up truncated)",
 	"transport_frame_errors_total":              "transport: streams that could not be framed",
 	"transport_handler_panics_total":            "transport: Handler panics",

@@ -194,7 +194,7 @@ type Config struct {
 // Stats are cumulative counters, except ConnsOpen.
 type Stats struct {
 	Received          uint64 // messages handed to the Handler (UDP and streams)
-	DatagramsDropped  uint64 // keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams
+	DatagramsDropped  uint64 // keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams and WebSocket messages
 	DatagramsTooLarge uint64 // datagrams over Limits.MaxMessageSize (handed up truncated)
 	FrameErrors       uint64 // streams that could not be framed
 	PingsAnswered     uint64 // CRLFCRLF pings answered with CRLF (RFC 5626 §3.5.1)
