@@ -18,8 +18,10 @@
 //	GET    /api/v1/calls/{call-id}/pcap      its messages as a pcap file
 //	GET    /api/v1/events                    server-sent events: the call list when it changes
 //	GET    /api/v1/connections               open TCP/TLS/WS/WSS connections
+//	GET    /api/v1/pools                     pools of upstreams and their targets' health
 //	GET    /api/v1/bans                      the sources banned now
 //	DELETE /api/v1/bans/{source}             lift the ban of an address or a prefix
+//	GET    /api/v1/trunks                    the providers sipedge registers to (state, last error, next attempt)
 package admin
 
 import (
@@ -129,6 +131,16 @@ type Config struct {
 	// Messages are the calls' SIP messages; nil: calls are shown
 	// without them.
 	Messages Messages
+	// Trunks are the providers sipedge registers to; nil: none.
+	Trunks Trunks
+	// Pools are the pools of upstreams; nil: none.
+	Pools Pools
+}
+
+// Pools is what the API reads of the pools of upstreams: a
+// JSON-encodable list (features/pool.PoolView).
+type Pools interface {
+	View() any
 }
 
 // Server is the operations HTTP server.
@@ -180,7 +192,9 @@ func New(cfg Config, bans Bans, health Health, regs Registrations, calls Calls, 
 	mux.HandleFunc("GET /api/v1/calls/{id}/pcap", s.callPcap)
 	mux.HandleFunc("GET /api/v1/events", s.events)
 	mux.HandleFunc("GET /api/v1/connections", s.listConnections)
+	mux.HandleFunc("GET /api/v1/pools", s.listPools)
 	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
+	mux.HandleFunc("GET /api/v1/trunks", s.listTrunks)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
@@ -361,4 +375,44 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// Trunk is a provider sipedge registers to, as the API shows it.
+type Trunk struct {
+	Name      string `json:"name"`
+	Registrar string `json:"registrar"`
+	// State: registering (the first attempt), registered, failed (no
+	// current binding; retrying), not-registering (register: false).
+	State      string     `json:"state"`
+	Registered bool       `json:"registered"`
+	Since      time.Time  `json:"since"`                // when State began
+	Contact    string     `json:"contact,omitempty"`    // the contact registered
+	ExpiresIn  int64      `json:"expires_in,omitempty"` // seconds left of the current binding
+	LastError  string     `json:"last_error,omitempty"` // the last failure, kept after a success
+	LastErrAt  *time.Time `json:"last_error_at,omitempty"`
+	NextAt     *time.Time `json:"next_attempt,omitempty"` // the next REGISTER (refresh or retry)
+	Failures   int        `json:"failures"`               // failed attempts in a row
+}
+
+// Trunks is what the API reads of the trunks.
+type Trunks interface {
+	Trunks() []Trunk
+}
+
+// listTrunks: GET /api/v1/trunks.
+func (s *Server) listTrunks(w http.ResponseWriter, r *http.Request) {
+	list := []Trunk{}
+	if s.cfg.Trunks != nil {
+		list = append(list, s.cfg.Trunks.Trunks()...)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"trunks": list})
+}
+
+// listPools: every pool, its settings and each target's state.
+func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
+	var pools any = []any{}
+	if s.cfg.Pools != nil {
+		pools = s.cfg.Pools.View()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pools": pools})
 }

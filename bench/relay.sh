@@ -131,6 +131,7 @@ run_sipedge() {
 	eval "${name}_steal=$rs"
 	cat "$out/$name.json"
 	echo "relay: $(cat "$out/relay.json")"
+	[ "$name" = kernel ] && grep kernel: "$out/relay.log" | tail -"${KERNEL_LOG_LINES:-3}"
 	echo "run_steal_pct=$rs (whole run, all CPUs)"
 	if [ "$name" = kernel ]; then
 		in=()

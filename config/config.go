@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"sipedge/admin"
+	"sipedge/features/dialplan"
 	"sipedge/hep"
 	"sipedge/nat"
 	"sipedge/proxy"
@@ -88,6 +89,15 @@ type Config struct {
 	// TopologyHiding hides the inside network from the next hops listed
 	// in its peers (features/topohide). Off while peers is empty.
 	TopologyHiding TopologyHiding `yaml:"topology_hiding"`
+	// Pools are named groups of upstreams (PBXs, a provider's proxies)
+	// that routes send to with to: pool:NAME (features/pool).
+	Pools []Pool `yaml:"pools"`
+	// Trunks are SIP providers sipedge registers itself to; each is the
+	// destination trunk:NAME of routes (features/trunk).
+	Trunks []Trunk `yaml:"trunks"`
+	// DialPlan rewrites, routes and edits requests by their Request-URI
+	// user (features/dialplan): the first matching rule applies.
+	DialPlan []dialplan.Rule `yaml:"dial_plan"`
 }
 
 // MIME holds the allow-lists of request body media types
@@ -985,6 +995,12 @@ func (c *Config) validate(root *yaml.Node) error {
 	if err := c.validateTopologyHiding(root); err != nil {
 		return err
 	}
+	if err := c.validateTrunks(root); err != nil {
+		return err
+	}
+	if err := c.validateDialPlan(root); err != nil {
+		return err
+	}
 	if i := c.Sessions.Interval; i.Duration != 0 && i.Duration < c.Sessions.MinSE.Duration {
 		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
 	}
@@ -1033,6 +1049,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.OutboundProxy != "" && !isSIPURI(c.OutboundProxy) {
 		return bad("outbound_proxy", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:proxy.example.net", c.OutboundProxy))
+	}
+	if err := c.validatePools(root); err != nil {
+		return err
 	}
 	return c.Security.validate(bad)
 }
@@ -1283,3 +1302,328 @@ func routeAddr(to string) (netip.Addr, bool) {
 }
 
 func boolPtr(v bool) *bool { return &v }
+
+// Trunk is one SIP provider sipedge registers itself to (trunks).
+type Trunk struct {
+	// Name makes the trunk the destination trunk:NAME of routes.
+	Name string `yaml:"name"`
+	// Registrar is the provider's registrar (SIP URI): the REGISTER's
+	// Request-URI, and where it and calls go unless proxy is set.
+	Registrar string `yaml:"registrar"`
+	// Proxy is the provider's outbound proxy (SIP URI); empty: registrar.
+	Proxy string `yaml:"proxy"`
+	// Domain is the host of the trunk's address of record and of the
+	// Request-URI of calls to the provider; empty: the registrar's.
+	Domain   string `yaml:"domain"`
+	Username string `yaml:"username"`
+	// Password, or PasswordFile: a file holding it (one line), so the
+	// configuration can be shown without it.
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// Realm: only challenges of this realm are answered; empty: any.
+	Realm string `yaml:"realm"`
+	// Expires is the registration interval asked for (default 600s).
+	Expires Duration `yaml:"expires"`
+	// ContactUser is the user part of the contact registered (default:
+	// username); the provider's calls arrive with it.
+	ContactUser string `yaml:"contact_user"`
+	// Transport to the provider when the registrar URI names none: udp,
+	// tcp or tls.
+	Transport string `yaml:"transport"`
+	// Register: false for a provider that knows sipedge by its address.
+	Register *bool `yaml:"register"`
+	// Inbound is where calls arriving on the contact go (a SIP URI,
+	// routed like a Request-URI); "{to}" stands for the user of their To
+	// URI (the number dialled at the provider).
+	Inbound string `yaml:"inbound"`
+	// RetryMin and RetryMax bound the delay after a failed registration
+	// (default 5s, doubling up to 5m).
+	RetryMin Duration `yaml:"retry_min"`
+	RetryMax Duration `yaml:"retry_max"`
+}
+
+// RegistrarURI is the registrar with transport applied: the URI the
+// REGISTERs and calls go to.
+func (t *Trunk) RegistrarURI() string {
+	if t.Transport == "" || strings.Contains(strings.ToLower(t.Registrar), ";transport=") {
+		return t.Registrar
+	}
+	return t.Registrar + ";transport=" + strings.ToLower(t.Transport)
+}
+
+// validateTrunks checks trunks: each error names trunks[i].key, the line
+// of the trunk and what to write instead.
+func (c *Config) validateTrunks(root *yaml.Node) error {
+	line := func(i int) int {
+		n := root
+		if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+			n = n.Content[0]
+		}
+		if n != nil && n.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == "trunks" && n.Content[j+1].Kind == yaml.SequenceNode && i < len(n.Content[j+1].Content) {
+					return n.Content[j+1].Content[i].Line
+				}
+			}
+		}
+		return lineOf(root, "trunks")
+	}
+	names, users := map[string]bool{}, map[string]string{}
+	for i := range c.Trunks {
+		t := &c.Trunks[i]
+		bad := func(key, msg string) error {
+			return &Error{Line: line(i), Key: fmt.Sprintf("trunks[%d].%s", i, key), Msg: msg}
+		}
+		if _, _, ok := proxy.NamedDestination("trunk:" + t.Name); !ok {
+			return bad("name", fmt.Sprintf("%q: a name of letters, digits, '-', '_' and '.' (routes send to it as trunk:NAME)", t.Name))
+		}
+		if names[t.Name] {
+			return bad("name", fmt.Sprintf("%q is the name of an earlier trunk too", t.Name))
+		}
+		names[t.Name] = true
+		switch strings.ToLower(t.Transport) {
+		case "", "udp", "tcp", "tls":
+		default:
+			return bad("transport", fmt.Sprintf("%q: use udp, tcp or tls", t.Transport))
+		}
+		if !isSIPURI(t.RegistrarURI()) {
+			return bad("registrar", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:sip.provider.example", t.Registrar))
+		}
+		if t.Proxy != "" && !isSIPURI(t.Proxy) {
+			return bad("proxy", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:proxy.provider.example;transport=tcp", t.Proxy))
+		}
+		if t.Username == "" || strings.ContainsAny(t.Username, "@:;<>\" \t\r\n") {
+			return bad("username", fmt.Sprintf("%q: the user name the provider gave (no '@', ':', ';', blanks)", t.Username))
+		}
+		if (t.Password == "") == (t.PasswordFile == "") {
+			return bad("password", "write one of password and password_file (a file holding the password)")
+		}
+		if t.ContactUser != "" && strings.ContainsAny(t.ContactUser, "@:;<>\" \t\r\n") {
+			return bad("contact_user", fmt.Sprintf("%q: letters, digits and '-', '_', '.', '+'", t.ContactUser))
+		}
+		cu := t.ContactUser
+		if cu == "" {
+			cu = t.Username
+		}
+		if o, dup := users[cu]; dup {
+			return bad("contact_user", fmt.Sprintf("%q is registered by trunk %s too: give this trunk a contact_user of its own", cu, o))
+		}
+		users[cu] = t.Name
+		if d := t.Expires.Duration; d != 0 && (d < time.Second || d > 24*time.Hour) {
+			return bad("expires", fmt.Sprintf("%s: from 1s to 24h (default 600s)", t.Expires))
+		}
+		if t.RetryMin.Duration < 0 || t.RetryMax.Duration < 0 || t.RetryMax.Duration != 0 && t.RetryMax.Duration < t.RetryMin.Duration {
+			return bad("retry_max", "retry_min and retry_max are durations, retry_max not below retry_min (defaults 5s and 5m)")
+		}
+		if t.Inbound != "" && !isSIPURI(strings.ReplaceAll(t.Inbound, "{to}", "x")) {
+			return bad("inbound", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:alice@example.com or sip:{to}@pbx.example.com", t.Inbound))
+		}
+	}
+	return nil
+}
+
+// Pool is a named group of upstreams (features/pool). Zero values take
+// the defaults of docs/CONFIG.md.
+type Pool struct {
+	Name string `yaml:"name"`
+	// Algorithm: weighted (default), hash (by Call-ID), priority or
+	// least-calls.
+	Algorithm string       `yaml:"algorithm"`
+	Targets   []PoolTarget `yaml:"targets"`
+	Probe     PoolProbe    `yaml:"probe"`
+	// AnswerTimeout is how long a target has to answer a request (a 100
+	// Trying will do) before the next target is tried. Default 2s.
+	AnswerTimeout Duration `yaml:"answer_timeout"`
+}
+
+// PoolTarget is one upstream of a pool.
+type PoolTarget struct {
+	URI      string `yaml:"uri"`      // sip:IP[:port][;transport=tcp|tls]
+	Weight   int    `yaml:"weight"`   // share of new calls; default 1
+	Priority int    `yaml:"priority"` // algorithm priority: lower first
+}
+
+// PoolProbe configures the OPTIONS health probes of a pool's targets.
+type PoolProbe struct {
+	Interval  Duration `yaml:"interval"`   // default 10s
+	Timeout   Duration `yaml:"timeout"`    // default 2s (at most interval)
+	DownAfter int      `yaml:"down_after"` // failures in a row; default 3
+	UpAfter   int      `yaml:"up_after"`   // answered probes in a row; default 2
+}
+
+var poolNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// validatePools checks the pools and the routes that name them.
+func (c *Config) validatePools(root *yaml.Node) error {
+	names := map[string]bool{}
+	for i, p := range c.Pools {
+		key := fmt.Sprintf("pools[%d]", i)
+		bad := func(k, msg string) error {
+			return &Error{Line: seqItemLine(root, "pools", i, k), Key: key + "." + k, Msg: msg}
+		}
+		if !poolNameRE.MatchString(p.Name) {
+			return bad("name", fmt.Sprintf("%q: every pool needs a name of letters, digits, '.', '-' and '_' (routes send to it as pool:NAME)", p.Name))
+		}
+		if names[p.Name] {
+			return bad("name", fmt.Sprintf("%q: two pools have this name; rename one", p.Name))
+		}
+		names[p.Name] = true
+		switch p.Algorithm {
+		case "", "weighted", "hash", "priority", "least-calls":
+		default:
+			return bad("algorithm", fmt.Sprintf("%q: use weighted (the default), hash, priority or least-calls", p.Algorithm))
+		}
+		if len(p.Targets) == 0 {
+			return bad("targets", "a pool needs at least one target, e.g. targets: [{uri: \"sip:192.0.2.10:5060\"}]")
+		}
+		seen := map[string]bool{}
+		for j, t := range p.Targets {
+			tk := fmt.Sprintf("targets[%d]", j)
+			if a, ok := routeAddr(t.URI); !ok || !isSIPURI(t.URI) || !a.IsValid() || strings.Contains(t.URI, "@") {
+				return bad(tk+".uri", fmt.Sprintf("%q: want sip:IP[:port], e.g. sip:192.0.2.10:5060 or sip:[2001:db8::10]:5060;transport=tcp (host names are not resolved for pools)", t.URI))
+			}
+			if seen[t.URI] {
+				return bad(tk+".uri", fmt.Sprintf("%q is listed twice in this pool", t.URI))
+			}
+			seen[t.URI] = true
+			if t.Weight < 0 || t.Weight > 1000 {
+				return bad(tk+".weight", fmt.Sprintf("%d: use 1 to 1000 (0 or none: 1)", t.Weight))
+			}
+			if t.Priority < 0 {
+				return bad(tk+".priority", fmt.Sprintf("%d: use 0 or more (lower is tried first)", t.Priority))
+			}
+		}
+		pr := p.Probe
+		interval := pr.Interval.Duration
+		if interval == 0 {
+			interval = 10 * time.Second
+		}
+		if interval < 100*time.Millisecond || interval > time.Hour {
+			return bad("probe.interval", fmt.Sprintf("%s: use 100ms to 1h (default 10s)", pr.Interval))
+		}
+		if pr.Timeout.Duration > interval {
+			return bad("probe.timeout", fmt.Sprintf("%s is longer than the interval %s; use at most the interval (default 2s)", pr.Timeout, Duration{interval}))
+		}
+		if pr.DownAfter < 0 || pr.DownAfter > 100 {
+			return bad("probe.down_after", fmt.Sprintf("%d: use 1 to 100 failures in a row (default 3)", pr.DownAfter))
+		}
+		if pr.UpAfter < 0 || pr.UpAfter > 100 {
+			return bad("probe.up_after", fmt.Sprintf("%d: use 1 to 100 answered probes in a row (default 2)", pr.UpAfter))
+		}
+		if d := p.AnswerTimeout.Duration; d != 0 && (d < 50*time.Millisecond || d > 32*time.Second) {
+			return bad("answer_timeout", fmt.Sprintf("%s: use 50ms to 32s (default 2s)", p.AnswerTimeout))
+		}
+	}
+	for i, rt := range c.Routes {
+		if kind, name, ok := proxy.NamedDestination(rt.To); ok && kind == "pool" && !names[name] {
+			return &Error{Line: lineOf(root, "routes"), Key: fmt.Sprintf("routes[%d].to", i),
+				Msg: fmt.Sprintf("%q: no pool named %s; add it under pools, or correct the name", rt.To, name)}
+		}
+	}
+	return nil
+}
+
+// validateDialPlan checks the dial_plan rules with the feature's own
+// compiler (regular expressions, header names and the headers the core
+// owns, codecs); the error names the rule's key and its line. Named
+// destinations are checked when sipedge starts, against the features
+// that own them.
+func (c *Config) validateDialPlan(root *yaml.Node) error {
+	err := dialplan.Check(c.DialPlan)
+	var re *dialplan.RuleError
+	if !errors.As(err, &re) {
+		return err
+	}
+	key := fmt.Sprintf("dial_plan[%d].%s", re.Index, re.Key)
+	return &Error{Line: ruleLine(root, re.Index, re.Key), Key: key, Msg: re.Msg}
+}
+
+// ruleLine is the line of key ("headers.set[1]") in the i-th dial_plan
+// rule: of the list item when it names one, else of the nearest key
+// written.
+func ruleLine(root *yaml.Node, i int, key string) int {
+	line := lineOf(root, "dial_plan")
+	var n *yaml.Node
+	if root != nil && root.Kind == yaml.MappingNode {
+		for k := 0; k+1 < len(root.Content); k += 2 {
+			if root.Content[k].Value == "dial_plan" {
+				n = root.Content[k+1]
+			}
+		}
+	}
+	if n == nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+		return line
+	}
+	n = n.Content[i]
+	line = n.Line
+	for _, part := range strings.Split(key, ".") {
+		name, idx, hasIdx := strings.Cut(strings.TrimSuffix(part, "]"), "[")
+		if n == nil || n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for k := 0; k+1 < len(n.Content); k += 2 {
+			if n.Content[k].Value == name {
+				line, next = n.Content[k].Line, n.Content[k+1]
+			}
+		}
+		n = next
+		if hasIdx && n != nil && n.Kind == yaml.SequenceNode {
+			j, err := strconv.Atoi(idx)
+			if err == nil && j < len(n.Content) {
+				n = n.Content[j]
+				line = n.Line
+			}
+		}
+	}
+	return line
+}
+
+// seqItemLine is the line of key (a dotted path) in the i-th item of the
+// sequence under top-level key seq: of the item itself when key is not
+// written there, of seq when the item is not found.
+func seqItemLine(root *yaml.Node, seq string, i int, key string) int {
+	line := lineOf(root, seq)
+	if root == nil || root.Kind != yaml.MappingNode {
+		return line
+	}
+	for k := 0; k+1 < len(root.Content); k += 2 {
+		if root.Content[k].Value != seq {
+			continue
+		}
+		s := root.Content[k+1]
+		if s.Kind != yaml.SequenceNode || i >= len(s.Content) {
+			return line
+		}
+		item := s.Content[i]
+		n, l := item, item.Line
+		for _, part := range strings.Split(key, ".") {
+			name, idx := part, -1
+			if b := strings.IndexByte(part, '['); b > 0 && strings.HasSuffix(part, "]") {
+				name = part[:b]
+				idx, _ = strconv.Atoi(part[b+1 : len(part)-1])
+			}
+			var next *yaml.Node
+			if n.Kind == yaml.MappingNode {
+				for j := 0; j+1 < len(n.Content); j += 2 {
+					if n.Content[j].Value == name {
+						l, next = n.Content[j].Line, n.Content[j+1]
+					}
+				}
+			}
+			if next != nil && idx >= 0 {
+				if next.Kind != yaml.SequenceNode || idx >= len(next.Content) {
+					return l
+				}
+				next = next.Content[idx]
+				l = next.Line
+			}
+			if next == nil {
+				return l
+			}
+			n = next
+		}
+		return l
+	}
+	return line
+}

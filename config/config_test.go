@@ -289,3 +289,30 @@ func TestContribExamples(t *testing.T) {
 		}
 	}
 }
+
+// dial_plan: the example loads with its rules; a wrong rule is refused
+// with the key inside the rule and its line.
+func TestDialPlan(t *testing.T) {
+	c, err := Load(filepath.Join("..", "contrib", "examples", "dialplan.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.DialPlan) != 4 || c.DialPlan[2].Name != "national" || c.DialPlan[2].Headers.Remove[0] != "P-Asserted-Identity" {
+		t.Fatalf("dial_plan %+v", c.DialPlan)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"dial_plan:\n  - name: a\n    prefix: \"0\"\n    headers:\n      set:\n        - \"X-A: 1\"\n        - \"Via: x\"\n",
+			"config:7: dial_plan[0].headers.set[1]: Via cannot be edited: the core adds and removes Via"},
+		{"dial_plan:\n  - name: a\n    prefix: \"0\"\n  - name: b\n    match: \"(\"\n",
+			"config:5: dial_plan[1].match: \"(\" is not a regular expression"},
+		{"dial_plan:\n  - prefix: \"0\"\n", "config:2: dial_plan[0].name: every rule needs a name"},
+		{"dial_plan:\n  - name: a\n    prefix: \"0\"\n    redirects: always\n", "config:4: dial_plan[0].redirects: \"always\": use relay"},
+		{"dial_plan:\n  - name: a\n    prefix: \"0\"\n    codecs: {remove: [\"G 729\"]}\n", "config:4: dial_plan[0].codecs.remove[0]: \"G 729\": a payload type"},
+		{"dial_plan:\n  - name: a\n    prefx: \"0\"\n", "config:3: dial_plan[0].prefx: unknown key"},
+	} {
+		_, err := Parse([]byte(tc.in))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q:\n got %v\nwant %s...", tc.in, err, tc.want)
+		}
+	}
+}

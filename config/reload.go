@@ -104,6 +104,9 @@ var keyClass = map[string]reloadClass{
 	"topology_hiding.contact":              restart,
 	"topology_hiding.record_route":         restart,
 	"topology_hiding.call_id":              restart,
+	"trunks":                               restart,    // each trunk's registration runs from start; a new list needs a restart
+	"dial_plan":                            reloadable, // the next request outside a dialog uses the new rules
+	"pools":                                reloadable, // replaced whole; targets that stay keep their health
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")

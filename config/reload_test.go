@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sipedge/features/dialplan"
 )
 
 func TestDiff(t *testing.T) {
@@ -133,6 +135,12 @@ func change(t *testing.T, path string, v reflect.Value) {
 		v.Set(reflect.ValueOf(map[string][]string{"x": {"y"}}))
 	case []Route:
 		v.Set(reflect.ValueOf([]Route{{Name: "x", To: "sip:192.0.2.1"}}))
+	case []Trunk:
+		v.Set(reflect.ValueOf([]Trunk{{Name: "x", Registrar: "sip:192.0.2.1", Username: "u", Password: "p"}}))
+	case []dialplan.Rule:
+		v.Set(reflect.ValueOf([]dialplan.Rule{{Name: "x", Prefix: "0"}}))
+	case []Pool:
+		v.Set(reflect.ValueOf([]Pool{{Name: "x", Targets: []PoolTarget{{URI: "sip:192.0.2.1"}}}}))
 	default:
 		t.Fatalf("%s: the test does not know how to change a %s", path, v.Type())
 	}

@@ -179,3 +179,62 @@ func TestAuthorizeFormat(t *testing.T) {
 		t.Errorf("RFC 2069 form %s", got)
 	}
 }
+
+// The client side against the examples of RFC 7616 §3.9.1 (MD5 and
+// SHA-256, qop=auth), SHA-512-256 (RFC 8760) checked against an
+// independent computation, and the RFC 2069 form without qop.
+func TestAuthorizeRFC7616(t *testing.T) {
+	const chal = `Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm={alg}, ` +
+		`nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"`
+	const nonce, cnonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"
+	for _, tc := range []struct {
+		alg      string
+		a        Algorithm
+		noQOP    bool
+		response string // "" = the independent computation
+	}{
+		{alg: "MD5", a: MD5, response: "8ca523f5e9506fed4657c9700eebdbec"},
+		{alg: "SHA-256", a: SHA256, response: "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"},
+		{alg: "SHA-512-256", a: SHA512_256},
+		{alg: "MD5", a: MD5, noQOP: true},
+		{alg: "SHA-256", a: SHA256, noQOP: true},
+	} {
+		name := tc.alg
+		if tc.noQOP {
+			name += " without qop"
+		}
+		t.Run(name, func(t *testing.T) {
+			v := strings.ReplaceAll(chal, "{alg}", tc.alg)
+			if tc.noQOP {
+				v = strings.Replace(v, `qop="auth, auth-int", `, "", 1)
+			}
+			ch, err := ParseChallenge([]byte(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.response
+			if want == "" {
+				qop := "auth"
+				if tc.noQOP {
+					qop = ""
+				}
+				want = ref(tc.a, "Mufasa", "http-auth@example.org", "Circle of Life", "GET", "/dir/index.html", nonce, "00000001", cnonce, qop)
+			}
+			got := string(ch.Authorize(nil, "Mufasa", "Circle of Life", []byte("GET"), []byte("/dir/index.html"), []byte(cnonce), 1))
+			if !strings.Contains(got, `response="`+want+`"`) || !strings.Contains(got, "algorithm="+tc.alg) {
+				t.Fatalf("Authorize = %s\nwant response %s", got, want)
+			}
+			if tc.noQOP == strings.Contains(got, "qop=auth") {
+				t.Fatalf("qop in %s", got)
+			}
+			// The server side accepts what the client side wrote.
+			c, err := ParseCredentials([]byte(got))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.Verify([]byte(HA1(tc.a, "Mufasa", "http-auth@example.org", "Circle of Life")), []byte("GET")) {
+				t.Fatal("Verify refused the credentials Authorize wrote")
+			}
+		})
+	}
+}

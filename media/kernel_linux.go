@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -145,7 +146,19 @@ type kernel struct {
 // CAP_NET_ADMIN is missing or IPv4 forwarding is off.
 func openKernel(portMin, portMax int, firewall string, force bool) (*kernel, error) {
 	name := kernelTablePrefix + strconv.Itoa(portMin) + "_" + strconv.Itoa(portMax)
-	conn, err := nftables.New()
+	// One lasting socket, with room for a transaction's acknowledgements:
+	// each of the ~7 messages per direction is acknowledged, and a
+	// default-sized buffer overflows (ENOBUFS) at a few dozen directions.
+	conn, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		_ = c.SetOption(netlink.CapAcknowledge, true) // acknowledgements without the request echoed
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		return rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+		})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
@@ -358,6 +371,7 @@ func (k *kernel) remove() {
 	k.accepts = nil
 	_ = k.conn.Flush()
 	removeKernelTable(k.conn, k.name)
+	_ = k.conn.CloseLasting()
 }
 
 // enqueue queues a request; it never blocks (the caller holds a worker's
@@ -421,14 +435,30 @@ func (k *kernel) apply(batch []kreq) {
 			}
 		}
 		if dropped {
-			k.done1(r.st, r.side, 0, 0, 0)
+			k.finish([]kdone{{st: r.st, side: r.side}})
 			continue
 		}
 		dels = append(dels, r)
 	}
-	k.add(adds)
-	k.del(dels)
+	// In transactions of at most kernelChunk directions: every message of
+	// a transaction is acknowledged, and thousands of acknowledgements at
+	// once overflow the netlink socket's buffer (the transaction then
+	// waits for answers that were dropped).
+	for len(adds) > 0 {
+		n := min(len(adds), kernelChunk)
+		k.add(adds[:n])
+		adds = adds[n:]
+	}
+	for len(dels) > 0 {
+		n := min(len(dels), kernelChunk)
+		k.del(dels[:n])
+		dels = dels[n:]
+	}
 }
+
+// kernelChunk is the most directions one netlink transaction adds or
+// removes (about 7 messages each).
+const kernelChunk = 256
 
 // add puts entries into the kernel, in one transaction; if it fails, one
 // by one, so one bad entry does not keep the others in userspace.
@@ -454,6 +484,7 @@ func (k *kernel) add(adds []*kentry) {
 			k.refuse(ok[0], err)
 			return
 		}
+		var good []*kentry
 		for _, e := range ok {
 			k.stage(e)
 			if err := k.conn.Flush(); err != nil {
@@ -461,14 +492,48 @@ func (k *kernel) add(adds []*kentry) {
 				k.refuse(e, err)
 				continue
 			}
-			k.activate(e)
+			good = append(good, e)
 		}
+		k.activate(good)
 		return
 	}
-	for _, e := range ok {
-		k.activate(e)
+	k.activate(ok)
+}
+
+// byWorker has each item's relay thread run fn on it under its own lock,
+// at the start of its next round, and then after (unless nil) once that
+// lock is released. It does not wait: a thread under load holds its lock
+// for whole rounds, back to back, and the kernel goroutine must not queue
+// behind them.
+func byWorker[T any](items []T, stream func(T) *Stream, fn func(T), after func(T)) {
+	var ws []*worker
+	groups := make(map[*worker][]T, 2)
+	for _, it := range items {
+		w := stream(it).w
+		if _, ok := groups[w]; !ok {
+			ws = append(ws, w)
+		}
+		groups[w] = append(groups[w], it)
+	}
+	for _, w := range ws {
+		its := groups[w]
+		w.post(func() func() {
+			for _, it := range its {
+				fn(it)
+			}
+			if after == nil {
+				return nil
+			}
+			return func() {
+				for _, it := range its {
+					after(it)
+				}
+			}
+		})
 	}
 }
+
+func entryStream(e *kentry) *Stream { return e.st }
 
 func (k *kernel) alloc() uint32 {
 	if n := len(k.free); n > 0 {
@@ -545,23 +610,25 @@ func udpWrite(offset uint32) *expr.Payload {
 		Offset: offset, Len: 2, CsumType: expr.CsumTypeInet, CsumOffset: 6}
 }
 
-// activate records an entry the kernel accepted and tells its direction.
-func (k *kernel) activate(e *kentry) {
-	d := &e.st.dir[e.side]
-	k.entries[d] = e
-	k.mu.Lock()
-	k.added++
-	k.mu.Unlock()
-	w := e.st.w
-	w.mu.Lock()
-	e.samples0 = d.packets
-	d.kLost0 = d.rtp.lost()
-	d.kOwn0 = d.rtp.ownLost()
-	d.klastExt = d.rtp.extSeq()
-	if d.k == kPending {
-		d.k = kActive
+// activate records entries the kernel accepted and tells their
+// directions.
+func (k *kernel) activate(es []*kentry) {
+	for _, e := range es {
+		k.entries[&e.st.dir[e.side]] = e
 	}
-	w.mu.Unlock()
+	k.mu.Lock()
+	k.added += uint64(len(es))
+	k.mu.Unlock()
+	byWorker(es, entryStream, func(e *kentry) {
+		d := &e.st.dir[e.side]
+		e.samples0 = d.packets
+		d.kLost0 = d.rtp.lost()
+		d.kOwn0 = d.rtp.ownLost()
+		d.klastExt = d.rtp.extSeq()
+		if d.k == kPending {
+			d.k = kActive
+		}
+	}, nil)
 }
 
 // refuse gives a direction back to userspace for good after the kernel
@@ -571,13 +638,18 @@ func (k *kernel) refuse(e *kentry, err error) {
 	k.failed++
 	k.lastErr = err.Error()
 	k.mu.Unlock()
-	w := e.st.w
-	w.mu.Lock()
-	d := &e.st.dir[e.side]
-	if d.k == kPending || d.k == kWithdrawing {
-		d.k = kOff
-	}
-	w.mu.Unlock()
+	var closing bool
+	byWorker([]*kentry{e}, entryStream, func(e *kentry) {
+		d := &e.st.dir[e.side]
+		if d.k == kPending || d.k == kWithdrawing {
+			d.k = kOff
+		}
+		closing, d.kclose = d.kclose, false
+	}, func(e *kentry) {
+		if closing {
+			e.st.c.withdrawn()
+		}
+	})
 }
 
 // del takes directions out of the kernel: first their map elements (no
@@ -585,16 +657,18 @@ func (k *kernel) refuse(e *kentry, err error) {
 // chains.
 func (k *kernel) del(dels []kreq) {
 	var es []*kentry
+	var back []kdone
 	for _, r := range dels {
 		e := k.entries[&r.st.dir[r.side]]
 		if e == nil {
 			// Refused, or removed already: just give it back.
-			k.done1(r.st, r.side, 0, 0, 0)
+			back = append(back, kdone{st: r.st, side: r.side})
 			continue
 		}
 		es = append(es, e)
 		_ = k.conn.SetDeleteElements(k.streams, []nftables.SetElement{{Key: e.key[:]}})
 	}
+	k.finish(back)
 	if len(es) == 0 {
 		return
 	}
@@ -633,9 +707,40 @@ func (k *kernel) del(dels []kreq) {
 	k.mu.Lock()
 	k.removed += uint64(len(es))
 	k.mu.Unlock()
+	ds := make([]kdone, len(es))
 	for i, e := range es {
-		k.done1(e.st, e.side, binary.BigEndian.Uint32(e.key[12:16]), counts[i][0], counts[i][1])
+		ds[i] = kdone{st: e.st, side: e.side, ssrc: binary.BigEndian.Uint32(e.key[12:16]), pk: counts[i][0], by: counts[i][1]}
 	}
+	k.finish(ds)
+}
+
+// kdone is a direction back from the kernel with what it forwarded.
+type kdone struct {
+	st      *Stream
+	side    Side
+	ssrc    uint32
+	pk, by  uint64
+	closing bool
+}
+
+// finish has the directions' threads fold their kernel counters in, then
+// tells the calls that wait for them (outside the threads' locks:
+// AfterRelease's functions read stats).
+func (k *kernel) finish(ds []kdone) {
+	if len(ds) == 0 {
+		return
+	}
+	ptrs := make([]*kdone, len(ds))
+	for i := range ds {
+		ptrs[i] = &ds[i]
+	}
+	byWorker(ptrs, func(d *kdone) *Stream { return d.st }, func(x *kdone) {
+		x.closing = doneLocked(x.st, x.side, x.ssrc, x.pk, x.by)
+	}, func(x *kdone) {
+		if x.closing {
+			x.st.c.withdrawn()
+		}
+	})
 }
 
 func (k *kernel) setErr(err error) {
@@ -644,14 +749,13 @@ func (k *kernel) setErr(err error) {
 	k.mu.Unlock()
 }
 
-// done1 folds a direction's kernel counters into its own and makes it
-// eligible again (or off for good if its stream is closed). IP and UDP
-// headers are taken off the kernel's byte count (IPv4 without options),
-// since the relay counts UDP payload bytes.
-func (k *kernel) done1(st *Stream, side Side, ssrc uint32, pk, by uint64) {
-	w := st.w
+// doneLocked folds a direction's kernel counters into its own and makes
+// it eligible again (or off for good if its stream is closed); the
+// thread's lock is held. IP and UDP headers are taken off the kernel's
+// byte count (IPv4 without options), since the relay counts UDP payload
+// bytes. It reports whether Call.Close waits for this direction.
+func doneLocked(st *Stream, side Side, ssrc uint32, pk, by uint64) (closing bool) {
 	d := &st.dir[side]
-	w.mu.Lock()
 	d.kPackets += pk
 	if by >= pk*28 {
 		d.kBytes += by - pk*28
@@ -687,13 +791,9 @@ func (k *kernel) done1(st *Stream, side Side, ssrc uint32, pk, by uint64) {
 	} else {
 		d.k = kUser
 	}
-	closing := d.kclose
+	closing = d.kclose
 	d.kclose = false
-	w.mu.Unlock()
-	if closing {
-		// Not under w.mu: AfterRelease's functions read stats.
-		st.c.withdrawn()
-	}
+	return closing
 }
 
 // poll refreshes the live counters of kernel-forwarded directions from
@@ -711,30 +811,33 @@ func (k *kernel) poll() {
 	for _, e := range k.entries {
 		byKey[e.key] = e
 	}
+	type live struct {
+		e     *kentry
+		pk, b uint64
+	}
+	var lives []live
 	for _, el := range els {
 		if len(el.Key) < 16 || el.Counter == nil {
 			continue
 		}
-		e := byKey[[16]byte(el.Key[:16])]
-		if e == nil {
-			continue
+		if e := byKey[[16]byte(el.Key[:16])]; e != nil {
+			lives = append(lives, live{e, el.Counter.Packets, el.Counter.Bytes})
 		}
-		w := e.st.w
-		d := &e.st.dir[e.side]
-		w.mu.Lock()
+	}
+	byWorker(lives, func(l live) *Stream { return l.e.st }, func(l live) {
+		e, d := l.e, &l.e.st.dir[l.e.side]
 		if d.k == kActive {
 			samples := d.packets - e.samples0
-			if el.Counter.Packets > samples {
-				d.kLive = el.Counter.Packets - samples
+			if l.pk > samples {
+				d.kLive = l.pk - samples
 				d.kLiveBytes = 0
-				if el.Counter.Bytes > el.Counter.Packets*28 {
+				if l.b > l.pk*28 {
 					// Average size: the samples are the same kind of packet.
-					d.kLiveBytes = (el.Counter.Bytes - el.Counter.Packets*28) / el.Counter.Packets * d.kLive
+					d.kLiveBytes = (l.b - l.pk*28) / l.pk * d.kLive
 				}
 			}
 		}
-		w.mu.Unlock()
-	}
+	}, nil)
 }
 
 // status reports the fast path's state.

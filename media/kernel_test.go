@@ -160,6 +160,12 @@ func TestKernelPathForwards(t *testing.T) {
 	if ch := kernelChains(t); len(ch) != 4 {
 		t.Fatalf("chains %v: want s and o for each of 2 directions", ch)
 	}
+	// While the kernel forwards, the counts are polled (every
+	// kernelPoll).
+	until("live kernel counts", x.a, 0xa, func() bool {
+		st := x.s.Stats()
+		return st.AtoB.Kernel > 0 && st.BtoA.Kernel > 0 && st.AtoB.Packets+5 >= uint64(sentA)-kernelSample
+	})
 
 	// A new SSRC from A: it reaches B at once (through the relay thread),
 	// the direction comes back from the kernel and goes again once the
@@ -171,15 +177,18 @@ func TestKernelPathForwards(t *testing.T) {
 	})
 	more(x.a, 0xc, 100)
 
-	// A re-INVITE moves A to a new address: B's packets go there at once.
+	// A re-INVITE moves A to a new address: both directions come back
+	// from the kernel (a netlink round trip later: until then B's packets
+	// still go to A's old address, as they would have before the
+	// re-INVITE), then B's packets go to the new one.
 	a2 := newEndpoint(t, "udp4", lo4)
+	removed := x.r.Kernel().Removed
 	if err := x.s.SetPeer(SideA, a2.addr, netip.AddrPort{}); err != nil {
 		t.Fatal(err)
 	}
-	removed := x.r.Kernel().Removed
+	waitFor(t, "both directions back from the kernel", func() bool { return x.r.Kernel().Removed >= removed+2 })
 	until("both directions in the kernel after the move", a2, 0xd, func() bool {
-		k := x.r.Kernel()
-		return k.Removed >= removed+2 && k.Directions == 2
+		return x.r.Kernel().Directions == 2
 	})
 	more(a2, 0xd, 100)
 

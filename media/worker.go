@@ -121,6 +121,12 @@ type worker struct {
 
 	nstreams int // streams assigned; guarded by Relay.mu
 
+	// inbox holds work for the thread from the kernel path's goroutine,
+	// run under mu at the start of a round (byWorker); each item may
+	// return a function to run once mu is released. kmu guards it.
+	kmu   sync.Mutex
+	inbox []func() func()
+
 	mu    sync.Mutex
 	socks []*sock // by epoll data; nil: free
 	free  []int32
@@ -170,6 +176,29 @@ func (w *worker) closeFDs() {
 	if w.evfd >= 0 {
 		closeFD(w.evfd)
 	}
+}
+
+// post queues fn for the thread's next round and wakes it if it blocks.
+func (w *worker) post(fn func() func()) {
+	w.kmu.Lock()
+	w.inbox = append(w.inbox, fn)
+	w.kmu.Unlock()
+	w.wake()
+}
+
+// runInbox runs what was posted; w.mu is held. It returns what must run
+// after w.mu is released.
+func (w *worker) runInbox(afters []func()) []func() {
+	w.kmu.Lock()
+	fns := w.inbox
+	w.inbox = nil
+	w.kmu.Unlock()
+	for _, fn := range fns {
+		if a := fn(); a != nil {
+			afters = append(afters, a)
+		}
+	}
+	return afters
 }
 
 // wake makes a thread blocked in epoll_wait return (to see stop).
@@ -229,13 +258,21 @@ func (w *worker) run(wg *sync.WaitGroup) {
 	defer wg.Done()
 	blocking, pending := true, 0
 	count, rounds, since := 0, 0, nanotime()
+	var afters []func()
 	for !w.stop.Load() {
 		w.mu.Lock()
+		afters = w.runInbox(afters[:0])
 		got := w.handle(w.ev[:pending])
+		more := false
 		if !blocking {
-			got += w.poll()
+			var n int
+			n, more = w.poll()
+			got += n
 		}
 		w.mu.Unlock()
+		for _, a := range afters {
+			a()
+		}
 		pending = 0
 		if blocking {
 			// count is wake-ups over a window of modeWindow ticks.
@@ -257,6 +294,12 @@ func (w *worker) run(wg *sync.WaitGroup) {
 			}
 		}
 		if !blocking {
+			// Even with sockets still ready (more): the sleep is what
+			// lets the rest of the process run. The threads are locked
+			// and there are as many as processors (GOMAXPROCS), so a
+			// thread that never blocked would keep its processor from the
+			// SIP stack and the kernel path's goroutine.
+			_ = more
 			sleep(w.tick)
 			continue
 		}
@@ -268,31 +311,45 @@ func (w *worker) run(wg *sync.WaitGroup) {
 	}
 }
 
-// poll handles ready sockets until a poll returns less than a full batch
-// and reports how many packets it read.
-func (w *worker) poll() int {
-	got := 0
-	for {
+// poll handles ready sockets until a poll returns less than a full batch,
+// or maxPolls full batches, and reports how many packets it read and
+// whether sockets are still ready. The bound ends a round under overload:
+// the thread holds its lock for a round, and control operations (new
+// streams, SDP changes, the kernel path's hand-overs) wait for a round to
+// end. Edge-triggered sockets not reported yet stay in epoll's ready list.
+func (w *worker) poll() (got int, more bool) {
+	for i := 0; i < maxPolls; i++ {
 		n, err := epollPoll(w.epfd, w.ev[:])
 		if err != nil {
 			if err == unix.EINTR {
 				continue
 			}
-			return got
+			return got, false
 		}
 		got += w.handle(w.ev[:n])
 		if n < len(w.ev) {
-			return got
+			return got, false
 		}
 	}
+	return got, true
 }
+
+// maxPolls bounds a round: 8 × maxEvents ready sockets.
+const maxPolls = 8
 
 func (w *worker) handle(evs []unix.EpollEvent) int {
 	got := 0
 	for i := range evs {
 		idx := evs[i].Fd
+		if idx == evWake {
+			// Posted work (runInbox) or Close: clear the eventfd, which
+			// is level-triggered.
+			var b [8]byte
+			_, _ = unix.Read(w.evfd, b[:])
+			continue
+		}
 		if idx < 0 || int(idx) >= len(w.socks) {
-			continue // the wake eventfd
+			continue
 		}
 		if s := w.socks[idx]; s != nil {
 			got += w.drain(s)

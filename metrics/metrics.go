@@ -10,6 +10,9 @@
 //   - a nested struct of the same kinds: its fields prefixed by its name;
 //   - map[string]uint64 with a `label:"NAME"` tag: one counter per key,
 //     the key as the value of label NAME (per stage, per hook);
+//   - map[string]int64 or map[string]time.Duration with a label tag: one
+//     gauge per key (per pool target: up, active calls, probe latency in
+//     seconds) — for keys the configuration bounds;
 //   - HistogramSnapshot: a histogram of delays, NAME_seconds;
 //   - DistributionSnapshot: a histogram of other values (a MOS, a
 //     percentage) over its own bounds, NAME.
@@ -101,6 +104,23 @@ func walk(prefix string, v reflect.Value, emit func(Sample)) error {
 			sort.Strings(keys)
 			for _, k := range keys {
 				emit(Sample{Name: name + "_total", Counter: true, Value: float64(fv.MapIndex(reflect.ValueOf(k)).Uint()), Label: label, LabelV: k})
+			}
+		case f.Type.Kind() == reflect.Map && f.Type.Key().Kind() == reflect.String && f.Type.Elem().Kind() == reflect.Int64:
+			label := f.Tag.Get("label")
+			if label == "" {
+				return fmt.Errorf("metrics: %s: map field %s needs a label tag", prefix, f.Name)
+			}
+			keys := make([]string, 0, fv.Len())
+			for _, k := range fv.MapKeys() {
+				keys = append(keys, k.String())
+			}
+			sort.Strings(keys)
+			gauge, scale := name, 1.0
+			if f.Type.Elem() == durationType {
+				gauge, scale = name+"_seconds", 1/float64(time.Second)
+			}
+			for _, k := range keys {
+				emit(Sample{Name: gauge, Value: float64(fv.MapIndex(reflect.ValueOf(k)).Int()) * scale, Label: label, LabelV: k})
 			}
 		default:
 			return fmt.Errorf("metrics: %s: field %s has type %s, not one of the convention's (package doc)", prefix, f.Name, f.Type)

@@ -17,14 +17,17 @@ type snap struct {
 	ConnsOpen  int
 	LastFsync  time.Duration
 	Drops      inner
-	Stages     map[string]uint64 `label:"stage"`
-	Hidden     uint64            `metric:"-"`
+	Stages     map[string]uint64        `label:"stage"`
+	Up         map[string]int64         `label:"target"`
+	Latency    map[string]time.Duration `label:"target"`
+	Hidden     uint64                   `metric:"-"`
 	unexported uint64
 }
 
 func TestWalk(t *testing.T) {
 	s := snap{Requests: 7, ConnsOpen: 2, LastFsync: 1500 * time.Millisecond, Drops: inner{NoPeer: 1},
-		Stages: map[string]uint64{"self": 3, "locate": 4}, Hidden: 9, unexported: 1}
+		Stages: map[string]uint64{"self": 3, "locate": 4},
+		Up:     map[string]int64{"pbx/b": 0, "pbx/a": 1}, Latency: map[string]time.Duration{"pbx/a": 250 * time.Millisecond}, Hidden: 9, unexported: 1}
 	var got []string
 	err := Walk("proxy", s, func(x Sample) {
 		l := ""
@@ -48,6 +51,9 @@ func TestWalk(t *testing.T) {
 		"proxy_drops_foreign_total counter 0",
 		"proxy_stages_total{stage=locate} counter 4",
 		"proxy_stages_total{stage=self} counter 3",
+		"proxy_up{target=pbx/a} gauge 1",
+		"proxy_up{target=pbx/b} gauge 0",
+		"proxy_latency_seconds{target=pbx/a} gauge 0.25",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -57,7 +63,8 @@ func TestWalk(t *testing.T) {
 func TestWalkRefuses(t *testing.T) {
 	type badString struct{ Name string }
 	type badMap struct{ M map[string]uint64 }
-	for _, v := range []any{badString{}, badMap{}, 3} {
+	type badGauges struct{ M map[string]int64 }
+	for _, v := range []any{badString{}, badMap{}, badGauges{}, 3} {
 		if err := Walk("x", v, func(Sample) {}); err == nil {
 			t.Errorf("%T accepted", v)
 		}

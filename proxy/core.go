@@ -128,7 +128,8 @@ type counters struct {
 	Requests, Responses, BadRequests, BadResponses, Unanswerable, StrayResponses atomic.Uint64
 	StatelessForwards, LocalResponses, Originated, Deferred, DeferredRefused     atomic.Uint64
 	Forwarded, Loops, Refused, Draining, HookErrors, SendErrors, SIPSRefused     atomic.Uint64
-	RelayDenied, Amplification, ForgedResponses                                  atomic.Uint64
+	RelayDenied, Amplification, ForgedResponses, Redirects                       atomic.Uint64
+	AuthRetries                                                                  atomic.Uint64
 	// byMethod counts received requests by sip.Method; respIn received
 	// responses and respLocal sipedge's own, by class (index 1-6).
 	byMethod          [16]atomic.Uint64
@@ -158,8 +159,10 @@ type Stats struct {
 	ForgedResponses   uint64 // responses with sipedge's Via on top but not its signature, dropped
 	Draining          uint64 // new dialogs answered 503 while draining
 	HookErrors        uint64 // branches dropped, responses relayed without an edit: a hook's edit failed
+	Redirects         uint64 // 3xx responses recursed on (their contacts became targets) instead of relayed
 	SendErrors        uint64
-	Pending           int // forwarded requests waiting for their final response
+	AuthRetries       uint64 // requests sent again with sipedge's credentials after a next hop's 401/407
+	Pending           int    // forwarded requests waiting for their final response
 	// RegistrationDelay is the registration request delay: a REGISTER
 	// that changed bindings, from the registrar stage to its 200 OK (the
 	// fsync included).
@@ -188,8 +191,8 @@ func (c *Core) Stats() Stats {
 		StatelessForwards: s.StatelessForwards.Load(), LocalResponses: s.LocalResponses.Load(), Originated: s.Originated.Load(),
 		Deferred: s.Deferred.Load(), DeferredRefused: s.DeferredRefused.Load(), Forwarded: s.Forwarded.Load(),
 		Loops: s.Loops.Load(), Refused: s.Refused.Load(), SIPSRefused: s.SIPSRefused.Load(), Draining: s.Draining.Load(), HookErrors: s.HookErrors.Load(),
-		RelayDenied: s.RelayDenied.Load(), Amplification: s.Amplification.Load(), ForgedResponses: s.ForgedResponses.Load(),
-		SendErrors: s.SendErrors.Load(), Pending: c.Pending(), RegistrationDelay: c.rrd.Snapshot(),
+		RelayDenied: s.RelayDenied.Load(), Amplification: s.Amplification.Load(), ForgedResponses: s.ForgedResponses.Load(), Redirects: s.Redirects.Load(),
+		SendErrors: s.SendErrors.Load(), AuthRetries: s.AuthRetries.Load(), Pending: c.Pending(), RegistrationDelay: c.rrd.Snapshot(),
 		Stages: map[string]uint64{}, BranchHooks: map[string]uint64{}, ReplyHooks: map[string]uint64{},
 	}
 	st.RequestsByMethod = make(map[string]uint64, 16)
@@ -477,12 +480,12 @@ func (c *Core) deferRequest(r *Request) {
 	pkt := *r.pkt
 	pkt.Data = append([]byte(nil), r.msg.Bytes()...)
 	layer, pol, st, routes, stage := r.layer, r.pol, r.st, r.routes, r.stage
-	dec, decided, wantDialog, nts := r.decision, r.decided, r.wantDialog, r.notes
+	dec, decided, wantDialog, nts, redirects := r.decision, r.decided, r.wantDialog, r.notes, r.redirects
 	go func() {
 		defer func() { <-c.deferred }()
 		d := c.pool.Get().(*Request)
 		d.core, d.layer, d.pkt, d.pol, d.st, d.routes = c, layer, &pkt, pol, st, routes
-		d.decision, d.decided, d.notes, d.wantDialog, d.deferred = dec, decided, nts, wantDialog, true
+		d.decision, d.decided, d.notes, d.wantDialog, d.deferred, d.redirects = dec, decided, nts, wantDialog, true, redirects
 		if d.msg.Parse(pkt.Data, d.pol.Limits) == nil {
 			d.via, _ = d.msg.TopVia()
 			c.walk(d, stage)
@@ -530,9 +533,10 @@ func (c *Core) handle(r *Request) {
 func (c *Core) walk(r *Request, from int) {
 	stages := c.pipe.stages
 	for i := from; i < len(stages); i++ {
-		if r.decided && i < c.pipe.locateIdx {
+		if r.decided && i <= c.pipe.locateIdx {
 			// A stage made the routing decision (the passive
-			// registrar): go on with the stages after "locate".
+			// registrar, the dial plan): go on with the stages after
+			// "locate", which must not route the request again.
 			i = c.pipe.locateIdx
 			continue
 		}

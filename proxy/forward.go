@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"sipedge/nat"
 	"sipedge/sip"
@@ -33,6 +34,54 @@ type Target struct {
 	// Ignored for stateless routes, whose responses carry no state to
 	// restore them from.
 	HideVias bool
+	// Auth answers a 401 or 407 of this next hop with credentials sipedge
+	// holds for it (a trunk to a provider, RFC 3261 §22.2): the challenge
+	// is not relayed; the request goes again on a new branch with the
+	// credentials and the next CSeq number (respctx.go, retryAuth). nil:
+	// challenges are relayed like any response.
+	Auth Authenticator
+	// authName and authValue are the credentials header of a retried
+	// branch; cseq the CSeq number it is sent with (0: the request's).
+	authName  string
+	authValue []byte
+	cseq      uint32
+	// NoAnswer, when set, is how long the target has to answer anything
+	// (a 100 Trying will do) before the branch counts as timed out (408)
+	// and the next group is tried, instead of waiting for Timer B or F
+	// (64·T1, 32 s): a PBX that is down over UDP answers nothing, and a
+	// caller does not wait half a minute for the next one. It applies
+	// only while a later group is left to try: the last target gets the
+	// transaction's whole time. A late provisional response gets the
+	// branch cancelled (RFC 3261 §9.1); a late 2xx is still relayed
+	// (§16.7 step 5).
+	NoAnswer time.Duration
+	// Observer, when set, is told when a branch to the target starts and
+	// how it ends: the owner of a destination (a pool) keeps load and
+	// health from it without a hook on every request.
+	Observer BranchObserver
+}
+
+// Authenticator answers the challenge of a next hop whose credentials
+// sipedge holds. Authorize gets the method and Request-URI of the request
+// as it was sent and the 401/407 response; it returns the header to add
+// ("Authorization" or "Proxy-Authorization", RFC 3261 §22.2, §22.3) and
+// its value, or ok false to relay the challenge. It is called with the
+// response context's lock held: it must not block or send.
+type Authenticator interface {
+	Authorize(method, uri []byte, resp *sip.Message) (name string, value []byte, ok bool)
+}
+
+// BranchObserver follows the branches sent to the targets that name it
+// (Target.Observer). Its methods run under the response context's lock:
+// they take only a lock of their own, briefly, and send nothing.
+type BranchObserver interface {
+	// BranchStarted: a copy of req is about to be sent to t.
+	BranchStarted(t *Target, req *sip.Message)
+	// BranchEnded: the branch ended with code: the status of the
+	// target's final response, or (local) 408 when the target answered
+	// nothing in time (NoAnswer, Timer B or F), 503 after a transport
+	// error. Called once per started branch.
+	BranchEnded(t *Target, req *sip.Message, code int, local bool)
 }
 
 // Decision is what a Router answers: either a local response, or groups of
@@ -281,6 +330,14 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 			return nil, nil, false
 		}
 	}
+	if t.authName != "" {
+		// A retried branch (Target.Auth): the credentials, and the next
+		// CSeq number (RFC 3261 §22.2, §8.1.3.5).
+		at := m.Find(sip.KindCSeq)
+		if m.InsertHeader(at, t.authName, t.authValue) != nil || setCSeq(m, t.cseq) != nil {
+			return nil, nil, false
+		}
+	}
 	// The top Via is fixed after the hooks, since a hook may ask for the
 	// Vias to be hidden (Target.HideVias): then they are removed whole and
 	// the fix would edit bytes that are not sent.
@@ -504,4 +561,19 @@ func (c *Core) appendRR(b []byte, ap netip.AddrPort, proto transport.Proto, secu
 	}
 	b = c.appendRRSig(b, callID)
 	return append(b, ";lr>"...)
+}
+
+// setCSeq schedules the replacement of the CSeq number of m with n.
+func setCSeq(m *sip.Message, n uint32) error {
+	i := m.Find(sip.KindCSeq)
+	if i < 0 {
+		return nil
+	}
+	s, e := m.HeaderValueSpan(i)
+	d := s
+	for d < e && m.Bytes()[d] >= '0' && m.Bytes()[d] <= '9' {
+		d++
+	}
+	var b [10]byte
+	return m.Replace(s, d, strconv.AppendUint(b[:0], uint64(n), 10))
 }

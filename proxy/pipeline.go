@@ -43,12 +43,15 @@ var stageOrder = []string{
 	"stateless",       // ACK of a 2xx: forwarded without a transaction
 	"transaction",     // retransmissions absorbed; server transaction; 100 Trying
 	"cancel",          // §16.10
+	"pool-calls",      // (f) a BYE ends a call counted on a pool target (least active calls)
 	"drain",           // graceful shutdown: 503 to new dialogs
 	"passive",         // (f) calls for phones registered elsewhere through sipedge
+	"trunk-in",        // (f) calls on a trunk's registered contact: routed by the trunk's inbound rule
 	"registrar",       // REGISTER for a local domain (§10.3)
 	"self",            // requests for sipedge itself (no user part)
 	"session-min",     // (f) RFC 4028 §8.1: 422 below Min-SE
 	"topo-route",      // (f) a Route set hidden from a peer comes back: its first entry is the next hop
+	"dialplan",        // (f) dial-plan rules: Request-URI rewritten, codecs filtered, destination decided, 3xx followed
 	"locate",          // §16.5: targets (Route set, location service, routes, DNS)
 	"sips",            // RFC 3261 §26.2.2: a SIPS request goes on over TLS only; else 480
 	"calllog-end",     // (f) the call log: a BYE ends a call (before "dialog" reports it ended)
@@ -68,6 +71,8 @@ var branchOrder = []string{
 	"session-expires", // (f) RFC 4028 §8.1: ask for a session timer
 	"media-sdp",       // (f) the relay's SDP instead of the UA's
 	"topo-hide",       // (f) towards a peer: Vias, inside Contact, Record-Route, Call-ID hidden; back from one: restored
+	"trunk-cseq",      // (f) a caller's request in a dialog whose INVITE sipedge authenticated to a trunk: CSeq + 1
+	"dialplan",        // (f) the header rules of the dial-plan rule that matched: add, remove, set, rewrite
 }
 
 // replyOrder is the order of the hooks a response of a branch passes
@@ -79,6 +84,7 @@ var replyOrder = []string{
 	"dialog",          // (f) 2xx: dialog made or session refreshed
 	"calllog",         // (f) the first 2xx answers the call
 	"topo-restore",    // (f) from a peer: Call-ID and Record-Route back; to a peer: inside Contact and Record-Route hidden
+	"trunk-cseq",      // (f) the response to such a request: the caller's CSeq back
 }
 
 // failureOrder is the order of the hooks run when a forwarded request
@@ -86,6 +92,7 @@ var replyOrder = []string{
 var failureOrder = []string{
 	"media",   // (f) a failed INVITE frees the ports it took
 	"calllog", // (f) the call ends unanswered
+	"trunk",   // (f) a failed INVITE authenticated to a trunk made no dialog
 }
 
 // Stage is one step of the request walk. Run returns true when it has

@@ -33,10 +33,13 @@ type Request struct {
 	decision   Decision
 	decided    bool
 	wantDialog bool
-	authed     bool  // a feature authenticated the request (Authenticate)
-	trust      uint8 // Trusted, once worked out
-	notes      notes
-	branch     Branch // scratch for the branch hooks of stateless forwards
+	// redirects: how many 3xx responses the request's response context
+	// may recurse on (FollowRedirects); 0 relays them.
+	redirects int
+	authed    bool  // a feature authenticated the request (Authenticate)
+	trust     uint8 // Trusted, once worked out
+	notes     notes
+	branch    Branch // scratch for the branch hooks of stateless forwards
 	// capture, when set (TestRequest), receives local answers instead
 	// of the network.
 	capture func(code int, b []byte)
@@ -45,6 +48,7 @@ type Request struct {
 func (r *Request) reset() {
 	r.layer, r.pkt, r.pol, r.st, r.routes, r.deferred, r.stage = nil, nil, nil, nil, 0, false, 0
 	r.decision, r.decided, r.wantDialog, r.authed, r.trust, r.notes, r.branch = Decision{}, false, false, false, trustUnknown, notes{}, Branch{}
+	r.redirects = 0
 	r.msg.Release() // drop references to the packet buffer, keep the index
 }
 
@@ -75,6 +79,49 @@ func (r *Request) Decide(d Decision) {
 // WantDialog asks that the dialog this request creates be followed to its
 // end (sipedge must be able to end it: relayed media).
 func (r *Request) WantDialog() { r.wantDialog = true }
+
+// FollowRedirects asks the response context to recurse on the Contacts of
+// up to n 3xx responses instead of relaying them (RFC 3261 §16.5, §16.7
+// step 4): each contact becomes a new target, tried after the current
+// ones. Contacts are followed only when their next hop is known without
+// waiting for DNS (an IP address or a cached name); the others stay in the
+// 3xx, which is then relayed as usual when nothing better comes.
+func (r *Request) FollowRedirects(n int) {
+	if n > maxRedirects {
+		n = maxRedirects
+	}
+	r.redirects = n
+}
+
+// Rewrite lets a stage before "locate" change the request itself, for
+// every stage after it, the routing decision and each branch: edit
+// schedules byte edits on the message (a translated Request-URI, RFC 3261
+// §16.5; a filtered SDP offer), which are then applied and the result
+// parsed again. Edits that would leave an unparsable request are refused
+// and the request stays as it was.
+func (r *Request) Rewrite(edit func(m *sip.Message) error) error {
+	m := &r.msg
+	m.ResetEdits()
+	if err := edit(m); err != nil {
+		m.ResetEdits()
+		return err
+	}
+	if !m.Edited() {
+		return nil
+	}
+	buf := m.AppendTo(make([]byte, 0, m.Len()))
+	m.ResetEdits()
+	var nm sip.Message
+	if err := nm.Parse(buf, r.pol.Limits); err != nil {
+		return err
+	}
+	via, err := nm.TopVia()
+	if err != nil {
+		return err
+	}
+	r.msg, r.via = nm, via
+	return nil
+}
 
 // Note returns a feature's value for this request.
 func (r *Request) Note(n Note) any { return r.notes[n] }

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"net/netip"
+	"slices"
 	"sync"
+	"time"
 
 	"sipedge/sip"
 	"sipedge/transport"
@@ -46,6 +49,11 @@ type respCtx struct {
 	// vias: the request's Via header fields as forwarded, for the
 	// responses of branches that hid them (Target.HideVias, topo.go).
 	vias []byte
+	// redirects: 3xx responses still to recurse on (Request.FollowRedirects);
+	// tried: the Request-URIs of the targets recursion added, each at
+	// most once (RFC 3261 §16.5).
+	redirects int
+	tried     []string
 }
 
 // The views hooks get are pooled rather than kept in every response
@@ -63,7 +71,7 @@ func (c *Core) forward(r *Request) {
 	ctx := &respCtx{
 		core: c, st: r.st, invite: r.msg.MethodKind() == sip.INVITE,
 		req: append([]byte(nil), r.msg.Bytes()...), src: r.pkt.Src, inProto: r.pkt.Proto,
-		routes: r.routes, groups: d.Groups, failover: d.Failover, wantDialog: r.wantDialog,
+		routes: r.routes, groups: d.Groups, failover: d.Failover, wantDialog: r.wantDialog, redirects: r.redirects,
 		// Record-Route only dialog-creating requests that are not already
 		// inside a dialog: the dialog's route set is fixed by them (§16.6
 		// step 4; §12.1.1).
@@ -105,6 +113,43 @@ type branch struct {
 	done         bool // final response, timeout or transport error
 	cancelOnProv bool // CANCEL once a provisional arrives (§9.1)
 	canceled     bool
+	answered     bool        // some response came (NoAnswer is met)
+	abandoned    bool        // counted as timed out by NoAnswer while its transaction goes on
+	ended        bool        // Observer told how it ended
+	noAnswer     *time.Timer // Target.NoAnswer
+}
+
+// end tells the target's observer how the branch ended, once.
+func (b *branch) end(code int, local bool) {
+	if b.noAnswer != nil {
+		b.noAnswer.Stop()
+	}
+	if b.ended || b.target.Observer == nil {
+		return
+	}
+	b.ended = true
+	b.target.Observer.BranchEnded(&b.target, &b.ctx.msg, code, local)
+}
+
+// onNoAnswer: the target answered nothing within Target.NoAnswer. The
+// branch counts as timed out (408), so a failover context goes on with
+// its next group now; its client transaction keeps running, and a late
+// answer is dealt with in OnResponse.
+func (b *branch) onNoAnswer() {
+	ctx := b.ctx
+	ctx.mu.Lock()
+	defer ctx.mu.Unlock()
+	if b.answered || b.done {
+		return
+	}
+	b.done, b.abandoned = true, true
+	ctx.core.log.Info("no answer from target", "dst", b.target.Addr, "proto", b.target.Proto, "after", b.target.NoAnswer)
+	if ctx.invite {
+		b.cancelOnProv = true
+	}
+	b.end(408, true)
+	ctx.consider(nil, 408)
+	ctx.settle()
 }
 
 // start forwards to the next group of targets. Called with ctx.mu held.
@@ -170,6 +215,9 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 	b := &branch{ctx: ctx, target: *t}
 	ctx.branches = append(ctx.branches, b)
 	c.stats.Forwarded.Add(1)
+	if t.Observer != nil {
+		t.Observer.BranchStarted(&b.target, &ctx.msg)
+	}
 	// NewClient may call OnTransportError synchronously; that path takes
 	// ctx.mu, so release it around the call.
 	ctx.mu.Unlock()
@@ -178,9 +226,13 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 	ctx.mu.Lock()
 	if err != nil {
 		b.done = true
+		b.end(503, true)
 		return false
 	}
 	b.client = cl
+	if t.NoAnswer > 0 && !b.answered && !b.done && ctx.next < len(ctx.groups) {
+		b.noAnswer = time.AfterFunc(t.NoAnswer, b.onNoAnswer)
+	}
 	if ctx.canceled && !b.done && !b.canceled && ctx.invite {
 		// A CANCEL (or a 2xx/6xx of another branch) came while the
 		// lock was released: cancelPending skipped this branch, which
@@ -205,6 +257,23 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 	if b.client == nil {
 		b.client = cl // the response overtook startBranch's bookkeeping
 	}
+	b.answered = true
+	if b.noAnswer != nil {
+		b.noAnswer.Stop()
+	}
+	if b.abandoned && (code < 200 || code >= 300) {
+		// Too late: the branch counted as timed out and the context went
+		// on. A provisional response gets it cancelled (§9.1); a
+		// failure has been accounted for. Only a 2xx goes on (§16.7
+		// step 5).
+		if b.cancelOnProv && !b.canceled {
+			b.sendCancel()
+		}
+		return
+	}
+	if (code == 401 || code == 407) && b.target.Auth != nil && b.target.authName == "" && ctx.retryAuth(b, m) {
+		return
+	}
 	// The reply hooks schedule their edits (Contact alias, relayed SDP,
 	// passive registrar contacts) and learn from the response (dialogs,
 	// bindings); then our Via goes (§16.7 step 3).
@@ -222,6 +291,13 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 		*rp = Reply{}
 		replyPool.Put(rp)
+	}
+	if b.target.cseq != 0 {
+		// A retried branch: upstream gets its own CSeq number back.
+		n, _ := ctx.msg.CSeq()
+		if err := setCSeq(m, n); err != nil {
+			c.stats.HookErrors.Add(1)
+		}
 	}
 	var resp []byte
 	if b.target.HideVias {
@@ -243,6 +319,7 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		return
 	case code < 300:
 		b.done = true
+		b.end(code, false)
 		// Every 2xx is forwarded at once (step 5), and the other branches
 		// of an INVITE are cancelled (§16.7 step 10).
 		if !ctx.final {
@@ -253,8 +330,14 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		if ctx.invite {
 			ctx.cancelPending()
 		}
+	case code < 400 && ctx.redirects > 0 && !ctx.canceled && !ctx.final && ctx.recurse(m):
+		// §16.7 step 4: every contact of the 3xx is a new target, so the
+		// response itself is not a candidate for the best one.
+		b.done = true
+		b.end(code, false)
 	default:
 		b.done = true
+		b.end(code, false)
 		ctx.consider(resp, code)
 		if code >= 600 {
 			ctx.got6xx = true
@@ -262,6 +345,111 @@ func (b *branch) OnResponse(cl *txn.Client, m *sip.Message) {
 		}
 	}
 	ctx.settle()
+}
+
+// retryAuth answers a 401/407 of a next hop whose credentials sipedge
+// holds (Target.Auth; RFC 3261 §22.2): the challenged branch ends, its
+// response is neither relayed nor considered, and a new branch goes to the
+// same target with the credentials and the CSeq number plus one. Only the
+// first challenge of a branch is answered (a second one, a wrong password,
+// is relayed); ACK and CANCEL are never challenged (§22.1), and a context
+// that is final or cancelled does not start branches. It reports whether
+// the response was absorbed. Called with ctx.mu held.
+func (ctx *respCtx) retryAuth(b *branch, m *sip.Message) bool {
+	k := ctx.msg.MethodKind()
+	if k == sip.ACK || k == sip.CANCEL || ctx.final || ctx.canceled {
+		return false
+	}
+	uri := b.target.URI
+	if uri == nil {
+		uri = ctx.msg.RequestURIBytes()
+	}
+	name, value, ok := b.target.Auth.Authorize(ctx.msg.Method(), uri, m)
+	if !ok {
+		return false
+	}
+	t := b.target
+	t.authName, t.authValue = name, value
+	n, _ := ctx.msg.CSeq()
+	t.cseq = n + 1
+	// b stays pending while the new branch starts (startBranch releases
+	// the lock), so the context cannot finish in between.
+	before := len(ctx.branches)
+	ctx.startBranch(&t)
+	if len(ctx.branches) == before {
+		return false // not built: the challenge goes on like any response
+	}
+	b.done = true
+	b.end(m.StatusCode(), false)
+	ctx.core.stats.AuthRetries.Add(1)
+	ctx.settle()
+	return true
+}
+
+// maxRedirects bounds Request.FollowRedirects, and maxRedirectContacts
+// the contacts of one 3xx that are followed: a redirect server cannot
+// make one request fan out without end.
+const (
+	maxRedirects        = 5
+	maxRedirectContacts = 8
+)
+
+// recurse adds the Contacts of a 3xx to the target set (RFC 3261 §16.5,
+// §16.7 step 4) as groups after the current ones, highest q first, equal
+// q in parallel. It does so only when it can take every contact: a SIP
+// URI whose next hop is known without waiting for DNS (no lookup may run
+// under ctx.mu), at most maxRedirectContacts of them, none already in the
+// target set. Otherwise it adds nothing and the 3xx is treated as any
+// final response (relayed to the caller when it is the best). Called with
+// ctx.mu held.
+func (ctx *respCtx) recurse(m *sip.Message) bool {
+	type contact struct {
+		t Target
+		q int
+	}
+	var cs []contact
+	for it := m.Values(sip.KindContact); ; {
+		v, ok := it.Next()
+		if !ok {
+			break
+		}
+		a, err := sip.ParseAddress(v)
+		if err != nil || a.Wildcard || !a.URI.IsSIP() || len(cs) == maxRedirectContacts {
+			return false
+		}
+		uri := a.RawURI
+		if i := bytes.IndexByte(uri, '?'); i >= 0 {
+			uri = uri[:i] // URI headers are not part of a Request-URI (§19.1.5)
+		}
+		if slices.Contains(ctx.tried, string(uri)) || string(uri) == string(ctx.msg.RequestURIBytes()) {
+			return false
+		}
+		t, ok, _ := ctx.core.resolveTarget(noBlock, &a.URI)
+		if !ok {
+			return false
+		}
+		t.URI = append([]byte(nil), uri...)
+		cs = append(cs, contact{t, a.Q()})
+	}
+	if len(cs) == 0 {
+		return false
+	}
+	slices.SortStableFunc(cs, func(x, y contact) int { return y.q - x.q })
+	// The redirect answered for the destination: its RFC 3263
+	// alternatives not tried yet are dropped.
+	ctx.groups = append([][]Target(nil), ctx.groups[:ctx.next]...)
+	ctx.failover = false
+	for i, c := range cs {
+		if i == 0 || c.q != cs[i-1].q {
+			ctx.groups = append(ctx.groups, nil)
+		}
+		g := len(ctx.groups) - 1
+		ctx.groups[g] = append(ctx.groups[g], c.t)
+		ctx.tried = append(ctx.tried, string(c.t.URI))
+	}
+	ctx.redirects--
+	ctx.core.stats.Redirects.Add(1)
+	return true
 }
 
 // OnTimeout implements txn.ClientHandler: Timer B/F count as 408 (§16.7
@@ -275,7 +463,11 @@ func (b *branch) OnTimeout(cl *txn.Client, timerC bool) {
 		b.sendCancel()
 		return
 	}
+	if b.abandoned {
+		return // already counted when NoAnswer ran out
+	}
 	b.done = true
+	b.end(408, true)
 	ctx.consider(nil, 408)
 	ctx.settle()
 }
@@ -287,7 +479,11 @@ func (b *branch) OnTransportError(cl *txn.Client, err error) {
 	ctx.core.log.Info("forwarding failed", "dst", b.target.Addr, "proto", b.target.Proto, "err", err)
 	ctx.mu.Lock()
 	defer ctx.mu.Unlock()
+	if b.abandoned {
+		return
+	}
 	b.done = true
+	b.end(503, true)
 	ctx.consider(nil, 503)
 	ctx.settle()
 }

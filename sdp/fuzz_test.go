@@ -133,3 +133,51 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFilter: on any description that parses, dropping the first format
+// of every stream that has more than one writes a description that parses
+// again with exactly one format fewer per such stream; nothing panics.
+func FuzzFilter(f *testing.F) {
+	files, _ := filepath.Glob("testdata/formats/*.sdp")
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	addGoldenSeeds(f, func(b []byte) { f.Add(b) })
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s Session
+		if s.Parse(b) != nil {
+			return
+		}
+		p := &FormatPlan{Drop: make([][]string, s.NumMedia())}
+		want := make([]int, s.NumMedia())
+		for i := range p.Drop {
+			fs := s.Formats(nil, i)
+			want[i] = len(fs)
+			if len(fs) > 1 && s.Media(i).Port != 0 && !contains([]string{string(fs[0].PT)}, fs[1].PT) {
+				p.Drop[i] = []string{string(fs[0].PT)}
+				for _, g := range fs {
+					if bytes.Equal(g.PT, fs[0].PT) {
+						want[i]--
+					}
+				}
+			}
+		}
+		out, err := s.AppendFilter(nil, p)
+		if err != nil {
+			t.Fatalf("filter: %v", err)
+		}
+		var r Session
+		if err := r.Parse(out); err != nil {
+			t.Fatalf("filtered description does not parse: %v\n%q", err, out)
+		}
+		for i := range want {
+			if n := len(r.Formats(nil, i)); n != want[i] {
+				t.Fatalf("media %d: %d formats, want %d\n%q", i, n, want[i], out)
+			}
+		}
+	})
+}

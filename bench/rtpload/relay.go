@@ -118,6 +118,27 @@ func runRelay(o relayOpts) error {
 	if err := writeReady(o.ready, &l); err != nil {
 		return err
 	}
+	if o.kernel {
+		// A progress line a second: how many directions the kernel has
+		// taken over so far.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			start := time.Now()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					k := r.Kernel()
+					fmt.Fprintf(os.Stderr, "%4.0fs kernel: %d directions, %d handed over, %d back, %d refused\n",
+						time.Since(start).Seconds(), k.Directions, k.Added, k.Removed, k.Failed)
+				}
+			}
+		}()
+	}
 	<-sig
 	pprof.StopCPUProfile()
 	// With the in-kernel path the relay thread sees only samples: the

@@ -19,8 +19,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -33,12 +35,15 @@ import (
 	"sipedge/features/calllog"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
+	"sipedge/features/dialplan"
 	"sipedge/features/gateway"
 	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
 	"sipedge/features/natalias"
+	"sipedge/features/pool"
 	"sipedge/features/topohide"
+	"sipedge/features/trunk"
 	"sipedge/media"
 	"sipedge/proxy"
 	"sipedge/registrar"
@@ -76,11 +81,19 @@ type app struct {
 	routes proxy.RouteCounters
 	calls  *calllog.Feature
 	guard  *guard.Guard
+	trunks *trunk.Feature // nil without trunks
+	dial   *dialplan.Feature
 	closer []func() // in the order to run them
 
 	// capture keeps calls' SIP messages for the operations page (when
 	// the operations server is on).
 	capture *capture.Capture
+
+	// pools are the pools of upstreams (features/pool); poolSet the
+	// pools of the configuration being loaded, whose routers the
+	// routing table gets (named).
+	pools   *pool.Feature
+	poolSet *pool.Set
 }
 
 // errStart is a start-up failure that is not the configuration's fault
@@ -92,10 +105,13 @@ func (e errStart) Unwrap() error { return e.err }
 
 // newApp builds every component from cfg; nothing listens yet.
 func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVar) (a *app, err error) {
-	a = &app{log: log, level: level, cfg: cfg, o: o}
+	built := &app{log: log, level: level, cfg: cfg, o: o}
+	a = built
 	defer func() {
+		// A failed start returns a nil app: close what was built (the
+		// named result is nil by then).
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	specs, err := listenSpecs(cfg.Listen)
@@ -122,6 +138,22 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	a.closer = append([]func(){func() { a.reg.Close() }}, a.closer...)
 	if a.res, err = resolve.New(resolve.Config{Servers: cfg.DNS.Servers, Logger: log}); err != nil {
 		return nil, fmt.Errorf("dns: %v", err)
+	}
+	if len(cfg.Trunks) > 0 {
+		// Before the routing table, which names them (trunk:NAME).
+		tcs, err := trunkConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if a.trunks, err = trunk.New(tcs, dnsResolver{a.res}, log); err != nil {
+			return nil, fmt.Errorf("trunks: %v", err)
+		}
+	}
+	// Pools are routes' named destinations: built before the routing
+	// table that names them; they probe once the core is attached.
+	a.pools = pool.New(originator{a}, log)
+	if a.poolSet, err = a.pools.Prepare(poolConfigs(cfg)); err != nil {
+		return nil, fmt.Errorf("config: %v", err)
 	}
 	pol, err := a.policy(cfg)
 	if err != nil {
@@ -207,6 +239,10 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	// Always built (it sleeps while off): a reload may turn it on.
 	a.ka = keepalive.New(a.core, a.reg, keepaliveConfig(cfg))
 	features = append(features, a.ka)
+	// Always in the pipeline (its stage costs a method check): a reload
+	// may add pools.
+	a.pools.Use(a.poolSet)
+	features = append(features, a.pools)
 	if th := cfg.TopologyHiding; th.On() {
 		f, err := topoHiding(a.core, cfg)
 		if err != nil {
@@ -214,13 +250,23 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		}
 		features = append(features, f)
 	}
+	if a.trunks != nil {
+		a.trunks.Use(a.core)
+		features = append(features, a.trunks)
+	}
+	// Always built (without rules it costs one atomic load per request):
+	// a reload may add rules.
+	if a.dial, err = dialplan.New(a.core, cfg.DialPlan, a.dialEnv()); err != nil {
+		return nil, fmt.Errorf("config: %v", err)
+	}
+	features = append(features, a.dial)
 	if err := a.core.Use(features...); err != nil {
 		return nil, errStart{err}
 	}
 	if cfg.Admin.Listen != "off" {
 		a.capture = capture.New(capture.Config{})
 		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
-			Metrics: a.metricsHandler(log), Messages: a.capture}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
+			Metrics: a.metricsHandler(log), Messages: a.capture, Trunks: a.trunkList(), Pools: poolView{a.pools}}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -341,7 +387,72 @@ func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
 // them here.
 func (a *app) named() map[string]proxy.Router {
 	m := map[string]proxy.Router{}
+	if a.trunks != nil {
+		for k, r := range a.trunks.Routers() {
+			m[k] = r
+		}
+	}
+	if a.poolSet != nil {
+		maps.Copy(m, a.poolSet.Routers())
+	}
 	return m
+}
+
+// trunkConfig reads trunks, with each password_file.
+func trunkConfig(cfg *config.Config) ([]trunk.Trunk, error) {
+	var out []trunk.Trunk
+	for i, t := range cfg.Trunks {
+		pw := t.Password
+		if t.PasswordFile != "" {
+			b, err := os.ReadFile(t.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("trunks[%d].password_file: %v", i, err)
+			}
+			pw = strings.TrimRight(string(b), "\r\n")
+		}
+		out = append(out, trunk.Trunk{Name: t.Name, Registrar: t.RegistrarURI(), Proxy: t.Proxy, Domain: t.Domain,
+			Username: t.Username, Password: pw, Realm: t.Realm, Expires: t.Expires.Duration, ContactUser: t.ContactUser,
+			NoRegister: t.Register != nil && !*t.Register, Inbound: t.Inbound, RetryMin: t.RetryMin.Duration, RetryMax: t.RetryMax.Duration})
+	}
+	return out, nil
+}
+
+// trunkList shows the trunks to the operations API; nil without trunks.
+func (a *app) trunkList() admin.Trunks {
+	if a.trunks == nil {
+		return nil
+	}
+	return trunkStates{a.trunks}
+}
+
+type trunkStates struct{ f *trunk.Feature }
+
+func (x trunkStates) Trunks() []admin.Trunk {
+	var out []admin.Trunk
+	now := time.Now()
+	for _, s := range x.f.States() {
+		t := admin.Trunk{Name: s.Name, Registrar: s.Registrar, State: string(s.Status), Registered: s.Status == trunk.StatusRegistered,
+			Since: s.Since, Contact: s.Contact, LastError: s.LastError, Failures: s.Failures}
+		if t.Registered && s.Expires.After(now) {
+			t.ExpiresIn = int64(s.Expires.Sub(now).Round(time.Second) / time.Second)
+		}
+		if !s.LastErrorAt.IsZero() {
+			at := s.LastErrorAt
+			t.LastErrAt = &at
+		}
+		if !s.NextAttempt.IsZero() {
+			at := s.NextAttempt
+			t.NextAt = &at
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// dialEnv is what dial-plan rules route to: the same named destinations
+// as the routes, and the resolver for next hops given by host name.
+func (a *app) dialEnv() dialplan.Env {
+	return dialplan.Env{Named: a.named(), Resolver: dnsResolver{a.res}}
 }
 
 // flows lets the location service ask the transport (built after it)
@@ -462,7 +573,9 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		{Name: "dialogs", Stats: func() any { return a.dlg.Stats() }},
 		{Name: "keepalive", Stats: func() any { return a.ka.Stats() }},
 		{Name: "mime", Stats: func() any { return a.mime.Stats() }},
+		{Name: "dialplan", Stats: func() any { return a.dial.Stats() }},
 		{Name: "guard", Stats: func() any { return a.guard.Stats() }},
+		{Name: "pool", Stats: func() any { return a.pools.Stats() }},
 	}
 	if a.relay != nil {
 		src = append(src, metrics.Source{Name: "media", Stats: func() any { return a.relay.Stats() }},
@@ -473,6 +586,9 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 	}
 	src = append(src, metrics.Source{Name: "calllog", Stats: func() any { return a.calls.Stats() }})
 	src = append(src, metrics.Source{Name: "routing", Stats: func() any { return a.routes.Stats() }})
+	if a.trunks != nil {
+		src = append(src, metrics.Source{Name: "trunk", Stats: func() any { return a.trunks.Stats() }})
+	}
 	if a.capture != nil {
 		src = append(src, metrics.Source{Name: "capture", Stats: func() any { return a.capture.Stats() }})
 	}
@@ -634,6 +750,11 @@ func (a *app) reload() error {
 	if err := lv.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return fmt.Errorf("log.level %q: use debug, info, warn or error", cfg.Log.Level)
 	}
+	set, err := a.pools.Prepare(poolConfigs(cfg))
+	if err != nil {
+		return fmt.Errorf("config: %v", err)
+	}
+	a.poolSet = set
 	pol, err := a.policy(cfg)
 	if err != nil {
 		return err
@@ -661,6 +782,10 @@ func (a *app) reload() error {
 	if !cfg.TLS.VerifyServer && a.cfg.TLS.VerifyServer {
 		a.log.Warn("tls.verify_server is now false: the certificates of TLS next hops are not verified (for labs only)")
 	}
+	dial, err := dialplan.Compile(cfg.DialPlan, a.dialEnv())
+	if err != nil {
+		return fmt.Errorf("config: %v", err)
+	}
 	if err := a.reg.SetLimits(registrar.Limits{MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
 		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts}); err != nil {
 		return fmt.Errorf("registrar: %v", err)
@@ -672,6 +797,8 @@ func (a *app) reload() error {
 		}
 	}
 	a.core.SetPolicy(pol)
+	a.dial.Use(dial)
+	a.pools.Use(set)
 	if a.calls != nil {
 		if err := a.calls.Reopen(); err != nil {
 			a.log.Warn("call log not reopened; writing on to the old file", "err", err)
@@ -770,3 +897,30 @@ func topoHiding(core *proxy.Core, cfg *config.Config) (*topohide.Feature, error)
 	return topohide.New(core, topohide.Config{Peers: peers, Via: on(th.Via), Contact: on(th.Contact),
 		RecordRoute: on(th.RecordRoute), CallID: on(th.CallID)}, key)
 }
+
+// poolConfigs converts the configuration's pools (validated by config).
+func poolConfigs(cfg *config.Config) []pool.Config {
+	var out []pool.Config
+	for _, p := range cfg.Pools {
+		alg, _ := pool.ParseAlgorithm(p.Algorithm)
+		pc := pool.Config{Name: p.Name, Algorithm: alg, AnswerTimeout: p.AnswerTimeout.Duration,
+			Probe: pool.Probe{Interval: p.Probe.Interval.Duration, Timeout: p.Probe.Timeout.Duration, DownAfter: p.Probe.DownAfter, UpAfter: p.Probe.UpAfter}}
+		for _, t := range p.Targets {
+			pc.Targets = append(pc.Targets, pool.TargetConfig{URI: t.URI, Weight: t.Weight, Priority: t.Priority})
+		}
+		out = append(out, pc)
+	}
+	return out
+}
+
+// originator sends the pools' probes through the core, built after them.
+type originator struct{ a *app }
+
+func (o originator) Originate(r *proxy.Originate, h txn.ClientHandler) error {
+	return o.a.core.Originate(r, h)
+}
+
+// poolView shows the pools to the operations API.
+type poolView struct{ f *pool.Feature }
+
+func (v poolView) View() any { return v.f.View() }

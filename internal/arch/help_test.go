@@ -93,6 +93,10 @@ func collectHelp(t *testing.T, prefix string, typ reflect.Type, help map[string]
 			help[name] = text
 		case f.Type.Kind() == reflect.Struct:
 			collectHelp(t, name, f.Type, help)
+		case f.Type.Kind() == reflect.Map && f.Type.Elem() == reflect.TypeFor[time.Duration]():
+			help[name+"_seconds"] = text + " (seconds, by " + f.Tag.Get("label") + ")"
+		case f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Int64:
+			help[name] = text + " (by " + f.Tag.Get("label") + ")"
 		case f.Type.Kind() == reflect.Map:
 			help[name+"_total"] = text + " (by " + f.Tag.Get("label") + ")"
 		}

@@ -10,9 +10,12 @@ import (
 	"sipedge/features/calllog"
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
+	"sipedge/features/dialplan"
 	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
+	"sipedge/features/pool"
+	"sipedge/features/trunk"
 	"sipedge/hep"
 	"sipedge/media"
 	"sipedge/metrics"
@@ -43,6 +46,9 @@ var components = map[string]any{
 	"keepalive": (*keepalive.Feature)(nil),
 	"mime":      (*mime.Feature)(nil),
 	"guard":     (*guard.Guard)(nil),
+	"trunk":     (*trunk.Feature)(nil),
+	"dialplan":  (*dialplan.Feature)(nil),
+	"pool":      (*pool.Feature)(nil),
 }
 
 // TestStatsConvention: every component's Stats() returns a snapshot that

@@ -184,3 +184,18 @@ func TestStrictResponseRouting(t *testing.T) {
 		t.Fatalf("with rport the response also went to the Via sent-by port")
 	}
 }
+
+// A port already in use ends the start with a message naming it, and
+// nothing else: no panic from cleaning up the half-built server.
+func TestListenPortInUse(t *testing.T) {
+	l, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := l.LocalAddr().String()
+	_, stderr, code := runBinary(t, "--listen", "udp:"+addr, "--admin-listen", "off", "--data-dir", t.TempDir())
+	if code == 0 || !strings.Contains(stderr, "address already in use") || strings.Contains(stderr, "panic") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
