@@ -30,6 +30,9 @@ command -v svwar >/dev/null 2>&1 || need_pkgs+=(sipvicious)
 command -v sngrep >/dev/null 2>&1 || need_pkgs+=(sngrep)
 # The browser that drives the operations page (test/e2e/webpage_test.go).
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+# JsSIP for the browser over WebSocket (test/e2e/websocket_test.go): npm
+# fetches it, with esbuild to bundle it, into the user's cache directory.
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 
 install_pkgs() {
 	[ $# -gt 0 ] || return 0

@@ -17,7 +17,7 @@
 //	GET    /api/v1/calls/{call-id}/ladder.txt  its messages as a text ladder
 //	GET    /api/v1/calls/{call-id}/pcap      its messages as a pcap file
 //	GET    /api/v1/events                    server-sent events: the call list when it changes
-//	GET    /api/v1/connections               open TCP/TLS connections
+//	GET    /api/v1/connections               open TCP/TLS/WS/WSS connections
 //	GET    /api/v1/pools                     pools of upstreams and their targets' health
 //	GET    /api/v1/bans                      the sources banned now
 //	DELETE /api/v1/bans/{source}             lift the ban of an address or a prefix
@@ -63,7 +63,7 @@ type Registration struct {
 	AOR       string  `json:"aor"`
 	Contact   string  `json:"contact"`
 	Source    string  `json:"source"`     // where the REGISTER came from
-	Transport string  `json:"transport"`  // UDP, TCP, TLS
+	Transport string  `json:"transport"`  // UDP, TCP, TLS, WS, WSS
 	NAT       bool    `json:"nat"`        // registered from behind a NAT
 	ExpiresIn int64   `json:"expires_in"` // seconds
 	UserAgent string  `json:"user_agent,omitempty"`
@@ -291,7 +291,7 @@ func limitParam(w http.ResponseWriter, r *http.Request, def int) (int, bool) {
 	return n, true
 }
 
-// listConnections: the open TCP/TLS connections (?limit=N, default 1000).
+// listConnections: the open TCP/TLS/WS/WSS connections (?limit=N, default 1000).
 func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 	limit, ok := limitParam(w, r, 1000)
 	if !ok {

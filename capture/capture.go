@@ -230,7 +230,8 @@ func (c *Capture) Tap(ev *transport.TapEvent) {
 	data := ev.Data
 	// A stream send may carry several messages (transport.TapEvent.Data);
 	// each is framed by its Content-Length, as the receiver will.
-	if ev.Dir == transport.TapOut && ev.Proto != transport.UDP {
+	// A WebSocket message is always one SIP message.
+	if ev.Dir == transport.TapOut && ev.Proto != transport.UDP && !ev.Proto.WebSocket() {
 		for len(data) > 0 {
 			n, kind, err := sip.Frame(data, nil)
 			if err != nil || kind != sip.FrameMessage || n <= 0 || n >= len(data) {

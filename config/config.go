@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -334,7 +335,7 @@ type Shutdown struct {
 	Drain Duration `yaml:"drain"`
 }
 
-// TLS names the certificate and key for tls listeners, and how TLS peers
+// TLS names the certificate and key for tls and wss listeners, and how TLS peers
 // are verified.
 type TLS struct {
 	Cert string `yaml:"cert"`
@@ -439,6 +440,9 @@ type Transport struct {
 	// MaxConnectionsPerSource those from one IP address.
 	MaxConnections          int `yaml:"max_connections"`
 	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// WebSocketOrigins are the origins whose web pages may open ws:/wss:
+	// connections (host patterns, or scheme://host patterns); empty: any.
+	WebSocketOrigins []string `yaml:"websocket_origins"`
 }
 
 // Route sends matching requests to a fixed next hop.
@@ -918,6 +922,11 @@ func (c *Config) validate(root *yaml.Node) error {
 		return bad("transport.max_connections_per_source", fmt.Sprintf("%d: use a positive number no larger than max_connections %d (default %d)",
 			tr.MaxConnectionsPerSource, tr.MaxConnections, transport.DefaultMaxConnsPerSource))
 	}
+	for _, o := range tr.WebSocketOrigins {
+		if _, err := path.Match(o, ""); err != nil || o == "" {
+			return bad("transport.websocket_origins", fmt.Sprintf("%q: use a host pattern such as phone.example.com, *.example.com or https://phone.example.com", o))
+		}
+	}
 	r := c.Registrar
 	if r.MinExpires.Duration > r.MaxExpires.Duration {
 		return bad("registrar.min_expires", fmt.Sprintf("%s is more than max_expires %s", r.MinExpires, r.MaxExpires))
@@ -1105,12 +1114,12 @@ func ParseListen(v string) (protos []string, addr string, err error) {
 	addr = v
 	if i := strings.Index(v, ":"); i > 0 && !strings.HasPrefix(v, "[") {
 		switch p := strings.ToLower(v[:i]); p {
-		case "udp", "tcp", "tls":
+		case "udp", "tcp", "tls", "ws", "wss":
 			protos, addr = []string{p}, v[i+1:]
 		}
 	}
 	if _, err := netip.ParseAddrPort(addr); err != nil {
-		return nil, "", fmt.Errorf("%q: want [udp:|tcp:|tls:]ip:port, e.g. udp:0.0.0.0:5060 or tcp:[::1]:5060", v)
+		return nil, "", fmt.Errorf("%q: want [udp:|tcp:|tls:|ws:|wss:]ip:port, e.g. udp:0.0.0.0:5060, tcp:[::1]:5060 or wss:0.0.0.0:8443", v)
 	}
 	if protos == nil {
 		protos = []string{"udp", "tcp"}

@@ -83,6 +83,7 @@ var keyClass = map[string]reloadClass{
 	"transport.message_timeout":            restart, // each connection's reader has it
 	"transport.max_connections":            reloadable,
 	"transport.max_connections_per_source": reloadable,
+	"transport.websocket_origins":          restart, // fixed in each WebSocket listener's handshake options
 	"auth.realm":                           reloadable,
 	"auth.users_file":                      restart, // auth on or off: the pipeline is built at start (the file itself is read again on SIGHUP)
 	"auth.algorithms":                      reloadable,

@@ -128,8 +128,9 @@ func TestSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	local, remote := netip.MustParseAddrPort("127.0.0.1:5060"), netip.MustParseAddrPort("127.0.0.9:40000")
+	// TLS in, WSS out: both are TCP to HEP.
 	for i, dir := range []transport.TapDir{transport.TapIn, transport.TapOut} {
-		s.Tap(&transport.TapEvent{Dir: dir, Proto: transport.TLS, Local: local, Remote: remote, Time: time.Now(),
+		s.Tap(&transport.TapEvent{Dir: dir, Proto: []transport.Proto{transport.TLS, transport.WSS}[i], Local: local, Remote: remote, Time: time.Now(),
 			Data: []byte(fmt.Sprintf("MSG %d", i))})
 	}
 	buf := make([]byte, 65535)

@@ -127,6 +127,9 @@ func dialCollector(c string) (*collector, error) {
 
 // Tap is a transport.Tap: every message received and sent.
 func (s *Sender) Tap(ev *transport.TapEvent) {
+	// Every stream is TCP to HEP, TLS and WebSocket (WS, WSS) included:
+	// its IP protocol chunk has no value for them, and HEP agents send
+	// them as TCP; the payload's Via names the transport.
 	p := Packet{Time: ev.Time, Payload: ev.Data, Transport: TCP}
 	if ev.Proto == transport.UDP {
 		p.Transport = UDP

@@ -100,8 +100,9 @@ func Private(a netip.Addr) bool {
 }
 
 // AliasParam is the Contact URI parameter that carries a NATed UA's real
-// source: alias=ADDR~PORT~T, T being 1 UDP, 2 TCP, 3 TLS (the format of
-// Kamailio's nathelper, so the two interoperate when they share a path).
+// source: alias=ADDR~PORT~T, T being 1 UDP, 2 TCP, 3 TLS, 5 WS, 6 WSS (the
+// format and protocol numbers of Kamailio's nathelper, so the two
+// interoperate when they share a path).
 const AliasParam = "alias"
 
 // AppendAlias appends ";alias=ADDR~PORT~T" for src over proto to dst.
@@ -118,6 +119,10 @@ func AppendAlias(dst []byte, src netip.AddrPort, proto transport.Proto) []byte {
 		dst = append(dst, '2')
 	case transport.TLS:
 		dst = append(dst, '3')
+	case transport.WS:
+		dst = append(dst, '5')
+	case transport.WSS:
+		dst = append(dst, '6')
 	default:
 		dst = append(dst, '1')
 	}
@@ -158,6 +163,10 @@ func ParseAlias(v []byte) (netip.AddrPort, transport.Proto, bool) {
 		proto = transport.TCP
 	case "3":
 		proto = transport.TLS
+	case "5":
+		proto = transport.WS
+	case "6":
+		proto = transport.WSS
 	default:
 		return netip.AddrPort{}, 0, false
 	}

@@ -53,6 +53,8 @@ func TestAlias(t *testing.T) {
 		{"203.0.113.1:40123", transport.UDP, ";alias=203.0.113.1~40123~1"},
 		{"203.0.113.2:5060", transport.TCP, ";alias=203.0.113.2~5060~2"},
 		{"[2001:db8::7]:5061", transport.TLS, ";alias=2001:db8::7~5061~3"},
+		{"203.0.113.3:8080", transport.WS, ";alias=203.0.113.3~8080~5"},
+		{"203.0.113.4:443", transport.WSS, ";alias=203.0.113.4~443~6"},
 	} {
 		src := netip.MustParseAddrPort(tc.src)
 		got := string(AppendAlias(nil, src, tc.proto))

@@ -68,6 +68,32 @@ func AliasContact(m *sip.Message, src netip.AddrPort, proto transport.Proto) err
 	if !ok {
 		return nil
 	}
+	return aliasURI(m, a, src, proto)
+}
+
+// AliasWebSocketContact is AliasContact for a WebSocket client (proto WS
+// or WSS), whatever its Contact's host: such a client cannot accept
+// connections and names a host nobody can reach (RFC 7118: typically a
+// random name under .invalid), so a request inside its dialog can only
+// get to it on the connection it opened, at src.
+func AliasWebSocketContact(m *sip.Message, src netip.AddrPort, proto transport.Proto) error {
+	i := m.Find(sip.KindContact)
+	if i < 0 || !proto.WebSocket() {
+		return nil
+	}
+	v := m.HeaderValue(i)
+	a, err := sip.ParseAddress(v[:sip.SplitComma(v)])
+	if err != nil || a.Wildcard || !a.URI.IsSIP() {
+		return nil
+	}
+	if _, has := a.URI.Param(AliasParam); has {
+		return nil
+	}
+	return aliasURI(m, a, src, proto)
+}
+
+// aliasURI schedules ;alias=src after the URI of Contact address a.
+func aliasURI(m *sip.Message, a sip.Address, src netip.AddrPort, proto transport.Proto) error {
 	start := m.Offset(a.RawURI)
 	if start < 0 {
 		return nil

@@ -68,6 +68,34 @@ func TestAliasContact(t *testing.T) {
 	}
 }
 
+// TestAliasWebSocketContact: a WebSocket client's Contact is aliased with
+// its connection's address whatever host it names; nothing else is.
+func TestAliasWebSocketContact(t *testing.T) {
+	src := netip.MustParseAddrPort("203.0.113.5:40000")
+	tests := []struct {
+		name, contact string
+		proto         transport.Proto
+		want          string
+	}{
+		{"WSS .invalid host", "<sip:a@df7jal23ls0d.invalid;transport=ws>;+sip.ice", transport.WSS,
+			"<sip:a@df7jal23ls0d.invalid;transport=ws;alias=203.0.113.5~40000~6>;+sip.ice"},
+		{"WS IP host", "sip:a@10.0.0.5", transport.WS, "<sip:a@10.0.0.5;alias=203.0.113.5~40000~5>"},
+		{"already aliased: untouched", "<sip:a@x.invalid;alias=1.2.3.4~5~5>", transport.WS, "<sip:a@x.invalid;alias=1.2.3.4~5~5>"},
+		{"wildcard: untouched", "*", transport.WS, "*"},
+		{"not WebSocket: untouched", "<sip:a@x.invalid>", transport.TCP, "<sip:a@x.invalid>"},
+	}
+	for _, tc := range tests {
+		m := msg(t, "SIP/2.0/WSS x.invalid;branch=z9hG4bK1", tc.contact)
+		if err := AliasWebSocketContact(m, src, tc.proto); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		out := string(m.AppendTo(nil))
+		if !strings.Contains(out, "\r\nContact: "+tc.want+"\r\n") {
+			t.Errorf("%s: got\n%s", tc.name, out)
+		}
+	}
+}
+
 func TestAliasTargetAndStrip(t *testing.T) {
 	s := "BYE sip:a@10.0.0.5:5060;alias=203.0.113.5~40000~2;transport=tcp SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n" +
 		"Via: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK2\r\nFrom: <sip:b@example.com>;tag=2\r\nTo: <sip:a@example.com>;tag=1\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"

@@ -553,11 +553,11 @@ func (c *Core) appendRR(b []byte, ap netip.AddrPort, proto transport.Proto, secu
 	}
 	b = append(b, "<sip:"...)
 	b = AppendHostPort(b, ap)
-	switch proto {
-	case transport.TCP:
-		b = append(b, ";transport=tcp"...)
-	case transport.TLS:
-		b = append(b, ";transport=tls"...)
+	// The side facing a WebSocket client says ;transport=ws or wss, as in
+	// RFC 7118's examples: the client keeps sending on its connection
+	// whatever the URI, but the entry names the hop it is connected to.
+	if tp := proto.Param(); tp != "" {
+		b = append(append(b, ";transport="...), tp...)
 	}
 	b = c.appendRRSig(b, callID)
 	return append(b, ";lr>"...)

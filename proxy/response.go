@@ -81,7 +81,7 @@ func viaDest(v *sip.Via) (ap netip.AddrPort, proto transport.Proto, ok bool) {
 		port = v.Port
 	}
 	if port == 0 {
-		port = int(sip.DefaultPort(proto == transport.TLS))
+		port = int(sip.DefaultPort(proto.Secure()))
 	}
 	return netip.AddrPortFrom(a, uint16(port)), proto, true
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"sipedge/sip"
-	"sipedge/transport"
 )
 
 // sipsNext reports whether the request goes on as a SIPS request: its
@@ -51,7 +50,7 @@ func sipsStage(r *Request) bool {
 		ok := g[:0]
 		for _, t := range g {
 			n++
-			if t.Proto == transport.TLS || !all && !isSIPS(t.URI) {
+			if t.Proto.Secure() || !all && !isSIPS(t.URI) {
 				ok = append(ok, t)
 			}
 		}

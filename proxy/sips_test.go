@@ -144,6 +144,8 @@ func TestAppendRR(t *testing.T) {
 		{transport.TLS, false, "<sip:192.0.2.1:5061;transport=tls;lr>"},
 		{transport.TLS, true, "<sips:192.0.2.1:5061;lr>"},
 		{transport.TCP, true, "<sip:192.0.2.1:5061;transport=tcp;lr>"}, // the side that came in clear
+		{transport.WS, false, "<sip:192.0.2.1:5061;transport=ws;lr>"},
+		{transport.WSS, true, "<sip:192.0.2.1:5061;transport=wss;lr>"}, // a WebSocket client keeps sip: (RFC 7118)
 	} {
 		if got := string(c.appendRR(nil, ap, tt.proto, tt.secure, []byte("call-1"))); got != tt.want {
 			t.Errorf("%v secure %v: %s, want %s", tt.proto, tt.secure, got, tt.want)
@@ -201,5 +203,33 @@ func TestRoutedDomain(t *testing.T) {
 			t.Errorf("%s: next hop %v %s (resolver asked %v), want TLS with name %q", tt.name, got.Proto, got.Host, res.asked, tt.want)
 		}
 		c.Close()
+	}
+}
+
+// URITarget: transport=ws and wss name the WebSocket transports (the
+// connection a client opened); an alias names a client's connection.
+func TestURITargetWebSocket(t *testing.T) {
+	for _, tt := range []struct {
+		uri   string
+		proto transport.Proto
+		addr  string
+	}{
+		{"sip:a@192.0.2.1:8080;transport=ws", transport.WS, "192.0.2.1:8080"},
+		{"sip:a@192.0.2.1;transport=WSS", transport.WSS, "192.0.2.1:5061"},
+		{"sips:a@192.0.2.1:443;transport=ws", transport.WSS, "192.0.2.1:443"},
+		{"sip:a@x.invalid;transport=ws;alias=192.0.2.9~50000~6", transport.WSS, "192.0.2.9:50000"},
+	} {
+		u, err := sip.ParseURI([]byte(tt.uri))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := URITarget(&u)
+		if !ok || got.Proto != tt.proto || got.Addr.String() != tt.addr {
+			t.Errorf("%s: %v %v %v", tt.uri, got.Proto, got.Addr, ok)
+		}
+	}
+	u, _ := sip.ParseURI([]byte("sip:a@x.invalid;transport=ws"))
+	if _, ok := URITarget(&u); ok {
+		t.Error("a host name is not a target by itself")
 	}
 }

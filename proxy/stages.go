@@ -135,7 +135,7 @@ func slRouteStage(r *Request) bool {
 	if !ok || c.self.Load().IsAddr(t.Addr) {
 		return false
 	}
-	if t.Proto != transport.TLS && sipsNext(&r.msg, r.routes, t.URI) {
+	if !t.Proto.Secure() && sipsNext(&r.msg, r.routes, t.URI) {
 		return false // the stateful path refuses it (sipsStage)
 	}
 	rr := isDialogCreating(method) && !r.InDialog()
@@ -487,13 +487,22 @@ func URITarget(u *sip.URI) (Target, bool) {
 			proto = transport.TLS
 		case sip.EqualFold(tp, "udp"):
 			proto = transport.UDP
+		case sip.EqualFold(tp, "ws"):
+			// RFC 7118: usable only on the client's own connection
+			// (the transport never dials WebSocket).
+			proto = transport.WS
+			if u.Kind == sip.SchemeSIPS {
+				proto = transport.WSS
+			}
+		case sip.EqualFold(tp, "wss"):
+			proto = transport.WSS
 		default:
 			return Target{}, false
 		}
 	}
 	port := uint16(u.Port)
 	if port == 0 {
-		port = sip.DefaultPort(proto == transport.TLS)
+		port = sip.DefaultPort(proto.Secure())
 	}
 	return Target{Proto: proto, Addr: netip.AddrPortFrom(a, port)}, true
 }

@@ -1,6 +1,7 @@
 // Package transport is the socket layer of the SIP edge proxy: it binds the
-// UDP, TCP and TLS listeners, frames stream connections into messages, keeps
-// the table of open connections and sends messages back out (RFC 3261 §18).
+// UDP, TCP, TLS and WebSocket (WS, WSS: RFC 7118, ws.go) listeners, frames
+// stream connections into messages, keeps the table of open connections
+// and sends messages back out (RFC 3261 §18).
 //
 // Received messages are handed to a Handler synchronously, in the goroutine
 // that read them (one per UDP reader, one per stream connection), so the
@@ -176,6 +177,12 @@ type Config struct {
 	// Refuse, when set, is asked about each accepted connection's source
 	// address: true closes it at once (a source the guard banned).
 	Refuse func(netip.Addr) bool
+	// WSOrigins are the origins (host patterns of path.Match, or
+	// scheme://host patterns) whose pages may open WS and WSS
+	// connections; empty: any origin, since SIP authenticates in SIP and
+	// never with a browser's cookies. A request from the listener's own
+	// host is always allowed.
+	WSOrigins []string
 
 	// Limits bounds message sizes; nil means sip.DefaultLimits.
 	Limits *sip.Limits
@@ -187,7 +194,7 @@ type Config struct {
 // Stats are cumulative counters, except ConnsOpen.
 type Stats struct {
 	Received          uint64 // messages handed to the Handler (UDP and streams)
-	DatagramsDropped  uint64 // keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams
+	DatagramsDropped  uint64 // keep-alive (CR/LF/SP only) or runt (< 4 bytes) datagrams and WebSocket messages
 	DatagramsTooLarge uint64 // datagrams over Limits.MaxMessageSize (handed up truncated)
 	FrameErrors       uint64 // streams that could not be framed
 	PingsAnswered     uint64 // CRLFCRLF pings answered with CRLF (RFC 5626 §3.5.1)
@@ -198,9 +205,10 @@ type Stats struct {
 	ConnsRejectedPerSource uint64
 	// ConnsRefusedBanned counts accepts closed because Config.Refuse said
 	// so (banned sources).
-	ConnsRefusedBanned uint64
-	ConnsClosed        uint64
-	ConnsTimedOut      uint64 // closed by the idle timeout or MessageTimeout
+	ConnsRefusedBanned  uint64
+	ConnsClosed         uint64
+	ConnsTimedOut       uint64 // closed by the idle timeout or MessageTimeout
+	WSHandshakesRefused uint64 // WebSocket handshakes refused: no sip subprotocol (RFC 7118 §4.1), origin not allowed, or invalid
 	// MessageTimeouts counts the ConnsTimedOut closed by MessageTimeout: a
 	// message, a first message or a TLS handshake not complete in time.
 	MessageTimeouts uint64
@@ -224,6 +232,7 @@ type counters struct {
 	accepted, dialed, rejected, closed, timedOut, panics      atomic.Uint64
 	tlsIn, tlsOut, tlsErrsIn, tlsErrsOut, clientCertsRefused  atomic.Uint64
 	rejectedSource, msgTimeouts, refusedBanned                atomic.Uint64
+	wsRefused                                                 atomic.Uint64
 }
 
 // Layer owns the sockets. Create it with New, then Start; Close releases
@@ -249,6 +258,7 @@ type Layer struct {
 	closed  bool
 	udp     []*udpListener
 	streams []*streamListener
+	ws      []*wsListener
 
 	closing atomic.Bool                    // set first thing in Close, read by reader loops
 	udpSnap atomic.Pointer[[]*udpListener] // l.udp for lock-free Send
@@ -325,7 +335,7 @@ func New(cfg Config, h Handler) (*Layer, error) {
 			return nil, fmt.Errorf("transport: listener %d: bad address %q (want IP:port): %w", i, ls.Addr, err)
 		}
 		l.specs = append(l.specs, spec{proto: ls.Proto, addr: unmap(ap), raw: ls.Addr})
-		needTLS = needTLS || ls.Proto == TLS
+		needTLS = needTLS || ls.Proto.Secure()
 	}
 
 	if err := cfg.TLS.check(); err != nil {
@@ -360,12 +370,16 @@ func (l *Layer) Start() error {
 	}
 	var udp []*udpListener
 	var streams []*streamListener
+	var wss []*wsListener
 	release := func() {
 		for _, u := range udp {
 			u.conn.Close()
 		}
 		for _, s := range streams {
 			s.ln.Close()
+		}
+		for _, w := range wss {
+			w.ln.Close()
 		}
 	}
 	for _, s := range l.specs {
@@ -375,6 +389,11 @@ func (l *Layer) Start() error {
 			var g []*udpListener
 			if g, err = l.listenUDP(s); err == nil {
 				udp = append(udp, g...)
+			}
+		case WS, WSS:
+			var w *wsListener
+			if w, err = l.listenWS(s); err == nil {
+				wss = append(wss, w)
 			}
 		default:
 			var sl *streamListener
@@ -388,7 +407,7 @@ func (l *Layer) Start() error {
 		}
 	}
 	l.started = true
-	l.udp, l.streams = udp, streams
+	l.udp, l.streams, l.ws = udp, streams, wss
 	l.udpSnap.Store(&udp)
 	l.setListeners(udp, l.addrsLocked())
 	for _, u := range udp {
@@ -400,6 +419,10 @@ func (l *Layer) Start() error {
 	for _, s := range streams {
 		l.wg.Add(1)
 		go s.acceptLoop()
+	}
+	for _, w := range wss {
+		l.wg.Add(1)
+		go w.serve()
 	}
 	return nil
 }
@@ -436,6 +459,9 @@ func (l *Layer) Close() error {
 	for _, s := range l.streams {
 		s.ln.Close()
 	}
+	for _, w := range l.ws {
+		_ = w.srv.Close() // its listener and the handshakes in progress
+	}
 	l.mu.Unlock()
 	for _, c := range l.conns.closeAll() {
 		c.close("layer closed")
@@ -460,6 +486,9 @@ func (l *Layer) addrsLocked() []Listener {
 	}
 	for _, s := range l.streams {
 		out = append(out, Listener{Proto: s.proto, Addr: s.addr})
+	}
+	for _, w := range l.ws {
+		out = append(out, Listener{Proto: w.proto, Addr: w.addr})
 	}
 	return out
 }
@@ -493,11 +522,13 @@ func (l *Layer) Reply(p *Packet, b []byte) error {
 
 // Send sends b to dst over proto.
 //
-// For TCP and TLS it first looks for an open connection to dst in the
+// For TCP, TLS, WS and WSS it first looks for an open connection to dst in the
 // connection table, including connections the peer opened to us: reusing
 // them is how requests reach clients behind NATs and firewalls (RFC 3261
 // §18, RFC 5923, RFC 5626 §5.3). Only if none exists does it dial, and
-// concurrent Sends to the same destination share one dial.
+// concurrent Sends to the same destination share one dial; WS and WSS are
+// never dialed (only the client opens them), so without the client's
+// connection the Send fails.
 //
 // For UDP it sends from the socket of the listener LocalFor picks for dst,
 // so the source address and port are the well-known ones the peer expects
@@ -571,7 +602,7 @@ func (l *Layer) send(k connKey, b []byte) error {
 			l.tapOut(subs, UDP, l.udpLocal(local, dst.Addr()), dst, nil, b)
 		}
 		return nil
-	case TCP, TLS:
+	case TCP, TLS, WS, WSS:
 		for attempt := 0; ; attempt++ {
 			c, err := l.connFor(k)
 			if err != nil {
@@ -605,6 +636,7 @@ func (l *Layer) Stats() Stats {
 		ConnsRefusedBanned:     s.refusedBanned.Load(),
 		ConnsClosed:            s.closed.Load(),
 		ConnsTimedOut:          s.timedOut.Load(),
+		WSHandshakesRefused:    s.wsRefused.Load(),
 		MessageTimeouts:        s.msgTimeouts.Load(),
 		TLSHandshakesIn:        s.tlsIn.Load(),
 		TLSHandshakesOut:       s.tlsOut.Load(),

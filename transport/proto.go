@@ -15,9 +15,16 @@ const (
 	UDP Proto = iota + 1
 	TCP
 	TLS
+	// WS and WSS are SIP over WebSocket (RFC 7118), WSS over TLS. Their
+	// connections are opened by the client only (a browser cannot accept
+	// one): sipedge never dials them, it sends on the connection the
+	// client opened.
+	WS
+	WSS
 )
 
-// String returns the Via transport token: "UDP", "TCP" or "TLS".
+// String returns the Via transport token: "UDP", "TCP", "TLS", "WS" or
+// "WSS" (RFC 7118 §5.2).
 func (p Proto) String() string {
 	switch p {
 	case UDP:
@@ -26,6 +33,10 @@ func (p Proto) String() string {
 		return "TCP"
 	case TLS:
 		return "TLS"
+	case WS:
+		return "WS"
+	case WSS:
+		return "WSS"
 	}
 	return fmt.Sprintf("Proto(%d)", uint8(p))
 }
@@ -40,20 +51,52 @@ func ParseProto(s string) (Proto, error) {
 		return TCP, nil
 	case strings.EqualFold(s, "TLS"):
 		return TLS, nil
+	case strings.EqualFold(s, "WS"):
+		return WS, nil
+	case strings.EqualFold(s, "WSS"):
+		return WSS, nil
 	}
 	return 0, fmt.Errorf("transport: unknown protocol %q", s)
 }
 
-// Reliable reports whether p is a reliable, stream-oriented transport. It
+// Reliable reports whether p is a reliable, connection-oriented transport. It
 // decides, among other things, whether transactions retransmit (Timer A and
 // Timer E only run over unreliable transports, RFC 3261 §17.1.1.2) and
-// whether messages must be framed by Content-Length (§18.3).
-func (p Proto) Reliable() bool { return p == TCP || p == TLS }
+// whether responses go back on the connection the request came on
+// (§18.2.2). WebSocket is reliable too (RFC 7118: no retransmissions),
+// but each WebSocket message holds one SIP message, so nothing there is
+// framed by Content-Length.
+func (p Proto) Reliable() bool { return p == TCP || p == TLS || p == WS || p == WSS }
+
+// WebSocket reports whether p is WS or WSS.
+func (p Proto) WebSocket() bool { return p == WS || p == WSS }
+
+// Secure reports whether p runs over TLS (TLS, WSS): what a SIPS URI asks
+// of each hop (RFC 3261 §26.2.2; RFC 7118 for WSS).
+func (p Proto) Secure() bool { return p == TLS || p == WSS }
+
+// Param is p's value of a SIP URI's transport parameter (RFC 3261
+// §19.1.1; RFC 7118 for ws and wss), "" for UDP: the default a URI
+// without the parameter means.
+func (p Proto) Param() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case TLS:
+		return "tls"
+	case WS:
+		return "ws"
+	case WSS:
+		return "wss"
+	}
+	return ""
+}
 
 // valid reports whether p is one of the defined transports.
-func (p Proto) valid() bool { return p >= UDP && p <= TLS }
+func (p Proto) valid() bool { return p >= UDP && p <= WSS }
 
-// Valid reports whether p is one of the transports (UDP, TCP, TLS).
+// Valid reports whether p is one of the transports (UDP, TCP, TLS, WS,
+// WSS).
 func (p Proto) Valid() bool { return p.valid() }
 
 // DefaultMTU is the path MTU assumed when it is unknown (RFC 3261 §18.1.1

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"sipedge/sip"
 )
 
@@ -107,8 +109,9 @@ func (s *streamListener) acceptLoop() {
 	}
 }
 
-// Conn is a TCP or TLS connection, accepted or dialed. Writes are
-// serialized so that concurrent senders never interleave messages.
+// Conn is a TCP or TLS connection, accepted or dialed, or a WebSocket
+// connection (WS, WSS) a client opened (ws.go). Writes are serialized so
+// that concurrent senders never interleave messages.
 type Conn struct {
 	l       *Layer
 	id      uint64
@@ -119,6 +122,10 @@ type Conn struct {
 	name    string // server name verified when dialing TLS (SendDest)
 	raw     *net.TCPConn
 	nc      net.Conn // raw, or the *tls.Conn on top of it
+	// ws is the WebSocket of a WS or WSS connection (raw and nc are nil),
+	// wsst its read loop's state.
+	ws   *websocket.Conn
+	wsst *wsState
 
 	wmu       sync.Mutex // serializes writes
 	lastWrite atomic.Int64
@@ -151,7 +158,7 @@ func (l *Layer) newConn(tc *net.TCPConn, proto Proto, inbound bool) *Conn {
 // log line can refer to (RFC 5626 §5.2).
 func (c *Conn) ID() uint64 { return c.id }
 
-// Proto is TCP or TLS.
+// Proto is TCP, TLS, WS or WSS.
 func (c *Conn) Proto() Proto { return c.proto }
 
 // Remote is the peer's address.
@@ -168,9 +175,10 @@ func (c *Conn) Closed() bool { return c.closed.Load() }
 
 func (c *Conn) key() connKey { return connKey{c.proto, c.remote, c.name} }
 
-// Send writes b, which must be one or more whole messages, under the
-// connection's write lock and deadline. A failed write may have sent part
-// of a message, after which the peer can no longer frame the stream
+// Send writes b, which must be one or more whole messages (over WS and
+// WSS exactly one: it becomes one WebSocket message, RFC 7118), under
+// the connection's write lock and deadline. A failed write may have sent
+// part of a message, after which the peer can no longer frame the stream
 // (RFC 3261 §18.3): the connection is closed.
 func (c *Conn) Send(b []byte) error { return c.write(b, true) }
 
@@ -187,8 +195,14 @@ func (c *Conn) write(b []byte, tap bool) error {
 		return ErrConnClosed
 	}
 	now := time.Now()
-	_ = c.nc.SetWriteDeadline(now.Add(c.l.cfg.WriteTimeout))
-	if _, err := c.nc.Write(b); err != nil {
+	var err error
+	if c.ws != nil {
+		err = c.wsWrite(b)
+	} else {
+		_ = c.nc.SetWriteDeadline(now.Add(c.l.cfg.WriteTimeout))
+		_, err = c.nc.Write(b)
+	}
+	if err != nil {
 		c.close("write error: " + err.Error())
 		return fmt.Errorf("transport: send %s %s: %w", c.proto, c.remote, err)
 	}
@@ -211,7 +225,13 @@ func (c *Conn) close(reason string) {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		c.l.conns.remove(c) // before the peer can see the close
-		c.raw.Close()
+		if c.ws != nil {
+			// No close handshake: the connection is gone for us, and a
+			// peer that stopped reading must not hold the caller.
+			_ = c.ws.CloseNow()
+		} else {
+			c.raw.Close()
+		}
 		c.l.stats.closed.Add(1)
 		c.l.log.Debug("transport: connection closed", "proto", c.proto, "remote", c.remote, "conn", c.id, "reason", reason)
 	})
@@ -460,6 +480,9 @@ func (l *Layer) dial(k connKey) (*Conn, error) {
 	proto, dst := k.proto, k.addr
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.ConnectTimeout)
 	defer cancel()
+	if proto.WebSocket() {
+		return nil, wsDial(k)
+	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", dst.String())
 	if err != nil {

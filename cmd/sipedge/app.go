@@ -119,8 +119,8 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, fmt.Errorf("--listen: %v", err)
 	}
 	for _, s := range specs {
-		if s.Proto == transport.TLS && (cfg.TLS.Cert == "" || cfg.TLS.Key == "") {
-			return nil, fmt.Errorf("--listen tls:%s needs --tls-cert and --tls-key (or tls.cert and tls.key in the configuration)", s.Addr)
+		if s.Proto.Secure() && (cfg.TLS.Cert == "" || cfg.TLS.Key == "") {
+			return nil, fmt.Errorf("--listen %s:%s needs --tls-cert and --tls-key (or tls.cert and tls.key in the configuration)", s.Proto.Param(), s.Addr)
 		}
 	}
 	if a.store, err = store.Open(cfg.Store.Dir, storeOptions(cfg, log)); err != nil {
@@ -289,6 +289,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		MaxConns:          cfg.Transport.MaxConnections,
 		MaxConnsPerSource: cfg.Transport.MaxConnectionsPerSource,
 		Refuse:            a.guard.Banned,
+		WSOrigins:         cfg.Transport.WebSocketOrigins,
 		Limits:            pol.Limits,
 		Logger:            log,
 	}, a.core)

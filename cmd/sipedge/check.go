@@ -10,7 +10,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"sipedge/config"
-	"sipedge/transport"
 )
 
 const checkUsage = `sipedge check — validate a configuration file
@@ -73,8 +72,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	for _, s := range specs {
-		if s.Proto == transport.TLS && (cfg.TLS.Cert == "" || cfg.TLS.Key == "") {
-			fmt.Fprintf(stderr, "sipedge: --listen tls:%s needs --tls-cert and --tls-key (or tls.cert and tls.key in the configuration)\n", s.Addr)
+		if s.Proto.Secure() && (cfg.TLS.Cert == "" || cfg.TLS.Key == "") {
+			fmt.Fprintf(stderr, "sipedge: --listen %s:%s needs --tls-cert and --tls-key (or tls.cert and tls.key in the configuration)\n", s.Proto.Param(), s.Addr)
 			return 2
 		}
 	}

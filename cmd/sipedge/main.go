@@ -68,6 +68,8 @@ Examples:
   sipedge --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060
   sipedge --listen 0.0.0.0:5060 --listen tls:0.0.0.0:5061 \
           --tls-cert /etc/sipedge/cert.pem --tls-key /etc/sipedge/key.pem
+  sipedge --listen 0.0.0.0:5060 --listen wss:0.0.0.0:8443 \
+          --tls-cert /etc/sipedge/cert.pem --tls-key /etc/sipedge/key.pem   # browsers (WebRTC)
   sipedge --log-format json --log-level debug
   sipedge check --config /etc/sipedge/sipedge.yaml
   curl -s 127.0.0.1:8080/api/v1/registrations
@@ -203,9 +205,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs := flag.NewFlagSet("sipedge", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.configFile, "config", "", "YAML configuration `file` (default: built-in zero configuration)")
-	fs.Var(&o.listen, "listen", "`[proto:]ip:port` to listen on; proto is udp, tcp or tls; without proto both udp and tcp; repeatable (default udp+tcp on 0.0.0.0:5060 and [::]:5060)")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file` for tls listeners")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` for tls listeners")
+	fs.Var(&o.listen, "listen", "`[proto:]ip:port` to listen on; proto is udp, tcp, tls, ws or wss (SIP over WebSocket, RFC 7118); without proto both udp and tcp; repeatable (default udp+tcp on 0.0.0.0:5060 and [::]:5060)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file` for tls and wss listeners")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` for tls and wss listeners")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&o.udpReaders, "udp-readers", 0, "UDP reader goroutines per listen address, each with its own socket; one phone's messages always go to the same one, in order (default: number of CPUs)")

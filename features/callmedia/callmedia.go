@@ -64,6 +64,9 @@ const (
 	// inside and outside).
 	Auto Mode = iota
 	// Always relays every call with SDP.
+	//
+	// In both modes a call with a WebSocket client on a side (WebRTC) is
+	// not relayed: see webSocketCall.
 	Always
 	// Never leaves SDP untouched.
 	Never
@@ -120,6 +123,7 @@ type counters struct {
 	Calls        atomic.Uint64
 	Refused      atomic.Uint64
 	NotRewritten atomic.Uint64
+	WebSocket    atomic.Uint64
 	// Streams judged when their call ended (report.go).
 	StreamsEnded, OneWay, ZeroPacket atomic.Uint64
 	loss, mos                        *metrics.Distribution
@@ -132,6 +136,7 @@ type Stats struct {
 	Calls        uint64 // relayed calls set up
 	Refused      uint64 // offers answered 400/403/488/503
 	NotRewritten uint64 // SDP of a response or ACK left as it was (unreadable)
+	WSCalls      uint64 // new calls with a WebSocket (WebRTC) client on a side, left unrelayed whatever the mode
 	Active       int    // relayed calls now
 
 	// Streams are judged when their call ends; the distributions count
@@ -207,6 +212,7 @@ func (f *Feature) SetConfig(cfg Config) { f.cfg.Store(&cfg) }
 // Stats returns a snapshot of the counters.
 func (f *Feature) Stats() Stats {
 	return Stats{Calls: f.stats.Calls.Load(), Refused: f.stats.Refused.Load(), NotRewritten: f.stats.NotRewritten.Load(), Active: f.Calls(),
+		WSCalls:      f.stats.WebSocket.Load(),
 		StreamsEnded: f.stats.StreamsEnded.Load(), OneWayStreams: f.stats.OneWay.Load(), ZeroPacketStreams: f.stats.ZeroPacket.Load(),
 		StreamLossPercent: f.stats.loss.Snapshot(), StreamJitter: f.stats.jitter.Snapshot(), StreamMOS: f.stats.mos.Snapshot()}
 }
@@ -529,6 +535,10 @@ func (f *Feature) ackStage(r *proxy.Request) bool {
 
 // wantRelay applies the Mode to a new call.
 func (f *Feature) wantRelay(r *proxy.Request, cfg *Config) bool {
+	if webSocketCall(r) {
+		f.stats.WebSocket.Add(1)
+		return false
+	}
 	if cfg.Mode == Always {
 		return true
 	}
@@ -543,6 +553,27 @@ func (f *Feature) wantRelay(r *proxy.Request, cfg *Config) bool {
 	for _, g := range r.Decision().Groups {
 		for _, t := range g {
 			if t.NAT || f.core.SourceFor(t.Addr.Addr()) != in {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// webSocketCall reports whether a new call has a WebSocket client (RFC
+// 7118) on either side: the caller came over WS/WSS, or a target is
+// reached over it. Such a call is a WebRTC one: its media is DTLS-SRTP
+// (RFC 5763) with ICE (RFC 8445) between the browser and the other side,
+// which a relay of plain RTP, one address per stream, would break; its
+// SDP is left as it is, whatever the mode (the other side must speak
+// WebRTC media itself, or a media gateway must stand in between).
+func webSocketCall(r *proxy.Request) bool {
+	if r.Proto().WebSocket() {
+		return true
+	}
+	for _, g := range r.Decision().Groups {
+		for _, t := range g {
+			if t.Proto.WebSocket() {
 				return true
 			}
 		}

@@ -79,6 +79,7 @@ func TestReplyHook(t *testing.T) {
 	natted := proxy.Target{Proto: transport.UDP, Addr: natSrc, NAT: true}
 	direct := proxy.Target{Proto: transport.UDP, Addr: natSrc}
 	tcpNAT := proxy.Target{Proto: transport.TCP, Addr: natSrc, NAT: true}
+	ws := proxy.Target{Proto: transport.WSS, Addr: natSrc}
 	const contact = "<sip:bob@10.0.0.9:5060>"
 	for _, tc := range []struct {
 		name   string
@@ -94,6 +95,7 @@ func TestReplyHook(t *testing.T) {
 		{"486 untouched", 486, natted, contact},
 		{"302 untouched", 302, natted, contact},
 		{"200 from a target not behind NAT untouched", 200, direct, contact},
+		{"200 from a WebSocket client (never marked NAT)", 200, ws, "<sip:bob@10.0.0.9:5060;alias=203.0.113.7~40000~6>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := New()

@@ -6,7 +6,13 @@
 //     Contact URI before it is forwarded (branch hook);
 //   - a response from a UA reached through the location service as a NATed
 //     binding gets the same, with the address the UA was reached at (reply
-//     hook).
+//     hook);
+//   - a WebSocket client (RFC 7118) is treated as always behind NAT, since
+//     only its own connection reaches it: its requests' and responses'
+//     Contacts are aliased with its connection's address whatever host
+//     they name (typically a random .invalid one). Unlike a NATed binding,
+//     this does not mark the call for the media relay: WebRTC media stay
+//     end to end (features/callmedia).
 //
 // With the alias in the remote target, the other side's in-dialog requests
 // (which come back through sipedge: it record-routes) find the NATed phone:
@@ -39,7 +45,13 @@ func (f *Feature) Hooks() proxy.Hooks {
 // the source with the binding instead.
 func (f *Feature) branch(b *proxy.Branch) error {
 	m := b.Msg
-	if m.MethodKind() == sip.REGISTER || !nat.FromUA(m) || !nat.BehindRequest(m, b.Via, b.Src) {
+	if m.MethodKind() == sip.REGISTER || !nat.FromUA(m) {
+		return nil
+	}
+	if b.InProto.WebSocket() {
+		return nat.AliasWebSocketContact(m, b.Src, b.InProto)
+	}
+	if !nat.BehindRequest(m, b.Via, b.Src) {
 		return nil
 	}
 	return nat.AliasContact(m, b.Src, b.InProto)
@@ -48,7 +60,13 @@ func (f *Feature) branch(b *proxy.Branch) error {
 // reply aliases the Contact of a provisional or 2xx response of a UA that
 // the location service reached behind NAT.
 func (f *Feature) reply(rp *proxy.Reply) error {
-	if !rp.Target.NAT || rp.Code <= 100 || rp.Code >= 300 {
+	if rp.Target == nil || rp.Code <= 100 || rp.Code >= 300 {
+		return nil
+	}
+	if rp.Target.Proto.WebSocket() {
+		return nat.AliasWebSocketContact(rp.Resp, rp.Target.Addr, rp.Target.Proto)
+	}
+	if !rp.Target.NAT {
 		return nil
 	}
 	return nat.AliasContact(rp.Resp, rp.Target.Addr, rp.Target.Proto)

@@ -205,11 +205,8 @@ func (f *Feature) resolve(u *sip.URI) (proxy.Target, bool, bool) {
 // at local over proto.
 func appendSelfURI(dst []byte, local netip.AddrPort, proto transport.Proto) []byte {
 	dst = proxy.AppendHostPort(dst, local)
-	switch proto {
-	case transport.TCP:
-		dst = append(dst, ";transport=tcp"...)
-	case transport.TLS:
-		dst = append(dst, ";transport=tls"...)
+	if tp := proto.Param(); tp != "" {
+		dst = append(append(dst, ";transport="...), tp...)
 	}
 	return dst
 }
