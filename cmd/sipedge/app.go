@@ -584,7 +584,7 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		{Name: "dialplan", Stats: func() any { return a.dial.Stats() }},
 		{Name: "guard", Stats: func() any { return a.guard.Stats() }},
 		{Name: "pool", Stats: func() any { return a.pools.Stats() }},
-		{Name: "survival", Stats: func() any { return a.gw.SurvivalStats() }},
+		{Name: "survival", Stats: func() any { return a.gw.Stats() }},
 	}
 	if a.relay != nil {
 		src = append(src, metrics.Source{Name: "media", Stats: func() any { return a.relay.Stats() }},

@@ -188,8 +188,8 @@ func (f *Feature) Survival() SurvivalState {
 	return st
 }
 
-// SurvivalStats returns the counters.
-func (f *Feature) SurvivalStats() SurvivalStats {
+// Stats returns the counters of survival (exported as survival_*).
+func (f *Feature) Stats() SurvivalStats {
 	s := &f.surv
 	var on int64
 	if s.on.Load() {
