@@ -38,6 +38,7 @@ var stageOrder = []string{
 	"mime",            // (f) body media types allowed per direction: 415, 400
 	"route",           // §16.4: our own Route entries
 	"relay",           // strangers reach local destinations only (no open relay)
+	"survival-route",  // (f) upstream down: in-dialog requests sent on past its Route entries
 	"stateless-route", // §16.11: routes configured stateless
 	"media-ack",       // (f) SDP answer in the ACK of a 2xx (late offer)
 	"stateless",       // ACK of a 2xx: forwarded without a transaction
@@ -46,7 +47,7 @@ var stageOrder = []string{
 	"pool-calls",      // (f) a BYE ends a call counted on a pool target (least active calls)
 	"drain",           // graceful shutdown: 503 to new dialogs
 	"passive",         // (f) calls for phones registered elsewhere through sipedge
-	"survival",        // (f) upstream down: REGISTERs answered here, calls to local phones or the fallback, dead upstream hop skipped
+	"survival",        // (f) upstream down: REGISTERs answered here, calls to local phones or the fallback
 	"trunk-in",        // (f) calls on a trunk's registered contact: routed by the trunk's inbound rule
 	"registrar",       // REGISTER for a local domain (§10.3)
 	"self",            // requests for sipedge itself (no user part)

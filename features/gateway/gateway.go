@@ -18,7 +18,7 @@
 // Survival mode (survival.go) keeps the phones working while the
 // provider does not answer.
 //
-// Hooks: stages "passive" and "survival", branch hooks "passive-contact"
+// Hooks: stages "survival-route", "passive" and "survival", branch hooks "passive-contact"
 // and "survival-watch", reply hook "passive-restore", a URIResolver.
 package gateway
 
@@ -85,7 +85,7 @@ func New(core *proxy.Core, p Persister) (*Feature, error) {
 // Hooks implements proxy.Feature.
 func (f *Feature) Hooks() proxy.Hooks {
 	return proxy.Hooks{
-		Stages:   []proxy.Stage{{Name: "passive", Run: f.stage}, {Name: "survival", Run: f.survivalStage}},
+		Stages:   []proxy.Stage{{Name: "survival-route", Run: f.routeStage}, {Name: "passive", Run: f.stage}, {Name: "survival", Run: f.survivalStage}},
 		Branch:   []proxy.BranchHook{{Name: "passive-contact", Run: f.contact}, {Name: "survival-watch", Run: f.watch}},
 		Reply:    []proxy.ReplyHook{{Name: "passive-restore", Run: f.reply}},
 		Resolver: []proxy.URIResolver{f.resolve},

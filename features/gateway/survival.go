@@ -76,6 +76,11 @@ func (c *SurvivalConfig) defaults() {
 	if c.RegisterExpires <= 0 {
 		c.RegisterExpires = 60 * time.Second
 	}
+	if len(c.Domains) == 0 {
+		if u, err := sip.ParseURI([]byte(c.Upstream)); err == nil {
+			c.Domains = []string{string(u.Host)}
+		}
+	}
 }
 
 // survival is the state of the mode.
@@ -259,14 +264,20 @@ func (f *Feature) InSurvival() bool { return f.surv.on.Load() }
 
 // forUpstream reports whether host is one of the upstream's domains.
 func (c *SurvivalConfig) forUpstream(host []byte) bool {
-	if len(c.Domains) == 0 {
-		u, err := sip.ParseURI([]byte(c.Upstream))
-		return err == nil && bytes.EqualFold(u.Host, host)
-	}
 	for _, d := range c.Domains {
 		if strings.EqualFold(d, string(host)) {
 			return true
 		}
+	}
+	return false
+}
+
+// routeStage sends an in-dialog request on past the upstream's Route
+// entries in survival mode (before the stateless stage: the ACK of a 2xx
+// follows its route set too).
+func (f *Feature) routeStage(r *proxy.Request) bool {
+	if f.surv.on.Load() && r.InDialog() {
+		f.skipUpstreamRoutes(r, f.surv.cfg.Load())
 	}
 	return false
 }
@@ -279,11 +290,7 @@ func (f *Feature) survivalStage(r *proxy.Request) bool {
 	}
 	c := f.surv.cfg.Load()
 	m := r.Msg()
-	if r.InDialog() {
-		f.skipUpstreamRoutes(r, c)
-		return false
-	}
-	if r.HasFurtherRoute() {
+	if r.InDialog() || r.HasFurtherRoute() {
 		return false
 	}
 	u, err := m.RequestURI()
@@ -441,7 +448,8 @@ func (f *Feature) survivalRegister(r *proxy.Request, c *SurvivalConfig) {
 }
 
 // skipUpstreamRoutes drops, from an in-dialog request, the Route entries
-// after sipedge's own that name the upstream (and entries of sipedge's
+// after sipedge's own that name the upstream (its address or one of its
+// domains) (and entries of sipedge's
 // own right after them: a call that left through sipedge and came back):
 // the request goes on by the rest of its route set or its Request-URI.
 // The Route header fields are written again as one.
@@ -469,7 +477,7 @@ func (f *Feature) skipUpstreamRoutes(r *proxy.Request, c *SurvivalConfig) {
 			return
 		}
 		switch {
-		case routeNames(&a.URI, up):
+		case routeNames(&a.URI, up) || c.forUpstream(a.URI.Host):
 			skipping, seenUp = true, true
 		case skipping && self.Is(a.URI.Host, a.URI.Port, a.URI.Kind == sip.SchemeSIPS):
 		default:

@@ -66,6 +66,18 @@ func TestSurvivalThresholds(t *testing.T) {
 		t.Errorf("stats %+v: want 2 switches, not active", s)
 	}
 	down(f)
+	c := *f.surv.cfg.Load()
+	c.DownAfter = 5 // a reload with the same upstream keeps the mode
+	f.SetSurvival(c)
+	if !f.InSurvival() {
+		t.Fatal("reload with the same upstream: back to normal")
+	}
+	c.Upstream, c.Target.Addr = "sip:198.51.100.21:5060", netip.MustParseAddrPort("198.51.100.21:5060")
+	f.SetSurvival(c) // another upstream: normal, counted from zero
+	if f.InSurvival() || f.Survival().Failures != 0 || !strings.Contains(f.Survival().Reason, "upstream changed") {
+		t.Fatalf("new upstream: %+v", f.Survival())
+	}
+	down(f)
 	f.SetSurvival(SurvivalConfig{}) // turned off: normal at once
 	if f.InSurvival() {
 		t.Fatal("survival turned off: still in survival mode")
@@ -190,6 +202,7 @@ func TestSurvivalSkipsUpstreamRoute(t *testing.T) {
 		{"upstream then sipedge again: Request-URI", "Route: " + up + ", " + self + "\r\n", ""},
 		{"upstream then another hop", "Route: " + up + "\r\nRoute: " + other + "\r\n", other},
 		{"no upstream: untouched", "Route: " + other + "\r\n", other},
+		{"upstream by its domain", "Route: <sip:provider.example;lr>, " + other + "\r\n", other},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := survivalHarness(t, nil, false)
@@ -198,7 +211,7 @@ func TestSurvivalSkipsUpstreamRoute(t *testing.T) {
 				"%sFrom: <sip:bob@provider.example>;tag=b1\r\nTo: <sip:alice@provider.example>;tag=a1\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
 				local, phone, tc.routes)
 			r, _ := proxytest.Request(t, f.core, msg, phone)
-			if f.survivalStage(r) {
+			if f.routeStage(r) {
 				t.Fatal("an in-dialog request was answered")
 			}
 			var got []string
