@@ -1684,8 +1684,19 @@ func (c *Config) validateSurvival(root *yaml.Node) error {
 		return bad("register_expires", fmt.Sprintf("%s: use 5s to 1h (default 60s); short brings phones back to the provider soon", s.RegisterExpires))
 	}
 	if s.Fallback != "" {
-		if _, _, named := proxy.NamedDestination(s.Fallback); !named && !isSIPURI(s.Fallback) {
+		kind, name, named := proxy.NamedDestination(s.Fallback)
+		if !named && !isSIPURI(s.Fallback) {
 			return bad("fallback", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:10.0.0.5:5060 (a PSTN gateway), or a named destination such as pool:NAME or trunk:NAME", s.Fallback))
+		}
+		known := false
+		for _, p := range c.Pools {
+			known = known || kind == "pool" && p.Name == name
+		}
+		for _, t := range c.Trunks {
+			known = known || kind == "trunk" && t.Name == name
+		}
+		if named && (kind == "pool" || kind == "trunk") && !known {
+			return bad("fallback", fmt.Sprintf("%q: no %s named %s; add it under %ss, or correct the name", s.Fallback, kind, name, kind))
 		}
 	}
 	return nil

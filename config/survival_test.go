@@ -13,14 +13,17 @@ func TestSurvival(t *testing.T) {
   upstream_domains: [sip.provider.example]
   probe: {interval: 1s, timeout: 500ms, down_after: 4, up_after: 3}
   register_expires: 30s
-  fallback: trunk:provider
+  fallback: pool:pstn
+pools:
+  - name: pstn
+    targets: [{uri: "sip:10.0.0.50:5060"}]
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := c.Survival
 	if !s.Enabled || s.Upstream != "sip:203.0.113.10:5060" || s.UpstreamDomains[0] != "sip.provider.example" ||
-		s.Probe.Interval.Duration != time.Second || s.Probe.DownAfter != 4 || s.RegisterExpires.Duration != 30*time.Second || s.Fallback != "trunk:provider" {
+		s.Probe.Interval.Duration != time.Second || s.Probe.DownAfter != 4 || s.RegisterExpires.Duration != 30*time.Second || s.Fallback != "pool:pstn" {
 		t.Fatalf("decoded %+v", s)
 	}
 	on := "survival:\n  enabled: true\n  upstream: sip:203.0.113.10\n"
@@ -34,6 +37,7 @@ func TestSurvival(t *testing.T) {
 		{on + "  probe:\n    up_after: -1\n", "config:5: survival.probe.up_after: -1: use 1 to 100"},
 		{on + "  register_expires: 1s\n", "config:4: survival.register_expires: 1s: use 5s to 1h"},
 		{on + "  fallback: pstn\n", "config:4: survival.fallback: \"pstn\": needs a SIP URI"},
+		{on + "  fallback: pool:pstn\n", "config:4: survival.fallback: \"pool:pstn\": no pool named pstn; add it under pools"},
 	} {
 		_, err := Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

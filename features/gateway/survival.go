@@ -16,9 +16,9 @@ import (
 	"sipedge/transport"
 )
 
-// Survival keeps the phones behind sipedge working while the upstream
-// (the provider's registrar and proxy they register with) does not answer.
-// sipedge watches the upstream with OPTIONS probes and with what becomes of
+// SurvivalConfig configures survival mode, which keeps the phones behind
+// sipedge working while the upstream (the provider's registrar and proxy
+// they register with) does not answer. sipedge watches the upstream with OPTIONS probes and with what becomes of
 // the REGISTERs and INVITEs it forwards there (a timeout or a 503 counts as
 // a failure, like an unanswered probe). DownAfter failures in a row switch
 // to survival mode; UpAfter answers in a row switch back.
@@ -392,6 +392,10 @@ func (f *Feature) survivalRegister(r *proxy.Request, c *SurvivalConfig) {
 		}
 	}
 	aor := string(to.URI.User) + "@" + string(to.URI.Host)
+	if a.Wildcard && asked != 0 {
+		r.Respond(400, "Wildcard Contact Needs Expires: 0", nil) // §10.3 step 6
+		return
+	}
 	if a.Wildcard || asked == 0 {
 		f.mu.Lock()
 		for k, pb := range f.m {
