@@ -24,6 +24,8 @@ command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v tcpdump >/dev/null 2>&1 || need_pkgs+=(tcpdump)
 command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# The survival lab test reads sipedge's API inside the gateway namespace.
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 # The scanner every SIP server on the Internet meets (test/e2e/sipvicious_test.go).
 command -v svwar >/dev/null 2>&1 || need_pkgs+=(sipvicious)
 # The operators' ladder tool as HEP collector (test/e2e/hep_test.go).

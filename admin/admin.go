@@ -19,6 +19,7 @@
 //	GET    /api/v1/events                    server-sent events: the call list when it changes
 //	GET    /api/v1/connections               open TCP/TLS/WS/WSS connections
 //	GET    /api/v1/pools                     pools of upstreams and their targets' health
+//	GET    /api/v1/survival                  VoIP survival: normal or survival mode, since when, why
 //	GET    /api/v1/bans                      the sources banned now
 //	DELETE /api/v1/bans/{source}             lift the ban of an address or a prefix
 //	GET    /api/v1/trunks                    the providers sipedge registers to (state, last error, next attempt)
@@ -135,6 +136,14 @@ type Config struct {
 	Trunks Trunks
 	// Pools are the pools of upstreams; nil: none.
 	Pools Pools
+	// Survival is the state of VoIP survival; nil: not shown.
+	Survival Survival
+}
+
+// Survival is what the API reads of VoIP survival: a JSON-encodable
+// state (features/gateway.SurvivalState).
+type Survival interface {
+	View() any
 }
 
 // Pools is what the API reads of the pools of upstreams: a
@@ -195,6 +204,7 @@ func New(cfg Config, bans Bans, health Health, regs Registrations, calls Calls, 
 	mux.HandleFunc("GET /api/v1/pools", s.listPools)
 	mux.HandleFunc("DELETE /api/v1/bans/{source...}", s.liftBan)
 	mux.HandleFunc("GET /api/v1/trunks", s.listTrunks)
+	mux.HandleFunc("GET /api/v1/survival", s.survival)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
@@ -406,6 +416,15 @@ func (s *Server) listTrunks(w http.ResponseWriter, r *http.Request) {
 		list = append(list, s.cfg.Trunks.Trunks()...)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"trunks": list})
+}
+
+// survival: GET /api/v1/survival, the mode of VoIP survival.
+func (s *Server) survival(w http.ResponseWriter, r *http.Request) {
+	var v any = map[string]any{"enabled": false, "mode": "normal"}
+	if s.cfg.Survival != nil {
+		v = s.cfg.Survival.View()
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // listPools: every pool, its settings and each target's state.

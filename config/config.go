@@ -98,6 +98,10 @@ type Config struct {
 	// DialPlan rewrites, routes and edits requests by their Request-URI
 	// user (features/dialplan): the first matching rule applies.
 	DialPlan []dialplan.Rule `yaml:"dial_plan"`
+	// Survival keeps phones registered through sipedge (the gateway
+	// deployment) working while their provider does not answer
+	// (features/gateway).
+	Survival Survival `yaml:"survival"`
 }
 
 // MIME holds the allow-lists of request body media types
@@ -1001,6 +1005,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	if err := c.validateDialPlan(root); err != nil {
 		return err
 	}
+	if err := c.validateSurvival(root); err != nil {
+		return err
+	}
 	if i := c.Sessions.Interval; i.Duration != 0 && i.Duration < c.Sessions.MinSE.Duration {
 		return bad("sessions.interval", fmt.Sprintf("%s is below min_se %s", i, c.Sessions.MinSE))
 	}
@@ -1626,4 +1633,80 @@ func seqItemLine(root *yaml.Node, seq string, i int, key string) int {
 		return l
 	}
 	return line
+}
+
+// Survival is VoIP survival in the gateway deployment: the upstream's
+// health is probed; while it is down, sipedge answers the phones'
+// REGISTERs itself and routes their calls (features/gateway).
+type Survival struct {
+	Enabled bool `yaml:"enabled"`
+	// Upstream is the provider's registrar or proxy the phones register
+	// to: sip:IP[:port][;transport=tcp|tls], probed with OPTIONS.
+	Upstream string `yaml:"upstream"`
+	// UpstreamDomains are the Request-URI hosts the upstream serves
+	// (default: the upstream's host).
+	UpstreamDomains []string  `yaml:"upstream_domains"`
+	Probe           PoolProbe `yaml:"probe"`
+	// RegisterExpires is the expiry given to phones in survival mode
+	// (default 60s).
+	RegisterExpires Duration `yaml:"register_expires"`
+	// Fallback is where calls for users without a binding go in
+	// survival mode: a SIP URI or pool:NAME / trunk:NAME ("": 480).
+	Fallback string `yaml:"fallback"`
+}
+
+// validateSurvival checks the survival section.
+func (c *Config) validateSurvival(root *yaml.Node) error {
+	s := c.Survival
+	bad := func(k, msg string) error {
+		return &Error{Line: lineOf(root, "survival."+k), Key: "survival." + k, Msg: msg}
+	}
+	if !s.Enabled {
+		return nil
+	}
+	if a, ok := routeAddr(s.Upstream); !ok || !isSIPURI(s.Upstream) || !a.IsValid() || strings.Contains(s.Upstream, "@") {
+		return bad("upstream", fmt.Sprintf("%q: want the provider's registrar as sip:IP[:port], e.g. sip:203.0.113.10:5060 (host names are not resolved for probes)", s.Upstream))
+	}
+	for i, d := range s.UpstreamDomains {
+		if d == "" || strings.ContainsAny(d, " :;@<>") {
+			return bad("upstream_domains", fmt.Sprintf("upstream_domains[%d] %q: want a host name or address, e.g. sip.provider.example", i, d))
+		}
+	}
+	pr := s.Probe
+	interval := pr.Interval.Duration
+	if interval == 0 {
+		interval = 10 * time.Second
+	}
+	if interval < 100*time.Millisecond || interval > time.Hour {
+		return bad("probe.interval", fmt.Sprintf("%s: use 100ms to 1h (default 10s)", pr.Interval))
+	}
+	if pr.Timeout.Duration < 0 || pr.Timeout.Duration > interval {
+		return bad("probe.timeout", fmt.Sprintf("%s is longer than the interval %s; use at most the interval (default 2s)", pr.Timeout, Duration{interval}))
+	}
+	if pr.DownAfter < 0 || pr.DownAfter > 100 {
+		return bad("probe.down_after", fmt.Sprintf("%d: use 1 to 100 failures in a row (default 3)", pr.DownAfter))
+	}
+	if pr.UpAfter < 0 || pr.UpAfter > 100 {
+		return bad("probe.up_after", fmt.Sprintf("%d: use 1 to 100 answered probes in a row (default 2)", pr.UpAfter))
+	}
+	if d := s.RegisterExpires.Duration; d != 0 && (d < 5*time.Second || d > time.Hour) {
+		return bad("register_expires", fmt.Sprintf("%s: use 5s to 1h (default 60s); short brings phones back to the provider soon", s.RegisterExpires))
+	}
+	if s.Fallback != "" {
+		kind, name, named := proxy.NamedDestination(s.Fallback)
+		if !named && !isSIPURI(s.Fallback) {
+			return bad("fallback", fmt.Sprintf("%q: needs a SIP URI, e.g. sip:10.0.0.5:5060 (a PSTN gateway), or a named destination such as pool:NAME or trunk:NAME", s.Fallback))
+		}
+		known := false
+		for _, p := range c.Pools {
+			known = known || kind == "pool" && p.Name == name
+		}
+		for _, t := range c.Trunks {
+			known = known || kind == "trunk" && t.Name == name
+		}
+		if named && (kind == "pool" || kind == "trunk") && !known {
+			return bad("fallback", fmt.Sprintf("%q: no %s named %s; add it under %ss, or correct the name", s.Fallback, kind, name, kind))
+		}
+	}
+	return nil
 }

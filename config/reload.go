@@ -107,6 +107,15 @@ var keyClass = map[string]reloadClass{
 	"trunks":                               restart,    // each trunk's registration runs from start; a new list needs a restart
 	"dial_plan":                            reloadable, // the next request outside a dialog uses the new rules
 	"pools":                                reloadable, // replaced whole; targets that stay keep their health
+	"survival.enabled":                     reloadable, // off: back to normal mode at once
+	"survival.upstream":                    reloadable, // a new upstream starts again in normal mode
+	"survival.upstream_domains":            reloadable,
+	"survival.probe.interval":              reloadable, // from the next probe
+	"survival.probe.timeout":               reloadable,
+	"survival.probe.down_after":            reloadable, // the counts in a row are kept
+	"survival.probe.up_after":              reloadable,
+	"survival.register_expires":            reloadable, // from the next REGISTER answered
+	"survival.fallback":                    reloadable, // the next call sent there
 }
 
 // Diff returns the YAML key paths ("store.dir", "media.ports", "listen")

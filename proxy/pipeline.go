@@ -38,6 +38,7 @@ var stageOrder = []string{
 	"mime",            // (f) body media types allowed per direction: 415, 400
 	"route",           // §16.4: our own Route entries
 	"relay",           // strangers reach local destinations only (no open relay)
+	"survival-route",  // (f) upstream down: in-dialog requests sent on past its Route entries
 	"stateless-route", // §16.11: routes configured stateless
 	"media-ack",       // (f) SDP answer in the ACK of a 2xx (late offer)
 	"stateless",       // ACK of a 2xx: forwarded without a transaction
@@ -46,6 +47,7 @@ var stageOrder = []string{
 	"pool-calls",      // (f) a BYE ends a call counted on a pool target (least active calls)
 	"drain",           // graceful shutdown: 503 to new dialogs
 	"passive",         // (f) calls for phones registered elsewhere through sipedge
+	"survival",        // (f) upstream down: REGISTERs answered here, calls to local phones or the fallback
 	"trunk-in",        // (f) calls on a trunk's registered contact: routed by the trunk's inbound rule
 	"registrar",       // REGISTER for a local domain (§10.3)
 	"self",            // requests for sipedge itself (no user part)
@@ -68,6 +70,7 @@ var branchOrder = []string{
 	"credentials",     // (f) sipedge's own realm's credentials removed (RFC 3261 §22.3)
 	"nat-alias",       // (f) Contact of a NATed UA gets ;alias=
 	"passive-contact", // (f) REGISTER to an outside registrar: our Contact
+	"survival-watch",  // (f) REGISTER or INVITE to the upstream: its timeout or 503 is evidence it is down
 	"session-expires", // (f) RFC 4028 §8.1: ask for a session timer
 	"media-sdp",       // (f) the relay's SDP instead of the UA's
 	"topo-hide",       // (f) towards a peer: Vias, inside Contact, Record-Route, Call-ID hidden; back from one: restored

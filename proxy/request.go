@@ -160,6 +160,10 @@ func (r *Request) HasFurtherRoute() bool {
 	}
 }
 
+// OwnRoutes is the number of Route values at the top that name sipedge
+// (RFC 3261 §16.4): they are removed when the request is forwarded.
+func (r *Request) OwnRoutes() int { return r.routes }
+
 // ForSelf reports whether the Request-URI names sipedge: a host that is one
 // of its addresses or names, with a port it listens on (or none).
 func (r *Request) ForSelf() bool {

@@ -410,6 +410,22 @@ async function health() {
   }
 }
 
+// VoIP survival (shown only when configured): the mode, since when, why.
+async function survival() {
+  try {
+    const v = await apiJSON('/api/v1/survival');
+    const el = $('survival');
+    el.hidden = !v.enabled;
+    if (!v.enabled) return;
+    const since = new Date(v.since).toLocaleTimeString();
+    el.className = 'badge ' + (v.mode === 'survival' ? 'warn' : 'ok');
+    el.textContent = (v.mode === 'survival' ? 'survival mode' : 'upstream normal') + ' since ' + since;
+    el.title = v.reason + (v.last_error ? ' · last failure: ' + v.last_error : '');
+  } catch (e) {
+    $('survival').hidden = true;
+  }
+}
+
 // ---- one call: summary, media, ladder, messages
 
 const callView = (() => {
@@ -696,6 +712,7 @@ $('login-form').addEventListener('submit', (e) => {
 
 function startAll() {
   health();
+  survival();
   stream();
   route();
   // The counts in the tab bar.
@@ -704,5 +721,5 @@ function startAll() {
 }
 
 window.addEventListener('hashchange', route);
-setInterval(() => { if ($('login').hidden) health(); }, 5000);
+setInterval(() => { if ($('login').hidden) { health(); survival(); } }, 5000);
 startAll();

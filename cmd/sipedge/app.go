@@ -94,6 +94,9 @@ type app struct {
 	// routing table gets (named).
 	pools   *pool.Feature
 	poolSet *pool.Set
+
+	// gw is the passive registrar and its survival mode.
+	gw *gateway.Feature
 }
 
 // errStart is a start-up failure that is not the configuration's fault
@@ -196,6 +199,12 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if err != nil {
 		return nil, errStart{fmt.Errorf("passive bindings in %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
 	}
+	a.gw = gw
+	sc, err := a.survivalConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	gw.SetSurvival(sc)
 	if a.mime, err = mime.New(mimeConfig(cfg)); err != nil {
 		return nil, err
 	}
@@ -266,7 +275,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if cfg.Admin.Listen != "off" {
 		a.capture = capture.New(capture.Config{})
 		if a.admin, err = admin.New(admin.Config{Listen: cfg.Admin.Listen, Token: cfg.Admin.Token, Logger: log,
-			Metrics: a.metricsHandler(log), Messages: a.capture, Trunks: a.trunkList(), Pools: poolView{a.pools}}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
+			Metrics: a.metricsHandler(log), Messages: a.capture, Trunks: a.trunkList(), Pools: poolView{a.pools}, Survival: survivalView{a.gw}}, guardBans{a.guard}, a.core, registrations{a.reg}, callList{a.calls}, connList{a}); err != nil {
 			return nil, errStart{err}
 		}
 		a.closer = append([]func(){a.admin.Close}, a.closer...)
@@ -576,6 +585,7 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		{Name: "dialplan", Stats: func() any { return a.dial.Stats() }},
 		{Name: "guard", Stats: func() any { return a.guard.Stats() }},
 		{Name: "pool", Stats: func() any { return a.pools.Stats() }},
+		{Name: "survival", Stats: func() any { return a.gw.Stats() }},
 	}
 	if a.relay != nil {
 		src = append(src, metrics.Source{Name: "media", Stats: func() any { return a.relay.Stats() }},
@@ -759,6 +769,10 @@ func (a *app) reload() error {
 	if err != nil {
 		return err
 	}
+	sc, err := a.survivalConfig(cfg)
+	if err != nil {
+		return err
+	}
 	// The CA file, like the certificate, is read again even when its path
 	// did not change: a renewed bundle is usually written over the old.
 	// Both are read before either is applied, so a bad one changes nothing.
@@ -817,6 +831,7 @@ func (a *app) reload() error {
 		a.media.SetConfig(callmedia.Config{Mode: mode, MaxCallsPerUser: cfg.Media.MaxCallsPerUser})
 	}
 	a.ka.SetConfig(keepaliveConfig(cfg))
+	a.gw.SetSurvival(sc)
 	a.guard.SetConfig(guardConfig(cfg))
 	a.liftBans(cfg)
 	if a.relay != nil {
@@ -924,3 +939,40 @@ func (o originator) Originate(r *proxy.Originate, h txn.ClientHandler) error {
 type poolView struct{ f *pool.Feature }
 
 func (v poolView) View() any { return v.f.View() }
+
+// survivalConfig builds the gateway's survival mode from cfg: the
+// upstream's next hop, and the fallback as a one-route table (a SIP URI,
+// or a destination a feature owns, pool:NAME or trunk:NAME).
+func (a *app) survivalConfig(cfg *config.Config) (gateway.SurvivalConfig, error) {
+	s := cfg.Survival
+	pr := s.Probe
+	sc := gateway.SurvivalConfig{Enabled: s.Enabled, Upstream: s.Upstream, Domains: s.UpstreamDomains,
+		Interval: pr.Interval.Duration, Timeout: pr.Timeout.Duration, DownAfter: pr.DownAfter, UpAfter: pr.UpAfter,
+		RegisterExpires: s.RegisterExpires.Duration, FallbackName: s.Fallback}
+	if !s.Enabled {
+		return sc, nil
+	}
+	u, err := sip.ParseURI([]byte(s.Upstream))
+	if err != nil {
+		return sc, fmt.Errorf("config: survival.upstream %q: %v", s.Upstream, err)
+	}
+	t, ok := proxy.URITarget(&u)
+	if !ok {
+		return sc, fmt.Errorf("config: survival.upstream %q: want sip:IP[:port]", s.Upstream)
+	}
+	sc.Target = t
+	if s.Fallback != "" {
+		table := &proxy.Table{Resolver: dnsResolver{a.res}, Counters: &a.routes, Named: a.named(),
+			Routes: []proxy.StaticRoute{{Name: "survival-fallback", To: s.Fallback}}}
+		if err := table.Compile(); err != nil {
+			return sc, fmt.Errorf("config: survival.fallback: %v", err)
+		}
+		sc.Fallback = table
+	}
+	return sc, nil
+}
+
+// survivalView shows survival to the operations API.
+type survivalView struct{ f *gateway.Feature }
+
+func (v survivalView) View() any { return v.f.Survival() }

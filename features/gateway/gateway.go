@@ -15,8 +15,11 @@
 // by its Route set (a URIResolver), which is what a phone that uses the
 // provider's GRUU (RFC 5627) as its Contact receives.
 //
-// Hooks: stage "passive", branch hook "passive-contact", reply hook
-// "passive-restore", a URIResolver.
+// Survival mode (survival.go) keeps the phones working while the
+// provider does not answer.
+//
+// Hooks: stages "survival-route", "passive" and "survival", branch hooks "passive-contact"
+// and "survival-watch", reply hook "passive-restore", a URIResolver.
 package gateway
 
 import (
@@ -49,6 +52,8 @@ type Feature struct {
 	m    map[string]*binding // token → binding
 	adds int                 // insertions, to sweep now and then
 	buf  []byte              // record being written (mu held)
+
+	surv survival // survival mode (survival.go)
 }
 
 // binding is one phone registered with an outside registrar through
@@ -68,6 +73,7 @@ type binding struct {
 // (nil: memory only, tokens from the core's per-process key).
 func New(core *proxy.Core, p Persister) (*Feature, error) {
 	f := &Feature{core: core, log: core.Logger(), key: core.TagKey(), p: p, m: map[string]*binding{}}
+	f.surv.kick = make(chan struct{}, 1)
 	if p != nil {
 		if err := f.load(); err != nil {
 			return nil, err
@@ -79,8 +85,8 @@ func New(core *proxy.Core, p Persister) (*Feature, error) {
 // Hooks implements proxy.Feature.
 func (f *Feature) Hooks() proxy.Hooks {
 	return proxy.Hooks{
-		Stages:   []proxy.Stage{{Name: "passive", Run: f.stage}},
-		Branch:   []proxy.BranchHook{{Name: "passive-contact", Run: f.contact}},
+		Stages:   []proxy.Stage{{Name: "survival-route", Run: f.routeStage}, {Name: "passive", Run: f.stage}, {Name: "survival", Run: f.survivalStage}},
+		Branch:   []proxy.BranchHook{{Name: "passive-contact", Run: f.contact}, {Name: "survival-watch", Run: f.watch}},
 		Reply:    []proxy.ReplyHook{{Name: "passive-restore", Run: f.reply}},
 		Resolver: []proxy.URIResolver{f.resolve},
 	}

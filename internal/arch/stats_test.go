@@ -11,6 +11,7 @@ import (
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
 	"sipedge/features/dialplan"
+	"sipedge/features/gateway"
 	"sipedge/features/guard"
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
@@ -49,6 +50,7 @@ var components = map[string]any{
 	"trunk":     (*trunk.Feature)(nil),
 	"dialplan":  (*dialplan.Feature)(nil),
 	"pool":      (*pool.Feature)(nil),
+	"survival":  (*gateway.Feature)(nil),
 }
 
 // TestStatsConvention: every component's Stats() returns a snapshot that

@@ -69,7 +69,9 @@ func TestWebPage(t *testing.T) {
 	// default pool other tests use.
 	cfg := filepath.Join(dir, "sipedge.yaml")
 	os.WriteFile(cfg, []byte("dns:\n  servers: [\"127.0.0.1:9\"]\nadmin:\n  token: "+token+"\n"+
-		"media:\n  relay: always\n  ports: 30000-30999\n"), 0o644)
+		"media:\n  relay: always\n  ports: 30000-30999\n"+
+		// An upstream that never answers: the page shows survival mode.
+		"survival:\n  enabled: true\n  upstream: sip:127.0.0.1:9\n  upstream_domains: [upstream.invalid]\n  probe: {interval: 200ms, timeout: 100ms}\n"), 0o644)
 	s := start(t, "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--admin-listen", adminAddr)
 	api := func(path string) (int, []byte) {
 		t.Helper()
@@ -206,6 +208,9 @@ func TestWebPage(t *testing.T) {
 	if strings.Contains(href, "token") {
 		t.Errorf("the token stayed in the address: %s", href)
 	}
+
+	// The status line: survival mode (the upstream answers nothing).
+	poll("survival mode on the status line", `document.querySelector('#survival:not([hidden])')?.textContent.startsWith('survival mode since') === true`, 15*time.Second)
 
 	// Registrations: both phones, their source and transport.
 	step("registrations tab", 10*time.Second, chromedp.Click(chromedp.CSS(`#tabs a[data-tab="registrations"]`)))
