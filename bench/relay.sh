@@ -50,7 +50,10 @@ done
 case $target in sipedge | kernel | rtpengine | both | all) ;; *) echo "$usage" >&2; exit 2 ;; esac
 calls=${args[0]:?$usage}
 dur=${args[1]:-20}
-warm=3
+# RAMP=S spreads the calls' starts over S seconds (they arrive over time,
+# as in service), before the warm-up and the window.
+ramp=${RAMP:-0}
+warm=$((3 + ramp))
 
 out=$(mktemp -d /tmp/sipedge-relay.XXXXXX)
 go build -o "$out/rtpload" ./bench/rtpload
@@ -87,7 +90,7 @@ in=()
 gen() {
 	# shellcheck disable=SC2086
 	"${in[@]}" timeout -s TERM $((warm + dur + 20)) "$out/rtpload" -mode gen -ready "$out/ready.json" \
-		-warm "${warm}s" -dur "${dur}s" -drain 500ms ${GEN_FLAGS:-} >"$out/$1.json" 2>"$out/$1.log" || {
+		-ramp "${ramp}s" -warm "$((warm - ramp))s" -dur "${dur}s" -drain 500ms ${GEN_FLAGS:-} >"$out/$1.json" 2>"$out/$1.log" || {
 		echo "generator failed:" >&2; cat "$out/$1.log" >&2; exit 1
 	}
 }

@@ -23,6 +23,10 @@ import (
 type genOpts struct {
 	ready                            string
 	warm, dur, drain                 time.Duration
+	// ramp spreads the streams' starts over this long (stream j of n
+	// starts at j·ramp/n), as calls arrive over time; the warm-up and the
+	// window come after it.
+	ramp time.Duration
 	pps, size                        int
 	senders, receivers, socks, batch int
 	label                            string
@@ -136,7 +140,7 @@ func runGen(o genOpts) error {
 
 	rb := udpCounters()
 	g.t0 = nanotime() + int64(50*time.Millisecond)
-	g.winFrom = g.t0 + int64(o.warm)
+	g.winFrom = g.t0 + int64(o.ramp) + int64(o.warm)
 	g.winTo = g.winFrom + int64(o.dur)
 	g.stopAt = g.winTo
 
@@ -235,6 +239,9 @@ func (g *gen) sender(t int, wg *sync.WaitGroup) {
 				}
 			}
 			for _, j := range wheel[next%int64(slots)] {
+				if g.o.ramp > 0 && sched < g.t0+int64(j)*int64(g.o.ramp)/int64(len(g.streams)) {
+					continue // not started yet
+				}
 				s := &g.streams[j]
 				b := bs[s.side]
 				p := b.next(&s.dst)

@@ -39,6 +39,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "relay: write a CPU profile of the measured run here")
 
 	warm := flag.Duration("warm", 3*time.Second, "gen: warm-up before the window")
+	ramp := flag.Duration("ramp", 0, "gen: spread the streams' starts over this long (calls arriving over time); warm-up and window follow")
 	dur := flag.Duration("dur", 20*time.Second, "gen: measured window")
 	drain := flag.Duration("drain", 500*time.Millisecond, "gen: wait for late packets after the senders stop")
 	pps := flag.Int("pps", 50, "gen: packets per second per stream")
@@ -63,7 +64,7 @@ func main() {
 		})
 	case "gen":
 		err = runGen(genOpts{
-			ready: *ready, warm: *warm, dur: *dur, drain: *drain, pps: *pps, size: *size,
+			ready: *ready, warm: *warm, ramp: *ramp, dur: *dur, drain: *drain, pps: *pps, size: *size,
 			senders: *senders, receivers: *receivers, socks: *socks, batch: *batch, label: *label,
 		})
 	case "rtpengine":
