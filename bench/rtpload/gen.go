@@ -21,12 +21,12 @@ import (
 )
 
 type genOpts struct {
-	ready                            string
-	warm, dur, drain                 time.Duration
+	ready            string
+	warm, dur, drain time.Duration
 	// ramp spreads the streams' starts over this long (stream j of n
 	// starts at j·ramp/n), as calls arrive over time; the warm-up and the
 	// window come after it.
-	ramp time.Duration
+	ramp                             time.Duration
 	pps, size                        int
 	senders, receivers, socks, batch int
 	label                            string
