@@ -77,6 +77,12 @@ func (p *pbx) stop() {
 }
 
 // invites counts the INVITEs the instance took.
+// logText is the instance's log so far.
+func (p *pbx) logText() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
 func (p *pbx) invites() int {
 	b, _ := os.ReadFile(p.log)
 	return strings.Count(string(b), "pool-member "+p.addr+" INVITE")
@@ -170,6 +176,12 @@ pools:
 routes:
   - name: office
     to: pool:pbx
+dial_plan:
+  - name: outside
+    prefix: "9"
+    strip: 1
+    add_prefix: "49"
+    to: pool:pbx
 `, a.addr, b.addr, interval)
 	os.WriteFile(cfgFile, []byte(cfg), 0o644)
 	adminAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
@@ -201,6 +213,16 @@ routes:
 	if st := poolTargets(t, adminAddr); st[ua].State != "up" || st[ub].State != "up" || st[ua].LastProbe == nil || !st[ua].LastProbe.OK ||
 		st[ua].AvgLatency <= 0 || st[ua].ActiveCalls != 0 || st[ub].ActiveCalls != 0 {
 		t.Fatalf("pool state after the first calls: %+v", st)
+	}
+
+	// 1b. A number rewritten by the dial plan and routed by its prefix to
+	// the pool: 9100 arrives at a PBX as 49100.
+	one := exec.Command(sipp, "-sf", filepath.Join(mustAbs(t, "testdata"), "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-inf", filepath.Join(dir, "caller.csv"), "-s", "9100", "-m", "1", "-d", "0", "-nostdin", "-timeout", "10s", s.addr())
+	one.Dir = dir
+	run("dial plan to the pool", one)
+	if la, lb := a.logText(), b.logText(); !strings.Contains(la+lb, "user=49100") || strings.Contains(la+lb, "user=9100") {
+		t.Fatalf("the dial-plan call did not reach a PBX as 49100")
 	}
 
 	// 2. The first instance dies while calls go on.
