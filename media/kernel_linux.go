@@ -280,7 +280,16 @@ func (k *kernel) build() error {
 		&expr.Payload{DestRegister: reg32 + 3, Base: expr.PayloadBaseTransportHeader, Offset: 16, Len: 4},
 		&expr.Lookup{SourceRegister: reg32, SetName: k.streams.Name, SetID: k.streams.ID, DestRegister: 0, IsDestRegSet: true},
 	}})
+	var tag, mask [4]byte
+	binary.NativeEndian.PutUint32(tag[:], kernelTag)
+	binary.NativeEndian.PutUint32(mask[:], kernelMask)
 	markVmap := []expr.Any{
+		// Only packets the pre chain marked go on to the lookup: every
+		// other packet sent or received by this host passes these hooks
+		// too, and a tag check is much cheaper than a hash lookup.
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask[:], Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tag[:]},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg32},
