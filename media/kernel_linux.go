@@ -173,6 +173,10 @@ func openKernel(portMin, portMax int, firewall string, force bool) (*kernel, err
 		if err := forwardDrops(conn, firewall); err != nil {
 			return nil, err
 		}
+		if legacyFilter() {
+			return nil, errors.New("a legacy iptables filter table is loaded (/proc/net/ip_tables_names), whose FORWARD policy sipedge cannot read: " +
+				"kernel-forwarded media is untracked and a DROP policy there would drop it; use media.kernel: on if that chain accepts it")
+		}
 	}
 	k := &kernel{
 		name:    name,
@@ -223,6 +227,22 @@ func forwardDrops(conn *nftables.Conn, firewall string) error {
 			familyName(ch.Table.Family), ch.Table.Name)
 	}
 	return nil
+}
+
+// legacyFilter reports whether a legacy (x_tables) iptables filter table
+// exists in this network namespace: Docker and many firewalls put a FORWARD
+// chain with policy DROP there, which nftables does not show.
+func legacyFilter() bool {
+	b, err := os.ReadFile("/proc/net/ip_tables_names")
+	if err != nil {
+		return false
+	}
+	for _, name := range strings.Fields(string(b)) {
+		if name == "filter" {
+			return true
+		}
+	}
+	return false
 }
 
 // removeKernelTable deletes the fast path's table if it exists.

@@ -358,3 +358,26 @@ func TestKernelPathForwardPolicy(t *testing.T) {
 		t.Fatalf("forced: %+v", ks)
 	}
 }
+
+// A legacy iptables filter table (Docker's FORWARD DROP lives there, out
+// of nftables' sight) keeps auto in userspace; KernelForce overrides it.
+func TestKernelPathLegacyIptables(t *testing.T) {
+	inKernelNS(t)
+	bin, err := exec.LookPath("iptables-legacy")
+	if err != nil {
+		t.Skip("no iptables-legacy")
+	}
+	if out, err := exec.Command(bin, "-t", "filter", "-P", "FORWARD", "DROP").CombinedOutput(); err != nil {
+		t.Skipf("iptables-legacy: %v %s", err, out)
+	}
+	defer exec.Command(bin, "-t", "filter", "-P", "FORWARD", "ACCEPT").Run()
+	r := newRelay(t, Config{Kernel: true})
+	if ks := r.Kernel(); ks.Active || !strings.Contains(ks.Reason, "legacy iptables filter table") {
+		t.Fatalf("with a legacy filter table: %+v", ks)
+	}
+	r.Close()
+	r = newRelay(t, Config{Kernel: true, KernelForce: true})
+	if ks := r.Kernel(); !ks.Active {
+		t.Fatalf("forced: %+v", ks)
+	}
+}
