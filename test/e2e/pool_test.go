@@ -207,7 +207,9 @@ dial_plan:
 	run("spread", calls("spread", 80, 80))
 	expectCalls(t, "spread", filepath.Join(dir, "spread.csv"), 80)
 	na, nb := a.invites(), b.invites()
-	if na+nb != 80 || na < 56 || na > 72 {
+	// Weighted random: 60 expected, σ ≈ 3.9; ±3σ keeps a correct split
+	// from failing more than about once in 300 runs.
+	if na+nb != 80 || na < 48 || na > 72 {
 		t.Fatalf("80 calls went %d to the weight-3 target and %d to the weight-1 target, want about 60/20", na, nb)
 	}
 	if st := poolTargets(t, adminAddr); st[ua].State != "up" || st[ub].State != "up" || st[ua].LastProbe == nil || !st[ua].LastProbe.OK ||
