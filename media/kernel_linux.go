@@ -259,10 +259,18 @@ var (
 	outKeyType = nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeIPAddr, nftables.TypeInetService)
 )
 
+// markBytes is a 32-bit value as nftables holds it in a register (host
+// byte order): a packet mark, or numgen's result.
+func markBytes(v uint32) []byte {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], v)
+	return b[:]
+}
+
 // outKey is the out map's key: mark . daddr . dport (padded to 4).
-func outKey(mark [4]byte, daddr [4]byte, dport uint16) []byte {
+func outKey(mark []byte, daddr [4]byte, dport uint16) []byte {
 	k := make([]byte, 12)
-	copy(k, mark[:])
+	copy(k, mark)
 	copy(k[4:], daddr[:])
 	binary.BigEndian.PutUint16(k[8:], dport)
 	return k
@@ -300,16 +308,13 @@ func (k *kernel) build() error {
 		&expr.Payload{DestRegister: reg32 + 3, Base: expr.PayloadBaseTransportHeader, Offset: 16, Len: 4},
 		&expr.Lookup{SourceRegister: reg32, SetName: k.streams.Name, SetID: k.streams.ID, DestRegister: 0, IsDestRegSet: true},
 	}})
-	var tag, mask [4]byte
-	binary.NativeEndian.PutUint32(tag[:], kernelTag)
-	binary.NativeEndian.PutUint32(mask[:], kernelMask)
 	markVmap := []expr.Any{
 		// Only packets the pre chain marked go on to the lookup: every
 		// other packet sent or received by this host passes these hooks
 		// too, and a tag check is much cheaper than a hash lookup.
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask[:], Xor: []byte{0, 0, 0, 0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tag[:]},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: markBytes(kernelMask), Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: markBytes(kernelTag)},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg32},
@@ -347,13 +352,10 @@ func (k *kernel) acceptForward(spec string) error {
 		if ch.Table.Name != f[1] || familyName(ch.Table.Family) != f[0] || ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookForward {
 			continue
 		}
-		var tag, mask [4]byte
-		binary.NativeEndian.PutUint32(tag[:], kernelTag)
-		binary.NativeEndian.PutUint32(mask[:], kernelMask)
 		r := k.conn.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: []byte(k.name), Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask[:], Xor: []byte{0, 0, 0, 0}},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tag[:]},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: markBytes(kernelMask), Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: markBytes(kernelTag)},
 			&expr.Counter{},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}})
@@ -588,17 +590,16 @@ func (k *kernel) stage(e *kentry) {
 	s, o := k.chains(e.id)
 	c.AddChain(s)
 	c.AddChain(o)
-	var mark, port [4]byte
-	binary.NativeEndian.PutUint32(mark[:], kernelTag|e.id)
+	mark := markBytes(kernelTag | e.id)
+	var port [4]byte
 	binary.BigEndian.PutUint16(port[:], e.dport)
 	// The last of every kernelSample packets is the sample: the first
 	// ones of a hand-over may reach the relay thread before it knows the
 	// hand-over is done, and must not be taken for samples.
-	var last [4]byte
-	binary.NativeEndian.PutUint32(last[:], kernelSample-1)
+	last := markBytes(kernelSample - 1)
 	c.AddRule(&nftables.Rule{Table: k.table, Chain: s, Exprs: []expr.Any{
 		&expr.Numgen{Register: 1, Modulus: kernelSample, Type: unix.NFT_NG_INCREMENTAL},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: last[:]},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: last},
 		&expr.Verdict{Kind: expr.VerdictReturn},
 	}})
 	c.AddRule(&nftables.Rule{Table: k.table, Chain: s, Exprs: []expr.Any{
@@ -607,7 +608,7 @@ func (k *kernel) stage(e *kentry) {
 		ipWrite(16),
 		&expr.Immediate{Register: 1, Data: port[:2]},
 		udpWrite(2),
-		&expr.Immediate{Register: 1, Data: mark[:]},
+		&expr.Immediate{Register: 1, Data: mark},
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 		&expr.Notrack{},
 	}})
@@ -720,9 +721,7 @@ func (k *kernel) del(dels []kreq) {
 			k.setErr(err)
 		}
 		counts[i] = [2]uint64{pk, by}
-		var mark [4]byte
-		binary.NativeEndian.PutUint32(mark[:], kernelTag|e.id)
-		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: outKey(mark, e.daddr, e.dport)}})
+		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: outKey(markBytes(kernelTag|e.id), e.daddr, e.dport)}})
 		k.conn.FlushChain(s)
 		k.conn.FlushChain(o)
 		k.conn.DelChain(s)

@@ -263,11 +263,8 @@ func (w *worker) run(wg *sync.WaitGroup) {
 		w.mu.Lock()
 		afters = w.runInbox(afters[:0])
 		got := w.handle(w.ev[:pending])
-		more := false
 		if !blocking {
-			var n int
-			n, more = w.poll()
-			got += n
+			got += w.poll()
 		}
 		w.mu.Unlock()
 		for _, a := range afters {
@@ -294,12 +291,11 @@ func (w *worker) run(wg *sync.WaitGroup) {
 			}
 		}
 		if !blocking {
-			// Even with sockets still ready (more): the sleep is what
-			// lets the rest of the process run. The threads are locked
-			// and there are as many as processors (GOMAXPROCS), so a
-			// thread that never blocked would keep its processor from the
-			// SIP stack and the kernel path's goroutine.
-			_ = more
+			// Even with sockets still ready: the sleep is what lets the
+			// rest of the process run. The threads are locked and there
+			// are as many as processors (GOMAXPROCS), so a thread that
+			// never blocked would keep its processor from the SIP stack
+			// and the kernel path's goroutine.
 			sleep(w.tick)
 			continue
 		}
@@ -312,26 +308,26 @@ func (w *worker) run(wg *sync.WaitGroup) {
 }
 
 // poll handles ready sockets until a poll returns less than a full batch,
-// or maxPolls full batches, and reports how many packets it read and
-// whether sockets are still ready. The bound ends a round under overload:
+// or maxPolls full batches, and reports how many packets it read. The
+// bound ends a round under overload:
 // the thread holds its lock for a round, and control operations (new
 // streams, SDP changes, the kernel path's hand-overs) wait for a round to
 // end. Edge-triggered sockets not reported yet stay in epoll's ready list.
-func (w *worker) poll() (got int, more bool) {
+func (w *worker) poll() (got int) {
 	for i := 0; i < maxPolls; i++ {
 		n, err := epollPoll(w.epfd, w.ev[:])
 		if err != nil {
 			if err == unix.EINTR {
 				continue
 			}
-			return got, false
+			return got
 		}
 		got += w.handle(w.ev[:n])
 		if n < len(w.ev) {
-			return got, false
+			return got
 		}
 	}
-	return got, true
+	return got
 }
 
 // maxPolls bounds a round: 8 × maxEvents ready sockets.

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,7 +18,8 @@ import (
 )
 
 // writeCert writes a self-signed certificate with the given common name
-// and its key to certFile and keyFile.
+// and its key to certFile and keyFile. A name that is an IP address goes
+// in the certificate's IP addresses (clients check those for an IP).
 func writeCert(t *testing.T, certFile, keyFile, cn string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -28,6 +30,7 @@ func writeCert(t *testing.T, certFile, keyFile, cn string) {
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: cn},
 		DNSNames:     []string{cn},
+		IPAddresses:  ipSAN(cn),
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 	}
@@ -105,4 +108,12 @@ func TestReloadTLSCertificate(t *testing.T) {
 	if got := peerName(t, addr); got != "new.sipedge.test" {
 		t.Fatalf("after a refused reload: %s", got)
 	}
+}
+
+// ipSAN is name as an IP address SAN, or none.
+func ipSAN(name string) []net.IP {
+	if ip := net.ParseIP(name); ip != nil {
+		return []net.IP{ip}
+	}
+	return nil
 }

@@ -49,7 +49,7 @@ func TestKernelPath(t *testing.T) {
 		t.Helper()
 		n := 0
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if n = len(l.kernelChains()); n >= want {
+			if n = len(l.kernelChains("gw")); n >= want {
 				return n
 			}
 		}
@@ -63,7 +63,7 @@ func TestKernelPath(t *testing.T) {
 	done := call(ctx, "6000")
 	// Two directions, a chain pair each.
 	if n := waitChains(4); n != 4 {
-		t.Fatalf("per-direction chains during the call: %d, want 4\n%s", n, l.kernelRuleset())
+		t.Fatalf("per-direction chains during the call: %d, want 4\n%s", n, l.kernelRuleset("gw"))
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("call: %v", err)
@@ -73,7 +73,7 @@ func TestKernelPath(t *testing.T) {
 	checkFlow(t, capLAN.file, "10.77.0.1:", "10.77.0.10", 250)
 	checkFlow(t, capWAN.file, "203.0.113.1:", "203.0.113.12", 250)
 	time.Sleep(500 * time.Millisecond)
-	if ch := l.kernelChains(); len(ch) != 0 {
+	if ch := l.kernelChains("gw"); len(ch) != 0 {
 		t.Fatalf("chains left after BYE: %v", ch)
 	}
 
@@ -101,11 +101,11 @@ func TestKernelPath(t *testing.T) {
 	}
 	l.se.Process.Kill()
 	l.se.Wait()
-	if n := len(l.kernelChains()); n == 0 {
+	if n := len(l.kernelChains("gw")); n == 0 {
 		t.Fatal("the killed sipedge's chains vanished by themselves: the restart check proves nothing")
 	}
 	l.sipedge("gw", cfg)
-	if ch := l.kernelChains(); len(ch) != 0 {
+	if ch := l.kernelChains("gw"); len(ch) != 0 {
 		t.Fatalf("chains after the restart: %v, want none", ch)
 	}
 	cancel2()
@@ -128,17 +128,17 @@ func matchSent(t *testing.T, what string, leg logLeg, sent int) {
 var kernelChainRE = regexp.MustCompile(`(?m)^\s*chain ([so]\d+) \{`)
 
 // kernelChains lists the per-direction chains of the in-kernel path's
-// table on the gateway.
-func (l *lab) kernelChains() []string {
+// table in namespace ns.
+func (l *lab) kernelChains(ns string) []string {
 	var out []string
-	for _, m := range kernelChainRE.FindAllStringSubmatch(l.kernelRuleset(), -1) {
+	for _, m := range kernelChainRE.FindAllStringSubmatch(l.kernelRuleset(ns), -1) {
 		out = append(out, m[1])
 	}
 	return out
 }
 
-func (l *lab) kernelRuleset() string {
-	b, _ := l.cmd("gw", "nft", "list", "table", "ip", "sipedge_media_10000_10999").CombinedOutput()
+func (l *lab) kernelRuleset(ns string) string {
+	b, _ := l.cmd(ns, "nft", "list", "table", "ip", "sipedge_media_10000_10999").CombinedOutput()
 	return string(b)
 }
 
@@ -227,8 +227,7 @@ func TestKernelPathFarEnd(t *testing.T) {
 	}()
 	n := 0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && n < 4; time.Sleep(100 * time.Millisecond) {
-		b, _ := l.cmd("wan", "nft", "list", "table", "ip", "sipedge_media_10000_10999").CombinedOutput()
-		n = len(kernelChainRE.FindAllString(string(b), -1))
+		n = len(l.kernelChains("wan"))
 	}
 	if n != 4 {
 		t.Fatalf("per-direction chains during the call: %d, want 4", n)
@@ -244,8 +243,7 @@ func TestKernelPathFarEnd(t *testing.T) {
 	checkRTP(t, capA.file, "10.77.0.10:20000", 250)
 	checkRTP(t, capB.file, "10.78.0.10:30000", 250)
 	time.Sleep(500 * time.Millisecond)
-	b, _ := l.cmd("wan", "nft", "list", "table", "ip", "sipedge_media_10000_10999").CombinedOutput()
-	if ch := kernelChainRE.FindAllString(string(b), -1); len(ch) != 0 {
+	if ch := l.kernelChains("wan"); len(ch) != 0 {
 		t.Fatalf("chains left after BYE: %v", ch)
 	}
 	flowsA, flowsB := rtpFlows(t, capA.file), rtpFlows(t, capB.file)
