@@ -35,6 +35,9 @@ command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 # JsSIP for the browser over WebSocket (test/e2e/websocket_test.go): npm
 # fetches it, with esbuild to bundle it, into the user's cache directory.
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
+# The shared store of a cluster of instances (test/e2e/cluster_test.go).
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need_pkgs+=(redis-sentinel)
 
 install_pkgs() {
 	[ $# -gt 0 ] || return 0

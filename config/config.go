@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path"
@@ -431,6 +432,32 @@ type Store struct {
 	// to share its fsync (group commit): longer means fewer fsyncs at
 	// ordinary rates and that much more latency for REGISTER.
 	SyncDelay Duration `yaml:"sync_delay"`
+	// Redis, when set, keeps the bindings, bans and the shared secret in
+	// Redis instead, shared by every sipedge instance configured with the
+	// same server and prefix (a cluster; package cluster). The embedded
+	// store still holds what is this instance's alone (passive bindings,
+	// the topology-hiding key).
+	Redis *Redis `yaml:"redis"`
+}
+
+// Redis says how to reach the Redis server of a cluster.
+type Redis struct {
+	// Addrs: one address (host:port) is one server; several are a Redis
+	// Cluster; with Sentinel.Master they are the Sentinels.
+	Addrs    []string `yaml:"addrs"`
+	Sentinel struct {
+		Master string `yaml:"master"`
+	} `yaml:"sentinel"`
+	Password string `yaml:"password"`
+	DB       int    `yaml:"db"`
+	Prefix   string `yaml:"prefix"`
+	// Node is this instance's SIP address as the other instances reach
+	// it (ip:port, UDP). Default: the first listen address, when it is
+	// not a wildcard.
+	Node string `yaml:"node"`
+	// WaitReplicas: a REGISTER is answered once this many replicas have
+	// its binding (Redis WAIT), so a Sentinel failover loses none.
+	WaitReplicas int `yaml:"wait_replicas"`
 }
 
 // Transport tunes the sockets.
@@ -983,6 +1010,24 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if d := c.Store.SyncDelay.Duration; d <= 0 || d > 100*time.Millisecond {
 		return bad("store.sync_delay", fmt.Sprintf("%v: use a duration from 1ms (the default) to 100ms", d))
+	}
+	if r := c.Store.Redis; r != nil {
+		if len(r.Addrs) == 0 {
+			return bad("store.redis.addrs", "the Redis server's address, e.g. [127.0.0.1:6379] (several: a Redis Cluster, or the Sentinels with sentinel.master)")
+		}
+		for _, a := range r.Addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return bad("store.redis.addrs", fmt.Sprintf("%q: want host:port, e.g. 127.0.0.1:6379", a))
+			}
+		}
+		if r.Node != "" {
+			if ap, err := netip.ParseAddrPort(r.Node); err != nil || ap.Addr().IsUnspecified() {
+				return bad("store.redis.node", fmt.Sprintf("%q: want the ip:port the other instances reach this one at, e.g. 10.0.0.2:5060", r.Node))
+			}
+		}
+		if r.WaitReplicas < 0 || r.DB < 0 {
+			return bad("store.redis", "db and wait_replicas cannot be negative")
+		}
 	}
 	if err := c.validateAuth(bad); err != nil {
 		return err

@@ -53,6 +53,7 @@ var keyClass = map[string]reloadClass{
 	"store.sync":                           restart, // the store is opened with it
 	"store.sync_delay":                     restart, // the store is opened with it
 	"store.dir":                            restart, // the store's files are open
+	"store.redis":                          restart, // the cluster is joined at start
 	"transport.udp_readers":                restart, // one socket and goroutine each
 	"transport.idle_timeout":               restart, // each connection's reader has it
 	"outbound_proxy":                       reloadable,

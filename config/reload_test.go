@@ -141,6 +141,8 @@ func change(t *testing.T, path string, v reflect.Value) {
 		v.Set(reflect.ValueOf([]dialplan.Rule{{Name: "x", Prefix: "0"}}))
 	case []Pool:
 		v.Set(reflect.ValueOf([]Pool{{Name: "x", Targets: []PoolTarget{{URI: "sip:192.0.2.1"}}}}))
+	case *Redis:
+		v.Set(reflect.ValueOf(&Redis{Addrs: []string{"127.0.0.1:6379"}}))
 	default:
 		t.Fatalf("%s: the test does not know how to change a %s", path, v.Type())
 	}

@@ -101,6 +101,7 @@ type Core struct {
 	tagKey   uint64
 	policy   atomic.Pointer[Policy]
 	self     atomic.Pointer[Self]
+	peers    atomic.Pointer[Peers] // SetPeers
 	layer    atomic.Pointer[transport.Layer]
 	txn      *txn.Layer
 	features []Feature

@@ -20,7 +20,7 @@ func TestFailedRegisterResponse(t *testing.T) {
 	ok := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport=5060\r\n" +
 		"From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>;tag=abc\r\nCall-ID: c1\r\nCSeq: 7 REGISTER\r\n" +
 		"Contact: <sip:a@10.0.0.1>;expires=3600\r\nServer: sipedge/test\r\nContent-Length: 0\r\n\r\n")
-	got := string(c.failedResponse(ok))
+	got := string(c.failedResponse(ok, 500))
 	want := "SIP/2.0 500 Server Internal Error\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport=5060\r\n" +
 		"From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>;tag=abc\r\nCall-ID: c1\r\nCSeq: 7 REGISTER\r\n" +
 		"Server: sipedge/test\r\nContent-Length: 0\r\n\r\n"
@@ -46,7 +46,7 @@ func TestServerHeaderSetting(t *testing.T) {
 		}
 		ok := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\n" +
 			"To: <sip:a@example.com>;tag=abc\r\nCall-ID: c1\r\nCSeq: 7 REGISTER\r\nContent-Length: 0\r\n\r\n")
-		got := string(c.failedResponse(ok))
+		got := string(c.failedResponse(ok, 500))
 		c.Close()
 		has := strings.Contains(got, "\r\nServer: "+tc.want+"\r\n")
 		if tc.want == "" {

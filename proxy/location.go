@@ -46,6 +46,19 @@ type LocationRouter struct {
 	Flows interface {
 		HasConn(transport.Proto, netip.AddrPort) bool
 	}
+	// Owners reaches the bindings whose flow another instance of a
+	// cluster holds (features/peerflow); nil on a single instance.
+	Owners Owners
+}
+
+// Owners routes a binding through the instance that owns its flow
+// (registrar.Binding.Owner): a NATed phone's mapping lets in only the
+// socket it registered to, a TCP phone's connection ends at one instance.
+// Via returns the target that goes through that instance, or false when
+// the binding is this instance's, needs no flow, or its owner is gone (the
+// binding is then reached directly, and taken over at its next REGISTER).
+type Owners interface {
+	Via(b *registrar.Binding) (Target, bool)
 }
 
 // Route implements Router.
@@ -94,6 +107,11 @@ func (lr *LocationRouter) Route(_ context.Context, m *sip.Message, src netip.Add
 // request goes where its REGISTER came from, through the NAT's mapping.
 // Otherwise it goes to the contact address.
 func (lr *LocationRouter) bindingTarget(b *registrar.Binding) (Target, bool) {
+	if b.Owner != "" && lr.Owners != nil {
+		if t, ok := lr.Owners.Via(b); ok {
+			return t, true
+		}
+	}
 	u, err := sip.ParseURI([]byte(b.URI))
 	if err != nil {
 		return Target{}, false

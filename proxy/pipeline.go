@@ -46,6 +46,7 @@ var stageOrder = []string{
 	"cancel",          // §16.10
 	"pool-calls",      // (f) a BYE ends a call counted on a pool target (least active calls)
 	"drain",           // graceful shutdown: 503 to new dialogs
+	"peer-flow",       // (f) cluster: a request another instance routed here for a flow held here goes to it
 	"passive",         // (f) calls for phones registered elsewhere through sipedge
 	"survival",        // (f) upstream down: REGISTERs answered here, calls to local phones or the fallback
 	"trunk-in",        // (f) calls on a trunk's registered contact: routed by the trunk's inbound rule

@@ -284,9 +284,15 @@ func registrarStage(r *Request) bool {
 	// the whole batch's 200s together, so the committer can start the next
 	// fsync at once.
 	res.Commit.Then(func(err error) {
+		if errors.Is(err, registrar.ErrUnavailable) {
+			// A shared store down or failing over: the phone tries
+			// again, or another instance (logged once by the store).
+			st.RespondQueued(c.failedResponse(ok, 503), 503)
+			return
+		}
 		if err != nil {
 			c.log.Error("registration not stored", "err", err)
-			st.RespondQueued(c.failedResponse(ok), 500)
+			st.RespondQueued(c.failedResponse(ok, 500), 500)
 			return
 		}
 		st.RespondQueued(ok, code)
@@ -301,7 +307,7 @@ func registrarStage(r *Request) bool {
 // its bindings could not be stored. It is built from the 200 (the request
 // is gone by then) and only on that rare path, so a REGISTER costs one
 // response, not two.
-func (c *Core) failedResponse(ok []byte) []byte {
+func (c *Core) failedResponse(ok []byte, code int) []byte {
 	var m sip.Message
 	if m.Parse(ok, nil) != nil {
 		return nil
@@ -309,6 +315,10 @@ func (c *Core) failedResponse(ok []byte) []byte {
 	var extra []byte
 	if ua := c.cfg.UserAgent; ua != "" {
 		extra = append(append(append(extra, "Server: "...), ua...), '\r', '\n')
+	}
+	if code == 503 {
+		extra = append(extra, "Retry-After: 5\r\n"...)
+		return sip.AppendResponse(nil, &m, 503, "Service Unavailable", nil, extra)
 	}
 	return sip.AppendResponse(nil, &m, 500, "Server Internal Error", nil, extra)
 }

@@ -1,5 +1,7 @@
 package proxy
 
+import "net/netip"
+
 // Trusted reports whether the request came from a trusted network (the
 // policy's AllowSources, configured as trusted_networks): such sources
 // are served without authentication and are exempt from the per-source
@@ -20,6 +22,11 @@ func (r *Request) Trusted() bool {
 					break
 				}
 			}
+			if r.trust == trustNo {
+				if p := r.core.peers.Load(); p != nil && (*p).IsPeer(src) {
+					r.trust = trustYes // another instance of the cluster
+				}
+			}
 		}
 	}
 	return r.trust == trustYes
@@ -31,3 +38,19 @@ const (
 	trustNo
 	trustYes
 )
+
+// Peers are the other instances of a cluster sharing the bindings
+// (package cluster): they hand each other requests for the phones whose
+// flows they hold, and are served like a trusted network.
+type Peers interface {
+	IsPeer(a netip.Addr) bool
+}
+
+// SetPeers makes the instances p names trusted sources (nil: none).
+func (c *Core) SetPeers(p Peers) {
+	if p == nil {
+		c.peers.Store(nil)
+		return
+	}
+	c.peers.Store(&p)
+}

@@ -142,7 +142,9 @@ func (r *Registrar) expire(sh *shard, now int64) {
 // behind a NAT: the phones whose NAT mapping sipedge keeps open with
 // keep-alives; updated is when the phone last registered. It visits one
 // shard at a time under the shard's read lock, so fn must be quick and
-// must not call the Registrar.
+// must not call the Registrar. In a cluster (Config.Node) it visits only
+// the bindings this node owns: one node keeps a phone's NAT open, not
+// every node.
 func (r *Registrar) RangeNAT(fn func(aor, uri string, src netip.AddrPort, updated time.Time)) {
 	now := r.cfg.Now().UnixNano()
 	for i := range r.shards {
@@ -151,7 +153,7 @@ func (r *Registrar) RangeNAT(fn func(aor, uri string, src netip.AddrPort, update
 		for k, a := range sh.aors {
 			for j := range a.bs {
 				b := &a.bs[j]
-				if b.nat && b.proto == transport.UDP && b.path == "" && b.expires > now {
+				if b.nat && b.proto == transport.UDP && b.path == "" && b.expires > now && b.owner == r.self {
 					fn(k, b.uri(), b.source, time.Unix(0, b.updated))
 				}
 			}

@@ -30,8 +30,10 @@ import (
 // connection.
 //
 // Version 2 added a flags field after the local address (bit 0: NAT);
-// version 1 records read as flags 0.
-const recordVersion = 2
+// version 1 records read as flags 0. Version 3 added the owner node after
+// the flags (uvarint length + bytes, "" on a single instance); older
+// records read as owner "".
+const recordVersion = 3
 
 const flagNAT = 1
 
@@ -58,6 +60,9 @@ func (r *Registrar) appendSet(dst []byte, bs []binding) []byte {
 			flags |= flagNAT
 		}
 		dst = binary.AppendUvarint(dst, flags)
+		owner := r.owners.get(b.owner)
+		dst = binary.AppendUvarint(dst, uint64(len(owner)))
+		dst = append(dst, owner...)
 	}
 	return dst
 }
@@ -179,6 +184,11 @@ func (r *Registrar) decodeSet(val []byte, sh *shard) ([]binding, error) {
 		b.local = r.locals.index(d.addrPort())
 		if version >= 2 {
 			b.nat = d.uvarint()&flagNAT != 0
+		}
+		if version >= 3 {
+			if o := d.str(); len(o) > 0 {
+				b.owner = r.owners.index(string(o))
+			}
 		}
 		if d.bad {
 			return nil, errRecord

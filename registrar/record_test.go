@@ -56,9 +56,22 @@ func seedRecords(tb testing.TB) [][]byte {
 	if len(recs) != 4 {
 		tb.Fatalf("%d seed records", len(recs))
 	}
-	v1 := bytes.Clone(recs[0]) // one binding: drop its flags
+	// A binding taken by a node of a cluster carries its owner.
+	rn := newRegistrar(tb, Config{Now: clk.Now, Node: "192.0.2.2:5060"})
+	m := parse(tb, req{to: "<sip:dave@example.com>", hdrs: []string{"Contact: <sip:dave@10.0.0.9:5060>"}}.text())
+	if res := rn.Register(Request{Msg: m, Source: src, Local: local, Proto: transport.UDP, NAT: true}); res.Code != 200 {
+		tb.Fatalf("owned seed: %d %s", res.Code, res.Reason)
+	}
+	owned := rn.shardOf([]byte("sip:dave@example.com")).aors["sip:dave@example.com"]
+	if owned.bs[0].owner == 0 {
+		tb.Fatal("a cluster node's binding has no owner")
+	}
+	recs = append(recs, rn.appendSet(nil, owned.bs))
+	v2 := bytes.Clone(recs[0]) // one binding: drop its (empty) owner
+	v2[0], v2 = 2, v2[:len(v2)-1]
+	v1 := bytes.Clone(v2) // and its flags
 	v1[0], v1 = 1, v1[:len(v1)-1]
-	return append(recs, v1)
+	return append(recs, v2, v1)
 }
 
 // checkBindings: what a decoded record holds is something Register could
@@ -127,7 +140,7 @@ func FuzzDecodeSet(f *testing.F) {
 }
 
 // TestRecordRoundTrip: the seed records decode and re-encode byte for
-// byte (the version 1 one as version 2, with flags 0).
+// byte (the version 1 and 2 ones as version 3, with flags 0 and no owner).
 func TestRecordRoundTrip(t *testing.T) {
 	recs := seedRecords(t)
 	r := &Registrar{}
@@ -140,7 +153,10 @@ func TestRecordRoundTrip(t *testing.T) {
 		checkBindings(t, bs)
 		enc := r.appendSet(nil, bs)
 		want := rec
-		if rec[0] == 1 {
+		switch rec[0] {
+		case 1: // flags 0, owner ""
+			want = append(append([]byte{recordVersion}, rec[1:]...), 0, 0)
+		case 2: // owner ""
 			want = append(append([]byte{recordVersion}, rec[1:]...), 0)
 		}
 		if !bytes.Equal(enc, want) {

@@ -57,6 +57,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now replaces time.Now (tests).
 	Now func() time.Time
+	// Node names this instance when several share the bindings (a
+	// cluster over Redis): bindings it takes are marked as its own (the
+	// owner of their flow, Binding.Owner), and RangeNAT visits only
+	// those. "" for a single instance.
+	Node string
 }
 
 // Binding is one contact registered for an AoR, as returned by Lookup.
@@ -77,6 +82,10 @@ type Binding struct {
 	ConnID    uint64         // stream connection (flow) it arrived on; 0 for UDP and after a restart
 	UserAgent string
 	NAT       bool // the phone registered from behind a NAT (Request.NAT)
+	// Owner is the node (Config.Node) that took the REGISTER and holds
+	// the phone's flow: its socket is the one the phone's NAT lets in,
+	// its connection the one a TCP phone keeps. "" on a single instance.
+	Owner string
 }
 
 // Request is a REGISTER and where it came from.
@@ -116,9 +125,12 @@ type Registrar struct {
 	log       *slog.Logger
 	lim       atomic.Pointer[limits] // replaced by SetLimits (reload)
 	seed      maphash.Seed
+	self      uint16       // Config.Node's index in owners
+	avail     Availability // Config.Store's, when it has one
 	shards    [numShards]shard
 	date      atomic.Pointer[dateCache]
 	locals    localTable
+	owners    ownerTable
 	quit      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -160,6 +172,7 @@ type binding struct {
 	uriLen, parLen uint16 // split of contact
 	q              uint16
 	local          uint16 // index in Registrar.locals
+	owner          uint16 // index in Registrar.owners (0: "")
 	proto          transport.Proto
 	nat            bool
 }
@@ -208,6 +221,7 @@ func New(cfg Config) (*Registrar, error) {
 		DefaultExpires: cfg.DefaultExpires, MaxContacts: cfg.MaxContacts}); err != nil {
 		return nil, err
 	}
+	r.self = r.owners.index(cfg.Node)
 	for i := range r.shards {
 		r.shards[i].aors = make(map[string]*aor)
 		r.shards[i].ua = make(map[string]string)
@@ -217,6 +231,7 @@ func New(cfg Config) (*Registrar, error) {
 			return nil, err
 		}
 		cfg.Store.Own(r.dump)
+		r.avail, _ = cfg.Store.(Availability)
 	}
 	r.wg.Add(1)
 	go r.sweep()
@@ -299,7 +314,7 @@ func (r *Registrar) public(b *binding, aorKey string) Binding {
 		Expires: time.Unix(0, b.expires), CallID: b.callID, CSeq: b.cseq,
 		Instance: b.instance(), RegID: int(b.regID), Path: splitPath(b.path),
 		Source: b.source, Proto: b.proto, Local: r.locals.get(b.local), ConnID: b.connID, NAT: b.nat,
-		UserAgent: b.userAgent,
+		UserAgent: b.userAgent, Owner: r.owners.get(b.owner),
 	}
 }
 
@@ -464,6 +479,7 @@ func (r *Registrar) Register(req Request) Result {
 			nat:       req.NAT,
 			local:     r.locals.index(req.Local),
 			connID:    req.ConnID,
+			owner:     r.self,
 			cseq:      cseq,
 			regID:     c.regID,
 			q:         uint16(c.q),
@@ -502,6 +518,11 @@ func (r *Registrar) Register(req Request) Result {
 	}
 
 	res := Result{Code: 200, Reason: "OK"}
+	if changed && r.avail != nil && !r.avail.Available() {
+		// A shared store that is down: nothing changes (a query is
+		// still answered from memory).
+		return unavailable()
+	}
 	if changed {
 		sortWork(w)
 		r.apply(sh, a, key, w)
@@ -962,6 +983,50 @@ func (t *localTable) index(ap netip.AddrPort) uint16 {
 	next := append(cur[:len(cur):len(cur)], ap)
 	t.list.Store(&next)
 	return uint16(len(next) - 1)
+}
+
+// ownerTable numbers the nodes that own bindings (a handful): index 0 is
+// "", a single instance's bindings. Lock-free reads as localTable.
+type ownerTable struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]string]
+}
+
+func (t *ownerTable) index(node string) uint16 {
+	if node == "" {
+		return 0
+	}
+	if l := t.list.Load(); l != nil {
+		for i, n := range *l {
+			if n == node {
+				return uint16(i)
+			}
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur := []string{""}
+	if l := t.list.Load(); l != nil {
+		cur = *l
+	}
+	for i, n := range cur {
+		if n == node {
+			return uint16(i)
+		}
+	}
+	if len(cur) >= 1<<16-1 {
+		return 0 // tens of thousands of nodes: not a cluster sipedge makes
+	}
+	next := append(cur[:len(cur):len(cur)], node)
+	t.list.Store(&next)
+	return uint16(len(next) - 1)
+}
+
+func (t *ownerTable) get(i uint16) string {
+	if l := t.list.Load(); l != nil && int(i) < len(*l) {
+		return (*l)[i]
+	}
+	return ""
 }
 
 func (t *localTable) get(i uint16) netip.AddrPort {

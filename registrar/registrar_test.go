@@ -869,7 +869,7 @@ func TestNATFlagStored(t *testing.T) {
 	// A version 1 record (no flags) written beside it by an older sipedge.
 	v1 := r.appendSet(nil, []binding{r.shardOf([]byte("sip:nat@example.com")).aors["sip:nat@example.com"].bs[0]})
 	v1[0] = 1
-	v1 = v1[:len(v1)-1] // drop the flags field
+	v1 = v1[:len(v1)-2] // drop the flags field and the (empty) owner
 	st.Put([]byte("sip:old@example.com"), v1, nil)
 	r.Close()
 	st.Close()

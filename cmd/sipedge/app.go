@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"sipedge/cluster"
 	"sipedge/config"
 	"sipedge/digest"
 	"sipedge/features/auth"
@@ -41,6 +42,7 @@ import (
 	"sipedge/features/keepalive"
 	"sipedge/features/mime"
 	"sipedge/features/natalias"
+	"sipedge/features/peerflow"
 	"sipedge/features/pool"
 	"sipedge/features/topohide"
 	"sipedge/features/trunk"
@@ -97,6 +99,14 @@ type app struct {
 
 	// gw is the passive registrar and its survival mode.
 	gw *gateway.Feature
+
+	// cluster is the connection to the other instances (store.redis);
+	// nil on a single instance. locs are the bindings kept in Redis,
+	// flows the requests handed to the instance owning a phone's flow.
+	cluster *cluster.Cluster
+	locs    *cluster.Locations
+	bans    *cluster.Bans
+	flows   *peerflow.Feature
 }
 
 // errStart is a start-up failure that is not the configuration's fault
@@ -130,15 +140,44 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		return nil, errStart{fmt.Errorf("store.dir %q: %v", cfg.Store.Dir, err)}
 	}
 	a.closer = append(a.closer, func() { a.store.Close() })
+	secret, err := loadSecret(cfg.Store.Dir)
+	if err != nil {
+		return nil, errStart{fmt.Errorf("store.dir %q: %v", cfg.Store.Dir, err)}
+	}
+	var regStore registrar.Persister = a.store
+	node := ""
+	if rc := cfg.Store.Redis; rc != nil {
+		if node, err = clusterNode(rc, specs); err != nil {
+			return nil, err
+		}
+		a.cluster, err = cluster.Open(cluster.Config{Addrs: rc.Addrs, MasterName: rc.Sentinel.Master, Password: rc.Password,
+			DB: rc.DB, Prefix: rc.Prefix, Node: node, WaitReplicas: rc.WaitReplicas, Logger: log})
+		if err != nil {
+			return nil, errStart{fmt.Errorf("store.redis: %v", err)}
+		}
+		a.closer = append([]func(){func() { a.cluster.Close() }}, a.closer...)
+		// Nonces, Record-Route signatures and flow tokens of one
+		// instance are checked by the others.
+		if secret, err = a.cluster.Secret(secret); err != nil {
+			return nil, errStart{fmt.Errorf("store.redis: %v", err)}
+		}
+		a.locs = a.cluster.Locations(cfg.Registrar.MaxExpires.Duration + 5*time.Minute)
+		regStore = a.locs
+		a.flows = peerflow.New(a.cluster, secret)
+		log.Info("cluster: bindings, bans and the secret shared through Redis", "node", node, "redis", strings.Join(rc.Addrs, ","), "peers", len(a.cluster.Nodes()))
+	}
 	a.reg, err = registrar.New(registrar.Config{
 		MinExpires: cfg.Registrar.MinExpires.Duration, MaxExpires: cfg.Registrar.MaxExpires.Duration,
 		DefaultExpires: cfg.Registrar.DefaultExpires.Duration, MaxContacts: cfg.Registrar.MaxContacts,
-		Store: a.store, Logger: log,
+		Store: regStore, Logger: log, Node: node,
 	})
 	if err != nil {
 		return nil, errStart{fmt.Errorf("registrar: %v", err)}
 	}
 	a.closer = append([]func(){func() { a.reg.Close() }}, a.closer...)
+	if a.locs != nil {
+		a.locs.Bind(a.reg)
+	}
 	if a.res, err = resolve.New(resolve.Config{Servers: cfg.DNS.Servers, Logger: log}); err != nil {
 		return nil, fmt.Errorf("dns: %v", err)
 	}
@@ -161,10 +200,6 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	pol, err := a.policy(cfg)
 	if err != nil {
 		return nil, err
-	}
-	secret, err := loadSecret(cfg.Store.Dir)
-	if err != nil {
-		return nil, errStart{fmt.Errorf("store.dir %q: %v", cfg.Store.Dir, err)}
 	}
 	a.core, err = proxy.New(proxy.Config{
 		Secret: secret,
@@ -211,6 +246,14 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	a.guard = guard.New(guardConfig(cfg), log)
 	a.liftBans(cfg)
 	features := []proxy.Feature{a.guard, natalias.New(), gw, a.dlg, a.mime}
+	if a.cluster != nil {
+		// The other instances are served like a trusted network; a
+		// ban made on one is a ban on all.
+		a.core.SetPeers(a.cluster)
+		a.bans = a.cluster.Bans(a.guard)
+		a.guard.OnChange(func(c guard.Change) { a.bans.Publish(c.Lift, c.Source, c.Reason, c.Until) })
+		features = append(features, a.flows)
+	}
 	// Always built: the operations API shows the calls; the file is
 	// written only when call_log.file is set.
 	if a.calls, err = calllog.New(a.core, cfg.CallLog.File, log); err != nil {
@@ -378,6 +421,9 @@ func (a *app) policy(cfg *config.Config) (proxy.Policy, error) {
 	domains := proxy.NewDomains(cfg.Domains)
 	isSelf := func(u *sip.URI) bool { return a.core != nil && a.core.IsSelfURI(u) }
 	location := &proxy.LocationRouter{Registrar: a.reg, Domains: domains, Flows: flows{a}, IsSelf: isSelf}
+	if a.flows != nil {
+		location.Owners = a.flows
+	}
 	table := &proxy.Table{Domains: domains, OutboundProxy: cfg.OutboundProxy, Location: location,
 		Resolver: dnsResolver{a.res}, IsSelf: isSelf, Counters: &a.routes, Named: a.named()}
 	for _, r := range cfg.Routes {
@@ -561,6 +607,9 @@ func (a *app) start() error {
 		a.log.Info("listening", "proto", l.Proto.String(), "addr", l.Addr.String())
 	}
 	a.core.Attach(a.layer, a.cfg.Domains)
+	if a.cluster != nil {
+		a.cluster.Start()
+	}
 	if a.admin != nil {
 		go a.admin.Serve()
 		a.log.Info("operations HTTP server", "addr", a.admin.Addr().String(), "token", a.cfg.Admin.Token != "")
@@ -586,6 +635,10 @@ func (a *app) metricsHandler(log *slog.Logger) http.Handler {
 		{Name: "guard", Stats: func() any { return a.guard.Stats() }},
 		{Name: "pool", Stats: func() any { return a.pools.Stats() }},
 		{Name: "survival", Stats: func() any { return a.gw.Stats() }},
+	}
+	if a.cluster != nil {
+		src = append(src, metrics.Source{Name: "cluster", Stats: func() any { return a.cluster.Stats() }},
+			metrics.Source{Name: "peerflow", Stats: func() any { return a.flows.Stats() }})
 	}
 	if a.relay != nil {
 		src = append(src, metrics.Source{Name: "media", Stats: func() any { return a.relay.Stats() }},
@@ -976,3 +1029,17 @@ func (a *app) survivalConfig(cfg *config.Config) (gateway.SurvivalConfig, error)
 type survivalView struct{ f *gateway.Feature }
 
 func (v survivalView) View() any { return v.f.Survival() }
+
+// clusterNode is this instance's name in the cluster: store.redis.node,
+// or the first listen address when it names one.
+func clusterNode(rc *config.Redis, specs []transport.ListenSpec) (string, error) {
+	if rc.Node != "" {
+		return rc.Node, nil
+	}
+	for _, s := range specs {
+		if ap, err := netip.ParseAddrPort(s.Addr); err == nil && s.Proto == transport.UDP && !ap.Addr().IsUnspecified() {
+			return ap.String(), nil
+		}
+	}
+	return "", fmt.Errorf("config: store.redis.node: the listen addresses are wildcards; set node to the ip:port the other instances reach this one at, e.g. node: 10.0.0.2:5060")
+}

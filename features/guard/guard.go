@@ -116,12 +116,14 @@ type Guard struct {
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
+
+	onChange atomic.Pointer[func(Change)] // OnChange
 }
 
 // counters are the guard's live counters.
 type counters struct {
 	Dropped, AuthFailures, UserLocks, Lifted, Expired, Evicted, Untracked atomic.Uint64
-	RateBans, AuthBans                                                    atomic.Uint64
+	RateBans, AuthBans, SharedBans                                        atomic.Uint64
 	ActiveBans                                                            atomic.Int64
 }
 
@@ -129,7 +131,7 @@ type counters struct {
 // package metrics).
 type Stats struct {
 	Dropped        uint64            // requests from banned sources, dropped without an answer
-	Bans           map[string]uint64 `label:"reason"` // sources banned, by reason (rate, auth-failures)
+	Bans           map[string]uint64 `label:"reason"` // sources banned, by reason (rate, auth-failures; shared: banned by another instance of the cluster)
 	AuthFailures   uint64            // failed authentications reported
 	UserLocks      uint64            // users locked after failures from many sources
 	Lifted         uint64            // bans lifted by the configuration (lift_bans)
@@ -228,7 +230,7 @@ func (g *Guard) Stats() Stats {
 	return Stats{
 		Dropped: s.Dropped.Load(), AuthFailures: s.AuthFailures.Load(), UserLocks: s.UserLocks.Load(),
 		Lifted: s.Lifted.Load(), Expired: s.Expired.Load(), Evicted: s.Evicted.Load(), Untracked: s.Untracked.Load(),
-		Bans:       map[string]uint64{reasonRate: s.RateBans.Load(), reasonAuth: s.AuthBans.Load()},
+		Bans:       map[string]uint64{reasonRate: s.RateBans.Load(), reasonAuth: s.AuthBans.Load(), "shared": s.SharedBans.Load()},
 		ActiveBans: int(s.ActiveBans.Load()), TrackedSources: g.sources.len(), LockedUsers: g.users.locked(g.clock()),
 	}
 }

@@ -97,6 +97,7 @@ func (g *Guard) emit(ev event) {
 	switch ev.kind {
 	case evBan:
 		g.log.Warn(banLine(ev.addr, ev.reason, ev.n, time.Duration(ev.window), time.Duration(ev.dur)))
+		g.changed(Change{Source: netip.PrefixFrom(ev.addr, ev.addr.BitLen()), Reason: ev.reason.String(), Until: time.Now().Add(time.Duration(ev.dur))})
 	case evUnban:
 		g.log.Info(unbanLine(ev.addr, ev.lifted))
 	}

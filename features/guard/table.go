@@ -335,7 +335,9 @@ func (g *Guard) Bans() []Ban {
 // Lift lifts the bans of the sources in p and returns how many it lifted
 // (bans already run out are logged as expired and not counted). Their
 // counts start afresh.
-func (g *Guard) Lift(p netip.Prefix) int {
+func (g *Guard) Lift(p netip.Prefix) int { return g.lift(p, true) }
+
+func (g *Guard) lift(p netip.Prefix, report bool) int {
 	p = p.Masked()
 	now := g.clock()
 	n := 0
@@ -357,6 +359,9 @@ func (g *Guard) Lift(p netip.Prefix) int {
 	}
 	for _, ev := range evs {
 		g.emit(ev)
+	}
+	if report {
+		g.changed(Change{Lift: true, Source: p})
 	}
 	return n
 }

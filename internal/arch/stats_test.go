@@ -2,6 +2,8 @@ package arch
 
 import (
 	"reflect"
+	"sipedge/cluster"
+	"sipedge/features/peerflow"
 	"strings"
 	"testing"
 
@@ -51,6 +53,8 @@ var components = map[string]any{
 	"dialplan":  (*dialplan.Feature)(nil),
 	"pool":      (*pool.Feature)(nil),
 	"survival":  (*gateway.Feature)(nil),
+	"cluster":   (*cluster.Cluster)(nil),
+	"peerflow":  (*peerflow.Feature)(nil),
 }
 
 // TestStatsConvention: every component's Stats() returns a snapshot that

@@ -1,0 +1,138 @@
+package cluster
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Bans shares the guard's bans: a source banned on one instance is
+// dropped by every other within the pub/sub delay (milliseconds), and an
+// instance that starts, or comes back after losing Redis, loads the bans
+// in force from the bans hash.
+type Bans struct {
+	c       *Cluster
+	g       BanTarget
+	out     chan string
+	dropped atomic.Uint64
+}
+
+// BanTarget is the guard as Bans drives it (*guard.Guard).
+type BanTarget interface {
+	Impose(a netip.Addr, reason string, until time.Time)
+	LiftShared(p netip.Prefix) int
+}
+
+// Bans returns the shared bans, installed in g. Call before Start.
+func (c *Cluster) Bans(g BanTarget) *Bans {
+	b := &Bans{c: c, g: g, out: make(chan string, 1024)}
+	c.bans = b
+	c.wg.Add(1)
+	go b.sender()
+	return b
+}
+
+// Publish tells the other instances of a ban (lift false) or a lift made
+// here. It never blocks (it is called on the request path): the message
+// is queued for a goroutine of its own, and dropped, counted, if a
+// thousand are already waiting.
+func (b *Bans) Publish(lift bool, p netip.Prefix, reason string, until time.Time) {
+	op := "ban"
+	if lift {
+		op = "lift"
+	}
+	msg := b.c.cfg.Node + " " + op + " " + p.String() + " " + strconv.FormatInt(until.UnixMilli(), 10) + " " + reason
+	select {
+	case b.out <- msg:
+	default:
+		b.dropped.Add(1)
+	}
+}
+
+func (b *Bans) sender() {
+	defer b.c.wg.Done()
+	for {
+		var msg string
+		select {
+		case <-b.c.ctx.Done():
+			return
+		case msg = <-b.out:
+		}
+		f := strings.Fields(msg)
+		ctx, cancel := context.WithTimeout(b.c.ctx, 3*time.Second)
+		p := b.c.rdb.Pipeline()
+		if f[1] == "ban" {
+			p.HSet(ctx, b.c.key("bans"), f[2], f[3]+" "+f[4])
+		} else {
+			// Every ban inside the lifted prefix goes.
+			if all, err := b.c.rdb.HKeys(ctx, b.c.key("bans")).Result(); err == nil {
+				lifted, _ := netip.ParsePrefix(f[2])
+				for _, k := range all {
+					if a, err := netip.ParsePrefix(k); err == nil && lifted.Contains(a.Addr()) {
+						p.HDel(ctx, b.c.key("bans"), k)
+					}
+				}
+			}
+		}
+		p.Publish(ctx, b.c.key("ban"), msg)
+		_, err := p.Exec(ctx)
+		cancel()
+		if err != nil {
+			b.dropped.Add(1)
+			b.c.log.Warn("cluster: a ban could not be shared", "ban", msg, "err", err)
+		}
+	}
+}
+
+// remote installs another instance's ban or lift.
+func (b *Bans) remote(payload string) {
+	f := strings.Fields(payload)
+	if len(f) < 4 || f[0] == b.c.cfg.Node {
+		return
+	}
+	p, err := netip.ParsePrefix(f[2])
+	if err != nil {
+		return
+	}
+	if f[1] == "lift" {
+		b.g.LiftShared(p)
+		return
+	}
+	ms, err := strconv.ParseInt(f[3], 10, 64)
+	if err != nil || !p.IsSingleIP() {
+		return
+	}
+	reason := ""
+	if len(f) > 4 {
+		reason = f[4]
+	}
+	b.g.Impose(p.Addr(), reason, time.UnixMilli(ms))
+}
+
+// load installs the bans in force (at start, and after a lost
+// subscription) and removes those that ran out from the hash.
+func (b *Bans) load() {
+	ctx, cancel := context.WithTimeout(b.c.ctx, 5*time.Second)
+	defer cancel()
+	all, err := b.c.rdb.HGetAll(ctx, b.c.key("bans")).Result()
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for k, v := range all {
+		ms, reason, _ := strings.Cut(v, " ")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		p, perr := netip.ParsePrefix(k)
+		if err != nil || perr != nil || !time.UnixMilli(n).After(now) {
+			b.c.rdb.HDel(ctx, b.c.key("bans"), k)
+			continue
+		}
+		b.g.Impose(p.Addr(), reason, time.UnixMilli(n))
+	}
+}
+
+// Dropped is how many bans or lifts could not be shared.
+func (b *Bans) Dropped() uint64 { return b.dropped.Load() }

@@ -1,0 +1,513 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Tests of a cluster: three sipedge instances on 127.0.0.2–4 sharing a
+// real Redis server (Debian's redis-server, started by the test).
+
+func needRedis(t *testing.T) string {
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server not installed (apt-get install redis-server)")
+		}
+		t.Skip("redis-server not installed (apt-get install redis-server)")
+	}
+	return p
+}
+
+// redisServer is a redis-server process with persistence on (every write
+// fsynced before its reply: what a cluster that promises "no acknowledged
+// binding lost" needs).
+type redisServer struct {
+	t    *testing.T
+	bin  string
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startRedis(t *testing.T) *redisServer {
+	r := &redisServer{t: t, bin: needRedis(t), dir: t.TempDir(), port: freePort(t)}
+	r.start()
+	t.Cleanup(func() { r.kill() })
+	return r
+}
+
+func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+func (r *redisServer) start() {
+	r.t.Helper()
+	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", "")
+	out, _ := r.cmd.StdoutPipe()
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	r.done = make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		once := sync.Once{}
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Ready to accept connections") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	go func() { r.cmd.Wait(); close(r.done) }()
+	select {
+	case <-ready:
+	case <-r.done:
+		r.t.Fatal("redis-server exited at start")
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("redis-server did not start")
+	}
+}
+
+// kill stops Redis at once (SIGKILL: no shutdown save).
+func (r *redisServer) kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Signal(syscall.SIGKILL)
+		<-r.done
+	}
+}
+
+// startNode starts one instance of the cluster on ip:port.
+func startNode(t *testing.T, ip string, port int, redis, extra string) *server {
+	t.Helper()
+	listen := ip + ":" + strconv.Itoa(port)
+	cfg := filepath.Join(t.TempDir(), "sipedge.yaml")
+	os.WriteFile(cfg, []byte(`dns:
+  servers: ["127.0.0.1:9"]
+domains: [example.com]
+trusted_networks: [127.0.0.5/32, 127.0.0.6/32, 127.0.0.7/32]
+media:
+  relay: never
+store:
+  redis:
+    addrs: [`+redis+`]
+    prefix: "e2e:"
+`+extra), 0o644)
+	s := start(t, "--listen", listen, "--data-dir", t.TempDir(), "--config", cfg)
+	s.port = port
+	return s
+}
+
+// ua is a bare SIP endpoint on a UDP socket.
+type ua struct {
+	t    *testing.T
+	c    *net.UDPConn
+	addr string
+}
+
+func newUA(t *testing.T, ip string) *ua {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &ua{t: t, c: c, addr: c.LocalAddr().String()}
+}
+
+func (u *ua) send(to, msg string) {
+	u.t.Helper()
+	dst, err := net.ResolveUDPAddr("udp4", to)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	if _, err := u.c.WriteToUDP([]byte(msg), dst); err != nil {
+		u.t.Fatal(err)
+	}
+}
+
+// recv returns the next message that is not a keep-alive or a 100, and
+// where it came from; "" after d.
+func (u *ua) recv(d time.Duration) (string, string) {
+	buf := make([]byte, 65536)
+	end := time.Now().Add(d)
+	for {
+		u.c.SetReadDeadline(end)
+		n, src, err := u.c.ReadFromUDP(buf)
+		if err != nil {
+			return "", ""
+		}
+		m := string(buf[:n])
+		if strings.TrimSpace(m) == "" || strings.HasPrefix(m, "SIP/2.0 100 ") {
+			continue
+		}
+		return m, src.String()
+	}
+}
+
+// expect waits for a message starting with first (a request line or
+// "SIP/2.0 200").
+func (u *ua) expect(first string, d time.Duration) (string, string) {
+	u.t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		m, src := u.recv(time.Until(end))
+		if m == "" {
+			break
+		}
+		if strings.HasPrefix(m, first) {
+			return m, src
+		}
+	}
+	u.t.Fatalf("%s: no %q within %v", u.addr, first, d)
+	return "", ""
+}
+
+// headers returns the values of a header, in order, one per line.
+func headers(m, name string) []string {
+	var out []string
+	for _, line := range strings.Split(m, "\r\n")[1:] {
+		if line == "" {
+			break
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
+
+func header(m, name string) string {
+	if h := headers(m, name); len(h) > 0 {
+		return h[0]
+	}
+	return ""
+}
+
+// sipReply answers a request with code, copying Via, From, To (with tag),
+// Call-ID, CSeq and Record-Route.
+func sipReply(req string, code int, reason, extra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason)
+	for _, v := range headers(req, "Via") {
+		b.WriteString("Via: " + v + "\r\n")
+	}
+	for _, v := range headers(req, "Record-Route") {
+		b.WriteString("Record-Route: " + v + "\r\n")
+	}
+	to := header(req, "To")
+	if !strings.Contains(to, "tag=") && code > 100 {
+		to += ";tag=callee1"
+	}
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\n%sContent-Length: 0\r\n\r\n",
+		header(req, "From"), to, header(req, "Call-ID"), header(req, "CSeq"), extra)
+	return b.String()
+}
+
+// register registers user's contact (a private address that is not where
+// the phone sends from: the phone is behind NAT) through node.
+func (u *ua) register(node, user string, cseq int, expires int) string {
+	u.t.Helper()
+	u.send(node, fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.99.0.5:5060;branch=z9hG4bKr%s%d;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:%s@example.com>;tag=r1\r\nTo: <sip:%s@example.com>\r\nCall-ID: reg-%s\r\n"+
+		"CSeq: %d REGISTER\r\nContact: <sip:%s@10.99.0.5:5060>\r\nExpires: %d\r\nContent-Length: 0\r\n\r\n",
+		user, cseq, user, user, user, cseq, user, expires))
+	m, _ := u.expect("SIP/2.0 ", 5*time.Second)
+	return m
+}
+
+// invite sends an INVITE for user to node.
+func (u *ua) invite(node, user, callID string) {
+	u.send(node, fmt.Sprintf("INVITE sip:%s@example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: <sip:%s@example.com>\r\nCall-ID: %s\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:caller@%s>\r\nContent-Length: 0\r\n\r\n", user, u.addr, callID, user, callID, u.addr))
+}
+
+// TestClusterThreeInstances: a phone behind NAT registers through A; a
+// call sent to B reaches it through A's socket (the only one its NAT lets
+// in); the BYE sent to C ends it; a flooder banned by A is dropped by B
+// and C; exactly one instance (the owner) sends the phone keep-alives;
+// after kill -9 of A the binding is still routable through B, and the
+// phone's next REGISTER, through C, makes C its owner.
+func TestClusterThreeInstances(t *testing.T) {
+	rd := startRedis(t)
+	port := freePort(t)
+	extra := `nat:
+  keepalive: crlf
+  keepalive_interval: 1s
+security:
+  rate: {requests: 20, window: 2s, ban: 1m}
+`
+	a := startNode(t, "127.0.0.2", port, rd.addr(), extra)
+	b := startNode(t, "127.0.0.3", port, rd.addr(), extra)
+	c := startNode(t, "127.0.0.4", port, rd.addr(), extra)
+	// Each instance sees the other two within a heartbeat.
+	time.Sleep(1500 * time.Millisecond)
+
+	phone := newUA(t, "127.0.0.5")
+	caller := newUA(t, "127.0.0.6")
+	if m := phone.register(a.addr2(), "alice", 1, 600); !strings.HasPrefix(m, "SIP/2.0 200 ") {
+		t.Fatalf("REGISTER through A: %s", m)
+	}
+	// Routable on B within 50 ms of the 200.
+	time.Sleep(50 * time.Millisecond)
+	caller.invite(b.addr2(), "alice", "call-1")
+	inv, src := phone.expect("INVITE ", 5*time.Second)
+	if src != a.addr2() {
+		t.Fatalf("the INVITE sent to B reached the phone from %s, want A's socket %s", src, a.addr2())
+	}
+	if rr := headers(inv, "Record-Route"); len(rr) != 2 {
+		t.Fatalf("Record-Route at the phone: %q, want A's and B's", rr)
+	}
+	if r := header(inv, "Route"); r != "" {
+		t.Fatalf("a Route reached the phone: %q", r)
+	}
+	ok := sipReply(inv, 200, "OK", "Contact: <sip:alice@10.99.0.5:5060>\r\n")
+	phone.send(src, ok)
+	resp, _ := caller.expect("SIP/2.0 200 ", 5*time.Second)
+	// The caller's route set: the Record-Route in reverse (RFC 3261 §12.1.2).
+	rr := headers(resp, "Record-Route")
+	var route []string
+	for _, h := range rr {
+		for _, v := range strings.Split(h, ",") {
+			route = append([]string{strings.TrimSpace(v)}, route...)
+		}
+	}
+	if len(route) != 2 {
+		t.Fatalf("route set %q", route)
+	}
+	target := strings.Trim(header(resp, "Contact"), "<>")
+	to := header(resp, "To")
+	routes := ""
+	for _, r := range route {
+		routes += "Route: " + r + "\r\n"
+	}
+	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKack1;rport\r\nMax-Forwards: 70\r\n%s"+
+		"From: <sip:caller@example.com>;tag=c1\r\nTo: %s\r\nCall-ID: call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", target, caller.addr, routes, to)
+	caller.send(b.addr2(), ack)
+	if m, _ := phone.expect("ACK ", 5*time.Second); m == "" {
+		t.Fatal("no ACK")
+	}
+	// The BYE goes to the third instance, with the route set.
+	bye := fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbye1;rport\r\nMax-Forwards: 70\r\n%s"+
+		"From: <sip:caller@example.com>;tag=c1\r\nTo: %s\r\nCall-ID: call-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n", target, caller.addr, routes, to)
+	caller.send(c.addr2(), bye)
+	m, src := phone.expect("BYE ", 5*time.Second)
+	if src != a.addr2() {
+		t.Fatalf("BYE reached the phone from %s, want A %s", src, a.addr2())
+	}
+	phone.send(src, sipReply(m, 200, "OK", ""))
+	if m, _ := caller.expect("SIP/2.0 200 ", 5*time.Second); header(m, "CSeq") != "2 BYE" {
+		t.Fatalf("200 to BYE: %s", m)
+	}
+
+	// Keep-alives: over 3 s, CRLFs come from A only.
+	counts := map[string]int{}
+	end := time.Now().Add(3 * time.Second)
+	buf := make([]byte, 2048)
+	for time.Now().Before(end) {
+		phone.c.SetReadDeadline(end)
+		n, from, err := phone.c.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		if strings.TrimSpace(string(buf[:n])) == "" {
+			counts[from.String()]++
+		}
+	}
+	if len(counts) != 1 || counts[a.addr2()] < 2 {
+		t.Fatalf("keep-alives by sender: %v, want only A (%s)", counts, a.addr2())
+	}
+
+	// A flooder is banned by A; B and C drop it within a second.
+	flood := newUA(t, "127.0.0.9")
+	optionsTo := func(node string, i int) string {
+		return fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKf%d;rport\r\nMax-Forwards: 70\r\n"+
+			"From: <sip:scan@example.com>;tag=f\r\nTo: <sip:%s>\r\nCall-ID: flood-%d\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+			node, flood.addr, i, node, i)
+	}
+	flood.send(b.addr2(), optionsTo(b.addr2(), 0))
+	if m, _ := flood.recv(2 * time.Second); m == "" {
+		t.Fatal("B does not answer the future flooder before the ban")
+	}
+	for i := 1; i <= 40; i++ {
+		flood.send(a.addr2(), optionsTo(a.addr2(), i))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !a.hasLog("ban 127.0.0.9") {
+		if time.Now().After(deadline) {
+			t.Fatal("A did not ban the flooder")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	banned := time.Now()
+	for _, n := range []*server{b, c} {
+		for n.hasLog("ban 127.0.0.9 shared") == false {
+			if time.Since(banned) > time.Second {
+				t.Fatalf("%s did not take the ban within 1 s", n.addr2())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for drain := true; drain; {
+		m, _ := flood.recv(300 * time.Millisecond)
+		drain = m != ""
+	}
+	for i, n := range []*server{b, c} {
+		flood.send(n.addr2(), optionsTo(n.addr2(), 100+i))
+		if m, _ := flood.recv(time.Second); m != "" {
+			t.Fatalf("%s answered the banned flooder: %s", n.addr2(), m)
+		}
+	}
+
+	// kill -9 of A: once its heartbeat is gone, B reaches the phone
+	// directly (here, where no NAT stands in between).
+	a.cmd.Process.Kill()
+	<-a.exited
+	time.Sleep(3500 * time.Millisecond)
+	caller.invite(b.addr2(), "alice", "call-2")
+	inv, src = phone.expect("INVITE ", 5*time.Second)
+	if src != b.addr2() {
+		t.Fatalf("with A dead, the INVITE came from %s, want B %s", src, b.addr2())
+	}
+	phone.send(src, sipReply(inv, 486, "Busy Here", ""))
+	caller.expect("SIP/2.0 486 ", 5*time.Second)
+	// The phone registers again, through C: C owns the flow now.
+	if m := phone.register(c.addr2(), "alice", 2, 600); !strings.HasPrefix(m, "SIP/2.0 200 ") {
+		t.Fatalf("REGISTER through C: %s", m)
+	}
+	time.Sleep(50 * time.Millisecond)
+	caller.invite(b.addr2(), "alice", "call-3")
+	inv, src = phone.expect("INVITE ", 5*time.Second)
+	if src != c.addr2() {
+		t.Fatalf("after the REGISTER through C, the INVITE came from %s, want C %s", src, c.addr2())
+	}
+	phone.send(src, sipReply(inv, 486, "Busy Here", ""))
+	caller.expect("SIP/2.0 486 ", 5*time.Second)
+}
+
+// addr2 is the server's SIP address on its own IP.
+func (s *server) addr2() string {
+	for i, a := range s.cmd.Args {
+		if a == "--listen" && i+1 < len(s.cmd.Args) {
+			return s.cmd.Args[i+1]
+		}
+	}
+	return s.addr()
+}
+
+// query asks node for user's bindings (a REGISTER without Contact).
+func (u *ua) query(node, user string, n int) string {
+	u.t.Helper()
+	u.send(node, fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKq%s%d;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:%s@example.com>;tag=q\r\nTo: <sip:%s@example.com>\r\nCall-ID: q-%s-%d\r\n"+
+		"CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n", u.addr, user, n, user, user, user, n))
+	m, _ := u.expect("SIP/2.0 ", 3*time.Second)
+	return m
+}
+
+// TestClusterRedisRestart: users register through A while Redis is killed
+// (SIGKILL) and started again. While it is down, REGISTERs are answered
+// 503 with Retry-After, never 200; a call set up before goes on to its
+// BYE; afterwards every binding acknowledged with a 200 is known to B
+// (which lost its subscription meanwhile) and to an instance started only
+// now, which reads them from Redis.
+func TestClusterRedisRestart(t *testing.T) {
+	rd := startRedis(t)
+	port := freePort(t)
+	a := startNode(t, "127.0.0.2", port, rd.addr(), "")
+	b := startNode(t, "127.0.0.3", port, rd.addr(), "")
+	time.Sleep(1500 * time.Millisecond)
+
+	// A call in progress across the restart.
+	phone := newUA(t, "127.0.0.5")
+	caller := newUA(t, "127.0.0.6")
+	if m := phone.register(a.addr2(), "callee", 1, 600); !strings.HasPrefix(m, "SIP/2.0 200 ") {
+		t.Fatalf("REGISTER: %s", m)
+	}
+	time.Sleep(50 * time.Millisecond)
+	caller.invite(b.addr2(), "callee", "call-r")
+	inv, src := phone.expect("INVITE ", 5*time.Second)
+	phone.send(src, sipReply(inv, 200, "OK", "Contact: <sip:callee@10.99.0.5:5060>\r\n"))
+	resp, _ := caller.expect("SIP/2.0 200 ", 5*time.Second)
+
+	reg := newUA(t, "127.0.0.7")
+	const users = 300
+	acked := map[int]bool{}
+	got503, retryAfter := 0, ""
+	for i := 0; i < users; i++ {
+		if i == 100 {
+			rd.kill()
+		}
+		if i == 150 {
+			rd.start()
+		}
+		for attempt := 0; ; attempt++ {
+			reg.send(a.addr2(), fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKu%d-%d;rport\r\n"+
+				"Max-Forwards: 70\r\nFrom: <sip:u%d@example.com>;tag=u\r\nTo: <sip:u%d@example.com>\r\nCall-ID: u-%d\r\n"+
+				"CSeq: %d REGISTER\r\nContact: <sip:u%d@%s>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
+				reg.addr, i, attempt, i, i, i, 1+attempt, i, reg.addr))
+			m, _ := reg.expect("SIP/2.0 ", 5*time.Second)
+			if strings.HasPrefix(m, "SIP/2.0 200 ") {
+				acked[i] = true
+				break
+			}
+			if !strings.HasPrefix(m, "SIP/2.0 503 ") {
+				t.Fatalf("u%d: %s", i, m)
+			}
+			got503++
+			retryAfter = header(m, "Retry-After")
+			if i < 150 {
+				break // Redis is down: this one is not acknowledged
+			}
+			time.Sleep(200 * time.Millisecond) // Redis is back: the client retries
+		}
+	}
+	if got503 == 0 || retryAfter == "" {
+		t.Fatalf("no 503 with Retry-After while Redis was down (%d 503s)", got503)
+	}
+	t.Logf("%d of %d REGISTERs acknowledged, %d answered 503", len(acked), users, got503)
+
+	// The call set up before the restart ends normally.
+	to := header(resp, "To")
+	var route []string
+	for _, h := range headers(resp, "Record-Route") {
+		route = append([]string{h}, route...)
+	}
+	bye := fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbyer;rport\r\nMax-Forwards: 70\r\n"+
+		"Route: %s\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: %s\r\nCall-ID: call-r\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+		strings.Trim(header(resp, "Contact"), "<>"), caller.addr, strings.Join(route, ", "), to)
+	caller.send(b.addr2(), bye)
+	m, src := phone.expect("BYE ", 5*time.Second)
+	phone.send(src, sipReply(m, 200, "OK", ""))
+	caller.expect("SIP/2.0 200 ", 5*time.Second)
+
+	// Every acknowledged binding is on B, and in Redis (a new instance).
+	time.Sleep(500 * time.Millisecond)
+	c := startNode(t, "127.0.0.4", port, rd.addr(), "")
+	q := newUA(t, "127.0.0.7")
+	for _, n := range []*server{b, c} {
+		for i := range users {
+			if !acked[i] {
+				continue
+			}
+			m := q.query(n.addr2(), "u"+strconv.Itoa(i), i)
+			if !strings.HasPrefix(m, "SIP/2.0 200 ") || !strings.Contains(header(m, "Contact"), "sip:u"+strconv.Itoa(i)+"@") {
+				t.Fatalf("acknowledged binding of u%d missing on %s: %s", i, n.addr2(), m)
+			}
+		}
+	}
+	if !b.hasLog("bindings reloaded from Redis") {
+		t.Error("B did not reload the bindings after its subscription was lost")
+	}
+}
