@@ -61,19 +61,19 @@ func (b *Bans) sender() {
 			return
 		case msg = <-b.out:
 		}
-		f := strings.Fields(msg)
+		m, ok := parseBan(msg)
+		if !ok {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(b.c.ctx, 3*time.Second)
 		p := b.c.rdb.Pipeline()
-		if f[1] == "ban" {
-			p.HSet(ctx, b.c.key("bans"), f[2], f[3]+" "+f[4])
-		} else {
+		if !m.lift {
+			p.HSet(ctx, b.c.key("bans"), m.p.Addr().String(), strconv.FormatInt(m.until.UnixMilli(), 10)+" "+m.reason)
+		} else if all, err := b.c.rdb.HKeys(ctx, b.c.key("bans")).Result(); err == nil {
 			// Every ban inside the lifted prefix goes.
-			if all, err := b.c.rdb.HKeys(ctx, b.c.key("bans")).Result(); err == nil {
-				lifted, _ := netip.ParsePrefix(f[2])
-				for _, k := range all {
-					if a, err := netip.ParsePrefix(k); err == nil && lifted.Contains(a.Addr()) {
-						p.HDel(ctx, b.c.key("bans"), k)
-					}
+			for _, k := range all {
+				if a, err := netip.ParseAddr(k); err == nil && m.p.Contains(a) {
+					p.HDel(ctx, b.c.key("bans"), k)
 				}
 			}
 		}
@@ -87,29 +87,50 @@ func (b *Bans) sender() {
 	}
 }
 
-// remote installs another instance's ban or lift.
-func (b *Bans) remote(payload string) {
+// banMsg is a message of the ban channel: "node ban|lift prefix
+// until-unix-ms reason".
+type banMsg struct {
+	node   string
+	lift   bool
+	p      netip.Prefix
+	until  time.Time
+	reason string
+}
+
+func parseBan(payload string) (banMsg, bool) {
 	f := strings.Fields(payload)
-	if len(f) < 4 || f[0] == b.c.cfg.Node {
-		return
+	if len(f) < 4 || len(f) > 5 || (f[1] != "ban" && f[1] != "lift") {
+		return banMsg{}, false
 	}
 	p, err := netip.ParsePrefix(f[2])
 	if err != nil {
-		return
-	}
-	if f[1] == "lift" {
-		b.g.LiftShared(p)
-		return
+		return banMsg{}, false
 	}
 	ms, err := strconv.ParseInt(f[3], 10, 64)
-	if err != nil || !p.IsSingleIP() {
+	if err != nil {
+		return banMsg{}, false
+	}
+	m := banMsg{node: f[0], lift: f[1] == "lift", p: p, until: time.UnixMilli(ms)}
+	if len(f) == 5 {
+		m.reason = f[4]
+	}
+	if !m.lift && !p.IsSingleIP() {
+		return banMsg{}, false // bans are of one address
+	}
+	return m, true
+}
+
+// remote installs another instance's ban or lift.
+func (b *Bans) remote(payload string) {
+	m, ok := parseBan(payload)
+	if !ok || m.node == b.c.cfg.Node {
 		return
 	}
-	reason := ""
-	if len(f) > 4 {
-		reason = f[4]
+	if m.lift {
+		b.g.LiftShared(m.p)
+		return
 	}
-	b.g.Impose(p.Addr(), reason, time.UnixMilli(ms))
+	b.g.Impose(m.p.Addr(), m.reason, m.until)
 }
 
 // load installs the bans in force (at start, and after a lost
@@ -125,12 +146,12 @@ func (b *Bans) load() {
 	for k, v := range all {
 		ms, reason, _ := strings.Cut(v, " ")
 		n, err := strconv.ParseInt(ms, 10, 64)
-		p, perr := netip.ParsePrefix(k)
+		a, perr := netip.ParseAddr(k)
 		if err != nil || perr != nil || !time.UnixMilli(n).After(now) {
 			b.c.rdb.HDel(ctx, b.c.key("bans"), k)
 			continue
 		}
-		b.g.Impose(p.Addr(), reason, time.UnixMilli(n))
+		b.g.Impose(a, reason, time.UnixMilli(n))
 	}
 }
 

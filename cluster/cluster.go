@@ -90,6 +90,7 @@ type Cluster struct {
 
 	loc  *Locations
 	bans *Bans
+	ps   *redis.PubSub // subscribed in Open, read from Start
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -141,6 +142,21 @@ func Open(cfg Config) (*Cluster, error) {
 	if err := c.beat(ctx); err != nil {
 		c.rdb.Close()
 		return nil, err
+	}
+	// Subscribed before anything is loaded: a change made between the
+	// load and the first read waits in the subscription, and the
+	// versions read with the records tell which ones are older.
+	c.ps = c.rdb.Subscribe(c.ctx, c.key("aor"), c.key("ban"))
+	for n := 0; n < 2; {
+		msg, err := c.ps.ReceiveTimeout(ctx, 5*time.Second)
+		if err != nil {
+			c.ps.Close()
+			c.rdb.Close()
+			return nil, fmt.Errorf("Redis: subscribing: %v", err)
+		}
+		if _, ok := msg.(*redis.Subscription); ok {
+			n++
+		}
 	}
 	return c, nil
 }
@@ -301,9 +317,9 @@ func (c *Cluster) IsPeer(a netip.Addr) bool {
 // connection it resubscribes and reloads what it may have missed.
 func (c *Cluster) subscribe() {
 	defer c.wg.Done()
-	ps := c.rdb.Subscribe(c.ctx, c.key("aor"), c.key("ban"))
+	ps := c.ps
 	defer ps.Close()
-	subscribed := 0
+	subscribed := 2 // in Open
 	for {
 		msg, err := ps.Receive(c.ctx)
 		if c.ctx.Err() != nil {
@@ -324,7 +340,7 @@ func (c *Cluster) subscribe() {
 				continue
 			}
 			subscribed++
-			// Both channels confirmed once at start; every later
+			// Both channels were confirmed in Open; every later
 			// confirmation is a resubscription after a lost
 			// connection: messages were missed.
 			if subscribed > 2 && subscribed%2 == 1 {
@@ -370,6 +386,7 @@ type Stats struct {
 	Stale     uint64 // other instances' writes older than the one installed, ignored
 	PutBack   uint64 // own writes installed again after a concurrent write of another instance
 	Resyncs   uint64 // full reloads of the bindings after a lost subscription
+	Bad       uint64 // binding sets from other instances that did not decode, dropped
 	BansLost  uint64 // bans or lifts that could not be shared
 }
 
@@ -382,7 +399,7 @@ func (c *Cluster) Stats() Stats {
 	if l := c.loc; l != nil {
 		st := &l.stats
 		s.Writes, s.Failed, s.Remote = st.Writes.Load(), st.Failed.Load(), st.Remote.Load()
-		s.Stale, s.PutBack, s.Resyncs = st.Stale.Load(), st.PutBack.Load(), st.Resyncs.Load()
+		s.Stale, s.PutBack, s.Resyncs, s.Bad = st.Stale.Load(), st.PutBack.Load(), st.Resyncs.Load(), st.Bad.Load()
 	}
 	if c.bans != nil {
 		s.BansLost = c.bans.Dropped()

@@ -74,7 +74,7 @@ type op struct {
 }
 
 type locStats struct {
-	Writes, Failed, Remote, Stale, PutBack, Resyncs, Echo atomic.Uint64
+	Writes, Failed, Remote, Stale, PutBack, Resyncs, Bad atomic.Uint64
 }
 
 // maxBatch is the most writes sent in one pipeline.
@@ -298,26 +298,33 @@ func (l *Locations) prune() {
 	l.mu.Unlock()
 }
 
-// remote installs another instance's write ("node version keylen key
-// record").
-func (l *Locations) remote(payload string) {
+// parseWrite splits a message of the aor channel: "node version keylen
+// key record" (the record may be empty: the AoR was removed).
+func parseWrite(payload string) (node string, v int64, key, val string, ok bool) {
 	node, rest, ok1 := strings.Cut(payload, " ")
 	vs, rest, ok2 := strings.Cut(rest, " ")
 	kl, rest, ok3 := strings.Cut(rest, " ")
 	v, err1 := strconv.ParseInt(vs, 10, 64)
 	n, err2 := strconv.Atoi(kl)
-	if !ok1 || !ok2 || !ok3 || err1 != nil || err2 != nil || n < 0 || n > len(rest) {
-		return
+	if !ok1 || !ok2 || !ok3 || err1 != nil || err2 != nil || n < 0 || n > len(rest) || node == "" || v < 1 {
+		return "", 0, "", "", false
 	}
-	if node == l.c.cfg.Node {
-		l.stats.Echo.Add(1)
-		return // this instance's own write: already in memory
-	}
-	key, ok := strings.CutPrefix(rest[:n], l.c.key("aor:"))
+	return node, v, rest[:n], rest[n:], true
+}
+
+// remote installs another instance's write.
+func (l *Locations) remote(payload string) {
+	node, v, k, val, ok := parseWrite(payload)
 	if !ok {
 		return
 	}
-	val := rest[n:]
+	if node == l.c.cfg.Node {
+		return // this instance's own write: already in memory
+	}
+	key, ok := strings.CutPrefix(k, l.c.key("aor:"))
+	if !ok {
+		return
+	}
 	l.amu.Lock()
 	defer l.amu.Unlock()
 	l.mu.Lock()
@@ -332,7 +339,10 @@ func (l *Locations) remote(payload string) {
 	}
 	l.mu.Unlock()
 	if l.reg != nil {
-		l.reg.Replace([]byte(key), []byte(val))
+		if err := l.reg.Replace([]byte(key), []byte(val)); err != nil {
+			l.stats.Bad.Add(1)
+			return
+		}
 	}
 	l.stats.Remote.Add(1)
 }
@@ -344,6 +354,9 @@ func (l *Locations) Load(fn func(key, val []byte) error) error {
 	return l.scan(ctx, fn)
 }
 
+// scan calls fn for every AoR record in Redis and notes each one's
+// version: a message of the subscription older than what was read is then
+// ignored.
 func (l *Locations) scan(ctx context.Context, fn func(key, val []byte) error) error {
 	prefix := l.c.key("aor:")
 	each := func(ctx context.Context, rdb redis.Cmdable) error {
@@ -355,17 +368,35 @@ func (l *Locations) scan(ctx context.Context, fn func(key, val []byte) error) er
 			}
 			if len(keys) > 0 {
 				p := rdb.Pipeline()
-				cmds := make([]*redis.StringCmd, len(keys))
+				cmds := make([]*redis.SliceCmd, len(keys))
 				for i, k := range keys {
-					cmds[i] = p.HGet(ctx, k, "r")
+					cmds[i] = p.HMGet(ctx, k, "v", "r")
 				}
-				p.Exec(ctx) // redis.Nil for keys gone since: skipped below
+				if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
+					return err
+				}
+				now := time.Now()
 				for i, k := range keys {
-					val, err := cmds[i].Bytes()
-					if err != nil || len(val) == 0 {
+					vals, err := cmds[i].Result()
+					if err != nil || len(vals) != 2 {
 						continue
 					}
-					if err := fn([]byte(strings.TrimPrefix(k, prefix)), val); err != nil {
+					vs, _ := vals[0].(string)
+					val, _ := vals[1].(string)
+					key := strings.TrimPrefix(k, prefix)
+					if v, err := strconv.ParseInt(vs, 10, 64); err == nil {
+						l.mu.Lock()
+						if e := l.vers[key]; e == nil {
+							l.vers[key] = &version{v: v, at: now}
+						} else if v > e.v && e.pending == 0 {
+							e.v, e.at = v, now
+						}
+						l.mu.Unlock()
+					}
+					if len(val) == 0 {
+						continue // removed (a tombstone keeps the version)
+					}
+					if err := fn([]byte(key), []byte(val)); err != nil {
 						return err
 					}
 				}

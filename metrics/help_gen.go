@@ -7,6 +7,7 @@ var help = map[string]string{
 	"auth_authenticated_total":                  "auth: Authenticated",
 	"auth_challenges_total":                     "auth: 401/407 sent without credentials",
 	"auth_failures_total":                       "auth: Failures (by reason)",
+	"auth_peer_nonces_total":                    "auth: nonce of another instance of the cluster: challenged again with stale=true",
 	"auth_stale_total":                          "auth: expired nonce: challenged again with stale=true",
 	"auth_users":                                "auth: users in the users file",
 	"calllog_active":                            "calllog: calls followed now",

@@ -271,6 +271,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		// The guard counts failures per source and per user, bans, and
 		// writes the fail2ban line.
 		a.auth = auth.New(a.core, ac, secret, a.guard, log)
+		if a.cluster != nil {
+			a.auth.SetCluster(a.cluster, secret)
+		}
 		features = append(features, a.auth)
 	}
 	mode, _ := callmedia.ParseMode(cfg.Media.Relay)

@@ -67,6 +67,7 @@ type Stats struct {
 	Authenticated uint64
 	Failures      map[string]uint64 `label:"reason"`
 	Stale         uint64            // expired nonce: challenged again with stale=true
+	PeerNonces    uint64            // nonce of another instance of the cluster: challenged again with stale=true
 	Users         int               // users in the users file
 }
 
@@ -76,13 +77,14 @@ type Feature struct {
 	log      *slog.Logger
 	fails    Failures
 	nonces   *digest.Nonces
+	peers    *peers // SetCluster: the other instances' nonces
 	counter  *digest.Counter
 	cfg      atomic.Pointer[Config]
 	credNote proxy.Note
 	now      func() time.Time
 
-	challenges, authed, stale atomic.Uint64
-	failures                  [numReasons]atomic.Uint64
+	challenges, authed, stale, peerNonces atomic.Uint64
+	failures                              [numReasons]atomic.Uint64
 }
 
 // NonceLifetime is how long a nonce is accepted: then the client is
@@ -125,7 +127,7 @@ func (f *Feature) Hooks() proxy.Hooks {
 
 // Stats returns the counters.
 func (f *Feature) Stats() Stats {
-	s := Stats{Challenges: f.challenges.Load(), Authenticated: f.authed.Load(), Stale: f.stale.Load(),
+	s := Stats{Challenges: f.challenges.Load(), Authenticated: f.authed.Load(), Stale: f.stale.Load(), PeerNonces: f.peerNonces.Load(),
 		Failures: make(map[string]uint64, numReasons)}
 	for i := range f.failures {
 		s.Failures[reasonNames[i]] = f.failures[i].Load()
@@ -203,6 +205,12 @@ func (f *Feature) stage(r *proxy.Request) bool {
 	}
 	now := f.now()
 	valid, stale := f.nonces.Check(cred.Nonce, cfg.Realm, now)
+	if !valid && !stale && f.peers != nil && f.peers.issued(cred.Nonce, cfg.Realm, now) {
+		// Another instance's nonce (cluster.go): a fresh one of ours.
+		f.peerNonces.Add(1)
+		f.challenge(r, cfg, true)
+		return true
+	}
 	if !valid {
 		if stale {
 			f.stale.Add(1)
