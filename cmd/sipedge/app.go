@@ -139,7 +139,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if a.store, err = store.Open(cfg.Store.Dir, storeOptions(cfg, log)); err != nil {
 		return nil, errStart{fmt.Errorf("store.dir %q: %v", cfg.Store.Dir, err)}
 	}
-	a.closer = append(a.closer, func() { a.store.Close() })
+	a.closer = append(a.closer, func() { built.store.Close() })
 	secret, err := loadSecret(cfg.Store.Dir)
 	if err != nil {
 		return nil, errStart{fmt.Errorf("store.dir %q: %v", cfg.Store.Dir, err)}
@@ -155,7 +155,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 		if err != nil {
 			return nil, errStart{fmt.Errorf("store.redis: %v", err)}
 		}
-		a.closer = append([]func(){func() { a.cluster.Close() }}, a.closer...)
+		a.closer = append([]func(){func() { built.cluster.Close() }}, a.closer...)
 		// Nonces, Record-Route signatures and flow tokens of one
 		// instance are checked by the others.
 		if secret, err = a.cluster.Secret(secret); err != nil {
@@ -174,7 +174,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if err != nil {
 		return nil, errStart{fmt.Errorf("registrar: %v", err)}
 	}
-	a.closer = append([]func(){func() { a.reg.Close() }}, a.closer...)
+	a.closer = append([]func(){func() { built.reg.Close() }}, a.closer...)
 	if a.locs != nil {
 		a.locs.Bind(a.reg)
 	}

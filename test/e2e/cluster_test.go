@@ -37,12 +37,14 @@ type redisServer struct {
 	bin  string
 	dir  string
 	port int
+	args []string // beyond the defaults (a replica's replicaof)
+	conf string   // a Sentinel's configuration file (then bin is redis-sentinel)
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-func startRedis(t *testing.T) *redisServer {
-	r := &redisServer{t: t, bin: needRedis(t), dir: t.TempDir(), port: freePort(t)}
+func startRedis(t *testing.T, args ...string) *redisServer {
+	r := &redisServer{t: t, bin: needRedis(t), dir: t.TempDir(), port: freePort(t), args: args}
 	r.start()
 	t.Cleanup(func() { r.kill() })
 	return r
@@ -52,8 +54,12 @@ func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port)
 
 func (r *redisServer) start() {
 	r.t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", "")
+	if r.conf != "" {
+		r.cmd = exec.Command(r.bin, r.conf)
+	} else {
+		r.cmd = exec.Command(r.bin, append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+			"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", ""}, r.args...)...)
+	}
 	out, _ := r.cmd.StdoutPipe()
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
@@ -64,7 +70,7 @@ func (r *redisServer) start() {
 		sc := bufio.NewScanner(out)
 		once := sync.Once{}
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Ready to accept connections") {
+			if l := sc.Text(); strings.Contains(l, "Ready to accept connections") || strings.Contains(l, "Sentinel ID is") {
 				once.Do(func() { close(ready) })
 			}
 		}
@@ -84,10 +90,15 @@ func (r *redisServer) kill() {
 	if r.cmd != nil && r.cmd.Process != nil {
 		r.cmd.Process.Signal(syscall.SIGKILL)
 		<-r.done
+		r.cmd = nil
 	}
 }
 
-// startNode starts one instance of the cluster on ip:port.
+// redisAt is the store.redis block of a cluster on one Redis server.
+func redisAt(addr string) string { return "    addrs: [" + addr + "]\n" }
+
+// startNode starts one instance of the cluster on ip:port; redis is the
+// store.redis block's contents (redisAt), extra more configuration.
 func startNode(t *testing.T, ip string, port int, redis, extra string) *server {
 	t.Helper()
 	listen := ip + ":" + strconv.Itoa(port)
@@ -100,9 +111,8 @@ media:
   relay: never
 store:
   redis:
-    addrs: [`+redis+`]
     prefix: "e2e:"
-`+extra), 0o644)
+`+redis+extra), 0o644)
 	s := start(t, "--listen", listen, "--data-dir", t.TempDir(), "--config", cfg)
 	s.port = port
 	return s
@@ -248,9 +258,9 @@ func TestClusterThreeInstances(t *testing.T) {
 security:
   rate: {requests: 20, window: 2s, ban: 1m}
 `
-	a := startNode(t, "127.0.0.2", port, rd.addr(), extra)
-	b := startNode(t, "127.0.0.3", port, rd.addr(), extra)
-	c := startNode(t, "127.0.0.4", port, rd.addr(), extra)
+	a := startNode(t, "127.0.0.2", port, redisAt(rd.addr()), extra)
+	b := startNode(t, "127.0.0.3", port, redisAt(rd.addr()), extra)
+	c := startNode(t, "127.0.0.4", port, redisAt(rd.addr()), extra)
 	// Each instance sees the other two within a heartbeat.
 	time.Sleep(1500 * time.Millisecond)
 
@@ -425,8 +435,8 @@ func (u *ua) query(node, user string, n int) string {
 func TestClusterRedisRestart(t *testing.T) {
 	rd := startRedis(t)
 	port := freePort(t)
-	a := startNode(t, "127.0.0.2", port, rd.addr(), "")
-	b := startNode(t, "127.0.0.3", port, rd.addr(), "")
+	a := startNode(t, "127.0.0.2", port, redisAt(rd.addr()), "")
+	b := startNode(t, "127.0.0.3", port, redisAt(rd.addr()), "")
 	time.Sleep(1500 * time.Millisecond)
 
 	// A call in progress across the restart.
@@ -494,7 +504,7 @@ func TestClusterRedisRestart(t *testing.T) {
 
 	// Every acknowledged binding is on B, and in Redis (a new instance).
 	time.Sleep(500 * time.Millisecond)
-	c := startNode(t, "127.0.0.4", port, rd.addr(), "")
+	c := startNode(t, "127.0.0.4", port, redisAt(rd.addr()), "")
 	q := newUA(t, "127.0.0.7")
 	for _, n := range []*server{b, c} {
 		for i := range users {
@@ -510,4 +520,144 @@ func TestClusterRedisRestart(t *testing.T) {
 	if !b.hasLog("bindings reloaded from Redis") {
 		t.Error("B did not reload the bindings after its subscription was lost")
 	}
+}
+
+// startSentinel starts a Sentinel watching master (quorum 1, down after
+// 1 s).
+func startSentinel(t *testing.T, master *redisServer) *redisServer {
+	p, err := exec.LookPath("redis-sentinel")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-sentinel not installed (apt-get install redis-sentinel)")
+		}
+		t.Skip("redis-sentinel not installed")
+	}
+	r := &redisServer{t: t, bin: p, dir: t.TempDir(), port: freePort(t)}
+	r.conf = filepath.Join(r.dir, "sentinel.conf")
+	os.WriteFile(r.conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile \"\"\n"+
+		"sentinel monitor e2emaster 127.0.0.1 %d 1\nsentinel down-after-milliseconds e2emaster 1000\n"+
+		"sentinel failover-timeout e2emaster 10000\nsentinel parallel-syncs e2emaster 2\n", r.port, r.dir, master.port)), 0o644)
+	r.start()
+	t.Cleanup(func() { r.kill() })
+	return r
+}
+
+// TestClusterSentinelFailover: two instances on a Redis master with two
+// replicas and a Sentinel, wait_replicas: 1. Users register through A
+// while the master is killed (SIGKILL) and the Sentinel promotes a
+// replica. No REGISTER is answered 200 that the new master does not have:
+// B and an instance started afterwards (which loads from the new master)
+// know every acknowledged binding; a call set up before the failover ends
+// with its BYE after it.
+func TestClusterSentinelFailover(t *testing.T) {
+	master := startRedis(t)
+	rep1 := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
+	rep2 := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
+	_ = rep1
+	_ = rep2
+	sent := startSentinel(t, master)
+	time.Sleep(2 * time.Second) // the Sentinel discovers the replicas
+	rc := redisAt(sent.addr()) + "    sentinel: {master: e2emaster}\n    wait_replicas: 1\n"
+	port := freePort(t)
+	a := startNode(t, "127.0.0.2", port, rc, "")
+	b := startNode(t, "127.0.0.3", port, rc, "")
+	time.Sleep(1500 * time.Millisecond)
+
+	phone := newUA(t, "127.0.0.5")
+	caller := newUA(t, "127.0.0.6")
+	if m := phone.register(a.addr2(), "callee", 1, 600); !strings.HasPrefix(m, "SIP/2.0 200 ") {
+		t.Fatalf("REGISTER: %s", m)
+	}
+	time.Sleep(50 * time.Millisecond)
+	caller.invite(b.addr2(), "callee", "call-f")
+	inv, src := phone.expect("INVITE ", 5*time.Second)
+	phone.send(src, sipReply(inv, 200, "OK", "Contact: <sip:callee@10.99.0.5:5060>\r\n"))
+	resp, _ := caller.expect("SIP/2.0 200 ", 5*time.Second)
+
+	reg := newUA(t, "127.0.0.7")
+	const users = 200
+	acked := map[int]bool{}
+	got503 := 0
+	began := time.Now()
+	for i := 0; i < users; i++ {
+		if i == 50 {
+			master.kill()
+		}
+		for attempt := 0; ; attempt++ {
+			reg.send(a.addr2(), fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKf%d-%d;rport\r\n"+
+				"Max-Forwards: 70\r\nFrom: <sip:u%d@example.com>;tag=u\r\nTo: <sip:u%d@example.com>\r\nCall-ID: f-%d\r\n"+
+				"CSeq: %d REGISTER\r\nContact: <sip:u%d@%s>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
+				reg.addr, i, attempt, i, i, i, 1+attempt, i, reg.addr))
+			m, _ := reg.expect("SIP/2.0 ", 10*time.Second)
+			if strings.HasPrefix(m, "SIP/2.0 200 ") {
+				acked[i] = true
+				break
+			}
+			if !strings.HasPrefix(m, "SIP/2.0 503 ") || header(m, "Retry-After") == "" {
+				t.Fatalf("u%d: %s", i, m)
+			}
+			got503++
+			if time.Since(began) > 60*time.Second {
+				t.Fatalf("REGISTERs still refused 60 s after the master died (%d 503s)", got503)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if got503 == 0 {
+		t.Fatal("no REGISTER was refused while the master was down")
+	}
+	t.Logf("%d REGISTERs acknowledged, %d answered 503 during the failover (%v)", len(acked), got503, time.Since(began).Round(time.Millisecond))
+	if now := sentinelMaster(t, sent); now == master.addr() {
+		t.Fatalf("the Sentinel still names the dead master %s", now)
+	}
+
+	to := header(resp, "To")
+	var route []string
+	for _, h := range headers(resp, "Record-Route") {
+		route = append([]string{h}, route...)
+	}
+	caller.send(b.addr2(), fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbyef;rport\r\nMax-Forwards: 70\r\n"+
+		"Route: %s\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: %s\r\nCall-ID: call-f\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+		strings.Trim(header(resp, "Contact"), "<>"), caller.addr, strings.Join(route, ", "), to))
+	m, src := phone.expect("BYE ", 5*time.Second)
+	phone.send(src, sipReply(m, 200, "OK", ""))
+	caller.expect("SIP/2.0 200 ", 5*time.Second)
+
+	time.Sleep(500 * time.Millisecond)
+	c := startNode(t, "127.0.0.4", port, rc, "")
+	q := newUA(t, "127.0.0.7")
+	for _, n := range []*server{b, c} {
+		for i := range users {
+			if !acked[i] {
+				continue
+			}
+			m := q.query(n.addr2(), "u"+strconv.Itoa(i), i)
+			if !strings.HasPrefix(m, "SIP/2.0 200 ") || !strings.Contains(header(m, "Contact"), "sip:u"+strconv.Itoa(i)+"@") {
+				t.Fatalf("acknowledged binding of u%d missing on %s after the failover: %s", i, n.addr2(), m)
+			}
+		}
+	}
+}
+
+// sentinelMaster asks a Sentinel where its master is now.
+func sentinelMaster(t *testing.T, s *redisServer) string {
+	c, err := net.DialTimeout("tcp", s.addr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(c, "SENTINEL get-master-addr-by-name e2emaster\r\n")
+	r := bufio.NewReader(c)
+	var parts []string
+	for len(parts) < 2 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line = strings.TrimSpace(line); line != "" && line[0] != '*' && line[0] != '$' {
+			parts = append(parts, line)
+		}
+	}
+	return parts[0] + ":" + parts[1]
 }
