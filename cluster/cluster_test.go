@@ -236,7 +236,7 @@ func TestLocationsOrder(t *testing.T) {
 	}
 	msg := func(node string, v int, val string) string {
 		k := "t:aor:" + key
-		return node + " " + strconv.Itoa(v) + " " + strconv.Itoa(len(k)) + " " + k + val
+		return node + "\n" + strconv.Itoa(v) + " " + strconv.Itoa(len(k)) + " " + k + " " + strconv.Itoa(len(val)) + " " + val
 	}
 
 	// 1. c1 applied its own write to memory and queued it; c2's write

@@ -46,7 +46,14 @@ type Locations struct {
 	amu sync.Mutex
 
 	stats locStats
+	hooks atomic.Pointer[store.BatchHooks]
+	depth atomic.Int64 // writes queued or on the way
 }
+
+// maxDepth is how many writes may wait for Redis: beyond it the instance
+// is overloaded (Redis cannot keep up) and answers REGISTER 503 at once
+// rather than queueing until phones retransmit.
+const maxDepth = 8192
 
 // Target is where other instances' records go: *registrar.Registrar.
 type Target interface {
@@ -80,14 +87,28 @@ type locStats struct {
 // maxBatch is the most writes sent in one pipeline.
 const maxBatch = 256
 
-// writeScript writes one AoR's record: version + 1, record, expiry, and
-// the message to the other instances ("node version keylen key record").
+// writeScript writes a batch of AoR records — for each: version + 1,
+// record, expiry — and publishes them to the other instances in one
+// message (parseBatch):
+//
+//	node "\n" { version " " keylen " " key " " reclen " " record }
+//
+// One script call and one message per batch, not per REGISTER: Redis's
+// cost per call and the subscribers' per message are what a cluster pays
+// for sharing. ARGV: node, channel, then record and expiry (ms) per key.
 const writeScript = `
-local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'r', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[1] .. ' ' .. v .. ' ' .. string.len(KEYS[1]) .. ' ' .. KEYS[1] .. ARGV[2])
-return v`
+local out = {}
+local vs = {}
+for i = 1, #KEYS do
+  local rec = ARGV[1 + 2*i]
+  local v = redis.call('HINCRBY', KEYS[i], 'v', 1)
+  redis.call('HSET', KEYS[i], 'r', rec)
+  redis.call('PEXPIRE', KEYS[i], ARGV[2 + 2*i])
+  vs[i] = v
+  out[i] = v .. ' ' .. string.len(KEYS[i]) .. ' ' .. KEYS[i] .. ' ' .. string.len(rec) .. ' ' .. rec
+end
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. table.concat(out))
+return vs`
 
 // Locations returns the shared location service; ttl is how long an AoR
 // outlives its last write in Redis (the registrar's max_expires and a
@@ -110,8 +131,13 @@ func (l *Locations) Bind(t Target) {
 	l.amu.Unlock()
 }
 
-// Available implements registrar.Availability.
-func (l *Locations) Available() bool { return l.c.Available() }
+// Available implements registrar.Availability: Redis answers and is not
+// too far behind.
+func (l *Locations) Available() bool { return l.c.Available() && l.depth.Load() < maxDepth }
+
+// SetBatchHooks brackets the results of each batch (store.BatchHooks):
+// the 200s of one batch leave together.
+func (l *Locations) SetBatchHooks(h store.BatchHooks) { l.hooks.Store(&h) }
 
 // Put implements registrar.Persister.
 func (l *Locations) Put(key, val []byte, done store.Done) { l.enqueue(key, val, false, done) }
@@ -134,6 +160,7 @@ func (l *Locations) enqueue(key, val []byte, del bool, done store.Done) {
 	o.remote, o.epoch = e.remote, l.epoch
 	l.queue = append(l.queue, o)
 	l.mu.Unlock()
+	l.depth.Add(1)
 	l.wake()
 }
 
@@ -187,6 +214,7 @@ func (l *Locations) failAll() {
 			o.done.Stored(fmt.Errorf("%w: shutting down", registrar.ErrUnavailable))
 		}
 	}
+	l.depth.Add(-int64(len(q)))
 }
 
 func (l *Locations) write(batch []op) {
@@ -241,47 +269,96 @@ func (l *Locations) write(batch []op) {
 	} else {
 		l.stats.Writes.Add(uint64(len(batch)))
 	}
+	h := l.hooks.Load()
+	if h != nil && h.Begin != nil {
+		h.Begin()
+	}
 	for i := range batch {
 		if d := batch[i].done; d != nil {
 			d.Stored(err)
 		}
 	}
+	if h != nil && h.End != nil {
+		h.End()
+	}
+	l.depth.Add(-int64(len(batch)))
 }
 
-// exec runs one pipeline of writes; vs are the new versions.
+// exec writes a batch; vs are the new versions. On a Redis Cluster the
+// keys of a batch lie in different slots, so each is a script call of its
+// own there.
 func (l *Locations) exec(ctx context.Context, batch []op) ([]int64, error) {
-	p := l.c.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(batch))
 	ttl := l.ttl.Load()
-	ch := l.c.key("aor")
-	for i := range batch {
-		o := &batch[i]
-		k := l.c.key("aor:") + string(o.key)
+	if _, cluster := l.c.rdb.(*redis.ClusterClient); cluster {
+		vs := make([]int64, 0, len(batch))
+		p := l.c.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(batch))
+		for i := range batch {
+			cmds[i] = l.call(ctx, p, batch[i:i+1], ttl)
+		}
+		if err := l.wait(ctx, p); err != nil {
+			return nil, err
+		}
+		for _, c := range cmds {
+			v, err := versions(c, 1)
+			if err != nil {
+				return nil, err
+			}
+			vs = append(vs, v...)
+		}
+		return vs, nil
+	}
+	p := l.c.rdb.Pipeline()
+	c := l.call(ctx, p, batch, ttl)
+	if err := l.wait(ctx, p); err != nil {
+		return nil, err
+	}
+	return versions(c, len(batch))
+}
+
+// call queues one script call writing ops on p.
+func (l *Locations) call(ctx context.Context, p redis.Pipeliner, ops []op, ttl int64) *redis.Cmd {
+	keys := make([]string, len(ops))
+	args := make([]any, 2, 2+2*len(ops))
+	args[0], args[1] = l.c.cfg.Node, l.c.key("aor")
+	for i := range ops {
+		o := &ops[i]
+		keys[i] = l.c.key("aor:") + string(o.key)
 		exp := ttl
 		if o.del {
 			exp = versionIdle.Milliseconds() * 6 // a tombstone keeps the version a while
 		}
-		cmds[i] = l.script.EvalSha(ctx, p, []string{k}, l.c.cfg.Node, o.val, exp, ch)
+		args = append(args, o.val, exp)
 	}
+	return l.script.EvalSha(ctx, p, keys, args...)
+}
+
+// wait runs the pipeline, then (wait_replicas) waits until that many
+// replicas have its writes.
+func (l *Locations) wait(ctx context.Context, p redis.Pipeliner) error {
 	var wait *redis.Cmd
 	if n := l.c.cfg.WaitReplicas; n > 0 {
 		wait = p.Do(ctx, "WAIT", n, 2000)
 	}
 	if _, err := p.Exec(ctx); err != nil {
-		return nil, err
-	}
-	vs := make([]int64, len(batch))
-	for i, c := range cmds {
-		v, err := c.Int64()
-		if err != nil {
-			return nil, err
-		}
-		vs[i] = v
+		return err
 	}
 	if wait != nil {
 		if n, err := wait.Int64(); err != nil || n < int64(l.c.cfg.WaitReplicas) {
-			return nil, fmt.Errorf("%d of %d replicas have the writes (%v)", n, l.c.cfg.WaitReplicas, err)
+			return fmt.Errorf("%d of %d replicas have the writes (%v)", n, l.c.cfg.WaitReplicas, err)
 		}
+	}
+	return nil
+}
+
+// versions reads a script call's reply: n versions.
+func versions(c *redis.Cmd, n int) ([]int64, error) {
+	vs, err := c.Int64Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(vs) != n {
+		return nil, fmt.Errorf("Redis answered %d versions for %d writes", len(vs), n)
 	}
 	return vs, nil
 }
@@ -298,53 +375,97 @@ func (l *Locations) prune() {
 	l.mu.Unlock()
 }
 
-// parseWrite splits a message of the aor channel: "node version keylen
-// key record" (the record may be empty: the AoR was removed).
-func parseWrite(payload string) (node string, v int64, key, val string, ok bool) {
-	node, rest, ok1 := strings.Cut(payload, " ")
-	vs, rest, ok2 := strings.Cut(rest, " ")
-	kl, rest, ok3 := strings.Cut(rest, " ")
-	v, err1 := strconv.ParseInt(vs, 10, 64)
-	n, err2 := strconv.Atoi(kl)
-	if !ok1 || !ok2 || !ok3 || err1 != nil || err2 != nil || n < 0 || n > len(rest) || node == "" || v < 1 {
-		return "", 0, "", "", false
-	}
-	return node, v, rest[:n], rest[n:], true
+// write is one record of a message of the aor channel.
+type write struct {
+	v        int64
+	key, val string
 }
 
-// remote installs another instance's write.
+// parseBatch splits a message of the aor channel (writeScript): the
+// writing node and its records, in the order Redis wrote them.
+func parseBatch(payload string) (node string, ws []write, ok bool) {
+	node, rest, found := strings.Cut(payload, "\n")
+	if !found || node == "" {
+		return "", nil, false
+	}
+	num := func() (int64, bool) {
+		s, r, found := strings.Cut(rest, " ")
+		if !found || s == "" || len(s) > 18 { // 18 digits cannot overflow
+			return 0, false
+		}
+		var n int64
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int64(s[i]-'0')
+		}
+		rest = r
+		return n, true
+	}
+	str := func() (string, bool) {
+		n, ok := num()
+		if !ok || n > int64(len(rest)) {
+			return "", false
+		}
+		s := rest[:n]
+		rest = rest[n:]
+		return s, true
+	}
+	for rest != "" {
+		v, ok1 := num()
+		key, ok2 := str()
+		if !ok1 || !ok2 || v < 1 || !strings.HasPrefix(rest, " ") {
+			return "", nil, false
+		}
+		rest = rest[1:]
+		val, ok3 := str()
+		if !ok3 {
+			return "", nil, false
+		}
+		ws = append(ws, write{v, key, val})
+	}
+	return node, ws, len(ws) > 0
+}
+
+// remote installs another instance's batch of writes.
 func (l *Locations) remote(payload string) {
-	node, v, k, val, ok := parseWrite(payload)
+	node, ws, ok := parseBatch(payload)
 	if !ok {
+		l.stats.Bad.Add(1)
 		return
 	}
 	if node == l.c.cfg.Node {
-		return // this instance's own write: already in memory
+		return // this instance's own writes: already in memory
 	}
-	key, ok := strings.CutPrefix(k, l.c.key("aor:"))
-	if !ok {
-		return
-	}
+	prefix := l.c.key("aor:")
 	l.amu.Lock()
 	defer l.amu.Unlock()
-	l.mu.Lock()
-	if e := l.vers[key]; e != nil {
-		if v <= e.v {
-			l.mu.Unlock()
-			l.stats.Stale.Add(1)
-			return
+	now := time.Now()
+	for _, w := range ws {
+		key, ok := strings.CutPrefix(w.key, prefix)
+		if !ok {
+			continue
 		}
-		e.v, e.at = v, time.Now()
-		e.remote++
-	}
-	l.mu.Unlock()
-	if l.reg != nil {
-		if err := l.reg.Replace([]byte(key), []byte(val)); err != nil {
-			l.stats.Bad.Add(1)
-			return
+		l.mu.Lock()
+		if e := l.vers[key]; e != nil {
+			if w.v <= e.v {
+				l.mu.Unlock()
+				l.stats.Stale.Add(1)
+				continue
+			}
+			e.v, e.at = w.v, now
+			e.remote++
 		}
+		l.mu.Unlock()
+		if l.reg != nil {
+			if err := l.reg.Replace([]byte(key), []byte(w.val)); err != nil {
+				l.stats.Bad.Add(1)
+				continue
+			}
+		}
+		l.stats.Remote.Add(1)
 	}
-	l.stats.Remote.Add(1)
 }
 
 // Load implements registrar.Persister: every AoR record in Redis.

@@ -40,6 +40,7 @@ var help = map[string]string{
 	"capture_messages_total":                    "capture: messages kept",
 	"capture_truncated_total":                   "capture: messages over 65 507 bytes, kept cut",
 	"cluster_available":                         "cluster: 1 while Redis answers; 0 while REGISTER is answered 503",
+	"cluster_bad_total":                         "cluster: binding sets from other instances that did not decode, dropped",
 	"cluster_bans_lost_total":                   "cluster: bans or lifts that could not be shared",
 	"cluster_failed_total":                      "cluster: binding-set writes refused while Redis did not answer (REGISTER 503)",
 	"cluster_peers":                             "cluster: other instances alive (heartbeat within 3 s)",

