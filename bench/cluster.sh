@@ -19,6 +19,8 @@
 #
 #   bench/cluster.sh [register|call|both] [extra harness options...]
 #   bench/cluster.sh both --reg-rates "8000 16000 24000" --call-rates "1000 2000 3000" --confirm 10
+#   TARGETS="sipedge2 kamailio2" bench/cluster.sh ...   # some of the three
+#   KAM_ARGS='--reg-rates "2000 4000 6000 8000"' ...   # options for kamailio2 only
 #   PROFILE=1 bench/cluster.sh register ...   # a CPU profile of every sipedge
 #                                             # for the whole run (NAME.pprof)
 #
@@ -72,16 +74,24 @@ sipedge() { # sipedge NAME IP [redis]
 	wait_udp "$ip:5070"
 }
 
+targets=${TARGETS:-single sipedge2 kamailio2}
+want() { [[ " $targets " == *" $1 "* ]]; }
+shift_args=("$@")
+eval "kam_args=(${KAM_ARGS:-})"
+touch "$out/single.txt" "$out/sipedge2.txt" "$out/kamailio2.txt"
+
 # 1. one sipedge, embedded store
+if want single; then
 sipedge single 127.0.0.1
 single=${pids[-1]}
-shift_args=("$@")
 for sc in $scens; do
 	bench/harness/run-sip-bench.sh --proxy-pid "$single" --out "$out/single-$sc" "${shift_args[@]}" 127.0.0.1:5070 "$sc"
 done | tee "$out/single.txt"
 kill "$single"; wait "$single" 2>/dev/null || true
+fi
 
 # 2. two sipedge instances and Redis
+if want sipedge2; then
 redis-server --port 6390 --bind 127.0.0.1 --save "" --appendonly yes --appendfsync "${REDIS_FSYNC:-everysec}" \
 	--dir "$out" --logfile "$out/redis.log" &
 redis=$!
@@ -98,6 +108,7 @@ done | tee "$out/sipedge2.txt"
 # the second instance must hold what the first took
 echo "# AoRs in Redis: $(redis-cli -p 6390 --scan --pattern 'bench:aor:*' | wc -l)" | tee -a "$out/sipedge2.txt"
 kill "$a" "$b" "$redis"; wait "$a" "$b" "$redis" 2>/dev/null || true
+fi
 
 # 3. two Kamailio nodes with dmq_usrloc
 kcfg() { # kcfg IP PEER -> a node's configuration from the harness's
@@ -115,15 +126,17 @@ kam() { # kam IP PEER
 	pids+=($!)
 	wait_udp "$1:5080"
 }
+if want kamailio2; then
 kam 127.0.0.1 127.0.0.2
 k1=${pids[-1]}
 kam 127.0.0.2 127.0.0.1
 k2=${pids[-1]}
 sleep 2 # dmq nodes find each other
 for sc in $scens; do
-	bench/harness/run-sip-bench.sh --proxy-pid "$k1,$k2" --out "$out/kamailio2-$sc" "${shift_args[@]}" 127.0.0.1:5080 "$sc"
+	bench/harness/run-sip-bench.sh --proxy-pid "$k1,$k2" --out "$out/kamailio2-$sc" "${shift_args[@]}" "${kam_args[@]}" 127.0.0.1:5080 "$sc"
 done | tee "$out/kamailio2.txt"
 kill "$k1" "$k2"; wait "$k1" "$k2" 2>/dev/null || true
+fi
 
 rate() { grep -E "^$2 max_(rate|cps)=" "$out/$1.txt" | sed -nE 's/^[a-z-]+ max_[a-z]+=([0-9]+) .*/\1/p' | head -1; }
 cpu() { grep -E "^$2 max_(rate|cps)=" "$out/$1.txt" | grep -oE 'proxy_cpu_s_per_1k(_calls)?=[0-9.]+' | cut -d= -f2 | head -1; }
