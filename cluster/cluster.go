@@ -11,9 +11,10 @@
 // Keys, all under Config.Prefix ("sipedge:" by default; docs/DESIGN.md has
 // the table):
 //
-//	aor:<AoR key>   hash {v: version, r: record} — one AoR's binding set
-//	                in the registrar's record encoding ("" once removed);
-//	                expires MaxExpires + a margin after its last write
+//	aor:<AoR key>   one AoR's binding set in the registrar's record
+//	                encoding; expires MaxExpires + a margin after its last
+//	                write, deleted when the AoR has no binding
+//	seq             the number of the last batch of binding writes
 //	nodes           sorted set: node name → last heartbeat (unix ms)
 //	bans            hash: address → "until-unix-ms reason"
 //	secret          the cluster's shared secret (hex), set once
@@ -44,9 +45,10 @@ import (
 
 // Config says how to reach Redis and who this instance is.
 type Config struct {
-	// Addrs: one address is one Redis server; several are a Redis
-	// Cluster; with MasterName they are the Sentinels that know the
-	// master of that name.
+	// Addrs: one address is one Redis server; with MasterName they are
+	// the Sentinels that know the master of that name. (A Redis Cluster
+	// is not supported: a batch of writes and its sequence number are one
+	// script call, which needs its keys on one server.)
 	Addrs      []string
 	MasterName string
 	Password   string
@@ -116,6 +118,9 @@ func Open(cfg Config) (*Cluster, error) {
 	}
 	if len(cfg.Addrs) == 0 {
 		return nil, errors.New("no Redis address")
+	}
+	if len(cfg.Addrs) > 1 && cfg.MasterName == "" {
+		return nil, errors.New("several Redis addresses are the Sentinels of sentinel.master (a Redis Cluster is not supported)")
 	}
 	self, err := netip.ParseAddrPort(cfg.Node)
 	if err != nil || self.Addr().IsUnspecified() {

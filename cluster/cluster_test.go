@@ -234,9 +234,10 @@ func TestLocationsOrder(t *testing.T) {
 		l.mu.Unlock()
 		l.write(b)
 	}
-	msg := func(node string, v int, val string) string {
+	// msg is a batch message with one write: batch g.
+	msg := func(node string, g int, val string) string {
 		k := "t:aor:" + key
-		return node + "\n" + strconv.Itoa(v) + " " + strconv.Itoa(len(k)) + " " + k + " " + strconv.Itoa(len(val)) + " " + val
+		return strconv.Itoa(g) + " " + node + "\n" + strconv.Itoa(len(k)) + " " + k + " " + strconv.Itoa(len(val)) + " " + val
 	}
 
 	// 1. c1 applied its own write to memory and queued it; c2's write

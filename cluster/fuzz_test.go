@@ -7,28 +7,29 @@ import (
 )
 
 // FuzzParseBatch: any message on the aor channel parses or is refused
-// without a panic; what parses has versions of at least 1, and its
-// records rebuild the message byte for byte.
+// without a panic; what parses has increasing versions of its batch, and
+// its records rebuild the message byte for byte.
 //
 //	go test -run '^$' -fuzz '^FuzzParseBatch$' -fuzztime 60s ./cluster/
 func FuzzParseBatch(f *testing.F) {
-	f.Add("127.0.0.2:5060\n7 21 t:aor:sip:a@example.com 5 \x03\x01rec")
-	f.Add("n\n1 1 k 0 2 1 j 3 abc")
-	f.Add("n\n1 5 abc 0 ")
-	f.Add("n\n-1 1 a 0 ")
-	f.Add("n\n99999999999999999999 1 a 0 ")
+	f.Add("7 127.0.0.2:5060\n21 t:aor:sip:a@example.com 5 \x03\x01rec")
+	f.Add("1 n\n1 k 0 1 j 3 abc")
+	f.Add("1 n\n5 abc 0 ")
+	f.Add("-1 n\n1 a 0 ")
+	f.Add("99999999999999999999 n\n1 a 0 ")
 	f.Fuzz(func(t *testing.T, payload string) {
 		node, ws, ok := parseBatch(payload)
 		if !ok {
 			return
 		}
+		g := ws[0].v / batchSpan
 		var b strings.Builder
-		b.WriteString(node + "\n")
-		for _, w := range ws {
-			if w.v < 1 {
-				t.Fatalf("version %d accepted", w.v)
+		b.WriteString(strconv.FormatInt(g, 10) + " " + node + "\n")
+		for i, w := range ws {
+			if w.v != g*batchSpan+int64(i) || g < 1 {
+				t.Fatalf("write %d has version %d in batch %d", i, w.v, g)
 			}
-			b.WriteString(strconv.FormatInt(w.v, 10) + " " + strconv.Itoa(len(w.key)) + " " + w.key + " " + strconv.Itoa(len(w.val)) + " " + w.val)
+			b.WriteString(strconv.Itoa(len(w.key)) + " " + w.key + " " + strconv.Itoa(len(w.val)) + " " + w.val)
 		}
 		if b.String() != payload && !leadingZeros(payload) {
 			t.Fatalf("%q parsed to %q %+v, which writes %q", payload, node, ws, b.String())

@@ -20,15 +20,18 @@ import (
 // (registrar.Persister) and installs the other instances' writes in this
 // instance's registrar (Bind).
 //
-// One Redis hash per AoR holds the record and a version that every write
-// increments; a Lua script writes, sets the expiry and publishes the new
-// record in one step, so every instance sees the writes of an AoR in the
-// order Redis made them. An instance applies its own writes to memory
-// before Redis has them (the registrar does) and skips their echo; a
-// write of another instance that Redis ordered before its own but that
-// arrives after it is recognised by its lower version and ignored, and
-// its own record is put back when another instance's write was applied
-// while its own was on the way (versions, below).
+// One Redis string per AoR holds its record. A Lua script writes a whole
+// batch (up to 256 records), numbers it from the cluster's sequence (one
+// INCR per batch) and publishes it in one message, so every instance sees
+// the writes in the order Redis made them, and each write has a version:
+// batch number × 1024 + its place in the batch. An instance applies its
+// own writes to memory before Redis has them (the registrar does) and
+// skips their echo; a write of another instance that Redis ordered before
+// its own but that arrives after it is recognised by its lower version and
+// ignored, and its own record is put back when another instance's write
+// was applied while its own was on the way (versions, below). What was
+// loaded from Redis is as new as the sequence read before the load
+// (floor): older messages still in the subscription are ignored.
 type Locations struct {
 	c   *Cluster
 	ttl atomic.Int64 // ms
@@ -39,6 +42,7 @@ type Locations struct {
 	wakeC  chan struct{}
 	vers   map[string]*version
 	epoch  uint64 // bumped by each resync
+	floor  int64  // versions at or below it are older than what was loaded
 	script *redis.Script
 
 	// amu serialises installing records in the registrar (remote writes,
@@ -87,28 +91,30 @@ type locStats struct {
 // maxBatch is the most writes sent in one pipeline.
 const maxBatch = 256
 
-// writeScript writes a batch of AoR records — for each: version + 1,
-// record, expiry — and publishes them to the other instances in one
-// message (parseBatch):
-//
-//	node "\n" { version " " keylen " " key " " reclen " " record }
-//
-// One script call and one message per batch, not per REGISTER: Redis's
-// cost per call and the subscribers' per message are what a cluster pays
-// for sharing. ARGV: node, channel, then record and expiry (ms) per key.
+// writeScript writes a batch of AoR records and publishes it (parseBatch):
+// KEYS[1] is the sequence, KEYS[2..] the AoRs; ARGV[1] the channel,
+// ARGV[2] the message the writer built (node "\n" { keylen " " key " "
+// reclen " " record }), then record and expiry (ms) per AoR (an empty
+// record: the AoR has no binding any more). The message goes out as
+// "batch-number " + ARGV[2]. One script call and one message per batch,
+// not per REGISTER: Redis's cost per call and the subscribers' per message
+// are what a cluster pays for sharing.
 const writeScript = `
-local out = {}
-local vs = {}
-for i = 1, #KEYS do
-  local rec = ARGV[1 + 2*i]
-  local v = redis.call('HINCRBY', KEYS[i], 'v', 1)
-  redis.call('HSET', KEYS[i], 'r', rec)
-  redis.call('PEXPIRE', KEYS[i], ARGV[2 + 2*i])
-  vs[i] = v
-  out[i] = v .. ' ' .. string.len(KEYS[i]) .. ' ' .. KEYS[i] .. ' ' .. string.len(rec) .. ' ' .. rec
+local g = redis.call('INCR', KEYS[1])
+for i = 2, #KEYS do
+  local rec = ARGV[2*i - 1]
+  if rec == '' then
+    redis.call('DEL', KEYS[i])
+  else
+    redis.call('SET', KEYS[i], rec, 'PX', ARGV[2*i])
+  end
 end
-redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\n' .. table.concat(out))
-return vs`
+redis.call('PUBLISH', ARGV[1], g .. ' ' .. ARGV[2])
+return g`
+
+// batchSpan is the room each batch has in the versions: a batch holds at
+// most maxBatch writes.
+const batchSpan = 1024
 
 // Locations returns the shared location service; ttl is how long an AoR
 // outlives its last write in Redis (the registrar's max_expires and a
@@ -284,53 +290,40 @@ func (l *Locations) write(batch []op) {
 	l.depth.Add(-int64(len(batch)))
 }
 
-// exec writes a batch; vs are the new versions. On a Redis Cluster the
-// keys of a batch lie in different slots, so each is a script call of its
-// own there.
+// exec writes a batch; vs are the new versions.
 func (l *Locations) exec(ctx context.Context, batch []op) ([]int64, error) {
 	ttl := l.ttl.Load()
-	if _, cluster := l.c.rdb.(*redis.ClusterClient); cluster {
-		vs := make([]int64, 0, len(batch))
-		p := l.c.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(batch))
-		for i := range batch {
-			cmds[i] = l.call(ctx, p, batch[i:i+1], ttl)
-		}
-		if err := l.wait(ctx, p); err != nil {
-			return nil, err
-		}
-		for _, c := range cmds {
-			v, err := versions(c, 1)
-			if err != nil {
-				return nil, err
-			}
-			vs = append(vs, v...)
-		}
-		return vs, nil
+	keys := make([]string, 1, 1+len(batch))
+	keys[0] = l.c.key("seq")
+	args := make([]any, 2, 2+2*len(batch))
+	msg := make([]byte, 0, 64*len(batch))
+	msg = append(append(msg, l.c.cfg.Node...), '\n')
+	prefix := l.c.key("aor:")
+	for i := range batch {
+		o := &batch[i]
+		k := prefix + string(o.key)
+		keys = append(keys, k)
+		args = append(args, o.val, ttl)
+		msg = strconv.AppendInt(msg, int64(len(k)), 10)
+		msg = append(append(append(msg, ' '), k...), ' ')
+		msg = strconv.AppendInt(msg, int64(len(o.val)), 10)
+		msg = append(append(msg, ' '), o.val...)
 	}
+	args[0], args[1] = l.c.key("aor"), msg
 	p := l.c.rdb.Pipeline()
-	c := l.call(ctx, p, batch, ttl)
+	c := l.script.EvalSha(ctx, p, keys, args...)
 	if err := l.wait(ctx, p); err != nil {
 		return nil, err
 	}
-	return versions(c, len(batch))
-}
-
-// call queues one script call writing ops on p.
-func (l *Locations) call(ctx context.Context, p redis.Pipeliner, ops []op, ttl int64) *redis.Cmd {
-	keys := make([]string, len(ops))
-	args := make([]any, 2, 2+2*len(ops))
-	args[0], args[1] = l.c.cfg.Node, l.c.key("aor")
-	for i := range ops {
-		o := &ops[i]
-		keys[i] = l.c.key("aor:") + string(o.key)
-		exp := ttl
-		if o.del {
-			exp = versionIdle.Milliseconds() * 6 // a tombstone keeps the version a while
-		}
-		args = append(args, o.val, exp)
+	g, err := c.Int64()
+	if err != nil {
+		return nil, err
 	}
-	return l.script.EvalSha(ctx, p, keys, args...)
+	vs := make([]int64, len(batch))
+	for i := range vs {
+		vs[i] = g*batchSpan + int64(i)
+	}
+	return vs, nil
 }
 
 // wait runs the pipeline, then (wait_replicas) waits until that many
@@ -349,18 +342,6 @@ func (l *Locations) wait(ctx context.Context, p redis.Pipeliner) error {
 		}
 	}
 	return nil
-}
-
-// versions reads a script call's reply: n versions.
-func versions(c *redis.Cmd, n int) ([]int64, error) {
-	vs, err := c.Int64Slice()
-	if err != nil {
-		return nil, err
-	}
-	if len(vs) != n {
-		return nil, fmt.Errorf("Redis answered %d versions for %d writes", len(vs), n)
-	}
-	return vs, nil
 }
 
 // prune forgets the versions of AoRs idle for a while.
@@ -382,29 +363,27 @@ type write struct {
 }
 
 // parseBatch splits a message of the aor channel (writeScript): the
-// writing node and its records, in the order Redis wrote them.
+// writing node and its records, in the order Redis wrote them, each with
+// its version.
 func parseBatch(payload string) (node string, ws []write, ok bool) {
-	node, rest, found := strings.Cut(payload, "\n")
-	if !found || node == "" {
-		return "", nil, false
-	}
-	num := func() (int64, bool) {
-		s, r, found := strings.Cut(rest, " ")
-		if !found || s == "" || len(s) > 18 { // 18 digits cannot overflow
+	rest := payload
+	num := func(sep byte) (int64, bool) {
+		i := strings.IndexByte(rest, sep)
+		if i <= 0 || i > 18 { // 18 digits cannot overflow
 			return 0, false
 		}
 		var n int64
-		for i := 0; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
+		for _, c := range []byte(rest[:i]) {
+			if c < '0' || c > '9' {
 				return 0, false
 			}
-			n = n*10 + int64(s[i]-'0')
+			n = n*10 + int64(c-'0')
 		}
-		rest = r
+		rest = rest[i+1:]
 		return n, true
 	}
 	str := func() (string, bool) {
-		n, ok := num()
+		n, ok := num(' ')
 		if !ok || n > int64(len(rest)) {
 			return "", false
 		}
@@ -412,20 +391,27 @@ func parseBatch(payload string) (node string, ws []write, ok bool) {
 		rest = rest[n:]
 		return s, true
 	}
-	for rest != "" {
-		v, ok1 := num()
-		key, ok2 := str()
-		if !ok1 || !ok2 || v < 1 || !strings.HasPrefix(rest, " ") {
+	g, ok := num(' ')
+	if !ok || g < 1 || g > 1<<40 {
+		return "", nil, false
+	}
+	node, rest, found := strings.Cut(rest, "\n")
+	if !found || node == "" {
+		return "", nil, false
+	}
+	for rest != "" && len(ws) < maxBatch {
+		key, ok1 := str()
+		if !ok1 || !strings.HasPrefix(rest, " ") {
 			return "", nil, false
 		}
 		rest = rest[1:]
-		val, ok3 := str()
-		if !ok3 {
+		val, ok2 := str()
+		if !ok2 {
 			return "", nil, false
 		}
-		ws = append(ws, write{v, key, val})
+		ws = append(ws, write{g*batchSpan + int64(len(ws)), key, val})
 	}
-	return node, ws, len(ws) > 0
+	return node, ws, len(ws) > 0 && rest == ""
 }
 
 // remote installs another instance's batch of writes.
@@ -448,6 +434,11 @@ func (l *Locations) remote(payload string) {
 			continue
 		}
 		l.mu.Lock()
+		if w.v <= l.floor {
+			l.mu.Unlock()
+			l.stats.Stale.Add(1)
+			continue // older than what was loaded
+		}
 		if e := l.vers[key]; e != nil {
 			if w.v <= e.v {
 				l.mu.Unlock()
@@ -475,62 +466,43 @@ func (l *Locations) Load(fn func(key, val []byte) error) error {
 	return l.scan(ctx, fn)
 }
 
-// scan calls fn for every AoR record in Redis and notes each one's
-// version: a message of the subscription older than what was read is then
-// ignored.
+// scan calls fn for every AoR record in Redis. It first reads the
+// sequence: every batch up to it is older than what the scan reads, so its
+// messages still in the subscription are ignored (floor).
 func (l *Locations) scan(ctx context.Context, fn func(key, val []byte) error) error {
+	g, err := l.c.rdb.Get(ctx, l.c.key("seq")).Int64()
+	if err != nil && err != redis.Nil {
+		return err
+	}
+	l.mu.Lock()
+	l.floor = max(l.floor, g*batchSpan+batchSpan-1)
+	l.mu.Unlock()
 	prefix := l.c.key("aor:")
-	each := func(ctx context.Context, rdb redis.Cmdable) error {
-		var cursor uint64
-		for {
-			keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()
+	var cursor uint64
+	for {
+		keys, next, err := l.c.rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			vals, err := l.c.rdb.MGet(ctx, keys...).Result()
 			if err != nil {
 				return err
 			}
-			if len(keys) > 0 {
-				p := rdb.Pipeline()
-				cmds := make([]*redis.SliceCmd, len(keys))
-				for i, k := range keys {
-					cmds[i] = p.HMGet(ctx, k, "v", "r")
+			for i, k := range keys {
+				val, _ := vals[i].(string)
+				if val == "" {
+					continue // removed since the scan listed it
 				}
-				if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
+				if err := fn([]byte(strings.TrimPrefix(k, prefix)), []byte(val)); err != nil {
 					return err
 				}
-				now := time.Now()
-				for i, k := range keys {
-					vals, err := cmds[i].Result()
-					if err != nil || len(vals) != 2 {
-						continue
-					}
-					vs, _ := vals[0].(string)
-					val, _ := vals[1].(string)
-					key := strings.TrimPrefix(k, prefix)
-					if v, err := strconv.ParseInt(vs, 10, 64); err == nil {
-						l.mu.Lock()
-						if e := l.vers[key]; e == nil {
-							l.vers[key] = &version{v: v, at: now}
-						} else if v > e.v && e.pending == 0 {
-							e.v, e.at = v, now
-						}
-						l.mu.Unlock()
-					}
-					if len(val) == 0 {
-						continue // removed (a tombstone keeps the version)
-					}
-					if err := fn([]byte(key), []byte(val)); err != nil {
-						return err
-					}
-				}
-			}
-			if cursor = next; cursor == 0 {
-				return nil
 			}
 		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
 	}
-	if cc, ok := l.c.rdb.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return each(ctx, c) })
-	}
-	return each(ctx, l.c.rdb)
 }
 
 // resync reloads every record after the subscription was lost: what

@@ -442,8 +442,8 @@ type Store struct {
 
 // Redis says how to reach the Redis server of a cluster.
 type Redis struct {
-	// Addrs: one address (host:port) is one server; several are a Redis
-	// Cluster; with Sentinel.Master they are the Sentinels.
+	// Addrs: one address (host:port) is one server; with Sentinel.Master
+	// they are the Sentinels (a Redis Cluster is not supported).
 	Addrs    []string `yaml:"addrs"`
 	Sentinel struct {
 		Master string `yaml:"master"`
@@ -1013,7 +1013,10 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if r := c.Store.Redis; r != nil {
 		if len(r.Addrs) == 0 {
-			return bad("store.redis.addrs", "the Redis server's address, e.g. [127.0.0.1:6379] (several: a Redis Cluster, or the Sentinels with sentinel.master)")
+			return bad("store.redis.addrs", "the Redis server's address, e.g. [127.0.0.1:6379] (several: the Sentinels, with sentinel.master)")
+		}
+		if len(r.Addrs) > 1 && r.Sentinel.Master == "" {
+			return bad("store.redis.addrs", "several addresses are Sentinels: name their master in store.redis.sentinel.master (a Redis Cluster is not supported; use one server, or Sentinel)")
 		}
 		for _, a := range r.Addrs {
 			if _, _, err := net.SplitHostPort(a); err != nil {

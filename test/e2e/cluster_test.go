@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -660,4 +661,97 @@ func sentinelMaster(t *testing.T, s *redisServer) string {
 		}
 	}
 	return parts[0] + ":" + parts[1]
+}
+
+// tcpPhone is a phone registered over TCP: its connection, which ends at
+// the instance it registered through, is the only way to it.
+type tcpPhone struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialTCPPhone(t *testing.T, ip, node string) *tcpPhone {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 3 * time.Second}
+	c, err := d.Dial("tcp", node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &tcpPhone{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (p *tcpPhone) send(msg string) {
+	p.t.Helper()
+	if _, err := p.c.Write([]byte(msg)); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// next reads the next message that is not a 100 or a keep-alive.
+func (p *tcpPhone) next(d time.Duration) string {
+	p.t.Helper()
+	p.c.SetReadDeadline(time.Now().Add(d))
+	for {
+		var head strings.Builder
+		for {
+			line, err := p.r.ReadString('\n')
+			if err != nil {
+				p.t.Fatalf("phone over TCP: %v (read %q)", err, head.String())
+			}
+			if line == "\r\n" {
+				if head.Len() == 0 {
+					continue // a keep-alive CRLF
+				}
+				break
+			}
+			head.WriteString(line)
+		}
+		m := head.String() + "\r\n"
+		if n, _ := strconv.Atoi(header(m, "Content-Length")); n > 0 {
+			body := make([]byte, n)
+			if _, err := io.ReadFull(p.r, body); err != nil {
+				p.t.Fatal(err)
+			}
+			m += string(body)
+		}
+		if !strings.HasPrefix(m, "SIP/2.0 100 ") {
+			return m
+		}
+	}
+}
+
+// TestClusterTCPFlow: a phone registered over TCP through A is reached,
+// for a call sent to B, over its own connection: B hands the INVITE to A,
+// which sends it on the connection the phone keeps open; the phone's 200
+// goes back the same way.
+func TestClusterTCPFlow(t *testing.T) {
+	rd := startRedis(t)
+	port := freePort(t)
+	a := startNode(t, "127.0.0.2", port, redisAt(rd.addr()), "")
+	b := startNode(t, "127.0.0.3", port, redisAt(rd.addr()), "")
+	time.Sleep(1500 * time.Millisecond)
+
+	phone := dialTCPPhone(t, "127.0.0.5", a.addr2())
+	me := phone.c.LocalAddr().String()
+	phone.send(fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bKtr1;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:tcpuser@example.com>;tag=t1\r\nTo: <sip:tcpuser@example.com>\r\nCall-ID: tcp-reg\r\n"+
+		"CSeq: 1 REGISTER\r\nContact: <sip:tcpuser@%s;transport=tcp>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n", me, me))
+	if m := phone.next(5 * time.Second); !strings.HasPrefix(m, "SIP/2.0 200 ") {
+		t.Fatalf("REGISTER over TCP through A: %s", m)
+	}
+	time.Sleep(50 * time.Millisecond)
+	caller := newUA(t, "127.0.0.6")
+	caller.invite(b.addr2(), "tcpuser", "call-tcp")
+	inv := phone.next(5 * time.Second)
+	if !strings.HasPrefix(inv, "INVITE ") {
+		t.Fatalf("at the phone: %s", inv)
+	}
+	if v := headers(inv, "Via"); len(v) != 3 || !strings.Contains(v[0], "SIP/2.0/TCP") {
+		t.Fatalf("Vias at the phone: %q (want A's over TCP, B's, the caller's)", v)
+	}
+	phone.send(sipReply(inv, 200, "OK", "Contact: <sip:tcpuser@"+me+";transport=tcp>\r\n"))
+	if m, _ := caller.expect("SIP/2.0 200 ", 5*time.Second); header(m, "CSeq") != "1 INVITE" {
+		t.Fatalf("200: %s", m)
+	}
 }
