@@ -132,6 +132,14 @@ func (d *decoder) addrPort() netip.AddrPort {
 // decodeSet decodes a stored binding set (shard's User-Agent table used
 // for interning; New runs before any concurrency, so no lock is needed).
 func (r *Registrar) decodeSet(val []byte, sh *shard) ([]binding, error) {
+	return r.decodeSetFrom(val, sh, nil)
+}
+
+// decodeSetFrom is decodeSet reusing the strings of old, the bindings
+// held now, where they are equal: a refresh written by another instance
+// of a cluster changes times and counters, rarely the strings, and
+// installing it then allocates nothing but the slice (Replace).
+func (r *Registrar) decodeSetFrom(val []byte, sh *shard, old []binding) ([]binding, error) {
 	if len(val) == 0 || val[0] < 1 || val[0] > recordVersion {
 		return nil, errRecord
 	}
@@ -149,10 +157,32 @@ func (r *Registrar) decodeSet(val []byte, sh *shard) ([]binding, error) {
 		if len(uri) > 1<<16-1 || len(params) > 1<<16-1 {
 			return nil, errRecord
 		}
-		b.setContact(uri, params, inst)
-		b.callID = string(callID)
+		var prev *binding
+		for i := range old {
+			if o := &old[i]; o.uri() == string(uri) && o.params() == string(params) && o.instance() == string(inst) {
+				prev = o
+				break
+			}
+		}
+		if prev != nil {
+			b.contact, b.uriLen, b.parLen = prev.contact, prev.uriLen, prev.parLen
+		} else {
+			b.setContact(uri, params, inst)
+		}
+		switch {
+		case prev != nil && prev.callID == string(callID):
+			b.callID = prev.callID
+		default:
+			b.callID = string(callID)
+		}
 		b.userAgent = sh.intern(ua)
-		b.path = string(path)
+		switch {
+		case len(path) == 0:
+		case prev != nil && prev.path == string(path):
+			b.path = prev.path
+		default:
+			b.path = string(path)
+		}
 		// Times in ms, kept where the ns values and their difference
 		// fit an int64: a wrapped product would be a bogus time that
 		// does not even survive the next write.

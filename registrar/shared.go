@@ -43,7 +43,11 @@ func (r *Registrar) Replace(key, val []byte) error {
 	if len(val) > 0 {
 		var err error
 		sh.mu.Lock() // decodeSet interns in the shard's table
-		bs, err = r.decodeSet(val, sh)
+		var old []binding
+		if a := sh.aors[string(key)]; a != nil {
+			old = a.bs
+		}
+		bs, err = r.decodeSetFrom(val, sh, old)
 		sh.mu.Unlock()
 		if err != nil {
 			return err

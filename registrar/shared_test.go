@@ -114,3 +114,31 @@ func TestSharedCommitFails(t *testing.T) {
 		t.Fatalf("commit: %v", err)
 	}
 }
+
+// TestReplaceReusesStrings: installing a refresh of the same bindings (new
+// times, same contact, Call-ID and Path) reuses the strings held: the
+// three of them are not allocated again.
+func TestReplaceReusesStrings(t *testing.T) {
+	st := &shared{recs: map[string][]byte{}}
+	a := newRegistrar(t, Config{Store: st, Node: "192.0.2.1:5060"})
+	b := newRegistrar(t, Config{Store: &shared{recs: map[string][]byte{}}})
+	m := parse(t, req{to: "<sip:carol@example.com>", hdrs: []string{"Path: <sip:edge.example.net;lr>",
+		`Contact: <sip:carol@10.0.0.7:5060;transport=tcp>;+sip.instance="<urn:uuid:1>";reg-id=1`}}.text())
+	if res := a.Register(Request{Msg: m, Source: src, Local: local, Proto: transport.TCP}); res.Code != 200 {
+		t.Fatal(res.Code, res.Reason)
+	}
+	key := []byte("sip:carol@example.com")
+	rec := st.recs[string(key)]
+	if err := b.Replace(key, rec); err != nil {
+		t.Fatal(err)
+	}
+	sh := b.shardOf(key)
+	fresh := testing.AllocsPerRun(100, func() { b.decodeSet(rec, sh) })
+	reuse := testing.AllocsPerRun(100, func() { b.decodeSetFrom(rec, sh, sh.aors[string(key)].bs) })
+	if fresh-reuse < 3 {
+		t.Fatalf("decoding an unchanged binding set: %.0f allocations, %.0f without reuse; want the contact, Call-ID and Path reused", reuse, fresh)
+	}
+	if bs := b.Lookup(string(key)); len(bs) != 1 || bs[0].URI != "sip:carol@10.0.0.7:5060;transport=tcp" || len(bs[0].Path) != 1 || bs[0].Instance != "<urn:uuid:1>" {
+		t.Fatalf("installed %+v", bs)
+	}
+}
