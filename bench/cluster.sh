@@ -138,9 +138,10 @@ done | tee "$out/kamailio2.txt"
 kill "$k1" "$k2"; wait "$k1" "$k2" 2>/dev/null || true
 fi
 
-rate() { grep -E "^$2 max_(rate|cps)=" "$out/$1.txt" | sed -nE 's/^[a-z-]+ max_[a-z]+=([0-9]+) .*/\1/p' | head -1; }
-cpu() { grep -E "^$2 max_(rate|cps)=" "$out/$1.txt" | grep -oE 'proxy_cpu_s_per_1k(_calls)?=[0-9.]+' | cut -d= -f2 | head -1; }
-steal() { grep -oE 'steal_pct=[0-9.]+' "$out/$1.txt" | tail -1 | cut -d= -f2; }
+# (a target not run has no lines: empty, not an error)
+rate() { grep -E "^$2 max_(rate|cps)=" "$out/$1.txt" | sed -nE 's/^[a-z-]+ max_[a-z]+=([0-9]+) .*/\1/p' | head -1 || true; }
+cpu() { grep -E "^$2 max_(rate|cps)=" "$out/$1.txt" | grep -oE 'proxy_cpu_s_per_1k(_calls)?=[0-9.]+' | cut -d= -f2 | head -1 || true; }
+steal() { grep -oE 'steal_pct=[0-9.]+' "$out/$1.txt" | tail -1 | cut -d= -f2 || true; }
 for sc in $scens; do
 	s=$(rate single "$sc") c=$(rate sipedge2 "$sc") k=$(rate kamailio2 "$sc")
 	awk -v sc="$sc" -v s="${s:-0}" -v c="${c:-0}" -v k="${k:-0}" -v cs="$(cpu single "$sc")" -v cc="$(cpu sipedge2 "$sc")" -v ck="$(cpu kamailio2 "$sc")" 'BEGIN {
