@@ -99,21 +99,23 @@ func (r *redisServer) kill() {
 func redisAt(addr string) string { return "    addrs: [" + addr + "]\n" }
 
 // startNode starts one instance of the cluster on ip:port; redis is the
-// store.redis block's contents (redisAt), extra more configuration.
+// store.redis block's contents (redisAt), extra more configuration (media
+// is not relayed unless extra has a media block).
 func startNode(t *testing.T, ip string, port int, redis, extra string) *server {
 	t.Helper()
 	listen := ip + ":" + strconv.Itoa(port)
 	cfg := filepath.Join(t.TempDir(), "sipedge.yaml")
+	if !strings.Contains(extra, "media:") {
+		extra += "media:\n  relay: never\n"
+	}
 	os.WriteFile(cfg, []byte(`dns:
   servers: ["127.0.0.1:9"]
 domains: [example.com]
 trusted_networks: [127.0.0.5/32, 127.0.0.6/32, 127.0.0.7/32]
-media:
-  relay: never
-store:
+`+extra+`store:
   redis:
     prefix: "e2e:"
-`+redis+extra), 0o644)
+`+redis), 0o644)
 	s := start(t, "--listen", listen, "--data-dir", t.TempDir(), "--config", cfg)
 	s.port = port
 	return s
@@ -753,5 +755,105 @@ func TestClusterTCPFlow(t *testing.T) {
 	phone.send(sipReply(inv, 200, "OK", "Contact: <sip:tcpuser@"+me+";transport=tcp>\r\n"))
 	if m, _ := caller.expect("SIP/2.0 200 ", 5*time.Second); header(m, "CSeq") != "1 INVITE" {
 		t.Fatalf("200: %s", m)
+	}
+}
+
+// sdpAudio is the audio address of a message's SDP.
+func sdpAudio(t *testing.T, m string) *net.UDPAddr {
+	t.Helper()
+	_, body, _ := strings.Cut(m, "\r\n\r\n")
+	var addr, port string
+	for _, l := range strings.Split(body, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "c=IN IP4 "); ok {
+			addr = v
+		}
+		if v, ok := strings.CutPrefix(l, "m=audio "); ok {
+			port, _, _ = strings.Cut(v, " ")
+		}
+	}
+	a, err := net.ResolveUDPAddr("udp4", addr+":"+port)
+	if err != nil {
+		t.Fatalf("SDP: %v\n%s", err, body)
+	}
+	return a
+}
+
+// TestClusterMediaSurvivesRestart: a call set up through B has its media
+// relayed by B; kill -9 of A, and A's start again, change nothing for it:
+// RTP keeps flowing both ways through B.
+func TestClusterMediaSurvivesRestart(t *testing.T) {
+	rd := startRedis(t)
+	port := freePort(t)
+	media := "media:\n  relay: always\n  ports: %s\n  kernel: off\n"
+	startA := func() *server {
+		return startNode(t, "127.0.0.2", port, redisAt(rd.addr()), fmt.Sprintf(media, "41000-41099"))
+	}
+	a := startA()
+	b := startNode(t, "127.0.0.3", port, redisAt(rd.addr()), fmt.Sprintf(media, "41100-41199"))
+	time.Sleep(1500 * time.Millisecond)
+
+	phone := newUA(t, "127.0.0.5")
+	caller := newUA(t, "127.0.0.6")
+	rtpCallee := newUA(t, "127.0.0.5")
+	rtpCaller := newUA(t, "127.0.0.6")
+	// The callee registers through B, at its real address.
+	phone.send(b.addr2(), fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKm1;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:media@example.com>;tag=r\r\nTo: <sip:media@example.com>\r\nCall-ID: m-reg\r\n"+
+		"CSeq: 1 REGISTER\r\nContact: <sip:media@%s>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n", phone.addr, phone.addr))
+	if m, _ := phone.expect("SIP/2.0 ", 5*time.Second); !strings.HasPrefix(m, "SIP/2.0 200 ") {
+		t.Fatalf("REGISTER: %s", m)
+	}
+	sdp := func(rtp *ua) string {
+		_, p, _ := net.SplitHostPort(rtp.addr)
+		return "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 " + strings.Split(rtp.addr, ":")[0] + "\r\nt=0 0\r\nm=audio " + p + " RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	}
+	offer := sdp(rtpCaller)
+	caller.send(b.addr2(), fmt.Sprintf("INVITE sip:media@example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKmi;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: <sip:media@example.com>\r\nCall-ID: call-m\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:caller@%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		caller.addr, caller.addr, len(offer), offer))
+	inv, src := phone.expect("INVITE ", 5*time.Second)
+	toCallee := sdpAudio(t, inv) // B's relay port for the callee's side
+	answer := sdp(rtpCallee)
+	phone.send(src, strings.Replace(sipReply(inv, 200, "OK", "Contact: <sip:media@"+phone.addr+">\r\nContent-Type: application/sdp\r\n"),
+		"Content-Length: 0\r\n\r\n", fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(answer), answer), 1))
+	ok, _ := caller.expect("SIP/2.0 200 ", 5*time.Second)
+	toCaller := sdpAudio(t, ok)
+	if toCallee.Port < 41100 || toCallee.Port > 41199 || toCaller.Port < 41100 || toCaller.Port > 41199 {
+		t.Fatalf("media not relayed by B (ports 41100-41199): %v %v", toCallee, toCaller)
+	}
+	// flow sends RTP both ways and counts what arrives.
+	flow := func(n int) (atCallee, atCaller int) {
+		pkt := make([]byte, 172)
+		pkt[0], pkt[1] = 0x80, 0
+		for i := 0; i < n; i++ {
+			pkt[3] = byte(i)
+			rtpCaller.c.WriteToUDP(pkt, toCaller)
+			rtpCallee.c.WriteToUDP(pkt, toCallee)
+			time.Sleep(5 * time.Millisecond)
+		}
+		count := func(u *ua) (k int) {
+			buf := make([]byte, 2048)
+			for {
+				u.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				if _, _, err := u.c.ReadFromUDP(buf); err != nil {
+					return k
+				}
+				k++
+			}
+		}
+		return count(rtpCallee), count(rtpCaller)
+	}
+	if c1, c2 := flow(50); c1 < 40 || c2 < 40 {
+		t.Fatalf("before: %d packets reached the callee, %d the caller", c1, c2)
+	}
+	a.cmd.Process.Kill()
+	<-a.exited
+	if c1, c2 := flow(50); c1 < 45 || c2 < 45 {
+		t.Fatalf("with A killed: %d packets reached the callee, %d the caller", c1, c2)
+	}
+	startA()
+	if c1, c2 := flow(50); c1 < 45 || c2 < 45 {
+		t.Fatalf("with A started again: %d packets reached the callee, %d the caller", c1, c2)
 	}
 }
