@@ -145,7 +145,9 @@ steal() { grep -oE 'steal_pct=[0-9.]+' "$out/$1.txt" | tail -1 | cut -d= -f2 || 
 for sc in $scens; do
 	s=$(rate single "$sc") c=$(rate sipedge2 "$sc") k=$(rate kamailio2 "$sc")
 	awk -v sc="$sc" -v s="${s:-0}" -v c="${c:-0}" -v k="${k:-0}" -v cs="$(cpu single "$sc")" -v cc="$(cpu sipedge2 "$sc")" -v ck="$(cpu kamailio2 "$sc")" 'BEGIN {
-		printf "%s: single=%s sipedge2=%s kamailio2=%s  sipedge2/kamailio2=%.2f  sharing costs %.0f%% of one instance'"'"'s rate\n", sc, s, c, k, (k > 0 ? c / k : 0), (s > 0 ? 100 * (s - c) / s : 0)
+		r = (k > 0 && c > 0) ? sprintf("%.2f", c / k) : "n/a"
+		sh = (s > 0 && c > 0) ? sprintf("%.0f%%", 100 * (s - c) / s) : "n/a"
+		printf "%s: single=%s sipedge2=%s kamailio2=%s  sipedge2/kamailio2=%s  sharing costs %s of one instance'"'"'s rate\n", sc, s, c, k, r, sh
 		printf "  CPU s per 1 000 (whole cluster): single=%s sipedge2=%s kamailio2=%s\n", cs, cc, ck
 	}'
 done | tee "$out/summary.txt"
