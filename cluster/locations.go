@@ -78,7 +78,6 @@ const versionIdle = 10 * time.Second
 
 type op struct {
 	key, val []byte
-	del      bool
 	done     store.Done
 	remote   uint64 // version.remote when queued
 	epoch    uint64
@@ -146,16 +145,17 @@ func (l *Locations) Available() bool { return l.c.Available() && l.depth.Load() 
 func (l *Locations) SetBatchHooks(h store.BatchHooks) { l.hooks.Store(&h) }
 
 // Put implements registrar.Persister.
-func (l *Locations) Put(key, val []byte, done store.Done) { l.enqueue(key, val, false, done) }
+func (l *Locations) Put(key, val []byte, done store.Done) { l.enqueue(key, val, done) }
 
-// Delete implements registrar.Persister.
-func (l *Locations) Delete(key []byte, done store.Done) { l.enqueue(key, nil, true, done) }
+// Delete implements registrar.Persister: an empty record, which the
+// write script turns into a DEL.
+func (l *Locations) Delete(key []byte, done store.Done) { l.enqueue(key, nil, done) }
 
 // Own implements registrar.Persister: Redis keeps the data itself.
 func (l *Locations) Own(func(emit func(key, val []byte) error) error) {}
 
-func (l *Locations) enqueue(key, val []byte, del bool, done store.Done) {
-	o := op{key: bytes.Clone(key), val: bytes.Clone(val), del: del, done: done}
+func (l *Locations) enqueue(key, val []byte, done store.Done) {
+	o := op{key: bytes.Clone(key), val: bytes.Clone(val), done: done}
 	l.mu.Lock()
 	e := l.vers[string(key)]
 	if e == nil {

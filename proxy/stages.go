@@ -317,7 +317,7 @@ func (c *Core) failedResponse(ok []byte, code int) []byte {
 		extra = append(append(append(extra, "Server: "...), ua...), '\r', '\n')
 	}
 	if code == 503 {
-		extra = append(extra, "Retry-After: 5\r\n"...)
+		extra = append(extra, registrar.RetryAfter...)
 		return sip.AppendResponse(nil, &m, 503, "Service Unavailable", nil, extra)
 	}
 	return sip.AppendResponse(nil, &m, 500, "Server Internal Error", nil, extra)

@@ -1,9 +1,6 @@
 package registrar
 
-import (
-	"errors"
-	"time"
-)
+import "errors"
 
 // Bindings shared by several instances (a cluster over Redis, package
 // cluster): each instance keeps the whole location service in memory, as
@@ -25,13 +22,13 @@ type Availability interface {
 	Available() bool
 }
 
-// RetryAfter is the Retry-After of the 503 sent when the store is
-// unavailable (RFC 3261 §21.5.4).
-const RetryAfter = 5 * time.Second
+// RetryAfter is the header line of the 503 sent when the store is
+// unavailable (RFC 3261 §21.5.4), by Register or once a write failed.
+const RetryAfter = "Retry-After: 5\r\n"
 
 // unavailable is the answer to a REGISTER while the store is unavailable.
 func unavailable() Result {
-	return Result{Code: 503, Reason: "Service Unavailable", Extra: []byte("Retry-After: 5\r\n")}
+	return Result{Code: 503, Reason: "Service Unavailable", Extra: []byte(RetryAfter)}
 }
 
 // Replace installs the binding set another instance stored for key (val as

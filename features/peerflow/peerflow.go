@@ -36,6 +36,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 
 	"github.com/dchest/siphash"
@@ -133,7 +134,7 @@ func (f *Feature) appendToken(dst []byte, p transport.Proto, src netip.AddrPort)
 // parseToken checks a token and returns the flow it names.
 func (f *Feature) parseToken(tok string) (transport.Proto, netip.AddrPort, bool) {
 	var raw [1 + 16 + 2 + 1 + 8]byte
-	body, sig, ok := cutByte(tok, '.')
+	body, sig, ok := strings.Cut(tok, ".")
 	if !ok || len(body)%2 != 0 || len(sig) != 16 || len(body)/2 > 19 {
 		return 0, netip.AddrPort{}, false
 	}
@@ -156,15 +157,6 @@ func (f *Feature) parseToken(tok string) (transport.Proto, netip.AddrPort, bool)
 	}
 	port := binary.BigEndian.Uint16(raw[n-2 : n])
 	return transport.Proto(raw[0]), netip.AddrPortFrom(addr, port), true
-}
-
-func cutByte(s string, c byte) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // stage delivers a request another instance routed through this one to

@@ -443,16 +443,7 @@ func TestClusterRedisRestart(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 
 	// A call in progress across the restart.
-	phone := newUA(t, "127.0.0.5")
-	caller := newUA(t, "127.0.0.6")
-	if m := phone.register(a.addr2(), "callee", 1, 600); !strings.HasPrefix(m, "SIP/2.0 200 ") {
-		t.Fatalf("REGISTER: %s", m)
-	}
-	time.Sleep(50 * time.Millisecond)
-	caller.invite(b.addr2(), "callee", "call-r")
-	inv, src := phone.expect("INVITE ", 5*time.Second)
-	phone.send(src, sipReply(inv, 200, "OK", "Contact: <sip:callee@10.99.0.5:5060>\r\n"))
-	resp, _ := caller.expect("SIP/2.0 200 ", 5*time.Second)
+	call := openCall(t, a, b, "call-r")
 
 	reg := newUA(t, "127.0.0.7")
 	const users = 300
@@ -466,11 +457,7 @@ func TestClusterRedisRestart(t *testing.T) {
 			rd.start()
 		}
 		for attempt := 0; ; attempt++ {
-			reg.send(a.addr2(), fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKu%d-%d;rport\r\n"+
-				"Max-Forwards: 70\r\nFrom: <sip:u%d@example.com>;tag=u\r\nTo: <sip:u%d@example.com>\r\nCall-ID: u-%d\r\n"+
-				"CSeq: %d REGISTER\r\nContact: <sip:u%d@%s>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
-				reg.addr, i, attempt, i, i, i, 1+attempt, i, reg.addr))
-			m, _ := reg.expect("SIP/2.0 ", 5*time.Second)
+			m := reg.registerUser(a.addr2(), i, attempt, 5*time.Second)
 			if strings.HasPrefix(m, "SIP/2.0 200 ") {
 				acked[i] = true
 				break
@@ -492,34 +479,12 @@ func TestClusterRedisRestart(t *testing.T) {
 	t.Logf("%d of %d REGISTERs acknowledged, %d answered 503", len(acked), users, got503)
 
 	// The call set up before the restart ends normally.
-	to := header(resp, "To")
-	var route []string
-	for _, h := range headers(resp, "Record-Route") {
-		route = append([]string{h}, route...)
-	}
-	bye := fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbyer;rport\r\nMax-Forwards: 70\r\n"+
-		"Route: %s\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: %s\r\nCall-ID: call-r\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-		strings.Trim(header(resp, "Contact"), "<>"), caller.addr, strings.Join(route, ", "), to)
-	caller.send(b.addr2(), bye)
-	m, src := phone.expect("BYE ", 5*time.Second)
-	phone.send(src, sipReply(m, 200, "OK", ""))
-	caller.expect("SIP/2.0 200 ", 5*time.Second)
+	call.bye(b)
 
 	// Every acknowledged binding is on B, and in Redis (a new instance).
 	time.Sleep(500 * time.Millisecond)
 	c := startNode(t, "127.0.0.4", port, redisAt(rd.addr()), "")
-	q := newUA(t, "127.0.0.7")
-	for _, n := range []*server{b, c} {
-		for i := range users {
-			if !acked[i] {
-				continue
-			}
-			m := q.query(n.addr2(), "u"+strconv.Itoa(i), i)
-			if !strings.HasPrefix(m, "SIP/2.0 200 ") || !strings.Contains(header(m, "Contact"), "sip:u"+strconv.Itoa(i)+"@") {
-				t.Fatalf("acknowledged binding of u%d missing on %s: %s", i, n.addr2(), m)
-			}
-		}
-	}
+	checkAcked(t, acked, "", b, c)
 	if !b.hasLog("bindings reloaded from Redis") {
 		t.Error("B did not reload the bindings after its subscription was lost")
 	}
@@ -566,16 +531,7 @@ func TestClusterSentinelFailover(t *testing.T) {
 	b := startNode(t, "127.0.0.3", port, rc, "")
 	time.Sleep(1500 * time.Millisecond)
 
-	phone := newUA(t, "127.0.0.5")
-	caller := newUA(t, "127.0.0.6")
-	if m := phone.register(a.addr2(), "callee", 1, 600); !strings.HasPrefix(m, "SIP/2.0 200 ") {
-		t.Fatalf("REGISTER: %s", m)
-	}
-	time.Sleep(50 * time.Millisecond)
-	caller.invite(b.addr2(), "callee", "call-f")
-	inv, src := phone.expect("INVITE ", 5*time.Second)
-	phone.send(src, sipReply(inv, 200, "OK", "Contact: <sip:callee@10.99.0.5:5060>\r\n"))
-	resp, _ := caller.expect("SIP/2.0 200 ", 5*time.Second)
+	call := openCall(t, a, b, "call-f")
 
 	reg := newUA(t, "127.0.0.7")
 	const users = 200
@@ -587,11 +543,7 @@ func TestClusterSentinelFailover(t *testing.T) {
 			master.kill()
 		}
 		for attempt := 0; ; attempt++ {
-			reg.send(a.addr2(), fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKf%d-%d;rport\r\n"+
-				"Max-Forwards: 70\r\nFrom: <sip:u%d@example.com>;tag=u\r\nTo: <sip:u%d@example.com>\r\nCall-ID: f-%d\r\n"+
-				"CSeq: %d REGISTER\r\nContact: <sip:u%d@%s>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
-				reg.addr, i, attempt, i, i, i, 1+attempt, i, reg.addr))
-			m, _ := reg.expect("SIP/2.0 ", 10*time.Second)
+			m := reg.registerUser(a.addr2(), i, attempt, 10*time.Second)
 			if strings.HasPrefix(m, "SIP/2.0 200 ") {
 				acked[i] = true
 				break
@@ -614,32 +566,11 @@ func TestClusterSentinelFailover(t *testing.T) {
 		t.Fatalf("the Sentinel still names the dead master %s", now)
 	}
 
-	to := header(resp, "To")
-	var route []string
-	for _, h := range headers(resp, "Record-Route") {
-		route = append([]string{h}, route...)
-	}
-	caller.send(b.addr2(), fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbyef;rport\r\nMax-Forwards: 70\r\n"+
-		"Route: %s\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: %s\r\nCall-ID: call-f\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
-		strings.Trim(header(resp, "Contact"), "<>"), caller.addr, strings.Join(route, ", "), to))
-	m, src := phone.expect("BYE ", 5*time.Second)
-	phone.send(src, sipReply(m, 200, "OK", ""))
-	caller.expect("SIP/2.0 200 ", 5*time.Second)
+	call.bye(b)
 
 	time.Sleep(500 * time.Millisecond)
 	c := startNode(t, "127.0.0.4", port, rc, "")
-	q := newUA(t, "127.0.0.7")
-	for _, n := range []*server{b, c} {
-		for i := range users {
-			if !acked[i] {
-				continue
-			}
-			m := q.query(n.addr2(), "u"+strconv.Itoa(i), i)
-			if !strings.HasPrefix(m, "SIP/2.0 200 ") || !strings.Contains(header(m, "Contact"), "sip:u"+strconv.Itoa(i)+"@") {
-				t.Fatalf("acknowledged binding of u%d missing on %s after the failover: %s", i, n.addr2(), m)
-			}
-		}
-	}
+	checkAcked(t, acked, " after the failover", b, c)
 }
 
 // sentinelMaster asks a Sentinel where its master is now.
@@ -855,5 +786,71 @@ func TestClusterMediaSurvivesRestart(t *testing.T) {
 	startA()
 	if c1, c2 := flow(50); c1 < 45 || c2 < 45 {
 		t.Fatalf("with A started again: %d packets reached the callee, %d the caller", c1, c2)
+	}
+}
+
+// cluCall is a call from a caller through b to a phone registered through
+// a, answered and left open.
+type cluCall struct {
+	t             *testing.T
+	phone, caller *ua
+	callID, resp  string // resp: the caller's 200
+}
+
+func openCall(t *testing.T, a, b *server, callID string) *cluCall {
+	t.Helper()
+	c := &cluCall{t: t, phone: newUA(t, "127.0.0.5"), caller: newUA(t, "127.0.0.6"), callID: callID}
+	if m := c.phone.register(a.addr2(), "callee", 1, 600); !strings.HasPrefix(m, "SIP/2.0 200 ") {
+		t.Fatalf("REGISTER: %s", m)
+	}
+	time.Sleep(50 * time.Millisecond)
+	c.caller.invite(b.addr2(), "callee", callID)
+	inv, src := c.phone.expect("INVITE ", 5*time.Second)
+	c.phone.send(src, sipReply(inv, 200, "OK", "Contact: <sip:callee@10.99.0.5:5060>\r\n"))
+	c.resp, _ = c.caller.expect("SIP/2.0 200 ", 5*time.Second)
+	return c
+}
+
+// bye ends the call with a BYE sent to b along the route set, and waits
+// for the phone's 200 at the caller.
+func (c *cluCall) bye(b *server) {
+	c.t.Helper()
+	var route []string
+	for _, h := range headers(c.resp, "Record-Route") {
+		route = append([]string{h}, route...)
+	}
+	c.caller.send(b.addr2(), fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKbye-%s;rport\r\nMax-Forwards: 70\r\n"+
+		"Route: %s\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+		strings.Trim(header(c.resp, "Contact"), "<>"), c.caller.addr, c.callID, strings.Join(route, ", "), header(c.resp, "To"), c.callID))
+	m, src := c.phone.expect("BYE ", 5*time.Second)
+	c.phone.send(src, sipReply(m, 200, "OK", ""))
+	c.caller.expect("SIP/2.0 200 ", 5*time.Second)
+}
+
+// registerUser registers user u<i> at this endpoint's own address through
+// node (attempt numbers the retries: a new branch and CSeq each) and
+// returns the answer.
+func (u *ua) registerUser(node string, i, attempt int, wait time.Duration) string {
+	u.t.Helper()
+	u.send(node, fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKu%d-%d;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:u%d@example.com>;tag=u\r\nTo: <sip:u%d@example.com>\r\nCall-ID: u-%d\r\n"+
+		"CSeq: %d REGISTER\r\nContact: <sip:u%d@%s>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
+		u.addr, i, attempt, i, i, i, 1+attempt, i, u.addr))
+	m, _ := u.expect("SIP/2.0 ", wait)
+	return m
+}
+
+// checkAcked asserts that every user whose REGISTER was acknowledged has
+// its binding on each of nodes.
+func checkAcked(t *testing.T, acked map[int]bool, when string, nodes ...*server) {
+	t.Helper()
+	q := newUA(t, "127.0.0.7")
+	for _, n := range nodes {
+		for i := range acked {
+			m := q.query(n.addr2(), "u"+strconv.Itoa(i), i)
+			if !strings.HasPrefix(m, "SIP/2.0 200 ") || !strings.Contains(header(m, "Contact"), "sip:u"+strconv.Itoa(i)+"@") {
+				t.Fatalf("acknowledged binding of u%d missing on %s%s: %s", i, n.addr2(), when, m)
+			}
+		}
 	}
 }
