@@ -12,7 +12,8 @@
 #                bench/ab.sh 8bcf560 call --call-rates 800 --bisect 0 --confirm 0
 #
 # NEW=<commit> bench/ab.sh ... measures that commit instead of the work
-# tree (built from a temporary worktree too).
+# tree (built from a temporary worktree too). STORE_SYNC=write runs both
+# with store.sync: write (no fsync before a REGISTER's 200).
 #
 # sipedge listens on 127.0.0.1:5070. Needs sipp (Debian sip-tester).
 # Results and every sipp log go to a new directory under /tmp.
@@ -40,7 +41,7 @@ scens=$scen
 for sc in $scens; do
 	for side in old new; do
 		"$out/bin/$side" --listen udp:127.0.0.1:5070 --listen tcp:127.0.0.1:5070 \
-			--log-level warn --config <(printf 'store:\n  dir: %s/data-%s-%s\n' "$out" "$side" "$sc") >"$out/$side-$sc.log" 2>&1 &
+			--log-level warn --config <(printf 'store:\n  dir: %s/data-%s-%s\n  sync: %s\n' "$out" "$side" "$sc" "${STORE_SYNC:-fsync}") >"$out/$side-$sc.log" 2>&1 &
 		pid=$!
 		sleep 1
 		bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$out/$side-$sc" "$@" 127.0.0.1:5070 "$sc" | tee -a "$out/$side.txt"

@@ -35,6 +35,11 @@
 # 3), and prints every pair with its ratio and steal:
 #   bench/compare.sh fixed [--repeat N] [--reg "400 4000"] [--call "100 800"] [--duration S]
 #
+# STORE_SYNC=write runs sipedge with store.sync: write (a binding is in the
+# kernel, not yet on disk, before its 200: it survives a sipedge crash, not
+# a power cut) — closer to the bench Kamailio, which keeps bindings in
+# memory only; the default is sipedge's own default, fsync.
+#
 # sipedge listens on 127.0.0.1:5070, Kamailio on 127.0.0.1:5080. Needs sipp
 # (Debian sip-tester) and kamailio; run as root or with both installed. media
 # also needs rtpengine (Debian rtpengine-daemon), which the harness installs
@@ -61,7 +66,7 @@ echo "results in $out"
 
 mkdir -p "$out/bin"
 go build -o "$out/bin/sipedge" ./cmd/sipedge
-printf 'store:\n  dir: %s/data\n' "$out" >"$out/sipedge.yaml"
+printf 'store:\n  dir: %s/data\n  sync: %s\n' "$out" "${STORE_SYNC:-fsync}" >"$out/sipedge.yaml"
 if [ "$scen" = media ]; then
 	# Every call's media through the relay: the harness's sipp instances
 	# call each other on 127.0.0.1, where "auto" finds no NAT. The port

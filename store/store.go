@@ -157,11 +157,17 @@ type Store struct {
 	kick chan struct{}
 	wg   sync.WaitGroup
 
-	// committer only
-	wal    *os.File
-	gen    uint64
-	syncFn func(*os.File) error
-	hooks  atomic.Pointer[BatchHooks]
+	// committing: a goroutine is in drain (the committer, or a reader in
+	// Leave); only it touches the fields below (and spare, spareDones,
+	// which it swaps under mu).
+	committing bool
+	spare      []byte
+	spareDones []Done
+	scopes     atomic.Int32 // open Enter/Leave stretches (NoSync only)
+	wal        *os.File
+	gen        uint64
+	syncFn     func(*os.File) error
+	hooks      atomic.Pointer[BatchHooks]
 
 	logBytes atomic.Int64
 
@@ -527,9 +533,9 @@ type DoneFunc func(err error)
 func (f DoneFunc) Stored(err error) { f(err) }
 
 // Put stores key → val; both are copied. done, if not nil, runs on the
-// committer goroutine once the record is durable (nil) or could not be
-// written (error); it must not block for long, since it holds up the
-// callbacks of the records after it. Put returns at once: it only waits
+// committer goroutine (or in Leave, see Enter) once the record is durable
+// (nil) or could not be written (error); it must not block for long, since
+// it holds up the callbacks of the records after it. Put returns at once: it only waits
 // when 64 MiB are queued for a disk that cannot keep up.
 //
 // After a failed write or fsync the store refuses every later write with
@@ -547,6 +553,7 @@ func (s *Store) Delete(key []byte, done Done) {
 func (s *Store) enqueue(typ byte, key, val []byte, done Done) {
 	s.mu.Lock()
 	for len(s.pending) >= maxPending && !s.closed && s.err == nil {
+		s.wake()
 		s.room.Wait()
 	}
 	if err := s.failure(); err != nil {
@@ -571,7 +578,9 @@ func (s *Store) enqueue(typ byte, key, val []byte, done Done) {
 	if done != nil {
 		s.dones = append(s.dones, done)
 	}
-	s.wake()
+	if !s.opt.NoSync || s.scopes.Load() == 0 {
+		s.wake()
+	} // else an open stretch's Leave writes it (Enter)
 	s.mu.Unlock()
 }
 
@@ -660,11 +669,11 @@ type BatchHooks struct {
 func (s *Store) SetBatchHooks(h BatchHooks) { s.hooks.Store(&h) }
 
 // commit is the committer goroutine: it takes everything queued, writes it
-// with one write, fsyncs once, and runs the callbacks.
+// with one write, fsyncs once, and runs the callbacks. With NoSync, a
+// reader inside Enter/Leave usually does that itself (Leave) and the
+// committer only serves writes made outside any such scope.
 func (s *Store) commit() {
 	defer s.wg.Done()
-	var spare []byte
-	var spareDones []Done
 	for {
 		<-s.kick
 		if d := s.opt.SyncInterval; d > 0 && !s.opt.NoSync {
@@ -674,13 +683,68 @@ func (s *Store) commit() {
 		}
 		s.mu.Lock()
 		s.kicked = false
+		if !s.committing {
+			s.drain()
+		}
+		// A Leave draining now wakes the committer again when it is
+		// done, if the store is closing: nothing is left behind.
+		done := s.closed && !s.committing
+		s.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// Enter and Leave bracket a stretch of work on one goroutine (a transport
+// reader's batch of datagrams) that may queue records: with NoSync, a
+// record queued while any such stretch is open does not wake the
+// committer, and Leave writes what is queued and runs its callbacks on the
+// calling goroutine. At ordinary rates this saves, for every REGISTER, the
+// hand-off to the committer goroutine and the second thread it wakes
+// (docs/PERFORMANCE.md). Without NoSync both do nothing: an fsync on a
+// reader goroutine would hold up every message behind it.
+//
+// Leave must be called without locks held that a callback might take
+// (the callbacks send the REGISTERs' 200s).
+func (s *Store) Enter() {
+	if s.opt.NoSync {
+		s.scopes.Add(1)
+	}
+}
+
+// Leave ends what Enter began; see Enter.
+func (s *Store) Leave() {
+	if !s.opt.NoSync {
+		return
+	}
+	// Leave the stretch first, then look: a record queued after the look
+	// sees no open stretch (or another one, whose Leave comes later) and
+	// wakes the committer.
+	s.scopes.Add(-1)
+	s.mu.Lock()
+	if !s.committing && (s.npending > 0 || len(s.dones) > 0) {
+		s.drain()
+		if s.closed {
+			s.wake() // the committer returns once nothing is left
+		}
+	}
+	s.mu.Unlock()
+}
+
+// drain writes what is queued, batch after batch, until nothing is; one
+// goroutine at a time (s.committing). s.mu is held on entry and on return,
+// released while writing and running callbacks.
+func (s *Store) drain() {
+	s.committing = true
+	for s.npending > 0 || len(s.dones) > 0 {
 		buf, dones, n := s.pending, s.dones, s.npending
-		s.pending, s.dones, s.npending = spare[:0], spareDones[:0], 0
-		closing := s.closed
+		s.pending, s.dones, s.npending = s.spare[:0], s.spareDones[:0], 0
+		s.spare, s.spareDones = nil, nil
 		var frozen map[string]string
 		snap := false
 		logBytes := s.logBytes.Load() + int64(len(buf))
-		if !closing && s.err == nil && !s.snapping && logBytes >= s.opt.CompactAt &&
+		if !s.closed && s.err == nil && !s.snapping && logBytes >= s.opt.CompactAt &&
 			logBytes >= s.liveBytes && logBytes >= s.nextTry {
 			snap, s.snapping = true, true
 			if s.dump == nil {
@@ -713,11 +777,10 @@ func (s *Store) commit() {
 		if cap(buf) > 4<<20 {
 			buf = nil // do not keep a burst's buffer forever
 		}
-		spare, spareDones = buf, dones[:0]
-		if closing {
-			return
-		}
+		s.mu.Lock()
+		s.spare, s.spareDones = buf, dones[:0]
 	}
+	s.committing = false
 }
 
 // write appends one batch to the log and fsyncs it.

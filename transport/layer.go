@@ -269,6 +269,34 @@ type Layer struct {
 	taps    taps // Subscribe's subscribers
 	dests   destCache
 	udpSend atomic.Pointer[udpSendState] // how Send picks a UDP socket
+	reads   atomic.Pointer[ReadHooks]    // see SetReadHooks
+}
+
+// ReadHooks bracket the handling of what one reader read at once: a UDP
+// reader's batch of datagrams (one recvmmsg), a stream reader's message.
+// Enter runs before the first message goes to the Handler, Leave after
+// the last, on the reader's goroutine with no lock held. The store uses
+// them to write the batch's bindings and send their 200s from the reader
+// itself instead of waking its committer (store.Store.Enter).
+type ReadHooks struct {
+	Enter, Leave func()
+}
+
+// SetReadHooks sets the hooks of every later read; nil removes them.
+func (l *Layer) SetReadHooks(h *ReadHooks) { l.reads.Store(h) }
+
+// dispatchRead is dispatch bracketed by the read hooks, for a reader that
+// hands over one message at a time.
+func (l *Layer) dispatchRead(p *Packet) bool {
+	h := l.reads.Load()
+	if h != nil {
+		h.Enter()
+	}
+	ok := l.dispatch(p)
+	if h != nil {
+		h.Leave()
+	}
+	return ok
 }
 
 // spec is a validated ListenSpec.

@@ -356,7 +356,7 @@ func (c *Conn) readLoop(first time.Time) string {
 					}
 					l.tapIn(subs, ev, p)
 				}
-				if !l.dispatch(p) {
+				if !l.dispatchRead(p) {
 					return "handler panic"
 				}
 			case sip.FramePing:
@@ -450,7 +450,7 @@ func (c *Conn) frameError(b []byte, ferr error) {
 	if subs := l.taps.subs.Load(); subs != nil {
 		l.tapIn(subs, new(TapEvent), p) // once per connection at most
 	}
-	l.dispatch(p)
+	l.dispatchRead(p)
 	c.drainAndClose()
 }
 

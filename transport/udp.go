@@ -145,6 +145,10 @@ func (u *udpListener) readLoop() {
 			continue
 		}
 		errs = 0
+		hooks := l.reads.Load()
+		if hooks != nil {
+			hooks.Enter()
+		}
 		for i := range n {
 			b := buf
 			if r != nil {
@@ -170,6 +174,9 @@ func (u *udpListener) readLoop() {
 				l.tapIn(subs, ev, p)
 			}
 			l.dispatch(p)
+		}
+		if hooks != nil {
+			hooks.Leave()
 		}
 	}
 }

@@ -295,7 +295,7 @@ func (c *Conn) wsReadLoop() string {
 				}
 				l.tapIn(subs, ev, p)
 			}
-			if !l.dispatch(p) {
+			if !l.dispatchRead(p) {
 				return "handler panic"
 			}
 		case wsPing:
@@ -391,7 +391,7 @@ func (c *Conn) wsTooLarge(b []byte) {
 	if subs := l.taps.subs.Load(); subs != nil {
 		l.tapIn(subs, new(TapEvent), p)
 	}
-	l.dispatch(p)
+	l.dispatchRead(p)
 	c.l.conns.unpublish(c)
 	// The close handshake (bounded by the library) lets the answer reach
 	// the peer before the TCP connection goes.

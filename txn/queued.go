@@ -43,7 +43,7 @@ type replyQueue struct {
 	l        *Layer
 	mu       sync.Mutex
 	q        []queuedReply
-	batching bool
+	batching int           // open BeginQueued/EndQueued brackets
 	flushQ   []queuedReply // EndQueued's, reused
 	flushOut []transport.Outgoing
 	running  bool
@@ -60,7 +60,7 @@ func (r *replyQueue) push(q queuedReply) {
 		return
 	}
 	r.q = append(r.q, q)
-	if r.batching {
+	if r.batching > 0 {
 		r.mu.Unlock() // EndQueued sends it
 		return
 	}
@@ -88,9 +88,12 @@ func (r *replyQueue) signal() {
 }
 
 // BeginQueued holds queued responses until EndQueued (store.BatchHooks).
+// Brackets may overlap (several stores, a store's committer and a reader
+// writing its own batch, store.Store.Enter): each EndQueued sends what is
+// queued when it comes.
 func (l *Layer) BeginQueued() {
 	l.replies.mu.Lock()
-	l.replies.batching = true
+	l.replies.batching++
 	l.replies.mu.Unlock()
 }
 
@@ -99,7 +102,7 @@ func (l *Layer) BeginQueued() {
 func (l *Layer) EndQueued() {
 	r := &l.replies
 	r.mu.Lock()
-	r.batching = false
+	r.batching--
 	if len(r.q) == 0 {
 		r.mu.Unlock()
 		return
@@ -119,18 +122,22 @@ func (l *Layer) EndQueued() {
 			return
 		}
 	}
-	q := r.q
-	r.q = r.flushQ[:0]
+	// The reused buffers go with the caller (another EndQueued running
+	// meanwhile allocates its own) and come back when it is done.
+	q, out := r.q, r.flushOut[:0]
+	r.q, r.flushQ, r.flushOut = r.flushQ[:0], nil, nil
 	r.mu.Unlock()
-	out := r.flushOut[:0]
 	for i := range q {
 		q[i].st.respond(q[i].b, q[i].code, true, &out)
 	}
 	l.sendBatch(out)
 	clear(q)
 	clear(out)
-	// Only the committer calls EndQueued: the buffers are its own.
-	r.flushQ, r.flushOut = q[:0], out[:0]
+	r.mu.Lock()
+	if r.flushQ == nil {
+		r.flushQ, r.flushOut = q[:0], out[:0]
+	}
+	r.mu.Unlock()
 }
 
 // loop sends whatever is queued, each round as one batch.

@@ -161,3 +161,51 @@ func TestQueuedBatchHooks(t *testing.T) {
 		})
 	}
 }
+
+// Brackets overlap when several goroutines write store batches at once
+// (two stores, a reader's own batch beside the committer's): responses
+// wait while any bracket is open, each EndQueued sends what is queued when
+// it comes, and concurrent EndQueued calls do not share their buffers
+// (run with -race).
+func TestQueuedBatchHooksOverlap(t *testing.T) {
+	br := &batchRecorder{}
+	l := New(Config{T1: testT1, T2: testT2, T4: testT4, Sender: br, Tick: 2 * time.Millisecond})
+	defer l.Close()
+	respond := func(id string) {
+		m, v := parse(t, request("REGISTER", "z9hG4bK"+id))
+		st, _ := l.ServerFor(m, v, transport.UDP, dst)
+		st.RespondQueued([]byte("SIP/2.0 200 OK "+id+"\r\n"), 200)
+	}
+	l.BeginQueued()
+	l.BeginQueued()
+	respond("a1")
+	l.EndQueued() // the other bracket is still open: a1 leaves now, with this End
+	if got := br.count("SIP/2.0"); got != 1 {
+		t.Fatalf("%d responses after the first EndQueued, want 1", got)
+	}
+	respond("a2")
+	time.Sleep(20 * time.Millisecond)
+	if got := br.count("SIP/2.0"); got != 1 {
+		t.Fatalf("a2 sent while a bracket was open")
+	}
+	l.EndQueued()
+	if got := br.count("SIP/2.0"); got != 2 {
+		t.Fatalf("%d responses after the last EndQueued, want 2", got)
+	}
+
+	var wg sync.WaitGroup
+	const workers, rounds = 4, 200
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				l.BeginQueued()
+				respond(fmt.Sprintf("w%d-%d", w, i))
+				l.EndQueued()
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, "every response", 2*time.Second, func() bool { return br.count("SIP/2.0") == 2+workers*rounds })
+}

@@ -354,6 +354,15 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if err != nil {
 		return nil, errStart{err}
 	}
+	if cfg.Store.Sync == "write" {
+		// Without an fsync to share, a reader writes the bindings of what
+		// it read and sends their 200s itself (store.Store.Enter).
+		st := a.store
+		a.layer.SetReadHooks(&transport.ReadHooks{
+			Enter: func() { st.Enter(); pst.Enter() },
+			Leave: func() { st.Leave(); pst.Leave() },
+		})
+	}
 	return a, nil
 }
 

@@ -12,17 +12,31 @@ import (
 	"time"
 )
 
-// TestRegistrationsSurviveKill9: sipp registers 500 users through sipedge;
-// sipedge is killed with SIGKILL and started again on the same data
-// directory; every binding is still there (a REGISTER query lists it) and
-// routable (an INVITE reaches the registered contact).
+// TestRegistrationsSurviveKill9: sipp registers 500 users through sipedge
+// over UDP and one phone registers over TCP; sipedge is killed with
+// SIGKILL and started again on the same data directory; every binding is
+// still there (a REGISTER query lists it) and routable (an INVITE reaches
+// the registered contact). With store.sync: fsync (the default) the
+// committer writes and fsyncs; with write the readers write the bindings
+// and send the 200s themselves (store.Store.Enter), which must lose
+// nothing that was acknowledged either.
 func TestRegistrationsSurviveKill9(t *testing.T) {
+	for _, mode := range []string{"fsync", "write"} {
+		t.Run(mode, func(t *testing.T) { registrationsSurviveKill9(t, mode) })
+	}
+}
+
+func registrationsSurviveKill9(t *testing.T, mode string) {
 	sipp := needSipp(t)
 	const users = 500
 	data := t.TempDir()
 	port := freePort(t)
 	listen := "127.0.0.1:" + strconv.Itoa(port)
-	s := start(t, "--listen", listen, "--data-dir", data)
+	cfg := filepath.Join(t.TempDir(), "sipedge.yaml")
+	if err := os.WriteFile(cfg, []byte("store:\n  sync: "+mode+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, "--listen", listen, "--data-dir", data, "--config", cfg)
 	s.port = port
 
 	contact, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -48,31 +62,43 @@ func TestRegistrationsSurviveKill9(t *testing.T) {
 		t.Fatalf("register: %v\n%s", err, tail(out))
 	}
 	expectCalls(t, "REGISTER", filepath.Join(dir, "reg.csv"), users)
+	tp := dialTCPPhone(t, "127.0.0.1", listen)
+	tp.send(fmt.Sprintf(tcpRegister("tcpuser"), tp.c.LocalAddr()))
+	if r := tp.next(3 * time.Second); !strings.HasPrefix(r, "SIP/2.0 200 ") {
+		t.Fatalf("REGISTER over TCP: %q", r)
+	}
 
 	// kill -9: no shutdown, no flush.
 	s.cmd.Process.Kill()
 	<-s.exited
-	s2 := start(t, "--listen", listen, "--data-dir", data)
+	s2 := start(t, "--listen", listen, "--data-dir", data, "--config", cfg)
 	s2.port = port
-	if !strings.Contains(s2.logs(), fmt.Sprintf("bindings=%d", users)) {
-		t.Fatalf("restart did not load %d bindings:\n%s", users, s2.logs())
+	if !strings.Contains(s2.logs(), fmt.Sprintf("bindings=%d", users+1)) {
+		t.Fatalf("restart did not load %d bindings:\n%s", users+1, s2.logs())
 	}
 
 	c, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	defer c.Close()
 	dst, _ := net.ResolveUDPAddr("udp4", listen)
 	buf := make([]byte, 8192)
-	for i := 0; i < users; i++ {
-		q := fmt.Sprintf("REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKq%d;rport\r\n"+
-			"From: <sip:user%d@127.0.0.1>;tag=q\r\nTo: <sip:user%d@127.0.0.1>\r\nCall-ID: q%d\r\nCSeq: 1 REGISTER\r\n"+
-			"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", c.LocalAddr(), i, i, i, i)
+	query := func(user string) *response {
+		q := fmt.Sprintf("REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKq%s;rport\r\n"+
+			"From: <sip:%s@127.0.0.1>;tag=q\r\nTo: <sip:%s@127.0.0.1>\r\nCall-ID: q%s\r\nCSeq: 1 REGISTER\r\n"+
+			"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", c.LocalAddr(), user, user, user, user)
 		c.WriteTo([]byte(q), dst)
 		c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		n, _, err := c.ReadFrom(buf)
 		if err != nil {
-			t.Fatalf("query user%d: %v", i, err)
+			t.Fatalf("query %s: %v", user, err)
 		}
 		r, _ := parseResponse(buf[:n])
+		return r
+	}
+	if r := query("tcpuser"); r == nil || r.code != 200 || !strings.HasPrefix(r.get("contact"), "<sip:tcpuser@192.0.2.1;transport=tcp>") {
+		t.Fatalf("the TCP phone's binding after kill -9: %v", r)
+	}
+	for i := 0; i < users; i++ {
+		r := query(fmt.Sprintf("user%d", i))
 		want := fmt.Sprintf("<sip:user%d@127.0.0.1:%d;transport=UDP>", i, cport)
 		if r == nil || r.code != 200 || !strings.HasPrefix(r.get("contact"), want) {
 			t.Fatalf("user%d after kill -9: %v %q", i, r, r.get("contact"))
