@@ -14,12 +14,16 @@
 //	aor:<AoR key>   one AoR's binding set in the registrar's record
 //	                encoding; expires MaxExpires + a margin after its last
 //	                write, deleted when the AoR has no binding
+//	passive:<token> one passive binding of the gateway deployment (a phone
+//	                registered with an outside provider through sipedge)
+//	                in the gateway's record encoding; same expiry rule
 //	seq             the number of the last batch of binding writes
 //	nodes           sorted set: node name → last heartbeat (unix ms)
 //	bans            hash: address → "until-unix-ms reason"
 //	secret          the cluster's shared secret (hex), set once
 //
-// and the channels <prefix>aor (one message per binding-set write) and
+// and the channels <prefix>aor (one message per batch of binding-set
+// writes), <prefix>passive (the same for passive bindings) and
 // <prefix>ban (bans and lifts).
 //
 // Lock order: Locations.mu is taken under the registrar's shard locks
@@ -90,9 +94,10 @@ type Cluster struct {
 	up     atomic.Bool // Redis answered the last command
 	downMu sync.Mutex  // serialises the up/down log lines
 
-	loc  *Locations
-	bans *Bans
-	ps   *redis.PubSub // subscribed in Open, read from Start
+	loc     *Locations // the registrar's bindings (aor)
+	passive *Locations // the gateway's passive bindings
+	bans    *Bans
+	ps      *redis.PubSub // subscribed in Open, read from Start
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -151,8 +156,8 @@ func Open(cfg Config) (*Cluster, error) {
 	// Subscribed before anything is loaded: a change made between the
 	// load and the first read waits in the subscription, and the
 	// versions read with the records tell which ones are older.
-	c.ps = c.rdb.Subscribe(c.ctx, c.key("aor"), c.key("ban"))
-	for n := 0; n < 2; {
+	c.ps = c.rdb.Subscribe(c.ctx, channels(c)...)
+	for n := 0; n < len(channels(c)); {
 		msg, err := c.ps.ReceiveTimeout(ctx, 5*time.Second)
 		if err != nil {
 			c.ps.Close()
@@ -167,6 +172,22 @@ func Open(cfg Config) (*Cluster, error) {
 }
 
 func (c *Cluster) key(s string) string { return c.cfg.Prefix + s }
+
+// channels are the channels every instance subscribes to.
+func channels(c *Cluster) []string {
+	return []string{c.key(spaceAOR), c.key(spacePassive), c.key("ban")}
+}
+
+// spaces are the record spaces this instance shares.
+func (c *Cluster) spaces() []*Locations {
+	var out []*Locations
+	for _, l := range []*Locations{c.loc, c.passive} {
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
 
 // Node is this instance's name.
 func (c *Cluster) Node() string { return c.cfg.Node }
@@ -202,9 +223,9 @@ func (c *Cluster) Start() {
 	c.wg.Add(2)
 	go c.heartbeat()
 	go c.subscribe()
-	if c.loc != nil {
+	for _, l := range c.spaces() {
 		c.wg.Add(1)
-		go c.loc.writer()
+		go l.writer()
 	}
 	if c.bans != nil {
 		c.bans.load()
@@ -219,8 +240,8 @@ func (c *Cluster) Close() error {
 	c.rdb.ZRem(ctx, c.key("nodes"), c.cfg.Node)
 	cancel()
 	c.cancel()
-	if c.loc != nil {
-		c.loc.wake()
+	for _, l := range c.spaces() {
+		l.wake()
 	}
 	err := c.rdb.Close()
 	c.wg.Wait()
@@ -324,7 +345,8 @@ func (c *Cluster) subscribe() {
 	defer c.wg.Done()
 	ps := c.ps
 	defer ps.Close()
-	subscribed := 2 // in Open
+	nch := len(channels(c))
+	subscribed := nch // in Open
 	for {
 		msg, err := ps.Receive(c.ctx)
 		if c.ctx.Err() != nil {
@@ -345,18 +367,22 @@ func (c *Cluster) subscribe() {
 				continue
 			}
 			subscribed++
-			// Both channels were confirmed in Open; every later
+			// Every channel was confirmed in Open; every later
 			// confirmation is a resubscription after a lost
-			// connection: messages were missed.
-			if subscribed > 2 && subscribed%2 == 1 {
+			// connection: messages were missed (once per round).
+			if subscribed > nch && subscribed%nch == 1 {
 				c.setUp(true, nil)
 				c.resync()
 			}
 		case *redis.Message:
 			switch m.Channel {
-			case c.key("aor"):
+			case c.key(spaceAOR):
 				if c.loc != nil {
 					c.loc.remote(m.Payload)
+				}
+			case c.key(spacePassive):
+				if c.passive != nil {
+					c.passive.remote(m.Payload)
 				}
 			case c.key("ban"):
 				if c.bans != nil {
@@ -369,11 +395,11 @@ func (c *Cluster) subscribe() {
 
 // resync reloads the shared state after messages may have been missed.
 func (c *Cluster) resync() {
-	if c.loc != nil {
+	for _, l := range c.spaces() {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.loc.resync()
+			l.resync()
 		}()
 	}
 	if c.bans != nil {
@@ -393,6 +419,9 @@ type Stats struct {
 	Resyncs   uint64 // full reloads of the bindings after a lost subscription
 	Bad       uint64 // binding sets from other instances that did not decode, dropped
 	BansLost  uint64 // bans or lifts that could not be shared
+
+	PassiveWrites uint64 // passive bindings written to Redis
+	PassiveRemote uint64 // other instances' passive bindings installed here
 }
 
 // Stats returns the counters.
@@ -408,6 +437,9 @@ func (c *Cluster) Stats() Stats {
 	}
 	if c.bans != nil {
 		s.BansLost = c.bans.Dropped()
+	}
+	if p := c.passive; p != nil {
+		s.PassiveWrites, s.PassiveRemote = p.stats.Writes.Load(), p.stats.Remote.Load()
 	}
 	return s
 }

@@ -33,9 +33,10 @@ import (
 // loaded from Redis is as new as the sequence read before the load
 // (floor): older messages still in the subscription are ignored.
 type Locations struct {
-	c   *Cluster
-	ttl atomic.Int64 // ms
-	reg Target
+	c     *Cluster
+	space string       // "aor": the registrar's bindings; "passive": the gateway's
+	ttl   atomic.Int64 // ms
+	reg   Target
 
 	mu     sync.Mutex
 	queue  []op
@@ -59,7 +60,8 @@ type Locations struct {
 // rather than queueing until phones retransmit.
 const maxDepth = 8192
 
-// Target is where other instances' records go: *registrar.Registrar.
+// Target is where other instances' records go: *registrar.Registrar for
+// the bindings, *gateway.Feature for the passive bindings.
 type Target interface {
 	Replace(key, val []byte) error
 	Forget(keep func(aorKey string) bool) int
@@ -119,9 +121,33 @@ const batchSpan = 1024
 // outlives its last write in Redis (the registrar's max_expires and a
 // margin). Call before Start.
 func (c *Cluster) Locations(ttl time.Duration) *Locations {
-	l := &Locations{c: c, wakeC: make(chan struct{}, 1), vers: map[string]*version{}, script: redis.NewScript(writeScript)}
-	l.SetTTL(ttl)
+	l := c.newSpace(spaceAOR, ttl)
 	c.loc = l
+	return l
+}
+
+// Passive returns the shared passive bindings of the gateway deployment
+// (a phone registered with an outside provider through one instance is
+// reached through any other): the same records, versions and messages as
+// Locations, under passive:<token> and on the passive channel. ttl is the
+// longest registration the provider grants and a margin. Call before
+// Start.
+func (c *Cluster) Passive(ttl time.Duration) *Locations {
+	l := c.newSpace(spacePassive, ttl)
+	c.passive = l
+	return l
+}
+
+// The key spaces of records: each has its keys (<space>:<key>) and its
+// channel (<space>).
+const (
+	spaceAOR     = "aor"
+	spacePassive = "passive"
+)
+
+func (c *Cluster) newSpace(space string, ttl time.Duration) *Locations {
+	l := &Locations{c: c, space: space, wakeC: make(chan struct{}, 1), vers: map[string]*version{}, script: redis.NewScript(writeScript)}
+	l.SetTTL(ttl)
 	return l
 }
 
@@ -298,7 +324,7 @@ func (l *Locations) exec(ctx context.Context, batch []op) ([]int64, error) {
 	args := make([]any, 2, 2+2*len(batch))
 	msg := make([]byte, 0, 64*len(batch))
 	msg = append(append(msg, l.c.cfg.Node...), '\n')
-	prefix := l.c.key("aor:")
+	prefix := l.c.key(l.space + ":")
 	for i := range batch {
 		o := &batch[i]
 		k := prefix + string(o.key)
@@ -309,7 +335,7 @@ func (l *Locations) exec(ctx context.Context, batch []op) ([]int64, error) {
 		msg = strconv.AppendInt(msg, int64(len(o.val)), 10)
 		msg = append(append(msg, ' '), o.val...)
 	}
-	args[0], args[1] = l.c.key("aor"), msg
+	args[0], args[1] = l.c.key(l.space), msg
 	p := l.c.rdb.Pipeline()
 	c := l.script.EvalSha(ctx, p, keys, args...)
 	if err := l.wait(ctx, p); err != nil {
@@ -424,7 +450,7 @@ func (l *Locations) remote(payload string) {
 	if node == l.c.cfg.Node {
 		return // this instance's own writes: already in memory
 	}
-	prefix := l.c.key("aor:")
+	prefix := l.c.key(l.space + ":")
 	l.amu.Lock()
 	defer l.amu.Unlock()
 	now := time.Now()
@@ -459,7 +485,7 @@ func (l *Locations) remote(payload string) {
 	}
 }
 
-// Load implements registrar.Persister: every AoR record in Redis.
+// Load implements registrar.Persister: every record of the space in Redis.
 func (l *Locations) Load(fn func(key, val []byte) error) error {
 	ctx, cancel := context.WithTimeout(l.c.ctx, time.Minute)
 	defer cancel()
@@ -477,7 +503,7 @@ func (l *Locations) scan(ctx context.Context, fn func(key, val []byte) error) er
 	l.mu.Lock()
 	l.floor = max(l.floor, g*batchSpan+batchSpan-1)
 	l.mu.Unlock()
-	prefix := l.c.key("aor:")
+	prefix := l.c.key(l.space + ":")
 	var cursor uint64
 	for {
 		keys, next, err := l.c.rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()
@@ -524,7 +550,7 @@ func (l *Locations) resync() {
 		return l.reg.Replace(key, val)
 	})
 	if err != nil {
-		l.c.log.Warn("cluster: reloading the bindings after a lost connection failed; will retry at the next", "err", err)
+		l.c.log.Warn("cluster: reloading the shared records after a lost connection failed; will retry at the next", "space", l.space, "err", err)
 		return
 	}
 	l.mu.Lock()
@@ -541,5 +567,5 @@ func (l *Locations) resync() {
 		return ok || p
 	})
 	l.stats.Resyncs.Add(1)
-	l.c.log.Info("cluster: bindings reloaded from Redis", "aors", len(seen), "forgotten", n)
+	l.c.log.Info("cluster: shared records reloaded from Redis", "space", l.space, "records", len(seen), "forgotten", n)
 }

@@ -432,11 +432,11 @@ type Store struct {
 	// to share its fsync (group commit): longer means fewer fsyncs at
 	// ordinary rates and that much more latency for REGISTER.
 	SyncDelay Duration `yaml:"sync_delay"`
-	// Redis, when set, keeps the bindings, bans and the shared secret in
-	// Redis instead, shared by every sipedge instance configured with the
-	// same server and prefix (a cluster; package cluster). The embedded
-	// store still holds what is this instance's alone (passive bindings,
-	// the topology-hiding key).
+	// Redis, when set, keeps the bindings, the gateway's passive
+	// bindings, bans and the shared secret in Redis instead, shared by
+	// every sipedge instance configured with the same server and prefix (a
+	// cluster; package cluster). The embedded store still holds what is
+	// this instance's alone (the topology-hiding key).
 	Redis *Redis `yaml:"redis"`
 }
 

@@ -43,6 +43,8 @@ var help = map[string]string{
 	"cluster_bad_total":                         "cluster: binding sets from other instances that did not decode, dropped",
 	"cluster_bans_lost_total":                   "cluster: bans or lifts that could not be shared",
 	"cluster_failed_total":                      "cluster: binding-set writes refused while Redis did not answer (REGISTER 503)",
+	"cluster_passive_remote_total":              "cluster: other instances' passive bindings installed here",
+	"cluster_passive_writes_total":              "cluster: passive bindings written to Redis",
 	"cluster_peers":                             "cluster: other instances alive (heartbeat within 3 s)",
 	"cluster_put_back_total":                    "cluster: own writes installed again after a concurrent write of another instance",
 	"cluster_remote_total":                      "cluster: other instances' binding-set writes installed here",

@@ -16,7 +16,9 @@ import (
 	"sipedge/admin"
 	"sipedge/capture"
 
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -105,6 +107,7 @@ type app struct {
 	// flows the requests handed to the instance owning a phone's flow.
 	cluster *cluster.Cluster
 	locs    *cluster.Locations
+	passive *cluster.Locations // the gateway's passive bindings, shared
 	bans    *cluster.Bans
 	flows   *peerflow.Feature
 }
@@ -233,9 +236,23 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if a.locs != nil {
 		a.locs.SetBatchHooks(hooks)
 	}
-	gw, err := gateway.New(a.core, pst)
+	var passive gateway.Persister = pst
+	if a.cluster != nil {
+		// A phone registered with its provider through one instance
+		// is reached through any other: the provider may call any.
+		a.passive = a.cluster.Passive(passiveTTL)
+		passive = a.passive
+	}
+	gw, err := gateway.New(a.core, passive)
 	if err != nil {
+		if a.passive != nil {
+			return nil, errStart{fmt.Errorf("store.redis: passive bindings: %v", err)}
+		}
 		return nil, errStart{fmt.Errorf("passive bindings in %q: %v", filepath.Join(cfg.Store.Dir, "passive"), err)}
+	}
+	if a.passive != nil {
+		a.passive.Bind(gw)
+		gw.SetTokenKey(passiveTokenKey(secret))
 	}
 	a.gw = gw
 	sc, err := a.survivalConfig(cfg)
@@ -1057,4 +1074,16 @@ func clusterNode(rc *config.Redis, specs []transport.ListenSpec) (string, error)
 		}
 	}
 	return "", fmt.Errorf("config: store.redis.node: the listen addresses are wildcards; set node to the ip:port the other instances reach this one at, e.g. node: 10.0.0.2:5060")
+}
+
+// passiveTTL is how long a shared passive binding outlives its last write
+// in Redis: longer than any registration a provider grants (the gateway
+// forgets a binding an hour after it lapsed, and deletes its record then).
+const passiveTTL = 25 * time.Hour
+
+// passiveTokenKey derives the gateway's token secret from the cluster's,
+// so every instance gives a phone the same token.
+func passiveTokenKey(secret []byte) uint64 {
+	h := sha256.Sum256(append([]byte("sipedge passive tokens\x00"), secret...))
+	return binary.BigEndian.Uint64(h[:8])
 }

@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sipedge/nat"
@@ -45,8 +46,8 @@ const Param = "sipedge"
 type Feature struct {
 	core *proxy.Core
 	log  *slog.Logger
-	key  uint64
-	p    Persister // nil: bindings in memory only
+	key  atomic.Uint64 // tokens are derived from it (SetTokenKey)
+	p    Persister     // nil: bindings in memory only
 
 	mu   sync.Mutex
 	m    map[string]*binding // token → binding
@@ -72,7 +73,8 @@ type binding struct {
 // secret their tokens are made from are kept in it and loaded from it now
 // (nil: memory only, tokens from the core's per-process key).
 func New(core *proxy.Core, p Persister) (*Feature, error) {
-	f := &Feature{core: core, log: core.Logger(), key: core.TagKey(), p: p, m: map[string]*binding{}}
+	f := &Feature{core: core, log: core.Logger(), p: p, m: map[string]*binding{}}
+	f.key.Store(core.TagKey())
 	f.surv.kick = make(chan struct{}, 1)
 	if p != nil {
 		if err := f.load(); err != nil {
@@ -105,7 +107,7 @@ func (f *Feature) Bindings() int {
 // provider sees a stable Contact.
 func (f *Feature) token(contact []byte, src netip.AddrPort) string {
 	b, _ := src.MarshalBinary()
-	h := sip.NewHash().AddString("passive").AddUint64(f.key).Add(contact).Add(b)
+	h := sip.NewHash().AddString("passive").AddUint64(f.key.Load()).Add(contact).Add(b)
 	var buf [8]byte
 	for i := range buf {
 		buf[i] = byte(h >> (8 * i))

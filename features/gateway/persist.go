@@ -144,7 +144,8 @@ func (f *Feature) load() error {
 	err := f.p.Load(func(key, val []byte) error {
 		if string(key) == keyRecord {
 			if len(val) == 8 {
-				f.key, haveKey = binary.BigEndian.Uint64(val), true
+				f.key.Store(binary.BigEndian.Uint64(val))
+				haveKey = true
 			}
 			return nil
 		}
@@ -168,7 +169,7 @@ func (f *Feature) load() error {
 		f.p.Delete(k, nil)
 	}
 	if !haveKey {
-		f.p.Put([]byte(keyRecord), binary.BigEndian.AppendUint64(nil, f.key), nil)
+		f.p.Put([]byte(keyRecord), binary.BigEndian.AppendUint64(nil, f.key.Load()), nil)
 	}
 	f.p.Own(f.dump)
 	if len(f.m) > 0 {
@@ -181,7 +182,7 @@ func (f *Feature) load() error {
 func (f *Feature) dump(emit func(key, val []byte) error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := emit([]byte(keyRecord), binary.BigEndian.AppendUint64(nil, f.key)); err != nil {
+	if err := emit([]byte(keyRecord), binary.BigEndian.AppendUint64(nil, f.key.Load())); err != nil {
 		return err
 	}
 	var buf []byte
@@ -227,3 +228,53 @@ func (f *Feature) Range(fn func(aor string, contact []byte, target proxy.Target,
 		}
 	}
 }
+
+// Replace installs a passive binding another sipedge instance of a cluster
+// confirmed (cluster.Target): the provider calls any instance, and each
+// must find the phone. The record is not written back (it comes from the
+// shared store). An empty val removes the binding; the token secret's
+// record is not the other instance's business (SetTokenKey).
+func (f *Feature) Replace(key, val []byte) error {
+	if string(key) == keyRecord {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(val) == 0 {
+		delete(f.m, string(key))
+		return nil
+	}
+	pb, err := decode(val)
+	if err != nil {
+		return err
+	}
+	if old := f.m[string(key)]; old != nil && !old.pending.IsZero() {
+		// This instance forwarded a REGISTER for the same phone that
+		// the provider has not answered yet: keep waiting for it.
+		pb.pending = old.pending
+	}
+	f.m[string(key)] = pb
+	return nil
+}
+
+// Forget drops the confirmed bindings keep refuses (cluster.Target: after
+// a lost subscription, what the shared store no longer has); pending ones
+// are this instance's own and stay. It returns how many went.
+func (f *Feature) Forget(keep func(token string) bool) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for k, pb := range f.m {
+		if !pb.expires.IsZero() && !keep(k) {
+			delete(f.m, k)
+			n++
+		}
+	}
+	return n
+}
+
+// SetTokenKey sets the secret tokens are derived from. A cluster's
+// instances share one (derived from the cluster's secret), so a phone
+// registered through any of them gets the same token and the provider
+// keeps one contact for it. Call before serving.
+func (f *Feature) SetTokenKey(k uint64) { f.key.Store(k) }

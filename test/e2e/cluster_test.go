@@ -854,3 +854,73 @@ func checkAcked(t *testing.T, acked map[int]bool, when string, nodes ...*server)
 		}
 	}
 }
+
+// TestClusterGatewayPassive: the gateway deployment with two instances. A
+// phone registers with its provider through A (the passive registrar: the
+// provider sees A's address and the phone's token in the Contact). A is
+// killed with SIGKILL; the provider's call to that contact, sent to B
+// (the address a floating IP or DNS would now lead to), reaches the phone
+// with the Request-URI it registered, because B learnt the binding from
+// Redis; the phone's refresh through B carries the same token.
+func TestClusterGatewayPassive(t *testing.T) {
+	rd := startRedis(t)
+	port := freePort(t)
+	a := startNode(t, "127.0.0.2", port, redisAt(rd.addr()), "")
+	b := startNode(t, "127.0.0.3", port, redisAt(rd.addr()), "")
+	phone := newUA(t, "127.0.0.5")
+	provider := newUA(t, "127.0.0.7")
+
+	register := func(node string, cseq int) (fwd, contact string) {
+		t.Helper()
+		phone.send(node, fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKgw%d;rport\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:alice@provider.example>;tag=g1\r\nTo: <sip:alice@provider.example>\r\n"+
+			"Call-ID: gw-reg\r\nCSeq: %d REGISTER\r\nContact: <sip:alice@%s>;expires=600\r\nContent-Length: 0\r\n\r\n",
+			provider.addr, phone.addr, cseq, cseq, phone.addr))
+		fwd, src := provider.expect("REGISTER ", 5*time.Second)
+		contact = header(fwd, "Contact")
+		if !strings.Contains(contact, ";sipedge=") {
+			t.Fatalf("the provider got Contact %q: no passive-registrar token", contact)
+		}
+		provider.send(src, sipReply(fwd, 200, "OK", "Contact: "+contact+"\r\n"))
+		if m, _ := phone.expect("SIP/2.0 ", 5*time.Second); !strings.HasPrefix(m, "SIP/2.0 200 ") {
+			t.Fatalf("the phone's REGISTER through %s: %s", node, m)
+		}
+		return fwd, contact
+	}
+	token := func(contact string) string {
+		_, tok, _ := strings.Cut(contact, ";sipedge=")
+		tok, _, _ = strings.Cut(tok, ">")
+		tok, _, _ = strings.Cut(tok, ";")
+		return tok
+	}
+	_, contact := register(a.addr2(), 1)
+	if !strings.Contains(contact, "@"+a.addr2()) {
+		t.Fatalf("the provider got Contact %q, want A's address %s", contact, a.addr2())
+	}
+	time.Sleep(100 * time.Millisecond) // B installs it from Redis
+
+	a.cmd.Process.Kill()
+	<-a.exited
+	uri := strings.Replace(strings.Trim(contact, "<>"), a.addr2(), b.addr2(), 1)
+	if i := strings.Index(uri, ">"); i >= 0 {
+		uri = uri[:i]
+	}
+	provider.send(b.addr2(), fmt.Sprintf("INVITE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKgwinv;rport\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:bob@provider.example>;tag=p1\r\nTo: <sip:alice@provider.example>\r\nCall-ID: gw-call\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:bob@%s>\r\nContent-Length: 0\r\n\r\n", uri, provider.addr, provider.addr))
+	inv, src := phone.expect("INVITE ", 5*time.Second)
+	if want := "INVITE sip:alice@" + phone.addr + " SIP/2.0"; !strings.HasPrefix(inv, want) {
+		t.Fatalf("through B the phone got %q, want %q", strings.SplitN(inv, "\r\n", 2)[0], want)
+	}
+	if src != b.addr2() {
+		t.Fatalf("the INVITE came from %s, want B %s", src, b.addr2())
+	}
+	phone.send(src, sipReply(inv, 486, "Busy Here", ""))
+	if m, _ := provider.expect("SIP/2.0 486", 5*time.Second); m == "" {
+		t.Fatal("the 486 did not reach the provider")
+	}
+
+	if _, c2 := register(b.addr2(), 2); token(c2) != token(contact) {
+		t.Fatalf("token through B %q, through A %q: the provider would keep two contacts", token(c2), token(contact))
+	}
+}
