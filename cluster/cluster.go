@@ -1,8 +1,10 @@
 // Package cluster shares what several sipedge instances must agree on
 // through Redis: the bindings of the location service (Locations, the
-// registrar's persister), the bans of the guard (Bans), the secret that
-// signs nonces, Record-Route and flow tokens (Secret), and which
-// instances are alive (the node registry). Each instance keeps the whole
+// registrar's persister), the gateway's passive bindings (Passive), the
+// dialogs with a session timer, for another instance to end when theirs
+// dies (Dialogs), the bans of the guard (Bans), the secret that signs
+// nonces, Record-Route and flow tokens (Secret), and which instances are
+// alive (the node registry). Each instance keeps the whole
 // state in memory, as a single one does, routes from it, and learns the
 // other instances' changes from Redis pub/sub within milliseconds; Redis
 // is on the path of a REGISTER (the 200 waits for it, as it waits for the
@@ -14,6 +16,10 @@
 //	aor:<AoR key>   one AoR's binding set in the registrar's record
 //	                encoding; expires MaxExpires + a margin after its last
 //	                write, deleted when the AoR has no binding
+//	dlg:<node>:<dialog key>  a dialog with a session timer that node
+//	                follows (dialogs' record encoding); expires a minute
+//	                after its session would; taken by another instance
+//	                when node dies (Dialogs)
 //	passive:<token> one passive binding of the gateway deployment (a phone
 //	                registered with an outside provider through sipedge)
 //	                in the gateway's record encoding; same expiry rule
@@ -96,6 +102,7 @@ type Cluster struct {
 
 	loc     *Locations // the registrar's bindings (aor)
 	passive *Locations // the gateway's passive bindings
+	dlg     *Dialogs   // dialogs with a session timer
 	bans    *Bans
 	ps      *redis.PubSub // subscribed in Open, read from Start
 
@@ -227,6 +234,14 @@ func (c *Cluster) Start() {
 		c.wg.Add(1)
 		go l.writer()
 	}
+	if c.dlg != nil {
+		c.wg.Add(2)
+		go c.dlg.writer()
+		go func() {
+			defer c.wg.Done()
+			c.dlg.start()
+		}()
+	}
 	if c.bans != nil {
 		c.bans.load()
 	}
@@ -313,6 +328,13 @@ func (c *Cluster) heartbeat() {
 			return
 		}
 		c.setUp(err == nil, err)
+		if err == nil && c.dlg != nil {
+			live := map[string]struct{}{}
+			for n := range *c.live.Load() {
+				live[n] = struct{}{}
+			}
+			c.dlg.beat(live)
+		}
 	}
 }
 
@@ -422,6 +444,10 @@ type Stats struct {
 
 	PassiveWrites uint64 // passive bindings written to Redis
 	PassiveRemote uint64 // other instances' passive bindings installed here
+
+	DialogsSaved   uint64 // session-timer dialog records written to Redis
+	DialogsAdopted uint64 // dialogs of instances that died, taken over here
+	DialogsLost    uint64 // dialog records not written (Redis too far behind)
 }
 
 // Stats returns the counters.
@@ -440,6 +466,9 @@ func (c *Cluster) Stats() Stats {
 	}
 	if p := c.passive; p != nil {
 		s.PassiveWrites, s.PassiveRemote = p.stats.Writes.Load(), p.stats.Remote.Load()
+	}
+	if d := c.dlg; d != nil {
+		s.DialogsSaved, s.DialogsAdopted, s.DialogsLost = d.saved.Load(), d.adopted.Load(), d.lost.Load()
 	}
 	return s
 }

@@ -145,6 +145,14 @@ const (
 	spacePassive = "passive"
 )
 
+// what names the space's records in log lines.
+func (l *Locations) what() string {
+	if l.space == spacePassive {
+		return "passive bindings"
+	}
+	return "bindings"
+}
+
 func (c *Cluster) newSpace(space string, ttl time.Duration) *Locations {
 	l := &Locations{c: c, space: space, wakeC: make(chan struct{}, 1), vers: map[string]*version{}, script: redis.NewScript(writeScript)}
 	l.SetTTL(ttl)
@@ -550,7 +558,7 @@ func (l *Locations) resync() {
 		return l.reg.Replace(key, val)
 	})
 	if err != nil {
-		l.c.log.Warn("cluster: reloading the shared records after a lost connection failed; will retry at the next", "space", l.space, "err", err)
+		l.c.log.Warn("cluster: reloading the "+l.what()+" after a lost connection failed; will retry at the next", "err", err)
 		return
 	}
 	l.mu.Lock()
@@ -567,5 +575,5 @@ func (l *Locations) resync() {
 		return ok || p
 	})
 	l.stats.Resyncs.Add(1)
-	l.c.log.Info("cluster: shared records reloaded from Redis", "space", l.space, "records", len(seen), "forgotten", n)
+	l.c.log.Info("cluster: "+l.what()+" reloaded from Redis", "records", len(seen), "forgotten", n)
 }

@@ -221,6 +221,13 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	}
 	a.closer = append([]func(){a.core.Close}, a.closer...)
 	a.dlg = dialogs.New(a.core, dialogsConfig(cfg))
+	if a.cluster != nil {
+		// The calls of an instance that dies are ended by another when
+		// their session timers expire.
+		shared := a.cluster.Dialogs()
+		a.dlg.SetShared(shared)
+		shared.Bind(a.dlg)
+	}
 	// Passive bindings (gateway) have a store of their own beside the
 	// registrar's: the registrar's store snapshots what the registrar
 	// owns, and nothing else.

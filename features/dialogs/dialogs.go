@@ -52,6 +52,8 @@ type Feature struct {
 	m      map[string]*dialog // Call-ID, caller tag, callee tag
 	byCall map[string]string  // Call-ID, caller tag → key
 	closed bool
+	shared Shared // a cluster's, or nil (SetShared)
+	rec    []byte // record being saved (mu held)
 
 	stats counters
 }
@@ -62,6 +64,7 @@ type counters struct {
 	Ended     atomic.Uint64
 	TooSmall  atomic.Uint64
 	Refreshes atomic.Uint64
+	Adopted   atomic.Uint64
 }
 
 // Stats is a snapshot of the feature's counters (the metrics convention
@@ -71,6 +74,7 @@ type Stats struct {
 	Ended     uint64 // calls sipedge ended (session timer, dead media)
 	TooSmall  uint64 // 422 answered
 	Refreshes uint64 // session refreshes seen
+	Adopted   uint64 // dialogs of instances that died, followed here (cluster)
 	Active    int    // dialogs followed now
 }
 
@@ -81,6 +85,8 @@ type dialog struct {
 	legs         [2]leg
 	timer        *txn.Timer
 	interval     time.Duration
+	expires      time.Time // when the session ends without a refresh
+	owner        string    // adopted from this instance, which died (cluster)
 }
 
 // leg is one side: index 0 the caller, 1 the callee.
@@ -104,7 +110,7 @@ func (f *Feature) SetConfig(cfg Config) { f.cfg.Store(&cfg) }
 
 // Stats returns a snapshot of the counters.
 func (f *Feature) Stats() Stats {
-	return Stats{Dialogs: f.stats.Dialogs.Load(), Ended: f.stats.Ended.Load(), TooSmall: f.stats.TooSmall.Load(), Refreshes: f.stats.Refreshes.Load(), Active: f.Active()}
+	return Stats{Dialogs: f.stats.Dialogs.Load(), Ended: f.stats.Ended.Load(), TooSmall: f.stats.TooSmall.Load(), Refreshes: f.stats.Refreshes.Load(), Adopted: f.stats.Adopted.Load(), Active: f.Active()}
 }
 
 // Hooks implements proxy.Feature.
@@ -223,10 +229,15 @@ func (f *Feature) request(r *proxy.Request) bool {
 		f.mu.Unlock()
 		return false
 	}
+	ended := m.MethodKind() == sip.BYE
 	if n, _ := m.CSeq(); n > d.legs[side].cseq {
 		d.legs[side].cseq = n
+		if !ended {
+			// An instance that adopts the dialog must send a BYE
+			// with a CSeq above this one.
+			f.saveLocked(d)
+		}
 	}
-	ended := m.MethodKind() == sip.BYE
 	if ended {
 		f.removeLocked(d)
 	}
@@ -250,6 +261,9 @@ func callerTag(callKey string) string {
 func (f *Feature) removeLocked(d *dialog) {
 	if d.timer != nil {
 		d.timer.Stop()
+	}
+	if f.shared != nil && d.interval > 0 {
+		f.shared.Remove(d.key)
 	}
 	delete(f.m, d.key)
 	if f.byCall[d.callKey] == d.key {
@@ -346,6 +360,7 @@ func (f *Feature) answered(rp *proxy.Reply) {
 	f.byCall[d.callKey] = d.key
 	if se > 0 {
 		f.armLocked(d, time.Duration(se)*time.Second)
+		f.saveLocked(d)
 	}
 }
 
@@ -359,6 +374,7 @@ func (f *Feature) armLocked(d *dialog, interval time.Duration) {
 		d.timer = f.core.NewTimer(func() { go f.end(key, 408, "Session timer expired") })
 	}
 	d.timer.Reset(interval)
+	d.expires = time.Now().Add(interval)
 }
 
 func (f *Feature) refreshed(req, resp *sip.Message) {
@@ -378,6 +394,8 @@ func (f *Feature) refreshed(req, resp *sip.Message) {
 	}
 	f.stats.Refreshes.Add(1)
 	f.armLocked(d, interval)
+	d.owner = "" // refreshed here: this instance's now
+	f.saveLocked(d)
 }
 
 // EndCall ends the dialog of the call whose caller tag is fromTag (the
@@ -403,8 +421,15 @@ func (f *Feature) end(key string, cause int, text string) {
 	if d != nil {
 		f.removeLocked(d)
 	}
+	shared := f.shared
 	f.mu.Unlock()
 	if d == nil {
+		return
+	}
+	if d.owner != "" && shared != nil && shared.Alive(d.owner) {
+		// The instance it was adopted from is back (it was cut off,
+		// not dead): the call is its to end.
+		f.log.Info("not ending an adopted call: its instance is alive", "call_id", d.callID, "instance", d.owner)
 		return
 	}
 	f.stats.Ended.Add(1)
