@@ -235,6 +235,9 @@ func (c *Cluster) Start() {
 		go l.writer()
 	}
 	if c.dlg != nil {
+		// What this node's previous run left is taken before this run
+		// writes anything under the same name.
+		c.dlg.adopt(c.cfg.Node)
 		c.wg.Add(2)
 		go c.dlg.writer()
 		go func() {
@@ -315,6 +318,7 @@ func (c *Cluster) heartbeat() {
 	defer c.wg.Done()
 	t := time.NewTicker(Heartbeat)
 	defer t.Stop()
+	okSince := time.Now() // Open's beat succeeded
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -328,12 +332,21 @@ func (c *Cluster) heartbeat() {
 			return
 		}
 		c.setUp(err == nil, err)
+		if err != nil {
+			okSince = time.Time{}
+		} else if okSince.IsZero() {
+			okSince = time.Now()
+		}
 		if err == nil && c.dlg != nil {
 			live := map[string]struct{}{}
 			for n := range *c.live.Load() {
 				live[n] = struct{}{}
 			}
-			c.dlg.beat(live)
+			// After this instance could not reach Redis, the others'
+			// heartbeats look old until they have beaten again: a node
+			// is taken for dead only by a beat made a whole DeadAfter
+			// after the connection came back.
+			c.dlg.beat(live, time.Since(okSince) > DeadAfter+Heartbeat)
 		}
 	}
 }

@@ -183,13 +183,17 @@ func (d *Dialogs) write(batch []dialogOp) error {
 }
 
 // beat is told the live nodes after each heartbeat: the nodes that were
-// alive at the previous one and are not now have died.
-func (d *Dialogs) beat(live map[string]struct{}) {
+// alive at the previous one and are not now have died, when sure says the
+// heartbeats can be trusted (Redis has been reachable long enough for
+// every live node to have beaten since).
+func (d *Dialogs) beat(live map[string]struct{}, sure bool) {
 	var dead []string
 	d.mu.Lock()
 	for n := range d.known {
-		if _, ok := live[n]; !ok {
+		if _, ok := live[n]; !ok && sure {
 			dead = append(dead, n)
+		} else if !ok {
+			live[n] = struct{}{} // still known: judged at a sure beat
 		}
 	}
 	d.known = live
@@ -203,8 +207,8 @@ func (d *Dialogs) beat(live map[string]struct{}) {
 	}
 }
 
-// start adopts what nodes that died before this one started left behind,
-// this node's previous run included.
+// start adopts what nodes that died before this one started left behind
+// (Start has taken this node's own previous run's).
 func (d *Dialogs) start() {
 	ctx, cancel := context.WithTimeout(d.c.ctx, 5*time.Second)
 	defer cancel()
@@ -216,8 +220,10 @@ func (d *Dialogs) start() {
 	if err != nil {
 		d.c.log.Warn("cluster: could not list the instances that died; their calls' session timers are not followed", "err", err)
 	}
-	for _, n := range append(dead, d.c.cfg.Node) {
-		d.adopt(n)
+	for _, n := range dead {
+		if n != d.c.cfg.Node {
+			d.adopt(n)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,5 +97,107 @@ func TestDialogsAdopted(t *testing.T) {
 	}
 	if b.dlg.Stats().Ended+c.dlg.Stats().Ended != 1 || b.dlg.Active()+c.dlg.Active() != 0 {
 		t.Fatalf("ended: B %d, C %d; active: B %d, C %d", b.dlg.Stats().Ended, c.dlg.Stats().Ended, b.dlg.Active(), c.dlg.Active())
+	}
+}
+
+type adoptRecorder struct {
+	mu  sync.Mutex
+	got []string // owner + " " + record
+}
+
+func (a *adoptRecorder) Adopt(owner string, rec []byte) error {
+	a.mu.Lock()
+	a.got = append(a.got, owner+" "+string(rec))
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *adoptRecorder) list() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.got...)
+}
+
+// TestDialogsNotAdoptedAfterOutage: Redis is away longer than a node's
+// heartbeat may be; when it is back every heartbeat looks old, but no
+// instance takes another's dialogs for that (split brain): only a node
+// that stays silent once Redis answers again is dead. Then its dialog goes
+// to the survivor, once.
+func TestDialogsNotAdoptedAfterOutage(t *testing.T) {
+	r := startRedis(t)
+	a, b := open(t, r, "127.0.0.1:15081"), open(t, r, "127.0.0.1:15082")
+	da, db := a.Dialogs(), b.Dialogs()
+	ra, rb := &adoptRecorder{}, &adoptRecorder{}
+	da.Bind(ra)
+	db.Bind(rb)
+	a.Start()
+	time.Sleep(Heartbeat / 2) // the two beat at different moments
+	b.Start()
+	da.Save("k1", []byte("rec1"), time.Now().Add(time.Hour))
+	for deadline := time.Now().Add(2 * time.Second); da.saved.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the dialog was not saved")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	time.Sleep(2 * Heartbeat) // each has seen the other alive
+	r.kill()
+	time.Sleep(DeadAfter + 1500*time.Millisecond)
+	r.start()
+	time.Sleep(DeadAfter + 3*Heartbeat)
+	if got := append(ra.list(), rb.list()...); len(got) != 0 {
+		t.Fatalf("adopted after a Redis outage, with both instances alive: %q", got)
+	}
+
+	a.Close() // A leaves: B takes its dialog
+	for deadline := time.Now().Add(DeadAfter + 3*Heartbeat); len(rb.list()) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("B did not take the dialog of A, which left")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := rb.list(); len(got) != 1 || got[0] != "127.0.0.1:15081 rec1" {
+		t.Fatalf("B adopted %q", got)
+	}
+}
+
+// The rule behind it, step by step: a node missing from a heartbeat made
+// too soon after the connection came back is kept, and judged at the
+// first beat that can be trusted.
+func TestDialogsBeatRule(t *testing.T) {
+	r := startRedis(t)
+	c := open(t, r, "127.0.0.1:15091")
+	d := c.Dialogs()
+	rec := &adoptRecorder{}
+	d.Bind(rec)
+	// A dialog of node X, as X would have written it.
+	if err := c.rdb.Set(c.ctx, d.prefix("127.0.0.1:15092")+"k", "recX", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	x := map[string]struct{}{"127.0.0.1:15092": {}}
+	wait := func() { time.Sleep(300 * time.Millisecond) }
+	d.beat(x, true)                      // X alive
+	d.beat(map[string]struct{}{}, false) // X's heartbeat looks old, just after an outage
+	wait()
+	if got := rec.list(); len(got) != 0 {
+		t.Fatalf("adopted on an untrusted beat: %q", got)
+	}
+	d.beat(x, true) // X beat again: it was alive all along
+	d.beat(x, true)
+	wait()
+	if got := rec.list(); len(got) != 0 {
+		t.Fatalf("adopted from a live node: %q", got)
+	}
+	d.beat(map[string]struct{}{}, false)
+	d.beat(map[string]struct{}{}, true) // X silent at a trusted beat: dead
+	for deadline := time.Now().Add(2 * time.Second); len(rec.list()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := rec.list(); len(got) != 1 || got[0] != "127.0.0.1:15092 recX" {
+		t.Fatalf("adopted %q, want X's dialog once", got)
+	}
+	if n, _ := c.rdb.Exists(c.ctx, d.prefix("127.0.0.1:15092")+"k").Result(); n != 0 {
+		t.Fatal("the adopted dialog's key is still in Redis")
 	}
 }
