@@ -137,53 +137,24 @@ func startBaresip(t *testing.T, dir, user, proxy string, ca *testCA, cert leaf, 
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sipPort, ctrlPort := freePort(t), freePort(t)
-	rtp := freePort(t) &^ 1
-	conf := fmt.Sprintf(`poll_method		epoll
-sip_listen		127.0.0.1:%d
-sip_certificate		%s
-sip_cafile		%s
-call_local_timeout	120
-audio_source		ausine,440
-ausrc_srate		48000
-ausrc_channels		2
-audio_alert		none,none
-rtp_ports		%d-%d
-module_path		/usr/lib/baresip/modules
-module			g711.so
-module			ausine.so
-module_tmp		account.so
-module_app		menu.so
-module_app		ctrl_tcp.so
-ctrl_tcp_listen		127.0.0.1:%d
-`, sipPort, cert.bothFile, ca.file, rtp, rtp+9, ctrlPort)
-	acct := fmt.Sprintf("<sip:%s@%s;transport=tls>;answermode=auto;regint=600;audio_codecs=pcmu%s\n", user, proxy, strings.Join(acctParams, ""))
-	if err := os.WriteFile(filepath.Join(d, "config"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "accounts"), []byte(acct), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(d, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &baresip{t: t, dir: d, cmd: exec.Command("baresip", "-f", d)}
-	b.cmd.Stdout, b.cmd.Stderr = logf, logf
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = b.cmd.Process.Kill()
-		_ = b.cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(filepath.Join(d, "log"))
-			t.Logf("baresip %s log:\n%s", user, out)
+	// The ports are chosen free, then bound by baresip: another process
+	// (a connection's ephemeral port) may take one in between, and
+	// baresip then stops at once. Choose again a few times.
+	var b *baresip
+	var ctrlPort int
+	for attempt := 1; ; attempt++ {
+		var inUse bool
+		b, ctrlPort, inUse = runBaresip(t, d, user, proxy, ca, cert, acctParams)
+		if !inUse {
+			break
 		}
-	})
+		if attempt == 3 {
+			t.Fatalf("baresip %s: its ports were taken three times", user)
+		}
+	}
 	// Registered over TLS: baresip logs "{0/TLS/v4} 200 OK".
 	b.waitLog("/TLS/v4} 200 OK", 15*time.Second)
+	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if b.ctrl, err = net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(ctrlPort)); err == nil {
 			break
@@ -541,4 +512,74 @@ func TestTLSVerifyServer(t *testing.T) {
 	if !strings.Contains(reqs[0], "\r\nRecord-Route: <sips:127.0.0.1:") {
 		t.Errorf("SIPS request not record-routed with a sips URI:\n%s", reqs[0])
 	}
+}
+
+// runBaresip starts baresip for startBaresip on newly chosen ports and
+// waits until it registered (false) or stopped because a port it was given
+// is taken (true; it is then stopped and cleaned up).
+func runBaresip(t *testing.T, d, user, proxy string, ca *testCA, cert leaf, acctParams []string) (*baresip, int, bool) {
+	t.Helper()
+	sipPort, ctrlPort := freePort(t), freePort(t)
+	rtp := freePort(t) &^ 1
+	conf := fmt.Sprintf(`poll_method		epoll
+sip_listen		127.0.0.1:%d
+sip_certificate		%s
+sip_cafile		%s
+call_local_timeout	120
+audio_source		ausine,440
+ausrc_srate		48000
+ausrc_channels		2
+audio_alert		none,none
+rtp_ports		%d-%d
+module_path		/usr/lib/baresip/modules
+module			g711.so
+module			ausine.so
+module_tmp		account.so
+module_app		menu.so
+module_app		ctrl_tcp.so
+ctrl_tcp_listen		127.0.0.1:%d
+`, sipPort, cert.bothFile, ca.file, rtp, rtp+9, ctrlPort)
+	acct := fmt.Sprintf("<sip:%s@%s;transport=tls>;answermode=auto;regint=600;audio_codecs=pcmu%s\n", user, proxy, strings.Join(acctParams, ""))
+	if err := os.WriteFile(filepath.Join(d, "config"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "accounts"), []byte(acct), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(d, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &baresip{t: t, dir: d, cmd: exec.Command("baresip", "-f", d)}
+	b.cmd.Stdout, b.cmd.Stderr = logf, logf
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = b.cmd.Process.Kill()
+			_ = b.cmd.Wait()
+			logf.Close()
+		})
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			out, _ := os.ReadFile(filepath.Join(d, "log"))
+			t.Logf("baresip %s log:\n%s", user, out)
+		}
+	})
+	// Registered over TLS: baresip logs "{0/TLS/v4} 200 OK".
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		out, _ := os.ReadFile(filepath.Join(d, "log"))
+		if strings.Contains(string(out), "Address already in use") {
+			stop()
+			return nil, 0, true
+		}
+		if strings.Contains(string(out), "/TLS/v4} 200 OK") {
+			return b, ctrlPort, false
+		}
+	}
+	return b, ctrlPort, false // waitLog reports it
 }
