@@ -122,6 +122,15 @@ func TestStretchesConcurrent(t *testing.T) {
 	var calls atomic.Int64
 	var wg sync.WaitGroup
 	const readers, outside, per = 4, 2, 300
+	// write puts k and records its callback.
+	write := func(k string) {
+		s.Put([]byte(k), []byte(k), DoneFunc(func(err error) {
+			calls.Add(1)
+			if err == nil {
+				acked.Store(k, true)
+			}
+		}))
+	}
 	for r := range readers {
 		wg.Add(1)
 		go func() {
@@ -129,13 +138,7 @@ func TestStretchesConcurrent(t *testing.T) {
 			for i := range per {
 				s.Enter()
 				for j := range 1 + i%3 {
-					k := fmt.Sprintf("r%d-%d-%d", r, i, j)
-					s.Put([]byte(k), []byte(k), DoneFunc(func(err error) {
-						calls.Add(1)
-						if err == nil {
-							acked.Store(k, true)
-						}
-					}))
+					write(fmt.Sprintf("r%d-%d-%d", r, i, j))
 				}
 				s.Leave()
 			}
@@ -146,13 +149,7 @@ func TestStretchesConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range per {
-				k := fmt.Sprintf("o%d-%d", o, i)
-				s.Put([]byte(k), []byte(k), DoneFunc(func(err error) {
-					calls.Add(1)
-					if err == nil {
-						acked.Store(k, true)
-					}
-				}))
+				write(fmt.Sprintf("o%d-%d", o, i))
 			}
 		}()
 	}

@@ -365,7 +365,11 @@ func (f *Feature) answered(rp *proxy.Reply) {
 }
 
 // armLocked (re)starts the session interval (f.mu held).
-func (f *Feature) armLocked(d *dialog, interval time.Duration) {
+func (f *Feature) armLocked(d *dialog, interval time.Duration) { f.armForLocked(d, interval, interval) }
+
+// armForLocked sets the session interval and ends the session left from
+// now (what an adopted dialog has left of its interval) (f.mu held).
+func (f *Feature) armForLocked(d *dialog, interval, left time.Duration) {
 	d.interval = interval
 	if d.timer == nil {
 		key := d.key
@@ -373,8 +377,8 @@ func (f *Feature) armLocked(d *dialog, interval time.Duration) {
 		// goroutine of their own.
 		d.timer = f.core.NewTimer(func() { go f.end(key, 408, "Session timer expired") })
 	}
-	d.timer.Reset(interval)
-	d.expires = time.Now().Add(interval)
+	d.timer.Reset(left)
+	d.expires = time.Now().Add(left)
 }
 
 func (f *Feature) refreshed(req, resp *sip.Message) {

@@ -65,10 +65,8 @@ func (f *Feature) Adopt(owner string, rec []byte) error {
 	f.m[d.key] = d
 	f.byCall[d.callKey] = d.key
 	left := max(time.Until(d.expires), time.Millisecond)
-	f.armLocked(d, d.interval)
-	d.timer.Reset(left) // what is left of the interval, not a new one
-	d.expires = time.Now().Add(left)
-	f.saveLocked(d) // now this instance's: another adopts it if it dies too
+	f.armForLocked(d, d.interval, left) // what is left, not a new interval
+	f.saveLocked(d)                     // now this instance's: another adopts it if it dies too
 	f.mu.Unlock()
 	f.stats.Adopted.Add(1)
 	f.log.Info("following the session timer of a call from an instance that died", "call_id", d.callID, "instance", owner, "ends_in", left.Round(time.Second))

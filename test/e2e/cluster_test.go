@@ -689,26 +689,6 @@ func TestClusterTCPFlow(t *testing.T) {
 	}
 }
 
-// sdpAudio is the audio address of a message's SDP.
-func sdpAudio(t *testing.T, m string) *net.UDPAddr {
-	t.Helper()
-	_, body, _ := strings.Cut(m, "\r\n\r\n")
-	var addr, port string
-	for _, l := range strings.Split(body, "\r\n") {
-		if v, ok := strings.CutPrefix(l, "c=IN IP4 "); ok {
-			addr = v
-		}
-		if v, ok := strings.CutPrefix(l, "m=audio "); ok {
-			port, _, _ = strings.Cut(v, " ")
-		}
-	}
-	a, err := net.ResolveUDPAddr("udp4", addr+":"+port)
-	if err != nil {
-		t.Fatalf("SDP: %v\n%s", err, body)
-	}
-	return a
-}
-
 // TestClusterMediaSurvivesRestart: a call set up through B has its media
 // relayed by B; kill -9 of A, and A's start again, change nothing for it:
 // RTP keeps flowing both ways through B.
@@ -744,12 +724,12 @@ func TestClusterMediaSurvivesRestart(t *testing.T) {
 		"CSeq: 1 INVITE\r\nContact: <sip:caller@%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
 		caller.addr, caller.addr, len(offer), offer))
 	inv, src := phone.expect("INVITE ", 5*time.Second)
-	toCallee := sdpAudio(t, inv) // B's relay port for the callee's side
+	toCallee := net.UDPAddrFromAddrPort(sdpAddr(t, inv)) // B's relay port for the callee's side
 	answer := sdp(rtpCallee)
 	phone.send(src, strings.Replace(sipReply(inv, 200, "OK", "Contact: <sip:media@"+phone.addr+">\r\nContent-Type: application/sdp\r\n"),
 		"Content-Length: 0\r\n\r\n", fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(answer), answer), 1))
 	ok, _ := caller.expect("SIP/2.0 200 ", 5*time.Second)
-	toCaller := sdpAudio(t, ok)
+	toCaller := net.UDPAddrFromAddrPort(sdpAddr(t, ok))
 	if toCallee.Port < 41100 || toCallee.Port > 41199 || toCaller.Port < 41100 || toCaller.Port > 41199 {
 		t.Fatalf("media not relayed by B (ports 41100-41199): %v %v", toCallee, toCaller)
 	}

@@ -204,7 +204,13 @@ func respToTag(r *response) string {
 // sdpMedia reads the audio address of a response's SDP.
 func sdpMedia(t *testing.T, r *response) netip.AddrPort {
 	t.Helper()
-	_, body, _ := strings.Cut(r.raw, "\r\n\r\n")
+	return sdpAddr(t, r.raw)
+}
+
+// sdpAddr reads the audio address (c= and m=audio) of a message's SDP.
+func sdpAddr(t *testing.T, m string) netip.AddrPort {
+	t.Helper()
+	_, body, _ := strings.Cut(m, "\r\n\r\n")
 	var addr, port string
 	for _, l := range strings.Split(body, "\r\n") {
 		if v, ok := strings.CutPrefix(l, "c=IN IP4 "); ok {
@@ -216,7 +222,7 @@ func sdpMedia(t *testing.T, r *response) netip.AddrPort {
 	}
 	ap, err := netip.ParseAddrPort(addr + ":" + port)
 	if err != nil {
-		t.Fatalf("SDP of %d: %v\n%s", r.code, err, body)
+		t.Fatalf("SDP: %v\n%s", err, body)
 	}
 	return ap
 }
