@@ -26,6 +26,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -81,11 +82,12 @@ type Registrations interface {
 }
 
 // Calls is what the API reads of the call log: the calls in progress and
-// the last that ended, most recent first, at most limit of each, as
-// JSON-encodable lists (features/calllog.Record); and one call by its
-// Call-ID, as a JSON object.
+// the last that ended, most recent first, at most limit of each, each a
+// JSON object (features/calllog.Record's JSON, made once when the call
+// ended: the lists are joined as they are, not encoded again); and one
+// call by its Call-ID, as a JSON-encodable record.
 type Calls interface {
-	Calls(limit int) (active, recent any)
+	Calls(limit int) (active, recent [][]byte, err error)
 	Call(callID string) (record any, ok bool)
 }
 
@@ -322,11 +324,47 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var active, recent any = []any{}, []any{}
-	if s.calls != nil {
-		active, recent = s.calls.Calls(limit)
+	b, err := s.callLists(nil, limit)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"active": active, "recent": recent})
+	var ind bytes.Buffer
+	if err := json.Indent(&ind, b, "", "  "); err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	ind.WriteByte('\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(ind.Bytes())
+}
+
+// callLists appends the object of GET /api/v1/calls and of the events
+// stream, {"active":[...],"recent":[...]}, to dst.
+func (s *Server) callLists(dst []byte, limit int) ([]byte, error) {
+	var active, recent [][]byte
+	if s.calls != nil {
+		var err error
+		if active, recent, err = s.calls.Calls(limit); err != nil {
+			return dst, err
+		}
+	}
+	dst = append(dst, `{"active":[`...)
+	dst = joinJSON(dst, active)
+	dst = append(dst, `],"recent":[`...)
+	dst = joinJSON(dst, recent)
+	return append(dst, "]}"...), nil
+}
+
+func joinJSON(dst []byte, list [][]byte) []byte {
+	for i, b := range list {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, b...)
+	}
+	return dst
 }
 
 // listRegistrations: ?aor=SUBSTRING&limit=N (default 1000, at most

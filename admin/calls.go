@@ -183,7 +183,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		first    = true
 		lastFull time.Time
 		lastSend = time.Now()
-		buf      bytes.Buffer
+		list     []byte // the event, kept for the next
 	)
 	tick := time.NewTicker(eventPoll)
 	defer tick.Stop()
@@ -195,21 +195,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		if first || v != version || s.msgs == nil || now.Sub(lastFull) >= eventFull {
 			first, version, lastFull = false, v, now
-			var active, recent any = []any{}, []any{}
-			if s.calls != nil {
-				active, recent = s.calls.Calls(limit)
-			}
-			b, err := json.Marshal(map[string]any{"active": active, "recent": recent})
+			b, err := s.callLists(append(list[:0], "event: calls\ndata: "...), limit)
 			if err != nil {
 				return
 			}
-			if h := maphash.Bytes(eventSeed, b); h != sum {
+			list = b
+			// The lines are json.Marshal's, which escapes line ends:
+			// one data line.
+			if h := maphash.Bytes(eventSeed, list); h != sum {
 				sum = h
-				buf.Reset()
-				buf.WriteString("event: calls\ndata: ")
-				buf.Write(b) // json.Marshal escapes line ends: one data line
-				buf.WriteString("\n\n")
-				if !write(buf.Bytes()) {
+				list = append(list, "\n\n"...)
+				if !write(list) {
 					return
 				}
 				lastSend = now

@@ -24,15 +24,18 @@ type fakeCalls struct {
 	reads atomic.Int32
 }
 
-func (f *fakeCalls) Calls(limit int) (active, recent any) {
+func (f *fakeCalls) Calls(limit int) (active, recent [][]byte, err error) {
 	f.reads.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	list := []map[string]any{}
 	for _, r := range f.recs {
-		list = append(list, r)
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		active = append(active, b)
 	}
-	return list, []map[string]any{}
+	return active, nil, nil
 }
 
 func (f *fakeCalls) Call(id string) (any, bool) {

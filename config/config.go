@@ -246,9 +246,10 @@ func (t *TopologyHiding) On() bool { return len(t.Peers) > 0 }
 // sends, TLS decrypted, and a media quality report per relayed call, to
 // HEP v3 collectors (Homer, sngrep -L).
 type HEP struct {
-	// Collectors are "udp:host:port" each; every packet goes to each of
-	// them (a collector that is slow or gone does not hold up the
-	// others). Empty: no capture.
+	// Collectors are "udp:host:port" or "tcp:host:port" each (a bare
+	// host:port is UDP); every packet goes to each of them (a collector
+	// that is slow or gone does not hold up the others). Empty: no
+	// capture.
 	Collectors []string `yaml:"collectors"`
 	// CaptureID is the capture agent id in every packet (Homer shows it).
 	CaptureID int `yaml:"capture_id"`
@@ -296,13 +297,14 @@ func (h *HEP) validate(root *yaml.Node, bad func(key, msg string) error) error {
 	}
 	seen := make(map[string]string, len(h.Collectors))
 	for _, c := range h.Collectors {
-		addr, err := hep.ParseCollector(c)
+		proto, addr, err := hep.ParseCollector(c)
 		if err != nil {
 			return bad(collectors, err.Error())
 		}
 		if ap, err := netip.ParseAddrPort(addr); err == nil {
 			addr = ap.String() // 127.0.0.1:9060 and udp:127.0.0.1:9060 are one collector
 		}
+		addr = proto + ":" + addr
 		if first, dup := seen[addr]; dup {
 			return bad(collectors, fmt.Sprintf("%q and %q are the same collector; list it once", first, c))
 		}

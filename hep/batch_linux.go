@@ -37,6 +37,8 @@ func newBatchWriter(c net.Conn) *batchWriter {
 	return w
 }
 
+func (w *batchWriter) close() { w.conn.Close() }
+
 // write sends batch and reports how many went out and the first error.
 // A packet the kernel refuses (an ICMP error queued on the socket) is
 // skipped; the rest still go.

@@ -9,3 +9,5 @@ type batchWriter struct{ conn net.Conn }
 func newBatchWriter(c net.Conn) *batchWriter { return &batchWriter{conn: c} }
 
 func (w *batchWriter) write(batch []*packet) (int, error) { return writeEach(w.conn, batch) }
+
+func (w *batchWriter) close() { w.conn.Close() }

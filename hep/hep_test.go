@@ -168,17 +168,17 @@ func TestSenderCollectors(t *testing.T) {
 	}
 	deadAddr := deadL.LocalAddr().String()
 	deadL.Close() // the port answers ICMP unreachable from now on
-	liveC, err := dialCollector("udp:" + live.LocalAddr().String())
+	liveC, err := dialCollector("udp:"+live.LocalAddr().String(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadC, err := dialCollector(deadAddr)
+	deadC, err := dialCollector(deadAddr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A collector whose socket blocks: a pipe nobody reads.
 	stuckEnd, stuckPeer := net.Pipe()
-	stuckC := &collector{name: "stuck", conn: stuckEnd, queue: make(chan *packet, queueLen)}
+	stuckC := &collector{name: "stuck", out: newBatchWriter(stuckEnd), queue: make(chan *packet, queueLen)}
 	s := start(Agent{ID: 1}, nil, []*collector{liveC, deadC, stuckC})
 
 	got := make(chan string, 16)
@@ -253,7 +253,7 @@ func TestSenderCollectors(t *testing.T) {
 
 // Dial refuses a bad collector among good ones and leaves no socket open.
 func TestDialErrors(t *testing.T) {
-	for _, c := range [][]string{nil, {"udp:127.0.0.1:9060", "tcp:127.0.0.1:9060"}, {"127.0.0.1"}, {"udp:[::1]"}} {
+	for _, c := range [][]string{nil, {"udp:127.0.0.1:9060", "tls:127.0.0.1:9061"}, {"127.0.0.1"}, {"udp:[::1]"}} {
 		if s, err := Dial(c, Agent{}, nil); err == nil {
 			s.Close()
 			t.Errorf("Dial(%q) accepted", c)

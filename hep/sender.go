@@ -12,8 +12,11 @@ import (
 	"sipedge/transport"
 )
 
-// Sender mirrors the transport's messages to one or more collectors over
-// UDP. The tap (on reader and sender goroutines) only encodes each message
+// Sender mirrors the transport's messages to one or more collectors, over
+// UDP (one datagram per packet, the way every HEP agent and collector
+// speaks) or TCP (packets back to back on one connection, as
+// heplify-server and Homer accept: a batch is one write, so one segment
+// instead of one datagram per message). The tap (on reader and sender goroutines) only encodes each message
 // once, into a pooled buffer, and queues it to every collector; each
 // collector has a queue, a socket and a goroutine of its own, so a slow or
 // absent collector never holds up SIP nor the other collectors. A full
@@ -33,12 +36,20 @@ type Sender struct {
 	closed bool
 }
 
-// collector is one destination: its queue, socket and counters.
+// collector is one destination: its queue, writer and counters.
 type collector struct {
-	name                  string   // host:port as configured: the metrics label
-	conn                  net.Conn // a connected UDP socket
+	name                  string // host:port as configured (tcp: prefixed for TCP): the metrics label
+	out                   writer
 	queue                 chan *packet
 	sent, dropped, errors atomic.Uint64
+}
+
+// writer sends a batch of packets to one collector; only the collector's
+// goroutine calls it.
+type writer interface {
+	// write reports how many packets went out and the first error.
+	write(batch []*packet) (int, error)
+	close()
 }
 
 // packet is one encoded datagram shared by every collector's queue; the
@@ -62,17 +73,22 @@ type Stats struct {
 // most per collector that stopped reading.
 const queueLen = 4096
 
-// ParseCollector reads "udp:host:port" or "host:port" and returns
-// host:port.
-func ParseCollector(s string) (string, error) {
-	addr := strings.TrimPrefix(s, "udp:")
-	if strings.HasPrefix(addr, "tcp:") || strings.HasPrefix(addr, "tls:") {
-		return "", fmt.Errorf("%q: only udp: collectors are supported", s)
+// ParseCollector reads "udp:host:port", "tcp:host:port" or "host:port"
+// (UDP) and returns the transport ("udp" or "tcp") and host:port.
+func ParseCollector(s string) (proto, addr string, err error) {
+	proto, addr = "udp", s
+	switch {
+	case strings.HasPrefix(s, "udp:"):
+		addr = s[len("udp:"):]
+	case strings.HasPrefix(s, "tcp:"):
+		proto, addr = "tcp", s[len("tcp:"):]
+	case strings.HasPrefix(s, "tls:"):
+		return "", "", fmt.Errorf("%q: HEP over TLS is not supported; use udp: or tcp:", s)
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return "", fmt.Errorf("%q: want udp:host:port, e.g. udp:127.0.0.1:9060", s)
+		return "", "", fmt.Errorf("%q: want udp:host:port or tcp:host:port, e.g. udp:127.0.0.1:9060", s)
 	}
-	return addr, nil
+	return proto, addr, nil
 }
 
 // Dial opens a socket to each collector ("udp:host:port") and starts
@@ -83,10 +99,10 @@ func Dial(collectors []string, a Agent, log *slog.Logger) (*Sender, error) {
 	}
 	var cols []*collector
 	for _, c := range collectors {
-		col, err := dialCollector(c)
+		col, err := dialCollector(c, log)
 		if err != nil {
 			for _, o := range cols {
-				o.conn.Close()
+				o.out.close()
 			}
 			return nil, err
 		}
@@ -109,10 +125,21 @@ func start(a Agent, log *slog.Logger, cols []*collector) *Sender {
 	return s
 }
 
-func dialCollector(c string) (*collector, error) {
-	addr, err := ParseCollector(c)
+// dialCollector opens a UDP collector's socket, or resolves a TCP
+// collector's address (its writer connects, and connects again after a
+// failure, on its own goroutine: a collector that is down at start-up
+// does not stop sipedge).
+func dialCollector(c string, log *slog.Logger) (*collector, error) {
+	proto, addr, err := ParseCollector(c)
 	if err != nil {
 		return nil, err
+	}
+	if proto == "tcp" {
+		ta, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("hep collector %q: %v", c, err)
+		}
+		return &collector{name: "tcp:" + addr, out: newStreamWriter(ta.String(), log), queue: make(chan *packet, queueLen)}, nil
 	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -122,7 +149,7 @@ func dialCollector(c string) (*collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hep collector %q: %v", c, err)
 	}
-	return &collector{name: addr, conn: conn, queue: make(chan *packet, queueLen)}, nil
+	return &collector{name: addr, out: newBatchWriter(conn), queue: make(chan *packet, queueLen)}, nil
 }
 
 // Tap is a transport.Tap: every message received and sent.
@@ -178,7 +205,6 @@ func (s *Sender) release(pk *packet) {
 
 func (s *Sender) run(c *collector) {
 	defer s.wg.Done()
-	w := newBatchWriter(c.conn)
 	batch := make([]*packet, 0, sendBatch)
 	logged := false
 	for pk := range c.queue {
@@ -200,14 +226,17 @@ func (s *Sender) run(c *collector) {
 				break drain
 			}
 		}
-		sent, err := w.write(batch)
+		sent, err := c.out.write(batch)
 		c.sent.Add(uint64(sent))
 		if failed := len(batch) - sent; failed > 0 {
 			c.errors.Add(uint64(failed))
 			if !logged {
-				s.log.Warn("hep: sending to the collector failed (logged once)", "collector", c.name, "err", err)
+				s.log.Warn("hep: sending to the collector failed; packets are dropped until it works again (logged once per outage)", "collector", c.name, "err", err)
 				logged = true
 			}
+		} else if logged && sent > 0 {
+			s.log.Info("hep: sending to the collector works again", "collector", c.name)
+			logged = false
 		}
 		for i, pk := range batch {
 			s.release(pk)
@@ -217,10 +246,12 @@ func (s *Sender) run(c *collector) {
 }
 
 // sendBatch is the most packets one write sends; batchWait how long the
-// writer waits after a packet for others to join it.
+// writer waits after a packet for others to join it. At 10 000 messages a
+// second a window is about 50 packets, and the writer wakes at most
+// twice per window.
 const (
-	sendBatch = 64
-	batchWait = 2 * time.Millisecond
+	sendBatch = 128
+	batchWait = 5 * time.Millisecond
 )
 
 // Close stops the writers once their queues are written out; the caller
@@ -235,7 +266,7 @@ func (s *Sender) Close() {
 		s.mu.Unlock()
 		s.wg.Wait()
 		for _, c := range s.cols {
-			c.conn.Close()
+			c.out.close()
 		}
 	})
 }
@@ -250,6 +281,84 @@ func (s *Sender) Stats() Stats {
 		st.Errors[c.name] += c.errors.Load()
 	}
 	return st
+}
+
+// streamWriter sends to a TCP collector: a batch is one write of its
+// packets back to back (HEP's own length field frames them). It connects
+// on its first batch, and after a failure again no sooner than a backoff
+// (1 s, doubling to 30 s); packets of batches while it is not connected
+// count as errors. A write that fails or times out closes the connection:
+// the collector may have half a packet, so the stream starts afresh.
+type streamWriter struct {
+	addr    string
+	log     *slog.Logger
+	conn    net.Conn
+	buf     []byte
+	backoff time.Duration
+	retryAt time.Time
+}
+
+// Timeouts of a TCP collector: a connection attempt, and one batch's
+// write (a collector that stops reading holds the writer that long, while
+// the queue takes the next packets, then drops).
+const (
+	streamDialTimeout  = 3 * time.Second
+	streamWriteTimeout = 5 * time.Second
+)
+
+func newStreamWriter(addr string, log *slog.Logger) *streamWriter {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &streamWriter{addr: addr, log: log}
+}
+
+func (w *streamWriter) write(batch []*packet) (int, error) {
+	now := time.Now()
+	if w.conn == nil {
+		if now.Before(w.retryAt) {
+			return 0, fmt.Errorf("not connected to %s (next attempt in %v)", w.addr, w.retryAt.Sub(now).Round(time.Millisecond))
+		}
+		conn, err := net.DialTimeout("tcp", w.addr, streamDialTimeout)
+		if err != nil {
+			w.fail(now)
+			return 0, err
+		}
+		w.conn, w.backoff = conn, 0
+	}
+	w.buf = w.buf[:0]
+	for _, pk := range batch {
+		w.buf = append(w.buf, pk.b...)
+	}
+	if cap(w.buf) > 4<<20 {
+		defer func() { w.buf = nil }() // a burst of large messages: do not keep its buffer
+	}
+	if err := w.conn.SetWriteDeadline(now.Add(streamWriteTimeout)); err != nil {
+		w.fail(now)
+		return 0, err
+	}
+	if _, err := w.conn.Write(w.buf); err != nil {
+		w.fail(now)
+		return 0, err
+	}
+	return len(batch), nil
+}
+
+// fail drops the connection and sets when to try again.
+func (w *streamWriter) fail(now time.Time) {
+	if w.conn != nil {
+		w.conn.Close()
+		w.conn = nil
+	}
+	w.backoff = min(max(2*w.backoff, time.Second), 30*time.Second)
+	w.retryAt = now.Add(w.backoff)
+}
+
+func (w *streamWriter) close() {
+	if w.conn != nil {
+		w.conn.Close()
+		w.conn = nil
+	}
 }
 
 // writeEach sends batch one write per packet.

@@ -799,15 +799,8 @@ func (a *app) mediaQoS(callID string, m callmedia.Media) {
 // callList shows the call log's calls to the operations API.
 type callList struct{ f *calllog.Feature }
 
-func (c callList) Calls(limit int) (active, recent any) {
-	a, r := c.f.Calls(limit)
-	if a == nil {
-		a = []calllog.Record{}
-	}
-	if r == nil {
-		r = []calllog.Record{}
-	}
-	return a, r
+func (c callList) Calls(limit int) (active, recent [][]byte, err error) {
+	return c.f.CallsJSON(limit)
 }
 
 func (c callList) Call(callID string) (any, bool) {

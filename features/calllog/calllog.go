@@ -72,8 +72,18 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	if r.line != nil {
 		return r.line, nil
 	}
-	type plain Record // the same fields without this method
 	return json.Marshal(plain(r))
+}
+
+// JSON is the record's JSON: the line made when the call ended, or the
+// record encoded now. Callers that put records side by side (the API's
+// lists) join these: encoding/json would scan again, byte by byte, what a
+// MarshalJSON returns.
+func (r *Record) JSON() ([]byte, error) {
+	if r.line != nil {
+		return r.line, nil
+	}
+	return json.Marshal(plain(*r))
 }
 
 // MaxDuration bounds how long a call is followed without a BYE.
@@ -259,6 +269,27 @@ func (f *Feature) Calls(limit int) (active, recent []Record) {
 		active[i].Media = f.mediaOf(active[i].CallID)
 	}
 	return active, recent
+}
+
+// CallsJSON is Calls with each record as its JSON object (Record.JSON).
+func (f *Feature) CallsJSON(limit int) (active, recent [][]byte, err error) {
+	a, r := f.Calls(limit)
+	active, recent = make([][]byte, 0, len(a)), make([][]byte, 0, len(r))
+	for i := range a {
+		b, err := a[i].JSON()
+		if err != nil {
+			return nil, nil, fmt.Errorf("call %s: %v", a[i].CallID, err)
+		}
+		active = append(active, b)
+	}
+	for i := range r {
+		b, err := r[i].JSON()
+		if err != nil {
+			return nil, nil, fmt.Errorf("call %s: %v", r[i].CallID, err)
+		}
+		recent = append(recent, b)
+	}
+	return active, recent, nil
 }
 
 func (f *Feature) calls0(limit int) (active, recent []Record) {
@@ -447,9 +478,11 @@ func (f *Feature) write(c *call) {
 
 func (f *Feature) writeNow(c *call) {
 	c.rec.Media = f.mediaOf(c.rec.CallID)
-	line, err := json.Marshal(c.rec)
+	line, err := json.Marshal(plain(c.rec))
 	if err == nil {
-		c.rec.line = line
+		// The file's line ends in '\n'; the record keeps the JSON alone.
+		line = append(line, '\n')
+		c.rec.line = line[: len(line)-1 : len(line)-1]
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -459,10 +492,7 @@ func (f *Feature) writeNow(c *call) {
 		return
 	}
 	if err == nil {
-		buf := make([]byte, len(line)+1)
-		copy(buf, line)
-		buf[len(line)] = '\n'
-		_, err = f.out.Write(buf)
+		_, err = f.out.Write(line)
 	}
 	if err != nil {
 		f.errors.Add(1)
@@ -507,3 +537,6 @@ func (r rawFile) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// plain is Record without its MarshalJSON.
+type plain Record

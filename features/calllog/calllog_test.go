@@ -275,3 +275,30 @@ func TestRecordJSONMadeOnce(t *testing.T) {
 		t.Fatalf("API %s (%v), file %s", b, err, line)
 	}
 }
+
+// CallsJSON joins what Calls lists: an ended call as its line, unchanged
+// (not encoded again), a call in progress encoded now.
+func TestCallsJSON(t *testing.T) {
+	fx := newFixture(t)
+	inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
+	fx.f.failure(inv.TestFailure(486))
+	fx.request(t, msg("INVITE", "", "b", 1), caller)
+	active, recent, err := fx.f.CallsJSON(10)
+	if err != nil || len(active) != 1 || len(recent) != 1 {
+		t.Fatalf("active %q recent %q %v", active, recent, err)
+	}
+	_, rs := fx.f.Calls(10)
+	if &recent[0][0] != &rs[0].line[0] {
+		t.Fatal("an ended call's JSON was made again")
+	}
+	as, _ := fx.f.Calls(10)
+	want, _ := json.Marshal(as[0])
+	if string(active[0]) != string(want) || !strings.Contains(string(active[0]), `"answer":null`) {
+		t.Fatalf("call in progress %s, want %s", active[0], want)
+	}
+	for _, b := range append(active, recent...) {
+		if !json.Valid(b) {
+			t.Fatalf("not JSON: %s", b)
+		}
+	}
+}

@@ -137,9 +137,9 @@ func sipMessages(out string) []capturedMsg {
 // ACK, the BYE and its 200 each twice (received and forwarded, with
 // different addresses), and sipedge's 100 Trying. It returns what is
 // missing ("" when nothing is).
-func callCaptured(out, callID string) string {
+func callCaptured(msgs []capturedMsg, callID string) string {
 	flows := map[string]map[string]bool{}
-	for _, m := range sipMessages(out) {
+	for _, m := range msgs {
 		if m.callID != callID {
 			continue
 		}
@@ -166,11 +166,177 @@ func waitCall(t *testing.T, c *sngrepCollector, callID string) {
 	var out, missing string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		out = c.read()
-		if missing = callCaptured(out, callID); missing == "" {
+		if missing = callCaptured(sipMessages(out), callID); missing == "" {
 			return
 		}
 	}
 	t.Fatalf("%s: call %s: missing %s; capture:\n%s", c.pcap, callID, missing, out)
+}
+
+// kamailioCollector is Kamailio's sipcapture module as a HEP collector
+// over TCP and UDP (testdata/kamailio-hep.cfg), logging each packet.
+type kamailioCollector struct {
+	port int
+	log  string
+	cmd  *exec.Cmd
+}
+
+func newKamailioCollector(t *testing.T, dir string) *kamailioCollector {
+	t.Helper()
+	needTool(t, "kamailio", "kamailio", "/usr/sbin/kamailio")
+	db := filepath.Join(dir, "kamailio-db")
+	os.MkdirAll(db, 0o755)
+	return &kamailioCollector{port: freePort(t), log: filepath.Join(dir, "kamailio-hep.log")}
+}
+
+// start runs Kamailio (a collector may be started after sipedge).
+func (k *kamailioCollector) start(t *testing.T) {
+	t.Helper()
+	dir := filepath.Dir(k.log)
+	log, err := os.Create(k.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.cmd = exec.Command("kamailio", "-DD", "-E", "-m", "64", "-M", "8", "-Y", dir,
+		"-f", filepath.Join(mustAbs(t, "testdata"), "kamailio-hep.cfg"),
+		"-A", "KAM_PORT="+strconv.Itoa(k.port), "-A", `DB_URL="text://`+filepath.Join(dir, "kamailio-db")+`"`)
+	k.cmd.Stdout, k.cmd.Stderr = log, log
+	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := k.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-k.cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { k.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-k.cmd.Process.Pid, syscall.SIGKILL)
+		}
+		log.Close()
+	})
+	waitTCP(t, "127.0.0.1:"+strconv.Itoa(k.port))
+}
+
+var kamailioHEPRE = regexp.MustCompile(`HEPEV proto=(\w+) id=(\d+) (\S+ > \S+) \| (.*?) \| Call-ID:\s*(\S*) \| CSeq:\s*\d+\s+([A-Z]+)`)
+
+// messages are the SIP messages Kamailio logged, and the transports the
+// HEP packets came over.
+func (k *kamailioCollector) messages() (msgs []capturedMsg, protos map[string]int) {
+	b, _ := os.ReadFile(k.log)
+	protos = map[string]int{}
+	for _, m := range kamailioHEPRE.FindAllStringSubmatch(string(b), -1) {
+		protos[m[1]]++
+		kind := m[6]
+		if strings.HasPrefix(m[4], "SIP/2.0 ") && len(m[4]) >= 11 {
+			kind = m[4][8:11] + "/" + m[6]
+		}
+		msgs = append(msgs, capturedMsg{flow: m[3], kind: kind, callID: m[5]})
+	}
+	return msgs, protos
+}
+
+// TestHEPKamailioTCP: HEP over TCP to Kamailio's sipcapture, a collector
+// that is down when sipedge starts: packets sent meanwhile are counted as
+// errors, the writer connects once it is up, and every message of a whole
+// call then reaches it, framed (several packets per write) as a real HEP
+// reader parses them.
+func TestHEPKamailioTCP(t *testing.T) {
+	sipp := needSipp(t)
+	dir := t.TempDir()
+	kam := newKamailioCollector(t, dir)
+	cfg := filepath.Join(dir, "sipedge.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("dns:\n  servers: [\"127.0.0.1:9\"]\nhep:\n  collectors: [tcp:127.0.0.1:%d]\n  capture_id: 42\n", kam.port)), 0o644)
+	adminAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s := start(t, "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--admin-listen", adminAddr)
+	p := newSIPPeer(t)
+	options := func(id string) {
+		p.send(s.addr(), fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s;rport\r\nMax-Forwards: 70\r\n"+
+			"From: <sip:probe@example.com>;tag=h\r\nTo: <sip:%s>\r\nCall-ID: %s\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+			s.addr(), p.addr(), id, s.addr(), id))
+		p.expect("SIP/2.0 200", id)
+	}
+	// The collector is down: the OPTIONS and its 200 are counted, not sent.
+	options("hep-tcp-down")
+	metric := func(name string) float64 {
+		t.Helper()
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(httpGet(t, "http://"+adminAddr+"/metrics"))
+		if m == nil {
+			return 0
+		}
+		f, _ := strconv.ParseFloat(m[1], 64)
+		return f
+	}
+	errors := `sipedge_hep_errors_total{collector="tcp:127.0.0.1:` + strconv.Itoa(kam.port) + `"}`
+	for deadline := time.Now().Add(5 * time.Second); metric(errors) < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want 2 (the OPTIONS and its 200, collector down)", errors, metric(errors))
+		}
+	}
+
+	kam.start(t)
+	// The writer tries again after its backoff (1 s): OPTIONS until one
+	// gets through.
+	for i := 0; ; i++ {
+		options(fmt.Sprintf("hep-tcp-up-%d", i))
+		msgs, _ := kam.messages()
+		if len(msgs) > 0 {
+			break
+		}
+		if i == 50 {
+			b, _ := os.ReadFile(kam.log)
+			t.Fatalf("nothing reached Kamailio after it started; its log:\n%s", tail(b))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	td := mustAbs(t, "testdata")
+	os.WriteFile(filepath.Join(dir, "callee.csv"), []byte("SEQUENTIAL\ncallee;x\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "caller.csv"), []byte("SEQUENTIAL\ncaller;x\n"), 0o644)
+	uasPort := strconv.Itoa(freePort(t))
+	uas := exec.Command(sipp, "-sf", filepath.Join(td, "call-uas.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-p", uasPort, "-m", "1", "-nostdin", "-timeout", "30s")
+	uas.Dir = dir
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer uas.Process.Kill()
+	time.Sleep(300 * time.Millisecond) // the UAS binds its port
+	reg := exec.Command(sipp, "-sf", filepath.Join(td, "register.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-inf", filepath.Join(dir, "callee.csv"), "-key", "cport", uasPort, "-m", "1", "-nostdin", "-timeout", "10s", s.addr())
+	reg.Dir = dir
+	if out, err := reg.CombinedOutput(); err != nil {
+		t.Fatalf("register: %v\n%s", err, tail(out))
+	}
+	const callID = "hep-call-tcp@127.0.0.1"
+	uac := exec.Command(sipp, "-sf", filepath.Join(td, "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-inf", filepath.Join(dir, "caller.csv"), "-s", "callee", "-m", "1", "-d", "100", "-cid_str", callID,
+		"-nostdin", "-timeout", "20s", s.addr())
+	uac.Dir = dir
+	if out, err := uac.CombinedOutput(); err != nil {
+		t.Fatalf("call: %v\n%s", err, tail(out))
+	}
+	var missing string
+	var protos map[string]int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		var msgs []capturedMsg
+		msgs, protos = kam.messages()
+		if missing = callCaptured(msgs, callID); missing == "" {
+			break
+		}
+	}
+	if missing != "" {
+		b, _ := os.ReadFile(kam.log)
+		t.Fatalf("call %s at Kamailio: missing %s; its log:\n%s", callID, missing, tail(b))
+	}
+	if protos["tcp"] == 0 || protos["udp"] != 0 {
+		t.Fatalf("HEP packets by transport %v, want TCP only", protos)
+	}
+	b, _ := os.ReadFile(kam.log)
+	if !strings.Contains(string(b), "id=42 ") {
+		t.Errorf("capture id 42 not in Kamailio's log")
+	}
 }
 
 // TestHEPCall: every SIP message of a whole call reaches the HEP

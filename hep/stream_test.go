@@ -1,0 +1,160 @@
+package hep
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"sipedge/transport"
+)
+
+// readFrame reads one HEP packet off a TCP stream, framed by its header's
+// length.
+func readFrame(t *testing.T, r *bufio.Reader) ([]byte, error) {
+	t.Helper()
+	head := make([]byte, 6)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(head[4:]))
+	if string(head[:4]) != "HEP3" || n < 6 {
+		t.Fatalf("bad frame header % x", head)
+	}
+	b := make([]byte, n)
+	copy(b, head)
+	if _, err := io.ReadFull(r, b[6:]); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// A TCP collector gets the packets back to back, each whole and in order;
+// when the collector drops the connection, packets fail (counted) until
+// the writer connects again after its backoff, and then flow again.
+func TestSenderTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s, err := Dial([]string{"tcp:" + ln.Addr().String()}, Agent{ID: 5}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	name := "tcp:" + ln.Addr().String()
+	local, remote := netip.MustParseAddrPort("127.0.0.1:5060"), netip.MustParseAddrPort("192.0.2.7:5062")
+	tapped := 0
+	tap := func(i int) {
+		tapped++
+		s.Tap(&transport.TapEvent{Dir: transport.TapIn, Proto: transport.TCP, Local: local, Remote: remote,
+			Time: time.Now(), Data: []byte(fmt.Sprintf("MSG %d", i))})
+	}
+	for i := range 300 {
+		tap(i)
+	}
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range 300 {
+		b, err := readFrame(t, r)
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		c := decode(t, b)
+		if got := string(c[chunkPayload]); got != fmt.Sprintf("MSG %d", i) || c[chunkProto][0] != TCP {
+			t.Fatalf("packet %d: payload %q proto %v", i, got, c[chunkProto])
+		}
+	}
+	if st := s.Stats(); st.Sent[name] != 300 || st.Errors[name] != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// The collector goes away: the next writes fail, and the writer
+	// waits at least its backoff before it connects again.
+	conn.Close()
+	lost := time.Now()
+	next := 300
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().Errors[name] == 0; next++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("writes to a closed connection never failed: %+v", s.Stats())
+		}
+		tap(next)
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Keep tapping until a new connection is accepted.
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	var conn2 net.Conn
+	for deadline := time.Now().Add(10 * time.Second); conn2 == nil; next++ {
+		select {
+		case conn2 = <-accepted:
+		case <-time.After(20 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("the writer did not connect again")
+			}
+			tap(next)
+		}
+	}
+	defer conn2.Close()
+	if d := time.Since(lost); d < time.Second {
+		t.Errorf("connected again %v after the loss, before the backoff", d)
+	}
+	tap(next)
+	r = bufio.NewReader(conn2)
+	conn2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := readFrame(t, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := string(decode(t, b)[chunkPayload])
+	var n int
+	if _, err := fmt.Sscanf(first, "MSG %d", &n); err != nil || n <= 300 || n > next {
+		t.Fatalf("first packet on the new connection %q (tapped up to %d)", first, next)
+	}
+	// Every packet is either sent or counted as an error; none dropped.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st := s.Stats()
+		if st.Sent[name]+st.Errors[name] == uint64(tapped) && st.Dropped[name] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v, tapped %d", st, tapped)
+		}
+	}
+}
+
+// A TCP collector that is down at start-up does not stop Dial.
+func TestDialTCPDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s, err := Dial([]string{"tcp:" + addr}, Agent{}, nil)
+	if err != nil {
+		t.Fatalf("Dial with the collector down: %v", err)
+	}
+	s.Tap(&transport.TapEvent{Dir: transport.TapIn, Proto: transport.UDP, Data: []byte("x"),
+		Local: netip.MustParseAddrPort("127.0.0.1:5060"), Remote: netip.MustParseAddrPort("127.0.0.1:5062")})
+	for deadline := time.Now().Add(5 * time.Second); s.Stats().Errors["tcp:"+addr] != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", s.Stats())
+		}
+	}
+	s.Close()
+}
