@@ -7,18 +7,19 @@
 #        event stream held by a client) and /metrics scraped every second,
 #        the call log written to a file, HEP sent to a local collector
 #
-#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"]
+#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp]
 #
 # --features turns on only those of the three (default all): admin (the
 # server, the page's event stream and the scrapes), calllog (the file),
-# hep (the collector), to see what each costs.
+# hep (the collector), to see what each costs. --hep-transport tcp sends
+# HEP to a TCP collector (tcp:127.0.0.1:9960) instead of UDP.
 #
 # Each repeat measures CPU per 1 000 calls at R calls/s (default 800) on
 # each side; --max also searches each side's maximum call rate. Prints
 # every pair and the on/off ratios. sipedge listens on 127.0.0.1:5070.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repeat=3 rate=800 dur=10 max=0 features="admin calllog hep"
+repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp
 while [ $# -gt 0 ]; do
 	case $1 in
 	--repeat) repeat=$2; shift 2 ;;
@@ -26,23 +27,34 @@ while [ $# -gt 0 ]; do
 	--duration) dur=$2; shift 2 ;;
 	--max) max=1; shift ;;
 	--features) features=$2; shift 2 ;;
+	--hep-transport) hept=$2; shift 2 ;;
 	*) echo "opscost.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
 out=$(mktemp -d /tmp/sipedge-opscost.XXXXXX)
-echo "results in $out (on: $features)"
+echo "results in $out (on: $features; HEP over $hept)"
 mkdir -p "$out/bin"
 go build -o "$out/bin/sipedge" ./cmd/sipedge
 
+case $hept in udp | tcp) ;; *) echo "opscost.sh: --hep-transport udp or tcp" >&2; exit 2 ;; esac
 # A HEP collector that reads and discards (its own CPU is not measured).
 python3 -c '
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 9960))
-n = 0
+if sys.argv[1] == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 9960))
+    while True:
+        s.recv(65536)
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 9960))
+l.listen(8)
 while True:
-    s.recv(65536); n += 1
-' &
+    c, _ = l.accept()
+    while c.recv(1 << 20):
+        pass
+    c.close()
+' "$hept" &
 sink=$!
 helpers=()
 cleanup() {
@@ -61,7 +73,7 @@ run() {
 	args=(--admin-listen off)
 	if [ "$side" = on ]; then
 		on calllog && printf 'call_log:\n  file: %s/calls-%s.jsonl\n' "$out" "$name" >>"$cfg"
-		on hep && printf 'hep:\n  collectors: [udp:127.0.0.1:9960]\n' >>"$cfg"
+		on hep && printf 'hep:\n  collectors: [%s:127.0.0.1:9960]\n' "$hept" >>"$cfg"
 		on admin && args=(--admin-listen 127.0.0.1:18080)
 	fi
 	"$out/bin/sipedge" --listen udp:127.0.0.1:5070 --log-level warn --config "$cfg" "${args[@]}" >"$out/$name.log" 2>&1 &

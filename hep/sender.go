@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sipedge/internal/rawio"
 	"sipedge/transport"
 )
 
@@ -337,7 +338,9 @@ func (w *streamWriter) write(batch []*packet) (int, error) {
 		w.fail(now)
 		return 0, err
 	}
-	if _, err := w.conn.Write(w.buf); err != nil {
+	// A raw write: no entersyscall, which wakes the runtime's monitor
+	// thread (internal/rawio).
+	if err := rawio.WriteStream(w.conn, w.buf); err != nil {
 		w.fail(now)
 		return 0, err
 	}

@@ -74,8 +74,16 @@ func TestSenderTCP(t *testing.T) {
 			t.Fatalf("packet %d: payload %q proto %v", i, got, c[chunkProto])
 		}
 	}
-	if st := s.Stats(); st.Sent[name] != 300 || st.Errors[name] != 0 {
-		t.Fatalf("stats %+v", st)
+	// The counter moves once the write returned: the reader may be
+	// faster.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st := s.Stats()
+		if st.Sent[name] == 300 && st.Errors[name] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", st)
+		}
 	}
 
 	// The collector goes away: the next writes fail, and the writer

@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sipedge/internal/jsonenc"
 	"sipedge/internal/rawio"
 	"sipedge/metrics"
 	"sipedge/proxy"
@@ -72,7 +73,59 @@ func (r Record) MarshalJSON() ([]byte, error) {
 	if r.line != nil {
 		return r.line, nil
 	}
-	return json.Marshal(plain(r))
+	return r.appendJSON(nil)
+}
+
+// jsonAppender is a media value that writes its own JSON
+// (callmedia.Media does).
+type jsonAppender interface{ AppendJSON([]byte) []byte }
+
+// appendJSON appends the record's JSON, byte for byte what encoding/json
+// writes for its fields (TestRecordJSON), without reflection: it is made
+// for every call.
+func (r *Record) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"call_id":`...)
+	b = jsonenc.String(b, r.CallID)
+	b = append(b, `,"from":`...)
+	b = jsonenc.String(b, r.From)
+	b = append(b, `,"to":`...)
+	b = jsonenc.String(b, r.To)
+	b = append(b, `,"request_uri":`...)
+	b = jsonenc.String(b, r.RequestURI)
+	b = append(b, `,"source":`...)
+	b = jsonenc.String(b, r.Source)
+	b = append(b, `,"start":`...)
+	b = jsonenc.Time(b, r.Start)
+	b = append(b, `,"answer":`...)
+	if r.Answer == nil {
+		b = append(b, "null"...)
+	} else {
+		b = jsonenc.Time(b, *r.Answer)
+	}
+	b = append(b, `,"end":`...)
+	b = jsonenc.Time(b, r.End)
+	b = append(b, `,"duration_seconds":`...)
+	b = jsonenc.Float(b, r.Duration)
+	b = append(b, `,"setup_ms":`...)
+	b = jsonenc.Int(b, r.SetupMS)
+	b = append(b, `,"status":`...)
+	b = jsonenc.Int(b, int64(r.Status))
+	b = append(b, `,"ended_by":`...)
+	b = jsonenc.String(b, r.EndedBy)
+	switch m := r.Media.(type) {
+	case nil:
+	case jsonAppender:
+		b = append(b, `,"media":`...)
+		b = m.AppendJSON(b)
+	default:
+		mb, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"media":`...)
+		b = append(b, mb...)
+	}
+	return append(b, '}'), nil
 }
 
 // JSON is the record's JSON: the line made when the call ended, or the
@@ -83,7 +136,7 @@ func (r *Record) JSON() ([]byte, error) {
 	if r.line != nil {
 		return r.line, nil
 	}
-	return json.Marshal(plain(*r))
+	return r.appendJSON(nil)
 }
 
 // MaxDuration bounds how long a call is followed without a BYE.
@@ -478,7 +531,7 @@ func (f *Feature) write(c *call) {
 
 func (f *Feature) writeNow(c *call) {
 	c.rec.Media = f.mediaOf(c.rec.CallID)
-	line, err := json.Marshal(plain(c.rec))
+	line, err := c.rec.appendJSON(make([]byte, 0, 2048))
 	if err == nil {
 		// The file's line ends in '\n'; the record keeps the JSON alone.
 		line = append(line, '\n')
@@ -537,6 +590,3 @@ func (r rawFile) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
-
-// plain is Record without its MarshalJSON.
-type plain Record

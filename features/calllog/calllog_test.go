@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -301,4 +302,62 @@ func TestCallsJSON(t *testing.T) {
 			t.Fatalf("not JSON: %s", b)
 		}
 	}
+}
+
+// plainRecord is Record without its MarshalJSON: what encoding/json
+// writes for its fields.
+type plainRecord Record
+
+// mediaValue writes its own JSON, as callmedia.Media does.
+type mediaValue struct {
+	Audio string `json:"audio"`
+}
+
+func (m mediaValue) AppendJSON(b []byte) []byte {
+	b2, _ := json.Marshal(m)
+	return append(b, b2...)
+}
+
+// Record's JSON is byte for byte encoding/json's, whatever its fields
+// hold: media absent, a value writing its own JSON, or any other value.
+func TestRecordJSON(t *testing.T) {
+	at := time.Date(2026, 12, 6, 10, 0, 0, 123456789, time.UTC)
+	ans := at.Add(1500 * time.Millisecond)
+	for i, r := range []Record{
+		{},
+		{CallID: "c1@h", From: "<sip:alice@example.com>;tag=a", To: `"Bob <&>" <sip:bob@example.com>`, RequestURI: "sip:bob@example.com",
+			Source: "udp:10.0.0.5:5060", Start: at, Answer: &ans, End: ans.Add(time.Minute), Duration: 60, SetupMS: 1500, Status: 200,
+			EndedBy: "caller", Media: mediaValue{Audio: "ok"}},
+		{CallID: "bad \xff utf8 \u2028", Start: at, End: at, Duration: 1e-7, Status: 487, EndedBy: "unknown",
+			Media: map[string]any{"audio": "not-relayed", "streams": []int{}}},
+		{CallID: "x", Media: []string(nil)},
+	} {
+		want, err := json.Marshal(plainRecord(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.appendJSON(nil)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("record %d: %v\n got %s\nwant %s", i, err, got, want)
+		}
+		if got, err := json.Marshal(r); err != nil || string(got) != string(want) {
+			t.Errorf("record %d through MarshalJSON: %v\n got %s\nwant %s", i, err, got, want)
+		}
+	}
+}
+
+func FuzzRecordJSON(f *testing.F) {
+	f.Add("c1@h", "<sip:a@b>;tag=1", "sip:x@y", "caller", 12.5, int64(40))
+	f.Add("\xff\"<", "\u2028", "", "", 1e-9, int64(-1))
+	f.Fuzz(func(t *testing.T, callID, from, ruri, by string, dur float64, setup int64) {
+		if math.IsNaN(dur) || math.IsInf(dur, 0) {
+			return
+		}
+		r := Record{CallID: callID, From: from, To: from, RequestURI: ruri, Source: ruri, Start: time.Unix(0, setup).UTC(),
+			Duration: dur, SetupMS: setup, Status: int(setup % 700), EndedBy: by, Media: mediaValue{Audio: by}}
+		want, _ := json.Marshal(plainRecord(r))
+		if got, err := r.appendJSON(nil); err != nil || string(got) != string(want) {
+			t.Fatalf("got %s\nwant %s", got, want)
+		}
+	})
 }

@@ -107,7 +107,7 @@ type Feature struct {
 	ids   map[string]*call // the calls by Call-ID alone, for CallMedia
 	// settling: calls ended whose media is not final yet (the kernel's
 	// counters are being read), with what waits for it (WhenFinal).
-	settling map[string][]func()
+	settling map[string]*settling
 	ended    endedCalls // the media of the last calls that ended
 	// onEnd, when set, gets each relayed call's media once it ended
 	// (the HEP quality report); it runs on the goroutine that ended the
@@ -198,7 +198,7 @@ type reqMedia struct {
 func New(core *proxy.Core, relay *media.Relay, cfg Config) *Feature {
 	f := &Feature{core: core, relay: relay, log: core.Logger(), note: core.NewNote(),
 		calls: map[string]*call{}, users: map[string]int{}, ids: map[string]*call{}, ended: newEndedCalls(),
-		settling: map[string][]func(){}}
+		settling: map[string]*settling{}}
 	f.stats.loss = metrics.NewDistribution(lossBuckets[:]...)
 	f.stats.mos = metrics.NewDistribution(mosBuckets[:]...)
 	f.cfg.Store(&cfg)
@@ -294,7 +294,7 @@ func (f *Feature) End(key string) {
 		id := c.callID()
 		f.mu.Lock()
 		if _, ok := f.settling[id]; !ok {
-			f.settling[id] = nil
+			f.settling[id] = &settling{}
 		}
 		f.mu.Unlock()
 		// Streams the kernel forwarded have their exact counts a netlink
@@ -309,7 +309,13 @@ func (f *Feature) End(key string) {
 			if f.ids[id] == c {
 				delete(f.ids, id)
 			}
-			waiting := f.settling[id]
+			var waiting []func()
+			if st := f.settling[id]; st != nil {
+				waiting = st.fns
+				if st.limit != nil {
+					st.limit.Stop()
+				}
+			}
 			delete(f.settling, id)
 			f.mu.Unlock()
 			if fn := f.onEnd.Load(); fn != nil {
@@ -332,30 +338,42 @@ func (f *Feature) End(key string) {
 // its media has not run yet) is waited for too, at most finalWait.
 func (f *Feature) WhenFinal(callID string, fn func()) {
 	f.mu.Lock()
-	if w, ok := f.settling[callID]; ok {
-		f.settling[callID] = append(w, fn)
-		f.mu.Unlock()
-		return
+	st, ok := f.settling[callID]
+	if !ok {
+		if _, live := f.ids[callID]; !live {
+			f.mu.Unlock()
+			fn()
+			return
+		}
+		st = &settling{}
+		f.settling[callID] = st
 	}
-	if _, live := f.ids[callID]; live {
-		f.settling[callID] = []func(){fn}
-		f.mu.Unlock()
-		time.AfterFunc(finalWait, func() {
+	st.fns = append(st.fns, fn)
+	if st.limit == nil {
+		// Stopped when the media ends (End): a timer that fires
+		// for nothing would start a goroutine per call.
+		st.limit = time.AfterFunc(finalWait, func() {
 			f.mu.Lock()
 			// Still waiting: the media never ended; give up.
-			w, ok := f.settling[callID]
-			delete(f.settling, callID)
+			var w []func()
+			if cur := f.settling[callID]; cur == st {
+				w = st.fns
+				delete(f.settling, callID)
+			}
 			f.mu.Unlock()
-			if ok {
-				for _, fn := range w {
-					fn()
-				}
+			for _, fn := range w {
+				fn()
 			}
 		})
-		return
 	}
 	f.mu.Unlock()
-	fn()
+}
+
+// settling is a call whose media is not final yet: who waits for it, and
+// the timer that stops the wait.
+type settling struct {
+	fns   []func()
+	limit *time.Timer
 }
 
 // finalWait bounds how long WhenFinal waits for a call whose media has not

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"sipedge/internal/jsonenc"
 	"sipedge/nat"
 )
 
@@ -19,6 +20,112 @@ type Media struct {
 	// well.
 	Diagnosis []string `json:"diagnosis"`
 	Streams   []Stream `json:"streams"`
+}
+
+// AppendJSON appends m's JSON, byte for byte what encoding/json writes
+// (the call log writes it once per call: TestMediaJSON).
+func (m Media) AppendJSON(b []byte) []byte {
+	b = append(b, `{"audio":`...)
+	b = jsonenc.String(b, m.Audio)
+	b = append(b, `,"diagnosis":`...)
+	b = jsonenc.Strings(b, m.Diagnosis)
+	b = append(b, `,"streams":`...)
+	if m.Streams == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range m.Streams {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = m.Streams[i].appendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func (s *Stream) appendJSON(b []byte) []byte {
+	b = append(b, `{"index":`...)
+	b = jsonenc.Int(b, int64(s.Index))
+	b = append(b, `,"type":`...)
+	b = jsonenc.String(b, s.Type)
+	b = append(b, `,"legs":`...)
+	if s.Legs == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range s.Legs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = s.Legs[i].appendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func (l *Leg) appendJSON(b []byte) []byte {
+	b = append(b, `{"side":`...)
+	b = jsonenc.String(b, l.Side)
+	b = append(b, `,"signalling":`...)
+	b = jsonenc.AddrPort(b, l.Signalling)
+	b = append(b, `,"sdp":`...)
+	b = jsonenc.AddrPort(b, l.SDP)
+	b = append(b, `,"sdp_private":`...)
+	b = jsonenc.Bool(b, l.SDPPrivate)
+	b = append(b, `,"relay":`...)
+	b = jsonenc.AddrPort(b, l.Relay)
+	b = append(b, `,"source":`...)
+	b = jsonenc.AddrPort(b, l.Source)
+	b = append(b, `,"latched":`...)
+	b = jsonenc.Bool(b, l.Latched)
+	b = append(b, `,"packets":`...)
+	b = jsonenc.Uint(b, l.Packets)
+	b = append(b, `,"bytes":`...)
+	b = jsonenc.Uint(b, l.Bytes)
+	b = append(b, `,"rtcp_packets":`...)
+	b = jsonenc.Uint(b, l.RTCPPackets)
+	b = append(b, `,"forwarded":`...)
+	b = jsonenc.Uint(b, l.Forwarded)
+	b = append(b, `,"kernel_packets":`...)
+	b = jsonenc.Uint(b, l.Kernel)
+	b = append(b, `,"in_kernel":`...)
+	b = jsonenc.Bool(b, l.InKernel)
+	b = append(b, `,"dropped":`...)
+	b = jsonenc.Uint(b, l.Dropped)
+	b = append(b, `,"foreign":`...)
+	b = jsonenc.Uint(b, l.Foreign)
+	b = append(b, `,"foreign_source":`...)
+	b = jsonenc.AddrPort(b, l.ForeignSource)
+	b = append(b, `,"lost":`...)
+	b = jsonenc.Int(b, l.Lost)
+	b = append(b, `,"loss_pct":`...)
+	b = jsonenc.Float(b, l.LossPct)
+	b = append(b, `,"jitter_ms":`...)
+	b = jsonenc.Float(b, l.JitterMS)
+	b = append(b, `,"mos":`...)
+	if l.MOS == nil {
+		b = append(b, "null"...)
+	} else {
+		b = jsonenc.Float(b, *l.MOS)
+	}
+	b = append(b, `,"codec":`...)
+	b = jsonenc.String(b, l.Codec)
+	b = append(b, `,"first":`...)
+	if l.First == nil {
+		b = append(b, "null"...)
+	} else {
+		b = jsonenc.Time(b, *l.First)
+	}
+	b = append(b, `,"last":`...)
+	if l.Last == nil {
+		b = append(b, "null"...)
+	} else {
+		b = jsonenc.Time(b, *l.Last)
+	}
+	return append(b, '}')
 }
 
 // Stream is one media section (m= line) of the call's SDP.

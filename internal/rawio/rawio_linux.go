@@ -1,18 +1,21 @@
 //go:build linux
 
-// Package rawio writes and flushes files with raw system calls. The os
-// package tells the Go scheduler about every system call, and a goroutine
-// parked in one wakes the runtime's monitor thread, which then polls every
-// 20 µs and hands the goroutine's P to another thread; for the short
-// writes of the store's log and the call log, and the half-millisecond
-// fsync of a group commit, that bookkeeping cost more CPU than the calls
-// themselves at ordinary rates (docs/PERFORMANCE.md). Holding the P keeps
+// Package rawio writes and flushes files, and writes stream sockets, with
+// raw system calls. The os and net packages tell the Go scheduler about
+// every system call, and a goroutine parked in one wakes the runtime's
+// monitor thread, which then polls every 20 µs and hands the goroutine's
+// P to another thread; for the short writes of the store's log, the call
+// log and HEP over TCP, and the half-millisecond fsync of a group commit,
+// that bookkeeping cost more CPU than the calls themselves at ordinary
+// rates (docs/PERFORMANCE.md). Holding the P keeps
 // the other cores' goroutines running; only the caller waits.
 package rawio
 
 import (
 	"io"
+	"net"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +67,46 @@ func WriteAll(f *os.File, b []byte) error {
 			}
 			b = b[n:]
 		}
+	}); err != nil {
+		return err
+	}
+	return werr
+}
+
+// WriteStream writes all of b to a non-blocking stream socket (a TCP
+// connection) with raw write(2) calls; when the socket's buffer is full
+// it waits for room in the netpoller, as net.Conn.Write does, so the
+// connection's write deadline applies. A connection without a file
+// descriptor is written with its Write.
+func WriteStream(c net.Conn, b []byte) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		_, err := c.Write(b)
+		return err
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for len(b) > 0 {
+			n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return false // wait until writable
+			case e != 0:
+				werr = &os.SyscallError{Syscall: "write", Err: e}
+				return true
+			case n == 0:
+				werr = io.ErrShortWrite
+				return true
+			}
+			b = b[n:]
+		}
+		return true
 	}); err != nil {
 		return err
 	}

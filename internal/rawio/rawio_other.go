@@ -2,7 +2,10 @@
 
 package rawio
 
-import "os"
+import (
+	"net"
+	"os"
+)
 
 // Fsync flushes f (the os package elsewhere).
 func Fsync(f *os.File) error { return f.Sync() }
@@ -10,5 +13,11 @@ func Fsync(f *os.File) error { return f.Sync() }
 // WriteAll writes all of b to f.
 func WriteAll(f *os.File, b []byte) error {
 	_, err := f.Write(b)
+	return err
+}
+
+// WriteStream writes all of b to c.
+func WriteStream(c net.Conn, b []byte) error {
+	_, err := c.Write(b)
 	return err
 }
