@@ -7,17 +7,23 @@
 #        event stream held by a client) and /metrics scraped every second,
 #        the call log written to a file, HEP sent to a local collector
 #
-#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp]
+#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote]
 #
 # --features turns on only those of the three (default all): admin (the
 # server, the page's event stream and the scrapes), calllog (the file),
 # hep (the collector), to see what each costs. --hep-transport tcp sends
 # HEP to a TCP collector (tcp:127.0.0.1:9960) instead of UDP.
+# --hep-transport udp-remote (root) runs everything in a private network
+# namespace and sends HEP over UDP to 192.0.2.2, out of a veth interface
+# whose peer is down, which drops it: what a collector on another machine
+# costs the sender (the transmit path only). A collector on loopback
+# also charges the sender its receive path, per datagram.
 #
 # Each repeat measures CPU per 1 000 calls at R calls/s (default 800) on
 # each side; --max also searches each side's maximum call rate. Prints
 # every pair and the on/off ratios. sipedge listens on 127.0.0.1:5070.
 set -euo pipefail
+self=$(realpath "$0") args=("$@")
 cd "$(dirname "$0")/.."
 repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp
 while [ $# -gt 0 ]; do
@@ -31,15 +37,31 @@ while [ $# -gt 0 ]; do
 	*) echo "opscost.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
+case $hept in udp | tcp) ;; udp-remote)
+	if [ -z "${SIPEDGE_OPSCOST_NETNS:-}" ]; then
+		[ "$(id -u)" = 0 ] || { echo "opscost.sh: --hep-transport udp-remote needs root (a network namespace)" >&2; exit 2; }
+		SIPEDGE_OPSCOST_NETNS=1 exec unshare --net -- "$self" "${args[@]}"
+	fi
+	# A veth pair whose far end stays down: what is sent out of hep0
+	# goes through the whole transmit path and is dropped at the pair
+	# (the neighbour entry is static: no ARP).
+	ip link set lo up
+	ip link add hep0 type veth peer name hep1
+	ip addr add 192.0.2.1/24 dev hep0
+	ip link set hep0 up
+	ip neigh add 192.0.2.2 lladdr 02:00:00:00:00:02 dev hep0 nud permanent
+	;;
+*) echo "opscost.sh: --hep-transport udp, tcp or udp-remote" >&2; exit 2 ;; esac
 out=$(mktemp -d /tmp/sipedge-opscost.XXXXXX)
 echo "results in $out (on: $features; HEP over $hept)"
 mkdir -p "$out/bin"
 go build -o "$out/bin/sipedge" ./cmd/sipedge
 
-case $hept in udp | tcp) ;; *) echo "opscost.sh: --hep-transport udp or tcp" >&2; exit 2 ;; esac
 # A HEP collector that reads and discards (its own CPU is not measured).
 python3 -c '
 import socket, sys
+if sys.argv[1] == "udp-remote":
+    sys.exit(0)  # nothing receives: the veth pair drops it
 if sys.argv[1] == "udp":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 9960))
@@ -73,7 +95,11 @@ run() {
 	args=(--admin-listen off)
 	if [ "$side" = on ]; then
 		on calllog && printf 'call_log:\n  file: %s/calls-%s.jsonl\n' "$out" "$name" >>"$cfg"
-		on hep && printf 'hep:\n  collectors: [%s:127.0.0.1:9960]\n' "$hept" >>"$cfg"
+		if [ "$hept" = udp-remote ]; then
+			on hep && printf 'hep:\n  collectors: [udp:192.0.2.2:9960]\n' >>"$cfg"
+		else
+			on hep && printf 'hep:\n  collectors: [%s:127.0.0.1:9960]\n' "$hept" >>"$cfg"
+		fi
 		on admin && args=(--admin-listen 127.0.0.1:18080)
 	fi
 	"$out/bin/sipedge" --listen udp:127.0.0.1:5070 --log-level warn --config "$cfg" "${args[@]}" >"$out/$name.log" 2>&1 &

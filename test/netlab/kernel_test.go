@@ -63,7 +63,8 @@ func TestKernelPath(t *testing.T) {
 	done := call(ctx, "6000")
 	// Two directions, a chain pair each.
 	if n := waitChains(4); n != 4 {
-		t.Fatalf("per-direction chains during the call: %d, want 4\n%s", n, l.kernelRuleset("gw"))
+		t.Fatalf("per-direction chains during the call: %d, want 4 (the call: %s)\n%s\nsipedge log:\n%s",
+			n, callState(done), l.kernelRuleset("gw"), tail([]byte(l.logFile("sipedge")), 4000))
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("call: %v", err)
@@ -97,7 +98,8 @@ func TestKernelPath(t *testing.T) {
 	defer cancel2()
 	done = call(ctx2, "20000")
 	if n := waitChains(4); n != 4 {
-		t.Fatalf("per-direction chains during the second call: %d, want 4", n)
+		t.Fatalf("per-direction chains during the second call: %d, want 4 (the call: %s)\n%s\nsipedge log:\n%s",
+			n, callState(done), l.kernelRuleset("gw"), tail([]byte(l.logFile("sipedge")), 4000))
 	}
 	l.se.Process.Kill()
 	l.se.Wait()
@@ -110,6 +112,20 @@ func TestKernelPath(t *testing.T) {
 	}
 	cancel2()
 	<-done
+}
+
+// callState says whether a call started with call has ended, and how,
+// without waiting for it (a failure message's context).
+func callState(done <-chan error) string {
+	select {
+	case err := <-done:
+		if err != nil {
+			return "sipp failed: " + err.Error()
+		}
+		return "sipp ended without error"
+	default:
+		return "sipp still running"
+	}
 }
 
 // matchSent compares a leg's RTP count in the call log with what the phone
