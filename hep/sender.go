@@ -285,7 +285,7 @@ func (s *Sender) Stats() Stats {
 	return st
 }
 
-// streamWriter sends to a TCP collector: a batch is one write of its
+// streamWriter sends to a TCP collector: a batch is one writev of its
 // packets back to back (HEP's own length field frames them). It connects
 // on its first batch, and after a failure again no sooner than a backoff
 // (1 s, doubling to 30 s); packets of batches while it is not connected
@@ -295,7 +295,7 @@ type streamWriter struct {
 	addr    string
 	log     *slog.Logger
 	conn    net.Conn
-	buf     []byte
+	bufs    [][]byte
 	backoff time.Duration
 	retryAt time.Time
 }
@@ -328,20 +328,20 @@ func (w *streamWriter) write(batch []*packet) (int, error) {
 		}
 		w.conn, w.backoff = conn, 0
 	}
-	w.buf = w.buf[:0]
+	w.bufs = w.bufs[:0]
 	for _, pk := range batch {
-		w.buf = append(w.buf, pk.b...)
-	}
-	if cap(w.buf) > 4<<20 {
-		defer func() { w.buf = nil }() // a burst of large messages: do not keep its buffer
+		w.bufs = append(w.bufs, pk.b)
 	}
 	if err := w.conn.SetWriteDeadline(now.Add(streamWriteTimeout)); err != nil {
 		w.fail(now)
 		return 0, err
 	}
-	// A raw write: no entersyscall, which wakes the runtime's monitor
-	// thread (internal/rawio).
-	if err := rawio.WriteStream(w.conn, w.buf); err != nil {
+	// One raw writev of the packets as they are (internal/rawio): no
+	// copy into one buffer, no entersyscall waking the runtime's
+	// monitor thread.
+	err := rawio.WriteStreamBuffers(w.conn, w.bufs)
+	clear(w.bufs) // keep no packet alive
+	if err != nil {
 		w.fail(now)
 		return 0, err
 	}

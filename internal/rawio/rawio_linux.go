@@ -112,3 +112,68 @@ func WriteStream(c net.Conn, b []byte) error {
 	}
 	return werr
 }
+
+// WriteStreamBuffers is WriteStream for several buffers, written in
+// order with raw writev(2) calls (no copy into one buffer first).
+func WriteStreamBuffers(c net.Conn, bufs [][]byte) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		nb := net.Buffers(bufs)
+		_, err := nb.WriteTo(c)
+		return err
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	iov := make([]unix.Iovec, 0, min(len(bufs), maxIovecs))
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for {
+			iov = iov[:0]
+			for _, b := range bufs {
+				if len(iov) == cap(iov) {
+					break
+				}
+				if len(b) > 0 {
+					v := unix.Iovec{Base: &b[0]}
+					v.SetLen(len(b))
+					iov = append(iov, v)
+				}
+			}
+			if len(iov) == 0 {
+				return true
+			}
+			n, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return false // wait until writable
+			case e != 0:
+				werr = &os.SyscallError{Syscall: "writev", Err: e}
+				return true
+			case n == 0:
+				werr = io.ErrShortWrite
+				return true
+			}
+			// Drop what was written: whole buffers, then the start of
+			// the next.
+			for n > 0 {
+				if int(n) >= len(bufs[0]) {
+					n -= uintptr(len(bufs[0]))
+					bufs = bufs[1:]
+				} else {
+					bufs[0] = bufs[0][n:]
+					n = 0
+				}
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return werr
+}
+
+// maxIovecs is the most buffers one writev takes (IOV_MAX).
+const maxIovecs = 1024

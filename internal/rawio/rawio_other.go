@@ -21,3 +21,10 @@ func WriteStream(c net.Conn, b []byte) error {
 	_, err := c.Write(b)
 	return err
 }
+
+// WriteStreamBuffers writes bufs to c in order.
+func WriteStreamBuffers(c net.Conn, bufs [][]byte) error {
+	nb := net.Buffers(bufs)
+	_, err := nb.WriteTo(c)
+	return err
+}
