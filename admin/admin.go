@@ -88,6 +88,11 @@ type Registrations interface {
 // call by its Call-ID, as a JSON-encodable record.
 type Calls interface {
 	Calls(limit int) (active, recent [][]byte, err error)
+	// CallsSince is for a reader that has the calls that ended before
+	// mark (next of its last read, 0 at first): the calls in progress
+	// and those that ended since; or, with full, the whole list of
+	// ended calls (features/calllog.Feature.CallsSince).
+	CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error)
 	Call(callID string) (record any, ok bool)
 }
 

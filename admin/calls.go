@@ -143,11 +143,27 @@ const maxStreams = 32
 
 var eventSeed = maphash.MakeSeed()
 
+// hashList hashes a list of JSON objects (what changed since the last
+// event is seen by comparing hashes, not by keeping the bytes).
+func hashList(list [][]byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(eventSeed)
+	for _, b := range list {
+		h.Write(b)
+		h.WriteByte(0)
+	}
+	return h.Sum64()
+}
+
 // events: GET /api/v1/events, server-sent events (HTML Living Standard
-// §9.2): an event "calls" whose data is the /api/v1/calls object
-// (?limit=N of each list, default 1 000), sent at once and then whenever
-// it changes. Nothing runs for it while no client is connected: each
-// stream is one goroutine (the request's) with a ticker.
+// §9.2). The first event, "calls", has the /api/v1/calls object (?limit=N
+// of each list, default 1 000); after it, whenever something changed, an
+// event "update" has the calls in progress and only the calls that ended
+// since the last event ({"active":[...],"ended":[...]}, newest first: the
+// client puts them before its list), or a "calls" event again when more
+// ended than the client keeps. The thousand ended calls are not sent
+// again every time one ends. Nothing runs for a stream while no client
+// is connected: each is one goroutine (the request's) with a ticker.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	limit, ok := limitParam(w, r, 1000)
 	if !ok {
@@ -179,11 +195,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	var (
 		version  uint64
-		sum      uint64
+		mark     uint64 // the calls log's mark: ended calls the client has
+		active   uint64 // hash of the calls in progress last sent
 		first    = true
 		lastFull time.Time
 		lastSend = time.Now()
-		list     []byte // the event, kept for the next
+		ev       []byte // the event, its buffer kept for the next
 	)
 	tick := time.NewTicker(eventPoll)
 	defer tick.Stop()
@@ -195,21 +212,35 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		if first || v != version || s.msgs == nil || now.Sub(lastFull) >= eventFull {
 			first, version, lastFull = false, v, now
-			b, err := s.callLists(append(list[:0], "event: calls\ndata: "...), limit)
-			if err != nil {
-				return
+			var list, ended [][]byte
+			next, full := uint64(1), mark == 0 // no call log: one empty list
+			if s.calls != nil {
+				var err error
+				if list, ended, next, full, err = s.calls.CallsSince(limit, mark); err != nil {
+					return
+				}
 			}
-			list = b
-			// The lines are json.Marshal's, which escapes line ends:
-			// one data line.
-			if h := maphash.Bytes(eventSeed, list); h != sum {
-				sum = h
-				list = append(list, "\n\n"...)
-				if !write(list) {
+			h := hashList(list)
+			if full || len(ended) > 0 || h != active {
+				name, endedKey := "update", `],"ended":[`
+				if full {
+					name, endedKey = "calls", `],"recent":[`
+				}
+				// The lines are json.Marshal's or the same bytes, with
+				// line ends escaped: one data line.
+				ev = append(ev[:0], "event: "...)
+				ev = append(ev, name...)
+				ev = append(ev, "\ndata: {\"active\":["...)
+				ev = joinJSON(ev, list)
+				ev = append(ev, endedKey...)
+				ev = joinJSON(ev, ended)
+				ev = append(ev, "]}\n\n"...)
+				if !write(ev) {
 					return
 				}
 				lastSend = now
 			}
+			mark, active = next, h
 		}
 		if now.Sub(lastSend) >= eventPing {
 			if !write([]byte(": ping\n\n")) {

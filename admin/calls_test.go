@@ -38,6 +38,11 @@ func (f *fakeCalls) Calls(limit int) (active, recent [][]byte, err error) {
 	return active, nil, nil
 }
 
+func (f *fakeCalls) CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error) {
+	active, ended, err = f.Calls(limit)
+	return active, ended, 1, mark == 0, err
+}
+
 func (f *fakeCalls) Call(id string) (any, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -245,11 +250,14 @@ func TestEvents(t *testing.T) {
 	tapped(c, "new-call")
 	for {
 		name, data := event(t, r)
-		if name == "calls" {
-			if !strings.Contains(data, `"call_id":"new-call"`) {
+		if name == "update" {
+			if data != `{"active":[{"call_id":"new-call","media":{"audio":"ok"},"status":200}],"ended":[]}` {
 				t.Fatalf("%s", data)
 			}
 			break
+		}
+		if name != "comment" {
+			t.Fatalf("event %q %s, want an update", name, data)
 		}
 	}
 	if d := time.Since(start); d > 2*time.Second {

@@ -296,8 +296,15 @@ async function stream() {
           else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
         }
         if (event === 'calls' && data.length) {
+          // The whole list: at first, and when more calls ended than we keep.
           const v = JSON.parse(data.join('\n'));
           calls = { active: v.active || [], recent: v.recent || [] };
+          renderCalls();
+          callView.listChanged();
+        } else if (event === 'update' && data.length) {
+          // The calls in progress, and the calls that ended since, newest first.
+          const v = JSON.parse(data.join('\n'));
+          calls = { active: v.active || [], recent: (v.ended || []).concat(calls.recent).slice(0, 1000) };
           renderCalls();
           callView.listChanged();
         }

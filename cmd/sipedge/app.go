@@ -803,6 +803,10 @@ func (c callList) Calls(limit int) (active, recent [][]byte, err error) {
 	return c.f.CallsJSON(limit)
 }
 
+func (c callList) CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error) {
+	return c.f.CallsSince(limit, mark)
+}
+
 func (c callList) Call(callID string) (any, bool) {
 	r, ok := c.f.Call(callID)
 	return r, ok

@@ -360,6 +360,58 @@ func (f *Feature) CallsJSON(limit int) (active, recent [][]byte, err error) {
 	return active, recent, nil
 }
 
+// CallsSince serves a reader that already has the calls that ended
+// before mark (the next of its previous read; 0 at first): the calls in
+// progress, and the calls that ended since, most recent first. full is
+// true, and ended is the whole list of the last limit that ended, when
+// the reader cannot be brought up to date with what is new (its first
+// read, or more calls ended since than it keeps). An event stream sends
+// what changed instead of the thousand ended calls every time.
+func (f *Feature) CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error) {
+	f.mu.Lock()
+	recs := make([]Record, 0, min(len(f.calls), limit))
+	for _, c := range f.calls {
+		if len(recs) == limit {
+			break
+		}
+		recs = append(recs, c.rec)
+	}
+	// A mark is the count of calls that had ended, plus one: 0 is "none
+	// read yet".
+	next = uint64(f.recentN) + 1
+	n := min(f.recentN, recentCalls, limit)
+	if mark != 0 && mark <= next && next-mark <= uint64(n) {
+		n = int(next - mark)
+	} else {
+		full = true
+	}
+	ended = make([][]byte, 0, n)
+	for i := range n {
+		r := &f.recent[(f.recentN-1-i)%recentCalls]
+		b := r.line
+		if b == nil {
+			// Not encoded when it ended (its media could not be).
+			if b, err = r.appendJSON(nil); err != nil {
+				f.mu.Unlock()
+				return nil, nil, 0, false, fmt.Errorf("call %s: %v", r.CallID, err)
+			}
+		}
+		ended = append(ended, b)
+	}
+	f.mu.Unlock()
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Start.After(recs[j].Start) })
+	active = make([][]byte, 0, len(recs))
+	for i := range recs {
+		recs[i].Media = f.mediaOf(recs[i].CallID)
+		b, err := recs[i].JSON()
+		if err != nil {
+			return nil, nil, 0, false, fmt.Errorf("call %s: %v", recs[i].CallID, err)
+		}
+		active = append(active, b)
+	}
+	return active, ended, next, full, nil
+}
+
 // callsJSONSlow encodes every record Calls returns.
 func (f *Feature) callsJSONSlow(limit int) (active, recent [][]byte, err error) {
 	a, r := f.Calls(limit)

@@ -361,3 +361,42 @@ func FuzzRecordJSON(f *testing.F) {
 		}
 	})
 }
+
+// CallsSince: the whole list at first, then only the calls that ended
+// since the reader's mark; the whole list again when more ended than the
+// reader keeps, or for a mark it cannot have had.
+func TestCallsSince(t *testing.T) {
+	fx := newFixture(t)
+	end := func(tag string) {
+		inv := fx.request(t, msg("INVITE", "", tag, 1), caller)
+		fx.f.failure(inv.TestFailure(486))
+	}
+	end("a")
+	end("b")
+	fx.request(t, msg("INVITE", "", "live", 1), caller)
+	active, ended, mark, full, err := fx.f.CallsSince(10, 0)
+	if err != nil || !full || len(active) != 1 || len(ended) != 2 || mark != 3 {
+		t.Fatalf("first read: active %d ended %d mark %d full %v %v", len(active), len(ended), mark, full, err)
+	}
+	if _, ended, next, full, _ := fx.f.CallsSince(10, mark); full || len(ended) != 0 || next != mark {
+		t.Fatalf("nothing new: ended %q next %d full %v", ended, next, full)
+	}
+	end("c")
+	end("d")
+	_, ended, next, full, _ := fx.f.CallsSince(10, mark)
+	if full || len(ended) != 2 || next != mark+2 || !strings.Contains(string(ended[0]), `"status":486`) {
+		t.Fatalf("two new: ended %q next %d full %v", ended, next, full)
+	}
+	_, all, _, _, _ := fx.f.CallsSince(10, 0)
+	if string(ended[0]) != string(all[0]) || string(ended[1]) != string(all[1]) {
+		t.Fatalf("the new calls are not the newest, newest first:\n%q\n%q", ended, all[:2])
+	}
+	// More ended since than the reader keeps (limit 1): the whole list.
+	if _, ended, _, full, _ := fx.f.CallsSince(1, mark); !full || len(ended) != 1 {
+		t.Fatalf("limit 1, two new: ended %d full %v", len(ended), full)
+	}
+	// A mark from another run (ahead of this one): the whole list.
+	if _, ended, _, full, _ := fx.f.CallsSince(10, next+5); !full || len(ended) != 4 {
+		t.Fatalf("foreign mark: ended %d full %v", len(ended), full)
+	}
+}
