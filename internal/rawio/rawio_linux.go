@@ -73,48 +73,12 @@ func WriteAll(f *os.File, b []byte) error {
 	return werr
 }
 
-// WriteStream writes all of b to a non-blocking stream socket (a TCP
-// connection) with raw write(2) calls; when the socket's buffer is full
-// it waits for room in the netpoller, as net.Conn.Write does, so the
-// connection's write deadline applies. A connection without a file
-// descriptor is written with its Write.
-func WriteStream(c net.Conn, b []byte) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		_, err := c.Write(b)
-		return err
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var werr error
-	if err := rc.Write(func(fd uintptr) bool {
-		for len(b) > 0 {
-			n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch {
-			case e == unix.EINTR:
-				continue
-			case e == unix.EAGAIN:
-				return false // wait until writable
-			case e != 0:
-				werr = &os.SyscallError{Syscall: "write", Err: e}
-				return true
-			case n == 0:
-				werr = io.ErrShortWrite
-				return true
-			}
-			b = b[n:]
-		}
-		return true
-	}); err != nil {
-		return err
-	}
-	return werr
-}
-
-// WriteStreamBuffers is WriteStream for several buffers, written in
-// order with raw writev(2) calls (no copy into one buffer first).
+// WriteStreamBuffers writes all of bufs, in order, to a non-blocking
+// stream socket (a TCP connection) with raw writev(2) calls (no copy into
+// one buffer first); when the socket's buffer is full it waits for room
+// in the netpoller, as net.Conn.Write does, so the connection's write
+// deadline applies. A connection without a file descriptor is written
+// with its Write.
 func WriteStreamBuffers(c net.Conn, bufs [][]byte) error {
 	sc, ok := c.(syscall.Conn)
 	if !ok {

@@ -16,12 +16,6 @@ func WriteAll(f *os.File, b []byte) error {
 	return err
 }
 
-// WriteStream writes all of b to c.
-func WriteStream(c net.Conn, b []byte) error {
-	_, err := c.Write(b)
-	return err
-}
-
 // WriteStreamBuffers writes bufs to c in order.
 func WriteStreamBuffers(c net.Conn, bufs [][]byte) error {
 	nb := net.Buffers(bufs)
