@@ -87,11 +87,11 @@ type Registrations interface {
 // ended: the lists are joined as they are, not encoded again); and one
 // call by its Call-ID, as a JSON-encodable record.
 type Calls interface {
-	Calls(limit int) (active, recent [][]byte, err error)
 	// CallsSince is for a reader that has the calls that ended before
 	// mark (next of its last read, 0 at first): the calls in progress
 	// and those that ended since; or, with full, the whole list of
-	// ended calls (features/calllog.Feature.CallsSince).
+	// ended calls (features/calllog.Feature.CallsSince). Mark 0 reads
+	// both whole lists.
 	CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error)
 	Call(callID string) (record any, ok bool)
 }
@@ -329,11 +329,32 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	b, err := s.callLists(nil, limit)
-	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-		return
+	var active, recent [][]byte
+	if s.calls != nil {
+		var err error
+		if active, recent, _, _, err = s.calls.CallsSince(limit, 0); err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
 	}
+	writeIndented(w, appendLists(nil, active, "recent", recent))
+}
+
+// appendLists appends {"active":[...],"<key>":[...]} (the object of
+// GET /api/v1/calls and of the event stream's events), each list's
+// objects joined as they are.
+func appendLists(dst []byte, active [][]byte, key string, other [][]byte) []byte {
+	dst = append(dst, `{"active":[`...)
+	dst = joinJSON(dst, active)
+	dst = append(dst, `],"`...)
+	dst = append(dst, key...)
+	dst = append(dst, `":[`...)
+	dst = joinJSON(dst, other)
+	return append(dst, "]}"...)
+}
+
+// writeIndented sends the JSON b indented, as writeJSON sends a value.
+func writeIndented(w http.ResponseWriter, b []byte) {
 	var ind bytes.Buffer
 	if err := json.Indent(&ind, b, "", "  "); err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
@@ -343,23 +364,6 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(ind.Bytes())
-}
-
-// callLists appends the object of GET /api/v1/calls and of the events
-// stream, {"active":[...],"recent":[...]}, to dst.
-func (s *Server) callLists(dst []byte, limit int) ([]byte, error) {
-	var active, recent [][]byte
-	if s.calls != nil {
-		var err error
-		if active, recent, err = s.calls.Calls(limit); err != nil {
-			return dst, err
-		}
-	}
-	dst = append(dst, `{"active":[`...)
-	dst = joinJSON(dst, active)
-	dst = append(dst, `],"recent":[`...)
-	dst = joinJSON(dst, recent)
-	return append(dst, "]}"...), nil
 }
 
 func joinJSON(dst []byte, list [][]byte) []byte {

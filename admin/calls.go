@@ -71,15 +71,7 @@ func (s *Server) callDetail(w http.ResponseWriter, r *http.Request) {
 	out = append(out, `"messages":`...)
 	out = append(out, mb...)
 	out = append(out, fmt.Sprintf(`,"messages_dropped":%d}`, dropped)...)
-	var ind bytes.Buffer
-	if err := json.Indent(&ind, out, "", "  "); err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
-		return
-	}
-	ind.WriteByte('\n')
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(ind.Bytes())
+	writeIndented(w, out)
 }
 
 // fileName makes a Call-ID safe for a Content-Disposition file name.
@@ -222,19 +214,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			}
 			h := hashList(list)
 			if full || len(ended) > 0 || h != active {
-				name, endedKey := "update", `],"ended":[`
+				name, key := "update", "ended"
 				if full {
-					name, endedKey = "calls", `],"recent":[`
+					name, key = "calls", "recent"
 				}
 				// The lines are json.Marshal's or the same bytes, with
 				// line ends escaped: one data line.
 				ev = append(ev[:0], "event: "...)
 				ev = append(ev, name...)
-				ev = append(ev, "\ndata: {\"active\":["...)
-				ev = joinJSON(ev, list)
-				ev = append(ev, endedKey...)
-				ev = joinJSON(ev, ended)
-				ev = append(ev, "]}\n\n"...)
+				ev = append(ev, "\ndata: "...)
+				ev = appendLists(ev, list, key, ended)
+				ev = append(ev, "\n\n"...)
 				if !write(ev) {
 					return
 				}

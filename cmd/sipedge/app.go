@@ -799,10 +799,6 @@ func (a *app) mediaQoS(callID string, m callmedia.Media) {
 // callList shows the call log's calls to the operations API.
 type callList struct{ f *calllog.Feature }
 
-func (c callList) Calls(limit int) (active, recent [][]byte, err error) {
-	return c.f.CallsJSON(limit)
-}
-
 func (c callList) CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error) {
 	return c.f.CallsSince(limit, mark)
 }

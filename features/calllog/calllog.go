@@ -324,42 +324,6 @@ func (f *Feature) Calls(limit int) (active, recent []Record) {
 	return active, recent
 }
 
-// CallsJSON is Calls with each record as its JSON object (Record.JSON):
-// an ended call's line as it was written, shared, not copied.
-func (f *Feature) CallsJSON(limit int) (active, recent [][]byte, err error) {
-	f.mu.Lock()
-	recs := make([]Record, 0, min(len(f.calls), limit))
-	for _, c := range f.calls {
-		if len(recs) == limit {
-			break
-		}
-		recs = append(recs, c.rec)
-	}
-	n := min(f.recentN, recentCalls, limit)
-	recent = make([][]byte, 0, n)
-	for i := range n {
-		r := &f.recent[(f.recentN-1-i)%recentCalls]
-		if r.line == nil {
-			// Not encoded when it ended: leave it to the slow path.
-			f.mu.Unlock()
-			return f.callsJSONSlow(limit)
-		}
-		recent = append(recent, r.line)
-	}
-	f.mu.Unlock()
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Start.After(recs[j].Start) })
-	active = make([][]byte, 0, len(recs))
-	for i := range recs {
-		recs[i].Media = f.mediaOf(recs[i].CallID)
-		b, err := recs[i].JSON()
-		if err != nil {
-			return nil, nil, fmt.Errorf("call %s: %v", recs[i].CallID, err)
-		}
-		active = append(active, b)
-	}
-	return active, recent, nil
-}
-
 // CallsSince serves a reader that already has the calls that ended
 // before mark (the next of its previous read; 0 at first): the calls in
 // progress, and the calls that ended since, most recent first. full is
@@ -410,25 +374,6 @@ func (f *Feature) CallsSince(limit int, mark uint64) (active, ended [][]byte, ne
 		active = append(active, b)
 	}
 	return active, ended, next, full, nil
-}
-
-// callsJSONSlow encodes every record Calls returns.
-func (f *Feature) callsJSONSlow(limit int) (active, recent [][]byte, err error) {
-	a, r := f.Calls(limit)
-	for _, list := range []struct {
-		recs []Record
-		out  *[][]byte
-	}{{a, &active}, {r, &recent}} {
-		*list.out = make([][]byte, 0, len(list.recs))
-		for i := range list.recs {
-			b, err := list.recs[i].JSON()
-			if err != nil {
-				return nil, nil, fmt.Errorf("call %s: %v", list.recs[i].CallID, err)
-			}
-			*list.out = append(*list.out, b)
-		}
-	}
-	return active, recent, nil
 }
 
 func (f *Feature) calls0(limit int) (active, recent []Record) {

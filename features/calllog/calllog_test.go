@@ -277,14 +277,14 @@ func TestRecordJSONMadeOnce(t *testing.T) {
 	}
 }
 
-// CallsJSON joins what Calls lists: an ended call as its line, unchanged
-// (not encoded again), a call in progress encoded now.
+// CallsSince from mark 0 joins what Calls lists: an ended call as its
+// line, unchanged (not encoded again), a call in progress encoded now.
 func TestCallsJSON(t *testing.T) {
 	fx := newFixture(t)
 	inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
 	fx.f.failure(inv.TestFailure(486))
 	fx.request(t, msg("INVITE", "", "b", 1), caller)
-	active, recent, err := fx.f.CallsJSON(10)
+	active, recent, _, _, err := fx.f.CallsSince(10, 0)
 	if err != nil || len(active) != 1 || len(recent) != 1 {
 		t.Fatalf("active %q recent %q %v", active, recent, err)
 	}
