@@ -6,7 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"sipedge/internal/jsonenc"
 )
 
 // Media quality reports, as Homer 7 stores and shows them.
@@ -154,9 +155,9 @@ func unspecified(like netip.Addr) netip.Addr {
 // JITTER in milliseconds, MOS from 1 to 5, times in Unix seconds.
 func appendQoSJSON(b []byte, callID string, l *QoSLeg, src, dst netip.Addr, at time.Time) []byte {
 	b = append(b, `{"CORRELATION_ID":`...)
-	b = appendJSONString(b, callID)
+	b = jsonenc.String(b, callID)
 	b = append(b, `,"RTP_SIP_CALL_ID":`...)
-	b = appendJSONString(b, callID)
+	b = jsonenc.String(b, callID)
 	b = append(b, `,"REPORT_TS":`...)
 	b = strconv.AppendFloat(b, float64(at.UnixMicro())/1e6, 'f', 3, 64)
 	if !l.Start.IsZero() {
@@ -211,7 +212,7 @@ func appendQoSJSON(b []byte, callID string, l *QoSLeg, src, dst netip.Addr, at t
 		b = append(b, `,"CLOCK":`...)
 		b = strconv.AppendUint(b, uint64(l.ClockRate), 10)
 		b = append(b, `,"CODEC_NAME":`...)
-		b = appendJSONString(b, l.Codec)
+		b = jsonenc.String(b, l.Codec)
 	}
 	b = append(b, `,"PARTY":`...)
 	b = strconv.AppendUint(b, uint64(l.Party), 10)
@@ -225,51 +226,4 @@ func appendQoSJSON(b []byte, callID string, l *QoSLeg, src, dst netip.Addr, at t
 // negative duration (none is meant) as 0.
 func appendMillis(b []byte, d time.Duration) []byte {
 	return strconv.AppendFloat(b, float64(max(d, 0).Microseconds())/1000, 'f', 3, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString writes s as a JSON string (RFC 8259 §7). A Call-ID may
-// hold '"' and '\' (RFC 3261 §25.1 "word"); bytes that are not UTF-8 are
-// written as U+FFFD, as encoding/json does, so the report stays valid
-// JSON whatever the Call-ID was.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r != utf8.RuneError || size != 1 {
-				i += size
-				continue
-			}
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
