@@ -1,10 +1,10 @@
 // Package jsonenc appends JSON values exactly as encoding/json writes
 // them, without reflection: for the records sipedge writes once per call
 // (the call log's line with the call's media, the HEP quality report),
-// where encoding/json's
-// reflection and its second pass over what a MarshalJSON returns cost
-// more than the rest of the call log (docs/PERFORMANCE.md). The tests
-// compare every function with encoding/json's output.
+// where encoding/json's reflection and its second pass over what a
+// MarshalJSON returns cost more than the rest of the call log
+// (docs/PERFORMANCE.md). The tests compare every function with
+// encoding/json's output.
 package jsonenc
 
 import (
