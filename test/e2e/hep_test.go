@@ -259,15 +259,7 @@ func TestHEPKamailioTCP(t *testing.T) {
 	}
 	// The collector is down: the OPTIONS and its 200 are counted, not sent.
 	options("hep-tcp-down")
-	metric := func(name string) float64 {
-		t.Helper()
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(httpGet(t, "http://"+adminAddr+"/metrics"))
-		if m == nil {
-			return 0
-		}
-		f, _ := strconv.ParseFloat(m[1], 64)
-		return f
-	}
+	metric := func(name string) float64 { return metricValue(t, adminAddr, name) }
 	errors := `sipedge_hep_errors_total{collector="tcp:127.0.0.1:` + strconv.Itoa(kam.port) + `"}`
 	for deadline := time.Now().Add(5 * time.Second); metric(errors) < 2; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -291,32 +283,8 @@ func TestHEPKamailioTCP(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	td := mustAbs(t, "testdata")
-	os.WriteFile(filepath.Join(dir, "callee.csv"), []byte("SEQUENTIAL\ncallee;x\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "caller.csv"), []byte("SEQUENTIAL\ncaller;x\n"), 0o644)
-	uasPort := strconv.Itoa(freePort(t))
-	uas := exec.Command(sipp, "-sf", filepath.Join(td, "call-uas.xml"), "-t", "u1", "-i", "127.0.0.1",
-		"-p", uasPort, "-m", "1", "-nostdin", "-timeout", "30s")
-	uas.Dir = dir
-	if err := uas.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer uas.Process.Kill()
-	time.Sleep(300 * time.Millisecond) // the UAS binds its port
-	reg := exec.Command(sipp, "-sf", filepath.Join(td, "register.xml"), "-t", "u1", "-i", "127.0.0.1",
-		"-inf", filepath.Join(dir, "callee.csv"), "-key", "cport", uasPort, "-m", "1", "-nostdin", "-timeout", "10s", s.addr())
-	reg.Dir = dir
-	if out, err := reg.CombinedOutput(); err != nil {
-		t.Fatalf("register: %v\n%s", err, tail(out))
-	}
 	const callID = "hep-call-tcp@127.0.0.1"
-	uac := exec.Command(sipp, "-sf", filepath.Join(td, "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1",
-		"-inf", filepath.Join(dir, "caller.csv"), "-s", "callee", "-m", "1", "-d", "100", "-cid_str", callID,
-		"-nostdin", "-timeout", "20s", s.addr())
-	uac.Dir = dir
-	if out, err := uac.CombinedOutput(); err != nil {
-		t.Fatalf("call: %v\n%s", err, tail(out))
-	}
+	sippCallee(t, sipp, dir, s.addr(), callID)
 	var missing string
 	var protos map[string]int
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
@@ -339,6 +307,32 @@ func TestHEPKamailioTCP(t *testing.T) {
 	}
 }
 
+// sippCallee registers a sipp UAS as "callee" at sipedge (addr) and makes
+// one call to it from a sipp UAC with Call-ID callID (INVITE, 180, 200,
+// ACK, a 100 ms hold, BYE, 200), failing the test if either fails.
+func sippCallee(t *testing.T, sipp, dir, addr, callID string) {
+	t.Helper()
+	td := mustAbs(t, "testdata")
+	os.WriteFile(filepath.Join(dir, "callee.csv"), []byte("SEQUENTIAL\ncallee;x\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "caller.csv"), []byte("SEQUENTIAL\ncaller;x\n"), 0o644)
+	_, uasAddr := sippUAS(t, sipp, dir, 1)
+	_, uasPort, _ := strings.Cut(uasAddr, ":")
+	time.Sleep(300 * time.Millisecond) // the UAS binds its port
+	reg := exec.Command(sipp, "-sf", filepath.Join(td, "register.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-inf", filepath.Join(dir, "callee.csv"), "-key", "cport", uasPort, "-m", "1", "-nostdin", "-timeout", "10s", addr)
+	reg.Dir = dir
+	if out, err := reg.CombinedOutput(); err != nil {
+		t.Fatalf("register: %v\n%s", err, tail(out))
+	}
+	uac := exec.Command(sipp, "-sf", filepath.Join(td, "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-inf", filepath.Join(dir, "caller.csv"), "-s", "callee", "-m", "1", "-d", "100", "-cid_str", callID,
+		"-nostdin", "-timeout", "20s", addr)
+	uac.Dir = dir
+	if out, err := uac.CombinedOutput(); err != nil {
+		t.Fatalf("call: %v\n%s", err, tail(out))
+	}
+}
+
 // TestHEPCall: every SIP message of a whole call reaches the HEP
 // collectors, over UDP (sipp) and over TLS (baresip): for TLS, the
 // decrypted messages, which no packet capture on the wire could show.
@@ -354,32 +348,8 @@ func TestHEPCall(t *testing.T) {
 		s := start(t, "--config", cfg, "--data-dir", filepath.Join(dir, "data"))
 		time.Sleep(300 * time.Millisecond) // sngrep binds its port
 
-		td := mustAbs(t, "testdata")
-		os.WriteFile(filepath.Join(dir, "callee.csv"), []byte("SEQUENTIAL\ncallee;x\n"), 0o644)
-		os.WriteFile(filepath.Join(dir, "caller.csv"), []byte("SEQUENTIAL\ncaller;x\n"), 0o644)
-		uasPort := strconv.Itoa(freePort(t))
-		uas := exec.Command(sipp, "-sf", filepath.Join(td, "call-uas.xml"), "-t", "u1", "-i", "127.0.0.1",
-			"-p", uasPort, "-m", "1", "-nostdin", "-timeout", "30s")
-		uas.Dir = dir
-		if err := uas.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer uas.Process.Kill()
-		time.Sleep(300 * time.Millisecond) // the UAS binds its port
-		reg := exec.Command(sipp, "-sf", filepath.Join(td, "register.xml"), "-t", "u1", "-i", "127.0.0.1",
-			"-inf", filepath.Join(dir, "callee.csv"), "-key", "cport", uasPort, "-m", "1", "-nostdin", "-timeout", "10s", s.addr())
-		reg.Dir = dir
-		if out, err := reg.CombinedOutput(); err != nil {
-			t.Fatalf("register: %v\n%s", err, tail(out))
-		}
 		const callID = "hep-call-udp@127.0.0.1"
-		uac := exec.Command(sipp, "-sf", filepath.Join(td, "call-uac.xml"), "-t", "u1", "-i", "127.0.0.1",
-			"-inf", filepath.Join(dir, "caller.csv"), "-s", "callee", "-m", "1", "-d", "100", "-cid_str", callID,
-			"-nostdin", "-timeout", "20s", s.addr())
-		uac.Dir = dir
-		if out, err := uac.CombinedOutput(); err != nil {
-			t.Fatalf("call: %v\n%s", err, tail(out))
-		}
+		sippCallee(t, sipp, dir, s.addr(), callID)
 		waitCall(t, sng1, callID)
 		waitCall(t, sng2, callID)
 	})

@@ -82,15 +82,7 @@ routes:
 		}
 		return v.Trunks[0]
 	}
-	metric := func(name string) float64 {
-		t.Helper()
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(httpGet(t, "http://"+adminAddr+"/metrics"))
-		if m == nil {
-			return 0
-		}
-		f, _ := strconv.ParseFloat(m[1], 64)
-		return f
-	}
+	metric := func(name string) float64 { return metricValue(t, adminAddr, name) }
 	waitUntil := func(what string, d time.Duration, cond func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -197,6 +189,18 @@ routes:
 	if n := strings.Count(s.logs(), `msg="trunk registered"`); n != 2 {
 		t.Fatalf("%d registered lines, want 2 (start, after the outage):\n%s", n, s.logs())
 	}
+}
+
+// metricValue reads one sample (name with its labels, as /metrics
+// writes it) from the operations server at adminAddr; 0 when absent.
+func metricValue(t *testing.T, adminAddr, name string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(httpGet(t, "http://"+adminAddr+"/metrics"))
+	if m == nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(m[1], 64)
+	return f
 }
 
 func httpGet(t *testing.T, url string) string {
