@@ -338,35 +338,35 @@ func (f *Feature) End(key string) {
 // its media has not run yet) is waited for too, at most finalWait.
 func (f *Feature) WhenFinal(callID string, fn func()) {
 	f.mu.Lock()
-	st, ok := f.settling[callID]
-	if !ok {
-		if _, live := f.ids[callID]; !live {
-			f.mu.Unlock()
-			fn()
-			return
+	if st, ok := f.settling[callID]; ok {
+		// Ended: End's release runs it.
+		st.fns = append(st.fns, fn)
+		f.mu.Unlock()
+		return
+	}
+	if _, live := f.ids[callID]; !live {
+		f.mu.Unlock()
+		fn()
+		return
+	}
+	defer f.mu.Unlock()
+	st := &settling{fns: []func(){fn}}
+	f.settling[callID] = st
+	// Stopped when the media ends (End): a timer that fires for nothing
+	// would start a goroutine per call.
+	st.limit = time.AfterFunc(finalWait, func() {
+		f.mu.Lock()
+		// Still waiting: the media never ended; give up.
+		var w []func()
+		if f.settling[callID] == st {
+			w = st.fns
+			delete(f.settling, callID)
 		}
-		st = &settling{}
-		f.settling[callID] = st
-	}
-	st.fns = append(st.fns, fn)
-	if st.limit == nil {
-		// Stopped when the media ends (End): a timer that fires
-		// for nothing would start a goroutine per call.
-		st.limit = time.AfterFunc(finalWait, func() {
-			f.mu.Lock()
-			// Still waiting: the media never ended; give up.
-			var w []func()
-			if cur := f.settling[callID]; cur == st {
-				w = st.fns
-				delete(f.settling, callID)
-			}
-			f.mu.Unlock()
-			for _, fn := range w {
-				fn()
-			}
-		})
-	}
-	f.mu.Unlock()
+		f.mu.Unlock()
+		for _, fn := range w {
+			fn()
+		}
+	})
 }
 
 // settling is a call whose media is not final yet: who waits for it, and
