@@ -440,7 +440,15 @@ func TestSendTLSBetweenLayers(t *testing.T) {
 func TestReplyFallsBackToNewConnection(t *testing.T) {
 	rec := newRecorder(nil)
 	l := startLayer(t, Config{Listen: []ListenSpec{{TCP, "127.0.0.1:0"}}, IdleTimeout: 5 * time.Second}, rec)
-	c := dialStream(t, TCP, addrOf(t, l, TCP), nil)
+	// The client's port must be free to listen on after it closed: from
+	// its own loopback address, no other test's connection (all from
+	// 127.0.0.1) can have taken it meanwhile.
+	d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 77)}}
+	c, err := d.Dial("tcp", addrOf(t, l, TCP).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	writeAll(t, c, optionsMsg)
 	g := rec.next(t)
 	src := c.LocalAddr().String()
@@ -452,7 +460,6 @@ func TestReplyFallsBackToNewConnection(t *testing.T) {
 	waitFor(t, func() bool { return l.Stats().ConnsOpen == 0 })
 	// The client now listens on the port it connected from.
 	var ln net.Listener
-	var err error
 	waitFor(t, func() bool {
 		ln, err = net.Listen("tcp4", src)
 		return err == nil
