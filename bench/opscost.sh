@@ -4,10 +4,12 @@
 #
 #   off: no operations server (--admin-listen off), no call log file, no HEP
 #   on:  the operations server with a browser's page open on it (its live
-#        event stream held by a client) and /metrics scraped every second,
-#        the call log written to a file, HEP sent to a local collector
+#        event stream held by a client, and what the page polls),
+#        /metrics scraped every second, /api/v1/calls?limit=100 read every
+#        second (--api-poll 0: not), the call log written to a file, HEP
+#        sent to a collector
 #
-#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote]
+#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote] [--api-poll 1|0]
 #
 # --features turns on only those of the three (default all): admin (the
 # server, the page's event stream and the scrapes), calllog (the file),
@@ -25,7 +27,7 @@
 set -euo pipefail
 self=$(realpath "$0") args=("$@")
 cd "$(dirname "$0")/.."
-repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp
+repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp apipoll=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--repeat) repeat=$2; shift 2 ;;
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
 	--max) max=1; shift ;;
 	--features) features=$2; shift 2 ;;
 	--hep-transport) hept=$2; shift 2 ;;
+	--api-poll) apipoll=$2; shift 2 ;;
 	*) echo "opscost.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -107,11 +110,21 @@ run() {
 	sleep 1
 	helpers=()
 	if [ "$side" = on ] && on admin; then
-		# The page's live stream, and a Prometheus scrape every second.
+		# What the page asks for while it shows the calls (admin/web/app.js:
+		# the live stream, /healthz and /api/v1/survival every 5 s), a
+		# Prometheus scrape every second (fifteen times its default
+		# rate), and an API client reading the last 100 calls every
+		# second (--api-poll 0: none).
 		curl -sN http://127.0.0.1:18080/api/v1/events >/dev/null 2>&1 &
 		helpers+=($!)
-		(while sleep 1; do curl -s http://127.0.0.1:18080/metrics >/dev/null; curl -s 'http://127.0.0.1:18080/api/v1/calls?limit=100' >/dev/null; done) &
+		(while sleep 5; do curl -s http://127.0.0.1:18080/healthz http://127.0.0.1:18080/api/v1/survival >/dev/null; done) &
 		helpers+=($!)
+		(while sleep 1; do curl -s http://127.0.0.1:18080/metrics >/dev/null; done) &
+		helpers+=($!)
+		if [ "$apipoll" = 1 ]; then
+			(while sleep 1; do curl -s 'http://127.0.0.1:18080/api/v1/calls?limit=100' >/dev/null; done) &
+			helpers+=($!)
+		fi
 	fi
 	bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$out/$name" "$@" 127.0.0.1:5070 call >"$out/$name.txt" 2>&1 || true
 	kill "${helpers[@]}" 2>/dev/null || true

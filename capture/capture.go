@@ -252,7 +252,11 @@ const hdrSize = 56
 // add keeps one message if its Call-ID is followed or it starts a call.
 func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 	sl := startLine(b)
-	if !sl.response && string(sl.method) == "REGISTER" {
+	var cseq []byte // a response's CSeq method
+	if sl.response {
+		cseq = cseqMethod(b)
+	}
+	if string(sl.method) == "REGISTER" || string(cseq) == "REGISTER" {
 		return // a REGISTER never belongs to a call: not even a look-up
 	}
 	id := callID(b)
@@ -280,7 +284,7 @@ func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 	}
 	cl.last = at
 	kept := c.storeLocked(cl, h[:], b[:stored])
-	c.trackLocked(cl, ev.Dir, &sl, b)
+	c.trackLocked(cl, ev.Dir, &sl, cseq)
 	c.mu.Unlock()
 	if kept {
 		c.messages.Add(1)
@@ -350,10 +354,9 @@ func (c *Capture) activateLocked(cl *call, at int64) {
 }
 
 // trackLocked moves cl between states for the message it just got.
-func (c *Capture) trackLocked(cl *call, dir transport.TapDir, sl *line, b []byte) {
+func (c *Capture) trackLocked(cl *call, dir transport.TapDir, sl *line, method []byte) {
 	switch {
 	case sl.response:
-		method := cseqMethod(b)
 		invite := string(method) == "INVITE"
 		switch {
 		case invite && sl.code >= 200 && sl.code < 300:

@@ -147,3 +147,30 @@ func TestLabel(t *testing.T) {
 		}
 	}
 }
+
+// The header scanner: names in either case, white space before the
+// colon (RFC 3261 §7.3.1), the compact form, and no match on a longer
+// name, a continuation line or the body.
+func TestHeader(t *testing.T) {
+	for _, tc := range []struct {
+		msg, long, short, want string
+	}{
+		{"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\n", "cseq", "", "1 INVITE"},
+		{"SIP/2.0 200 OK\r\ncseq :\t2 BYE \r\n\r\n", "cseq", "", "2 BYE"},
+		{"SIP/2.0 200 OK\nCSEQ:3 ACK\n\n", "cseq", "", "3 ACK"},
+		{"SIP/2.0 200 OK\r\nCSeq-X: 1 BYE\r\nCSeq: 2 INVITE\r\n\r\n", "cseq", "", "2 INVITE"},
+		{"SIP/2.0 200 OK\r\nX: a\r\n CSeq: 1 BYE\r\n\r\nCSeq: 2 BYE", "cseq", "", ""},
+		{"INVITE sip:b SIP/2.0\r\nContact: <sip:a>\r\nCall-ID: x\r\nc: application/sdp\r\n\r\n", "content-type", "c", "application/sdp"},
+		{"INVITE sip:b SIP/2.0\r\nContent-Type: application/sdp\r\nc: text/plain\r\n\r\n", "content-type", "c", "application/sdp"},
+		{"INVITE sip:b SIP/2.0\r\nContent\rType: application/sdp\r\n\r\n", "content-type", "c", ""},
+		{"INVITE sip:b SIP/2.0\r\ni: abc@h\r\n\r\n", "call-id", "i", "abc@h"},
+		{"INVITE sip:b SIP/2.0", "call-id", "i", ""},
+	} {
+		if got := string(header([]byte(tc.msg), tc.long, tc.short)); got != tc.want {
+			t.Errorf("header(%q, %s): %q, want %q", tc.msg, tc.long, got, tc.want)
+		}
+	}
+	if m := string(cseqMethod([]byte("SIP/2.0 200 OK\r\nCSeq: 7\t INVITE \r\n\r\n"))); m != "INVITE" {
+		t.Errorf("cseqMethod: %q", m)
+	}
+}

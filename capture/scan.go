@@ -48,7 +48,8 @@ func callID(b []byte) []byte {
 }
 
 // header returns the value of the first header whose name is long or
-// short (case-insensitive; short may be empty), trimmed, or nil. A folded
+// short (given in lower case, compared case-insensitively; short may be
+// empty), trimmed, or nil. A folded
 // value is returned up to its first line end, which is enough for the
 // CSeq and Content-Type the capture reads.
 func header(b []byte, long, short string) []byte {
@@ -64,14 +65,21 @@ func header(b []byte, long, short string) []byte {
 		} else {
 			end += i
 		}
-		l := bytes.TrimSuffix(b[i:end], []byte("\r"))
+		l := b[i:end]
+		if len(l) > 0 && l[len(l)-1] == '\r' {
+			l = l[:len(l)-1]
+		}
 		if len(l) == 0 {
 			return nil // end of the header section
 		}
-		if c := bytes.IndexByte(l, ':'); c > 0 && l[0] != ' ' && l[0] != '\t' {
-			name := bytes.TrimRight(l[:c], " \t")
-			if sip.EqualFold(name, long) || short != "" && sip.EqualFold(name, short) {
-				return bytes.TrimSpace(l[c+1:])
+		// The name is the line's first bytes: compare them before looking
+		// for the colon, so most lines cost one byte compare.
+		if n := nameMatch(l, long); n > 0 || short != "" && nameMatch(l, short) > 0 {
+			if n == 0 {
+				n = len(short)
+			}
+			if c := colonAfter(l, n); c > 0 {
+				return trimSPHT(l[c+1:])
 			}
 		}
 		i = end + 1
@@ -79,11 +87,53 @@ func header(b []byte, long, short string) []byte {
 	return nil
 }
 
+// nameMatch reports len(name) when line starts with name
+// (case-insensitive, name in lower case), else 0.
+func nameMatch(line []byte, name string) int {
+	if len(line) < len(name) {
+		return 0
+	}
+	for i := 0; i < len(name); i++ {
+		if c := line[i]; c != name[i] && !('A' <= c && c <= 'Z' && c+('a'-'A') == name[i]) {
+			return 0
+		}
+	}
+	return len(name)
+}
+
+// colonAfter returns the index of the colon that follows a header name of
+// n bytes, after optional white space (RFC 3261 §7.3.1), or 0 when
+// something else follows (a longer name).
+func colonAfter(l []byte, n int) int {
+	for ; n < len(l); n++ {
+		switch l[n] {
+		case ':':
+			return n
+		case ' ', '\t':
+		default:
+			return 0
+		}
+	}
+	return 0
+}
+
+func trimSPHT(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
 // cseqMethod is the method of the CSeq header ("1 INVITE" → INVITE).
 func cseqMethod(b []byte) []byte {
 	v := header(b, "cseq", "")
-	if i := bytes.IndexAny(v, " \t"); i >= 0 {
-		return bytes.TrimSpace(v[i:])
+	for i, c := range v {
+		if c == ' ' || c == '\t' {
+			return trimSPHT(v[i:])
+		}
 	}
 	return nil
 }

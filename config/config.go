@@ -321,6 +321,9 @@ type CallLog struct {
 	// File is appended to, one JSON line per call; "stdout" writes to
 	// standard output; empty: no call log. SIGHUP reopens it (logrotate).
 	File string `yaml:"file"`
+	// Flush is how long a finished call's line may wait to be written
+	// with the next ones (default 100ms; 0: each line at once).
+	Flush Duration `yaml:"flush"`
 }
 
 // Admin configures the operations HTTP server.
@@ -647,6 +650,7 @@ func Default() *Config {
 		},
 		TrustedNetworks: []string{"loopback", "private"},
 		Store:           Store{Dir: "sipedge-data", Sync: "fsync", SyncDelay: Duration{time.Millisecond}},
+		CallLog:         CallLog{Flush: Duration{100 * time.Millisecond}},
 		Admin:           Admin{Listen: "127.0.0.1:8080"},
 		HEP:             HEP{CaptureID: 2001},
 		Transport: Transport{IdleTimeout: Duration{transport.DefaultIdleTimeout}, MessageTimeout: Duration{transport.DefaultMessageTimeout},
@@ -1009,6 +1013,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Store.Sync != "fsync" && c.Store.Sync != "write" {
 		return bad("store.sync", fmt.Sprintf("%q: use fsync (on disk before the 200 OK) or write (in the kernel: survives a sipedge crash, not a machine crash)", c.Store.Sync))
+	}
+	if d := c.CallLog.Flush.Duration; d < 0 || d > time.Second {
+		return bad("call_log.flush", fmt.Sprintf("%v: use a duration from 0 (each line written at once) to 1s; the default is 100ms", d))
 	}
 	if d := c.Store.SyncDelay.Duration; d <= 0 || d > 100*time.Millisecond {
 		return bad("store.sync_delay", fmt.Sprintf("%v: use a duration from 1ms (the default) to 100ms", d))

@@ -100,6 +100,7 @@ func TestErrors(t *testing.T) {
 		{"nat:\n  keepalive_interval: 0s\n", "config:1: nat: keepalive_interval must be at least 1s"},
 		{"tls: {key: k.pem}\n", "config:1: tls: set both cert and key"},
 		{"registrar:\n  max_contacts: 0\n", "config:2: registrar.max_contacts: must be at least 1"},
+		{"call_log:\n  flush: 2s\n", "config:2: call_log.flush: 2s: use a duration from 0 (each line written at once) to 1s; the default is 100ms"},
 		{"trusted_networks: [everyone]\n", "config:1: trusted_networks: \"everyone\""},
 		{"registrar:\n  max_contacts: lots\n", "config:2: registrar.max_contacts: \"lots\": want a whole number, e.g. 10"},
 		{"tls:\n  cert: a.pem\n", "config:1: tls: set both cert and key"},

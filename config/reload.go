@@ -47,8 +47,9 @@ var keyClass = map[string]reloadClass{
 	"hep.id":                               restart, // the former name of capture_id (always nil once loaded)
 	"hep.password":                         restart,
 	"hep.node":                             restart,
-	"call_log.file":                        restart, // the feature is in the pipeline or not (SIGHUP reopens the file)
-	"admin.listen":                         restart, // the socket is bound at start
+	"call_log.file":                        restart,    // the feature is in the pipeline or not (SIGHUP reopens the file)
+	"call_log.flush":                       reloadable, // set on the call log at each reload
+	"admin.listen":                         restart,    // the socket is bound at start
 	"admin.token":                          reloadable,
 	"store.sync":                           restart, // the store is opened with it
 	"store.sync_delay":                     restart, // the store is opened with it

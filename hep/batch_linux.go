@@ -42,29 +42,37 @@ func (w *batchWriter) close() { w.conn.Close() }
 // write sends batch and reports how many went out and the first error.
 // A packet the kernel refuses (an ICMP error queued on the socket) is
 // skipped; the rest still go.
-func (w *batchWriter) write(batch []*packet) (int, error) {
+func (w *batchWriter) write(b *batch) (int, error) {
 	if w.rc == nil {
-		return writeEach(w.conn, batch)
-	}
-	for i, pk := range batch {
-		w.iovs[i].Base = (*byte)(unsafe.Pointer(unsafe.SliceData(pk.b)))
-		w.iovs[i].SetLen(len(pk.b))
+		return writeEach(w.conn, b)
 	}
 	ok := 0
 	var first error
-	for from := 0; from < len(batch); {
-		n, err := w.op.Send(w.rc, w.hdrs[from:len(batch)])
-		ok += n
-		from += n
-		if err != nil {
-			if first == nil {
-				first = err
-			}
-			from++ // skip the refused packet
+	// sendBatch packets per sendmmsg.
+	for base := 0; base < len(b.ends); base += sendBatch {
+		n := min(len(b.ends)-base, sendBatch)
+		for i := range n {
+			pk := b.packet(base + i)
+			w.iovs[i].Base = (*byte)(unsafe.Pointer(unsafe.SliceData(pk)))
+			w.iovs[i].SetLen(len(pk))
 		}
-	}
-	for i := range batch {
-		w.iovs[i].Base = nil
+		for from := 0; from < n; {
+			sent, err := w.op.Send(w.rc, w.hdrs[from:n])
+			ok += sent
+			from += sent
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				from++ // skip the refused packet
+			}
+		}
+		for i := range n {
+			w.iovs[i].Base = nil
+		}
 	}
 	return ok, first
 }
+
+// sendBatch is the most packets one sendmmsg sends.
+const sendBatch = 256

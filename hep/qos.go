@@ -78,16 +78,15 @@ func (s *Sender) QoS(callID string, r QoSReport) {
 		return
 	}
 	for i := range r.Legs {
-		pk := s.pool.Get().(*packet)
-		b, ok := AppendQoS(pk.b[:0], &s.agent, callID, &r.Legs[i])
-		if !ok {
-			s.tooLarge.Add(1)
-			s.pool.Put(pk)
-			continue
+		b := s.begin()
+		if b == nil {
+			return
 		}
-		pk.b = b
-		s.reports.Add(1)
-		s.queue(pk)
+		buf, ok := AppendQoS(b.buf, &s.agent, callID, &r.Legs[i])
+		if ok {
+			s.reports.Add(1)
+		}
+		s.end(b, buf, ok)
 	}
 }
 

@@ -17,47 +17,70 @@ import (
 // UDP (one datagram per packet, the way every HEP agent and collector
 // speaks) or TCP (packets back to back on one connection, as
 // heplify-server and Homer accept: a batch is one write, so one segment
-// instead of one datagram per message). The tap (on reader and sender goroutines) only encodes each message
-// once, into a pooled buffer, and queues it to every collector; each
-// collector has a queue, a socket and a goroutine of its own, so a slow or
-// absent collector never holds up SIP nor the other collectors. A full
-// queue drops the packet for that collector only (counted).
+// instead of one datagram per message).
+//
+// The tap (on reader and sender goroutines) encodes each message once,
+// straight into the open batch, under one mutex: no pooled buffer, no
+// channel send, no wake-up per message. The batch's first packet wakes
+// the batcher goroutine, which lets the next moments' packets join
+// (batchWait, or until the batch holds swapBytes) and then hands the
+// whole batch to every collector. Each collector has a queue of batches,
+// a socket and a goroutine of its own, so a slow or absent collector
+// never holds up SIP nor the other collectors: a collector whose queue is
+// full drops that batch (its packets counted).
+//
+// Lock order: mu is a leaf; nothing blocks while holding it.
 type Sender struct {
 	agent Agent
 	cols  []*collector
-	pool  sync.Pool // *packet
 	wg    sync.WaitGroup
 	log   *slog.Logger
 
-	tooLarge, reports atomic.Uint64
-	once              sync.Once
-	// mu keeps Tap and QoS from queueing on a closed queue: a tap call may
-	// still run after its subscription was cancelled.
-	mu     sync.RWMutex
-	closed bool
+	tooLarge, reports, overflow atomic.Uint64
+
+	mu     sync.Mutex
+	open   *batch   // the batch taps append to
+	free   []*batch // batches every collector is done with, for reuse
+	closed bool     // Close ran: taps (which may outlive their subscription) add nothing
+
+	kick chan struct{} // 1 slot: the open batch got its first packet
+	full chan struct{} // 1 slot: the open batch reached swapBytes
+	quit chan struct{}
+	once sync.Once
+}
+
+// batch is the packets of one window, encoded back to back; the last
+// collector done with it gives it back.
+type batch struct {
+	buf      []byte
+	ends     []int // where each packet ends in buf
+	signaled bool  // the batcher was told the batch is full
+	refs     atomic.Int32
+}
+
+// packet returns the i-th packet.
+func (b *batch) packet(i int) []byte {
+	from := 0
+	if i > 0 {
+		from = b.ends[i-1]
+	}
+	return b.buf[from:b.ends[i]]
 }
 
 // collector is one destination: its queue, writer and counters.
 type collector struct {
 	name                  string // host:port as configured (tcp: prefixed for TCP): the metrics label
 	out                   writer
-	queue                 chan *packet
+	queue                 chan *batch
 	sent, dropped, errors atomic.Uint64
 }
 
-// writer sends a batch of packets to one collector; only the collector's
-// goroutine calls it.
+// writer sends a batch to one collector; only the collector's goroutine
+// calls it.
 type writer interface {
 	// write reports how many packets went out and the first error.
-	write(batch []*packet) (int, error)
+	write(b *batch) (int, error)
 	close()
-}
-
-// packet is one encoded datagram shared by every collector's queue; the
-// last collector done with it returns it to the pool.
-type packet struct {
-	b    []byte
-	refs atomic.Int32
 }
 
 // Stats are the sender's counters (the metrics convention), per collector
@@ -70,9 +93,20 @@ type Stats struct {
 	MediaReports uint64            // call media quality reports queued (one per stream direction)
 }
 
-// queueLen bounds each collector's backlog: at 2 KiB a message, 8 MiB at
-// most per collector that stopped reading.
-const queueLen = 4096
+// The bounds of what waits to be sent. A batch is handed over after
+// batchWait or once it holds swapBytes; one that reaches maxBatchBytes or
+// maxBatchPackets before the batcher takes it (the batcher did not run
+// for that long) drops further packets. Each collector queues
+// queueBatches batches behind the one it is writing: a collector that
+// stops reading holds at most (queueBatches+1) × maxBatchBytes.
+const (
+	batchWait       = 20 * time.Millisecond
+	swapBytes       = 256 << 10
+	maxBatchBytes   = 1 << 20
+	maxBatchPackets = 8192
+	queueBatches    = 8
+	maxFreeBatches  = 4
+)
 
 // ParseCollector reads "udp:host:port", "tcp:host:port" or "host:port"
 // (UDP) and returns the transport ("udp" or "tcp") and host:port.
@@ -117,12 +151,14 @@ func start(a Agent, log *slog.Logger, cols []*collector) *Sender {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Sender{agent: a, log: log, cols: cols}
-	s.pool.New = func() any { return &packet{b: make([]byte, 0, 2048)} }
+	s := &Sender{agent: a, log: log, cols: cols, open: &batch{},
+		kick: make(chan struct{}, 1), full: make(chan struct{}, 1), quit: make(chan struct{})}
 	for _, c := range s.cols {
 		s.wg.Add(1)
 		go s.run(c)
 	}
+	s.wg.Add(1)
+	go s.batcher()
 	return s
 }
 
@@ -140,7 +176,7 @@ func dialCollector(c string, log *slog.Logger) (*collector, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hep collector %q: %v", c, err)
 		}
-		return &collector{name: "tcp:" + addr, out: newStreamWriter(ta.String(), log), queue: make(chan *packet, queueLen)}, nil
+		return &collector{name: "tcp:" + addr, out: newStreamWriter(ta.String(), log), queue: make(chan *batch, queueBatches)}, nil
 	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -150,7 +186,7 @@ func dialCollector(c string, log *slog.Logger) (*collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hep collector %q: %v", c, err)
 	}
-	return &collector{name: addr, out: newBatchWriter(conn), queue: make(chan *packet, queueLen)}, nil
+	return &collector{name: addr, out: newBatchWriter(conn), queue: make(chan *batch, queueBatches)}, nil
 }
 
 // Tap is a transport.Tap: every message received and sent.
@@ -167,69 +203,146 @@ func (s *Sender) Tap(ev *transport.TapEvent) {
 	} else {
 		p.Src, p.Dst = ev.Local, ev.Remote
 	}
-	pk := s.pool.Get().(*packet)
-	b, ok := Append(pk.b[:0], &s.agent, &p)
-	if !ok {
-		s.tooLarge.Add(1)
-		s.pool.Put(pk)
+	b := s.begin()
+	if b == nil {
 		return
 	}
-	pk.b = b
-	s.queue(pk)
+	buf, ok := Append(b.buf, &s.agent, &p)
+	s.end(b, buf, ok)
 }
 
-// queue hands pk to every collector; one whose queue is full drops it.
-func (s *Sender) queue(pk *packet) {
-	pk.refs.Store(int32(len(s.cols)))
-	s.mu.RLock()
+// begin locks mu and returns the open batch to append one packet to, or
+// nil (mu unlocked) when the sender is closed or the batch is full.
+func (s *Sender) begin() *batch {
+	s.mu.Lock()
 	if s.closed {
-		s.mu.RUnlock()
-		s.pool.Put(pk)
+		s.mu.Unlock()
+		return nil
+	}
+	b := s.open
+	if len(b.buf) >= maxBatchBytes || len(b.ends) >= maxBatchPackets {
+		s.mu.Unlock()
+		s.overflow.Add(1)
+		return nil
+	}
+	return b
+}
+
+// end records the packet appended to b (buf is b.buf grown by it, or
+// unchanged and ok false when it was too large), unlocks mu, and wakes
+// the batcher for a batch's first packet and once it is full.
+func (s *Sender) end(b *batch, buf []byte, ok bool) {
+	if !ok {
+		s.mu.Unlock()
+		s.tooLarge.Add(1)
 		return
 	}
-	for _, c := range s.cols {
+	b.buf = buf
+	b.ends = append(b.ends, len(buf))
+	first := len(b.ends) == 1
+	full := !b.signaled && len(buf) >= swapBytes
+	if full {
+		b.signaled = true
+	}
+	s.mu.Unlock()
+	if first {
 		select {
-		case c.queue <- pk:
+		case s.kick <- struct{}{}:
 		default:
-			c.dropped.Add(1)
-			s.release(pk)
 		}
 	}
-	s.mu.RUnlock()
+	if full {
+		select {
+		case s.full <- struct{}{}:
+		default:
+		}
+	}
 }
 
-func (s *Sender) release(pk *packet) {
-	if pk.refs.Add(-1) == 0 && cap(pk.b) <= 64<<10 {
-		s.pool.Put(pk)
+// batcher hands the open batch to the collectors batchWait after its
+// first packet (sooner when it is full): at a few thousand messages a
+// second a wake-up and a system call per message cost more than the
+// messages (docs/PERFORMANCE.md); a collector sees a message at most
+// about batchWait late (its HEP timestamp is the capture's, not the
+// arrival's).
+func (s *Sender) batcher() {
+	defer s.wg.Done()
+	wait := time.NewTimer(batchWait)
+	wait.Stop()
+	defer func() {
+		s.dispatch() // what the last taps added
+		for _, c := range s.cols {
+			close(c.queue)
+		}
+	}()
+	for {
+		select {
+		case <-s.kick:
+		case <-s.quit:
+			return
+		}
+		wait.Reset(batchWait)
+		select {
+		case <-wait.C:
+		case <-s.full:
+			wait.Stop()
+		case <-s.quit:
+			wait.Stop()
+			return
+		}
+		s.dispatch()
 	}
+}
+
+// dispatch takes the open batch, if it has packets, and queues it to
+// every collector; one whose queue is full drops it.
+func (s *Sender) dispatch() {
+	s.mu.Lock()
+	b := s.open
+	if len(b.ends) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	if n := len(s.free); n > 0 {
+		s.open = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		s.open = &batch{}
+	}
+	s.mu.Unlock()
+	b.refs.Store(int32(len(s.cols)))
+	for _, c := range s.cols {
+		select {
+		case c.queue <- b:
+		default:
+			c.dropped.Add(uint64(len(b.ends)))
+			s.release(b)
+		}
+	}
+}
+
+// release gives b back once every collector is done with it; a batch
+// that grew past maxBatchBytes (a burst) is left to the collector.
+func (s *Sender) release(b *batch) {
+	if b.refs.Add(-1) != 0 {
+		return
+	}
+	b.buf, b.ends, b.signaled = b.buf[:0], b.ends[:0], false
+	s.mu.Lock()
+	if len(s.free) < maxFreeBatches && cap(b.buf) <= 2*maxBatchBytes {
+		s.free = append(s.free, b)
+	}
+	s.mu.Unlock()
 }
 
 func (s *Sender) run(c *collector) {
 	defer s.wg.Done()
-	batch := make([]*packet, 0, sendBatch)
 	logged := false
-	for pk := range c.queue {
-		// Let the packets of the next moments join this one: at a few
-		// thousand messages a second a wake-up and a system call per
-		// message cost more than the messages (docs/PERFORMANCE.md); the
-		// capture is at most batchWait late.
-		batch = append(batch[:0], pk)
-		time.Sleep(batchWait)
-	drain:
-		for len(batch) < sendBatch {
-			select {
-			case pk, ok := <-c.queue:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, pk)
-			default:
-				break drain
-			}
-		}
-		sent, err := c.out.write(batch)
+	for b := range c.queue {
+		n := len(b.ends)
+		sent, err := c.out.write(b)
 		c.sent.Add(uint64(sent))
-		if failed := len(batch) - sent; failed > 0 {
+		if failed := n - sent; failed > 0 {
 			c.errors.Add(uint64(failed))
 			if !logged {
 				s.log.Warn("hep: sending to the collector failed; packets are dropped until it works again (logged once per outage)", "collector", c.name, "err", err)
@@ -239,33 +352,18 @@ func (s *Sender) run(c *collector) {
 			s.log.Info("hep: sending to the collector works again", "collector", c.name)
 			logged = false
 		}
-		for i, pk := range batch {
-			s.release(pk)
-			batch[i] = nil
-		}
+		s.release(b)
 	}
 }
 
-// sendBatch is the most packets one write sends; batchWait how long the
-// writer waits after a packet for others to join it. At 10 000 messages a
-// second a window is about 200 packets, and the writer wakes at most
-// twice per window; a collector sees a message at most 20 ms late (its
-// HEP timestamp is the capture's, not the arrival's).
-const (
-	sendBatch = 256
-	batchWait = 20 * time.Millisecond
-)
-
-// Close stops the writers once their queues are written out; the caller
-// unsubscribes the tap first.
+// Close stops the batcher and the writers once what was tapped before it
+// is written out; the caller unsubscribes the tap first.
 func (s *Sender) Close() {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		for _, c := range s.cols {
-			close(c.queue)
-		}
 		s.mu.Unlock()
+		close(s.quit)
 		s.wg.Wait()
 		for _, c := range s.cols {
 			c.out.close()
@@ -279,7 +377,7 @@ func (s *Sender) Stats() Stats {
 		Errors: make(map[string]uint64, len(s.cols)), TooLarge: s.tooLarge.Load(), MediaReports: s.reports.Load()}
 	for _, c := range s.cols {
 		st.Sent[c.name] += c.sent.Load()
-		st.Dropped[c.name] += c.dropped.Load()
+		st.Dropped[c.name] += c.dropped.Load() + s.overflow.Load()
 		st.Errors[c.name] += c.errors.Load()
 	}
 	return st
@@ -315,7 +413,7 @@ func newStreamWriter(addr string, log *slog.Logger) *streamWriter {
 	return &streamWriter{addr: addr, log: log}
 }
 
-func (w *streamWriter) write(batch []*packet) (int, error) {
+func (w *streamWriter) write(b *batch) (int, error) {
 	now := time.Now()
 	if w.conn == nil {
 		if now.Before(w.retryAt) {
@@ -328,24 +426,21 @@ func (w *streamWriter) write(batch []*packet) (int, error) {
 		}
 		w.conn, w.backoff = conn, 0
 	}
-	w.bufs = w.bufs[:0]
-	for _, pk := range batch {
-		w.bufs = append(w.bufs, pk.b)
-	}
 	if err := w.conn.SetWriteDeadline(now.Add(streamWriteTimeout)); err != nil {
 		w.fail(now)
 		return 0, err
 	}
-	// One raw writev of the packets as they are (internal/rawio): no
-	// copy into one buffer, no entersyscall waking the runtime's
+	// One raw write of the batch, whose packets lie back to back
+	// already (internal/rawio): no entersyscall waking the runtime's
 	// monitor thread.
+	w.bufs = append(w.bufs[:0], b.buf)
 	err := rawio.WriteStreamBuffers(w.conn, w.bufs)
-	clear(w.bufs) // keep no packet alive
+	w.bufs[0] = nil // keep no batch alive
 	if err != nil {
 		w.fail(now)
 		return 0, err
 	}
-	return len(batch), nil
+	return len(b.ends), nil
 }
 
 // fail drops the connection and sets when to try again.
@@ -365,12 +460,12 @@ func (w *streamWriter) close() {
 	}
 }
 
-// writeEach sends batch one write per packet.
-func writeEach(c net.Conn, batch []*packet) (int, error) {
+// writeEach sends b one write per packet.
+func writeEach(c net.Conn, b *batch) (int, error) {
 	ok := 0
 	var first error
-	for _, pk := range batch {
-		if _, err := c.Write(pk.b); err != nil {
+	for i := range b.ends {
+		if _, err := c.Write(b.packet(i)); err != nil {
 			if first == nil {
 				first = err
 			}

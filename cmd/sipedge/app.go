@@ -286,6 +286,7 @@ func newApp(cfg *config.Config, o options, log *slog.Logger, level *slog.LevelVa
 	if a.calls, err = calllog.New(a.core, cfg.CallLog.File, log); err != nil {
 		return nil, errStart{err}
 	}
+	a.calls.SetFlush(cfg.CallLog.Flush.Duration)
 	features = append(features, a.calls)
 	if cfg.Auth.UsersFile != "" {
 		ac, err := authConfig(cfg)
@@ -899,6 +900,7 @@ func (a *app) reload() error {
 	a.dial.Use(dial)
 	a.pools.Use(set)
 	if a.calls != nil {
+		a.calls.SetFlush(cfg.CallLog.Flush.Duration)
 		if err := a.calls.Reopen(); err != nil {
 			a.log.Warn("call log not reopened; writing on to the old file", "err", err)
 		}

@@ -22,6 +22,7 @@ package calllog
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -165,9 +166,15 @@ type Feature struct {
 	calls map[string]*call // Call-ID "\x00" caller tag
 	out   io.Writer
 	file  *os.File
-	now   func() time.Time
-	stop  chan struct{}
-	done  chan struct{}
+	// pending is lines not written yet, lines how many: a line waits at
+	// most flushWait for others to share its write(2) (SetFlush).
+	pending   []byte
+	lines     int
+	flushWait time.Duration
+	flusher   *time.Timer
+	now       func() time.Time
+	stop      chan struct{}
+	done      chan struct{}
 
 	// recent keeps the last calls that ended, for the operations API.
 	recent  [recentCalls]Record
@@ -249,7 +256,59 @@ func New(core *proxy.Core, path string, log *slog.Logger) (*Feature, error) {
 	if err := f.Reopen(); err != nil {
 		return nil, err
 	}
+	f.flusher = time.AfterFunc(time.Hour, f.Flush)
+	f.flusher.Stop()
 	return f, nil
+}
+
+// SetFlush sets how long a finished call's line may wait to be written
+// with the next ones (call_log.flush): at hundreds of calls a second one
+// write(2) per line costs more than the line (docs/PERFORMANCE.md). Zero,
+// the default: each line is written when its call ends. What waits is
+// written by Flush, Reopen and Close; a crash (kill -9) loses at most d of
+// lines, as it loses the calls in progress.
+func (f *Feature) SetFlush(d time.Duration) {
+	f.mu.Lock()
+	f.flushWait = max(d, 0)
+	f.mu.Unlock()
+	if d <= 0 {
+		f.Flush()
+	}
+}
+
+// maxPending is the most bytes of lines that wait: a burst is written
+// at once.
+const maxPending = 64 << 10
+
+// Flush writes the lines that wait.
+func (f *Feature) Flush() {
+	f.mu.Lock()
+	f.flushLocked()
+	f.mu.Unlock()
+}
+
+// flushLocked writes the pending lines in one write(2); when it fails
+// they are counted as errors, not kept (the next lines may succeed).
+func (f *Feature) flushLocked() {
+	if f.lines == 0 {
+		return
+	}
+	n := uint64(f.lines)
+	var err error
+	if f.out == nil {
+		err = errors.New("no call log file")
+	} else {
+		_, err = f.out.Write(f.pending)
+	}
+	if err != nil {
+		f.errors.Add(n)
+	} else {
+		f.written.Add(n)
+	}
+	f.pending, f.lines = f.pending[:0], 0
+	if cap(f.pending) > 4*maxPending {
+		f.pending = nil
+	}
 }
 
 // Reopen opens the file again (after logrotate moved it).
@@ -269,6 +328,7 @@ func (f *Feature) Reopen() error {
 		out = rawFile{file}
 	}
 	f.mu.Lock()
+	f.flushLocked() // to the file the lines were meant for
 	old := f.file
 	f.out, f.file = out, file
 	f.mu.Unlock()
@@ -306,10 +366,13 @@ func (f *Feature) Close() {
 		<-f.done
 	}
 	f.mu.Lock()
+	f.flusher.Stop()
+	f.flushLocked()
 	if f.file != nil {
 		f.file.Close()
 		f.file = nil
 	}
+	f.out = nil
 	f.mu.Unlock()
 }
 
@@ -575,14 +638,18 @@ func (f *Feature) writeNow(c *call) {
 	if f.path == "" || f.out == nil {
 		return
 	}
-	if err == nil {
-		_, err = f.out.Write(line)
-	}
 	if err != nil {
 		f.errors.Add(1)
 		return
 	}
-	f.written.Add(1)
+	f.pending = append(f.pending, line...)
+	f.lines++
+	switch {
+	case f.flushWait <= 0 || len(f.pending) >= maxPending:
+		f.flushLocked()
+	case f.lines == 1:
+		f.flusher.Reset(f.flushWait)
+	}
 }
 
 func (f *Feature) sweep() {

@@ -400,3 +400,58 @@ func TestCallsSince(t *testing.T) {
 		t.Fatalf("foreign mark: ended %d full %v", len(ended), full)
 	}
 }
+
+// call_log.flush: lines wait up to the window and then share one write;
+// Reopen writes what waits to the file it was meant for, Close writes
+// the rest, and a burst past maxPending is written at once.
+func TestFlush(t *testing.T) {
+	fx := newFixture(t)
+	fx.f.SetFlush(200 * time.Millisecond)
+	call := func(tag string) {
+		inv := fx.request(t, msg("INVITE", "", tag, 1), caller)
+		fx.f.failure(inv.TestFailure(486))
+	}
+	lines := func(path string) int {
+		b, _ := os.ReadFile(path)
+		return strings.Count(string(b), "\n")
+	}
+	start := time.Now()
+	call("a")
+	call("b")
+	if n := lines(fx.path); n != 0 && time.Since(start) < 200*time.Millisecond {
+		t.Fatalf("%d lines written before the window ended", n)
+	}
+	for lines(fx.path) < 2 && time.Since(start) < 5*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := lines(fx.path); n != 2 || fx.f.Stats().Written != 2 {
+		t.Fatalf("after the window: %d lines, %d written", n, fx.f.Stats().Written)
+	}
+	// Moved away with a line waiting: Reopen writes it to the old file.
+	call("c")
+	if err := os.Rename(fx.path, fx.path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.f.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	if n := lines(fx.path + ".1"); n != 3 {
+		t.Fatalf("the rotated file has %d lines, want 3", n)
+	}
+	// A burst: written when it reaches maxPending, without waiting.
+	i := 0
+	for ; lines(fx.path) == 0 && i < 1000; i++ {
+		call(fmt.Sprintf("burst-%d", i))
+	}
+	if n := lines(fx.path); n == 0 || n > i {
+		t.Fatalf("burst of %d calls: %d lines", i, n)
+	}
+	call("last")
+	fx.f.Close()
+	if n := lines(fx.path); n != i+1 {
+		t.Fatalf("after Close: %d lines, want %d", n, i+1)
+	}
+	if st := fx.f.Stats(); st.Written != uint64(3+i+1) || st.Errors != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
