@@ -23,11 +23,13 @@ import (
 // straight into the open batch, under one mutex: no pooled buffer, no
 // channel send, no wake-up per message. The batch's first packet wakes
 // the batcher goroutine, which lets the next moments' packets join
-// (batchWait, or until the batch holds swapBytes) and then hands the
-// whole batch to every collector. Each collector has a queue of batches,
-// a socket and a goroutine of its own, so a slow or absent collector
-// never holds up SIP nor the other collectors: a collector whose queue is
-// full drops that batch (its packets counted).
+// (batchWait, or until the batch holds swapBytes) and then sends the
+// whole batch: to a single collector itself, to several through a queue
+// of batches and a goroutine per collector, so that a slow or absent
+// collector holds up neither SIP nor the others (a collector whose queue
+// is full drops that batch, its packets counted). SIP is never held up:
+// while a write takes, taps fill the next batch, and past maxBatchBytes
+// they drop (counted).
 //
 // Lock order: mu is a leaf; nothing blocks while holding it.
 type Sender struct {
@@ -73,6 +75,7 @@ type collector struct {
 	out                   writer
 	queue                 chan *batch
 	sent, dropped, errors atomic.Uint64
+	failing               bool // a failure was logged; only its writer touches it
 }
 
 // writer sends a batch to one collector; only the collector's goroutine
@@ -95,16 +98,17 @@ type Stats struct {
 
 // The bounds of what waits to be sent. A batch is handed over after
 // batchWait or once it holds swapBytes; one that reaches maxBatchBytes or
-// maxBatchPackets before the batcher takes it (the batcher did not run
-// for that long) drops further packets. Each collector queues
-// queueBatches batches behind the one it is writing: a collector that
-// stops reading holds at most (queueBatches+1) × maxBatchBytes.
+// maxBatchPackets before the batcher takes it (the batcher did not run,
+// or a single collector's write took, that long) drops further packets.
+// With several collectors each queues queueBatches batches behind the one
+// it is writing: a collector that stops reading holds at most
+// (queueBatches+1) × maxBatchBytes, 20 MiB; a single one, two batches.
 const (
 	batchWait       = 20 * time.Millisecond
-	swapBytes       = 256 << 10
-	maxBatchBytes   = 1 << 20
-	maxBatchPackets = 8192
-	queueBatches    = 8
+	swapBytes       = 1 << 20
+	maxBatchBytes   = 4 << 20
+	maxBatchPackets = 32768
+	queueBatches    = 4
 	maxFreeBatches  = 4
 )
 
@@ -153,9 +157,11 @@ func start(a Agent, log *slog.Logger, cols []*collector) *Sender {
 	}
 	s := &Sender{agent: a, log: log, cols: cols, open: &batch{},
 		kick: make(chan struct{}, 1), full: make(chan struct{}, 1), quit: make(chan struct{})}
-	for _, c := range s.cols {
-		s.wg.Add(1)
-		go s.run(c)
+	if len(s.cols) > 1 {
+		for _, c := range s.cols {
+			s.wg.Add(1)
+			go s.run(c)
+		}
 	}
 	s.wg.Add(1)
 	go s.batcher()
@@ -310,6 +316,15 @@ func (s *Sender) dispatch() {
 		s.open = &batch{}
 	}
 	s.mu.Unlock()
+	if len(s.cols) == 1 {
+		// One collector (the usual case): the batcher writes to it
+		// itself, without waking another goroutine. While the write
+		// takes, taps fill the next batch, up to maxBatchBytes.
+		s.write(s.cols[0], b)
+		b.refs.Store(1)
+		s.release(b)
+		return
+	}
 	b.refs.Store(int32(len(s.cols)))
 	for _, c := range s.cols {
 		select {
@@ -335,24 +350,31 @@ func (s *Sender) release(b *batch) {
 	s.mu.Unlock()
 }
 
+// run is the goroutine of a collector (when there are several): it
+// writes the batches queued to it.
 func (s *Sender) run(c *collector) {
 	defer s.wg.Done()
-	logged := false
 	for b := range c.queue {
-		n := len(b.ends)
-		sent, err := c.out.write(b)
-		c.sent.Add(uint64(sent))
-		if failed := n - sent; failed > 0 {
-			c.errors.Add(uint64(failed))
-			if !logged {
-				s.log.Warn("hep: sending to the collector failed; packets are dropped until it works again (logged once per outage)", "collector", c.name, "err", err)
-				logged = true
-			}
-		} else if logged && sent > 0 {
-			s.log.Info("hep: sending to the collector works again", "collector", c.name)
-			logged = false
-		}
+		s.write(c, b)
 		s.release(b)
+	}
+}
+
+// write sends b to c and counts what went out; a failure is logged once
+// per outage.
+func (s *Sender) write(c *collector, b *batch) {
+	n := len(b.ends)
+	sent, err := c.out.write(b)
+	c.sent.Add(uint64(sent))
+	if failed := n - sent; failed > 0 {
+		c.errors.Add(uint64(failed))
+		if !c.failing {
+			s.log.Warn("hep: sending to the collector failed; packets are dropped until it works again (logged once per outage)", "collector", c.name, "err", err)
+			c.failing = true
+		}
+	} else if c.failing && sent > 0 {
+		s.log.Info("hep: sending to the collector works again", "collector", c.name)
+		c.failing = false
 	}
 }
 
@@ -400,7 +422,7 @@ type streamWriter struct {
 
 // Timeouts of a TCP collector: a connection attempt, and one batch's
 // write (a collector that stops reading holds the writer that long, while
-// the queue takes the next packets, then drops).
+// the next batch and the queue take the next packets, then drop).
 const (
 	streamDialTimeout  = 3 * time.Second
 	streamWriteTimeout = 5 * time.Second
