@@ -137,13 +137,23 @@ on() { case " $features " in *" $1 "*) return 0 ;; esac; return 1; }
 field() { printf '%s' "$1" | grep -oE "$2=[0-9.]+" | head -1 | cut -d= -f2; }
 
 printf '%-5s %-28s %-28s %s\n' run "off cpu/1k (steal)" "on cpu/1k (steal)" on/off | tee "$out/summary.txt"
+ratios=() sumo=0 sumn=0
 for r in $(seq 1 "$repeat"); do
 	o=$(run off "off-$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur")
 	n=$(run on "on-$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur")
 	oc=$(field "$o" proxy_cpu_s_per_1k_calls) nc=$(field "$n" proxy_cpu_s_per_1k_calls)
 	printf '%-5s %-28s %-28s %s\n' "$r" "$oc ($(field "$o" steal_pct)%)" "$nc ($(field "$n" steal_pct)%)" \
 		"$(awk -v a="$nc" -v b="$oc" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
+	ratios+=("$(awk -v a="$nc" -v b="$oc" 'BEGIN { if (b > 0) printf "%.4f", a / b }')")
+	sumo=$(awk -v s="$sumo" -v x="$oc" 'BEGIN { print s + x }') sumn=$(awk -v s="$sumn" -v x="$nc" 'BEGIN { print s + x }')
 done
+# One pair moves with the machine's phase (docs/PERFORMANCE.md): the
+# median of the pairs' ratios and the ratio of the sums say more.
+if [ "${#ratios[@]}" -gt 1 ]; then
+	printf 'on/off over %d pairs: median %s, sums %s\n' "${#ratios[@]}" \
+		"$(printf '%s\n' "${ratios[@]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')" \
+		"$(awk -v a="$sumn" -v b="$sumo" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
+fi
 if [ "$max" = 1 ]; then
 	o=$(run off off-max --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
 	n=$(run on on-max --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
