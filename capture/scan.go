@@ -79,7 +79,7 @@ func header(b []byte, long, short string) []byte {
 				n = len(short)
 			}
 			if c := colonAfter(l, n); c > 0 {
-				return trimSPHT(l[c+1:])
+				return bytes.TrimSpace(l[c+1:])
 			}
 		}
 		i = end + 1
@@ -117,22 +117,12 @@ func colonAfter(l []byte, n int) int {
 	return 0
 }
 
-func trimSPHT(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 // cseqMethod is the method of the CSeq header ("1 INVITE" → INVITE).
 func cseqMethod(b []byte) []byte {
 	v := header(b, "cseq", "")
 	for i, c := range v {
 		if c == ' ' || c == '\t' {
-			return trimSPHT(v[i:])
+			return bytes.TrimSpace(v[i:])
 		}
 	}
 	return nil

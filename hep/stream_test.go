@@ -33,21 +33,28 @@ func readFrame(t *testing.T, r *bufio.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// A TCP collector gets the packets back to back, each whole and in order;
-// when the collector drops the connection, packets fail (counted) until
-// the writer connects again after its backoff, and then flow again.
-func TestSenderTCP(t *testing.T) {
+// tcpCollector listens on loopback and dials a sender (capture id 5) to
+// it; both close when the test ends. name is the collector's label.
+func tcpCollector(t *testing.T) (ln net.Listener, s *Sender, name string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	s, err := Dial([]string{"tcp:" + ln.Addr().String()}, Agent{ID: 5}, nil)
-	if err != nil {
+	t.Cleanup(func() { ln.Close() })
+	name = "tcp:" + ln.Addr().String()
+	if s, err = Dial([]string{name}, Agent{ID: 5}, nil); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	name := "tcp:" + ln.Addr().String()
+	t.Cleanup(s.Close)
+	return ln, s, name
+}
+
+// A TCP collector gets the packets back to back, each whole and in order;
+// when the collector drops the connection, packets fail (counted) until
+// the writer connects again after its backoff, and then flow again.
+func TestSenderTCP(t *testing.T) {
+	ln, s, name := tcpCollector(t)
 	local, remote := netip.MustParseAddrPort("127.0.0.1:5060"), netip.MustParseAddrPort("192.0.2.7:5062")
 	tapped := 0
 	tap := func(i int) {
@@ -171,16 +178,7 @@ func TestDialTCPDown(t *testing.T) {
 // all reach a TCP collector: nothing dropped, in order. (The sender once
 // gathered at most 257 packets per 20 ms window, about 12 800 a second.)
 func TestSenderRate(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	s, err := Dial([]string{"tcp:" + ln.Addr().String()}, Agent{ID: 5}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ln, s, name := tcpCollector(t)
 	const n, per = 40000, 400 // 400 every 10 ms
 	got := make(chan int, 1)
 	go func() {
@@ -223,7 +221,6 @@ func TestSenderRate(t *testing.T) {
 	}
 	// The writer counts a batch once its write returned, which may be
 	// after the collector read it.
-	name := "tcp:" + ln.Addr().String()
 	st := s.Stats()
 	for deadline := time.Now().Add(5 * time.Second); st.Sent[name] != n && time.Now().Before(deadline); st = s.Stats() {
 		time.Sleep(5 * time.Millisecond)

@@ -73,6 +73,12 @@ func (fx *fixture) request(t *testing.T, m string, src netip.AddrPort) *proxy.Re
 	return r
 }
 
+// busy is a call from the caller (From tag tag) that fails with 486.
+func (fx *fixture) busy(t *testing.T, tag string) {
+	inv := fx.request(t, msg("INVITE", "", tag, 1), caller)
+	fx.f.failure(inv.TestFailure(486))
+}
+
 func (fx *fixture) records(t *testing.T) []Record {
 	t.Helper()
 	fh, err := os.Open(fx.path)
@@ -171,19 +177,15 @@ func TestEndedBySipedge(t *testing.T) {
 // Reopen: after the file is moved away (logrotate), lines go to a new one.
 func TestReopen(t *testing.T) {
 	fx := newFixture(t)
-	call := func(tag string) {
-		inv := fx.request(t, msg("INVITE", "", tag, 1), caller)
-		fx.f.failure(inv.TestFailure(486))
-	}
-	call("a")
+	fx.busy(t, "a")
 	if err := os.Rename(fx.path, fx.path+".1"); err != nil {
 		t.Fatal(err)
 	}
-	call("b") // still to the moved file
+	fx.busy(t, "b") // still to the moved file
 	if err := fx.f.Reopen(); err != nil {
 		t.Fatal(err)
 	}
-	call("c")
+	fx.busy(t, "c")
 	old, _ := os.ReadFile(fx.path + ".1")
 	if n := len(fx.records(t)); n != 1 || len(old) == 0 {
 		t.Fatalf("new file %d lines, old %q", n, old)
@@ -407,17 +409,13 @@ func TestCallsSince(t *testing.T) {
 func TestFlush(t *testing.T) {
 	fx := newFixture(t)
 	fx.f.SetFlush(200 * time.Millisecond)
-	call := func(tag string) {
-		inv := fx.request(t, msg("INVITE", "", tag, 1), caller)
-		fx.f.failure(inv.TestFailure(486))
-	}
 	lines := func(path string) int {
 		b, _ := os.ReadFile(path)
 		return strings.Count(string(b), "\n")
 	}
 	start := time.Now()
-	call("a")
-	call("b")
+	fx.busy(t, "a")
+	fx.busy(t, "b")
 	if n := lines(fx.path); n != 0 && time.Since(start) < 200*time.Millisecond {
 		t.Fatalf("%d lines written before the window ended", n)
 	}
@@ -428,7 +426,7 @@ func TestFlush(t *testing.T) {
 		t.Fatalf("after the window: %d lines, %d written", n, fx.f.Stats().Written)
 	}
 	// Moved away with a line waiting: Reopen writes it to the old file.
-	call("c")
+	fx.busy(t, "c")
 	if err := os.Rename(fx.path, fx.path+".1"); err != nil {
 		t.Fatal(err)
 	}
@@ -441,12 +439,12 @@ func TestFlush(t *testing.T) {
 	// A burst: written when it reaches maxPending, without waiting.
 	i := 0
 	for ; lines(fx.path) == 0 && i < 1000; i++ {
-		call(fmt.Sprintf("burst-%d", i))
+		fx.busy(t, fmt.Sprintf("burst-%d", i))
 	}
 	if n := lines(fx.path); n == 0 || n > i {
 		t.Fatalf("burst of %d calls: %d lines", i, n)
 	}
-	call("last")
+	fx.busy(t, "last")
 	fx.f.Close()
 	if n := lines(fx.path); n != i+1 {
 		t.Fatalf("after Close: %d lines, want %d", n, i+1)
