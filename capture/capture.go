@@ -92,6 +92,11 @@ const maxUnconfirmed = 256
 // call log's MaxDuration.
 const maxIdle = 12 * time.Hour
 
+// relist is how stale a call's place in the active list may get: the
+// list is kept by last activity to within it (the oldest go first when
+// memory runs out), without a move per message.
+const relist = time.Second
+
 // chunkSize is the unit of memory: a typical call through sipedge (14
 // messages of about 700 bytes) holds three chunks.
 const chunkSize = 4096
@@ -121,6 +126,7 @@ type call struct {
 	n         int   // messages kept
 	dropped   int   // messages not kept (MaxMessages, memory)
 	last      int64 // time of the last message, Unix ns
+	listed    int64 // when it was last put at the head of the active list
 	state     uint8
 	forwarded bool // sipedge sent an INVITE for it
 	answered  bool // a 2xx to an INVITE was seen
@@ -166,17 +172,20 @@ type Capture struct {
 	cfg       Config
 	maxChunks int
 
-	mu         sync.Mutex
-	calls      map[string]*call
-	lists      [nStates]list
-	freeChunks [][]byte
-	freeCalls  []*call
-	chunks     int // chunks held by calls
-	allocated  int // chunks in calls and on the free list
+	mu sync.Mutex
+	// version (every message of a followed call), messages and truncated
+	// change per message: next to mu, whose line the tapping thread holds
+	// anyway.
+	version             atomic.Uint64 // also read without mu
+	messages, truncated uint64
+	calls               map[string]*call
+	lists               [nStates]list
+	freeChunks          [][]byte
+	freeCalls           []*call
+	chunks              int // chunks held by calls
+	allocated           int // chunks in calls and on the free list
 
-	version atomic.Uint64
-	messages, droppedCallFull, droppedNoMemory, truncated,
-	evictedActive, evictedUnconfirmed atomic.Uint64
+	droppedCallFull, droppedNoMemory, evictedActive, evictedUnconfirmed atomic.Uint64
 }
 
 // New makes an empty capture.
@@ -213,9 +222,10 @@ type Stats struct {
 func (c *Capture) Stats() Stats {
 	c.mu.Lock()
 	calls, active, bytes := len(c.calls), c.lists[stActive].n, int64(c.allocated)*chunkSize
+	messages, truncated := c.messages, c.truncated
 	c.mu.Unlock()
-	return Stats{Messages: c.messages.Load(), DroppedCallFull: c.droppedCallFull.Load(),
-		DroppedNoMemory: c.droppedNoMemory.Load(), Truncated: c.truncated.Load(),
+	return Stats{Messages: messages, DroppedCallFull: c.droppedCallFull.Load(),
+		DroppedNoMemory: c.droppedNoMemory.Load(), Truncated: truncated,
 		EvictedActive: c.evictedActive.Load(), EvictedUnconfirmed: c.evictedUnconfirmed.Load(),
 		Calls: calls, Active: active, Bytes: bytes}
 }
@@ -252,15 +262,13 @@ const hdrSize = 56
 // add keeps one message if its Call-ID is followed or it starts a call.
 func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 	sl := startLine(b)
-	var cseq []byte // a response's CSeq method
-	if sl.response {
-		cseq = cseqMethod(b)
-	}
-	if string(sl.method) == "REGISTER" || string(cseq) == "REGISTER" {
+	if string(sl.method) == "REGISTER" {
 		return // a REGISTER never belongs to a call: not even a look-up
 	}
-	id := callID(b)
-	if len(id) == 0 {
+	// One pass over the headers for both: a response's method is its
+	// CSeq's.
+	id, cseq := transport.MessageKeys(b)
+	if len(id) == 0 || string(cseq) == "REGISTER" && sl.response {
 		return
 	}
 	at := ev.Time.UnixNano()
@@ -283,16 +291,21 @@ func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 		cl = c.newCallLocked(string(id), ev.Dir, at)
 	}
 	cl.last = at
-	kept := c.storeLocked(cl, h[:], b[:stored])
-	c.trackLocked(cl, ev.Dir, &sl, cseq)
-	c.mu.Unlock()
-	if kept {
-		c.messages.Add(1)
+	if c.storeLocked(cl, h[:], b[:stored]) {
+		// Counted under mu, on its cache line: no other line for the
+		// readers' threads to pass between them per message.
+		c.messages++
 		if stored < len(b) {
-			c.truncated.Add(1)
+			c.truncated++
 		}
 	}
+	var method []byte
+	if sl.response {
+		method = cseq
+	}
+	c.trackLocked(cl, ev.Dir, &sl, method)
 	c.version.Add(1)
+	c.mu.Unlock()
 }
 
 // putAddr writes an address as 16 bytes (IPv4 as ::ffff:a.b.c.d) and the
@@ -341,6 +354,7 @@ func (c *Capture) unconfirmLocked(cl *call) {
 // making room when it is full.
 func (c *Capture) activateLocked(cl *call, at int64) {
 	cl.state = stActive
+	cl.listed = at
 	l := &c.lists[stActive]
 	l.pushFront(cl)
 	// A call silent for maxIdle is over, whatever was lost of its end.
@@ -394,10 +408,14 @@ func (c *Capture) trackLocked(cl *call, dir transport.TapDir, sl *line, method [
 	case cl.state == stUnconfirmed && dir == transport.TapOut:
 		c.lists[stUnconfirmed].remove(cl)
 		c.activateLocked(cl, cl.last)
-	case cl.state == stActive && c.lists[stActive].head != cl:
-		// Most recently active first.
+	case cl.state == stActive && c.lists[stActive].head != cl && cl.last-cl.listed >= int64(relist):
+		// Most recently active first, to within relist: a call's
+		// messages come in bursts (INVITE, 100, 180, 200 and ACK within
+		// milliseconds), and each move writes to three other calls,
+		// whose lines are cold.
 		c.lists[stActive].remove(cl)
 		c.lists[stActive].pushFront(cl)
+		cl.listed = cl.last
 	}
 }
 

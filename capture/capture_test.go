@@ -208,8 +208,12 @@ func TestBounds(t *testing.T) {
 		for i := range 50 {
 			run(c, fmt.Sprintf("a%d", i), []step{{in, alice, "INVITE"}, {out, bob, "INVITE"}})
 		}
-		// The first call has a message: it becomes the most recent.
-		run(c, "a0", []step{{in, bob, "180 INVITE"}})
+		// The first call has a message two seconds later: it becomes the
+		// most recent. The second has one within relist of its last
+		// move: it keeps its place (the list is by activity to within
+		// relist), and goes with the oldest.
+		tap(c, in, transport.UDP, anyAddr, bob, t0.Add(2*relist), sipMsg("a0", "180 INVITE"))
+		tap(c, in, transport.UDP, anyAddr, bob, t0.Add(relist/2), sipMsg("a1", "180 INVITE"))
 		for i := 50; i < 80; i++ {
 			run(c, fmt.Sprintf("a%d", i), []step{{in, alice, "INVITE"}, {out, bob, "INVITE"}})
 		}
