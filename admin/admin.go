@@ -88,11 +88,13 @@ type Registrations interface {
 // call by its Call-ID, as a JSON-encodable record.
 type Calls interface {
 	// CallsSince is for a reader that has the calls that ended before
-	// mark (next of its last read, 0 at first): the calls in progress
-	// and those that ended since; or, with full, the whole list of
-	// ended calls (features/calllog.Feature.CallsSince). Mark 0 reads
-	// both whole lists.
-	CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error)
+	// mark (next of its last read, 0 at first) and the calls in progress
+	// as they were at since (seq of its last read, 0 at first): the
+	// calls in progress that started or were answered after since, and
+	// those that ended after mark; or, with full, the whole list of
+	// ended calls (features/calllog.Feature.CallsSince). Mark and since 0
+	// read both whole lists.
+	CallsSince(limit int, mark, since uint64) (active, ended [][]byte, next, seq uint64, full bool, err error)
 	Call(callID string) (record any, ok bool)
 }
 
@@ -332,20 +334,22 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
 	var active, recent [][]byte
 	if s.calls != nil {
 		var err error
-		if active, recent, _, _, err = s.calls.CallsSince(limit, 0); err != nil {
+		if active, recent, _, _, _, err = s.calls.CallsSince(limit, 0, 0); err != nil {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
 	}
-	writeIndented(w, appendLists(nil, active, "recent", recent))
+	writeIndented(w, appendLists(nil, "active", active, "recent", recent))
 }
 
-// appendLists appends {"active":[...],"<key>":[...]} (the object of
+// appendLists appends {"<key1>":[...],"<key>":[...]} (the object of
 // GET /api/v1/calls and of the event stream's events), each list's
 // objects joined as they are.
-func appendLists(dst []byte, active [][]byte, key string, other [][]byte) []byte {
-	dst = append(dst, `{"active":[`...)
-	dst = joinJSON(dst, active)
+func appendLists(dst []byte, key1 string, list1 [][]byte, key string, other [][]byte) []byte {
+	dst = append(dst, `{"`...)
+	dst = append(dst, key1...)
+	dst = append(dst, `":[`...)
+	dst = joinJSON(dst, list1)
 	dst = append(dst, `],"`...)
 	dst = append(dst, key...)
 	dst = append(dst, `":[`...)

@@ -150,12 +150,18 @@ func hashList(list [][]byte) uint64 {
 // events: GET /api/v1/events, server-sent events (HTML Living Standard
 // §9.2). The first event, "calls", has the /api/v1/calls object (?limit=N
 // of each list, default 1 000); after it, whenever something changed, an
-// event "update" has the calls in progress and only the calls that ended
-// since the last event ({"active":[...],"ended":[...]}, newest first: the
-// client puts them before its list), or a "calls" event again when more
-// ended than the client keeps. The thousand ended calls are not sent
-// again every time one ends. Nothing runs for a stream while no client
-// is connected: each is one goroutine (the request's) with a ticker.
+// event "update" has the calls in progress that started or were
+// answered since the last event and the calls that ended since
+// ({"changed":[...],"ended":[...]}, newest first: the client puts the
+// changed calls in place of its copies, drops the ended ones from its
+// calls in progress and puts them before its list of ended calls); every
+// eventFull, if anything changed, the whole list of calls in progress
+// instead of the changed ones ({"active":[...],"ended":[...]}: their media
+// counters move without a SIP message); a "calls" event again when more
+// ended than the client keeps. Neither the thousand ended calls nor the
+// calls in progress that did not change are sent again every time one
+// call changes. Nothing runs for a stream while no client is connected:
+// each is one goroutine (the request's) with a ticker.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	limit, ok := limitParam(w, r, 1000)
 	if !ok {
@@ -187,8 +193,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	var (
 		version  uint64
-		mark     uint64 // the calls log's mark: ended calls the client has
-		active   uint64 // hash of the calls in progress last sent
+		mark     uint64 // the call log's mark: ended calls the client has
+		seq      uint64 // the call log's seq: changes to calls in progress the client has
+		active   uint64 // hash of the whole list of calls in progress last sent
 		first    = true
 		lastFull time.Time
 		lastSend = time.Now()
@@ -202,19 +209,46 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		if s.msgs != nil {
 			v = s.msgs.Version()
 		}
-		if first || v != version || s.msgs == nil || now.Sub(lastFull) >= eventFull {
-			first, version, lastFull = false, v, now
+		whole := first || now.Sub(lastFull) >= eventFull
+		if whole || v != version || s.msgs == nil {
+			first, version = false, v
 			var list, ended [][]byte
-			next, full := uint64(1), mark == 0 // no call log: one empty list
+			next, nseq, full := uint64(1), seq, mark == 0 // no call log: one empty list
 			if s.calls != nil {
-				var err error
-				if list, ended, next, full, err = s.calls.CallsSince(limit, mark); err != nil {
+				read := func(since uint64) bool {
+					var err error
+					list, ended, next, nseq, full, err = s.calls.CallsSince(limit, mark, since)
+					return err == nil
+				}
+				since := seq
+				if whole {
+					since = 0
+				}
+				if !read(since) {
 					return
 				}
+				// The whole list also when the ended calls are sent whole,
+				// or when more changed than a list holds.
+				if !whole && (full || len(list) >= limit) {
+					if whole = true; !read(0) {
+						return
+					}
+				}
 			}
-			h := hashList(list)
-			if full || len(ended) > 0 || h != active {
-				name, key := "update", "ended"
+			if whole {
+				lastFull = now
+			}
+			send := full || len(ended) > 0 || !whole && len(list) > 0
+			if whole {
+				h := hashList(list)
+				send = send || h != active
+				active = h
+			}
+			if send {
+				name, key1, key := "update", "changed", "ended"
+				if whole {
+					key1 = "active"
+				}
 				if full {
 					name, key = "calls", "recent"
 				}
@@ -223,14 +257,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				ev = append(ev[:0], "event: "...)
 				ev = append(ev, name...)
 				ev = append(ev, "\ndata: "...)
-				ev = appendLists(ev, list, key, ended)
+				ev = appendLists(ev, key1, list, key, ended)
 				ev = append(ev, "\n\n"...)
 				if !write(ev) {
 					return
 				}
 				lastSend = now
 			}
-			mark, active = next, h
+			mark, seq = next, nseq
 		}
 		if now.Sub(lastSend) >= eventPing {
 			if !write([]byte(": ping\n\n")) {

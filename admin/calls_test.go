@@ -19,28 +19,28 @@ import (
 // fakeCalls is a call log: records by Call-ID, a list, a count of list
 // reads.
 type fakeCalls struct {
-	mu    sync.Mutex
-	recs  map[string]map[string]any
-	reads atomic.Int32
+	mu      sync.Mutex
+	recs    map[string]map[string]any
+	changed map[string]uint64 // seq of each call's last change
+	seq     uint64
+	reads   atomic.Int32
 }
 
-func (f *fakeCalls) Calls(limit int) (active, recent [][]byte, err error) {
+func (f *fakeCalls) CallsSince(limit int, mark, since uint64) (active, ended [][]byte, next, seq uint64, full bool, err error) {
 	f.reads.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, r := range f.recs {
+	for id, r := range f.recs {
+		if f.changed[id] <= since {
+			continue
+		}
 		b, err := json.Marshal(r)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, 0, false, err
 		}
 		active = append(active, b)
 	}
-	return active, nil, nil
-}
-
-func (f *fakeCalls) CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error) {
-	active, ended, err = f.Calls(limit)
-	return active, ended, 1, mark == 0, err
+	return active, nil, 1, f.seq, mark == 0, nil
 }
 
 func (f *fakeCalls) Call(id string) (any, bool) {
@@ -53,6 +53,11 @@ func (f *fakeCalls) Call(id string) (any, bool) {
 func (f *fakeCalls) add(id string) {
 	f.mu.Lock()
 	f.recs[id] = map[string]any{"call_id": id, "status": 200, "media": map[string]any{"audio": "ok"}}
+	if f.changed == nil {
+		f.changed = map[string]uint64{}
+	}
+	f.seq++
+	f.changed[id] = f.seq
 	f.mu.Unlock()
 }
 
@@ -208,9 +213,9 @@ func event(t *testing.T, r *bufio.Reader) (name, data string) {
 // second of a new call, nothing while nothing changes (but a comment to
 // keep it open), outlives the server's write timeout, and ends at Close.
 func TestEvents(t *testing.T) {
-	oldPing := eventPing
-	eventPing = 700 * time.Millisecond
-	t.Cleanup(func() { eventPing = oldPing })
+	oldPing, oldFull := eventPing, eventFull
+	eventPing, eventFull = 700*time.Millisecond, 2500*time.Millisecond
+	t.Cleanup(func() { eventPing, eventFull = oldPing, oldFull })
 	calls := &fakeCalls{recs: map[string]map[string]any{}}
 	c := capture.New(capture.Config{})
 	s, err := New(Config{Listen: "127.0.0.1:0", Token: "tok", Messages: c}, nil, draining(false), nil, calls, nil)
@@ -244,24 +249,42 @@ func TestEvents(t *testing.T) {
 	if n := calls.reads.Load() - reads; n > 1 {
 		t.Errorf("the call list was read %d times with no change", n)
 	}
+	update := func() string {
+		t.Helper()
+		for {
+			name, data := event(t, r)
+			if name == "update" {
+				return data
+			}
+			if name != "comment" {
+				t.Fatalf("event %q %s, want an update", name, data)
+			}
+		}
+	}
 	// A new call: on the stream within a second.
 	start := time.Now()
 	calls.add("new-call")
 	tapped(c, "new-call")
-	for {
-		name, data := event(t, r)
-		if name == "update" {
-			if data != `{"active":[{"call_id":"new-call","media":{"audio":"ok"},"status":200}],"ended":[]}` {
-				t.Fatalf("%s", data)
-			}
-			break
-		}
-		if name != "comment" {
-			t.Fatalf("event %q %s, want an update", name, data)
-		}
+	if data := update(); data != `{"changed":[{"call_id":"new-call","media":{"audio":"ok"},"status":200}],"ended":[]}` {
+		t.Fatalf("%s", data)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the new call came after %v", d)
+	}
+	// Another: only it is sent, not the call that did not change.
+	calls.add("second")
+	tapped(c, "second")
+	if data := update(); data != `{"changed":[{"call_id":"second","media":{"audio":"ok"},"status":200}],"ended":[]}` {
+		t.Fatalf("%s", data)
+	}
+	// Media counters move without a change to the record: the whole list
+	// of calls in progress comes every eventFull.
+	calls.mu.Lock()
+	calls.recs["new-call"]["media"] = map[string]any{"audio": "one-way"}
+	calls.mu.Unlock()
+	data := update()
+	if !strings.HasPrefix(data, `{"active":[`) || !strings.Contains(data, `"one-way"`) || !strings.Contains(data, `"second"`) {
+		t.Fatalf("whole list: %s", data)
 	}
 	s.Close()
 	if _, err := io.ReadAll(r); err != nil && !strings.Contains(err.Error(), "EOF") {

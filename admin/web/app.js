@@ -302,9 +302,22 @@ async function stream() {
           renderCalls();
           callView.listChanged();
         } else if (event === 'update' && data.length) {
-          // The calls in progress, and the calls that ended since, newest first.
+          // The calls that ended since, newest first; and either the whole
+          // list of calls in progress (active) or those that started or
+          // were answered since (changed), in place of our copies.
           const v = JSON.parse(data.join('\n'));
-          calls = { active: v.active || [], recent: (v.ended || []).concat(calls.recent).slice(0, 1000) };
+          const ended = v.ended || [];
+          let active = v.active;
+          if (!active) {
+            const changed = v.changed || [];
+            const gone = new Set(ended.map(c => c.call_id));
+            const drop = new Set(changed.map(c => c.call_id).concat([...gone]));
+            active = changed.filter(c => !gone.has(c.call_id))
+              .concat(calls.active.filter(c => !drop.has(c.call_id)))
+              .sort((a, b) => Date.parse(b.start) - Date.parse(a.start))
+              .slice(0, 1000);
+          }
+          calls = { active, recent: ended.concat(calls.recent).slice(0, 1000) };
           renderCalls();
           callView.listChanged();
         }

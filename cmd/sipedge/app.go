@@ -800,8 +800,8 @@ func (a *app) mediaQoS(callID string, m callmedia.Media) {
 // callList shows the call log's calls to the operations API.
 type callList struct{ f *calllog.Feature }
 
-func (c callList) CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error) {
-	return c.f.CallsSince(limit, mark)
+func (c callList) CallsSince(limit int, mark, since uint64) (active, ended [][]byte, next, seq uint64, full bool, err error) {
+	return c.f.CallsSince(limit, mark, since)
 }
 
 func (c callList) Call(callID string) (any, bool) {

@@ -153,7 +153,8 @@ const maxCalls = 200000
 type call struct {
 	rec       Record
 	callerTag string
-	rang      bool // the session request delay was observed
+	rang      bool   // the session request delay was observed
+	changed   uint64 // Feature.seq when rec last changed (started, answered)
 }
 
 // Feature is the call log.
@@ -176,6 +177,9 @@ type Feature struct {
 	stop      chan struct{}
 	done      chan struct{}
 
+	// seq counts the changes to the records of calls in progress: a
+	// reader that saw seq n needs only those changed after it.
+	seq uint64
 	// recent keeps the last calls that ended, for the operations API.
 	recent  [recentCalls]Record
 	recentN int // calls ever put in recent
@@ -388,20 +392,26 @@ func (f *Feature) Calls(limit int) (active, recent []Record) {
 }
 
 // CallsSince serves a reader that already has the calls that ended
-// before mark (the next of its previous read; 0 at first): the calls in
-// progress, and the calls that ended since, most recent first. full is
-// true, and ended is the whole list of the last limit that ended, when
-// the reader cannot be brought up to date with what is new (its first
-// read, or more calls ended since than it keeps). An event stream sends
-// what changed instead of the thousand ended calls every time.
-func (f *Feature) CallsSince(limit int, mark uint64) (active, ended [][]byte, next uint64, full bool, err error) {
+// before mark (the next of its previous read; 0 at first) and the calls
+// in progress as they were at seq since (the seq of its previous read; 0
+// at first): the calls in progress that started or were answered after
+// since (all of them when since is 0), and the calls that ended since
+// mark, most recent first. full is true, and ended is the whole list of
+// the last limit that ended, when the reader cannot be brought up to
+// date with what is new (its first read, or more calls ended since than
+// it keeps). An event stream sends what changed instead of a thousand
+// calls every time.
+func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]byte, next, seq uint64, full bool, err error) {
 	f.mu.Lock()
+	seq = f.seq
 	recs := make([]Record, 0, min(len(f.calls), limit))
 	for _, c := range f.calls {
 		if len(recs) == limit {
 			break
 		}
-		recs = append(recs, c.rec)
+		if c.changed > since {
+			recs = append(recs, c.rec)
+		}
 	}
 	// A mark is the count of calls that had ended, plus one: 0 is "none
 	// read yet".
@@ -420,7 +430,7 @@ func (f *Feature) CallsSince(limit int, mark uint64) (active, ended [][]byte, ne
 			// Not encoded when it ended (its media could not be).
 			if b, err = r.appendJSON(nil); err != nil {
 				f.mu.Unlock()
-				return nil, nil, 0, false, fmt.Errorf("call %s: %v", r.CallID, err)
+				return nil, nil, 0, 0, false, fmt.Errorf("call %s: %v", r.CallID, err)
 			}
 		}
 		ended = append(ended, b)
@@ -432,11 +442,11 @@ func (f *Feature) CallsSince(limit int, mark uint64) (active, ended [][]byte, ne
 		recs[i].Media = f.mediaOf(recs[i].CallID)
 		b, err := recs[i].JSON()
 		if err != nil {
-			return nil, nil, 0, false, fmt.Errorf("call %s: %v", recs[i].CallID, err)
+			return nil, nil, 0, 0, false, fmt.Errorf("call %s: %v", recs[i].CallID, err)
 		}
 		active = append(active, b)
 	}
-	return active, ended, next, full, nil
+	return active, ended, next, seq, full, nil
 }
 
 func (f *Feature) calls0(limit int) (active, recent []Record) {
@@ -494,8 +504,10 @@ func (f *Feature) invite(r *proxy.Request) bool {
 		f.untracked.Add(1)
 		return false
 	}
+	f.seq++
 	f.calls[k] = &call{callerTag: string(fromTag), rec: Record{CallID: string(callID), From: string(from.RawURI),
-		To: string(to.RawURI), RequestURI: string(m.RequestURIBytes()), Source: r.Src().String(), Start: f.now()}}
+		To: string(to.RawURI), RequestURI: string(m.RequestURIBytes()), Source: r.Src().String(), Start: f.now()},
+		changed: f.seq}
 	return false
 }
 
@@ -549,6 +561,8 @@ func (f *Feature) reply(rp *proxy.Reply) error {
 		}
 		if rp.First2xx {
 			c.rec.Answer, c.rec.Status, c.rec.SetupMS = &t, rp.Code, t.Sub(c.rec.Start).Milliseconds()
+			f.seq++
+			c.changed = f.seq
 		}
 	}
 	f.mu.Unlock()

@@ -286,7 +286,7 @@ func TestCallsJSON(t *testing.T) {
 	inv := fx.request(t, msg("INVITE", "", "a", 1), caller)
 	fx.f.failure(inv.TestFailure(486))
 	fx.request(t, msg("INVITE", "", "b", 1), caller)
-	active, recent, _, _, err := fx.f.CallsSince(10, 0)
+	active, recent, _, _, _, err := fx.f.CallsSince(10, 0, 0)
 	if err != nil || len(active) != 1 || len(recent) != 1 {
 		t.Fatalf("active %q recent %q %v", active, recent, err)
 	}
@@ -376,30 +376,61 @@ func TestCallsSince(t *testing.T) {
 	end("a")
 	end("b")
 	fx.request(t, msg("INVITE", "", "live", 1), caller)
-	active, ended, mark, full, err := fx.f.CallsSince(10, 0)
+	active, ended, mark, _, full, err := fx.f.CallsSince(10, 0, 0)
 	if err != nil || !full || len(active) != 1 || len(ended) != 2 || mark != 3 {
 		t.Fatalf("first read: active %d ended %d mark %d full %v %v", len(active), len(ended), mark, full, err)
 	}
-	if _, ended, next, full, _ := fx.f.CallsSince(10, mark); full || len(ended) != 0 || next != mark {
+	if _, ended, next, _, full, _ := fx.f.CallsSince(10, mark, 0); full || len(ended) != 0 || next != mark {
 		t.Fatalf("nothing new: ended %q next %d full %v", ended, next, full)
 	}
 	end("c")
 	end("d")
-	_, ended, next, full, _ := fx.f.CallsSince(10, mark)
+	_, ended, next, _, full, _ := fx.f.CallsSince(10, mark, 0)
 	if full || len(ended) != 2 || next != mark+2 || !strings.Contains(string(ended[0]), `"status":486`) {
 		t.Fatalf("two new: ended %q next %d full %v", ended, next, full)
 	}
-	_, all, _, _, _ := fx.f.CallsSince(10, 0)
+	_, all, _, _, _, _ := fx.f.CallsSince(10, 0, 0)
 	if string(ended[0]) != string(all[0]) || string(ended[1]) != string(all[1]) {
 		t.Fatalf("the new calls are not the newest, newest first:\n%q\n%q", ended, all[:2])
 	}
 	// More ended since than the reader keeps (limit 1): the whole list.
-	if _, ended, _, full, _ := fx.f.CallsSince(1, mark); !full || len(ended) != 1 {
+	if _, ended, _, _, full, _ := fx.f.CallsSince(1, mark, 0); !full || len(ended) != 1 {
 		t.Fatalf("limit 1, two new: ended %d full %v", len(ended), full)
 	}
 	// A mark from another run (ahead of this one): the whole list.
-	if _, ended, _, full, _ := fx.f.CallsSince(10, next+5); !full || len(ended) != 4 {
+	if _, ended, _, _, full, _ := fx.f.CallsSince(10, next+5, 0); !full || len(ended) != 4 {
 		t.Fatalf("foreign mark: ended %d full %v", len(ended), full)
+	}
+}
+
+// CallsSince with a seq: only the calls in progress that started or were
+// answered after it, so an event stream does not encode and send every
+// call in progress again each time one changes.
+func TestCallsSinceChanged(t *testing.T) {
+	fx := newFixture(t)
+	old := fx.request(t, msg("INVITE", "", "old", 1), caller)
+	fx.request(t, msg("INVITE", "", "quiet", 1), caller)
+	active, _, mark, seq, _, err := fx.f.CallsSince(10, 0, 0)
+	if err != nil || len(active) != 2 || seq == 0 {
+		t.Fatalf("first read: %d active, seq %d, %v", len(active), seq, err)
+	}
+	if active, _, _, s, _, _ := fx.f.CallsSince(10, mark, seq); len(active) != 0 || s != seq {
+		t.Fatalf("nothing changed: %q, seq %d then %d", active, seq, s)
+	}
+	fx.request(t, msg("INVITE", "", "new", 1), caller)
+	fx.f.reply(old.TestReply(response(t, "", 200), &callee, true))
+	active, _, _, s, _, _ := fx.f.CallsSince(10, mark, seq)
+	if len(active) != 2 || s != seq+2 {
+		t.Fatalf("one new, one answered: %q, seq %d", active, s)
+	}
+	// The new call and the answered one (in either order: the test's
+	// clock stands still); not the quiet one.
+	if a, b := string(active[0]), string(active[1]); strings.Contains(a, `"status":200`) == strings.Contains(b, `"status":200`) ||
+		strings.Contains(a, `"answer":null`) == strings.Contains(b, `"answer":null`) {
+		t.Fatalf("changed calls:\n%s\n%s", active[0], active[1])
+	}
+	if all, _, _, _, _, _ := fx.f.CallsSince(10, mark, 0); len(all) != 3 {
+		t.Fatalf("since 0: %d calls in progress, want all 3", len(all))
 	}
 }
 
