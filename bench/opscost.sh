@@ -9,7 +9,7 @@
 #        second (--api-poll 0: not), the call log written to a file, HEP
 #        sent to a collector
 #
-#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote] [--api-poll 1|0]
+#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote] [--api-poll 1|0] [--concurrent]
 #
 # --features turns on only those of the three (default all): admin (the
 # server, the page's event stream and the scrapes), calllog (the file),
@@ -24,10 +24,18 @@
 # Each repeat measures CPU per 1 000 calls at R calls/s (default 800) on
 # each side; --max also searches each side's maximum call rate. Prints
 # every pair and the on/off ratios. sipedge listens on 127.0.0.1:5070.
+#
+# --concurrent runs the two sides of a pair at the same time, each
+# sipedge with its own sipp pair (127.0.0.1:5070 and :5072, the sides
+# swapping places from pair to pair): both then share the machine's
+# phase, which moves one side alone by a quarter from run to run
+# (docs/PERFORMANCE.md), so the ratio of a pair says more than the ratio
+# of two runs one after the other. The machine carries twice the rate.
+# The --max searches stay one after the other.
 set -euo pipefail
 self=$(realpath "$0") args=("$@")
 cd "$(dirname "$0")/.."
-repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp apipoll=1
+repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp apipoll=1 concurrent=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--repeat) repeat=$2; shift 2 ;;
@@ -37,6 +45,7 @@ while [ $# -gt 0 ]; do
 	--features) features=$2; shift 2 ;;
 	--hep-transport) hept=$2; shift 2 ;;
 	--api-poll) apipoll=$2; shift 2 ;;
+	--concurrent) concurrent=1; shift ;;
 	*) echo "opscost.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -81,19 +90,21 @@ while True:
     c.close()
 ' "$hept" &
 sink=$!
-helpers=()
+pids=()
 cleanup() {
-	kill $sink "${helpers[@]}" 2>/dev/null || true
-	[ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true
+	kill $sink 2>/dev/null || true
+	kill "${pids[@]}" 2>/dev/null || true
+	pkill -P $$ 2>/dev/null || true
 }
 trap cleanup EXIT
 
-# run SIDE NAME HARNESS-OPTIONS...: starts sipedge as SIDE, runs the
-# harness, prints its summary line.
+# run SIDE NAME PORT UAC-BASE HARNESS-OPTIONS...: starts sipedge as SIDE
+# on 127.0.0.1:PORT, runs the harness (its sipp ports from UAC-BASE),
+# prints its summary line.
 run() {
-	local side=$1 name=$2
-	shift 2
-	local cfg="$out/$name.yaml" args=()
+	local side=$1 name=$2 port=$3 base=$4
+	shift 4
+	local cfg="$out/$name.yaml" args=() pid helpers=()
 	printf 'store:\n  dir: %s/data-%s\n' "$out" "$name" >"$cfg"
 	args=(--admin-listen off)
 	if [ "$side" = on ]; then
@@ -105,10 +116,10 @@ run() {
 		fi
 		on admin && args=(--admin-listen 127.0.0.1:18080)
 	fi
-	"$out/bin/sipedge" --listen udp:127.0.0.1:5070 --log-level warn --config "$cfg" "${args[@]}" >"$out/$name.log" 2>&1 &
+	"$out/bin/sipedge" --listen "udp:127.0.0.1:$port" --log-level warn --config "$cfg" "${args[@]}" >"$out/$name.log" 2>&1 &
 	pid=$!
+	pids+=("$pid")
 	sleep 1
-	helpers=()
 	if [ "$side" = on ] && on admin; then
 		# What the page asks for while it shows the calls (admin/web/app.js:
 		# the live stream, /healthz and /api/v1/survival every 5 s), a
@@ -126,12 +137,32 @@ run() {
 			helpers+=($!)
 		fi
 	fi
-	bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$out/$name" "$@" 127.0.0.1:5070 call >"$out/$name.txt" 2>&1 || true
+	bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$out/$name" --uac-port "$base" --uas-port $((base + 500)) \
+		"$@" "127.0.0.1:$port" call >"$out/$name.txt" 2>&1 || true
 	kill "${helpers[@]}" 2>/dev/null || true
-	kill -INT $pid 2>/dev/null || true
-	wait $pid 2>/dev/null || true
-	pid=
+	kill -INT "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
 	grep -E '^call max_cps=' "$out/$name.txt" | head -1
+}
+# pair R HARNESS-OPTIONS...: the off and the on side of pair R, one after
+# the other or (--concurrent) at once; sets o and n to their lines.
+pair() {
+	local r=$1
+	shift
+	if [ "$concurrent" = 0 ]; then
+		o=$(run off "off-$r" 5070 25000 "$@")
+		n=$(run on "on-$r" 5070 25000 "$@")
+		return
+	fi
+	# The sides swap places from pair to pair: the second harness starts
+	# a moment after the first.
+	local po=5070 pn=5072 bo=25000 bn=27000
+	if [ $((r % 2)) = 0 ]; then po=5072 pn=5070 bo=27000 bn=25000; fi
+	run off "off-$r" $po $bo "$@" >"$out/line-off-$r" &
+	local w=$!
+	n=$(run on "on-$r" $pn $bn "$@")
+	wait $w || true
+	o=$(cat "$out/line-off-$r")
 }
 on() { case " $features " in *" $1 "*) return 0 ;; esac; return 1; }
 field() { printf '%s' "$1" | grep -oE "$2=[0-9.]+" | head -1 | cut -d= -f2; }
@@ -139,8 +170,7 @@ field() { printf '%s' "$1" | grep -oE "$2=[0-9.]+" | head -1 | cut -d= -f2; }
 printf '%-5s %-28s %-28s %s\n' run "off cpu/1k (steal)" "on cpu/1k (steal)" on/off | tee "$out/summary.txt"
 ratios=() sumo=0 sumn=0
 for r in $(seq 1 "$repeat"); do
-	o=$(run off "off-$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur")
-	n=$(run on "on-$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur")
+	pair "$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur"
 	oc=$(field "$o" proxy_cpu_s_per_1k_calls) nc=$(field "$n" proxy_cpu_s_per_1k_calls)
 	printf '%-5s %-28s %-28s %s\n' "$r" "$oc ($(field "$o" steal_pct)%)" "$nc ($(field "$n" steal_pct)%)" \
 		"$(awk -v a="$nc" -v b="$oc" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
@@ -155,8 +185,8 @@ if [ "${#ratios[@]}" -gt 1 ]; then
 		"$(awk -v a="$sumn" -v b="$sumo" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
 fi
 if [ "$max" = 1 ]; then
-	o=$(run off off-max --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
-	n=$(run on on-max --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
+	o=$(run off off-max 5070 25000 --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
+	n=$(run on on-max 5070 25000 --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
 	om=$(field "$o" max_cps) nm=$(field "$n" max_cps)
 	printf 'max calls/s: off %s (cpu/1k %s, steal %s%%), on %s (cpu/1k %s, steal %s%%), on/off %s\n' \
 		"$om" "$(field "$o" proxy_cpu_s_per_1k_calls)" "$(field "$o" steal_pct)" \
