@@ -9,7 +9,7 @@
 #        second (--api-poll 0: not), the call log written to a file, HEP
 #        sent to a collector
 #
-#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote] [--api-poll 1|0] [--concurrent]
+#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote] [--api-poll 1|0] [--concurrent] [--against OLD] [--hold MS]
 #
 # --features turns on only those of the three (default all): admin (the
 # server, the page's event stream and the scrapes), calllog (the file),
@@ -32,10 +32,16 @@
 # (docs/PERFORMANCE.md), so the ratio of a pair says more than the ratio
 # of two runs one after the other. The machine carries twice the rate.
 # The --max searches stay one after the other.
+#
+# --against OLD compares two builds with the features on instead: the
+# commit OLD (built from a temporary git worktree, its operations server
+# on 127.0.0.1:18081) in place of the "off" side, the work tree as "on";
+# the ratios are new/old. --hold sets the calls' length (default 1000 ms:
+# about R calls in progress; longer calls, more of them).
 set -euo pipefail
 self=$(realpath "$0") args=("$@")
 cd "$(dirname "$0")/.."
-repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp apipoll=1 concurrent=0
+repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp apipoll=1 concurrent=0 against= hold=1000
 while [ $# -gt 0 ]; do
 	case $1 in
 	--repeat) repeat=$2; shift 2 ;;
@@ -46,6 +52,8 @@ while [ $# -gt 0 ]; do
 	--hep-transport) hept=$2; shift 2 ;;
 	--api-poll) apipoll=$2; shift 2 ;;
 	--concurrent) concurrent=1; shift ;;
+	--against) against=$2; shift 2 ;;
+	--hold) hold=$2; shift 2 ;;
 	*) echo "opscost.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -68,6 +76,11 @@ out=$(mktemp -d /tmp/sipedge-opscost.XXXXXX)
 echo "results in $out (on: $features; HEP over $hept)"
 mkdir -p "$out/bin"
 go build -o "$out/bin/sipedge" ./cmd/sipedge
+if [ -n "$against" ]; then
+	git worktree add -q --detach "$out/old-src" "$against"
+	trap 'git worktree remove --force "$out/old-src" 2>/dev/null || true' EXIT
+	(cd "$out/old-src" && go build -o "$out/bin/old" ./cmd/sipedge)
+fi
 
 # A HEP collector that reads and discards (its own CPU is not measured).
 python3 -c '
@@ -83,11 +96,14 @@ l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", 9960))
 l.listen(8)
-while True:
-    c, _ = l.accept()
+def drain(c):
     while c.recv(1 << 20):
         pass
     c.close()
+import threading
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=drain, args=(c,), daemon=True).start()
 ' "$hept" &
 sink=$!
 pids=()
@@ -95,6 +111,7 @@ cleanup() {
 	kill $sink 2>/dev/null || true
 	kill "${pids[@]}" 2>/dev/null || true
 	pkill -P $$ 2>/dev/null || true
+	[ -z "$against" ] || git worktree remove --force "$out/old-src" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -104,36 +121,37 @@ trap cleanup EXIT
 run() {
 	local side=$1 name=$2 port=$3 base=$4
 	shift 4
-	local cfg="$out/$name.yaml" args=() pid helpers=()
+	local cfg="$out/$name.yaml" args=() pid helpers=() bin="$out/bin/sipedge" adm=127.0.0.1:18080
+	[ "$side" = old ] && bin="$out/bin/old" adm=127.0.0.1:18081
 	printf 'store:\n  dir: %s/data-%s\n' "$out" "$name" >"$cfg"
 	args=(--admin-listen off)
-	if [ "$side" = on ]; then
+	if [ "$side" != off ]; then
 		on calllog && printf 'call_log:\n  file: %s/calls-%s.jsonl\n' "$out" "$name" >>"$cfg"
 		if [ "$hept" = udp-remote ]; then
 			on hep && printf 'hep:\n  collectors: [udp:192.0.2.2:9960]\n' >>"$cfg"
 		else
 			on hep && printf 'hep:\n  collectors: [%s:127.0.0.1:9960]\n' "$hept" >>"$cfg"
 		fi
-		on admin && args=(--admin-listen 127.0.0.1:18080)
+		on admin && args=(--admin-listen "$adm")
 	fi
-	"$out/bin/sipedge" --listen "udp:127.0.0.1:$port" --log-level warn --config "$cfg" "${args[@]}" >"$out/$name.log" 2>&1 &
+	"$bin" --listen "udp:127.0.0.1:$port" --log-level warn --config "$cfg" "${args[@]}" >"$out/$name.log" 2>&1 &
 	pid=$!
 	pids+=("$pid")
 	sleep 1
-	if [ "$side" = on ] && on admin; then
+	if [ "$side" != off ] && on admin; then
 		# What the page asks for while it shows the calls (admin/web/app.js:
 		# the live stream, /healthz and /api/v1/survival every 5 s), a
 		# Prometheus scrape every second (fifteen times its default
 		# rate), and an API client reading the last 100 calls every
 		# second (--api-poll 0: none).
-		curl -sN http://127.0.0.1:18080/api/v1/events >/dev/null 2>&1 &
+		curl -sN "http://$adm/api/v1/events" >/dev/null 2>&1 &
 		helpers+=($!)
-		(while sleep 5; do curl -s http://127.0.0.1:18080/healthz http://127.0.0.1:18080/api/v1/survival >/dev/null; done) &
+		(while sleep 5; do curl -s "http://$adm/healthz" "http://$adm/api/v1/survival" >/dev/null; done) &
 		helpers+=($!)
-		(while sleep 1; do curl -s http://127.0.0.1:18080/metrics >/dev/null; done) &
+		(while sleep 1; do curl -s "http://$adm/metrics" >/dev/null; done) &
 		helpers+=($!)
 		if [ "$apipoll" = 1 ]; then
-			(while sleep 1; do curl -s 'http://127.0.0.1:18080/api/v1/calls?limit=100' >/dev/null; done) &
+			(while sleep 1; do curl -s "http://$adm/api/v1/calls?limit=100" >/dev/null; done) &
 			helpers+=($!)
 		fi
 	fi
@@ -147,10 +165,11 @@ run() {
 # pair R HARNESS-OPTIONS...: the off and the on side of pair R, one after
 # the other or (--concurrent) at once; sets o and n to their lines.
 pair() {
-	local r=$1
+	local r=$1 off=off
+	[ -n "$against" ] && off=old
 	shift
 	if [ "$concurrent" = 0 ]; then
-		o=$(run off "off-$r" 5070 25000 "$@")
+		o=$(run $off "off-$r" 5070 25000 "$@")
 		n=$(run on "on-$r" 5070 25000 "$@")
 		return
 	fi
@@ -158,7 +177,7 @@ pair() {
 	# a moment after the first.
 	local po=5070 pn=5072 bo=25000 bn=27000
 	if [ $((r % 2)) = 0 ]; then po=5072 pn=5070 bo=27000 bn=25000; fi
-	run off "off-$r" $po $bo "$@" >"$out/line-off-$r" &
+	run $off "off-$r" $po $bo "$@" >"$out/line-off-$r" &
 	local w=$!
 	n=$(run on "on-$r" $pn $bn "$@")
 	wait $w || true
@@ -167,10 +186,14 @@ pair() {
 on() { case " $features " in *" $1 "*) return 0 ;; esac; return 1; }
 field() { printf '%s' "$1" | grep -oE "$2=[0-9.]+" | head -1 | cut -d= -f2; }
 
-printf '%-5s %-28s %-28s %s\n' run "off cpu/1k (steal)" "on cpu/1k (steal)" on/off | tee "$out/summary.txt"
+if [ -n "$against" ]; then
+	printf '%-5s %-28s %-28s %s\n' run "$against cpu/1k (steal)" "new cpu/1k (steal)" new/old | tee "$out/summary.txt"
+else
+	printf '%-5s %-28s %-28s %s\n' run "off cpu/1k (steal)" "on cpu/1k (steal)" on/off | tee "$out/summary.txt"
+fi
 ratios=() sumo=0 sumn=0
 for r in $(seq 1 "$repeat"); do
-	pair "$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur"
+	pair "$r" --call-rates "$rate" --bisect 0 --confirm 0 --duration "$dur" --hold "$hold"
 	oc=$(field "$o" proxy_cpu_s_per_1k_calls) nc=$(field "$n" proxy_cpu_s_per_1k_calls)
 	printf '%-5s %-28s %-28s %s\n' "$r" "$oc ($(field "$o" steal_pct)%)" "$nc ($(field "$n" steal_pct)%)" \
 		"$(awk -v a="$nc" -v b="$oc" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
@@ -180,12 +203,12 @@ done
 # One pair moves with the machine's phase (docs/PERFORMANCE.md): the
 # median of the pairs' ratios and the ratio of the sums say more.
 if [ "${#ratios[@]}" -gt 1 ]; then
-	printf 'on/off over %d pairs: median %s, sums %s\n' "${#ratios[@]}" \
+	printf '%s over %d pairs: median %s, sums %s\n' "$([ -n "$against" ] && echo new/old || echo on/off)" "${#ratios[@]}" \
 		"$(printf '%s\n' "${ratios[@]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')" \
 		"$(awk -v a="$sumn" -v b="$sumo" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
 fi
 if [ "$max" = 1 ]; then
-	o=$(run off off-max 5070 25000 --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
+	o=$(run "$([ -n "$against" ] && echo old || echo off)" off-max 5070 25000 --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
 	n=$(run on on-max 5070 25000 --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
 	om=$(field "$o" max_cps) nm=$(field "$n" max_cps)
 	printf 'max calls/s: off %s (cpu/1k %s, steal %s%%), on %s (cpu/1k %s, steal %s%%), on/off %s\n' \
