@@ -76,6 +76,7 @@ type Feature struct {
 	stop     chan struct{}
 	done     chan struct{}
 	kick     chan struct{} // a new configuration: wake the idle sender
+	wakes    atomic.Uint64 // the loop's wake-ups (tests: none per step while there is nobody to ping)
 
 	stats counters
 }
@@ -149,7 +150,8 @@ type target struct {
 // loop sends one round per Interval, spread over the interval in 100 ms
 // steps so that a hundred thousand phones do not get their packet in the
 // same millisecond. While keep-alives are off it sleeps until a new
-// configuration comes.
+// configuration comes; in an interval with nobody to ping it wakes once,
+// for the next round, not at every step.
 func (f *Feature) loop() {
 	defer close(f.done)
 	const step = 100 * time.Millisecond
@@ -158,6 +160,7 @@ func (f *Feature) loop() {
 	var round []target
 	next, perStep, steps := 0, 0, 0
 	for i := 0; ; i++ {
+		f.wakes.Add(1)
 		cfg := f.cfg.Load()
 		if cfg.off() {
 			// Off: no wake-ups until a reload turns it on.
@@ -185,6 +188,24 @@ func (f *Feature) loop() {
 				}
 			})
 			next, perStep = 0, (len(round)+steps-1)/steps
+			if len(round) == 0 {
+				// Nobody to ping this interval (a phone that registers now
+				// is not due before the next round anyway): one wake-up
+				// for the next round instead of one per step.
+				tk.Stop()
+				t := time.NewTimer(cfg.Interval)
+				select {
+				case <-f.stop:
+					t.Stop()
+					return
+				case <-t.C:
+				case <-f.kick:
+					t.Stop()
+				}
+				tk.Reset(step)
+				steps = 0
+				continue
+			}
 		}
 		for end := min(len(round), next+perStep); next < end; next++ {
 			f.send(cfg, &round[next])
