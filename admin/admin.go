@@ -83,7 +83,7 @@ type Registrations interface {
 
 // Calls is what the API reads of the call log: the calls in progress and
 // the last that ended, most recent first, at most limit of each, each a
-// JSON object (features/calllog.Record's JSON, made once when the call
+// JSON object (features/calllog.Record's JSON, made once after the call
 // ended: the lists are joined as they are, not encoded again); and one
 // call by its Call-ID, as a JSON-encodable record.
 type Calls interface {

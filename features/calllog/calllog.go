@@ -61,10 +61,10 @@ type Record struct {
 	// call in progress. Absent without one.
 	Media any `json:"media,omitempty"`
 
-	// line is the record's JSON, made once when the call ended (an ended
-	// record never changes): the file and the API's lists (the page's
-	// event stream sends the last thousand calls again and again) reuse
-	// it instead of encoding it each time.
+	// line is the record's JSON, made once (an ended record never
+	// changes): when the call ended if there is a file to write it to,
+	// else when the API's lists first ask for it; both reuse it instead
+	// of encoding it each time.
 	line []byte
 }
 
@@ -423,19 +423,40 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 		full = true
 	}
 	ended = make([][]byte, 0, n)
+	// Lines not made yet (no call log file) are made outside the lock
+	// and kept for the next reader.
+	type missing struct {
+		at, seq int // place in ended, the call's number in recent
+		rec     Record
+	}
+	var todo []missing
 	for i := range n {
 		r := &f.recent[(f.recentN-1-i)%recentCalls]
-		b := r.line
-		if b == nil {
-			// Not encoded when it ended (its media could not be).
-			if b, err = r.appendJSON(nil); err != nil {
-				f.mu.Unlock()
-				return nil, nil, 0, 0, false, fmt.Errorf("call %s: %v", r.CallID, err)
-			}
+		if r.line == nil {
+			todo = append(todo, missing{i, f.recentN - 1 - i, *r})
 		}
-		ended = append(ended, b)
+		ended = append(ended, r.line)
 	}
 	f.mu.Unlock()
+	if len(todo) > 0 {
+		for k := range todo {
+			m := &todo[k]
+			b, err := m.rec.appendJSON(nil)
+			if err != nil {
+				return nil, nil, 0, 0, false, fmt.Errorf("call %s: %v", m.rec.CallID, err)
+			}
+			ended[m.at] = b
+		}
+		f.mu.Lock()
+		for _, m := range todo {
+			// Unless recent went round meanwhile and the place holds
+			// another call now.
+			if r := &f.recent[m.seq%recentCalls]; f.recentN-m.seq <= recentCalls && r.line == nil && r.CallID == m.rec.CallID {
+				r.line = ended[m.at]
+			}
+		}
+		f.mu.Unlock()
+	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Start.After(recs[j].Start) })
 	active = make([][]byte, 0, len(recs))
 	for i := range recs {
@@ -639,11 +660,20 @@ func (f *Feature) write(c *call) {
 
 func (f *Feature) writeNow(c *call) {
 	c.rec.Media = f.mediaOf(c.rec.CallID)
-	line, err := c.rec.appendJSON(make([]byte, 0, 2048))
-	if err == nil {
-		// The file's line ends in '\n'; the record keeps the JSON alone.
-		line = append(line, '\n')
-		c.rec.line = line[: len(line)-1 : len(line)-1]
+	f.mu.Lock()
+	toFile := f.path != "" && f.out != nil
+	f.mu.Unlock()
+	// The line is made now only for the file: without one, a reader of
+	// the API's lists makes it when it first asks (CallsSince), and a
+	// server nobody looks at encodes nothing.
+	var line []byte
+	var err error
+	if toFile {
+		if line, err = c.rec.appendJSON(make([]byte, 0, 2048)); err == nil {
+			// The file's line ends in '\n'; the record keeps the JSON alone.
+			line = append(line, '\n')
+			c.rec.line = line[: len(line)-1 : len(line)-1]
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -651,6 +681,12 @@ func (f *Feature) writeNow(c *call) {
 	f.recentN++
 	if f.path == "" || f.out == nil {
 		return
+	}
+	if !toFile && err == nil {
+		// The file was opened in between (a reload): rare, made here.
+		if line, err = c.rec.appendJSON(nil); err == nil {
+			line = append(line, '\n')
+		}
 	}
 	if err != nil {
 		f.errors.Add(1)

@@ -52,7 +52,12 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	fx := &fixture{path: filepath.Join(t.TempDir(), "calls.jsonl"), now: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	return newFixtureAt(t, filepath.Join(t.TempDir(), "calls.jsonl"))
+}
+
+// newFixtureAt writes the call log to path ("": no file).
+func newFixtureAt(t *testing.T, path string) *fixture {
+	fx := &fixture{path: path, now: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
 	fx.core = proxytest.Harness(t, proxy.Config{}, func(c *proxy.Core) []proxy.Feature {
 		f, err := New(c, fx.path, nil)
 		if err != nil {
@@ -431,6 +436,33 @@ func TestCallsSinceChanged(t *testing.T) {
 	}
 	if all, _, _, _, _, _ := fx.f.CallsSince(10, mark, 0); len(all) != 3 {
 		t.Fatalf("since 0: %d calls in progress, want all 3", len(all))
+	}
+}
+
+// Without a file, an ended call's line is made when a reader first asks
+// for it, outside the lock, and kept: a server nobody looks at encodes
+// no call.
+func TestLinesOnDemand(t *testing.T) {
+	fx := newFixtureAt(t, "")
+	fx.busy(t, "a")
+	fx.busy(t, "b")
+	fx.f.mu.Lock()
+	made := fx.f.recent[0].line != nil || fx.f.recent[1].line != nil
+	fx.f.mu.Unlock()
+	if made {
+		t.Fatal("lines made with nobody to read them")
+	}
+	_, ended, _, _, _, err := fx.f.CallsSince(10, 0, 0)
+	if err != nil || len(ended) != 2 || !strings.Contains(string(ended[0]), `"status":486`) {
+		t.Fatalf("ended %q %v", ended, err)
+	}
+	_, again, _, _, _, _ := fx.f.CallsSince(10, 0, 0)
+	if &again[0][0] != &ended[0][0] || &again[1][0] != &ended[1][0] {
+		t.Fatal("the lines were made again")
+	}
+	want, _ := json.Marshal(fx.f.recent[1])
+	if string(want) != string(ended[0]) {
+		t.Fatalf("line %s, record %s", ended[0], want)
 	}
 }
 
