@@ -77,7 +77,7 @@ func FuzzTap(f *testing.F) {
 			}
 			c.Tap(&ev)
 			checkInvariants(t, c)
-			if id := callID(msg); len(id) > 0 {
+			if id, _ := transport.MessageKeys(msg); len(id) > 0 {
 				ids[string(id)] = true
 			}
 		}
@@ -116,7 +116,6 @@ func FuzzScan(f *testing.F) {
 	f.Add([]byte("SIP/2.0 99999 \r\nCSeq:\t7\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		startLine(b)
-		cseqMethod(b)
 		header(b, "call-id", "i")
 		for _, s := range []string{Label(b), SDPSummary(b)} {
 			for i := 0; i < len(s); i++ {

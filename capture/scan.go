@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"sipedge/sip"
-	"sipedge/transport"
 )
 
 // The scanners below read only what the capture needs from a message that
@@ -40,12 +39,6 @@ func startLine(b []byte) line {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// callID is the message's Call-ID value (the transport's scanner).
-func callID(b []byte) []byte {
-	ev := transport.TapEvent{Data: b}
-	return ev.CallID()
-}
 
 // header returns the value of the first header whose name is long or
 // short (given in lower case, compared case-insensitively; short may be
@@ -115,17 +108,6 @@ func colonAfter(l []byte, n int) int {
 		}
 	}
 	return 0
-}
-
-// cseqMethod is the method of the CSeq header ("1 INVITE" → INVITE).
-func cseqMethod(b []byte) []byte {
-	v := header(b, "cseq", "")
-	for i, c := range v {
-		if c == ' ' || c == '\t' {
-			return bytes.TrimSpace(v[i:])
-		}
-	}
-	return nil
 }
 
 // body is the message body: after the first empty line.
