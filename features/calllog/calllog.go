@@ -27,7 +27,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,6 +154,9 @@ type call struct {
 	callerTag string
 	rang      bool   // the session request delay was observed
 	changed   uint64 // Feature.seq when rec last changed (started, answered)
+	// newer and older link the calls in progress in order of start
+	// (Feature.newest): the lists show the newest, not any limit of them.
+	newer, older *call
 }
 
 // Feature is the call log.
@@ -165,8 +167,11 @@ type Feature struct {
 
 	mu    sync.Mutex
 	calls map[string]*call // Call-ID "\x00" caller tag
-	out   io.Writer
-	file  *os.File
+	// newest is the last call to start, the head of the calls in
+	// progress linked by start (call.older).
+	newest *call
+	out    io.Writer
+	file   *os.File
 	// pending is lines not written yet, lines how many: a line waits at
 	// most flushWait for others to share its write(2) (SetFlush).
 	pending   []byte
@@ -405,10 +410,9 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 	f.mu.Lock()
 	seq = f.seq
 	recs := make([]Record, 0, min(len(f.calls), limit))
-	for _, c := range f.calls {
-		if len(recs) == limit {
-			break
-		}
+	// The newest limit calls, newest first; of those, the changed ones.
+	n := 0
+	for c := f.newest; c != nil && n < limit; c, n = c.older, n+1 {
 		if c.changed > since {
 			recs = append(recs, c.rec)
 		}
@@ -416,7 +420,7 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 	// A mark is the count of calls that had ended, plus one: 0 is "none
 	// read yet".
 	next = uint64(f.recentN) + 1
-	n := min(f.recentN, recentCalls, limit)
+	n = min(f.recentN, recentCalls, limit)
 	if mark != 0 && mark <= next && next-mark <= uint64(n) {
 		n = int(next - mark)
 	} else {
@@ -457,7 +461,6 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 		}
 		f.mu.Unlock()
 	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Start.After(recs[j].Start) })
 	active = make([][]byte, 0, len(recs))
 	for i := range recs {
 		recs[i].Media = f.mediaOf(recs[i].CallID)
@@ -473,13 +476,9 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 func (f *Feature) calls0(limit int) (active, recent []Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, c := range f.calls {
-		if len(active) == limit {
-			break
-		}
+	for c := f.newest; c != nil && len(active) < limit; c = c.older {
 		active = append(active, c.rec)
 	}
-	sort.Slice(active, func(i, j int) bool { return active[i].Start.After(active[j].Start) })
 	for i := 0; i < min(f.recentN, recentCalls, limit); i++ {
 		recent = append(recent, f.recent[(f.recentN-1-i)%recentCalls])
 	}
@@ -526,9 +525,14 @@ func (f *Feature) invite(r *proxy.Request) bool {
 		return false
 	}
 	f.seq++
-	f.calls[k] = &call{callerTag: string(fromTag), rec: Record{CallID: string(callID), From: string(from.RawURI),
+	c := &call{callerTag: string(fromTag), rec: Record{CallID: string(callID), From: string(from.RawURI),
 		To: string(to.RawURI), RequestURI: string(m.RequestURIBytes()), Source: r.Src().String(), Start: f.now()},
-		changed: f.seq}
+		changed: f.seq, older: f.newest}
+	if f.newest != nil {
+		f.newest.newer = c
+	}
+	f.newest = c
+	f.calls[k] = c
 	return false
 }
 
@@ -633,6 +637,15 @@ func (f *Feature) dialogEnded(callID, fromTag string) {
 // it. The call is then the caller's alone.
 func (f *Feature) endLocked(c *call, by string) {
 	delete(f.calls, c.rec.CallID+"\x00"+c.callerTag)
+	if c.newer != nil {
+		c.newer.older = c.older
+	} else {
+		f.newest = c.older
+	}
+	if c.older != nil {
+		c.older.newer = c.newer
+	}
+	c.newer, c.older = nil, nil
 	c.rec.End, c.rec.EndedBy = f.now(), by
 	switch {
 	case c.rec.Answer != nil:

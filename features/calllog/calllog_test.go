@@ -439,6 +439,55 @@ func TestCallsSinceChanged(t *testing.T) {
 	}
 }
 
+// More calls in progress than a list holds: the lists have the newest,
+// newest first, also after calls in the middle and at either end ended.
+func TestNewestCalls(t *testing.T) {
+	fx := newFixture(t)
+	invs := map[string]*proxy.Request{}
+	for _, tag := range []string{"t1", "t2", "t3", "t4", "t5"} {
+		fx.now = fx.now.Add(time.Second)
+		invs[tag] = fx.request(t, msg("INVITE", "", tag, 1), caller)
+	}
+	starts := func(limit int) (got []int) {
+		t.Helper()
+		active, _, _, _, _, err := fx.f.CallsSince(limit, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range active {
+			var r Record
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, r.Start.Second())
+		}
+		as, _ := fx.f.Calls(limit)
+		if len(as) != len(got) {
+			t.Fatalf("Calls: %d, CallsSince: %d", len(as), len(got))
+		}
+		for i := range as {
+			if as[i].Start.Second() != got[i] {
+				t.Fatalf("Calls %v, CallsSince %v", as[i].Start, got)
+			}
+		}
+		return got
+	}
+	if got := fmt.Sprint(starts(3)); got != "[5 4 3]" {
+		t.Fatalf("newest 3 of 5: %s", got)
+	}
+	fx.f.failure(invs["t4"].TestFailure(486)) // the middle
+	fx.f.failure(invs["t5"].TestFailure(486)) // the newest
+	fx.f.failure(invs["t1"].TestFailure(486)) // the oldest
+	if got := fmt.Sprint(starts(10)); got != "[3 2]" {
+		t.Fatalf("after three ended: %s", got)
+	}
+	fx.now = fx.now.Add(time.Second)
+	fx.request(t, msg("INVITE", "", "t6", 1), caller)
+	if got := fmt.Sprint(starts(2)); got != "[6 3]" {
+		t.Fatalf("a new call: %s", got)
+	}
+}
+
 // Without a file, an ended call's line is made when a reader first asks
 // for it, outside the lock, and kept: a server nobody looks at encodes
 // no call.
