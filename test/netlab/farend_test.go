@@ -87,7 +87,13 @@ func runIn(ctx context.Context, l *lab, ns, name string, args ...string) error {
 	c := l.cmd(ns, name, args...)
 	out, err := c.CombinedOutput()
 	if err != nil {
-		return &cmdError{err: err, out: string(tail(out, 1500))}
+		// Both ends: sipp's scenario screen (which message came, which
+		// was unexpected) is at the start of its output, its statistics
+		// at the end.
+		if len(out) > 4000 {
+			out = append(append(out[:2500:2500], "\n[...]\n"...), tail(out, 1500)...)
+		}
+		return &cmdError{err: err, out: string(out)}
 	}
 	_ = ctx
 	return nil
