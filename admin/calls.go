@@ -235,11 +235,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 					}
 				}
 			}
-			if whole {
-				lastFull = now
-			}
 			send := full || len(ended) > 0 || !whole && len(list) > 0
 			if whole {
+				lastFull = now
 				h := hashList(list)
 				send = send || h != active
 				active = h

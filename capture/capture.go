@@ -299,11 +299,7 @@ func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 			c.truncated++
 		}
 	}
-	var method []byte
-	if sl.response {
-		method = cseq
-	}
-	c.trackLocked(cl, ev.Dir, &sl, method)
+	c.trackLocked(cl, ev.Dir, &sl, cseq)
 	c.version.Add(1)
 	c.mu.Unlock()
 }
@@ -367,7 +363,8 @@ func (c *Capture) activateLocked(cl *call, at int64) {
 	}
 }
 
-// trackLocked moves cl between states for the message it just got.
+// trackLocked moves cl between states for the message it just got;
+// method is its CSeq's, read for a response only.
 func (c *Capture) trackLocked(cl *call, dir transport.TapDir, sl *line, method []byte) {
 	switch {
 	case sl.response:

@@ -127,11 +127,8 @@ func scanKeys(msg []byte, cseq bool) (id, method []byte) {
 		case !haveCSeq && sip.EqualFold(name, "cseq"):
 			// "1 INVITE": the method follows the number and white space.
 			v := bytes.TrimSpace(line[c+1:])
-			for k, ch := range v {
-				if ch == ' ' || ch == '\t' {
-					method = bytes.TrimSpace(v[k:])
-					break
-				}
+			if k := bytes.IndexAny(v, " \t"); k >= 0 {
+				method = bytes.TrimSpace(v[k:])
 			}
 			haveCSeq = true
 		}

@@ -454,8 +454,8 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 		f.mu.Lock()
 		for _, m := range todo {
 			// Unless recent went round meanwhile and the place holds
-			// another call now.
-			if r := &f.recent[m.seq%recentCalls]; f.recentN-m.seq <= recentCalls && r.line == nil && r.CallID == m.rec.CallID {
+			// another call now, or another reader was first.
+			if r := &f.recent[m.seq%recentCalls]; f.recentN-m.seq <= recentCalls && r.line == nil {
 				r.line = ended[m.at]
 			}
 		}
@@ -673,15 +673,13 @@ func (f *Feature) write(c *call) {
 
 func (f *Feature) writeNow(c *call) {
 	c.rec.Media = f.mediaOf(c.rec.CallID)
-	f.mu.Lock()
-	toFile := f.path != "" && f.out != nil
-	f.mu.Unlock()
-	// The line is made now only for the file: without one, a reader of
-	// the API's lists makes it when it first asks (CallsSince), and a
-	// server nobody looks at encodes nothing.
+	// The line is made now only for the file (path never changes after
+	// New): without one, a reader of the API's lists makes it when it
+	// first asks (CallsSince), and a server nobody looks at encodes
+	// nothing.
 	var line []byte
 	var err error
-	if toFile {
+	if f.path != "" {
 		if line, err = c.rec.appendJSON(make([]byte, 0, 2048)); err == nil {
 			// The file's line ends in '\n'; the record keeps the JSON alone.
 			line = append(line, '\n')
@@ -694,12 +692,6 @@ func (f *Feature) writeNow(c *call) {
 	f.recentN++
 	if f.path == "" || f.out == nil {
 		return
-	}
-	if !toFile && err == nil {
-		// The file was opened in between (a reload): rare, made here.
-		if line, err = c.rec.appendJSON(nil); err == nil {
-			line = append(line, '\n')
-		}
 	}
 	if err != nil {
 		f.errors.Add(1)

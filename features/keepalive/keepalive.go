@@ -165,14 +165,12 @@ func (f *Feature) loop() {
 		if cfg.off() {
 			// Off: no wake-ups until a reload turns it on.
 			tk.Stop()
-			select {
-			case <-f.stop:
+			if !f.idle(0) {
 				return
-			case <-f.kick:
-				tk.Reset(step)
-				steps = 0
-				continue
 			}
+			tk.Reset(step)
+			steps = 0
+			continue
 		}
 		if steps == 0 || i%steps == 0 {
 			steps = max(1, int(cfg.Interval/step))
@@ -193,14 +191,8 @@ func (f *Feature) loop() {
 				// is not due before the next round anyway): one wake-up
 				// for the next round instead of one per step.
 				tk.Stop()
-				t := time.NewTimer(cfg.Interval)
-				select {
-				case <-f.stop:
-					t.Stop()
+				if !f.idle(cfg.Interval) {
 					return
-				case <-t.C:
-				case <-f.kick:
-					t.Stop()
 				}
 				tk.Reset(step)
 				steps = 0
@@ -218,6 +210,24 @@ func (f *Feature) loop() {
 			steps = 0 // a new interval: start a new round
 		}
 	}
+}
+
+// idle waits for d (for ever when 0) or a new configuration, whichever
+// comes first; false when the sender is stopped meanwhile.
+func (f *Feature) idle(d time.Duration) bool {
+	var due <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		due = t.C
+	}
+	select {
+	case <-f.stop:
+		return false
+	case <-due:
+	case <-f.kick:
+	}
+	return true
 }
 
 func (f *Feature) send(cfg *Config, t *target) {
