@@ -174,16 +174,17 @@ type Capture struct {
 
 	mu sync.Mutex
 	// version (every message of a followed call), messages and truncated
-	// change per message: next to mu, whose line the tapping thread holds
-	// anyway.
-	version             atomic.Uint64 // also read without mu
-	messages, truncated uint64
-	calls               map[string]*call
-	lists               [nStates]list
-	freeChunks          [][]byte
-	freeCalls           []*call
-	chunks              int // chunks held by calls
-	allocated           int // chunks in calls and on the free list
+	// change per message: plain fields under mu, next to it, on the line
+	// the tapping thread holds anyway (an atomic add there would be a
+	// second full barrier per message, behind the copy's stores).
+	version, messages, truncated uint64
+	calls                        map[string]*call
+	last                         *call // the call of the last message kept; nil once evicted
+	lists                        [nStates]list
+	freeChunks                   [][]byte
+	freeCalls                    []*call
+	chunks                       int // chunks held by calls
+	allocated                    int // chunks in calls and on the free list
 
 	droppedCallFull, droppedNoMemory, evictedActive, evictedUnconfirmed atomic.Uint64
 }
@@ -232,7 +233,14 @@ func (c *Capture) Stats() Stats {
 
 // Version changes whenever a message is kept: a reader that saw the same
 // version twice knows no call had a message in between.
-func (c *Capture) Version() uint64 { return c.version.Load() }
+// It takes the lock: the operations page's stream reads it a few times a
+// second, every message changes it.
+func (c *Capture) Version() uint64 {
+	c.mu.Lock()
+	v := c.version
+	c.mu.Unlock()
+	return v
+}
 
 // Tap is a transport.Tap: it keeps the message if it belongs to a call.
 // It copies the bytes it keeps (ev.Data is valid only during the call).
@@ -282,7 +290,13 @@ func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 	putAddr(h[38:56], ev.Remote)
 
 	c.mu.Lock()
-	cl := c.calls[string(id)] // no allocation for the look-up
+	// A message and its forwarded copy, a request and its provisional
+	// response, come one after the other: the call of the last message
+	// spares most messages the map's hash and probe.
+	cl := c.last
+	if cl == nil || cl.id != string(id) {
+		cl = c.calls[string(id)] // no allocation for the look-up
+	}
 	if cl == nil {
 		if sl.response || string(sl.method) != "INVITE" {
 			c.mu.Unlock()
@@ -291,6 +305,7 @@ func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 		cl = c.newCallLocked(string(id), ev.Dir, at)
 	}
 	cl.last = at
+	c.last = cl
 	if c.storeLocked(cl, h[:], b[:stored]) {
 		// Counted under mu, on its cache line: no other line for the
 		// readers' threads to pass between them per message.
@@ -300,7 +315,7 @@ func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 		}
 	}
 	c.trackLocked(cl, ev.Dir, &sl, cseq)
-	c.version.Add(1)
+	c.version++
 	c.mu.Unlock()
 }
 
@@ -440,6 +455,9 @@ func (c *Capture) endLocked(cl *call) {
 func (c *Capture) evictLocked(cl *call) {
 	c.lists[cl.state].remove(cl)
 	delete(c.calls, cl.id)
+	if c.last == cl {
+		c.last = nil
+	}
 	for i, ch := range cl.chunks {
 		c.chunks--
 		if len(c.freeChunks) < maxFreeChunks {

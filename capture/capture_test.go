@@ -381,3 +381,46 @@ func BenchmarkTap(b *testing.B) {
 		}
 	})
 }
+
+// TestLastCall: the call of the last message, kept to spare the map's
+// look-up, never files a message under another call: not when calls
+// alternate, not once it was forgotten and its memory reused for a new
+// call.
+func TestLastCall(t *testing.T) {
+	c := New(Config{MaxActive: 1})
+	run(c, "a", []step{{in, alice, "INVITE"}, {out, bob, "INVITE"}})
+	run(c, "b", []step{{in, alice, "INVITE"}, {out, bob, "INVITE"}}) // forgets a (MaxActive 1), the last call
+	if got := stateOf(c, "a"); got != "none" {
+		t.Fatalf("a: %s, want forgotten", got)
+	}
+	run(c, "a", []step{{in, bob, "200 INVITE"}}) // a response of a forgotten call starts nothing
+	if got := stateOf(c, "a"); got != "none" {
+		t.Errorf("a after its 200: %s, want none", got)
+	}
+	check := func(id string, want int) {
+		t.Helper()
+		msgs, _, ok := c.Messages(id)
+		if !ok || len(msgs) != want {
+			t.Errorf("%s: %d messages (ok %v), want %d", id, len(msgs), ok, want)
+		}
+		for _, m := range msgs {
+			if !strings.Contains(m.Text, "Call-ID: "+id+"\r\n") {
+				t.Errorf("%s holds a message of another call:\n%s", id, m.Text)
+			}
+		}
+	}
+	run(c, "c", []step{{in, alice, "INVITE"}}) // unconfirmed: b stays
+	run(c, "b", []step{{in, bob, "180 INVITE"}})
+	check("b", 3)
+	check("c", 1)
+	// c's forwarded INVITE makes it active and forgets b, the last call;
+	// a new call takes b's memory.
+	run(c, "c", []step{{out, bob, "INVITE"}})
+	run(c, "d", []step{{in, alice, "INVITE"}, {in, alice, "INVITE"}})
+	run(c, "b", []step{{in, bob, "200 INVITE"}})
+	if got := stateOf(c, "b"); got != "none" {
+		t.Errorf("b: %s, want forgotten", got)
+	}
+	check("c", 2)
+	check("d", 2)
+}

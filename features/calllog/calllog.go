@@ -139,6 +139,15 @@ func (r *Record) JSON() ([]byte, error) {
 	return r.appendJSON(nil)
 }
 
+// lineSize is room for a typical line (a call's record with its media,
+// 700–1 500 bytes): where lines are made together, one buffer of
+// lineSize per line is allocated at once.
+const lineSize = 1024
+
+// lineBufs are buffers to encode a line in before it is copied to its
+// exact size.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*lineSize); return &b }}
+
 // MaxDuration bounds how long a call is followed without a BYE.
 const MaxDuration = 12 * time.Hour
 
@@ -443,13 +452,17 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 	}
 	f.mu.Unlock()
 	if len(todo) > 0 {
+		// One buffer for all of them (each line a piece of it, whose
+		// capacity ends with it), not one grown from nothing per line.
+		buf := make([]byte, 0, len(todo)*lineSize)
 		for k := range todo {
 			m := &todo[k]
-			b, err := m.rec.appendJSON(nil)
-			if err != nil {
+			at := len(buf)
+			var err error
+			if buf, err = m.rec.appendJSON(buf); err != nil {
 				return nil, nil, 0, 0, false, fmt.Errorf("call %s: %v", m.rec.CallID, err)
 			}
-			ended[m.at] = b
+			ended[m.at] = buf[at:len(buf):len(buf)]
 		}
 		f.mu.Lock()
 		for _, m := range todo {
@@ -462,13 +475,15 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 		f.mu.Unlock()
 	}
 	active = make([][]byte, 0, len(recs))
+	buf := make([]byte, 0, len(recs)*lineSize)
 	for i := range recs {
 		recs[i].Media = f.mediaOf(recs[i].CallID)
-		b, err := recs[i].JSON()
-		if err != nil {
+		at := len(buf)
+		var err error
+		if buf, err = recs[i].appendJSON(buf); err != nil {
 			return nil, nil, 0, 0, false, fmt.Errorf("call %s: %v", recs[i].CallID, err)
 		}
-		active = append(active, b)
+		active = append(active, buf[at:len(buf):len(buf)])
 	}
 	return active, ended, next, seq, full, nil
 }
@@ -680,11 +695,19 @@ func (f *Feature) writeNow(c *call) {
 	var line []byte
 	var err error
 	if f.path != "" {
-		if line, err = c.rec.appendJSON(make([]byte, 0, 2048)); err == nil {
-			// The file's line ends in '\n'; the record keeps the JSON alone.
-			line = append(line, '\n')
-			c.rec.line = line[: len(line)-1 : len(line)-1]
+		// Encoded in a buffer used again for the next call, kept in one
+		// allocation of its exact size: the file's line ends in '\n', the
+		// record keeps the JSON alone.
+		bp := lineBufs.Get().(*[]byte)
+		var b []byte
+		if b, err = c.rec.appendJSON((*bp)[:0]); err == nil {
+			line = make([]byte, len(b)+1)
+			copy(line, b)
+			line[len(b)] = '\n'
+			c.rec.line = line[:len(b):len(b)]
 		}
+		*bp = b[:0]
+		lineBufs.Put(bp)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -408,9 +408,19 @@ func (f *Feature) MediaOf(callID string) Media {
 	}
 	switch f.cfg.Load().Mode {
 	case Never:
-		return NotRelayed("media.relay is never")
+		return notRelayedNever
 	case Always:
-		return NotRelayed("its INVITE carried no SDP offer, and only offers in the INVITE are relayed")
+		return notRelayedNoOffer
 	}
-	return NotRelayed("media.relay is auto and the call did not need it: no side behind NAT and both on one network; or its INVITE carried no SDP offer")
+	return notRelayedAuto
 }
+
+// The answers for calls the relay never saw, made once: with relay auto
+// most calls on a network without NAT are such, and each call's line and
+// each look at it would otherwise build the same sentence again. Their
+// slices are shared: readers do not modify a Media.
+var (
+	notRelayedNever   = NotRelayed("media.relay is never")
+	notRelayedNoOffer = NotRelayed("its INVITE carried no SDP offer, and only offers in the INVITE are relayed")
+	notRelayedAuto    = NotRelayed("media.relay is auto and the call did not need it: no side behind NAT and both on one network; or its INVITE carried no SDP offer")
+)

@@ -72,3 +72,22 @@ func TestTimeAddrBool(t *testing.T) {
 	same(t, "strings", Strings(nil, []string{}), []string{})
 	same(t, "strings", Strings(nil, []string{"a", "<b>"}), []string{"a", "<b>"})
 }
+
+// The call log's line: a few short strings, three times and the media's
+// plain-language diagnosis, a few hundred bytes of ASCII text.
+func BenchmarkString(b *testing.B) {
+	s := "sipedge did not relay this call's media (media.relay is auto and the call did not need it: no side behind NAT and both on one network; or its INVITE carried no SDP offer), so it cannot see it: only the phones or a capture on their network can tell whether audio flowed."
+	buf := make([]byte, 0, 1024)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = String(buf[:0], s)
+	}
+}
+
+func BenchmarkTime(b *testing.B) {
+	t := time.Date(2026, 12, 7, 2, 39, 44, 720712338, time.UTC)
+	buf := make([]byte, 0, 64)
+	for b.Loop() {
+		buf = Time(buf[:0], t)
+	}
+}
