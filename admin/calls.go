@@ -228,8 +228,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 				// The whole list also when the ended calls are sent whole,
-				// or when more changed than a list holds.
-				if !whole && (full || len(list) >= limit) {
+				// or when more changed than a list holds. A list of the
+				// changed calls as long as the limit is the whole list
+				// already (CallsSince looks only at the newest limit
+				// calls), so it is not made twice.
+				switch {
+				case whole:
+				case len(list) >= limit:
+					whole = true
+				case full:
 					if whole = true; !read(0) {
 						return
 					}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,15 @@ func (f *fakeCalls) CallsSince(limit int, mark, since uint64) (active, ended [][
 	f.reads.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for id, r := range f.recs {
+	// As the call log: of the newest limit calls, the changed ones,
+	// newest first.
+	ids := make([]string, 0, len(f.recs))
+	for id := range f.recs {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return f.changed[ids[i]] > f.changed[ids[j]] })
+	for _, id := range ids[:min(limit, len(ids))] {
+		r := f.recs[id]
 		if f.changed[id] <= since {
 			continue
 		}
@@ -292,6 +301,47 @@ func TestEvents(t *testing.T) {
 	}
 	if n := s.streams.Load(); n != 0 {
 		t.Errorf("%d streams still counted after Close", n)
+	}
+}
+
+// TestEventsManyChanged: when as many calls changed as the stream's
+// limit, the changed calls are the whole list: sent as such, read once.
+func TestEventsManyChanged(t *testing.T) {
+	calls := &fakeCalls{recs: map[string]map[string]any{}}
+	c := capture.New(capture.Config{})
+	s, err := New(Config{Listen: "127.0.0.1:0", Messages: c}, nil, draining(false), nil, calls, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	defer s.Close()
+	resp, err := http.Get("http://" + s.Addr().String() + "/api/v1/events?limit=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if name, data := event(t, r); name != "calls" || data != `{"active":[],"recent":[]}` {
+		t.Fatalf("first event %q %q", name, data)
+	}
+	reads := calls.reads.Load()
+	for _, id := range []string{"one", "two", "three"} {
+		calls.add(id)
+		tapped(c, id)
+	}
+	for {
+		name, data := event(t, r)
+		if name == "comment" {
+			continue
+		}
+		want := `{"active":[{"call_id":"three","media":{"audio":"ok"},"status":200},{"call_id":"two","media":{"audio":"ok"},"status":200}],"ended":[]}`
+		if name != "update" || data != want {
+			t.Fatalf("event %q %s, want an update %s", name, data, want)
+		}
+		break
+	}
+	if n := calls.reads.Load() - reads; n != 1 {
+		t.Errorf("the list was read %d times for one event", n)
 	}
 }
 
