@@ -122,8 +122,13 @@ func (c *Client) Branch() []byte { return c.branch }
 // Dest is where the request goes.
 func (c *Client) Dest() transport.Dest { return c.dest }
 
-// Request returns the request bytes the transaction sends.
-func (c *Client) Request() []byte { return c.req }
+// Request returns the request bytes the transaction sends; nil once a
+// 2xx accepted an INVITE (there is nothing left to send or cancel).
+func (c *Client) Request() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.req
+}
 
 // ClientResponse matches a response to its client transaction by the top
 // Via branch and CSeq method (§17.1.3) and runs it through the state
@@ -174,6 +179,10 @@ func (c *Client) receive(m *sip.Message) {
 			c.state = stAccepted
 			c.stopAll()
 			c.timeout.Reset(64 * T1) // Timer M
+			// Accepted only passes 2xx up for 32 s: the request is never
+			// sent again nor cancelled, and its bytes need not be kept
+			// that long (at 800 calls/s, 25 000 INVITEs).
+			c.req = nil
 		}
 	case c.invite:
 		if c.state == stProceeding {

@@ -234,9 +234,15 @@ func (st *Server) respondLocked(b []byte, code int, owned bool, out *[]transport
 			return
 		}
 	}
-	if owned {
+	switch {
+	case st.invite && code >= 200 && code < 300:
+		// Accepted (RFC 6026 §8.7) absorbs a repeated INVITE without
+		// answering it, and each 2xx the proxy forwards is sent as it
+		// comes: the response is not kept for the 32 s of Timer L.
+		st.last = nil
+	case owned:
 		st.last = b
-	} else {
+	default:
 		st.last = append(st.last[:0], b...)
 	}
 	st.lastCode = code

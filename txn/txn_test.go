@@ -162,6 +162,13 @@ func TestServerInvite2xxAccepted(t *testing.T) {
 	if rec.count("SIP/2.0 200") != 2 || rec.count("SIP/2.0 486") != 0 {
 		t.Fatalf("sent %q", rec.sent)
 	}
+	// Nor is the 2xx kept for the 32 s of Timer L.
+	st.mu.Lock()
+	kept := st.last
+	st.mu.Unlock()
+	if kept != nil {
+		t.Errorf("Accepted keeps %q", kept)
+	}
 	eventually(t, "timer L", 80*testT1, func() bool { s, _ := l.Counts(); return s == 0 })
 }
 
@@ -317,12 +324,20 @@ func TestClientInviteNon2xx(t *testing.T) {
 func TestClientInvite2xx(t *testing.T) {
 	l, _ := newTestLayer(t)
 	h := &handler{}
-	newClient(t, l, "INVITE", "z9hG4bKc3", transport.UDP, h)
+	c := newClient(t, l, "INVITE", "z9hG4bKc3", transport.UDP, h)
+	if c.Request() == nil {
+		t.Fatal("no request before the answer")
+	}
 	deliver(t, l, response(200, "INVITE", "z9hG4bKc3", "b1"))
 	deliver(t, l, response(200, "INVITE", "z9hG4bKc3", "b2")) // another fork
 	resp, _, _ := h.snapshot()
 	if fmt.Sprint(resp) != "[200 200]" {
 		t.Fatalf("passed up %v", resp)
+	}
+	// Accepted keeps no request bytes for its 32 s: nothing is sent or
+	// cancelled any more.
+	if c.Request() != nil {
+		t.Error("the request is kept in Accepted")
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -97,6 +98,7 @@ type options struct {
 	adminListen     string
 	showVersion     bool
 	cpuProfile      string
+	memProfile      string
 	set             map[string]bool // flags given on the command line
 }
 
@@ -183,6 +185,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		log.Info("configuration reloaded", "file", o.configFile)
 	}
+	if o.memProfile != "" {
+		// Before anything is drained or closed: what the server held
+		// while it ran (the calls' transactions, the capture, the store).
+		if err := writeHeapProfile(o.memProfile); err != nil {
+			log.Error("--memprofile: " + err.Error())
+		}
+	}
 	stop := make(chan struct{})
 	go func() {
 		for s := range sigs {
@@ -219,6 +228,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8080", "`host:port` of the operations HTTP server (health, bans; docs/API.md), or off (admin.listen)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to `file` until sipedge stops; for performance reports")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile (go tool pprof) to `file` when sipedge is told to stop, before it drains; for performance reports")
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -353,4 +363,19 @@ func (d dnsResolver) ResolveTargets(ctx context.Context, u *sip.URI) ([]proxy.Ta
 		out = append(out, proxy.Target{Proto: t.Proto, Addr: t.Addr, Host: t.Domain})
 	}
 	return out, nil
+}
+
+// writeHeapProfile writes the heap as of the last collection after one
+// more, so what is live now is in it.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
