@@ -701,9 +701,9 @@ func (f *Feature) writeNow(c *call) {
 		bp := lineBufs.Get().(*[]byte)
 		var b []byte
 		if b, err = c.rec.appendJSON((*bp)[:0]); err == nil {
-			line = make([]byte, len(b)+1)
-			copy(line, b)
-			line[len(b)] = '\n'
+			// Appending to a full slice copies it into new memory
+			// without clearing that memory first, as make would.
+			line = append(b[:len(b):len(b)], '\n')
 			c.rec.line = line[:len(b):len(b)]
 		}
 		*bp = b[:0]
