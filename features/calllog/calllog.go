@@ -144,8 +144,8 @@ func (r *Record) JSON() ([]byte, error) {
 // lineSize per line is allocated at once.
 const lineSize = 1024
 
-// lineBufs are buffers to encode a line in before it is copied to its
-// exact size.
+// lineBufs are buffers to encode a line in before it is copied to memory
+// of its own.
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*lineSize); return &b }}
 
 // MaxDuration bounds how long a call is followed without a BYE.
@@ -695,8 +695,8 @@ func (f *Feature) writeNow(c *call) {
 	var line []byte
 	var err error
 	if f.path != "" {
-		// Encoded in a buffer used again for the next call, kept in one
-		// allocation of its exact size: the file's line ends in '\n', the
+		// Encoded in a buffer used again for the next call, then kept in
+		// one allocation of its own: the file's line ends in '\n', the
 		// record keeps the JSON alone.
 		bp := lineBufs.Get().(*[]byte)
 		var b []byte
@@ -705,8 +705,8 @@ func (f *Feature) writeNow(c *call) {
 			// without clearing that memory first, as make would.
 			line = append(b[:len(b):len(b)], '\n')
 			c.rec.line = line[:len(b):len(b)]
+			*bp = b[:0]
 		}
-		*bp = b[:0]
 		lineBufs.Put(bp)
 	}
 	f.mu.Lock()
