@@ -75,6 +75,10 @@ func (l *Layer) NewClient(o Out, h ClientHandler) (*Client, error) {
 	l.wheel.initTimer(&c.retrans, c, timerRetrans)
 	l.wheel.initTimer(&c.timeout, c, timerEnd)
 	l.wheel.initTimer(&c.timerC, c, timerC)
+	// Once stored, a response read on another goroutine may reach the
+	// transaction before the first send below returns, and a 2xx drops
+	// c.req (Accepted): the sends use this copy of the slice.
+	req := c.req
 	if _, stored := l.clients.putIfAbsent(c.key, c); !stored {
 		return nil, ErrDuplicate
 	}
@@ -93,10 +97,10 @@ func (l *Layer) NewClient(o Out, h ClientHandler) (*Client, error) {
 		// The first send opens the connection: never on the caller's
 		// goroutine (a message reader, the timer wheel). A failure
 		// ends the transaction from there.
-		_ = l.sendDialing(c.dest, c.req, func(err error) { c.transportError(err) }) // failures reach failed
+		_ = l.sendDialing(c.dest, req, func(err error) { c.transportError(err) }) // failures reach failed
 		return c, nil
 	}
-	if err := l.sendNow(c.dest, c.req); err != nil {
+	if err := l.sendNow(c.dest, req); err != nil {
 		l.stats.SendErrors.Add(1)
 		c.transportError(err)
 	}
