@@ -128,15 +128,17 @@ func (r *Record) appendJSON(b []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// JSON is the record's JSON: the line made when the call ended, or the
-// record encoded now. Callers that put records side by side (the API's
-// lists) join these: encoding/json would scan again, byte by byte, what a
+// appendLine encodes r at the end of buf; it returns buf and r's line, a
+// piece of buf whose capacity ends with it. The API's lists put lines side
+// by side themselves: encoding/json would scan again, byte by byte, what a
 // MarshalJSON returns.
-func (r *Record) JSON() ([]byte, error) {
-	if r.line != nil {
-		return r.line, nil
+func appendLine(buf []byte, r *Record) ([]byte, []byte, error) {
+	at := len(buf)
+	buf, err := r.appendJSON(buf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("call %s: %v", r.CallID, err)
 	}
-	return r.appendJSON(nil)
+	return buf, buf[at:len(buf):len(buf)], nil
 }
 
 // lineSize is room for a typical line (a call's record with its media,
@@ -457,12 +459,10 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 		buf := make([]byte, 0, len(todo)*lineSize)
 		for k := range todo {
 			m := &todo[k]
-			at := len(buf)
 			var err error
-			if buf, err = m.rec.appendJSON(buf); err != nil {
-				return nil, nil, 0, 0, false, fmt.Errorf("call %s: %v", m.rec.CallID, err)
+			if buf, ended[m.at], err = appendLine(buf, &m.rec); err != nil {
+				return nil, nil, 0, 0, false, err
 			}
-			ended[m.at] = buf[at:len(buf):len(buf)]
 		}
 		f.mu.Lock()
 		for _, m := range todo {
@@ -478,12 +478,12 @@ func (f *Feature) CallsSince(limit int, mark, since uint64) (active, ended [][]b
 	buf := make([]byte, 0, len(recs)*lineSize)
 	for i := range recs {
 		recs[i].Media = f.mediaOf(recs[i].CallID)
-		at := len(buf)
+		var line []byte
 		var err error
-		if buf, err = recs[i].appendJSON(buf); err != nil {
-			return nil, nil, 0, 0, false, fmt.Errorf("call %s: %v", recs[i].CallID, err)
+		if buf, line, err = appendLine(buf, &recs[i]); err != nil {
+			return nil, nil, 0, 0, false, err
 		}
-		active = append(active, buf[at:len(buf):len(buf)])
+		active = append(active, line)
 	}
 	return active, ended, next, seq, full, nil
 }
