@@ -9,7 +9,9 @@
 # Warm-up 3 s, measured window DURATION (default 20 s), drain 0.5 s. Prints
 # the generator's JSON line, the relay's own counters, and the steal over
 # the whole run. Extra flags: RELAY_FLAGS="-workers 1 -latch ssrc",
-# GEN_FLAGS="-sw 2 -rw 2 -socks 2"; CPUPROFILE=file profiles the relay.
+# GEN_FLAGS="-sw 2 -rw 2 -socks 2"; CPUPROFILE=file profiles the relay;
+# GEN_PROGRESS=1 prints the generator's line per second (packets sent and
+# received, its worst lag in that second).
 # Everything stays on 127.0.0.1: relay ports from 20000, generator
 # endpoints 19000 (side A) and 19002 (side B).
 #
@@ -135,6 +137,7 @@ run_sipedge() {
 	cat "$out/$name.json"
 	echo "relay: $(cat "$out/relay.json")"
 	[ "$name" = kernel ] && grep kernel: "$out/relay.log" | tail -"${KERNEL_LOG_LINES:-3}"
+	[ -n "${GEN_PROGRESS:-}" ] && grep ' lag ' "$out/$name.log"
 	echo "run_steal_pct=$rs (whole run, all CPUs)"
 	if [ "$name" = kernel ]; then
 		in=()

@@ -25,15 +25,14 @@ import (
 // reaching the relay thread:
 //
 //	table ip sipedge_media_PORTMIN_PORTMAX
-//	  map streams  { ip saddr . udp sport . udp dport . RTP SSRC : verdict }   (per-element counter)
-//	  map out      { meta mark . ip daddr . udp dport : verdict }
+//	  map streams  { ip saddr . udp sport . udp dport . RTP SSRC : mark . PEER . PEERPORT }
+//	  map out      { meta mark . ip daddr . udp dport : LOCAL . LOCALPORT }   (per-element counter)
 //	  chain pre    hook prerouting, priority raw (-300):
-//	                 meta l4proto udp  <key> vmap @streams
-//	  chain s<ID>  numgen inc mod kernelSample == kernelSample-1  return   (a sample goes on to the relay thread)
-//	               counter  ip daddr set PEER  udp dport set PEERPORT  meta mark set TAG|ID  notrack
-//	  chain post   hook postrouting: meta mark . ip daddr . udp dport vmap @out
-//	  chain in     hook input:       the same, for a peer on this host
-//	  chain o<ID>  ip saddr set LOCAL  udp sport set LOCALPORT  meta mark set 0
+//	                 meta l4proto udp  RTP seq & 31 != 31  <key> map @streams:
+//	                 meta mark set, ip daddr set, udp dport set, notrack
+//	  chain post   hook postrouting: mark tagged  meta mark . ip daddr . udp dport map @out:
+//	                 ip saddr set, udp sport set, meta mark set 0
+//	  chain in     hook input: the same, for a peer on this host
 //
 // Why this shape (docs/DESIGN.md, "In-kernel media path"):
 //
@@ -42,6 +41,16 @@ import (
 //     first packet of a conntrack flow, and the userspace phase has already
 //     made that flow), removing a rule stops forwarding at once, and there is
 //     no conntrack table to fill or flush.
+//   - Data maps, not a chain per direction reached through a verdict map:
+//     a transaction that adds a jump to a chain makes the kernel validate
+//     every chain reachable from the table's base chains (every element of
+//     a verdict map), so with a chain per direction each hand-over cost
+//     time in proportion to the directions already in the kernel; at 6 000
+//     directions the validation took most of a core while calls arrived.
+//     A data map lookup writes the rewrite's values into registers, and
+//     adding its elements validates nothing: a hand-over costs the same
+//     with ten directions in the kernel or ten thousand, and a packet walks
+//     three rules instead of a jump to a chain of its own.
 //   - The destination is rewritten before routing (prerouting), the source
 //     after it (postrouting, or input for a peer on this host): rewriting the
 //     source to one of our own addresses before routing makes the kernel
@@ -50,14 +59,18 @@ import (
 //     other source or with a new SSRC does not match and reaches the relay
 //     thread as before, which forwards it and hands the direction back to
 //     userspace (re-latch, SSRC change). Nothing is lost while that happens.
-//   - One packet in kernelSample skips the rewrite and reaches the relay
-//     thread, which forwards it and measures it: jitter keeps being
+//   - The packets whose RTP sequence number ends in five 1 bits (one in
+//     kernelSample, every 0.64 s of 20 ms audio) skip the rewrite and reach
+//     the relay thread, which forwards and measures them: jitter keeps being
 //     estimated from those samples, loss from the sequence numbers they carry
 //     against the exact count of everything forwarded, and the call's
-//     inactivity timer keeps seeing packets.
-//   - The rule counter of s<ID> is exact; it is read after the map element
-//     is removed, when nothing can add to it any more, so per-stream
-//     counters stay exact across every hand-over.
+//     inactivity timer keeps seeing packets. Chosen by sequence number, the
+//     samples are evenly spaced in every stream without a counter per
+//     stream.
+//   - The out map's element counter counts exactly the packets the kernel
+//     rewrote (samples are not marked, so never looked up there). It is read
+//     after the streams element is removed, when nothing can add to it any
+//     more, so per-stream counters stay exact across every hand-over.
 //   - Every change goes through one goroutine (kernel.run) in batches: the
 //     relay threads only queue requests and never wait for netlink.
 const (
@@ -78,8 +91,10 @@ const (
 	// have settled.
 	kernelAfter = 50
 	// kernelSample: one packet in this many goes through the relay thread
-	// while a direction is kernel-forwarded (one a second at 20 ms).
-	kernelSample = 50
+	// while a direction is kernel-forwarded: those whose RTP sequence
+	// number modulo kernelSample is kernelSample-1 (a power of two, so the
+	// rule is a mask and a compare).
+	kernelSample = 32
 	// kernelPoll is how often the live counters are read for Stats.
 	kernelPoll = 2 * time.Second
 )
@@ -111,13 +126,13 @@ type kentry struct {
 	dport, sport uint16
 	st           *Stream
 	side         Side
-	samples0     uint64 // the direction's packet count when it was added
 }
 
 // kernel owns the nftables table of the fast path.
 type kernel struct {
 	name    string // of the table; also the accept rules' user data
 	conn    *nftables.Conn
+	get     *netlink.Conn // reads elements' counters (kernel_counters_linux.go)
 	table   *nftables.Table
 	streams *nftables.Set
 	out     *nftables.Set
@@ -166,14 +181,21 @@ func openKernel(portMin, portMax int, firewall string, force bool) (*kernel, err
 		return nil, fmt.Errorf("nftables not usable (sipedge needs CAP_NET_ADMIN): %w", err)
 	}
 	removeKernelTable(conn, name)
+	get, err := dialCounters()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/forwarding"); err != nil || strings.TrimSpace(string(b)) != "1" {
+		get.Close()
 		return nil, errors.New("IPv4 forwarding is off (sysctl net.ipv4.ip_forward=1 turns it on)")
 	}
 	if !force {
 		if err := forwardDrops(conn, firewall); err != nil {
+			get.Close()
 			return nil, err
 		}
 		if legacyFilter() {
+			get.Close()
 			return nil, errors.New("a legacy iptables filter table is loaded (/proc/net/ip_tables_names), whose FORWARD policy sipedge cannot read: " +
 				"kernel-forwarded media is untracked and a DROP policy there would drop it; use media.kernel: on if that chain accepts it")
 		}
@@ -181,12 +203,14 @@ func openKernel(portMin, portMax int, firewall string, force bool) (*kernel, err
 	k := &kernel{
 		name:    name,
 		conn:    conn,
+		get:     get,
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		entries: make(map[*dirState]*kentry),
 	}
 	if err := k.build(); err != nil {
 		removeKernelTable(conn, name)
+		get.Close()
 		return nil, err
 	}
 	if firewall != "" {
@@ -256,41 +280,59 @@ func removeKernelTable(conn *nftables.Conn, name string) {
 var (
 	keyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService,
 		nftables.TypeInetService, nftables.TypeMark)
+	// streams' data: the mark (tag and ID), the peer's address and port.
+	fwdType    = nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeIPAddr, nftables.TypeInetService)
 	outKeyType = nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeIPAddr, nftables.TypeInetService)
+	// out's data: the relay's own address and port on the peer's side.
+	backType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 )
 
 // markBytes is a 32-bit value as nftables holds it in a register (host
-// byte order): a packet mark, or numgen's result.
+// byte order): a packet mark.
 func markBytes(v uint32) []byte {
 	var b [4]byte
 	binary.NativeEndian.PutUint32(b[:], v)
 	return b[:]
 }
 
-// outKey is the out map's key: mark . daddr . dport (padded to 4).
-func outKey(mark []byte, daddr [4]byte, dport uint16) []byte {
-	k := make([]byte, 12)
-	copy(k, mark)
-	copy(k[4:], daddr[:])
-	binary.BigEndian.PutUint16(k[8:], dport)
-	return k
+// addrPort is an address and a port as a concatenation holds them: the
+// port in network byte order, padded to 4 bytes.
+func addrPort(b []byte, addr [4]byte, port uint16) []byte {
+	b = append(b, addr[:]...)
+	return append(b, byte(port>>8), byte(port), 0, 0)
 }
 
-// Registers: NFT_REG32_00 and up hold the four parts of the key.
-const reg32 = 8
+// outKey is the out map's key: mark . daddr . dport.
+func outKey(id uint32, daddr [4]byte, dport uint16) []byte {
+	return addrPort(append(make([]byte, 0, 12), markBytes(kernelTag|id)...), daddr, dport)
+}
+
+// Registers: NFT_REG32_00 and up hold a lookup's key, the four after it
+// the data the lookup wrote.
+const (
+	reg32 = 8
+	regV  = reg32 + 4
+)
+
+// Sample check: the RTP sequence number (UDP header 8 + RTP bytes 2-3)
+// masked to its low bits.
+var (
+	seqMask   = []byte{0, kernelSample - 1}
+	seqSample = []byte{0, kernelSample - 1}
+)
 
 func (k *kernel) build() error {
 	c := k.conn
 	k.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: k.name})
 	k.streams = &nftables.Set{Table: k.table, Name: "streams", IsMap: true, Concatenation: true,
-		KeyType: keyType, DataType: nftables.TypeVerdict, Counter: true}
+		KeyType: keyType, DataType: fwdType}
 	if err := c.AddSet(k.streams, nil); err != nil {
 		return err
 	}
 	// The out map's key is the mark and the rewritten destination: the
 	// mark alone could be another instance's (same tag, same ID).
 	k.out = &nftables.Set{Table: k.table, Name: "out", IsMap: true, Concatenation: true,
-		KeyType: outKeyType, DataType: nftables.TypeVerdict}
+		KeyType: outKeyType, DataType: backType, Counter: true}
 	if err := c.AddSet(k.out, nil); err != nil {
 		return err
 	}
@@ -300,15 +342,23 @@ func (k *kernel) build() error {
 	c.AddRule(&nftables.Rule{Table: k.table, Chain: pre, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+		// Not a sample. A packet too short to hold an RTP header fails
+		// this load, or the SSRC's, and so the rule.
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 10, Len: 2},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: seqMask, Xor: []byte{0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: seqSample},
 		&expr.Payload{DestRegister: reg32, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
 		&expr.Payload{DestRegister: reg32 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
 		&expr.Payload{DestRegister: reg32 + 2, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		// The SSRC: UDP header (8) + RTP bytes 8-11. A shorter packet
-		// fails the load and so the rule.
+		// The SSRC: UDP header (8) + RTP bytes 8-11.
 		&expr.Payload{DestRegister: reg32 + 3, Base: expr.PayloadBaseTransportHeader, Offset: 16, Len: 4},
-		&expr.Lookup{SourceRegister: reg32, SetName: k.streams.Name, SetID: k.streams.ID, DestRegister: 0, IsDestRegSet: true},
+		&expr.Lookup{SourceRegister: reg32, SetName: k.streams.Name, SetID: k.streams.ID, DestRegister: regV, IsDestRegSet: true},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: regV},
+		ipWrite(16, regV+1),
+		udpWrite(2, regV+2),
+		&expr.Notrack{},
 	}})
-	markVmap := []expr.Any{
+	back := []expr.Any{
 		// Only packets the pre chain marked go on to the lookup: every
 		// other packet sent or received by this host passes these hooks
 		// too, and a tag check is much cheaper than a hash lookup.
@@ -320,15 +370,19 @@ func (k *kernel) build() error {
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg32},
 		&expr.Payload{DestRegister: reg32 + 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Payload{DestRegister: reg32 + 2, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: reg32, SetName: k.out.Name, SetID: k.out.ID, DestRegister: 0, IsDestRegSet: true},
+		&expr.Lookup{SourceRegister: reg32, SetName: k.out.Name, SetID: k.out.ID, DestRegister: regV, IsDestRegSet: true},
+		ipWrite(12, regV),
+		udpWrite(0, regV+1),
+		&expr.Immediate{Register: 1, Data: []byte{0, 0, 0, 0}},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 	}
 	srcnat := *nftables.ChainPriorityNATSource
 	post := c.AddChain(&nftables.Chain{Table: k.table, Name: "post", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPostrouting, Priority: &srcnat, Policy: &accept})
-	c.AddRule(&nftables.Rule{Table: k.table, Chain: post, Exprs: markVmap})
+	c.AddRule(&nftables.Rule{Table: k.table, Chain: post, Exprs: back})
 	in := c.AddChain(&nftables.Chain{Table: k.table, Name: "in", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRaw, Policy: &accept})
-	c.AddRule(&nftables.Rule{Table: k.table, Chain: in, Exprs: markVmap})
+	c.AddRule(&nftables.Rule{Table: k.table, Chain: in, Exprs: back})
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: creating table ip %s: %w", k.name, err)
 	}
@@ -403,6 +457,7 @@ func (k *kernel) remove() {
 	_ = k.conn.Flush()
 	removeKernelTable(k.conn, k.name)
 	_ = k.conn.CloseLasting()
+	_ = k.get.Close()
 }
 
 // enqueue queues a request; it never blocks (the caller holds a worker's
@@ -579,64 +634,25 @@ func (k *kernel) alloc() uint32 {
 	return k.next
 }
 
-func (k *kernel) chains(id uint32) (s, o *nftables.Chain) {
-	n := strconv.FormatUint(uint64(id), 10)
-	return &nftables.Chain{Table: k.table, Name: "s" + n}, &nftables.Chain{Table: k.table, Name: "o" + n}
-}
-
-// stage adds e's chains, rules and map elements to the pending batch.
+// stage adds e's map elements to the pending batch.
 func (k *kernel) stage(e *kentry) {
-	c := k.conn
-	s, o := k.chains(e.id)
-	c.AddChain(s)
-	c.AddChain(o)
-	mark := markBytes(kernelTag | e.id)
-	var port [4]byte
-	binary.BigEndian.PutUint16(port[:], e.dport)
-	// The last of every kernelSample packets is the sample: the first
-	// ones of a hand-over may reach the relay thread before it knows the
-	// hand-over is done, and must not be taken for samples.
-	last := markBytes(kernelSample - 1)
-	c.AddRule(&nftables.Rule{Table: k.table, Chain: s, Exprs: []expr.Any{
-		&expr.Numgen{Register: 1, Modulus: kernelSample, Type: unix.NFT_NG_INCREMENTAL},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: last},
-		&expr.Verdict{Kind: expr.VerdictReturn},
-	}})
-	c.AddRule(&nftables.Rule{Table: k.table, Chain: s, Exprs: []expr.Any{
-		&expr.Counter{},
-		&expr.Immediate{Register: 1, Data: e.daddr[:]},
-		ipWrite(16),
-		&expr.Immediate{Register: 1, Data: port[:2]},
-		udpWrite(2),
-		&expr.Immediate{Register: 1, Data: mark},
-		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
-		&expr.Notrack{},
-	}})
-	binary.BigEndian.PutUint16(port[:], e.sport)
-	c.AddRule(&nftables.Rule{Table: k.table, Chain: o, Exprs: []expr.Any{
-		&expr.Immediate{Register: 1, Data: e.saddr[:]},
-		ipWrite(12),
-		&expr.Immediate{Register: 1, Data: port[:2]},
-		udpWrite(0),
-		&expr.Immediate{Register: 1, Data: []byte{0, 0, 0, 0}},
-		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
-	}})
-	_ = c.SetAddElements(k.out, []nftables.SetElement{{Key: outKey(mark, e.daddr, e.dport), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: o.Name}}})
-	_ = c.SetAddElements(k.streams, []nftables.SetElement{{Key: e.key[:], VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: s.Name}}})
+	fwd := addrPort(append(make([]byte, 0, 12), markBytes(kernelTag|e.id)...), e.daddr, e.dport)
+	_ = k.conn.SetAddElements(k.out, []nftables.SetElement{{Key: outKey(e.id, e.daddr, e.dport), Val: addrPort(nil, e.saddr, e.sport)}})
+	_ = k.conn.SetAddElements(k.streams, []nftables.SetElement{{Key: e.key[:], Val: fwd}})
 }
 
 // ipWrite rewrites the IPv4 address at offset (12 source, 16
-// destination) from register 1, fixing the IP header checksum and the
+// destination) from register reg, fixing the IP header checksum and the
 // UDP checksum's pseudo-header.
-func ipWrite(offset uint32) *expr.Payload {
-	return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader,
+func ipWrite(offset, reg uint32) *expr.Payload {
+	return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: reg, Base: expr.PayloadBaseNetworkHeader,
 		Offset: offset, Len: 4, CsumType: expr.CsumTypeInet, CsumOffset: 10, CsumFlags: unix.NFT_PAYLOAD_L4CSUM_PSEUDOHDR}
 }
 
-// udpWrite rewrites the UDP port at offset (0 source, 2 destination),
-// fixing the UDP checksum.
-func udpWrite(offset uint32) *expr.Payload {
-	return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseTransportHeader,
+// udpWrite rewrites the UDP port at offset (0 source, 2 destination)
+// from register reg, fixing the UDP checksum.
+func udpWrite(offset, reg uint32) *expr.Payload {
+	return &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: reg, Base: expr.PayloadBaseTransportHeader,
 		Offset: offset, Len: 2, CsumType: expr.CsumTypeInet, CsumOffset: 6}
 }
 
@@ -651,10 +667,10 @@ func (k *kernel) activate(es []*kentry) {
 	k.mu.Unlock()
 	byWorker(es, entryStream, func(e *kentry) {
 		d := &e.st.dir[e.side]
-		e.samples0 = d.packets
 		d.kLost0 = d.rtp.lost()
 		d.kOwn0 = d.rtp.ownLost()
-		d.klastExt = d.rtp.extSeq()
+		d.kfirstExt = d.rtp.extSeq()
+		d.klastExt = d.kfirstExt
 		if d.k == kPending {
 			d.k = kActive
 		}
@@ -682,9 +698,9 @@ func (k *kernel) refuse(e *kentry, err error) {
 	})
 }
 
-// del takes directions out of the kernel: first their map elements (no
-// packet takes the path afterwards), then their exact counters, then the
-// chains.
+// del takes directions out of the kernel: first their streams elements
+// (no packet is rewritten afterwards), then their exact counters, read
+// from the out map's elements, then those elements.
 func (k *kernel) del(dels []kreq) {
 	var es []*kentry
 	var back []kdone
@@ -705,27 +721,16 @@ func (k *kernel) del(dels []kreq) {
 	if err := k.conn.Flush(); err != nil {
 		k.setErr(err)
 	}
-	counts := make([][2]uint64, len(es))
+	keys := make([][]byte, len(es))
 	for i, e := range es {
-		s, o := k.chains(e.id)
-		var pk, by uint64
-		if rules, err := k.conn.GetRules(k.table, s); err == nil {
-			for _, r := range rules {
-				for _, x := range r.Exprs {
-					if c, ok := x.(*expr.Counter); ok {
-						pk, by = c.Packets, c.Bytes
-					}
-				}
-			}
-		} else {
-			k.setErr(err)
-		}
-		counts[i] = [2]uint64{pk, by}
-		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: outKey(markBytes(kernelTag|e.id), e.daddr, e.dport)}})
-		k.conn.FlushChain(s)
-		k.conn.FlushChain(o)
-		k.conn.DelChain(s)
-		k.conn.DelChain(o)
+		keys[i] = outKey(e.id, e.daddr, e.dport)
+	}
+	counts, err := k.counters(keys)
+	if err != nil {
+		k.setErr(err)
+	}
+	for i, e := range es {
+		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: keys[i]}})
 		delete(k.entries, &e.st.dir[e.side])
 		k.free = append(k.free, e.id)
 	}
@@ -737,7 +742,8 @@ func (k *kernel) del(dels []kreq) {
 	k.mu.Unlock()
 	ds := make([]kdone, len(es))
 	for i, e := range es {
-		ds[i] = kdone{st: e.st, side: e.side, ssrc: binary.BigEndian.Uint32(e.key[12:16]), pk: counts[i][0], by: counts[i][1]}
+		c := counts[string(keys[i])]
+		ds[i] = kdone{st: e.st, side: e.side, ssrc: binary.BigEndian.Uint32(e.key[12:16]), pk: c[0], by: c[1]}
 	}
 	k.finish(ds)
 }
@@ -791,12 +797,22 @@ func doneLocked(st *Stream, side Side, ssrc uint32, pk, by uint64) (closing bool
 	d.kLive, d.kLiveBytes = 0, 0
 	// Loss (RFC 3550 A.3: expected - received). The kernel forwarded pk
 	// packets of SSRC ssrc: they count as received. The relay thread saw
-	// the samples, one in every kernelSample packets that matched (the
-	// rule's counter is exact, so the spacing is too): the tail after the
-	// last sample, whose sequence numbers it never saw, is the pk
-	// packets less the kernelSample-1 before each sample, and is taken
-	// as lossless.
-	tail := pk - min(pk, (kernelSample-1)*d.ksamples)
+	// the rest: the samples (every sequence number modulo kernelSample
+	// equal to kernelSample-1) and any packet that was on its way before
+	// the hand-over, ksamples in all, the last with the extended sequence
+	// number klastExt. Between the hand-over (kfirstExt) and that packet
+	// the kernel forwarded the span less those, if none was lost; the
+	// rest of pk came after the last one seen, and that tail is taken as
+	// lossless. Loss since the hand-over shortens that tail by as much
+	// (to no less than nothing): what this misses is at most the packets
+	// after the last sample, fewer than kernelSample (0.64 s of 20 ms
+	// audio) per hand-over, and a stream without loss comes out exact.
+	span := d.klastExt - d.kfirstExt
+	tail := uint64(0)
+	if pk+d.ksamples > span {
+		tail = pk + d.ksamples - span
+	}
+	tail = min(tail, pk)
 	if d.rtp.ssrc == ssrc && d.rtp.valid {
 		// Packets the relay thread has read since the withdrawal may
 		// already have moved the highest sequence number past the tail.
@@ -825,19 +841,19 @@ func doneLocked(st *Stream, side Side, ssrc uint32, pk, by uint64) (closing bool
 }
 
 // poll refreshes the live counters of kernel-forwarded directions from
-// the map's element counters (every packet that matched the key: the
-// kernel-forwarded ones and the samples).
+// the out map's element counters (exactly the packets the kernel
+// rewrote; the samples are the relay thread's own count).
 func (k *kernel) poll() {
 	if len(k.entries) == 0 {
 		return
 	}
-	els, err := k.conn.GetSetElements(k.streams)
+	els, err := k.conn.GetSetElements(k.out)
 	if err != nil {
 		return
 	}
-	byKey := make(map[[16]byte]*kentry, len(k.entries))
+	byKey := make(map[string]*kentry, len(k.entries))
 	for _, e := range k.entries {
-		byKey[e.key] = e
+		byKey[string(outKey(e.id, e.daddr, e.dport))] = e
 	}
 	type live struct {
 		e     *kentry
@@ -845,24 +861,19 @@ func (k *kernel) poll() {
 	}
 	var lives []live
 	for _, el := range els {
-		if len(el.Key) < 16 || el.Counter == nil {
+		if el.Counter == nil {
 			continue
 		}
-		if e := byKey[[16]byte(el.Key[:16])]; e != nil {
+		if e := byKey[string(el.Key)]; e != nil {
 			lives = append(lives, live{e, el.Counter.Packets, el.Counter.Bytes})
 		}
 	}
 	byWorker(lives, func(l live) *Stream { return l.e.st }, func(l live) {
-		e, d := l.e, &l.e.st.dir[l.e.side]
+		d := &l.e.st.dir[l.e.side]
 		if d.k == kActive {
-			samples := d.packets - e.samples0
-			if l.pk > samples {
-				d.kLive = l.pk - samples
-				d.kLiveBytes = 0
-				if l.b > l.pk*28 {
-					// Average size: the samples are the same kind of packet.
-					d.kLiveBytes = (l.b - l.pk*28) / l.pk * d.kLive
-				}
+			d.kLive, d.kLiveBytes = l.pk, 0
+			if l.b > l.pk*28 {
+				d.kLiveBytes = l.b - l.pk*28 // IPv4 and UDP headers off, as in doneLocked
 			}
 		}
 	}, nil)

@@ -44,7 +44,8 @@ func TestKernelPathInNetns(t *testing.T) {
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestKernelPath", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), kernelNSEnv+"=1")
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestKernelPathForwards") || !strings.Contains(string(out), "--- PASS: TestKernelPathForwardPolicy") {
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestKernelPathForwards") || !strings.Contains(string(out), "--- PASS: TestKernelPathForwardPolicy") ||
+		!strings.Contains(string(out), "--- PASS: TestKernelPathLoss") {
 		t.Fatalf("in namespace %s: %v\n%s", ns, err, out)
 	}
 	t.Logf("in namespace %s:\n%s", ns, out)
@@ -70,7 +71,8 @@ func kernelTable(t *testing.T) (*nftables.Conn, *nftables.Table) {
 	return c, tb
 }
 
-// kernelChains lists the per-direction chains (s<ID>, o<ID>) in the table.
+// kernelChains lists the chains in the table other than its three base
+// chains (a table left by an older sipedge had one per direction).
 func kernelChains(t *testing.T) []string {
 	t.Helper()
 	c, tb := kernelTable(t)
@@ -88,6 +90,31 @@ func kernelChains(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// kernelElements counts the elements of the streams and out maps: one
+// each per direction in the kernel.
+func kernelElements(t *testing.T) (streams, out int) {
+	t.Helper()
+	c, tb := kernelTable(t)
+	if tb == nil {
+		return 0, 0
+	}
+	for _, m := range []struct {
+		name string
+		n    *int
+	}{{"streams", &streams}, {"out", &out}} {
+		set, err := c.GetSetByName(tb, m.name)
+		if err != nil {
+			t.Fatalf("map %s: %v", m.name, err)
+		}
+		els, err := c.GetSetElements(set)
+		if err != nil {
+			t.Fatalf("map %s: %v", m.name, err)
+		}
+		*m.n = len(els)
+	}
+	return streams, out
 }
 
 // exchange sends n RTP packets each way, in turns, each checked on arrival
@@ -157,8 +184,11 @@ func TestKernelPathForwards(t *testing.T) {
 	if !st.AtoB.InKernel || !st.BtoA.InKernel {
 		t.Fatalf("stats: in kernel A→B %v B→A %v", st.AtoB.InKernel, st.BtoA.InKernel)
 	}
-	if ch := kernelChains(t); len(ch) != 4 {
-		t.Fatalf("chains %v: want s and o for each of 2 directions", ch)
+	if n, o := kernelElements(t); n != 2 || o != 2 {
+		t.Fatalf("map elements: streams %d, out %d: want one each per direction", n, o)
+	}
+	if ch := kernelChains(t); len(ch) != 0 {
+		t.Fatalf("chains %v: want the base chains only", ch)
 	}
 	// While the kernel forwards, the counts are polled (every
 	// kernelPoll).
@@ -218,8 +248,8 @@ func TestKernelPathForwards(t *testing.T) {
 	if st.AtoB.Lost != 0 || st.BtoA.Lost != 0 {
 		t.Fatalf("after close: lost %d/%d, want 0", st.AtoB.Lost, st.BtoA.Lost)
 	}
-	if ch := kernelChains(t); len(ch) != 0 {
-		t.Fatalf("chains left after the call: %v", ch)
+	if n, o := kernelElements(t); n != 0 || o != 0 {
+		t.Fatalf("map elements left after the call: streams %d, out %d", n, o)
 	}
 	k := x.r.Kernel()
 	if k.Directions != 0 || k.Added != k.Removed || k.Failed != 0 {
@@ -232,6 +262,82 @@ func TestKernelPathForwards(t *testing.T) {
 	if _, tb := kernelTable(t); tb != nil {
 		t.Fatal("table left after Close")
 	}
+}
+
+// Loss while the kernel forwards: the samples' sequence numbers show the
+// gap once the direction is back in userspace, and the kernel's exact
+// count says how many of the rest arrived. A stream that ends in the
+// kernel may hide at most the packets after its last sample.
+func TestKernelPathLoss(t *testing.T) {
+	inKernelNS(t)
+	x := newSetup(t, Config{Kernel: true})
+	if ks := x.r.Kernel(); !ks.Active {
+		t.Fatalf("kernel path not active: %s", ks.Reason)
+	}
+	seq := uint16(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for x.r.Kernel().Directions != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for both directions in the kernel; %+v", x.r.Kernel())
+		}
+		seq = exchange(t, x, x.a, x.b, seq, 1, 0xa, 0xb)
+		time.Sleep(time.Millisecond)
+	}
+	seq = exchange(t, x, x.a, x.b, seq, 40, 0xa, 0xb)
+	seq += 7 // lost on the way, both directions
+	seq = exchange(t, x, x.a, x.b, seq, 100, 0xa, 0xb)
+	if st := x.s.Stats(); !st.AtoB.InKernel || !st.BtoA.InKernel {
+		t.Fatalf("not in the kernel: %+v", st)
+	}
+
+	// B moves (a re-INVITE): both directions come back to the relay
+	// thread, whose next packets carry the sequence numbers on.
+	b2 := newEndpoint(t, "udp4", lo4)
+	removed := x.r.Kernel().Removed
+	if err := x.s.SetPeer(SideB, b2.addr, netip.AddrPort{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both directions back from the kernel", func() bool { return x.r.Kernel().Removed >= removed+2 })
+	seq = exchange(t, x, x.a, b2, seq, 5, 0xa, 0xb)
+	// (The relay thread may hand the directions over again at once: the
+	// SSRC has held still. Their loss is then the one it found.)
+	st := x.s.Stats()
+	if st.AtoB.Lost != 7 || st.BtoA.Lost != 7 {
+		t.Fatalf("lost A→B %d, B→A %d: want 7 each", st.AtoB.Lost, st.BtoA.Lost)
+	}
+
+	// Back in the kernel, a gap, and the call ends there: the count is
+	// exact, the loss no more than the gaps and no less than them less
+	// what came after the last sample.
+	for k := x.r.Kernel(); k.Added < removed+4 || k.Directions != 2; k = x.r.Kernel() {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("timed out waiting for the kernel again; %+v", k)
+		}
+		seq = exchange(t, x, x.a, b2, seq, 1, 0xa, 0xb)
+		time.Sleep(time.Millisecond)
+	}
+	seq = exchange(t, x, x.a, b2, seq, 40, 0xa, 0xb)
+	seq += 3
+	seq = exchange(t, x, x.a, b2, seq, 50, 0xa, 0xb)
+	done := make(chan struct{})
+	x.c.Close()
+	x.c.AfterRelease(func() { close(done) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("AfterRelease never ran")
+	}
+	st = x.s.Stats()
+	sent := uint64(seq - 1 - 10)
+	if st.AtoB.Packets != sent || st.BtoA.Packets != sent {
+		t.Fatalf("after close: packets %d/%d, want %d", st.AtoB.Packets, st.BtoA.Packets, sent)
+	}
+	for _, lost := range []int64{st.AtoB.Lost, st.BtoA.Lost} {
+		if lost < 7+3-(kernelSample-1) || lost > 10 {
+			t.Fatalf("after close: lost %d/%d, want 10 less at most %d", st.AtoB.Lost, st.BtoA.Lost, kernelSample-1)
+		}
+	}
+	t.Logf("after close: lost %d/%d of 10 (A→B %d packets, %d by the kernel)", st.AtoB.Lost, st.BtoA.Lost, st.AtoB.Packets, st.AtoB.Kernel)
 }
 
 // Without forwarding the relay stays in userspace and says why.
@@ -301,16 +407,16 @@ func TestKernelPathForks(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if ch := kernelChains(t); len(ch) != 4 {
-		t.Fatalf("chains %v after Keep: want the kept fork's 2 directions", ch)
+	if n, o := kernelElements(t); n != 2 || o != 2 {
+		t.Fatalf("map elements after Keep: streams %d, out %d: want the kept fork's 2 directions", n, o)
 	}
 	seq = exchange(t, y, y.a, y.b, seq, 50, 0xc, 0xd)
 	y.a.send(aRTP, sr)
 	y.bRTCP.expect(sr, bRTCP)
 	x.c.Close()
-	for len(kernelChains(t)) != 0 {
+	for n, o := kernelElements(t); n != 0 || o != 0; n, o = kernelElements(t) {
 		if time.Now().After(deadline) {
-			t.Fatalf("chains left after Close: %v", kernelChains(t))
+			t.Fatalf("map elements left after Close: streams %d, out %d", n, o)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -620,6 +620,7 @@ type dirState struct {
 	kPackets, kBytes, kLive, kLiveBytes uint64
 	kLost0, kOwn0                       int64
 	ksamples                            uint64 // samples seen in the current hand-over
+	kfirstExt                           uint64 // highest extended sequence number when the hand-over began
 	klastExt                            uint64 // highest extended sequence number at the last sample
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -86,6 +87,7 @@ type gen struct {
 	sendFails atomic.Uint64
 	recvd     atomic.Uint64
 	lagMax    atomic.Int64
+	lagNow    atomic.Int64 // the worst lag since the last progress line
 
 	recvCount [][]uint32 // by receiver thread, by stream
 	hist      [][]uint32 // by receiver thread, latency in µs
@@ -155,6 +157,10 @@ func runGen(o genOpts) error {
 		go g.sender(t, &sw)
 	}
 
+	stopProgress := make(chan struct{})
+	go g.progress(stopProgress)
+	defer close(stopProgress)
+
 	sleepUntil(g.winFrom)
 	s0 := snapshot(l.PID)
 	sent0, recv0 := g.sent.Load(), g.recvd.Load()
@@ -207,6 +213,7 @@ func runGen(o genOpts) error {
 // rate holds; how late it was is the generator's lag.
 func (g *gen) sender(t int, wg *sync.WaitGroup) {
 	runtime.LockOSThread()
+	nameThread(fmt.Sprintf("gen-send-%d", t))
 	defer wg.Done()
 	period := time.Second / time.Duration(g.o.pps)
 	slots := max(int(period/time.Millisecond), 1)
@@ -233,10 +240,12 @@ func (g *gen) sender(t int, wg *sync.WaitGroup) {
 			if sched >= g.stopAt {
 				break
 			}
-			if sched >= g.winFrom && sched < g.winTo {
-				if lag := now - sched; lag > g.lagMax.Load() {
-					g.lagMax.Store(lag) // one writer per thread; max is approximate across threads
-				}
+			lag := now - sched
+			if sched >= g.winFrom && sched < g.winTo && lag > g.lagMax.Load() {
+				g.lagMax.Store(lag) // one writer per thread; max is approximate across threads
+			}
+			if lag > g.lagNow.Load() {
+				g.lagNow.Store(lag)
 			}
 			for _, j := range wheel[next%int64(slots)] {
 				if g.o.ramp > 0 && sched < g.t0+int64(j)*int64(g.o.ramp)/int64(len(g.streams)) {
@@ -302,6 +311,7 @@ func (g *gen) flush(b *batch) {
 // counts per stream by SSRC.
 func (g *gen) receiver(r int, wg *sync.WaitGroup) {
 	runtime.LockOSThread()
+	nameThread(fmt.Sprintf("gen-recv-%d", r))
 	defer wg.Done()
 	var fds []int
 	for side := 0; side < 2; side++ {
@@ -349,6 +359,36 @@ func (g *gen) receiver(r int, wg *sync.WaitGroup) {
 	}
 }
 
+// progress writes one line a second to stderr: packets sent and
+// received in that second and the senders' worst lag in it, so that a
+// run shows when the generator fell behind (during the ramp, the
+// hand-overs or the window), not only by how much.
+func (g *gen) progress(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var sent0, recv0 uint64
+	for s := 1; ; s++ {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		sent, recv := g.sent.Load(), g.recvd.Load()
+		phase := "ramp"
+		switch now := nanotime(); {
+		case now >= g.winTo:
+			phase = "drain"
+		case now >= g.winFrom:
+			phase = "window"
+		case now >= g.t0+int64(g.o.ramp):
+			phase = "warm-up"
+		}
+		fmt.Fprintf(os.Stderr, "%3ds %-7s sent %7d/s received %7d/s lag %6.1f ms\n",
+			s, phase, sent-sent0, recv-recv0, float64(g.lagNow.Swap(0))/1e6)
+		sent0, recv0 = sent, recv
+	}
+}
+
 // percentiles of the window's latency, in ms.
 func (g *gen) percentiles() (p50, p99, maxv float64) {
 	total := uint64(0)
@@ -388,3 +428,10 @@ func sleepUntil(t int64) {
 var epoch = time.Now()
 
 func nanotime() int64 { return int64(time.Since(epoch)) }
+
+// nameThread names the calling (locked) thread, so that top -H and perf
+// tell the generator's senders and receivers apart.
+func nameThread(name string) {
+	b := append([]byte(name), 0)
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0)
+}

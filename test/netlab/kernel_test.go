@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 // TestKernelPath: sipedge on the gateway with media.kernel: on. A call
 // from the provider side (sipp with RTP) to alice on the LAN (baresip)
 // moves to nftables once both sides have latched: the gateway's ruleset
-// holds one chain pair per direction during the call, RTP flows both ways
+// holds one element per direction in its streams map during the call, RTP flows both ways
 // through the firewall (whose forward chain accepts only established flows
 // and sipedge's rule), the call log's per-leg packet counts equal what each
 // phone sent as the captures saw it, and nothing of the call is left in
@@ -45,11 +44,11 @@ func TestKernelPath(t *testing.T) {
 		}()
 		return done
 	}
-	waitChains := func(want int) int {
+	waitDirections := func(want int) int {
 		t.Helper()
 		n := 0
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if n = len(l.kernelChains("gw")); n >= want {
+			if n = l.kernelDirections("gw"); n >= want {
 				return n
 			}
 		}
@@ -61,9 +60,8 @@ func TestKernelPath(t *testing.T) {
 	capLAN := l.capture("lan", "udp portrange 10000-11099")
 	capWAN := l.captureOn("wan", "br0", "udp port 30000 or udp port 30001 or udp portrange 10000-10999")
 	done := call(ctx, "6000")
-	// Two directions, a chain pair each.
-	if n := waitChains(4); n != 4 {
-		t.Fatalf("per-direction chains during the call: %d, want 4 (the call: %s)\n%s\nsipedge log:\n%s",
+	if n := waitDirections(2); n != 2 {
+		t.Fatalf("directions in the kernel during the call: %d, want 2 (the call: %s)\n%s\nsipedge log:\n%s",
 			n, callState(done), l.kernelRuleset("gw"), tail([]byte(l.logFile("sipedge")), 4000))
 	}
 	if err := <-done; err != nil {
@@ -74,8 +72,8 @@ func TestKernelPath(t *testing.T) {
 	checkFlow(t, capLAN.file, "10.77.0.1:", "10.77.0.10", 250)
 	checkFlow(t, capWAN.file, "203.0.113.1:", "203.0.113.12", 250)
 	time.Sleep(500 * time.Millisecond)
-	if ch := l.kernelChains("gw"); len(ch) != 0 {
-		t.Fatalf("chains left after BYE: %v", ch)
+	if n := l.kernelDirections("gw"); n != 0 {
+		t.Fatalf("directions left in the kernel after BYE: %d\n%s", n, l.kernelRuleset("gw"))
 	}
 
 	// What each phone sent to the relay, as captured, against the call
@@ -97,18 +95,18 @@ func TestKernelPath(t *testing.T) {
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel2()
 	done = call(ctx2, "20000")
-	if n := waitChains(4); n != 4 {
-		t.Fatalf("per-direction chains during the second call: %d, want 4 (the call: %s)\n%s\nsipedge log:\n%s",
+	if n := waitDirections(2); n != 2 {
+		t.Fatalf("directions in the kernel during the second call: %d, want 2 (the call: %s)\n%s\nsipedge log:\n%s",
 			n, callState(done), l.kernelRuleset("gw"), tail([]byte(l.logFile("sipedge")), 4000))
 	}
 	l.se.Process.Kill()
 	l.se.Wait()
-	if n := len(l.kernelChains("gw")); n == 0 {
-		t.Fatal("the killed sipedge's chains vanished by themselves: the restart check proves nothing")
+	if n := l.kernelDirections("gw"); n <= 0 {
+		t.Fatal("the killed sipedge's directions vanished by themselves: the restart check proves nothing")
 	}
 	l.sipedge("gw", cfg)
-	if ch := l.kernelChains("gw"); len(ch) != 0 {
-		t.Fatalf("chains after the restart: %v, want none", ch)
+	if n := l.kernelDirections("gw"); n != 0 {
+		t.Fatalf("directions in the kernel after the restart: %d, want none\n%s", n, l.kernelRuleset("gw"))
 	}
 	cancel2()
 	<-done
@@ -141,16 +139,31 @@ func matchSent(t *testing.T, what string, leg logLeg, sent int) {
 	}
 }
 
-var kernelChainRE = regexp.MustCompile(`(?m)^\s*chain ([so]\d+) \{`)
-
-// kernelChains lists the per-direction chains of the in-kernel path's
-// table in namespace ns.
-func (l *lab) kernelChains(ns string) []string {
-	var out []string
-	for _, m := range kernelChainRE.FindAllStringSubmatch(l.kernelRuleset(ns), -1) {
-		out = append(out, m[1])
+// kernelDirections counts the directions in the in-kernel path's table
+// in namespace ns: the elements of its streams map (one per direction;
+// each has its element in the out map too). -1 when the map cannot be
+// read.
+func (l *lab) kernelDirections(ns string) int {
+	b, err := l.cmd(ns, "nft", "-j", "list", "map", "ip", "sipedge_media_10000_10999", "streams").Output()
+	if err != nil {
+		return -1
 	}
-	return out
+	var doc struct {
+		Nftables []struct {
+			Map *struct {
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"map"`
+		} `json:"nftables"`
+	}
+	if json.Unmarshal(b, &doc) != nil {
+		return -1
+	}
+	for _, x := range doc.Nftables {
+		if x.Map != nil {
+			return len(x.Map.Elem)
+		}
+	}
+	return -1
 }
 
 func (l *lab) kernelRuleset(ns string) string {
@@ -242,11 +255,11 @@ func TestKernelPathFarEnd(t *testing.T) {
 			"-mi", "10.78.0.10", "-mp", "30000", "-m", "1", "-d", "6000", "-nostdin", "-timeout", "30s")
 	}()
 	n := 0
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && n < 4; time.Sleep(100 * time.Millisecond) {
-		n = len(l.kernelChains("wan"))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && n < 2; time.Sleep(100 * time.Millisecond) {
+		n = l.kernelDirections("wan")
 	}
-	if n != 4 {
-		t.Fatalf("per-direction chains during the call: %d, want 4", n)
+	if n != 2 {
+		t.Fatalf("directions in the kernel during the call: %d, want 2", n)
 	}
 	if err := <-uac; err != nil {
 		t.Fatalf("bob (sipp UAC): %v", err)
@@ -259,8 +272,8 @@ func TestKernelPathFarEnd(t *testing.T) {
 	checkRTP(t, capA.file, "10.77.0.10:20000", 250)
 	checkRTP(t, capB.file, "10.78.0.10:30000", 250)
 	time.Sleep(500 * time.Millisecond)
-	if ch := l.kernelChains("wan"); len(ch) != 0 {
-		t.Fatalf("chains left after BYE: %v", ch)
+	if n := l.kernelDirections("wan"); n != 0 {
+		t.Fatalf("directions left in the kernel after BYE: %d", n)
 	}
 	flowsA, flowsB := rtpFlows(t, capA.file), rtpFlows(t, capB.file)
 	sent := func(flows map[string]*rtpFlow, from string) int {
