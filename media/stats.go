@@ -53,7 +53,7 @@ type DirStats struct {
 	// Kernel counts the packets of Packets (and Forwarded) that the
 	// in-kernel path forwarded (Config.Kernel); InKernel says it
 	// forwards this direction now. Loss and jitter then come from the
-	// one packet in 50 that still passes through the relay thread, and
+	// one packet in 32 that still passes through the relay thread, and
 	// Lost stays where it was when the hand-over began until it ends.
 	Kernel   uint64
 	InKernel bool

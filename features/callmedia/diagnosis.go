@@ -155,7 +155,7 @@ type Leg struct {
 	RTCPPackets uint64 `json:"rtcp_packets"`
 	Forwarded   uint64 `json:"forwarded"` // sent on to the other side
 	// Kernel is how many of Packets the in-kernel path forwarded
-	// (media.kernel); loss and jitter then come from the one packet in 50
+	// (media.kernel); loss and jitter then come from the one packet in 32
 	// the relay thread still sees.
 	Kernel        uint64         `json:"kernel_packets"`
 	InKernel      bool           `json:"in_kernel"`
