@@ -162,8 +162,9 @@ type kernel struct {
 func openKernel(portMin, portMax int, firewall string, force bool) (*kernel, error) {
 	name := kernelTablePrefix + strconv.Itoa(portMin) + "_" + strconv.Itoa(portMax)
 	// One lasting socket, with room for a transaction's acknowledgements:
-	// each of the ~7 messages per direction is acknowledged, and a
-	// default-sized buffer overflows (ENOBUFS) at a few dozen directions.
+	// every message of a transaction (two map elements per direction) is
+	// acknowledged, and a default-sized buffer overflows (ENOBUFS) at a
+	// few hundred of them.
 	conn, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
 		_ = c.SetOption(netlink.CapAcknowledge, true) // acknowledgements without the request echoed
 		rc, err := c.SyscallConn()
@@ -543,7 +544,7 @@ func (k *kernel) apply(batch []kreq) {
 }
 
 // kernelChunk is the most directions one netlink transaction adds or
-// removes (about 7 messages each).
+// removes (a message for each of its two map elements).
 const kernelChunk = 256
 
 // add puts entries into the kernel, in one transaction; if it fails, one
