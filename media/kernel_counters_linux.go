@@ -3,6 +3,7 @@
 package media
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -41,31 +42,31 @@ func dialCounters() (*netlink.Conn, error) {
 	return c, nil
 }
 
-// counters returns the packet and byte counters of the out map's
-// elements with these keys, by key. A key the kernel does not have is
-// missing from the result; the error says why.
-func (k *kernel) counters(keys [][]byte) (map[string][2]uint64, error) {
-	out := make(map[string][2]uint64, len(keys))
+// counters returns the packet and byte counters of the entries' out map
+// elements, by key. A key the kernel does not have is missing from the
+// result; the error says why.
+func (k *kernel) counters(es []*kentry) (map[[12]byte][2]uint64, error) {
+	out := make(map[[12]byte][2]uint64, len(es))
 	var first error
-	for len(keys) > 0 {
-		n := min(len(keys), countersChunk)
-		if err := k.countersChunk(keys[:n], out); err != nil && first == nil {
+	for len(es) > 0 {
+		n := min(len(es), countersChunk)
+		if err := k.countersChunk(es[:n], out); err != nil && first == nil {
 			first = err
 		}
-		keys = keys[n:]
+		es = es[n:]
 	}
 	return out, first
 }
 
-func (k *kernel) countersChunk(keys [][]byte, out map[string][2]uint64) error {
+func (k *kernel) countersChunk(es []*kentry, out map[[12]byte][2]uint64) error {
 	ae := netlink.NewAttributeEncoder()
 	ae.String(unix.NFTA_SET_ELEM_LIST_TABLE, k.name)
 	ae.String(unix.NFTA_SET_ELEM_LIST_SET, k.out.Name)
 	ae.Nested(unix.NFTA_SET_ELEM_LIST_ELEMENTS, func(ae *netlink.AttributeEncoder) error {
-		for _, key := range keys {
+		for _, e := range es {
 			ae.Nested(unix.NFTA_LIST_ELEM, func(ae *netlink.AttributeEncoder) error {
 				ae.Nested(unix.NFTA_SET_ELEM_KEY, func(ae *netlink.AttributeEncoder) error {
-					ae.Bytes(unix.NFTA_DATA_VALUE, key)
+					ae.Bytes(unix.NFTA_DATA_VALUE, e.out[:])
 					return nil
 				})
 				return nil
@@ -105,103 +106,64 @@ func (k *kernel) countersChunk(keys [][]byte, out map[string][2]uint64) error {
 				return nil // the acknowledgement: Receive returns errors itself
 			}
 			if key, c, ok := parseElemCounter(m.Data); ok {
-				out[string(key)] = c
+				out[key] = c
 			}
 		}
 	}
 }
 
 // parseElemCounter reads the key and the counter of the one element in
-// a NEWSETELEM message (the kernel's answer to a GETSETELEM).
-func parseElemCounter(b []byte) (key []byte, c [2]uint64, ok bool) {
+// a NEWSETELEM message (the kernel's answer to a GETSETELEM): nfgenmsg,
+// then ELEMENTS > LIST_ELEM > KEY > DATA_VALUE beside the counter, in
+// ELEM_EXPR or, with several expressions, in EXPRESSIONS > LIST_ELEM.
+func parseElemCounter(b []byte) (key [12]byte, c [2]uint64, ok bool) {
 	if len(b) < 4 {
-		return nil, c, false
+		return key, c, false
 	}
-	ad, err := netlink.NewAttributeDecoder(b[4:])
-	if err != nil {
-		return nil, c, false
+	elem := attr(attr(b[4:], unix.NFTA_SET_ELEM_LIST_ELEMENTS), unix.NFTA_LIST_ELEM)
+	k := attr(attr(elem, unix.NFTA_SET_ELEM_KEY), unix.NFTA_DATA_VALUE)
+	if len(k) != len(key) {
+		return key, c, false
 	}
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		if ad.Type() != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+	copy(key[:], k)
+	exprs := [][]byte{attr(elem, unix.NFTA_SET_ELEM_EXPR)}
+	if list := attr(elem, nftaSetElemExpressions); list != nil {
+		exprs = attrs(list, unix.NFTA_LIST_ELEM)
+	}
+	for _, x := range exprs {
+		if string(bytes.TrimRight(attr(x, unix.NFTA_EXPR_NAME), "\x00")) != "counter" {
 			continue
 		}
-		ad.Nested(func(ad *netlink.AttributeDecoder) error {
-			for ad.Next() {
-				if ad.Type() != unix.NFTA_LIST_ELEM {
-					continue
-				}
-				ad.Nested(func(ad *netlink.AttributeDecoder) error {
-					for ad.Next() {
-						switch ad.Type() {
-						case unix.NFTA_SET_ELEM_KEY:
-							ad.Nested(func(ad *netlink.AttributeDecoder) error {
-								for ad.Next() {
-									if ad.Type() == unix.NFTA_DATA_VALUE {
-										key = ad.Bytes()
-									}
-								}
-								return nil
-							})
-						case unix.NFTA_SET_ELEM_EXPR:
-							ad.Nested(func(ad *netlink.AttributeDecoder) error {
-								if cc, found := exprCounter(ad); found {
-									c, ok = cc, true
-								}
-								return nil
-							})
-						case nftaSetElemExpressions:
-							ad.Nested(func(ad *netlink.AttributeDecoder) error {
-								for ad.Next() {
-									if ad.Type() == unix.NFTA_LIST_ELEM {
-										ad.Nested(func(ad *netlink.AttributeDecoder) error {
-											if cc, found := exprCounter(ad); found {
-												c, ok = cc, true
-											}
-											return nil
-										})
-									}
-								}
-								return nil
-							})
-						}
-					}
-					return nil
-				})
-			}
-			return nil
-		})
+		data := attr(x, unix.NFTA_EXPR_DATA)
+		pk, by := attr(data, unix.NFTA_COUNTER_PACKETS), attr(data, unix.NFTA_COUNTER_BYTES)
+		if len(pk) != 8 || len(by) != 8 {
+			return key, c, false
+		}
+		return key, [2]uint64{binary.BigEndian.Uint64(pk), binary.BigEndian.Uint64(by)}, true
 	}
-	if ad.Err() != nil || key == nil {
-		return nil, c, false
-	}
-	return key, c, ok
+	return key, c, false
 }
 
-// exprCounter reads a counter expression's packets and bytes.
-func exprCounter(ad *netlink.AttributeDecoder) (c [2]uint64, ok bool) {
-	counter := false
-	var pk, by uint64
+// attr is the value of b's first netlink attribute of type typ (flags
+// aside), nil if there is none.
+func attr(b []byte, typ uint16) []byte {
+	if v := attrs(b, typ); len(v) > 0 {
+		return v[0]
+	}
+	return nil
+}
+
+// attrs are the values of b's netlink attributes of type typ.
+func attrs(b []byte, typ uint16) [][]byte {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return nil
+	}
+	var out [][]byte
 	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_EXPR_NAME:
-			counter = ad.String() == "counter"
-		case unix.NFTA_EXPR_DATA:
-			ad.Nested(func(ad *netlink.AttributeDecoder) error {
-				for ad.Next() {
-					switch ad.Type() {
-					case unix.NFTA_COUNTER_PACKETS:
-						pk = ad.Uint64()
-					case unix.NFTA_COUNTER_BYTES:
-						by = ad.Uint64()
-					}
-				}
-				return nil
-			})
+		if ad.Type() == typ {
+			out = append(out, ad.Bytes())
 		}
 	}
-	if !counter {
-		return c, false
-	}
-	return [2]uint64{pk, by}, true
+	return out
 }

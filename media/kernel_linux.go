@@ -122,6 +122,7 @@ type kreq struct {
 type kentry struct {
 	id           uint32
 	key          [16]byte // saddr . sport . dport . ssrc, as the map's key
+	out          [12]byte // outKey, once the ID is known (stage)
 	daddr, saddr [4]byte
 	dport, sport uint16
 	st           *Stream
@@ -182,24 +183,21 @@ func openKernel(portMin, portMax int, firewall string, force bool) (*kernel, err
 		return nil, fmt.Errorf("nftables not usable (sipedge needs CAP_NET_ADMIN): %w", err)
 	}
 	removeKernelTable(conn, name)
-	get, err := dialCounters()
-	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
-	}
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/forwarding"); err != nil || strings.TrimSpace(string(b)) != "1" {
-		get.Close()
 		return nil, errors.New("IPv4 forwarding is off (sysctl net.ipv4.ip_forward=1 turns it on)")
 	}
 	if !force {
 		if err := forwardDrops(conn, firewall); err != nil {
-			get.Close()
 			return nil, err
 		}
 		if legacyFilter() {
-			get.Close()
 			return nil, errors.New("a legacy iptables filter table is loaded (/proc/net/ip_tables_names), whose FORWARD policy sipedge cannot read: " +
 				"kernel-forwarded media is untracked and a DROP policy there would drop it; use media.kernel: on if that chain accepts it")
 		}
+	}
+	get, err := dialCounters()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	k := &kernel{
 		name:    name,
@@ -303,9 +301,12 @@ func addrPort(b []byte, addr [4]byte, port uint16) []byte {
 	return append(b, byte(port>>8), byte(port), 0, 0)
 }
 
-// outKey is the out map's key: mark . daddr . dport.
-func outKey(id uint32, daddr [4]byte, dport uint16) []byte {
-	return addrPort(append(make([]byte, 0, 12), markBytes(kernelTag|id)...), daddr, dport)
+// outKey is the out map's key, mark . daddr . dport: also the streams
+// map's value (the mark set and the destination written).
+func outKey(id uint32, daddr [4]byte, dport uint16) (k [12]byte) {
+	binary.NativeEndian.PutUint32(k[:4], kernelTag|id)
+	addrPort(k[4:4], daddr, dport)
+	return k
 }
 
 // Registers: NFT_REG32_00 and up hold a lookup's key, the four after it
@@ -315,12 +316,9 @@ const (
 	regV  = reg32 + 4
 )
 
-// Sample check: the RTP sequence number (UDP header 8 + RTP bytes 2-3)
-// masked to its low bits.
-var (
-	seqMask   = []byte{0, kernelSample - 1}
-	seqSample = []byte{0, kernelSample - 1}
-)
+// seqLow masks the RTP sequence number (UDP header 8 + RTP bytes 2-3) to
+// its low bits, all of which are set in a sample.
+var seqLow = []byte{0, kernelSample - 1}
 
 func (k *kernel) build() error {
 	c := k.conn
@@ -346,8 +344,8 @@ func (k *kernel) build() error {
 		// Not a sample. A packet too short to hold an RTP header fails
 		// this load, or the SSRC's, and so the rule.
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 10, Len: 2},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: seqMask, Xor: []byte{0, 0}},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: seqSample},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: seqLow, Xor: []byte{0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: seqLow},
 		&expr.Payload{DestRegister: reg32, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
 		&expr.Payload{DestRegister: reg32 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
 		&expr.Payload{DestRegister: reg32 + 2, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
@@ -637,9 +635,9 @@ func (k *kernel) alloc() uint32 {
 
 // stage adds e's map elements to the pending batch.
 func (k *kernel) stage(e *kentry) {
-	fwd := addrPort(append(make([]byte, 0, 12), markBytes(kernelTag|e.id)...), e.daddr, e.dport)
-	_ = k.conn.SetAddElements(k.out, []nftables.SetElement{{Key: outKey(e.id, e.daddr, e.dport), Val: addrPort(nil, e.saddr, e.sport)}})
-	_ = k.conn.SetAddElements(k.streams, []nftables.SetElement{{Key: e.key[:], Val: fwd}})
+	e.out = outKey(e.id, e.daddr, e.dport)
+	_ = k.conn.SetAddElements(k.out, []nftables.SetElement{{Key: e.out[:], Val: addrPort(nil, e.saddr, e.sport)}})
+	_ = k.conn.SetAddElements(k.streams, []nftables.SetElement{{Key: e.key[:], Val: e.out[:]}})
 }
 
 // ipWrite rewrites the IPv4 address at offset (12 source, 16
@@ -722,16 +720,12 @@ func (k *kernel) del(dels []kreq) {
 	if err := k.conn.Flush(); err != nil {
 		k.setErr(err)
 	}
-	keys := make([][]byte, len(es))
-	for i, e := range es {
-		keys[i] = outKey(e.id, e.daddr, e.dport)
-	}
-	counts, err := k.counters(keys)
+	counts, err := k.counters(es)
 	if err != nil {
 		k.setErr(err)
 	}
-	for i, e := range es {
-		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: keys[i]}})
+	for _, e := range es {
+		_ = k.conn.SetDeleteElements(k.out, []nftables.SetElement{{Key: e.out[:]}})
 		delete(k.entries, &e.st.dir[e.side])
 		k.free = append(k.free, e.id)
 	}
@@ -743,7 +737,7 @@ func (k *kernel) del(dels []kreq) {
 	k.mu.Unlock()
 	ds := make([]kdone, len(es))
 	for i, e := range es {
-		c := counts[string(keys[i])]
+		c := counts[e.out]
 		ds[i] = kdone{st: e.st, side: e.side, ssrc: binary.BigEndian.Uint32(e.key[12:16]), pk: c[0], by: c[1]}
 	}
 	k.finish(ds)
@@ -852,9 +846,9 @@ func (k *kernel) poll() {
 	if err != nil {
 		return
 	}
-	byKey := make(map[string]*kentry, len(k.entries))
+	byKey := make(map[[12]byte]*kentry, len(k.entries))
 	for _, e := range k.entries {
-		byKey[string(outKey(e.id, e.daddr, e.dport))] = e
+		byKey[e.out] = e
 	}
 	type live struct {
 		e     *kentry
@@ -862,10 +856,10 @@ func (k *kernel) poll() {
 	}
 	var lives []live
 	for _, el := range els {
-		if el.Counter == nil {
+		if el.Counter == nil || len(el.Key) != 12 {
 			continue
 		}
-		if e := byKey[string(el.Key)]; e != nil {
+		if e := byKey[[12]byte(el.Key)]; e != nil {
 			lives = append(lives, live{e, el.Counter.Packets, el.Counter.Bytes})
 		}
 	}
