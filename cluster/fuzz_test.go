@@ -8,7 +8,8 @@ import (
 
 // FuzzParseBatch: any message on the aor channel parses or is refused
 // without a panic; what parses has increasing versions of its batch, and
-// its records rebuild the message byte for byte.
+// its records rebuild the message byte for byte, and its node is the one
+// batchNode reads from its head alone.
 //
 //	go test -run '^$' -fuzz '^FuzzParseBatch$' -fuzztime 60s ./cluster/
 func FuzzParseBatch(f *testing.F) {
@@ -21,6 +22,9 @@ func FuzzParseBatch(f *testing.F) {
 		node, ws, ok := parseBatch(payload)
 		if !ok {
 			return
+		}
+		if n := batchNode(payload); n != node {
+			t.Fatalf("%q: batchNode %q, parseBatch %q", payload, n, node)
 		}
 		g := ws[0].v / batchSpan
 		var b strings.Builder

@@ -448,15 +448,33 @@ func parseBatch(payload string) (node string, ws []write, ok bool) {
 	return node, ws, len(ws) > 0 && rest == ""
 }
 
+// batchNode is the writing node of a message of the aor channel, read
+// without parsing its records ("" when the head is malformed; parseBatch
+// is the judge of the rest).
+func batchNode(payload string) string {
+	_, rest, ok := strings.Cut(payload, " ")
+	if !ok {
+		return ""
+	}
+	node, _, ok := strings.Cut(rest, "\n")
+	if !ok {
+		return ""
+	}
+	return node
+}
+
 // remote installs another instance's batch of writes.
 func (l *Locations) remote(payload string) {
-	node, ws, ok := parseBatch(payload)
+	if batchNode(payload) == l.c.cfg.Node {
+		// This instance's own writes, already in memory: every batch comes
+		// back to its writer on the shared channel, and parsing it (a
+		// write per record) only to drop it was the writer's cost.
+		return
+	}
+	_, ws, ok := parseBatch(payload)
 	if !ok {
 		l.stats.Bad.Add(1)
 		return
-	}
-	if node == l.c.cfg.Node {
-		return // this instance's own writes: already in memory
 	}
 	prefix := l.c.key(l.space + ":")
 	l.amu.Lock()
