@@ -12,10 +12,12 @@
 #             sent to the first.
 #
 # The CPU measured for a cluster is all of it: both instances and Redis
-# (sipedge2), both nodes (kamailio2). Each target gets the max-rate search
-# of register and call; the summary prints each one's rate, the sipedge
-# cluster against the Kamailio cluster, and what sharing costs against one
-# sipedge.
+# (sipedge2), both nodes (kamailio2); for sipedge2 a line per scenario
+# also splits it between the first instance, the second and Redis over
+# the whole search ("# register cpu_s first=..."). Each target gets the
+# max-rate search of register and call; the summary prints each one's
+# rate, the sipedge cluster against the Kamailio cluster, and what sharing
+# costs against one sipedge.
 #
 #   bench/cluster.sh [register|call|both] [extra harness options...]
 #   bench/cluster.sh both --reg-rates "8000 16000 24000" --call-rates "1000 2000 3000" --confirm 10
@@ -102,8 +104,17 @@ a=${pids[-1]}
 sipedge cluster-b 127.0.0.2 redis
 b=${pids[-1]}
 sleep 1.5 # a heartbeat: each knows the other
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime of a process, in 1/100 s
 for sc in $scens; do
+	a0=$(ticks "$a") b0=$(ticks "$b") r0=$(ticks "$redis")
 	bench/harness/run-sip-bench.sh --proxy-pid "$a,$b,$redis" --out "$out/sipedge2-$sc" "${shift_args[@]}" 127.0.0.1:5070 "$sc"
+	# where the cluster's CPU went over the whole search: the instance that
+	# took the load, the one installing its writes, Redis
+	a1=$(ticks "$a") b1=$(ticks "$b") r1=$(ticks "$redis")
+	awk -v sc="$sc" -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v r=$((r1 - r0)) 'BEGIN {
+		t = a + b + r; if (t == 0) t = 1
+		printf "# %s cpu_s first=%.2f (%.0f%%) second=%.2f (%.0f%%) redis=%.2f (%.0f%%)\n", sc, a / 100, 100 * a / t, b / 100, 100 * b / t, r / 100, 100 * r / t
+	}'
 done | tee "$out/sipedge2.txt"
 # the second instance must hold what the first took
 echo "# AoRs in Redis: $(redis-cli -p 6390 --scan --pattern 'bench:aor:*' | wc -l)" | tee -a "$out/sipedge2.txt"
