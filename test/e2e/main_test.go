@@ -71,6 +71,16 @@ func freePort(t *testing.T) int {
 // args has --listen) and waits until it logs that it started.
 func start(t *testing.T, args ...string) *server {
 	t.Helper()
+	return startTry(t, 0, args...)
+}
+
+// startTry is start's attempt number try: the port freePort picked is free
+// when picked, but a test running beside this one may bind it before
+// sipedge does; sipedge then refuses to start (address already in use) and
+// is started again on another port, up to three times.
+func startTry(t *testing.T, try int, args ...string) *server {
+	t.Helper()
+	orig := append([]string(nil), args...)
 	s := &server{t: t, exited: make(chan error, 1)}
 	hasListen := false
 	for _, a := range args {
@@ -110,7 +120,9 @@ func start(t *testing.T, args ...string) *server {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
+	read := make(chan struct{}) // closed when the output is all read
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(pr)
 		once := sync.Once{}
 		for sc.Scan() {
@@ -127,6 +139,13 @@ func start(t *testing.T, args ...string) *server {
 	select {
 	case <-started:
 	case err := <-s.exited:
+		select { // its last lines, the reason among them
+		case <-read:
+		case <-time.After(time.Second):
+		}
+		if !hasListen && try < 3 && strings.Contains(s.logs(), "address already in use") {
+			return startTry(t, try+1, orig...)
+		}
 		t.Fatalf("sipedge exited at start: %v\n%s", err, s.logs())
 	case <-time.After(10 * time.Second):
 		t.Fatalf("sipedge did not start:\n%s", s.logs())
