@@ -298,14 +298,10 @@ dial_plan:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The log line is written when the state changes, and reaches the
-	// test through a pipe read on another goroutine: it may come a little
-	// after the API shows the state.
-	upLine := `msg="pool target up" pool=pbx target=` + ua + " answered_probes=2"
-	for seen := time.Now(); !strings.Contains(s.logs(), upLine); time.Sleep(20 * time.Millisecond) {
-		if time.Since(seen) > 2*time.Second {
-			t.Fatalf("no log line for the instance coming back")
-		}
+	// The log line reaches the test through a pipe, after the API shows
+	// the state: hasLog waits for it.
+	if !s.hasLog(`msg="pool target up" pool=pbx target=` + ua + " answered_probes=2") {
+		t.Fatalf("no log line for the instance coming back")
 	}
 	run("rejoin", calls("rejoin", 40, 80))
 	expectCalls(t, "rejoin", filepath.Join(dir, "rejoin.csv"), 40)
