@@ -203,6 +203,9 @@ func (c *Core) branchSig(branch, host, callID []byte) uint64 {
 	return c.branchKey.sum(branch, host, callID)
 }
 
+// branchLen is the length of every branch appendBranch writes.
+const branchLen = len(branchPrefix) + 16 + 1 + 16
+
 // maxBranchIdx bounds the branch index a signature may carry.
 const maxBranchIdx = 1 << 12
 
@@ -287,6 +290,9 @@ func (c *Core) buildRequest(dst, branch []byte, b *Branch, routes int, idx int) 
 	m, via, t := b.Msg, b.Via, b.Target
 	m.ResetEdits()
 	secure := b.RecordRoute && sipsNext(m, routes, t.URI)
+	if cap(branch) < branchLen {
+		branch = make([]byte, 0, branchLen) // one allocation, not append's steps
+	}
 	branch = c.appendBranch(branch[:0], m, via, idx)
 	if t.URI != nil {
 		s, e := m.RequestURISpan()

@@ -1,9 +1,10 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
-	"sort"
+	"slices"
 	"time"
 
 	"sipedge/registrar"
@@ -67,7 +68,7 @@ func (lr *LocationRouter) Route(_ context.Context, m *sip.Message, src netip.Add
 	if err != nil || !u.IsSIP() {
 		return Decision{Code: 404, Reason: "Not Found"}
 	}
-	if !lr.Domains.local(u.Host) && (lr.IsSelf == nil || !lr.IsSelf(&u)) {
+	if !lr.Domains.local(u.Host) && (lr.IsSelf == nil || !isSelf(lr.IsSelf, u)) {
 		// Routing to other domains (outbound proxy, static routes, RFC
 		// 3263) is not configured: refuse rather than relay.
 		return Decision{Code: 403, Reason: "Relaying Denied"}
@@ -81,10 +82,11 @@ func (lr *LocationRouter) Route(_ context.Context, m *sip.Message, src netip.Add
 		// The user may exist but has no current binding.
 		return Decision{Code: 480, Reason: "Temporarily Unavailable"}
 	}
-	sort.SliceStable(bs, func(i, j int) bool { return bs[i].Q > bs[j].Q })
+	slices.SortStableFunc(bs, func(a, b registrar.Binding) int { return cmp.Compare(b.Q, a.Q) })
 	var groups [][]Target
-	for i, b := range bs {
-		t, ok := lr.bindingTarget(&b)
+	for i := range bs {
+		b := &bs[i]
+		t, ok := lr.bindingTarget(b)
 		if !ok {
 			continue
 		}
@@ -98,6 +100,11 @@ func (lr *LocationRouter) Route(_ context.Context, m *sip.Message, src netip.Add
 	}
 	return Decision{Groups: groups}
 }
+
+// isSelf asks f about a copy of u: only a call of f (a URI naming
+// neither a local domain nor sipedge's address) moves the copy to the
+// heap, not every request through the caller.
+func isSelf(f func(*sip.URI) bool, u sip.URI) bool { return f(&u) }
 
 // bindingTarget turns a binding into a target: the Request-URI becomes the
 // contact (§16.5), Path becomes Route (RFC 3327 §5.2). Over TCP/TLS the

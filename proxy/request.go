@@ -40,6 +40,11 @@ type Request struct {
 	trust     uint8 // Trusted, once worked out
 	notes     notes
 	branch    Branch // scratch for the branch hooks of stateless forwards
+	// target and ruri are scratch for a stateless forward's target and
+	// for the Request-URI handed to feature resolvers: pointers to them
+	// outlive no stack frame, so neither is allocated per request.
+	target Target
+	ruri   sip.URI
 	// capture, when set (TestRequest), receives local answers instead
 	// of the network.
 	capture func(code int, b []byte)

@@ -54,6 +54,11 @@ type respCtx struct {
 	// most once (RFC 3261 §16.5).
 	redirects int
 	tried     []string
+	// first and firstList hold the first branch and the list of one: most
+	// requests go to one target, and the context is allocated anyway.
+	// Branches are never removed from the list, so first is never reused.
+	first     branch
+	firstList [1]*branch
 }
 
 // The views hooks get are pooled rather than kept in every response
@@ -212,7 +217,13 @@ func (ctx *respCtx) startBranch(t *Target) bool {
 		// retransmitted 2xx may still come (RFC 6026 Accepted state).
 		ctx.vias = appendRequestVias(nil, &ctx.msg, &ctx.via, ctx.src)
 	}
-	b := &branch{ctx: ctx, target: *t}
+	var b *branch
+	if ctx.branches == nil {
+		b, ctx.branches = &ctx.first, ctx.firstList[:0]
+		*b = branch{ctx: ctx, target: *t}
+	} else {
+		b = &branch{ctx: ctx, target: *t}
+	}
 	ctx.branches = append(ctx.branches, b)
 	c.stats.Forwarded.Add(1)
 	if t.Observer != nil {
@@ -591,7 +602,7 @@ func (ctx *respCtx) settle() {
 	ctx.maybeFinish()
 	if ctx.final && !ctx.starting && ctx.allDone() {
 		ctx.req, ctx.out, ctx.best, ctx.bbuf, ctx.groups = nil, nil, nil, nil, nil
-		ctx.msg = sip.Message{}
+		ctx.msg.Recycle()
 		ctx.notes = nil
 	}
 }

@@ -240,7 +240,7 @@ func (t *Table) Route(ctx context.Context, m *sip.Message, src netip.AddrPort, p
 		}
 	}
 	n := len(t.Routes)
-	if u.IsSIP() && (t.Domains.local(u.Host) || t.IsSelf != nil && t.IsSelf(&u)) {
+	if u.IsSIP() && (t.Domains.local(u.Host) || t.IsSelf != nil && isSelf(t.IsSelf, u)) {
 		t.hit(n)
 		if t.Location == nil {
 			return Decision{Code: 480, Reason: "Temporarily Unavailable"}
@@ -255,7 +255,8 @@ func (t *Table) Route(ctx context.Context, m *sip.Message, src netip.AddrPort, p
 		return Decision{Code: 404, Reason: "Not Found"}
 	}
 	t.hit(n + 2)
-	return t.toURI(ctx, &u, "request-uri")
+	ru := u // only this path keeps a pointer to it
+	return t.toURI(ctx, &ru, "request-uri")
 }
 
 func (r *StaticRoute) matches(u *sip.URI) bool {

@@ -149,7 +149,9 @@ func slRouteStage(r *Request) bool {
 
 // forwardStateless builds the request for t (branch hooks included) and
 // sends it without a transaction; false when it could not be sent.
-func (c *Core) forwardStateless(r *Request, t *Target, idx int, rr bool) bool {
+func (c *Core) forwardStateless(r *Request, target *Target, idx int, rr bool) bool {
+	r.target = *target
+	t := &r.target
 	r.branch = Branch{Msg: &r.msg, Via: &r.via, Src: r.pkt.Src, InProto: r.pkt.Proto, Target: t, RecordRoute: rr, notes: &r.notes}
 	out, _, ok := c.buildRequest(r.out[:0], r.extra[:0], &r.branch, r.routes, idx)
 	if !ok {
@@ -416,16 +418,17 @@ func (c *Core) directTarget(r *Request) (t Target, ok, blocked bool) {
 		}
 		return c.resolveTarget(r.Ctx(), &a.URI)
 	}
-	u, err := r.msg.RequestURI()
+	var err error
+	r.ruri, err = r.msg.RequestURI()
 	if err != nil {
 		return Target{}, false, false
 	}
 	for _, res := range c.pipe.resolvers {
-		if t, claimed, ok := res(&u); claimed {
+		if t, claimed, ok := res(&r.ruri); claimed {
 			return t, ok, false
 		}
 	}
-	return c.resolveTarget(r.Ctx(), &u)
+	return c.resolveTarget(r.Ctx(), &r.ruri)
 }
 
 // claimed reports whether a feature claims the Request-URI.
@@ -433,12 +436,13 @@ func (c *Core) claimed(r *Request) bool {
 	if len(c.pipe.resolvers) == 0 {
 		return false
 	}
-	u, err := r.msg.RequestURI()
+	var err error
+	r.ruri, err = r.msg.RequestURI()
 	if err != nil {
 		return false
 	}
 	for _, res := range c.pipe.resolvers {
-		if _, claimed, _ := res(&u); claimed {
+		if _, claimed, _ := res(&r.ruri); claimed {
 			return true
 		}
 	}

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 )
 
@@ -34,10 +35,32 @@ func (m *Message) Replace(start, end int, data []byte) error {
 			return ErrEditOverlap
 		}
 	}
+	m.reserveEdits()
 	ds := len(m.scratch)
 	m.scratch = append(m.scratch, data...)
 	m.edits = append(m.edits, edit{int32(start), int32(end), int32(ds), int32(len(m.scratch))})
 	return nil
+}
+
+// A forwarded request gets about ten edits and a few hundred bytes of
+// them (Request-URI, Max-Forwards, received/rport, Record-Route, Via).
+// A Message that has never been edited reserves room for that much at
+// its first edit, instead of growing both slices step by step; a reused
+// Message keeps what it has.
+const (
+	editsReserve   = 16
+	scratchReserve = 512
+)
+
+// reserveEdits makes room for a forwarded request's edits at the first
+// edit of a Message.
+func (m *Message) reserveEdits() {
+	if cap(m.edits) == 0 {
+		m.edits = make([]edit, 0, editsReserve)
+	}
+	if cap(m.scratch) == 0 {
+		m.scratch = make([]byte, 0, scratchReserve)
+	}
 }
 
 // Insert schedules data to be inserted at offset at.
@@ -63,6 +86,7 @@ func (m *Message) InsertHeader(i int, name string, value []byte) error {
 	if i < len(m.hdrs) {
 		at = int(m.hdrs[i].line.s)
 	}
+	m.reserveEdits()
 	ds := len(m.scratch)
 	m.scratch = append(m.scratch, name...)
 	m.scratch = append(m.scratch, ':', ' ')
@@ -91,6 +115,7 @@ func (m *Message) SetHeaderValue(i int, value []byte) error {
 // SetMaxForwards rewrites the Max-Forwards value, or adds the header before
 // the first header when the request has none (RFC 3261 §16.6 step 3).
 func (m *Message) SetMaxForwards(n int) error {
+	m.reserveEdits()
 	ds := len(m.scratch)
 	if i := m.Find(KindMaxForwards); i >= 0 {
 		m.scratch = strconv.AppendInt(m.scratch, int64(n), 10)
@@ -118,6 +143,9 @@ func (m *Message) AppendTo(dst []byte) []byte {
 	if len(m.edits) == 0 {
 		return append(dst, m.buf...)
 	}
+	// One allocation of the exact size when dst is short, rather than
+	// append's growth steps over the pieces.
+	dst = slices.Grow(dst, m.Len())
 	m.sortEdits()
 	pos := int32(0)
 	for _, e := range m.edits {

@@ -1,6 +1,9 @@
 package sip
 
-import "bytes"
+import (
+	"bytes"
+	"sync"
+)
 
 // span is a byte range [s, e) of Message.buf. Offsets instead of slices keep
 // the header index small, free of pointers, and valid for edits.
@@ -87,6 +90,41 @@ type Message struct {
 
 	edits   []edit
 	scratch []byte
+	bufs    *msgBufs // where hdrs, edits and scratch came from (Recycle)
+}
+
+// msgBufs carries a Message's buffers (header index, edit buffers) from
+// a Message its owner is done with (Recycle) to the next one parsed
+// without buffers of its own: a proxied request's copy, kept for its
+// transaction, otherwise allocates them anew each time.
+type msgBufs struct {
+	hdrs    []header
+	edits   []edit
+	scratch []byte
+}
+
+var bufPool sync.Pool // of *msgBufs
+
+// maxPooledScratch bounds the edit bytes a pooled Message keeps (a large
+// rewritten body is not kept for every later message).
+const maxPooledScratch = 8 << 10
+
+// Recycle ends the use of m: its header index and edit buffers go to the
+// next Message parsed without buffers of its own, and m is left as the
+// zero Message. Views of the parsed bytes (header values, a parsed Via)
+// stay valid, since they point into those bytes; nothing else that m
+// returned may be used after it.
+func (m *Message) Recycle() {
+	b := m.bufs
+	if b == nil {
+		b = new(msgBufs)
+	}
+	b.hdrs, b.edits, b.scratch = m.hdrs[:0], m.edits[:0], m.scratch[:0]
+	if cap(b.scratch) > maxPooledScratch {
+		b.scratch = nil
+	}
+	*m = Message{}
+	bufPool.Put(b)
 }
 
 // b returns the bytes of a span.
@@ -98,11 +136,16 @@ func (m *Message) b(sp span) []byte { return m.buf[sp.s:sp.e] }
 func (m *Message) Release() { m.reset() }
 
 func (m *Message) reset() {
-	hdrs, edits, scratch := m.hdrs[:0], m.edits[:0], m.scratch[:0]
+	hdrs, edits, scratch, bufs := m.hdrs[:0], m.edits[:0], m.scratch[:0], m.bufs
+	if hdrs == nil && bufs == nil {
+		if b, _ := bufPool.Get().(*msgBufs); b != nil {
+			bufs, hdrs, edits, scratch = b, b.hdrs, b.edits, b.scratch
+		}
+	}
 	if hdrs == nil {
 		hdrs = make([]header, 0, 32)
 	}
-	*m = Message{hdrs: hdrs, edits: edits, scratch: scratch, maxForwards: -1, contentLen: -1}
+	*m = Message{hdrs: hdrs, edits: edits, scratch: scratch, bufs: bufs, maxForwards: -1, contentLen: -1}
 }
 
 // IsRequest reports whether the message is a request.

@@ -45,6 +45,9 @@ type Client struct {
 	timerC   Timer // INVITE only
 	cFired   bool
 	ack      []byte
+	// branchBuf holds branch when it fits: sipedge's own branches do
+	// (42 bytes), so the copy costs no allocation of its own.
+	branchBuf [48]byte
 }
 
 // Out is a request a client transaction sends.
@@ -67,9 +70,10 @@ var ErrDuplicate = errors.New("txn: duplicate client transaction")
 // back goes to h.
 func (l *Layer) NewClient(o Out, h ClientHandler) (*Client, error) {
 	c := &Client{
-		l: l, invite: o.Method == sip.INVITE, branch: append([]byte(nil), o.Branch...), dest: o.Dest,
+		l: l, invite: o.Method == sip.INVITE, dest: o.Dest,
 		req: append([]byte(nil), o.Msg...), h: h, interval: l.cfg.T1,
 	}
+	c.branch = append(c.branchBuf[:0:len(c.branchBuf)], o.Branch...)
 	proto := o.Dest.Proto
 	c.key = clientKey(o.Branch, o.MethodName)
 	l.wheel.initTimer(&c.retrans, c, timerRetrans)

@@ -242,6 +242,10 @@ func (st *Server) respondLocked(b []byte, code int, owned bool, out *[]transport
 		st.last = nil
 	case owned:
 		st.last = b
+	case st.invite && cap(st.last) == 0:
+		// An INVITE's 100 and then its 180 or 183 usually share one
+		// buffer: room for the larger one from the start.
+		st.last = append(make([]byte, 0, max(len(b), provisionalReserve)), b...)
 	default:
 		st.last = append(st.last[:0], b...)
 	}
@@ -274,6 +278,10 @@ func (st *Server) respondLocked(b []byte, code int, owned bool, out *[]transport
 		st.endLocked()
 	}
 }
+
+// provisionalReserve is the room an INVITE's first response gets for the
+// next (a 180 with Record-Route and Contact is a few hundred bytes).
+const provisionalReserve = 1024
 
 // Final reports whether a final response has been sent.
 func (st *Server) Final() bool {

@@ -161,10 +161,13 @@ const recentCalls = 1000
 const maxCalls = 200000
 
 type call struct {
-	rec       Record
-	callerTag string
-	rang      bool   // the session request delay was observed
-	changed   uint64 // Feature.seq when rec last changed (started, answered)
+	rec Record
+	// key is the call's key in Feature.calls (Call-ID, NUL, the caller's
+	// tag); rec's strings are pieces of one string with it (invite).
+	key      string
+	answered time.Time // rec.Answer points here
+	rang     bool      // the session request delay was observed
+	changed  uint64    // Feature.seq when rec last changed (started, answered)
 	// newer and older link the calls in progress in order of start
 	// (Feature.newest): the lists show the newest, not any limit of them.
 	newer, older *call
@@ -515,7 +518,18 @@ func (f *Feature) Stats() Stats {
 		SessionDelay: f.srd.Snapshot()}
 }
 
-func key(callID, tag []byte) string { return string(callID) + "\x00" + string(tag) }
+// appendKey appends the key of a call in Feature.calls: Call-ID, NUL,
+// the caller's From tag. Lookups index the map with string(appendKey(...))
+// over a buffer on the stack, which allocates nothing.
+func appendKey(dst, callID, tag []byte) []byte {
+	dst = append(dst, callID...)
+	dst = append(dst, 0)
+	return append(dst, tag...)
+}
+
+// keyBuf is the stack buffer of a lookup's key: most Call-IDs and tags
+// fit (a longer key still works, from the heap).
+type keyBuf [192]byte
 
 // invite starts a call: an INVITE outside a dialog about to be forwarded.
 func (f *Feature) invite(r *proxy.Request) bool {
@@ -529,10 +543,11 @@ func (f *Feature) invite(r *proxy.Request) bool {
 	}
 	from, _ := m.From()
 	to, _ := m.To()
-	k := key(callID, fromTag)
+	var kb keyBuf
+	k := appendKey(kb[:0], callID, fromTag)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, dup := f.calls[k]; dup {
+	if _, dup := f.calls[string(k)]; dup {
 		return false
 	}
 	if len(f.calls) >= maxCalls {
@@ -540,14 +555,28 @@ func (f *Feature) invite(r *proxy.Request) bool {
 		return false
 	}
 	f.seq++
-	c := &call{callerTag: string(fromTag), rec: Record{CallID: string(callID), From: string(from.RawURI),
-		To: string(to.RawURI), RequestURI: string(m.RequestURIBytes()), Source: r.Src().String(), Start: f.now()},
+	// The key and the record's strings in one allocation: they live and
+	// go together.
+	nk := len(k)
+	b := make([]byte, 0, nk+len(from.RawURI)+len(to.RawURI)+len(m.RequestURIBytes())+len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%zone]:65535"))
+	b = append(b, k...)
+	nf := len(b)
+	b = append(b, from.RawURI...)
+	nt := len(b)
+	b = append(b, to.RawURI...)
+	nu := len(b)
+	b = append(b, m.RequestURIBytes()...)
+	ns := len(b)
+	b = r.Src().AppendTo(b)
+	all := string(b)
+	c := &call{key: all[:nk], rec: Record{CallID: all[:len(callID)], From: all[nf:nt],
+		To: all[nt:nu], RequestURI: all[nu:ns], Source: all[ns:], Start: f.now()},
 		changed: f.seq, older: f.newest}
 	if f.newest != nil {
 		f.newest.newer = c
 	}
 	f.newest = c
-	f.calls[k] = c
+	f.calls[c.key] = c
 	return false
 }
 
@@ -562,10 +591,11 @@ func (f *Feature) bye(r *proxy.Request) bool {
 	if !ok {
 		return false
 	}
+	var kb keyBuf
 	f.mu.Lock()
-	c, by := f.calls[key(callID, fromTag)], "caller"
+	c, by := f.calls[string(appendKey(kb[:0], callID, fromTag))], "caller"
 	if c == nil {
-		c, by = f.calls[key(callID, toTag)], "callee"
+		c, by = f.calls[string(appendKey(kb[:0], callID, toTag))], "callee"
 	}
 	ended := c != nil && c.rec.Answer != nil
 	if ended {
@@ -592,15 +622,17 @@ func (f *Feature) reply(rp *proxy.Reply) error {
 	if !ok {
 		return nil
 	}
+	var kb keyBuf
 	f.mu.Lock()
-	if c := f.calls[key(callID, fromTag)]; c != nil && c.rec.Answer == nil {
+	if c := f.calls[string(appendKey(kb[:0], callID, fromTag))]; c != nil && c.rec.Answer == nil {
 		t := f.now()
 		if !c.rang {
 			c.rang = true
 			f.srd.Observe(t.Sub(c.rec.Start))
 		}
 		if rp.First2xx {
-			c.rec.Answer, c.rec.Status, c.rec.SetupMS = &t, rp.Code, t.Sub(c.rec.Start).Milliseconds()
+			c.answered = t
+			c.rec.Answer, c.rec.Status, c.rec.SetupMS = &c.answered, rp.Code, t.Sub(c.rec.Start).Milliseconds()
 			f.seq++
 			c.changed = f.seq
 		}
@@ -618,8 +650,9 @@ func (f *Feature) failure(fl *proxy.Failure) {
 	if !ok || len(toTag) > 0 {
 		return
 	}
+	var kb keyBuf
 	f.mu.Lock()
-	c := f.calls[key(callID, fromTag)]
+	c := f.calls[string(appendKey(kb[:0], callID, fromTag))]
 	ended := c != nil && c.rec.Answer == nil
 	if ended {
 		c.rec.Status, c.rec.SetupMS = fl.Code, f.now().Sub(c.rec.Start).Milliseconds()
@@ -651,7 +684,7 @@ func (f *Feature) dialogEnded(callID, fromTag string) {
 // endLocked ends the call and forgets it (f.mu held); write then logs
 // it. The call is then the caller's alone.
 func (f *Feature) endLocked(c *call, by string) {
-	delete(f.calls, c.rec.CallID+"\x00"+c.callerTag)
+	delete(f.calls, c.key)
 	if c.newer != nil {
 		c.newer.older = c.older
 	} else {
