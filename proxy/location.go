@@ -119,7 +119,8 @@ func (lr *LocationRouter) bindingTarget(b *registrar.Binding) (Target, bool) {
 			return t, true
 		}
 	}
-	u, err := sip.ParseURI([]byte(b.URI))
+	uri := []byte(b.URI) // one copy: the parsed URI and the target's view of it
+	u, err := sip.ParseURI(uri)
 	if err != nil {
 		return Target{}, false
 	}
@@ -136,7 +137,7 @@ func (lr *LocationRouter) bindingTarget(b *registrar.Binding) (Target, bool) {
 		}
 		t = Target{Proto: b.Proto, Addr: b.Source}
 	}
-	t.URI = []byte(b.URI)
+	t.URI = uri
 	t.Q = b.Q
 	t.NAT = b.NAT && len(b.Path) == 0 // with Path, an edge proxy stands in between
 	for _, p := range b.Path {

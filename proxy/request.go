@@ -45,6 +45,11 @@ type Request struct {
 	// outlive no stack frame, so neither is allocated per request.
 	target Target
 	ruri   sip.URI
+	// oneTarget and oneGroup hold a decision of one target (locateStage);
+	// forward copies it into the response context, which outlives the
+	// request.
+	oneTarget [1]Target
+	oneGroup  [1][]Target
 	// capture, when set (TestRequest), receives local answers instead
 	// of the network.
 	capture func(code int, b []byte)
@@ -54,6 +59,7 @@ func (r *Request) reset() {
 	r.layer, r.pkt, r.pol, r.st, r.routes, r.deferred, r.stage = nil, nil, nil, nil, 0, false, 0
 	r.decision, r.decided, r.wantDialog, r.authed, r.trust, r.notes, r.branch = Decision{}, false, false, false, trustUnknown, notes{}, Branch{}
 	r.redirects = 0
+	r.target, r.ruri, r.oneTarget[0], r.oneGroup[0] = Target{}, sip.URI{}, Target{}, nil
 	r.msg.Release() // drop references to the packet buffer, keep the index
 }
 

@@ -59,6 +59,13 @@ type respCtx struct {
 	// Branches are never removed from the list, so first is never reused.
 	first     branch
 	firstList [1]*branch
+	// bbufArr holds the branch parameter being written (the client
+	// transaction keeps its own copy); oneTarget and oneGroup hold the
+	// targets of a decision of one target (an in-dialog request's), which
+	// the request it came with does not outlive (forward).
+	bbufArr   [branchLen]byte
+	oneTarget [1]Target
+	oneGroup  [1][]Target
 }
 
 // The views hooks get are pooled rather than kept in every response
@@ -76,11 +83,21 @@ func (c *Core) forward(r *Request) {
 	ctx := &respCtx{
 		core: c, st: r.st, invite: r.msg.MethodKind() == sip.INVITE,
 		req: append([]byte(nil), r.msg.Bytes()...), src: r.pkt.Src, inProto: r.pkt.Proto,
-		routes: r.routes, groups: d.Groups, failover: d.Failover, wantDialog: r.wantDialog, redirects: r.redirects,
+		routes: r.routes, failover: d.Failover, wantDialog: r.wantDialog, redirects: r.redirects,
 		// Record-Route only dialog-creating requests that are not already
 		// inside a dialog: the dialog's route set is fixed by them (§16.6
 		// step 4; §12.1.1).
 		rr: isDialogCreating(r.msg.MethodKind()) && !r.InDialog(),
+	}
+	ctx.bbuf = ctx.bbufArr[:0]
+	if len(d.Groups) == 1 && len(d.Groups[0]) == 1 {
+		// The decision may be the request's own storage (locateStage):
+		// the context keeps a copy of its one target.
+		ctx.oneTarget[0] = d.Groups[0][0]
+		ctx.oneGroup[0] = ctx.oneTarget[:1:1]
+		ctx.groups = ctx.oneGroup[:1:1]
+	} else {
+		ctx.groups = d.Groups
 	}
 	for _, v := range r.notes {
 		if v != nil {

@@ -240,6 +240,11 @@ func (st *Server) respondLocked(b []byte, code int, owned bool, out *[]transport
 		// answering it, and each 2xx the proxy forwards is sent as it
 		// comes: the response is not kept for the 32 s of Timer L.
 		st.last = nil
+	case !st.invite && code >= 200:
+		// A non-INVITE transaction ends with its final response: over
+		// UDP the completed table keeps its own copy for Timer J
+		// (below), over a stream nothing is resent. No copy here.
+		st.last = nil
 	case owned:
 		st.last = b
 	case st.invite && cap(st.last) == 0:
@@ -273,7 +278,7 @@ func (st *Server) respondLocked(b []byte, code int, owned bool, out *[]transport
 			// Timer J: what is left to do is answering retransmissions
 			// of the request, which the completed table does in a form
 			// the garbage collector need not scan (txn/completed.go).
-			st.l.done.add(st.key, st.dst, st.proto, st.last, time.Now().Add(64*T1))
+			st.l.done.add(st.key, st.dst, st.proto, b, time.Now().Add(64*T1))
 		}
 		st.endLocked()
 	}
