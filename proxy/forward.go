@@ -213,7 +213,7 @@ const maxBranchIdx = 1 << 12
 // was generated for a request whose top Via was next (the response's
 // second Via), with this Call-ID.
 func (c *Core) signedBranch(ours []byte, next *sip.Via, callID []byte) bool {
-	if len(ours) != len(branchPrefix)+16+1+16 {
+	if len(ours) != branchLen {
 		return false
 	}
 	if p := string(ours[:len(branchPrefix)]); p != branchPrefix && p != statelessPrefix {
