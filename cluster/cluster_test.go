@@ -211,7 +211,12 @@ func TestLocationsShared(t *testing.T) {
 	if len(loaded) != 1 || loaded["sip:bob@example.com"] != "bob" {
 		t.Fatalf("loaded %q (a removed AoR must not load)", loaded)
 	}
-	if s := c2.Stats(); s.Remote != 2 || s.Writes != 1 || s.Peers < 1 {
+	// An install is visible before it is counted: await the counters.
+	waitFor(t, 3*time.Second, "c2 counts two installs, one write and a peer", func() bool {
+		s := c2.Stats()
+		return s.Remote == 2 && s.Writes == 1 && s.Peers >= 1
+	})
+	if s := c2.Stats(); s.Remote != 2 || s.Writes != 1 {
 		t.Errorf("stats %+v", s)
 	}
 }
