@@ -3,7 +3,7 @@
 # Kamailio config) against sipedge and against Kamailio in one run on this
 # machine, and prints both results and their ratio.
 #
-#   bench/compare.sh [register|call|both|auth|all|media] [extra harness options...]
+#   bench/compare.sh [register|call|both|auth|register-auth|call-auth|all|media|ceiling] [extra harness options...]
 #
 # both (the default) measures REGISTER and then calls on each side: one
 # invocation gives both ratios from the same run. auth measures the
@@ -11,6 +11,16 @@
 # nobody and challenges every REGISTER (401) and INVITE (407) against a
 # users file of the harness's users, Kamailio runs with WITH_AUTH. all is
 # the harness's own "all" (with Kamailio it adds the digest-auth scenarios).
+# register-auth and call-auth run one of the two.
+#
+# ceiling measures the load generator itself: the harness's register-auth
+# against a registrar that does no work (sipp with
+# bench/harness/sipp/register-auth-uas.xml, a fixed 401 and then 200,
+# nothing verified or stored), then sipedge and Kamailio as "register-auth"
+# does, all in one run. No registrar can pass a rate that the harness's
+# sipp fails against that one, so its maximum bounds what the REGISTER-with-
+# digest comparison can show on this machine:
+#   bench/compare.sh ceiling --duration 5 --confirm 10 --retries 2 --reg-rates "12000 16000 20000 24000"
 #
 # media measures calls with relayed media (the harness's call-media: an
 # audio offer in the INVITE, the answer in the 200, each sipp failing the
@@ -77,7 +87,8 @@ if [ "$scen" = media ]; then
 	# timeouts); calls last about 1 s, so no call in progress is ended.
 	printf 'media:\n  relay: always\n  ports: 10000-24999\n  inactivity: 10s\n' >>"$out/sipedge.yaml"
 fi
-if [ "$scen" = auth ]; then
+case $scen in auth | register-auth | call-auth | ceiling) authcfg=1 ;; *) authcfg=0 ;; esac
+if [ "$authcfg" = 1 ]; then
 	# The harness's users (user<i>/pw<i>, callee<k>/calleepw) as a users
 	# file (HA1 only); the callers write From/To as user@127.0.0.1 without
 	# the port, so 127.0.0.1 is a local domain. The per-source rate limit is
@@ -142,6 +153,19 @@ fi
 scens=$scen
 [ "$scen" = both ] && scens="register call"
 [ "$scen" = auth ] && scens="register-auth call-auth"
+if [ "$scen" = ceiling ]; then
+	scens=register-auth
+	# The do-nothing registrar on 127.0.0.1:5090, its CPU measured as the
+	# proxy's; the same harness options as the two servers below.
+	uasxml=$PWD/bench/harness/sipp/register-auth-uas.xml
+	(cd "$out" && exec sipp -sf "$uasxml" -i 127.0.0.1 -p 5090 \
+		-nostdin -buff_size 4194304 >"$out/null-registrar.log" 2>&1) &
+	npid=$!
+	sleep 1
+	bench/harness/run-sip-bench.sh --proxy-pid "$npid" --out "$out/null-register-auth" "$@" 127.0.0.1:5090 register-auth |
+		tee "$out/null.txt"
+	kill "$npid" 2>/dev/null; wait "$npid" 2>/dev/null || true
+fi
 if [ "$scen" = media ]; then
 	scens=call-media
 	# a default ladder that starts below the plain calls' one (a relayed
@@ -168,6 +192,13 @@ for kind in register call register-auth call-auth call-media; do
 	[ -n "$s" ] && [ -n "$k" ] || continue
 	awk -v kind="$kind" -v s="$s" -v k="$k" 'BEGIN { printf "%s: sipedge=%s kamailio=%s ratio=%.2f\n", kind, s, k, s / k }'
 done | tee "$out/summary.txt"
+if [ "$scen" = ceiling ]; then
+	n=$(grep -E "^register-auth max_rate=" "$out/null.txt" | sed -nE 's/^[a-z-]+ max_[a-z]+=([0-9]+) .*/\1/p' | head -1 || true)
+	k=$(grep -E "^register-auth max_rate=" "$out/kamailio.txt" | sed -nE 's/^[a-z-]+ max_[a-z]+=([0-9]+) .*/\1/p' | head -1 || true)
+	awk -v n="${n:-0}" -v k="${k:-0}" 'BEGIN { printf "register-auth ceiling: a registrar doing no work=%s (%s of kamailio=%s)\n", n, (k > 0 ? sprintf("%.2f", n / k) : "NA"), k }' |
+		tee -a "$out/summary.txt"
+	echo "null registrar $(steal "$out/null.txt")"
+fi
 echo "sipedge $(steal "$out/sipedge.txt") / kamailio $(steal "$out/kamailio.txt")"
 if [ "$scen" = media ]; then
 	# calls/s, failures and CPU per 1 000 calls of each side (Kamailio's

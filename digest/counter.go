@@ -31,11 +31,20 @@ type Counter struct {
 	shards   []counterShard
 }
 
+// counterKey is a nonce decoded (issue time and MAC): half the bytes of
+// its text, and with the entry a map of no pointers, which the garbage
+// collector does not scan. A server under load remembers a nonce per
+// registration for the nonces' lifetime (a million at 3 300 a second), so
+// this is most of what it would otherwise have to walk at every cycle.
+// The decoding is one to one: 32 base64 characters carry exactly 24
+// bytes, without padding bits.
+type counterKey = [8 + macLen]byte
+
 type counterShard struct {
 	mu    sync.Mutex
 	max   int
-	m     map[string]*counterEntry
-	queue []string // keys in insertion order, from head
+	m     map[counterKey]counterEntry
+	queue []counterKey // keys in insertion order, from head
 	head  int
 	floor int64 // newest issue time evicted; unknown nonces issued up to it are refused
 	_     [40]byte
@@ -62,7 +71,7 @@ func NewCounter(maxEntries int, lifetime time.Duration) *Counter {
 		if i < maxEntries%n {
 			c.shards[i].max++
 		}
-		c.shards[i].m = make(map[string]*counterEntry)
+		c.shards[i].m = make(map[counterKey]counterEntry)
 	}
 	return c
 }
@@ -74,7 +83,7 @@ func NewCounter(maxEntries int, lifetime time.Duration) *Counter {
 // without qop (RFC 2069), which carry no count: such a nonce may be used
 // once only, and not at all after it was used with counts.
 func (c *Counter) Use(nonce []byte, nc uint32, now time.Time) bool {
-	issued, _, ok := decodeNonce(nonce)
+	issued, k, ok := decodeNonce(nonce)
 	if !ok {
 		return false
 	}
@@ -82,12 +91,14 @@ func (c *Counter) Use(nonce []byte, nc uint32, now time.Time) bool {
 	if nowNs-issued > c.lifetime {
 		return false
 	}
-	sh := &c.shards[maphash.Bytes(c.seed, nonce)%uint64(len(c.shards))]
+	sh := &c.shards[maphash.Bytes(c.seed, k[:])%uint64(len(c.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.expire(nowNs - c.lifetime)
-	if e, ok := sh.m[string(nonce)]; ok {
-		return e.use(nc)
+	if e, ok := sh.m[k]; ok {
+		ok = e.use(nc)
+		sh.m[k] = e
+		return ok
 	}
 	if issued <= sh.floor {
 		return false
@@ -95,13 +106,12 @@ func (c *Counter) Use(nonce []byte, nc uint32, now time.Time) bool {
 	for len(sh.m) >= sh.max {
 		sh.evict()
 	}
-	e := &counterEntry{issued: issued, max: nc, window: 1}
+	e := counterEntry{issued: issued, max: nc, window: 1}
 	if nc == 0 {
 		// Without a count the nonce is spent: nothing is above the
 		// maximum count and the whole window is taken.
 		e.max, e.window = ^uint32(0), ^uint64(0)
 	}
-	k := string(nonce)
 	sh.m[k] = e
 	sh.queue = append(sh.queue, k)
 	return true
@@ -134,8 +144,7 @@ func (e *counterEntry) use(nc uint32) bool {
 // ones; any it leaves are refused by their issue time and leave later.
 func (sh *counterShard) expire(oldest int64) {
 	for sh.head < len(sh.queue) {
-		k := sh.queue[sh.head]
-		if e := sh.m[k]; e != nil && e.issued >= oldest {
+		if e, ok := sh.m[sh.queue[sh.head]]; ok && e.issued >= oldest {
 			return
 		}
 		sh.pop()
@@ -147,7 +156,7 @@ func (sh *counterShard) evict() {
 	if sh.head == len(sh.queue) {
 		return
 	}
-	if e := sh.m[sh.queue[sh.head]]; e != nil && e.issued > sh.floor {
+	if e, ok := sh.m[sh.queue[sh.head]]; ok && e.issued > sh.floor {
 		sh.floor = e.issued
 	}
 	sh.pop()
@@ -155,13 +164,11 @@ func (sh *counterShard) evict() {
 
 func (sh *counterShard) pop() {
 	delete(sh.m, sh.queue[sh.head])
-	sh.queue[sh.head] = ""
 	sh.head++
 	if sh.head == len(sh.queue) {
 		sh.queue, sh.head = sh.queue[:0], 0
 	} else if sh.head >= 64 && sh.head*2 >= len(sh.queue) {
 		n := copy(sh.queue, sh.queue[sh.head:])
-		clear(sh.queue[n:])
 		sh.queue, sh.head = sh.queue[:n], 0
 	}
 }
