@@ -406,6 +406,11 @@ func parseBatch(payload string) (node string, ws []write, ok bool) {
 		if i <= 0 || i > 18 { // 18 digits cannot overflow
 			return 0, false
 		}
+		if i > 1 && rest[0] == '0' {
+			// Only the writer's form: a length with leading zeros
+			// would parse as the same message in two spellings.
+			return 0, false
+		}
 		var n int64
 		for _, c := range []byte(rest[:i]) {
 			if c < '0' || c > '9' {
