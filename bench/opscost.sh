@@ -25,9 +25,10 @@
 # each side; --max also searches each side's maximum call rate. Prints
 # every pair and the on/off ratios. sipedge listens on 127.0.0.1:5070.
 #
-# Each side's figure is the harness's final step, which follows its
-# search step at the same rate on the same process. --warm adds one more
-# step of the same length before them, also not counted: a server that has
+# Each side's figure is the harness's final step (its result line), which
+# follows its search step at the same rate on the same process. --warm
+# adds one more search step of the same length before them, also not
+# counted: a server that has
 # run for a while, whose heap, capture chunks and call lists have reached
 # their working size (a fresh process takes that memory page by page in
 # its first tens of seconds, ~10 us a page on this host, and the
@@ -169,12 +170,6 @@ run() {
 	kill "${helpers[@]}" 2>/dev/null || true
 	kill -INT "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
-	if [ "$warm" = 1 ] && [ "$(grep -c '^step call ' "$out/$name.txt")" -ge 3 ]; then
-		# the last step's figures, as a result line
-		grep -E '^step call ' "$out/$name.txt" | tail -1 | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-			printf "call max_cps=%s failures=%d proxy_cpu_s_per_1k_calls=%s steal_pct=%s [after two steps]\n", v["rate"], v["failed"] + v["uas_failed"] + (v["n"] - v["ok"]), v["proxy_cpu_s_per_1k"], v["steal_pct"] }'
-		return
-	fi
 	grep -E '^call max_cps=' "$out/$name.txt" | head -1
 }
 # pair R HARNESS-OPTIONS...: the off and the on side of pair R, one after
