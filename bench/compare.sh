@@ -13,13 +13,14 @@
 # the harness's own "all" (with Kamailio it adds the digest-auth scenarios).
 # register-auth and call-auth run one of the two.
 #
-# ceiling measures the load generator itself: the harness's register-auth
-# against a registrar that does no work (sipp with
-# bench/harness/sipp/register-auth-uas.xml, a fixed 401 and then 200,
-# nothing verified or stored), then sipedge and Kamailio as "register-auth"
-# does, all in one run. No registrar can pass a rate that the harness's
-# sipp fails against that one, so its maximum bounds what the REGISTER-with-
-# digest comparison can show on this machine:
+# ceiling shows how much of the REGISTER-with-digest comparison is the
+# load generator's: the harness's register-auth against a registrar that
+# does no work (sipp with bench/harness/sipp/register-auth-uas.xml, a fixed
+# 401 and then 200, nothing verified or stored), then sipedge and Kamailio
+# as "register-auth" does, all in one run. That registrar is a reference,
+# not a bound (it is a single-threaded sipp on the same CPUs, no cheaper
+# per message than a good server); the bound is the harness's UAC, whose
+# CPU every step reports (uac_sipp_cpu_s):
 #   bench/compare.sh ceiling --duration 5 --confirm 10 --retries 2 --reg-rates "12000 16000 20000 24000"
 #
 # media measures calls with relayed media (the harness's call-media: an
