@@ -482,9 +482,9 @@ func (c *Core) deferRequest(r *Request) {
 	pkt.Data = append([]byte(nil), r.msg.Bytes()...)
 	layer, pol, st, routes, stage := r.layer, r.pol, r.st, r.routes, r.stage
 	dec, decided, wantDialog, nts, redirects := r.decision, r.decided, r.wantDialog, r.notes, r.redirects
-	if len(dec.Groups) == 1 && len(dec.Groups[0]) == 1 && &dec.Groups[0][0] == &r.oneTarget[0] {
+	if r.one.holds(dec.Groups) {
 		// The decision is r's own storage, and r goes back to the pool.
-		dec.Groups = [][]Target{{r.oneTarget[0]}}
+		dec.Groups = [][]Target{{r.one.target[0]}}
 	}
 	go func() {
 		defer func() { <-c.deferred }()

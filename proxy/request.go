@@ -45,21 +45,40 @@ type Request struct {
 	// outlive no stack frame, so neither is allocated per request.
 	target Target
 	ruri   sip.URI
-	// oneTarget and oneGroup hold a decision of one target (locateStage);
-	// forward copies it into the response context, which outlives the
-	// request.
-	oneTarget [1]Target
-	oneGroup  [1][]Target
+	// one holds a decision of one target (locateStage); forward copies
+	// it into the response context, which outlives the request.
+	one single
 	// capture, when set (TestRequest), receives local answers instead
 	// of the network.
 	capture func(code int, b []byte)
+}
+
+// single is the storage of a decision of one target, its one group and
+// the list of that group, where it is made (the pooled request) and where
+// it is kept (the response context): no allocation for the commonest
+// decision, an in-dialog request's next hop.
+type single struct {
+	target [1]Target
+	group  [1][]Target
+}
+
+// groups stores t and returns the decision's groups, which point into s.
+func (s *single) groups(t Target) [][]Target {
+	s.target[0] = t
+	s.group[0] = s.target[:1:1]
+	return s.group[:1:1]
+}
+
+// holds reports whether groups are s's own storage.
+func (s *single) holds(groups [][]Target) bool {
+	return len(groups) == 1 && len(groups[0]) == 1 && &groups[0][0] == &s.target[0]
 }
 
 func (r *Request) reset() {
 	r.layer, r.pkt, r.pol, r.st, r.routes, r.deferred, r.stage = nil, nil, nil, nil, 0, false, 0
 	r.decision, r.decided, r.wantDialog, r.authed, r.trust, r.notes, r.branch = Decision{}, false, false, false, trustUnknown, notes{}, Branch{}
 	r.redirects = 0
-	r.target, r.ruri, r.oneTarget[0], r.oneGroup[0] = Target{}, sip.URI{}, Target{}, nil
+	r.target, r.ruri, r.one = Target{}, sip.URI{}, single{}
 	r.msg.Release() // drop references to the packet buffer, keep the index
 }
 

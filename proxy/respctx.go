@@ -60,12 +60,11 @@ type respCtx struct {
 	first     branch
 	firstList [1]*branch
 	// bbufArr holds the branch parameter being written (the client
-	// transaction keeps its own copy); oneTarget and oneGroup hold the
-	// targets of a decision of one target (an in-dialog request's), which
-	// the request it came with does not outlive (forward).
-	bbufArr   [branchLen]byte
-	oneTarget [1]Target
-	oneGroup  [1][]Target
+	// transaction keeps its own copy); one holds a decision of one target
+	// (an in-dialog request's), which the request it came with does not
+	// outlive (forward).
+	bbufArr [branchLen]byte
+	one     single
 }
 
 // The views hooks get are pooled rather than kept in every response
@@ -93,9 +92,7 @@ func (c *Core) forward(r *Request) {
 	if len(d.Groups) == 1 && len(d.Groups[0]) == 1 {
 		// The decision may be the request's own storage (locateStage):
 		// the context keeps a copy of its one target.
-		ctx.oneTarget[0] = d.Groups[0][0]
-		ctx.oneGroup[0] = ctx.oneTarget[:1:1]
-		ctx.groups = ctx.oneGroup[:1:1]
+		ctx.groups = ctx.one.groups(d.Groups[0][0])
 	} else {
 		ctx.groups = d.Groups
 	}

@@ -380,9 +380,7 @@ func locateStage(r *Request) bool {
 			r.Respond(404, "Not Found", nil)
 			return true
 		}
-		r.oneTarget[0] = t
-		r.oneGroup[0] = r.oneTarget[:1:1]
-		d.Groups = r.oneGroup[:1:1]
+		d.Groups = r.one.groups(t)
 	} else if r.pol.Router != nil {
 		d = r.pol.Router.Route(r.Ctx(), &r.msg, r.pkt.Src, r.pkt.Proto)
 		if d.Blocked {
