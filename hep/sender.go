@@ -45,6 +45,8 @@ type Sender struct {
 	free   []*batch // batches every collector is done with, for reuse
 	closed bool     // Close ran: taps (which may outlive their subscription) add nothing
 
+	wait time.Duration // the batch window: batchWait, streamBatchWait
+
 	kick chan struct{} // 1 slot: the open batch got its first packet
 	full chan struct{} // 1 slot: the open batch reached swapBytes
 	quit chan struct{}
@@ -96,8 +98,9 @@ type Stats struct {
 	MediaReports uint64            // call media quality reports queued (one per stream direction)
 }
 
-// The bounds of what waits to be sent. A batch is handed over after
-// batchWait or once it holds swapBytes; one that reaches maxBatchBytes or
+// The bounds of what waits to be sent. A batch is handed over after its
+// window (batchWait, or streamBatchWait when every collector is TCP) or
+// once it holds swapBytes; one that reaches maxBatchBytes or
 // maxBatchPackets before the batcher takes it (the batcher did not run,
 // or a single collector's write took, that long) drops further packets.
 // With several collectors each queues queueBatches batches behind the one
@@ -105,6 +108,7 @@ type Stats struct {
 // (queueBatches+1) × maxBatchBytes, 20 MiB; a single one, two batches.
 const (
 	batchWait       = 20 * time.Millisecond
+	streamBatchWait = 100 * time.Millisecond
 	swapBytes       = 1 << 20
 	maxBatchBytes   = 4 << 20
 	maxBatchPackets = 32768
@@ -155,8 +159,18 @@ func start(a Agent, log *slog.Logger, cols []*collector) *Sender {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Sender{agent: a, log: log, cols: cols, open: &batch{},
+	s := &Sender{agent: a, log: log, cols: cols, open: &batch{}, wait: streamBatchWait,
 		kick: make(chan struct{}, 1), full: make(chan struct{}, 1), quit: make(chan struct{})}
+	// A UDP collector gets a batch as a burst of datagrams, which its
+	// socket's receive buffer (212 KiB by default on Linux) must hold
+	// until it reads them: 20 ms of a busy server's messages, not 100.
+	// Over TCP the window only trades a collector's delay for fewer
+	// wake-ups and writes on both sides (docs/PERFORMANCE.md).
+	for _, c := range cols {
+		if _, ok := c.out.(*streamWriter); !ok {
+			s.wait = batchWait
+		}
+	}
 	if len(s.cols) > 1 {
 		for _, c := range s.cols {
 			s.wg.Add(1)
@@ -265,15 +279,15 @@ func (s *Sender) end(b *batch, buf []byte, ok bool) {
 	}
 }
 
-// batcher hands the open batch to the collectors batchWait after its
-// first packet (sooner when it is full): at a few thousand messages a
-// second a wake-up and a system call per message cost more than the
-// messages (docs/PERFORMANCE.md); a collector sees a message at most
-// about batchWait late (its HEP timestamp is the capture's, not the
-// arrival's).
+// batcher hands the open batch to the collectors its window (s.wait)
+// after its first packet (sooner when it is full): at a few thousand
+// messages a second a wake-up and a system call per message cost more
+// than the messages (docs/PERFORMANCE.md); a collector sees a message at
+// most about the window late (its HEP timestamp is the capture's, not
+// the arrival's).
 func (s *Sender) batcher() {
 	defer s.wg.Done()
-	wait := time.NewTimer(batchWait)
+	wait := time.NewTimer(s.wait)
 	wait.Stop()
 	defer func() {
 		s.dispatch() // what the last taps added
@@ -287,7 +301,7 @@ func (s *Sender) batcher() {
 		case <-s.quit:
 			return
 		}
-		wait.Reset(batchWait)
+		wait.Reset(s.wait)
 		select {
 		case <-wait.C:
 		case <-s.full:

@@ -229,3 +229,35 @@ func TestSenderRate(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// The batch window: 100 ms when every collector is TCP (fewer wake-ups
+// and writes; flow control holds the burst), 20 ms as soon as one is UDP,
+// whose burst of datagrams the collector's receive buffer must hold.
+func TestBatchWindow(t *testing.T) {
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	for _, c := range []struct {
+		cols []string
+		want time.Duration
+	}{
+		{[]string{"tcp:127.0.0.1:9"}, streamBatchWait},
+		{[]string{"tcp:127.0.0.1:9", "tcp:127.0.0.2:9"}, streamBatchWait},
+		{[]string{"udp:" + udp.LocalAddr().String()}, batchWait},
+		{[]string{"tcp:127.0.0.1:9", udp.LocalAddr().String()}, batchWait},
+	} {
+		s, err := Dial(c.cols, Agent{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.wait != c.want {
+			t.Errorf("%v: window %v, want %v", c.cols, s.wait, c.want)
+		}
+		s.Close()
+	}
+	if streamBatchWait <= batchWait {
+		t.Errorf("TCP window %v not above UDP's %v", streamBatchWait, batchWait)
+	}
+}
