@@ -39,6 +39,7 @@ type Sender struct {
 	log   *slog.Logger
 
 	tooLarge, reports, overflow atomic.Uint64
+	wakes                       atomic.Uint64 // the batcher's wake-ups (TestBatcherWakeups)
 
 	mu     sync.Mutex
 	open   *batch   // the batch taps append to
@@ -298,30 +299,41 @@ func (s *Sender) batcher() {
 	for {
 		select {
 		case <-s.kick:
+			s.wakes.Add(1)
 		case <-s.quit:
 			return
 		}
-		wait.Reset(s.wait)
-		select {
-		case <-wait.C:
-		case <-s.full:
-			wait.Stop()
-		case <-s.quit:
-			wait.Stop()
-			return
+		// While packets keep coming, one window follows the other with
+		// the timer as the only wake-up: the taps' kicks meanwhile find
+		// the slot full, or fill it without waking anyone. A window that
+		// ends with nothing to send goes back to waiting for a kick.
+		for {
+			wait.Reset(s.wait)
+			select {
+			case <-wait.C:
+			case <-s.full:
+				wait.Stop()
+			case <-s.quit:
+				wait.Stop()
+				return
+			}
+			s.wakes.Add(1)
+			if !s.dispatch() {
+				break
+			}
 		}
-		s.dispatch()
 	}
 }
 
 // dispatch takes the open batch, if it has packets, and queues it to
-// every collector; one whose queue is full drops it.
-func (s *Sender) dispatch() {
+// every collector; one whose queue is full drops it. It reports whether
+// there was a batch.
+func (s *Sender) dispatch() bool {
 	s.mu.Lock()
 	b := s.open
 	if len(b.ends) == 0 {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if n := len(s.free); n > 0 {
 		s.open = s.free[n-1]
@@ -337,7 +349,7 @@ func (s *Sender) dispatch() {
 		s.write(s.cols[0], b)
 		b.refs.Store(1)
 		s.release(b)
-		return
+		return true
 	}
 	b.refs.Store(int32(len(s.cols)))
 	for _, c := range s.cols {
@@ -348,6 +360,7 @@ func (s *Sender) dispatch() {
 			s.release(b)
 		}
 	}
+	return true
 }
 
 // release gives b back once every collector is done with it; a batch

@@ -261,3 +261,40 @@ func TestBatchWindow(t *testing.T) {
 		t.Errorf("TCP window %v not above UDP's %v", streamBatchWait, batchWait)
 	}
 }
+
+// Under a steady flow the batcher wakes once per window (its timer), not
+// once for the batch's first packet and again for its window; when the
+// flow stops it wakes at most twice more, then sleeps until a packet.
+func TestBatcherWakeups(t *testing.T) {
+	ln, s, _ := tcpCollector(t)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, c)
+	}()
+	ev := &transport.TapEvent{Dir: transport.TapIn, Proto: transport.UDP, Data: []byte("MSG"),
+		Local: netip.MustParseAddrPort("127.0.0.1:5060"), Remote: netip.MustParseAddrPort("127.0.0.1:5062")}
+	const flow = 20 * streamBatchWait
+	start := time.Now()
+	for time.Since(start) < flow {
+		s.Tap(ev)
+		time.Sleep(2 * time.Millisecond)
+	}
+	windows := uint64(time.Since(start) / streamBatchWait)
+	// One wake-up per window (plus the first kick and a window cut by a
+	// late timer); the design it replaced woke twice per window.
+	if w := s.wakes.Load(); w > windows+3 {
+		t.Errorf("%d wake-ups over %d windows of a steady flow", w, windows)
+	}
+	time.Sleep(3 * streamBatchWait)
+	idle := s.wakes.Load()
+	time.Sleep(5 * streamBatchWait)
+	if w := s.wakes.Load(); w != idle {
+		t.Errorf("%d wake-ups with no packets", w-idle)
+	}
+	if st := s.Stats(); st.Sent[s.cols[0].name] == 0 {
+		t.Errorf("nothing sent: %+v", st)
+	}
+}
