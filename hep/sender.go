@@ -281,7 +281,8 @@ func (s *Sender) end(b *batch, buf []byte, ok bool) {
 }
 
 // batcher hands the open batch to the collectors its window (s.wait)
-// after its first packet (sooner when it is full): at a few thousand
+// after its first packet, or under a steady flow its window after the
+// batch before it (sooner when it is full): at a few thousand
 // messages a second a wake-up and a system call per message cost more
 // than the messages (docs/PERFORMANCE.md); a collector sees a message at
 // most about the window late (its HEP timestamp is the capture's, not
