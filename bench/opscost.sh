@@ -9,11 +9,13 @@
 #        second (--api-poll 0: not), the call log written to a file, HEP
 #        sent to a collector
 #
-#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--warm] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote] [--api-poll 1|0] [--concurrent] [--against OLD] [--hold MS]
+#   bench/opscost.sh [--repeat N] [--rate R] [--duration S] [--warm] [--max] [--features "admin calllog hep"] [--hep-transport udp|tcp|udp-remote] [--api-poll 1|0] [--stream 1|0] [--scrape 1|0] [--concurrent] [--against OLD] [--hold MS]
 #
 # --features turns on only those of the three (default all): admin (the
 # server, the page's event stream and the scrapes), calllog (the file),
-# hep (the collector), to see what each costs. --hep-transport tcp sends
+# hep (the collector), to see what each costs; --stream 0 and --scrape 0
+# leave the server's event-stream client and its scrapes out, to split
+# the server's part. --hep-transport tcp sends
 # HEP to a TCP collector (tcp:127.0.0.1:9960) instead of UDP.
 # --hep-transport udp-remote (root) runs everything in a private network
 # namespace and sends HEP over UDP to 192.0.2.2, out of a veth interface
@@ -50,7 +52,7 @@
 set -euo pipefail
 self=$(realpath "$0") args=("$@")
 cd "$(dirname "$0")/.."
-repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp apipoll=1 concurrent=0 against= hold=1000 warm=0
+repeat=3 rate=800 dur=10 max=0 features="admin calllog hep" hept=udp apipoll=1 stream=1 scrape=1 concurrent=0 against= hold=1000 warm=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--repeat) repeat=$2; shift 2 ;;
@@ -61,6 +63,8 @@ while [ $# -gt 0 ]; do
 	--features) features=$2; shift 2 ;;
 	--hep-transport) hept=$2; shift 2 ;;
 	--api-poll) apipoll=$2; shift 2 ;;
+	--stream) stream=$2; shift 2 ;;
+	--scrape) scrape=$2; shift 2 ;;
 	--concurrent) concurrent=1; shift ;;
 	--against) against=$2; shift 2 ;;
 	--hold) hold=$2; shift 2 ;;
@@ -154,12 +158,16 @@ run() {
 		# Prometheus scrape every second (fifteen times its default
 		# rate), and an API client reading the last 100 calls every
 		# second (--api-poll 0: none).
-		curl -sN "http://$adm/api/v1/events" >/dev/null 2>&1 &
-		helpers+=($!)
+		if [ "$stream" = 1 ]; then
+			curl -sN "http://$adm/api/v1/events" >/dev/null 2>&1 &
+			helpers+=($!)
+		fi
 		(while sleep 5; do curl -s "http://$adm/healthz" "http://$adm/api/v1/survival" >/dev/null; done) &
 		helpers+=($!)
-		(while sleep 1; do curl -s "http://$adm/metrics" >/dev/null; done) &
-		helpers+=($!)
+		if [ "$scrape" = 1 ]; then
+			(while sleep 1; do curl -s "http://$adm/metrics" >/dev/null; done) &
+			helpers+=($!)
+		fi
 		if [ "$apipoll" = 1 ]; then
 			(while sleep 1; do curl -s "http://$adm/api/v1/calls?limit=100" >/dev/null; done) &
 			helpers+=($!)
