@@ -30,9 +30,8 @@
 # Each side's figure is the harness's final step (its result line), which
 # follows its search step at the same rate on the same process. --warm
 # adds one more search step of the same length before them, also not
-# counted: a server that has
-# run for a while, whose heap, capture chunks and call lists have reached
-# their working size (a fresh process takes that memory page by page in
+# counted: a server that has run for a while, whose heap, capture chunks
+# and call lists have reached their working size (a fresh process takes that memory page by page in
 # its first tens of seconds, ~10 us a page on this host, and the
 # operations features hold more of it than the core alone).
 #
