@@ -60,6 +60,7 @@ const in, out = transport.TapIn, transport.TapOut
 func stateOf(c *Capture, id string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.fileLocked()
 	cl := c.calls[id]
 	if cl == nil {
 		return "none"
