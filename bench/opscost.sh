@@ -154,23 +154,21 @@ run() {
 	if [ "$side" != off ] && on admin; then
 		# What the page asks for while it shows the calls (admin/web/app.js:
 		# the live stream, /healthz and /api/v1/survival every 5 s), a
-		# Prometheus scrape every second (fifteen times its default
-		# rate), and an API client reading the last 100 calls every
-		# second (--api-poll 0: none).
+		# Prometheus scrape every second (fifteen times the 15 s of
+		# Prometheus' example configuration), and an API client reading
+		# the last 100 calls every second (--api-poll 0: none). Each client
+		# is one curl process on one kept-alive connection, as a browser
+		# and Prometheus are (curl --rate, a numbered URL per request), not
+		# a new process and connection per request.
 		if [ "$stream" = 1 ]; then
 			curl -sN "http://$adm/api/v1/events" >/dev/null 2>&1 &
 			helpers+=($!)
 		fi
-		(while sleep 5; do curl -s "http://$adm/healthz" "http://$adm/api/v1/survival" >/dev/null; done) &
-		helpers+=($!)
-		if [ "$scrape" = 1 ]; then
-			(while sleep 1; do curl -s "http://$adm/metrics" >/dev/null; done) &
-			helpers+=($!)
-		fi
-		if [ "$apipoll" = 1 ]; then
-			(while sleep 1; do curl -s "http://$adm/api/v1/calls?limit=100" >/dev/null; done) &
-			helpers+=($!)
-		fi
+		poll() { curl -s --rate "$1" "${@:2}" >/dev/null 2>&1 & helpers+=($!); }
+		poll 12/m "http://$adm/healthz?n=[1-1000000]"
+		poll 12/m "http://$adm/api/v1/survival?n=[1-1000000]"
+		[ "$scrape" = 1 ] && poll 1/s "http://$adm/metrics?n=[1-1000000]"
+		[ "$apipoll" = 1 ] && poll 1/s "http://$adm/api/v1/calls?limit=100&n=[1-1000000]"
 	fi
 	bench/harness/run-sip-bench.sh --proxy-pid "$pid" --out "$out/$name" --uac-port "$base" --uas-port $((base + 500)) \
 		"$@" "127.0.0.1:$port" call >"$out/$name.txt" 2>&1 || true
