@@ -179,7 +179,11 @@ type Feature struct {
 	log  *slog.Logger
 	path string // "stdout" or a file
 
+	// Lock order: mu before wmu. wmu is held while lines are written to
+	// out, which happens outside mu: the SIP hooks take mu, and a disk
+	// that stalls a write must not stall them.
 	mu    sync.Mutex
+	wmu   sync.Mutex
 	calls map[string]*call // Call-ID "\x00" caller tag
 	// newest is the last call to start, the head of the calls in
 	// progress linked by start (call.older).
@@ -190,6 +194,7 @@ type Feature struct {
 	// most flushWait for others to share its write(2) (SetFlush).
 	pending   []byte
 	lines     int
+	spare     []byte // a pending buffer written out, for the next lines
 	flushWait time.Duration
 	flusher   *time.Timer
 	now       func() time.Time
@@ -311,26 +316,33 @@ func (f *Feature) Flush() {
 }
 
 // flushLocked writes the pending lines in one write(2); when it fails
-// they are counted as errors, not kept (the next lines may succeed).
+// they are counted as errors, not kept (the next lines may succeed). It
+// is called with mu held and returns with it held, but releases it while
+// it writes: wmu, taken before mu is released, keeps the lines in order.
 func (f *Feature) flushLocked() {
 	if f.lines == 0 {
 		return
 	}
 	n := uint64(f.lines)
+	buf, out := f.pending, f.out
+	f.pending, f.lines, f.spare = f.spare[:0], 0, nil
+	f.wmu.Lock()
+	f.mu.Unlock()
 	var err error
-	if f.out == nil {
+	if out == nil {
 		err = errors.New("no call log file")
 	} else {
-		_, err = f.out.Write(f.pending)
+		_, err = out.Write(buf)
 	}
+	f.wmu.Unlock()
 	if err != nil {
 		f.errors.Add(n)
 	} else {
 		f.written.Add(n)
 	}
-	f.pending, f.lines = f.pending[:0], 0
-	if cap(f.pending) > 4*maxPending {
-		f.pending = nil
+	f.mu.Lock()
+	if cap(buf) <= 4*maxPending {
+		f.spare = buf[:0]
 	}
 }
 
@@ -356,7 +368,11 @@ func (f *Feature) Reopen() error {
 	f.out, f.file = out, file
 	f.mu.Unlock()
 	if old != nil {
+		// After a write to it under way (one that took out before the
+		// swap holds wmu until it is done).
+		f.wmu.Lock()
 		old.Close()
+		f.wmu.Unlock()
 	}
 	return nil
 }
@@ -392,7 +408,9 @@ func (f *Feature) Close() {
 	f.flusher.Stop()
 	f.flushLocked()
 	if f.file != nil {
+		f.wmu.Lock()
 		f.file.Close()
+		f.wmu.Unlock()
 		f.file = nil
 	}
 	f.out = nil

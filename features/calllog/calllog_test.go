@@ -2,6 +2,7 @@ package calllog
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -563,5 +566,66 @@ func TestFlush(t *testing.T) {
 	}
 	if st := fx.f.Stats(); st.Written != uint64(3+i+1) || st.Errors != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// stallWriter blocks every write until release is closed.
+type stallWriter struct {
+	entered chan struct{}
+	release chan struct{}
+	n       atomic.Int64
+}
+
+func (w *stallWriter) Write(b []byte) (int, error) {
+	select {
+	case w.entered <- struct{}{}:
+	default:
+	}
+	<-w.release
+	w.n.Add(int64(bytes.Count(b, []byte("\n"))))
+	return len(b), nil
+}
+
+// TestWriteOutsideLock: while a write of lines to the file stalls (a
+// slow disk), calls still start and end: the hooks never wait for it.
+// The lines of the calls that ended meanwhile are written after it, in
+// order.
+func TestWriteOutsideLock(t *testing.T) {
+	fx := newFixture(t)
+	w := &stallWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(w.release) }) }
+	defer release() // on a failure too: Close waits for the write
+	fx.f.mu.Lock()
+	fx.f.out = w
+	fx.f.mu.Unlock()
+	fx.f.SetFlush(0) // each line written when its call ends
+	go fx.busy(t, "first")
+	select {
+	case <-w.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first line was never written")
+	}
+	// The write is stalled; the hooks go on.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fx.f.SetFlush(time.Hour)
+		for i := range 10 {
+			fx.busy(t, fmt.Sprintf("during-%d", i))
+		}
+		fx.f.Stats()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		release()
+		<-done
+		t.Fatal("the SIP hooks waited for a stalled write")
+	}
+	release()
+	fx.f.Flush()
+	if n := w.n.Load(); n != 11 {
+		t.Errorf("%d lines written, want 11", n)
 	}
 }
