@@ -25,8 +25,10 @@
 //
 // Which messages are kept: a Call-ID is followed from an INVITE (sent or
 // received); any other message is kept only when its Call-ID is already
-// followed. So REGISTER and OPTIONS floods, which never start a call, cost
-// one header scan and one map look-up each and evict nothing. A call moves
+// followed. So REGISTER and OPTIONS floods, which never start a call,
+// evict nothing: a REGISTER costs a look at its start line (its response
+// a header scan), an OPTIONS a header scan, a staged copy and one map
+// look-up when it is filed. A call moves
 // through three states:
 //
 //   - unconfirmed: an INVITE came in and sipedge has sent nothing for it
@@ -326,8 +328,10 @@ func (c *Capture) add(ev *transport.TapEvent, b []byte) {
 	if len(id) == 0 || string(cseq) == "REGISTER" && sl.response {
 		return
 	}
-	// A Call-ID or method too long to stage is not a call's: no INVITE
-	// sipedge forwards has one (its parser's limits are far below).
+	// A Call-ID or a method of 64 KiB or more (a stream may carry a
+	// message longer than one the capture keeps) is not staged: no
+	// request sipedge forwards has one (the parser's header line limit
+	// is 8 KiB).
 	if len(id) > 0xffff || len(cseq) > 0xffff {
 		return
 	}
