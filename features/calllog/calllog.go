@@ -334,12 +334,12 @@ func (f *Feature) flushLocked() {
 	} else {
 		_, err = out.Write(buf)
 	}
-	f.wmu.Unlock()
 	if err != nil {
 		f.errors.Add(n)
 	} else {
 		f.written.Add(n)
 	}
+	f.wmu.Unlock()
 	f.mu.Lock()
 	if cap(buf) <= 4*maxPending {
 		f.spare = buf[:0]
