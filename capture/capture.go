@@ -384,7 +384,7 @@ func (c *Capture) fileLocked() {
 		mLen := int(binary.LittleEndian.Uint16(h[58:]))
 		rest := batch[stageHdr:]
 		id, method, msg := rest[:idLen], rest[idLen:idLen+mLen], rest[idLen+mLen:idLen+mLen+stored]
-		c.file(h[:hdrSize], id, method, msg)
+		c.fileMessageLocked(h[:hdrSize], id, method, msg)
 		batch = rest[idLen+mLen+stored:]
 	}
 	if cap(staged) <= maxSpare {
@@ -392,9 +392,9 @@ func (c *Capture) fileLocked() {
 	}
 }
 
-// file keeps one staged message if its Call-ID is followed or it starts
-// a call; h is its stored header, cseq its CSeq method.
-func (c *Capture) file(h, id, cseq, b []byte) {
+// fileMessageLocked keeps one staged message if its Call-ID is followed
+// or it starts a call; h is its stored header, cseq its CSeq method.
+func (c *Capture) fileMessageLocked(h, id, cseq, b []byte) {
 	sl := startLine(b)
 	dir := transport.TapDir(h[16])
 	at := int64(binary.LittleEndian.Uint64(h[0:]))

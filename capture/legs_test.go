@@ -12,6 +12,34 @@ import (
 	"sipedge/transport"
 )
 
+// twoLegs runs tap(0, i) for calls 0..n-1 on one goroutine (the caller's
+// leg) and tap(1, i) on another (the callee's), the callee's leg of call
+// i only once the caller's leg has tapped call i+lag-1 (or every call):
+// an INVITE sent before the one received would start the call as well.
+// It returns when both are done.
+func twoLegs(n, lag int, tap func(leg, i int)) {
+	var ahead atomic.Int64 // calls the caller's leg has tapped
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range n {
+			tap(0, i)
+			ahead.Store(int64(i + 1))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := range n {
+			for ahead.Load() < int64(min(i+lag, n)) {
+				runtime.Gosched()
+			}
+			tap(1, i)
+		}
+	}()
+	wg.Wait()
+}
+
 // BenchmarkTapTwoLegs: a call's two legs tapped on two threads at once,
 // as sipedge's readers do (the caller's messages are read and answered
 // on one, the callee's on the other): each goroutine taps its leg's
@@ -35,9 +63,8 @@ func BenchmarkTapTwoLegs(b *testing.B) {
 		}
 	}
 	c := New(Config{})
-	n := b.N / 11
-	var ahead atomic.Int64 // calls the caller's thread has tapped
-	var wg sync.WaitGroup
+	perCall := len(caller) + len(callee)
+	n := b.N / perCall
 	cpu := func() int64 {
 		var ru syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -45,30 +72,17 @@ func BenchmarkTapTwoLegs(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := cpu()
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for i := range n {
-			for j := range caller {
-				c.Tap(&legs[0][(i%calls)*len(caller)+j])
-			}
-			ahead.Store(int64(i + 1))
+	twoLegs(n, 4, func(leg, i int) {
+		steps := len(caller)
+		if leg == 1 {
+			steps = len(callee)
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		for i := range n {
-			for ahead.Load() < int64(min(i+4, n)) {
-				runtime.Gosched()
-			}
-			for j := range callee {
-				c.Tap(&legs[1][(i%calls)*len(callee)+j])
-			}
+		for j := range steps {
+			c.Tap(&legs[leg][(i%calls)*steps+j])
 		}
-	}()
-	wg.Wait()
+	})
 	if n > 0 {
-		b.ReportMetric(float64(cpu()-start)/float64(n*11), "cpu-ns/msg")
+		b.ReportMetric(float64(cpu()-start)/float64(n*perCall), "cpu-ns/msg")
 	}
 }
 
@@ -82,17 +96,14 @@ func TestStagedConcurrently(t *testing.T) {
 	callee := []step{{out, bob, "INVITE"}, {in, bob, "200 INVITE"}, {out, bob, "ACK"}}
 	const calls = 300
 	c := New(Config{MaxMessages: 1000})
-	var wg sync.WaitGroup
-	var ahead atomic.Int64 // calls whose caller's leg is tapped
-	tapLeg := func(steps []step, lead bool) {
-		defer wg.Done()
-		for i := range calls {
-			// The callee's leg of a call only once its caller's leg is
-			// in: an INVITE sent before the one received would start
-			// the call as well, but the count below wants every
-			// message followed.
-			for !lead && ahead.Load() <= int64(i) {
-				runtime.Gosched()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Lag 1: the count below wants every message followed.
+		twoLegs(calls, 1, func(leg, i int) {
+			steps := caller
+			if leg == 1 {
+				steps = callee
 			}
 			id := fmt.Sprintf("conc-%d", i)
 			for _, s := range steps {
@@ -101,14 +112,8 @@ func TestStagedConcurrently(t *testing.T) {
 				b := append(sipMsg(id, s.msg), make([]byte, 700)...)
 				c.Tap(&transport.TapEvent{Dir: s.dir, Proto: transport.UDP, Local: edge, Remote: s.peer, Time: t0, Data: b})
 			}
-			if lead {
-				ahead.Store(int64(i + 1))
-			}
-		}
-	}
-	wg.Add(2)
-	go tapLeg(caller, true)
-	go tapLeg(callee, false)
+		})
+	}()
 	stop := make(chan struct{})
 	var rwg sync.WaitGroup
 	rwg.Add(1)
@@ -125,7 +130,7 @@ func TestStagedConcurrently(t *testing.T) {
 			c.Messages(fmt.Sprintf("conc-%d", i%calls))
 		}
 	}()
-	wg.Wait()
+	<-done
 	close(stop)
 	rwg.Wait()
 	for i := range calls {

@@ -24,10 +24,11 @@ import (
 // channel send, no wake-up per message. The batch's first packet wakes
 // the batcher goroutine (under a steady flow it is awake already), which
 // lets the next moments' packets join (its window, s.wait, or until the
-// batch holds swapBytes) and then sends the whole batch: to a single collector itself, to several through a queue
-// of batches and a goroutine per collector, so that a slow or absent
-// collector holds up neither SIP nor the others (a collector whose queue
-// is full drops that batch, its packets counted). SIP is never held up:
+// batch holds swapBytes) and then sends the whole batch: to a single
+// collector itself, to several through a queue of batches and a
+// goroutine per collector, so that a slow or absent collector holds up
+// neither SIP nor the others (a collector whose queue is full drops
+// that batch, its packets counted). SIP is never held up:
 // while a write takes, taps fill the next batch, and past maxBatchBytes
 // they drop (counted).
 //
