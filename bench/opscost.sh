@@ -41,6 +41,9 @@
 # phase, which moves one side alone by a quarter from run to run
 # (docs/PERFORMANCE.md), so the ratio of a pair says more than the ratio
 # of two runs one after the other. The machine carries twice the rate.
+# The two places are not alike (the "on" side on :5072 in odd pairs, on
+# :5070 in even ones): run an even number of pairs and read the mean of
+# the places, printed last.
 # The --max searches stay one after the other.
 #
 # --against OLD compares two builds with the features on instead: the
@@ -223,6 +226,18 @@ if [ "${#ratios[@]}" -gt 1 ]; then
 	printf '%s over %d pairs: median %s, sums %s\n' "$([ -n "$against" ] && echo new/old || echo on/off)" "${#ratios[@]}" \
 		"$(printf '%s\n' "${ratios[@]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NA"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')" \
 		"$(awk -v a="$sumn" -v b="$sumo" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "NA" }')" | tee -a "$out/summary.txt"
+fi
+# At once, the "on" side sits on :5072 in the odd pairs, where both of
+# sipp's ports hash to one reader of sipedge's, and on :5070 in the even
+# ones, where the legs are on two readers: one place magnifies the extra
+# work of a side and the other hides most of it (docs/PERFORMANCE.md,
+# "What a microsecond per message costs on this host"). The mean of the
+# two places' means follows the work itself.
+if [ "$concurrent" = 1 ] && [ "${#ratios[@]}" -ge 2 ]; then
+	printf '%s\n' "${ratios[@]}" | awk -v who="$([ -n "$against" ] && echo new/old || echo on/off)" '
+		$1 != "" { if (NR % 2) { odd += $1; no++ } else { even += $1; ne++ } }
+		END { if (no && ne) printf "%s by place: :5072 %.2f (pairs: %d), :5070 %.2f (pairs: %d), mean of the places %.2f\n", who, odd / no, no, even / ne, ne, (odd / no + even / ne) / 2 }' |
+		tee -a "$out/summary.txt"
 fi
 if [ "$max" = 1 ]; then
 	o=$(run "$([ -n "$against" ] && echo old || echo off)" off-max 5070 25000 --duration 5 --confirm 10 --call-rates "2000 4000 6000 8000")
