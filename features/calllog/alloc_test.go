@@ -15,6 +15,11 @@ import (
 // or a line in a buffer grown by half again, would each add hundreds of
 // bytes).
 func TestCallMemory(t *testing.T) {
+	if raceEnabled {
+		// The race detector's sync.Pool drops a quarter of what is put
+		// back, so the line buffers are made again at random.
+		t.Skip("bytes per call are not what they are without -race")
+	}
 	fx := newFixture(t)
 	reqs := make([]*proxy.Request, 400)
 	for i := range reqs {

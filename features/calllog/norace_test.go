@@ -1,0 +1,5 @@
+//go:build !race
+
+package calllog
+
+const raceEnabled = false
