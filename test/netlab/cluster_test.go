@@ -88,7 +88,7 @@ store:
 			"-key", "me", "alice", "-mi", "10.77.0.10", "-mp", "20000", "-m", "1", "-nostdin", "-timeout", "30s")
 	}()
 	time.Sleep(500 * time.Millisecond)
-	l.sipp(ctx, "uac-bob", "lan2", "203.0.113.11:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+	l.sipp(ctx, "uac-bob", "lan2", "203.0.113.11:5060", "-sf", uacRTP, "-s", "alice",
 		"-key", "dom", "sip.lab", "-key", "me", "bob", "-i", "10.78.0.10", "-p", "5060",
 		"-mi", "10.78.0.10", "-mp", "30000", "-m", "1", "-d", "3000")
 	if err := <-uas; err != nil {

@@ -67,7 +67,7 @@ func testFarEndUDP(t *testing.T, natType string) {
 		uas <- c
 	}()
 	time.Sleep(500 * time.Millisecond)
-	l.sipp(ctx, "uac-bob", "lan2", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+	l.sipp(ctx, "uac-bob", "lan2", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 		"-key", "dom", "203.0.113.10", "-key", "me", "bob", "-i", "10.78.0.10", "-p", "5060",
 		"-mi", "10.78.0.10", "-mp", "30000", "-m", "1", "-d", "3000")
 	if err := <-uas; err != nil {

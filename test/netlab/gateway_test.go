@@ -90,7 +90,7 @@ func testGateway(t *testing.T, natType string) {
 		defer cancel()
 		capLAN := l.capture("lan", "udp portrange 11000-11099")
 		capWAN := l.captureOn("wan", "br0", "udp port 30000")
-		l.sipp(ctx, "uac-in", "wan", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+		l.sipp(ctx, "uac-in", "wan", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 			"-key", "dom", "203.0.113.10", "-key", "me", "carol", "-i", "203.0.113.12", "-p", "5060",
 			"-mi", "203.0.113.12", "-mp", "30000", "-m", "1", "-d", "3000")
 		capLAN.stop()

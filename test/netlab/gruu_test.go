@@ -49,7 +49,6 @@ func testGRUUContactGetsACK(t *testing.T, natType string) {
 	l.kamailio()
 	l.sipedge("gw", gatewayConfig)
 	td, _ := filepath.Abs("testdata")
-	sip := filepath.Join(l.dir, "sip")
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
 
@@ -88,7 +87,7 @@ func testGRUUContactGetsACK(t *testing.T, natType string) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
-	uacErr := runIn(ctx, l, "wan", "sipp", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+	uacErr := runIn(ctx, l, "wan", "sipp", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 		"-key", "dom", "203.0.113.10", "-key", "me", "carol", "-i", "203.0.113.11", "-p", "5060",
 		"-mi", "203.0.113.11", "-mp", "30000", "-m", "1", "-d", strconv.Itoa(int(gruuCallHold/time.Millisecond)),
 		"-nostdin", "-timeout", "80s", "-trace_err", "-error_file", filepath.Join(l.tmp, "uac-gruu-errors.log"),
@@ -206,7 +205,7 @@ func TestNoInsideSourceOnOutside(t *testing.T) {
 			"-key", "me", "u2000", "-mi", "203.0.113.11", "-mp", "20000", "-m", "1", "-nostdin", "-timeout", "30s")
 	}()
 	time.Sleep(500 * time.Millisecond)
-	l.sipp(ctx, "uac-out", "lan", "10.77.0.1:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "2000",
+	l.sipp(ctx, "uac-out", "lan", "10.77.0.1:5060", "-sf", uacRTP, "-s", "2000",
 		"-key", "dom", "203.0.113.10", "-key", "me", "alice", "-i", "10.77.0.10", "-p", "5060",
 		"-mi", "10.77.0.10", "-mp", "30000", "-m", "1", "-d", "2000")
 	if err := <-uas; err != nil {
@@ -221,7 +220,7 @@ func TestNoInsideSourceOnOutside(t *testing.T) {
 			"-key", "me", "alice", "-mi", "10.77.0.10", "-mp", "20000", "-m", "1", "-nostdin", "-timeout", "30s")
 	}()
 	time.Sleep(500 * time.Millisecond)
-	l.sipp(ctx, "uac-in", "wan", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+	l.sipp(ctx, "uac-in", "wan", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 		"-key", "dom", "203.0.113.10", "-key", "me", "carol", "-i", "203.0.113.12", "-p", "5060",
 		"-mi", "203.0.113.12", "-mp", "30000", "-m", "1", "-d", "2000")
 	if err := <-uas; err != nil {

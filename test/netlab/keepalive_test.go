@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +28,7 @@ func TestKeepAliveHoldsNATMapping(t *testing.T) {
 	rtpCap := l.capture("lan", "udp portrange 11000-11099")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	sip := filepath.Join(l.dir, "sip")
-	l.sipp(ctx, "uac-bob", "lan2", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+	l.sipp(ctx, "uac-bob", "lan2", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 		"-key", "dom", "203.0.113.10", "-key", "me", "bob", "-i", "10.78.0.10", "-p", "5060",
 		"-mi", "10.78.0.10", "-mp", "30000", "-m", "1", "-d", "3000")
 	rtpCap.stop()

@@ -33,12 +33,11 @@ func TestKernelPath(t *testing.T) {
 	}
 	l.baresip("alice", "--ns", l.ns("lan"), "--ip", "10.77.0.10", "--user", "alice",
 		"--outbound", "sip:10.77.0.1:5060", "--source", "sine:660")
-	sip := filepath.Join(l.dir, "sip")
 
 	call := func(ctx context.Context, hold string) <-chan error {
 		done := make(chan error, 1)
 		go func() {
-			done <- runIn(ctx, l, "wan", "sipp", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+			done <- runIn(ctx, l, "wan", "sipp", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 				"-key", "dom", "203.0.113.10", "-key", "me", "carol", "-i", "203.0.113.12", "-p", "5060",
 				"-mi", "203.0.113.12", "-mp", "30000", "-m", "1", "-d", hold, "-nostdin", "-timeout", "30s")
 		}()
@@ -250,7 +249,7 @@ func TestKernelPathFarEnd(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	uac := make(chan error, 1)
 	go func() {
-		uac <- runIn(ctx, l, "lan2", "sipp", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+		uac <- runIn(ctx, l, "lan2", "sipp", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 			"-key", "dom", "203.0.113.10", "-key", "me", "bob", "-i", "10.78.0.10", "-p", "5060",
 			"-mi", "10.78.0.10", "-mp", "30000", "-m", "1", "-d", "6000", "-nostdin", "-timeout", "30s")
 	}()

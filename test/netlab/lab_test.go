@@ -21,6 +21,10 @@ import (
 	"time"
 )
 
+// uacRTP is the lab's sipp UAC scenario with RTP (sip/uac_rtp.xml) with
+// a late 180 or 183 allowed (testdata/uac_rtp.xml says why).
+var uacRTP, _ = filepath.Abs(filepath.Join("testdata", "uac_rtp.xml"))
+
 // labDir is ../shared/netlab beside the repository.
 func labDir(t *testing.T) string {
 	_, file, _, _ := runtime.Caller(0)

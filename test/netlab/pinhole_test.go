@@ -3,7 +3,6 @@ package netlab
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,13 +26,12 @@ func TestPinholes(t *testing.T) {
 	if ports := l.pinholes(); len(ports) != 0 {
 		t.Fatalf("pinholes open before any call: %v", ports)
 	}
-	sip := filepath.Join(l.dir, "sip")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	capLAN := l.capture("lan", "udp portrange 11000-11099")
 	done := make(chan error, 1)
 	go func() {
-		done <- runIn(ctx, l, "wan", "sipp", "203.0.113.10:5060", "-sf", filepath.Join(sip, "uac_rtp.xml"), "-s", "alice",
+		done <- runIn(ctx, l, "wan", "sipp", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 			"-key", "dom", "203.0.113.10", "-key", "me", "carol", "-i", "203.0.113.12", "-p", "5060",
 			"-mi", "203.0.113.12", "-mp", "30000", "-m", "1", "-d", "4000", "-nostdin", "-timeout", "30s")
 	}()
