@@ -39,7 +39,8 @@ func TestKernelPath(t *testing.T) {
 		go func() {
 			done <- runIn(ctx, l, "wan", "sipp", "203.0.113.10:5060", "-sf", uacRTP, "-s", "alice",
 				"-key", "dom", "203.0.113.10", "-key", "me", "carol", "-i", "203.0.113.12", "-p", "5060",
-				"-mi", "203.0.113.12", "-mp", "30000", "-m", "1", "-d", hold, "-nostdin", "-timeout", "30s")
+				"-mi", "203.0.113.12", "-mp", "30000", "-m", "1", "-d", hold, "-nostdin", "-timeout", "30s",
+				"-trace_msg", "-message_file", filepath.Join(l.tmp, "carol-messages.log"))
 		}()
 		return done
 	}
@@ -60,8 +61,13 @@ func TestKernelPath(t *testing.T) {
 	capWAN := l.captureOn("wan", "br0", "udp port 30000 or udp port 30001 or udp portrange 10000-10999")
 	done := call(ctx, "6000")
 	if n := waitDirections(2); n != 2 {
-		t.Fatalf("directions in the kernel during the call: %d, want 2 (the call: %s)\n%s\nsipedge log:\n%s",
-			n, callState(done), l.kernelRuleset("gw"), tail([]byte(l.logFile("sipedge")), 4000))
+		// alice's log says whether the INVITE reached her and what she
+		// answered: the call has been seen still running here.
+		alice, _ := os.ReadFile(filepath.Join(l.tmp, "alice", "log"))
+		carol, _ := os.ReadFile(filepath.Join(l.tmp, "carol-messages.log"))
+		t.Fatalf("directions in the kernel during the call: %d, want 2 (the call: %s)\n%s\nsipedge log:\n%s\n"+
+			"alice's baresip log:\n%s\ncarol's messages (sipp):\n%s",
+			n, callState(done), l.kernelRuleset("gw"), tail([]byte(l.logFile("sipedge")), 4000), tail(alice, 3000), tail(carol, 4000))
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("call: %v", err)
