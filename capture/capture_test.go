@@ -128,13 +128,16 @@ func TestTracking(t *testing.T) {
 	}
 }
 
+// callSteps are the 11 messages of a complete call (fullCall), which the
+// benchmarks tap too.
+var callSteps = []step{{in, alice, "INVITE"}, {out, alice, "100 INVITE"}, {out, bob, "INVITE"}, {in, bob, "200 INVITE"},
+	{out, alice, "200 INVITE"}, {in, alice, "ACK"}, {out, bob, "ACK"}, {in, alice, "BYE"}, {out, bob, "BYE"},
+	{in, bob, "200 BYE"}, {out, alice, "200 BYE"}}
+
 // A complete call, as seen on sipedge: the caller, sipedge on one socket
 // (received on a wildcard socket), the callee.
 func fullCall(c *Capture, id string, at time.Time) {
-	steps := []step{{in, alice, "INVITE"}, {out, alice, "100 INVITE"}, {out, bob, "INVITE"}, {in, bob, "200 INVITE"},
-		{out, alice, "200 INVITE"}, {in, alice, "ACK"}, {out, bob, "ACK"}, {in, alice, "BYE"}, {out, bob, "BYE"},
-		{in, bob, "200 BYE"}, {out, alice, "200 BYE"}}
-	for i, s := range steps {
+	for i, s := range callSteps {
 		local := edge
 		if s.dir == in {
 			local = anyAddr
@@ -357,9 +360,7 @@ func TestTapAllocs(t *testing.T) {
 // 2 048 calls in turn, so calls start, end and are forgotten as in
 // production) and of a REGISTER passed over.
 func BenchmarkTap(b *testing.B) {
-	steps := []step{{in, alice, "INVITE"}, {out, alice, "100 INVITE"}, {out, bob, "INVITE"}, {in, bob, "200 INVITE"},
-		{out, alice, "200 INVITE"}, {in, alice, "ACK"}, {out, bob, "ACK"}, {in, alice, "BYE"}, {out, bob, "BYE"},
-		{in, bob, "200 BYE"}, {out, alice, "200 BYE"}}
+	steps := callSteps
 	var evs []transport.TapEvent
 	for i := range 2048 {
 		for _, s := range steps {
@@ -391,9 +392,7 @@ func BenchmarkTap(b *testing.B) {
 // message itself is warm, as one just read or sent is. calls=16 keeps
 // everything in the cache; calls=4000 is ~4 000 calls/s with 1 s calls.
 func BenchmarkTapInProgress(b *testing.B) {
-	steps := []step{{in, alice, "INVITE"}, {out, alice, "100 INVITE"}, {out, bob, "INVITE"}, {in, bob, "200 INVITE"},
-		{out, alice, "200 INVITE"}, {in, alice, "ACK"}, {out, bob, "ACK"}, {in, alice, "BYE"}, {out, bob, "BYE"},
-		{in, bob, "200 BYE"}, {out, alice, "200 BYE"}}
+	steps := callSteps
 	// One message per step whose Call-ID ("bench-" and 12 digits) is
 	// rewritten in place before each tap.
 	const idDigits = 12
