@@ -55,19 +55,19 @@ fi
 
 install_pkgs "${need_pkgs[@]+"${need_pkgs[@]}"}"
 
-echo "== gofmt"
+echo "== gofmt (at ${SECONDS} s)"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$bad" ]; then
 	echo "gofmt: not formatted:"; echo "$bad"; exit 1
 fi
 
-echo "== go vet"
+echo "== go vet (at ${SECONDS} s)"
 go vet ./...
 
-echo "== go test -race"
+echo "== go test -race (at ${SECONDS} s)"
 go test -race -count=1 -timeout 10m ./...
 
-echo "== fuzz ($FUZZTIME per target)"
+echo "== fuzz ($FUZZTIME per target, at ${SECONDS} s)"
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
@@ -93,4 +93,4 @@ for pkg in $(go list ./...); do
 		printf '%s\n' "$out" | tail -3
 	done
 done
-echo "test.sh: all passed"
+echo "test.sh: all passed in ${SECONDS} s"
