@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sipedge/internal/race"
 )
 
 var testKey = []byte("0123456789abcdef")
@@ -167,7 +169,7 @@ func TestCounterConcurrent(t *testing.T) {
 }
 
 func TestCounterUseAllocatesNothing(t *testing.T) {
-	if testing.CoverMode() != "" || raceEnabled {
+	if testing.CoverMode() != "" || race.Enabled {
 		t.Skip("coverage counters and the race detector allocate")
 	}
 	n := NewNonces(testKey, time.Hour)

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"sipedge/internal/race"
 )
 
 // ref computes a response the long way, with the standard library's hash
@@ -325,7 +327,7 @@ func TestUnquote(t *testing.T) {
 }
 
 func TestVerifyAllocatesNothing(t *testing.T) {
-	if testing.CoverMode() != "" || raceEnabled {
+	if testing.CoverMode() != "" || race.Enabled {
 		t.Skip("coverage counters and the race detector allocate")
 	}
 	for a := MD5; a < numAlgorithms; a++ {

@@ -3,6 +3,8 @@ package digest
 import (
 	"testing"
 	"time"
+
+	"sipedge/internal/race"
 )
 
 func TestNonces(t *testing.T) {
@@ -73,7 +75,7 @@ func TestNonces(t *testing.T) {
 }
 
 func TestNonceCheckAllocatesNothing(t *testing.T) {
-	if testing.CoverMode() != "" || raceEnabled {
+	if testing.CoverMode() != "" || race.Enabled {
 		t.Skip("coverage counters and the race detector allocate")
 	}
 	n := NewNonces([]byte("0123456789abcdef"), time.Minute)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sipedge/internal/race"
 )
 
 const md5Hex = "939e7578ed9e3c518a452acee763bce9"
@@ -47,7 +49,7 @@ func TestParseUsers(t *testing.T) {
 		}
 	}
 	user, realm := []byte("bob"), []byte("sip.example.com")
-	if n := testing.AllocsPerRun(100, func() { u.Lookup(user, realm) }); n != 0 && !raceEnabled {
+	if n := testing.AllocsPerRun(100, func() { u.Lookup(user, realm) }); n != 0 && !race.Enabled {
 		t.Errorf("Lookup allocates %v times", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"sipedge/internal/race"
 	"sipedge/store"
 	"sipedge/transport"
 )
@@ -222,7 +223,7 @@ func TestInstanceIdentity(t *testing.T) {
 // 200's header block, and with a store its Commit, whether the binding is
 // found by URI or by +sip.instance (with or without reg-id).
 func TestRefreshAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
 	for _, withStore := range []bool{false, true} {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"sipedge/internal/race"
 )
 
 // editBase is the request most edit tests start from.
@@ -535,7 +537,7 @@ func TestRecycle(t *testing.T) {
 	// forwardEdits' own AppendTo(nil) is one; the Message (which escapes
 	// into Recycle's pool through its buffers' holder) at most one more.
 	// (The race detector's sync.Pool drops some of what it is given.)
-	if allocs > 2 && !raceEnabled {
+	if allocs > 2 && !race.Enabled {
 		t.Errorf("parse, edit, write and recycle: %.1f allocations, want at most 2", allocs)
 	}
 	if string(out) != want {
@@ -553,7 +555,7 @@ func TestAppendToOneAllocation(t *testing.T) {
 	}
 	forwardEdits(t, &m)
 	var out []byte
-	if n := testing.AllocsPerRun(100, func() { out = m.AppendTo(nil) }); n != 1 && !raceEnabled {
+	if n := testing.AllocsPerRun(100, func() { out = m.AppendTo(nil) }); n != 1 && !race.Enabled {
 		t.Errorf("AppendTo(nil) of an edited message: %.0f allocations, want 1", n)
 	}
 	if len(out) != m.Len() || cap(out) > m.Len()+64 {

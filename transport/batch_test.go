@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"sipedge/internal/race"
 )
 
 // SendBatch delivers every datagram of a mixed batch, from the listener's
@@ -103,7 +105,7 @@ func TestSendBatchStream(t *testing.T) {
 
 // A batch of datagrams costs no allocation.
 func TestSendBatchNoAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
 	l := startLayer(t, Config{Listen: []ListenSpec{{UDP, "127.0.0.1:0"}}}, newRecorder(nil))

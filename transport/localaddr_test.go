@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"sipedge/internal/race"
 )
 
 // LocalFor's choice, with the kernel's routes given (put in the cache
@@ -159,7 +161,7 @@ func TestTapLocalOfWildcard(t *testing.T) {
 // Choosing among several UDP listeners allocates nothing once the
 // destination is known.
 func TestUDPRoutedSendNoAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
 	l := startLayer(t, Config{Listen: []ListenSpec{{UDP, "127.0.0.2:0"}, {UDP, "127.0.0.1:0"}}}, newRecorder(nil))

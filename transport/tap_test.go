@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sipedge/internal/race"
 )
 
 func TestCallID(t *testing.T) {
@@ -325,7 +327,7 @@ func udpSink(tb testing.TB) netip.AddrPort {
 
 // Sending and receiving allocate nothing, tapped or not.
 func TestTapNoAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
 	done := make(chan struct{}, 1)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"sipedge/internal/race"
 	"sipedge/sip"
 )
 
@@ -279,7 +280,7 @@ func TestUDPSendFromListener(t *testing.T) {
 
 // The UDP receive path allocates nothing per datagram.
 func TestUDPReadPathNoAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
 	done := make(chan struct{}, 1)

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 
+	"sipedge/internal/race"
 	"sipedge/proxy"
 	"sipedge/proxy/proxytest"
 )
@@ -15,7 +16,7 @@ import (
 // or a line in a buffer grown by half again, would each add hundreds of
 // bytes).
 func TestCallMemory(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		// The race detector's sync.Pool drops a quarter of what is put
 		// back, so the line buffers are made again at random.
 		t.Skip("bytes per call are not what they are without -race")

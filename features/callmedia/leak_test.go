@@ -9,6 +9,7 @@ import (
 
 	"sipedge/features/callmedia"
 	"sipedge/features/dialogs"
+	"sipedge/internal/race"
 	"sipedge/media"
 	"sipedge/proxy"
 	"sipedge/proxy/proxytest"
@@ -26,7 +27,7 @@ func TestNoLeakAfterManyCalls(t *testing.T) {
 		t.Skip("10 000 calls")
 	}
 	calls := 10000
-	if raceEnabled {
+	if race.Enabled {
 		calls = 2000 // the race detector makes each call ~10x dearer
 	}
 	relay, err := media.New(media.Config{PortMin: 42000, PortMax: 42999})

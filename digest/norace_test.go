@@ -1,5 +1,0 @@
-//go:build !race
-
-package digest
-
-const raceEnabled = false

@@ -1,5 +1,0 @@
-//go:build !race
-
-package callmedia_test
-
-const raceEnabled = false

@@ -1,5 +1,0 @@
-//go:build !race
-
-package registrar
-
-const raceEnabled = false
